@@ -1,0 +1,1 @@
+//! The plugin runtime (issue 3).

@@ -1,0 +1,1 @@
+//! Test helper: daemon (to be written).

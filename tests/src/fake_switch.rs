@@ -1,0 +1,1 @@
+//! Test helper: fake_switch (to be written).

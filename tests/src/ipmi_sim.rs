@@ -1,0 +1,1 @@
+//! Test helper: ipmi_sim (to be written).

@@ -1,0 +1,9 @@
+//! Helpers that start real peers for the integration tests: the daemon, ipmi_sim, fake-switches.
+//!
+//! Every helper owns the processes it starts and stops them by PID on drop, so a failing test
+//! leaves nothing running.
+
+pub mod daemon;
+pub mod fake_switch;
+pub mod ipmi_sim;
+pub mod paths;

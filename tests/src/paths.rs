@@ -1,0 +1,52 @@
+//! Where the workspace's built artifacts are, building them on first use.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+
+/// The workspace root (the folder holding the top-level Cargo.toml).
+pub fn workspace_root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ sits inside the workspace")
+}
+
+/// The cargo target dir the test binary itself was built into.
+pub fn target_dir() -> PathBuf {
+    if let Ok(dir) = std::env::var("CARGO_TARGET_DIR") {
+        let dir = PathBuf::from(dir);
+        return if dir.is_absolute() { dir } else { workspace_root().join(dir) };
+    }
+    workspace_root().join("target")
+}
+
+/// A host binary of this workspace (`metalhost`, `metalhost-agent`), built if missing.
+pub fn host_binary(name: &str) -> PathBuf {
+    static BUILT: OnceLock<()> = OnceLock::new();
+    BUILT.get_or_init(|| {
+        let status = Command::new(env!("CARGO"))
+            .args(["build", "--quiet", "-p", "metalhost", "-p", "metalhost-agent"])
+            .current_dir(workspace_root())
+            .status()
+            .expect("run cargo build");
+        assert!(status.success(), "cargo build of the host binaries failed");
+    });
+    target_dir().join("debug").join(name)
+}
+
+/// A plugin component built for wasm32-wasip2 (`ipmitool`, `freeipmi`, `juniper`, test plugins...).
+/// All plugins are built once per test process; cargo makes concurrent builds safe.
+pub fn plugin_wasm(crate_name: &str) -> PathBuf {
+    static BUILT: OnceLock<()> = OnceLock::new();
+    let plugins = workspace_root().join("plugins");
+    BUILT.get_or_init(|| {
+        let status = Command::new(env!("CARGO"))
+            .args(["build", "--quiet", "--release", "--target", "wasm32-wasip2"])
+            .current_dir(&plugins)
+            .status()
+            .expect("run cargo build for plugins");
+        assert!(status.success(), "cargo build of the plugins failed");
+    });
+    let file = format!("{}.wasm", crate_name.replace('-', "_"));
+    plugins.join("target/wasm32-wasip2/release").join(file)
+}
