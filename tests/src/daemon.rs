@@ -1,1 +1,210 @@
-//! Test helper: daemon (to be written).
+//! Starts the real `metalhost` daemon on a free loopback port with a temporary data dir, and drives
+//! it over HTTP and through the real CLI binary.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use reqwest::{Method, StatusCode};
+use serde_json::Value;
+
+use crate::paths;
+
+pub const TOKEN: &str = "test-operator-token-0123456789";
+
+/// A running daemon; stopped (SIGTERM, then SIGKILL) on drop.
+pub struct Daemon {
+    child: Option<Child>,
+    pub url: String,
+    pub data_dir: PathBuf,
+    /// Keeps the temp dir alive as long as the daemon.
+    _dir: Option<tempfile::TempDir>,
+    config_path: PathBuf,
+    log_path: PathBuf,
+    http: reqwest::Client,
+}
+
+impl Daemon {
+    /// A daemon with no plugins and the given extra TOML appended to its config.
+    pub fn start_with(extra_config: &str) -> Daemon {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let data_dir = dir.path().join("data");
+        let config_path = dir.path().join("metalhost.toml");
+        let config = format!(
+            "listen = \"127.0.0.1:0\"\ndata_dir = \"{}\"\n[power_sync]\ninterval_s = 0\n{extra_config}\n",
+            data_dir.display()
+        );
+        std::fs::write(&config_path, config).expect("write config");
+        let log_path = dir.path().join("daemon.log");
+        let mut daemon = Daemon {
+            child: None,
+            url: String::new(),
+            data_dir,
+            _dir: Some(dir),
+            config_path,
+            log_path,
+            http: reqwest::Client::new(),
+        };
+        daemon.spawn();
+        daemon
+    }
+
+    pub fn start() -> Daemon {
+        Self::start_with("")
+    }
+
+    fn spawn(&mut self) {
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(&self.log_path).expect("open log");
+        let offset = log.metadata().map(|m| m.len()).unwrap_or(0);
+        let child = Command::new(paths::host_binary("metalhost"))
+            .args(["serve", "--config"])
+            .arg(&self.config_path)
+            .env("METALHOST_TOKEN", TOKEN)
+            .env("RUST_LOG", "info,metalhost=debug")
+            .env_remove("METALHOST_URL")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("dup log"))
+            .stderr(log)
+            .spawn()
+            .expect("start metalhost serve");
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let text = std::fs::read_to_string(&self.log_path).unwrap_or_default();
+            let fresh = text.get(offset as usize..).unwrap_or("");
+            if let Some(addr) = fresh.split("metalhost is serving addr=").nth(1) {
+                let addr: String = addr.chars().take_while(|c| !c.is_whitespace()).collect();
+                self.url = format!("http://{addr}");
+                return;
+            }
+            if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
+                panic!("metalhost exited with {status} before serving; log:\n{text}");
+            }
+            assert!(Instant::now() < deadline, "metalhost did not start in time; log:\n{text}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Stops the daemon with SIGTERM and waits for it to exit; returns its exit status code.
+    pub fn stop(&mut self) -> Option<i32> {
+        let mut child = self.child.take()?;
+        let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = child.try_wait() {
+                return status.code();
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        None
+    }
+
+    /// Kills the daemon with SIGKILL (no graceful shutdown), as a crash would.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    pub fn restart(&mut self) {
+        self.stop();
+        self.spawn();
+    }
+
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log_path).unwrap_or_default()
+    }
+
+    pub fn data_path(&self) -> &Path {
+        &self.data_dir
+    }
+
+    /// An HTTP call with the operator token; returns the status and the JSON body (Null if empty).
+    pub async fn call(&self, method: Method, path: &str, body: Option<&Value>) -> (StatusCode, Value) {
+        self.call_with_token(method, path, body, Some(TOKEN)).await
+    }
+
+    pub async fn call_with_token(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+        token: Option<&str>,
+    ) -> (StatusCode, Value) {
+        let mut request = self.http.request(method, format!("{}{path}", self.url));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        if let Some(body) = body {
+            request = request.json(body);
+        }
+        let response = request.send().await.expect("send request");
+        let status = response.status();
+        let text = response.text().await.expect("read body");
+        let value = if text.is_empty() { Value::Null } else { serde_json::from_str(&text).unwrap_or(Value::String(text)) };
+        (status, value)
+    }
+
+    pub async fn get(&self, path: &str) -> (StatusCode, Value) {
+        self.call(Method::GET, path, None).await
+    }
+
+    pub async fn post(&self, path: &str, body: &Value) -> (StatusCode, Value) {
+        self.call(Method::POST, path, Some(body)).await
+    }
+
+    pub async fn patch(&self, path: &str, body: &Value) -> (StatusCode, Value) {
+        self.call(Method::PATCH, path, Some(body)).await
+    }
+
+    pub async fn delete(&self, path: &str) -> (StatusCode, Value) {
+        self.call(Method::DELETE, path, None).await
+    }
+
+    /// Runs the real CLI against this daemon with the operator token in the environment.
+    pub fn cli(&self, args: &[&str]) -> Output {
+        self.cli_with_env(args, &[])
+    }
+
+    pub fn cli_with_env(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
+        let mut command = Command::new(paths::host_binary("metalhost"));
+        command.args(args).env("METALHOST_URL", &self.url).env("METALHOST_TOKEN", TOKEN);
+        for (k, v) in env {
+            command.env(k, v);
+        }
+        command.output().expect("run metalhost CLI")
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// The JSON body of a switch for `POST /v1/switches`.
+pub fn switch_body(name: &str, password: &str) -> Value {
+    serde_json::json!({
+        "name": name, "address": "127.0.0.1", "port": 830, "username": "admin",
+        "password": password, "driver": "juniper", "description": "rack 1 top",
+    })
+}
+
+/// The JSON body of node number `i` on `switch_id` for `POST /v1/nodes`.
+pub fn node_body(i: u32, switch_id: i64, bmc_password: &str) -> Value {
+    serde_json::json!({
+        "name": format!("node{i}"),
+        "mac": format!("52:54:00:{:02x}:{:02x}:{:02x}", (i >> 16) & 0xff, (i >> 8) & 0xff, i & 0xff),
+        "ip": format!("10.{}.{}.{}", (i >> 16) & 0xff, (i >> 8) & 0xff, i & 0xff),
+        "cpus": 8, "ram_mb": 16384, "disk_gb": 200,
+        "bmc_address": "127.0.0.1", "bmc_port": 623, "bmc_username": "admin", "bmc_password": bmc_password,
+        "power_driver": "ipmitool", "switch_id": switch_id, "switch_port": format!("ge-0/0/{i}"),
+    })
+}

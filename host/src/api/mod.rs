@@ -1,0 +1,28 @@
+//! The REST API: one module per resource, each with its own `router()`.
+
+mod auth;
+pub mod error;
+mod nodes;
+mod plugins;
+mod switches;
+mod validate;
+
+use axum::Router;
+use axum::routing::get;
+
+use crate::app::AppState;
+
+
+/// The whole API: the operator routes behind the bearer token, plus unauthenticated health.
+pub fn router(state: AppState) -> Router {
+    let operator = Router::new()
+        .merge(switches::router())
+        .merge(nodes::router())
+        .merge(plugins::router())
+        .route_layer(axum::middleware::from_fn_with_state(state.clone(), auth::require_operator));
+    Router::new()
+        .merge(operator)
+        .route("/healthz", get(|| async { "ok" }))
+        .layer(tower_http::trace::TraceLayer::new_for_http())
+        .with_state(state)
+}

@@ -1,0 +1,232 @@
+//! `/v1/nodes`: the node pool and its event log.
+
+use std::net::IpAddr;
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::routing::get;
+use axum::{Json, Router};
+use serde::{Deserialize, Serialize};
+
+use super::error::{ApiError, ApiJson, ApiResult};
+use super::validate;
+use crate::app::AppState;
+use crate::domain::{Hostname, MacAddr, Secret, SwitchId, SwitchPort};
+use crate::pool;
+use crate::store::events::{self, Event};
+use crate::store::nodes::{self, NewNode, Node, NodeUpdate};
+use crate::store::switches::Key;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/v1/nodes", get(list).post(create))
+        .route("/v1/nodes/{id}", get(show).patch(update).delete(remove))
+        .route("/v1/nodes/{id}/events", get(list_events))
+}
+
+/// A node as clients see it: no BMC password.
+#[derive(Debug, Serialize)]
+pub struct NodeView {
+    pub id: i64,
+    pub name: String,
+    pub mac: String,
+    pub ip: String,
+    pub cpus: u32,
+    pub ram_mb: u64,
+    pub disk_gb: u64,
+    pub bmc_address: String,
+    pub bmc_port: u16,
+    pub bmc_username: String,
+    pub power_driver: String,
+    pub switch_id: i64,
+    pub switch_port: String,
+    pub state: String,
+    pub power_state: String,
+    pub network: String,
+    pub vlan: Option<u16>,
+    pub maintenance: bool,
+    pub last_error: Option<String>,
+    pub instance_id: Option<i64>,
+    pub state_deadline: Option<i64>,
+}
+
+impl From<Node> for NodeView {
+    fn from(n: Node) -> Self {
+        NodeView {
+            id: n.id.0,
+            name: n.name,
+            mac: n.mac.to_string(),
+            ip: n.ip.to_string(),
+            cpus: n.cpus,
+            ram_mb: n.ram_mb,
+            disk_gb: n.disk_gb,
+            bmc_address: n.bmc_address,
+            bmc_port: n.bmc_port,
+            bmc_username: n.bmc_username,
+            power_driver: n.power_driver,
+            switch_id: n.switch_id.0,
+            switch_port: n.switch_port,
+            state: n.state.to_string(),
+            power_state: n.power_state.to_string(),
+            network: n.network.to_string(),
+            vlan: n.vlan,
+            maintenance: n.maintenance,
+            last_error: n.last_error,
+            instance_id: n.instance_id.map(|i| i.0),
+            state_deadline: n.state_deadline,
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateNode {
+    /// Defaults to `node-` and the MAC without separators.
+    name: Option<String>,
+    mac: String,
+    ip: String,
+    cpus: i64,
+    ram_mb: i64,
+    disk_gb: i64,
+    bmc_address: String,
+    /// IPMI over LAN listens on 623 by default.
+    bmc_port: Option<i64>,
+    bmc_username: String,
+    bmc_password: String,
+    power_driver: String,
+    switch_id: i64,
+    switch_port: String,
+}
+
+fn parse_ip(value: &str) -> Result<IpAddr, ApiError> {
+    value.parse().map_err(|_| ApiError::BadRequest(format!("invalid IP address {value:?}")))
+}
+
+impl CreateNode {
+    fn validate(self) -> Result<NewNode, ApiError> {
+        let mac: MacAddr = self.mac.parse()?;
+        let name = self.name.unwrap_or_else(|| format!("node-{}", mac.to_string().replace(':', "")));
+        validate::name("node name", &name)?;
+        validate::non_empty("bmc_username", &self.bmc_username)?;
+        validate::non_empty("bmc_password", &self.bmc_password)?;
+        validate::name("power_driver", &self.power_driver)?;
+        Ok(NewNode {
+            name,
+            mac,
+            ip: parse_ip(&self.ip)?,
+            cpus: validate::positive("cpus", self.cpus)?,
+            ram_mb: validate::positive("ram_mb", self.ram_mb)?,
+            disk_gb: validate::positive("disk_gb", self.disk_gb)?,
+            bmc_address: self.bmc_address.parse::<Hostname>()?,
+            bmc_port: validate::port("bmc_port", self.bmc_port.unwrap_or(623))?,
+            bmc_username: self.bmc_username,
+            bmc_password: Secret::new(self.bmc_password),
+            power_driver: self.power_driver,
+            switch_id: SwitchId(self.switch_id),
+            switch_port: self.switch_port.parse::<SwitchPort>()?,
+        })
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateNode {
+    name: Option<String>,
+    mac: Option<String>,
+    ip: Option<String>,
+    cpus: Option<i64>,
+    ram_mb: Option<i64>,
+    disk_gb: Option<i64>,
+    bmc_address: Option<String>,
+    bmc_port: Option<i64>,
+    bmc_username: Option<String>,
+    bmc_password: Option<String>,
+    power_driver: Option<String>,
+    switch_id: Option<i64>,
+    switch_port: Option<String>,
+    maintenance: Option<bool>,
+}
+
+impl UpdateNode {
+    fn validate(self) -> Result<NodeUpdate, ApiError> {
+        if let Some(name) = &self.name {
+            validate::name("node name", name)?;
+        }
+        if let Some(v) = &self.bmc_username {
+            validate::non_empty("bmc_username", v)?;
+        }
+        if let Some(v) = &self.bmc_password {
+            validate::non_empty("bmc_password", v)?;
+        }
+        if let Some(v) = &self.power_driver {
+            validate::name("power_driver", v)?;
+        }
+        Ok(NodeUpdate {
+            name: self.name,
+            mac: self.mac.map(|m| m.parse()).transpose()?,
+            ip: self.ip.as_deref().map(parse_ip).transpose()?,
+            cpus: self.cpus.map(|v| validate::positive("cpus", v)).transpose()?,
+            ram_mb: self.ram_mb.map(|v| validate::positive("ram_mb", v)).transpose()?,
+            disk_gb: self.disk_gb.map(|v| validate::positive("disk_gb", v)).transpose()?,
+            bmc_address: self.bmc_address.map(|a| a.parse()).transpose()?,
+            bmc_port: self.bmc_port.map(|p| validate::port("bmc_port", p)).transpose()?,
+            bmc_username: self.bmc_username,
+            bmc_password: self.bmc_password.map(Secret::new),
+            power_driver: self.power_driver,
+            switch_id: self.switch_id.map(SwitchId),
+            switch_port: self.switch_port.map(|p| p.parse()).transpose()?,
+            maintenance: self.maintenance,
+        })
+    }
+}
+
+async fn create(State(state): State<AppState>, ApiJson(req): ApiJson<CreateNode>) -> ApiResult<(StatusCode, Json<NodeView>)> {
+    let new = req.validate()?;
+    let node = state.store.call(move |c| nodes::insert(c, new)).await?;
+    tracing::info!(node = node.id.0, name = %node.name, mac = %node.mac, "node enrolled");
+    let node = pool::validate_node(&state, node.id).await?;
+    Ok((StatusCode::CREATED, Json(node.into())))
+}
+
+async fn list(State(state): State<AppState>) -> ApiResult<Json<Vec<NodeView>>> {
+    let all = state.store.call(|c| nodes::list(c)).await?;
+    Ok(Json(all.into_iter().map(NodeView::from).collect()))
+}
+
+async fn show(State(state): State<AppState>, Path(id): Path<String>) -> ApiResult<Json<NodeView>> {
+    let key = Key::parse(&id);
+    let node = state.store.call(move |c| nodes::get(c, &key)).await?;
+    Ok(Json(node.into()))
+}
+
+async fn update(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    ApiJson(req): ApiJson<UpdateNode>,
+) -> ApiResult<Json<NodeView>> {
+    let change = req.validate()?;
+    let key = Key::parse(&id);
+    let node = state.store.call(move |c| nodes::update(c, &key, change)).await?;
+    tracing::info!(node = node.id.0, "node updated");
+    let node = pool::validate_node(&state, node.id).await?;
+    Ok(Json(node.into()))
+}
+
+async fn remove(State(state): State<AppState>, Path(id): Path<String>) -> ApiResult<StatusCode> {
+    let key = Key::parse(&id);
+    state.store.call(move |c| nodes::delete(c, &key)).await?;
+    tracing::info!(node = %id, "node deleted");
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn list_events(State(state): State<AppState>, Path(id): Path<String>) -> ApiResult<Json<Vec<Event>>> {
+    let key = Key::parse(&id);
+    let list = state
+        .store
+        .call(move |c| {
+            let node = nodes::get(c, &key)?;
+            events::list(c, node.id)
+        })
+        .await?;
+    Ok(Json(list))
+}

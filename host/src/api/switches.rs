@@ -1,0 +1,112 @@
+//! `/v1/switches`: the switch registry.
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::routing::get;
+use axum::{Json, Router};
+use serde::{Deserialize, Serialize};
+
+use super::error::{ApiError, ApiJson, ApiResult};
+use super::validate;
+use crate::app::AppState;
+use crate::domain::{Hostname, Secret};
+use crate::store::switches::{self, Key, NewSwitch, Switch};
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/v1/switches", get(list).post(create))
+        .route("/v1/switches/{id}", get(show).delete(remove))
+}
+
+/// A switch as clients see it: no password.
+#[derive(Debug, Serialize)]
+pub struct SwitchView {
+    pub id: i64,
+    pub name: String,
+    pub address: String,
+    pub port: u16,
+    pub username: String,
+    pub driver: String,
+    pub description: String,
+    pub host_key: Option<String>,
+    pub host_key_pinned: bool,
+}
+
+impl From<Switch> for SwitchView {
+    fn from(s: Switch) -> Self {
+        SwitchView {
+            id: s.id.0,
+            name: s.name,
+            address: s.address,
+            port: s.port,
+            username: s.username,
+            driver: s.driver,
+            description: s.description,
+            host_key: s.host_key,
+            host_key_pinned: s.host_key_pinned,
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateSwitch {
+    /// Defaults to the address.
+    name: Option<String>,
+    address: String,
+    /// NETCONF over SSH listens on 830 by default.
+    port: Option<i64>,
+    username: String,
+    password: String,
+    driver: String,
+    #[serde(default)]
+    description: String,
+    /// Pin the SSH host key (`SHA256:...`) instead of trusting the first one seen.
+    host_key: Option<String>,
+}
+
+async fn create(State(state): State<AppState>, ApiJson(req): ApiJson<CreateSwitch>) -> ApiResult<(StatusCode, Json<SwitchView>)> {
+    let address: Hostname = req.address.parse()?;
+    let name = req.name.unwrap_or_else(|| address.to_string());
+    validate::name("switch name", &name)?;
+    let port = validate::port("port", req.port.unwrap_or(830))?;
+    validate::non_empty("username", &req.username)?;
+    validate::non_empty("password", &req.password)?;
+    validate::name("driver", &req.driver)?;
+    if let Some(key) = &req.host_key {
+        if !key.starts_with("SHA256:") || key.len() < 20 {
+            return Err(ApiError::BadRequest(format!("invalid host_key {key:?}: expected an OpenSSH fingerprint SHA256:...")));
+        }
+    }
+    let new = NewSwitch {
+        name,
+        address,
+        port,
+        username: req.username,
+        password: Secret::new(req.password),
+        driver: req.driver,
+        description: req.description,
+        pinned_host_key: req.host_key,
+    };
+    let switch = state.store.call(move |c| switches::insert(c, new)).await?;
+    tracing::info!(switch = switch.id.0, name = %switch.name, "switch added");
+    Ok((StatusCode::CREATED, Json(switch.into())))
+}
+
+async fn list(State(state): State<AppState>) -> ApiResult<Json<Vec<SwitchView>>> {
+    let all = state.store.call(|c| switches::list(c)).await?;
+    Ok(Json(all.into_iter().map(SwitchView::from).collect()))
+}
+
+async fn show(State(state): State<AppState>, Path(id): Path<String>) -> ApiResult<Json<SwitchView>> {
+    let key = Key::parse(&id);
+    let switch = state.store.call(move |c| switches::get(c, &key)).await?;
+    Ok(Json(switch.into()))
+}
+
+async fn remove(State(state): State<AppState>, Path(id): Path<String>) -> ApiResult<StatusCode> {
+    let key = Key::parse(&id);
+    state.store.call(move |c| switches::delete(c, &key)).await?;
+    tracing::info!(switch = %id, "switch deleted");
+    Ok(StatusCode::NO_CONTENT)
+}

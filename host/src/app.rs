@@ -1,0 +1,130 @@
+//! Startup: build the daemon from a [`Config`], bind its port, and run it until told to stop.
+//!
+//! `App::build` is separate from `App::run` so tests and benchmarks can start the real daemon on
+//! port 0 and learn the bound address.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use anyhow::Context;
+use crate::drivers::PluginHost;
+use rand::RngCore;
+use tokio::net::TcpListener;
+
+use crate::config::Config;
+use crate::domain::Secret;
+use crate::store::Store;
+
+/// Everything a request handler or a background task needs; cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    pub store: Store,
+    pub plugins: Arc<PluginHost>,
+    pub operator_token: Arc<Secret>,
+    pub config: Arc<Config>,
+}
+
+pub struct App {
+    listener: TcpListener,
+    state: AppState,
+}
+
+impl App {
+    pub async fn build(config: Config) -> anyhow::Result<App> {
+        std::fs::create_dir_all(&config.data_dir)
+            .with_context(|| format!("cannot create data dir {}", config.data_dir.display()))?;
+        restrict_permissions(&config.data_dir);
+        let operator_token = match &config.token {
+            Some(token) => token.clone(),
+            None => generated_token(&config)?,
+        };
+        let db_path = config.database_path();
+        let store = tokio::task::spawn_blocking(move || Store::open(&db_path))
+            .await
+            .context("database open task failed")?
+            .with_context(|| format!("cannot open database {}", config.database_path().display()))?;
+
+        let plugins = PluginHost::new(&config.data_dir.join("plugin-cache")).context("cannot start the plugin runtime")?;
+        for status in plugins.load(&config.plugins).await {
+            match &status.error {
+                None => tracing::info!(plugin = %status.name, kind = ?status.kind, version = %status.version, "plugin loaded"),
+                Some(reason) => tracing::warn!(plugin = %status.name, %reason, "plugin not loaded"),
+            }
+        }
+
+        let listener = TcpListener::bind(config.listen)
+            .await
+            .with_context(|| format!("cannot listen on {}", config.listen))?;
+        let state = AppState {
+            store,
+            plugins: Arc::new(plugins),
+            operator_token: Arc::new(operator_token),
+            config: Arc::new(config),
+        };
+        Ok(App { listener, state })
+    }
+
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    /// Serves until `shutdown` completes, then finishes in-flight requests and returns.
+    pub async fn run(self, shutdown: impl std::future::Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+        let App { listener, state } = self;
+        crate::pool::revalidate_enrolled(&state).await;
+        let background = crate::pool::spawn_background(state.clone());
+        let addr = listener.local_addr()?;
+        tracing::info!(%addr, "metalhost is serving");
+        let result = axum::serve(listener, crate::api::router(state)).with_graceful_shutdown(shutdown).await;
+        background.abort();
+        tracing::info!("metalhost stopped");
+        result.context("server failed")
+    }
+}
+
+/// Without a configured token the daemon makes one and keeps it in the data dir (mode 0600),
+/// so a fresh install is never open to anyone who can reach the port.
+fn generated_token(config: &Config) -> anyhow::Result<Secret> {
+    let path = config.data_dir.join("operator-token");
+    if let Ok(existing) = std::fs::read_to_string(&path) {
+        return Ok(Secret::new(existing.trim()));
+    }
+    let mut bytes = [0u8; 32];
+    rand::thread_rng().fill_bytes(&mut bytes);
+    let token = hex::encode(bytes);
+    write_private(&path, &token).with_context(|| format!("cannot write {}", path.display()))?;
+    tracing::warn!(file = %path.display(), "no operator token configured: generated one into this file");
+    Ok(Secret::new(token))
+}
+
+fn write_private(path: &std::path::Path, contents: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut file = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path)?;
+    file.write_all(contents.as_bytes())
+}
+
+fn restrict_permissions(dir: &std::path::Path) {
+    use std::os::unix::fs::PermissionsExt;
+    // The database holds BMC and switch passwords.
+    if let Err(e) = std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)) {
+        tracing::warn!(dir = %dir.display(), "cannot restrict data dir permissions: {e}");
+    }
+}
+
+/// Resolves on SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = match signal(SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!("cannot listen for SIGTERM: {e}");
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT: shutting down"),
+        _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
+    }
+}

@@ -1,0 +1,83 @@
+//! The `metalhost` command line: `serve` runs the daemon, every other command talks to it over REST.
+
+pub mod client;
+mod node;
+pub mod output;
+mod plugin;
+mod switch;
+
+use clap::{Parser, Subcommand};
+use serde_json::Value;
+
+use crate::config::ServeArgs;
+use client::{CliError, Client};
+
+#[derive(Debug, Parser)]
+#[command(name = "metalhost", version, about = "Bare-metal instances with sandboxed WebAssembly drivers")]
+pub struct Cli {
+    /// The daemon's API URL.
+    #[arg(long, global = true, env = "METALHOST_URL", default_value = "http://127.0.0.1:8080")]
+    pub url: String,
+    /// The operator API token (prefer the env var: flags show up in `ps`).
+    #[arg(long, global = true, env = "METALHOST_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// Print JSON instead of tables.
+    #[arg(long, global = true)]
+    pub json: bool,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the daemon.
+    Serve(ServeArgs),
+    /// Manage the switch registry.
+    #[command(subcommand)]
+    Switch(switch::SwitchCommand),
+    /// Manage the node pool.
+    #[command(subcommand)]
+    Node(node::NodeCommand),
+    /// Inspect the loaded driver plugins.
+    #[command(subcommand)]
+    Plugin(plugin::PluginCommand),
+}
+
+/// How a command's answer is shown.
+pub struct Printer {
+    pub json: bool,
+}
+
+impl Printer {
+    pub fn list(&self, value: &Value, columns: &[(&str, &str)]) {
+        if self.json { output::json(value) } else { output::table(value, columns) }
+    }
+
+    pub fn one(&self, value: &Value) {
+        if self.json { output::json(value) } else { output::record(value) }
+    }
+
+    pub fn done(&self, message: &str) {
+        if self.json {
+            output::json(&serde_json::json!({ "ok": true, "message": message }));
+        } else {
+            println!("{message}");
+        }
+    }
+}
+
+pub async fn run_client(cli: Cli) -> Result<(), CliError> {
+    let client = Client::new(&cli.url, cli.token.clone());
+    let printer = Printer { json: cli.json };
+    match cli.command {
+        Command::Serve(_) => Err(CliError::Usage("serve is not a client command".into())),
+        Command::Switch(cmd) => switch::run(&client, &printer, cmd).await,
+        Command::Node(cmd) => node::run(&client, &printer, cmd).await,
+        Command::Plugin(cmd) => plugin::run(&client, &printer, cmd).await,
+    }
+}
+
+/// Path segments come from the operator: keep them from escaping the resource path.
+pub fn segment(value: &str) -> String {
+    value.chars().filter(|c| c.is_ascii_alphanumeric() || "-_.:".contains(*c)).collect()
+}

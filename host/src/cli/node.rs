@@ -1,0 +1,166 @@
+//! `metalhost node ...`
+
+use std::path::PathBuf;
+
+use clap::{Args, Subcommand};
+use serde_json::{Map, Value, json};
+
+use super::client::{CliError, Client, secret_from};
+use super::{Printer, segment};
+
+#[derive(Debug, Subcommand)]
+pub enum NodeCommand {
+    /// Enrol a node (reference design: `nodemanager add <ip> <mac> <cpus> <ram> <hdd> <ipmihost> <ipmiuser>
+    /// <ipmipass> <switchid> <switchport>`).
+    Add(AddNode),
+    /// List nodes.
+    List,
+    /// Show one node (by id or name).
+    Show { node: String },
+    /// Change a node's fields; only the flags given change.
+    Update(UpdateNode),
+    /// Delete a node that holds no instance.
+    Delete { node: String },
+    /// Show a node's state changes and workflow steps.
+    Events { node: String },
+}
+
+#[derive(Debug, Args)]
+pub struct AddNode {
+    /// A unique name; defaults to node-<mac>.
+    #[arg(long)]
+    name: Option<String>,
+    /// MAC address of the NIC on the provisioning network.
+    #[arg(long)]
+    mac: String,
+    /// The node's IP address.
+    #[arg(long)]
+    ip: String,
+    #[arg(long)]
+    cpus: i64,
+    #[arg(long)]
+    ram_mb: i64,
+    #[arg(long)]
+    disk_gb: i64,
+    #[arg(long)]
+    bmc_address: String,
+    #[arg(long, default_value_t = 623)]
+    bmc_port: i64,
+    #[arg(long)]
+    bmc_username: String,
+    /// Prefer `--bmc-password-file` or the env var: flags show up in `ps`.
+    #[arg(long, env = "METALHOST_BMC_PASSWORD", hide_env_values = true)]
+    bmc_password: Option<String>,
+    #[arg(long)]
+    bmc_password_file: Option<PathBuf>,
+    /// The power plugin, as listed by `metalhost plugin list`.
+    #[arg(long)]
+    power_driver: String,
+    #[arg(long)]
+    switch_id: i64,
+    #[arg(long)]
+    switch_port: String,
+}
+
+#[derive(Debug, Args)]
+pub struct UpdateNode {
+    node: String,
+    #[arg(long)]
+    name: Option<String>,
+    #[arg(long)]
+    mac: Option<String>,
+    #[arg(long)]
+    ip: Option<String>,
+    #[arg(long)]
+    cpus: Option<i64>,
+    #[arg(long)]
+    ram_mb: Option<i64>,
+    #[arg(long)]
+    disk_gb: Option<i64>,
+    #[arg(long)]
+    bmc_address: Option<String>,
+    #[arg(long)]
+    bmc_port: Option<i64>,
+    #[arg(long)]
+    bmc_username: Option<String>,
+    #[arg(long, env = "METALHOST_BMC_PASSWORD", hide_env_values = true)]
+    bmc_password: Option<String>,
+    #[arg(long)]
+    bmc_password_file: Option<PathBuf>,
+    #[arg(long)]
+    power_driver: Option<String>,
+    #[arg(long)]
+    switch_id: Option<i64>,
+    #[arg(long)]
+    switch_port: Option<String>,
+    /// Stop (true) or allow (false) automatic actions on this node.
+    #[arg(long)]
+    maintenance: Option<bool>,
+}
+
+pub const NODE_COLUMNS: &[(&str, &str)] = &[
+    ("ID", "id"),
+    ("NAME", "name"),
+    ("MAC", "mac"),
+    ("IP", "ip"),
+    ("CPUS", "cpus"),
+    ("RAM_MB", "ram_mb"),
+    ("DISK_GB", "disk_gb"),
+    ("STATE", "state"),
+    ("POWER", "power_state"),
+    ("NETWORK", "network"),
+    ("MAINT", "maintenance"),
+    ("LAST_ERROR", "last_error"),
+];
+
+pub async fn run(client: &Client, out: &Printer, cmd: NodeCommand) -> Result<(), CliError> {
+    match cmd {
+        NodeCommand::Add(a) => {
+            let password = secret_from(a.bmc_password, a.bmc_password_file.as_deref(), "BMC password")?.ok_or_else(|| {
+                CliError::Usage("a BMC password is needed: --bmc-password-file, --bmc-password or METALHOST_BMC_PASSWORD".into())
+            })?;
+            let body = json!({
+                "name": a.name, "mac": a.mac, "ip": a.ip, "cpus": a.cpus, "ram_mb": a.ram_mb, "disk_gb": a.disk_gb,
+                "bmc_address": a.bmc_address, "bmc_port": a.bmc_port, "bmc_username": a.bmc_username,
+                "bmc_password": password, "power_driver": a.power_driver, "switch_id": a.switch_id,
+                "switch_port": a.switch_port,
+            });
+            out.one(&client.post("/v1/nodes", &body).await?);
+        }
+        NodeCommand::List => out.list(&client.get("/v1/nodes").await?, NODE_COLUMNS),
+        NodeCommand::Show { node } => out.one(&client.get(&format!("/v1/nodes/{}", segment(&node))).await?),
+        NodeCommand::Update(u) => {
+            let password = secret_from(u.bmc_password, u.bmc_password_file.as_deref(), "BMC password")?;
+            let mut body = Map::new();
+            let mut put = |key: &str, value: Option<Value>| {
+                if let Some(v) = value {
+                    body.insert(key.to_owned(), v);
+                }
+            };
+            put("name", u.name.map(Value::from));
+            put("mac", u.mac.map(Value::from));
+            put("ip", u.ip.map(Value::from));
+            put("cpus", u.cpus.map(Value::from));
+            put("ram_mb", u.ram_mb.map(Value::from));
+            put("disk_gb", u.disk_gb.map(Value::from));
+            put("bmc_address", u.bmc_address.map(Value::from));
+            put("bmc_port", u.bmc_port.map(Value::from));
+            put("bmc_username", u.bmc_username.map(Value::from));
+            put("bmc_password", password.map(Value::from));
+            put("power_driver", u.power_driver.map(Value::from));
+            put("switch_id", u.switch_id.map(Value::from));
+            put("switch_port", u.switch_port.map(Value::from));
+            put("maintenance", u.maintenance.map(Value::from));
+            out.one(&client.patch(&format!("/v1/nodes/{}", segment(&u.node)), &Value::Object(body)).await?);
+        }
+        NodeCommand::Delete { node } => {
+            client.delete(&format!("/v1/nodes/{}", segment(&node))).await?;
+            out.done(&format!("node {node} deleted"));
+        }
+        NodeCommand::Events { node } => {
+            let list = client.get(&format!("/v1/nodes/{}/events", segment(&node))).await?;
+            out.list(&list, &[("AT", "at"), ("KIND", "kind"), ("FROM", "from_state"), ("TO", "to_state"), ("MS", "duration_ms"), ("MESSAGE", "message")]);
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,170 @@
+//! Daemon configuration: a TOML file, overridden by flags and environment variables.
+//!
+//! Parsed once at startup into typed values and passed explicitly; unknown keys are errors.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::domain::Secret;
+
+/// Flags of `metalhost serve`. Each overrides the same key of the config file.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ServeArgs {
+    /// TOML config file (see README "Config"). Without it, built-in defaults are used.
+    #[arg(long, env = "METALHOST_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Address the REST API listens on (operator and agent API).
+    #[arg(long, env = "METALHOST_LISTEN")]
+    pub listen: Option<SocketAddr>,
+    /// Directory for the SQLite database, uploaded images and caches.
+    #[arg(long, env = "METALHOST_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// The operator token, from the global `--token` / `METALHOST_TOKEN`.
+    #[arg(skip)]
+    pub token: Option<String>,
+    /// Base URL under which agents on the provisioning network reach this daemon.
+    #[arg(long, env = "METALHOST_PUBLIC_URL")]
+    pub public_url: Option<String>,
+    /// Log as JSON lines instead of text.
+    #[arg(long, env = "METALHOST_LOG_JSON")]
+    pub log_json: bool,
+}
+
+/// The config file. Every section is optional.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    pub listen: Option<SocketAddr>,
+    pub data_dir: Option<PathBuf>,
+    pub token: Option<String>,
+    /// A file holding the operator token (first line).
+    pub token_file: Option<PathBuf>,
+    pub public_url: Option<String>,
+    pub log_json: Option<bool>,
+    #[serde(default)]
+    pub power_sync: PowerSyncConfig,
+    #[serde(default, rename = "plugin")]
+    pub plugins: Vec<crate::drivers::PluginSpec>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PowerSyncConfig {
+    /// Seconds between two sweeps; 0 turns the sync off.
+    pub interval_s: u64,
+    /// How many BMCs are asked at once.
+    pub concurrency: usize,
+}
+
+impl Default for PowerSyncConfig {
+    fn default() -> Self {
+        PowerSyncConfig { interval_s: 60, concurrency: 16 }
+    }
+}
+
+/// The resolved configuration the daemon runs with.
+#[derive(Debug)]
+pub struct Config {
+    pub listen: SocketAddr,
+    pub data_dir: PathBuf,
+    /// None: a token is generated and written to `<data_dir>/operator-token`.
+    pub token: Option<Secret>,
+    pub public_url: Option<String>,
+    pub log_json: bool,
+    pub power_sync: PowerSyncConfig,
+    pub plugins: Vec<crate::drivers::PluginSpec>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("invalid config file {path}: {source}")]
+    Parse { path: PathBuf, source: Box<toml::de::Error> },
+    #[error("invalid config: {0}")]
+    Invalid(String),
+}
+
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
+
+impl Config {
+    pub fn load(args: &ServeArgs) -> Result<Config, ConfigError> {
+        let file = match &args.config {
+            Some(path) => parse_file(path)?,
+            None => FileConfig::default(),
+        };
+        let token = match (&args.token, &file.token, &file.token_file) {
+            (Some(t), _, _) | (None, Some(t), _) => Some(Secret::new(t.trim())),
+            (None, None, Some(path)) => {
+                let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.clone(), source })?;
+                Some(Secret::new(text.lines().next().unwrap_or("").trim()))
+            }
+            (None, None, None) => None,
+        };
+        if token.as_ref().is_some_and(|t| t.expose().len() < 16) {
+            return Err(ConfigError::Invalid("the operator token must be at least 16 characters".into()));
+        }
+        let listen = args.listen.or(file.listen).unwrap_or_else(default_listen);
+        let public_url = args.public_url.clone().or(file.public_url).map(|u| u.trim_end_matches('/').to_owned());
+        Ok(Config {
+            listen,
+            data_dir: args.data_dir.clone().or(file.data_dir).unwrap_or_else(|| PathBuf::from("/var/lib/metalhost")),
+            token,
+            public_url,
+            log_json: args.log_json || file.log_json.unwrap_or(false),
+            power_sync: file.power_sync,
+            plugins: file.plugins,
+        })
+    }
+
+    pub fn database_path(&self) -> PathBuf {
+        self.data_dir.join("metalhost.db")
+    }
+
+    pub fn power_sync_interval(&self) -> Option<Duration> {
+        (self.power_sync.interval_s > 0).then(|| Duration::from_secs(self.power_sync.interval_s))
+    }
+}
+
+fn default_listen() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 8080))
+}
+
+fn parse_file(path: &Path) -> Result<FileConfig, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
+    toml::from_str(&text).map_err(|source| ConfigError::Parse { path: path.to_owned(), source: Box::new(source) })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unknown_keys_are_errors() {
+        let err = toml::from_str::<FileConfig>("listen = \"127.0.0.1:1\"\nlisten_port = 3\n").unwrap_err();
+        assert!(err.to_string().contains("listen_port"), "{err}");
+        let err = toml::from_str::<FileConfig>("[power_sync]\nintervall_s = 3\n").unwrap_err();
+        assert!(err.to_string().contains("intervall_s"), "{err}");
+    }
+
+    #[test]
+    fn flags_override_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        std::fs::write(&path, "listen = \"127.0.0.1:1111\"\ntoken = \"file-token-0123456789\"\n").unwrap();
+        let args = ServeArgs {
+            config: Some(path),
+            listen: Some("127.0.0.1:2222".parse().unwrap()),
+            data_dir: None,
+            token: None,
+            public_url: None,
+            log_json: false,
+        };
+        let config = Config::load(&args).unwrap();
+        assert_eq!(config.listen.port(), 2222);
+        assert_eq!(config.token.unwrap().expose(), "file-token-0123456789");
+    }
+}

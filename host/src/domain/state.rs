@@ -1,0 +1,158 @@
+//! The node lifecycle (DESIGN §2) and the other small state enums, with their string forms.
+
+use std::fmt;
+use std::str::FromStr;
+
+use super::ParseError;
+
+/// Generates `as_str`, `Display` and `FromStr` from one table of variants and their wire names.
+macro_rules! string_enum {
+    ($(#[$meta:meta])* $name:ident { $($variant:ident => $text:literal),+ $(,)? }) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        pub enum $name { $($variant),+ }
+
+        impl $name {
+            pub const ALL: &'static [$name] = &[$($name::$variant),+];
+
+            pub fn as_str(self) -> &'static str {
+                match self { $($name::$variant => $text),+ }
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+
+        impl FromStr for $name {
+            type Err = ParseError;
+            fn from_str(s: &str) -> Result<Self, Self::Err> {
+                match s {
+                    $($text => Ok($name::$variant),)+
+                    _ => Err(ParseError(format!(
+                        concat!("invalid ", stringify!($name), " {:?}: expected one of {}"),
+                        s,
+                        [$($text),+].join(", ")
+                    ))),
+                }
+            }
+        }
+    };
+}
+
+string_enum!(
+    /// Where a node is in its life. Persisted before any side effect.
+    ProvisionState {
+        Enrolled => "enrolled",
+        Available => "available",
+        Deploying => "deploying",
+        WaitAgent => "wait-agent",
+        Activating => "activating",
+        Active => "active",
+        Deleting => "deleting",
+        Cleaning => "cleaning",
+        Error => "error",
+    }
+);
+
+impl ProvisionState {
+    /// States in which a workflow is running: each has a deadline and ends in a stable state or `error`.
+    pub fn is_transitional(self) -> bool {
+        matches!(
+            self,
+            Self::Deploying | Self::WaitAgent | Self::Activating | Self::Deleting | Self::Cleaning
+        )
+    }
+
+    /// States in which the node's agent may call in.
+    pub fn expects_agent(self) -> bool {
+        matches!(self, Self::WaitAgent | Self::Cleaning)
+    }
+
+    /// The lifecycle's edges. Any state may fail into `error`.
+    pub fn can_become(self, to: ProvisionState) -> bool {
+        use ProvisionState::*;
+        if to == Error {
+            return true;
+        }
+        matches!(
+            (self, to),
+            (Enrolled, Available)
+                | (Available, Enrolled)
+                | (Available, Deploying)
+                | (Deploying, WaitAgent)
+                | (WaitAgent, Activating)
+                | (Activating, Active)
+                | (Active, Deleting)
+                | (Deleting, Cleaning)
+                | (Deleting, Available)
+                | (Cleaning, Available)
+                | (Error, Deleting)
+                | (Error, Cleaning)
+                | (Error, Available)
+                | (Error, Enrolled)
+        )
+    }
+}
+
+string_enum!(
+    /// The last power state read from (or set on) the BMC.
+    PowerState {
+        On => "on",
+        Off => "off",
+        Unknown => "unknown",
+    }
+);
+
+string_enum!(
+    /// Which network a node's switch port is on.
+    NetworkKind {
+        Provisioning => "provisioning",
+        Tenant => "tenant",
+        Unknown => "unknown",
+    }
+);
+
+string_enum!(
+    TaskKind {
+        Deploy => "deploy",
+        Clean => "clean",
+    }
+);
+
+string_enum!(
+    /// An agent task: pending until the agent fetches it, running until it reports.
+    TaskState {
+        Pending => "pending",
+        Running => "running",
+        Succeeded => "succeeded",
+        Failed => "failed",
+    }
+);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn states_round_trip_through_strings() {
+        for s in ProvisionState::ALL {
+            assert_eq!(s.as_str().parse::<ProvisionState>().unwrap(), *s);
+        }
+        assert!("bogus".parse::<ProvisionState>().is_err());
+    }
+
+    #[test]
+    fn lifecycle_edges() {
+        use ProvisionState::*;
+        let path = [Enrolled, Available, Deploying, WaitAgent, Activating, Active, Deleting, Cleaning, Available];
+        for pair in path.windows(2) {
+            assert!(pair[0].can_become(pair[1]), "{} -> {}", pair[0], pair[1]);
+        }
+        assert!(!Available.can_become(Active));
+        assert!(!Active.can_become(Available));
+        assert!(Active.can_become(Error));
+    }
+}

@@ -1,0 +1,105 @@
+//! The SQLite store: one connection owned by one thread, so no rusqlite call runs on an async worker.
+//!
+//! Callers send closures with [`Store::call`] and await the answer. Transactions are short and never
+//! span a plugin call.
+
+mod migrations;
+pub mod events;
+pub mod nodes;
+pub mod switches;
+
+use std::path::Path;
+use std::sync::mpsc;
+
+use rusqlite::Connection;
+use tokio::sync::oneshot;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("{0} not found")]
+    NotFound(String),
+    /// The request collides with what exists (duplicate, still in use).
+    #[error("{0}")]
+    Conflict(String),
+    /// The request refers to something that does not exist or is in the wrong state.
+    #[error("{0}")]
+    Unprocessable(String),
+    #[error("database error: {0}")]
+    Db(#[from] rusqlite::Error),
+    #[error("database migration failed: {0}")]
+    Migration(String),
+    #[error("the database thread has stopped")]
+    Closed,
+}
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+type Job = Box<dyn FnOnce(&mut Connection) + Send>;
+
+/// A cheap, cloneable handle to the database thread.
+#[derive(Clone)]
+pub struct Store {
+    jobs: mpsc::Sender<Job>,
+}
+
+impl Store {
+    /// Opens (or creates) the database, applies pending migrations, and starts its thread.
+    pub fn open(path: &Path) -> Result<Store> {
+        let mut conn = Connection::open(path)?;
+        configure(&conn)?;
+        migrations::apply(&mut conn)?;
+        Ok(Self::spawn(conn))
+    }
+
+    /// An in-memory database, for tests of pure store logic.
+    #[cfg(test)]
+    pub fn open_in_memory() -> Result<Store> {
+        let mut conn = Connection::open_in_memory()?;
+        configure(&conn)?;
+        migrations::apply(&mut conn)?;
+        Ok(Self::spawn(conn))
+    }
+
+    fn spawn(mut conn: Connection) -> Store {
+        let (jobs, rx) = mpsc::channel::<Job>();
+        std::thread::Builder::new()
+            .name("metalhost-store".into())
+            .spawn(move || {
+                // Ends when every Store handle is dropped.
+                while let Ok(job) = rx.recv() {
+                    job(&mut conn);
+                }
+            })
+            .map(|_| ())
+            .unwrap_or_else(|e| tracing::error!("cannot start the database thread: {e}"));
+        Store { jobs }
+    }
+
+    /// Runs `f` on the database thread and returns its result.
+    pub async fn call<T, F>(&self, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Connection) -> Result<T> + Send + 'static,
+    {
+        let (tx, rx) = oneshot::channel();
+        let job: Job = Box::new(move |conn| {
+            let _ = tx.send(f(conn));
+        });
+        self.jobs.send(job).map_err(|_| StoreError::Closed)?;
+        rx.await.map_err(|_| StoreError::Closed)?
+    }
+}
+
+fn configure(conn: &Connection) -> Result<()> {
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    conn.pragma_update(None, "synchronous", "NORMAL")?;
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    conn.busy_timeout(std::time::Duration::from_secs(5))?;
+    Ok(())
+}
+
+/// True when `e` is a UNIQUE/FOREIGN KEY/CHECK violation: a last line of defence behind the
+/// explicit checks, which give better messages.
+pub fn is_constraint(e: &rusqlite::Error) -> bool {
+    matches!(e, rusqlite::Error::SqliteFailure(err, _) if err.code == rusqlite::ErrorCode::ConstraintViolation)
+}

@@ -1,0 +1,393 @@
+//! The node pool: enrolment, updates, deletion and state transitions (each recorded as an event).
+
+use std::net::IpAddr;
+
+use rusqlite::{Connection, OptionalExtension, Row, Transaction, params};
+
+use super::events::{self, NewEvent};
+use super::switches::{self, Key};
+use super::{Result, StoreError};
+use crate::domain::{
+    Hostname, InstanceId, MacAddr, NetworkKind, NodeId, PowerState, ProvisionState, Secret, SwitchId, SwitchPort,
+    now_ms,
+};
+
+/// A node as stored. Holds the BMC password: never serialise this type to a client.
+#[derive(Debug, Clone)]
+pub struct Node {
+    pub id: NodeId,
+    pub name: String,
+    pub mac: MacAddr,
+    pub ip: IpAddr,
+    pub cpus: u32,
+    pub ram_mb: u64,
+    pub disk_gb: u64,
+    pub bmc_address: String,
+    pub bmc_port: u16,
+    pub bmc_username: String,
+    pub bmc_password: Secret,
+    pub power_driver: String,
+    pub switch_id: SwitchId,
+    pub switch_port: String,
+    pub state: ProvisionState,
+    pub power_state: PowerState,
+    pub network: NetworkKind,
+    pub vlan: Option<u16>,
+    pub maintenance: bool,
+    pub last_error: Option<String>,
+    pub instance_id: Option<InstanceId>,
+    /// When the current transitional state must be over (Unix ms).
+    pub state_deadline: Option<i64>,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+/// Validated input for a new node.
+pub struct NewNode {
+    pub name: String,
+    pub mac: MacAddr,
+    pub ip: IpAddr,
+    pub cpus: u32,
+    pub ram_mb: u64,
+    pub disk_gb: u64,
+    pub bmc_address: Hostname,
+    pub bmc_port: u16,
+    pub bmc_username: String,
+    pub bmc_password: Secret,
+    pub power_driver: String,
+    pub switch_id: SwitchId,
+    pub switch_port: SwitchPort,
+}
+
+/// Validated changes to a node; `None` leaves a field as it is.
+#[derive(Default)]
+pub struct NodeUpdate {
+    pub name: Option<String>,
+    pub mac: Option<MacAddr>,
+    pub ip: Option<IpAddr>,
+    pub cpus: Option<u32>,
+    pub ram_mb: Option<u64>,
+    pub disk_gb: Option<u64>,
+    pub bmc_address: Option<Hostname>,
+    pub bmc_port: Option<u16>,
+    pub bmc_username: Option<String>,
+    pub bmc_password: Option<Secret>,
+    pub power_driver: Option<String>,
+    pub switch_id: Option<SwitchId>,
+    pub switch_port: Option<SwitchPort>,
+    pub maintenance: Option<bool>,
+}
+
+impl NodeUpdate {
+    /// Whether the update touches anything a running workflow depends on.
+    fn changes_hardware(&self) -> bool {
+        self.mac.is_some()
+            || self.ip.is_some()
+            || self.bmc_address.is_some()
+            || self.bmc_port.is_some()
+            || self.bmc_username.is_some()
+            || self.bmc_password.is_some()
+            || self.power_driver.is_some()
+            || self.switch_id.is_some()
+            || self.switch_port.is_some()
+    }
+}
+
+const COLUMNS: &str = "id, name, mac, ip, cpus, ram_mb, disk_gb, bmc_address, bmc_port, bmc_username, bmc_password, \
+     power_driver, switch_id, switch_port, state, power_state, network, vlan, maintenance, last_error, instance_id, \
+     state_deadline, created_at, updated_at";
+
+fn parse_col<T: std::str::FromStr>(row: &Row<'_>, idx: usize) -> rusqlite::Result<T>
+where
+    T::Err: std::fmt::Display,
+{
+    let text: String = row.get(idx)?;
+    text.parse().map_err(|e: T::Err| {
+        rusqlite::Error::FromSqlConversionFailure(idx, rusqlite::types::Type::Text, e.to_string().into())
+    })
+}
+
+fn from_row(row: &Row<'_>) -> rusqlite::Result<Node> {
+    Ok(Node {
+        id: NodeId(row.get(0)?),
+        name: row.get(1)?,
+        mac: parse_col(row, 2)?,
+        ip: parse_col(row, 3)?,
+        cpus: row.get(4)?,
+        ram_mb: row.get(5)?,
+        disk_gb: row.get(6)?,
+        bmc_address: row.get(7)?,
+        bmc_port: row.get(8)?,
+        bmc_username: row.get(9)?,
+        bmc_password: Secret::new(row.get::<_, String>(10)?),
+        power_driver: row.get(11)?,
+        switch_id: SwitchId(row.get(12)?),
+        switch_port: row.get(13)?,
+        state: parse_col(row, 14)?,
+        power_state: parse_col(row, 15)?,
+        network: parse_col(row, 16)?,
+        vlan: row.get(17)?,
+        maintenance: row.get(18)?,
+        last_error: row.get(19)?,
+        instance_id: row.get::<_, Option<i64>>(20)?.map(InstanceId),
+        state_deadline: row.get(21)?,
+        created_at: row.get(22)?,
+        updated_at: row.get(23)?,
+    })
+}
+
+/// The explicit uniqueness and reference checks, shared by insert and update, so a rejected request
+/// gets a precise message and writes nothing.
+fn check_unique(
+    tx: &Transaction<'_>,
+    this: Option<NodeId>,
+    name: Option<&str>,
+    mac: Option<&MacAddr>,
+    port: Option<(SwitchId, &str)>,
+) -> Result<()> {
+    let other = this.map_or(-1, |id| id.0);
+    if let Some(mac) = mac {
+        let holder: Option<String> = tx
+            .query_row("SELECT name FROM nodes WHERE mac = ?1 AND id <> ?2", params![mac.to_string(), other], |r| {
+                r.get(0)
+            })
+            .optional()?;
+        if let Some(holder) = holder {
+            return Err(StoreError::Conflict(format!("MAC {mac} is already enrolled as node {holder:?}")));
+        }
+    }
+    if let Some(name) = name {
+        let taken: bool =
+            tx.query_row("SELECT EXISTS(SELECT 1 FROM nodes WHERE name = ?1 AND id <> ?2)", params![name, other], |r| {
+                r.get(0)
+            })?;
+        if taken {
+            return Err(StoreError::Conflict(format!("a node named {name:?} already exists")));
+        }
+    }
+    if let Some((switch_id, port)) = port {
+        let exists: bool =
+            tx.query_row("SELECT EXISTS(SELECT 1 FROM switches WHERE id = ?1)", [switch_id.0], |r| r.get(0))?;
+        if !exists {
+            return Err(StoreError::Unprocessable(format!("switch {switch_id} does not exist")));
+        }
+        let holder: Option<String> = tx
+            .query_row(
+                "SELECT name FROM nodes WHERE switch_id = ?1 AND switch_port = ?2 AND id <> ?3",
+                params![switch_id.0, port, other],
+                |r| r.get(0),
+            )
+            .optional()?;
+        if let Some(holder) = holder {
+            return Err(StoreError::Conflict(format!(
+                "port {port} of switch {switch_id} is already given to node {holder:?}"
+            )));
+        }
+    }
+    Ok(())
+}
+
+pub fn insert(conn: &mut Connection, new: NewNode) -> Result<Node> {
+    let tx = conn.transaction()?;
+    check_unique(&tx, None, Some(&new.name), Some(&new.mac), Some((new.switch_id, new.switch_port.as_str())))?;
+    let now = now_ms();
+    tx.execute(
+        "INSERT INTO nodes (name, mac, ip, cpus, ram_mb, disk_gb, bmc_address, bmc_port, bmc_username, bmc_password,
+                            power_driver, switch_id, switch_port, state, created_at, updated_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?15)",
+        params![
+            new.name,
+            new.mac.to_string(),
+            new.ip.to_string(),
+            new.cpus,
+            new.ram_mb,
+            new.disk_gb,
+            new.bmc_address.as_str(),
+            new.bmc_port,
+            new.bmc_username,
+            new.bmc_password.expose(),
+            new.power_driver,
+            new.switch_id.0,
+            new.switch_port.as_str(),
+            ProvisionState::Enrolled.as_str(),
+            now
+        ],
+    )?;
+    let id = NodeId(tx.last_insert_rowid());
+    events::append(
+        &tx,
+        NewEvent { node: id, kind: "state", from: None, to: Some(ProvisionState::Enrolled), message: "enrolled", duration_ms: None },
+    )?;
+    let node = get_by_id(&tx, id)?;
+    tx.commit()?;
+    Ok(node)
+}
+
+pub fn list(conn: &Connection) -> Result<Vec<Node>> {
+    let mut stmt = conn.prepare_cached(&format!("SELECT {COLUMNS} FROM nodes ORDER BY id"))?;
+    let rows = stmt.query_map([], from_row)?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+pub fn list_in_state(conn: &Connection, state: ProvisionState) -> Result<Vec<Node>> {
+    let mut stmt = conn.prepare_cached(&format!("SELECT {COLUMNS} FROM nodes WHERE state = ?1 ORDER BY id"))?;
+    let rows = stmt.query_map([state.as_str()], from_row)?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+pub fn get(conn: &Connection, key: &Key) -> Result<Node> {
+    let found = match key {
+        Key::Id(id) => {
+            conn.query_row(&format!("SELECT {COLUMNS} FROM nodes WHERE id = ?1"), [id], from_row).optional()?
+        }
+        Key::Name(name) => {
+            conn.query_row(&format!("SELECT {COLUMNS} FROM nodes WHERE name = ?1"), [name], from_row).optional()?
+        }
+    };
+    found.ok_or_else(|| StoreError::NotFound(format!("node {key}")))
+}
+
+pub fn get_by_id(conn: &Connection, id: NodeId) -> Result<Node> {
+    get(conn, &Key::Id(id.0))
+}
+
+pub fn find_by_macs(conn: &Connection, macs: &[MacAddr]) -> Result<Option<Node>> {
+    let mut stmt = conn.prepare_cached(&format!("SELECT {COLUMNS} FROM nodes WHERE mac = ?1"))?;
+    for mac in macs {
+        if let Some(node) = stmt.query_row([mac.to_string()], from_row).optional()? {
+            return Ok(Some(node));
+        }
+    }
+    Ok(None)
+}
+
+pub fn update(conn: &mut Connection, key: &Key, change: NodeUpdate) -> Result<Node> {
+    let tx = conn.transaction()?;
+    let node = get(&tx, key)?;
+    if change.changes_hardware() && (node.state.is_transitional() || node.state == ProvisionState::Active) {
+        return Err(StoreError::Conflict(format!(
+            "node {:?} is {}: its MAC, IP, BMC, driver and switch port cannot change until it is available again",
+            node.name, node.state
+        )));
+    }
+    let switch_id = change.switch_id.unwrap_or(node.switch_id);
+    let port_changes = change.switch_id.is_some() || change.switch_port.is_some();
+    let port = change.switch_port.as_ref().map_or(node.switch_port.as_str(), |p| p.as_str());
+    check_unique(&tx, Some(node.id), change.name.as_deref(), change.mac.as_ref(), port_changes.then_some((switch_id, port)))?;
+    let mut changes: Vec<(&str, Box<dyn rusqlite::ToSql>)> = Vec::new();
+    if let Some(v) = change.name { changes.push(("name", Box::new(v))); }
+    if let Some(v) = change.mac { changes.push(("mac", Box::new(v.to_string()))); }
+    if let Some(v) = change.ip { changes.push(("ip", Box::new(v.to_string()))); }
+    if let Some(v) = change.cpus { changes.push(("cpus", Box::new(v))); }
+    if let Some(v) = change.ram_mb { changes.push(("ram_mb", Box::new(v))); }
+    if let Some(v) = change.disk_gb { changes.push(("disk_gb", Box::new(v))); }
+    if let Some(v) = change.bmc_address { changes.push(("bmc_address", Box::new(v.as_str().to_owned()))); }
+    if let Some(v) = change.bmc_port { changes.push(("bmc_port", Box::new(v))); }
+    if let Some(v) = change.bmc_username { changes.push(("bmc_username", Box::new(v))); }
+    if let Some(v) = change.bmc_password { changes.push(("bmc_password", Box::new(v.expose().to_owned()))); }
+    if let Some(v) = change.power_driver { changes.push(("power_driver", Box::new(v))); }
+    if let Some(v) = change.switch_id { changes.push(("switch_id", Box::new(v.0))); }
+    if let Some(v) = change.switch_port { changes.push(("switch_port", Box::new(v.as_str().to_owned()))); }
+    if let Some(v) = change.maintenance {
+        changes.push(("maintenance", Box::new(v)));
+        if v != node.maintenance {
+            let message = if v { "maintenance on: no automatic actions" } else { "maintenance off" };
+            events::append(&tx, NewEvent::note(node.id, "maintenance", message))?;
+        }
+    }
+    if !changes.is_empty() {
+        changes.push(("updated_at", Box::new(now_ms())));
+        let assignments: Vec<String> =
+            changes.iter().enumerate().map(|(i, (column, _))| format!("{column} = ?{}", i + 2)).collect();
+        let sql = format!("UPDATE nodes SET {} WHERE id = ?1", assignments.join(", "));
+        let mut values: Vec<&dyn rusqlite::ToSql> = vec![&node.id.0];
+        values.extend(changes.iter().map(|(_, v)| v.as_ref()));
+        tx.execute(&sql, values.as_slice())?;
+    }
+    let node = get_by_id(&tx, node.id)?;
+    tx.commit()?;
+    Ok(node)
+}
+
+pub fn delete(conn: &mut Connection, key: &Key) -> Result<()> {
+    let tx = conn.transaction()?;
+    let node = get(&tx, key)?;
+    if let Some(instance) = node.instance_id {
+        return Err(StoreError::Conflict(format!(
+            "node {:?} holds instance {instance}: delete the instance first",
+            node.name
+        )));
+    }
+    if node.state.is_transitional() {
+        return Err(StoreError::Conflict(format!("node {:?} is {}: wait until it settles", node.name, node.state)));
+    }
+    tx.execute("DELETE FROM nodes WHERE id = ?1", [node.id.0])?;
+    tx.commit()?;
+    Ok(())
+}
+
+/// Moves a node to `to` if it is in one of `from`, recording the change as an event.
+/// `deadline` is when a transitional state must be over; `error` sets or clears `last_error`.
+pub struct Transition<'a> {
+    pub node: NodeId,
+    pub from: &'a [ProvisionState],
+    pub to: ProvisionState,
+    pub message: &'a str,
+    pub deadline: Option<i64>,
+    pub duration_ms: Option<i64>,
+}
+
+pub fn transition(conn: &Connection, t: Transition<'_>) -> Result<Node> {
+    let node = get_by_id(conn, t.node)?;
+    if !t.from.is_empty() && !t.from.contains(&node.state) {
+        return Err(StoreError::Conflict(format!(
+            "node {:?} is {}, not {}",
+            node.name,
+            node.state,
+            t.from.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(" or ")
+        )));
+    }
+    if node.state != t.to && !node.state.can_become(t.to) {
+        return Err(StoreError::Conflict(format!("node {:?} cannot go from {} to {}", node.name, node.state, t.to)));
+    }
+    // last_error survives only in `error` (and in `enrolled`, where it says why validation failed).
+    let last_error = match t.to {
+        ProvisionState::Error | ProvisionState::Enrolled => Some(t.message),
+        _ => None,
+    };
+    conn.execute(
+        "UPDATE nodes SET state = ?2, state_deadline = ?3, last_error = ?4, updated_at = ?5 WHERE id = ?1",
+        params![t.node.0, t.to.as_str(), t.deadline, last_error, now_ms()],
+    )?;
+    if node.state != t.to || last_error.is_some() {
+        events::append(
+            conn,
+            NewEvent {
+                node: t.node,
+                kind: "state",
+                from: Some(node.state),
+                to: Some(t.to),
+                message: t.message,
+                duration_ms: t.duration_ms,
+            },
+        )?;
+    }
+    get_by_id(conn, t.node)
+}
+
+/// Records a power state read from or set on the BMC; a change is an event.
+pub fn set_power_state(conn: &Connection, id: NodeId, power: PowerState, why: &str) -> Result<bool> {
+    let node = get_by_id(conn, id)?;
+    if node.power_state == power {
+        return Ok(false);
+    }
+    conn.execute("UPDATE nodes SET power_state = ?2, updated_at = ?3 WHERE id = ?1", params![id.0, power.as_str(), now_ms()])?;
+    let message = format!("power {} -> {power}: {why}", node.power_state);
+    events::append(conn, NewEvent::note(id, "power", &message))?;
+    Ok(true)
+}
+
+/// The switch a node is cabled to.
+pub fn switch_of(conn: &Connection, node: &Node) -> Result<switches::Switch> {
+    switches::get_by_id(conn, node.switch_id)
+}
