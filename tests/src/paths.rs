@@ -20,8 +20,12 @@ pub fn target_dir() -> PathBuf {
     workspace_root().join("target")
 }
 
-/// A host binary of this workspace (`metalhost`, `metalhost-agent`), built if missing.
+/// A host binary of this workspace (`metalhost`, `metalhost-agent`), built (debug) if needed.
+/// Benchmarks point `METALHOST_BIN_DIR` at a release build instead.
 pub fn host_binary(name: &str) -> PathBuf {
+    if let Ok(dir) = std::env::var("METALHOST_BIN_DIR") {
+        return PathBuf::from(dir).join(name);
+    }
     static BUILT: OnceLock<()> = OnceLock::new();
     BUILT.get_or_init(|| {
         let status = Command::new(env!("CARGO"))
