@@ -22,6 +22,10 @@ pub struct AppState {
     pub plugins: Arc<PluginHost>,
     pub operator_token: Arc<Secret>,
     pub config: Arc<Config>,
+    /// Base URL agents reach this daemon at (config `public_url`, else the bound address).
+    pub public_url: Arc<str>,
+    /// Woken whenever a task finishes, so workflows need not wait for their next poll.
+    pub task_events: Arc<tokio::sync::Notify>,
 }
 
 pub struct App {
@@ -55,7 +59,11 @@ impl App {
         let listener = TcpListener::bind(config.listen)
             .await
             .with_context(|| format!("cannot listen on {}", config.listen))?;
+        let bound = listener.local_addr().context("bound address")?;
+        let public_url: Arc<str> = config.public_url.clone().unwrap_or_else(|| format!("http://{bound}")).into();
         let state = AppState {
+            public_url,
+            task_events: Arc::new(tokio::sync::Notify::new()),
             store,
             plugins: Arc::new(plugins),
             operator_token: Arc::new(operator_token),

@@ -46,6 +46,8 @@ pub struct FileConfig {
     pub log_json: Option<bool>,
     #[serde(default)]
     pub power_sync: PowerSyncConfig,
+    #[serde(default)]
+    pub agent: AgentConfig,
     #[serde(default, rename = "plugin")]
     pub plugins: Vec<crate::drivers::PluginSpec>,
 }
@@ -65,6 +67,37 @@ impl Default for PowerSyncConfig {
     }
 }
 
+/// How the daemon treats agents.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AgentConfig {
+    /// The agent binary served at `/v1/agent/binary`; defaults to `metalhost-agent` next to `metalhost`.
+    pub binary: Option<PathBuf>,
+    pub heartbeat_interval_s: u64,
+    /// A running task whose agent is silent this long fails.
+    pub heartbeat_timeout_s: u64,
+    pub poll_interval_s: u64,
+    /// How long a node token stays valid.
+    pub token_ttl_s: u64,
+}
+
+impl Default for AgentConfig {
+    fn default() -> Self {
+        AgentConfig { binary: None, heartbeat_interval_s: 5, heartbeat_timeout_s: 60, poll_interval_s: 2, token_ttl_s: 6 * 3600 }
+    }
+}
+
+impl AgentConfig {
+    pub fn binary_path(&self) -> PathBuf {
+        self.binary.clone().unwrap_or_else(|| {
+            std::env::current_exe()
+                .ok()
+                .and_then(|exe| exe.parent().map(|dir| dir.join("metalhost-agent")))
+                .unwrap_or_else(|| PathBuf::from("metalhost-agent"))
+        })
+    }
+}
+
 /// The resolved configuration the daemon runs with.
 #[derive(Debug)]
 pub struct Config {
@@ -75,6 +108,7 @@ pub struct Config {
     pub public_url: Option<String>,
     pub log_json: bool,
     pub power_sync: PowerSyncConfig,
+    pub agent: AgentConfig,
     pub plugins: Vec<crate::drivers::PluginSpec>,
 }
 
@@ -116,6 +150,7 @@ impl Config {
             public_url,
             log_json: args.log_json || file.log_json.unwrap_or(false),
             power_sync: file.power_sync,
+            agent: file.agent,
             plugins: file.plugins,
         })
     }

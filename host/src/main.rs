@@ -8,6 +8,7 @@ mod domain;
 mod drivers;
 mod pool;
 mod store;
+mod work;
 
 use clap::Parser;
 

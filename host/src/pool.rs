@@ -65,7 +65,38 @@ pub async fn revalidate_enrolled(state: &AppState) {
 /// Starts the daemon's background loops; the handle stops them all.
 pub fn spawn_background(state: AppState) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
-        let _ = state;
-        std::future::pending::<()>().await;
+        tokio::join!(task_watchdog(state.clone()));
     })
+}
+
+/// Fails agent tasks whose agent went silent or whose deadline passed, so no task waits forever.
+async fn task_watchdog(state: AppState) {
+    let timeout_ms = i64::try_from(state.config.agent.heartbeat_timeout_s).unwrap_or(60).saturating_mul(1000);
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let failed = state
+            .store
+            .call(move |c| {
+                let overdue = crate::store::tasks::overdue(c, crate::domain::now_ms(), timeout_ms)?;
+                let mut failed = Vec::new();
+                for (task, reason) in overdue {
+                    crate::store::tasks::fail_or_succeed(c, task.id, false, &reason)?;
+                    failed.push((task.node, task.id, reason));
+                }
+                Ok(failed)
+            })
+            .await;
+        match failed {
+            Ok(list) if !list.is_empty() => {
+                for (node, task, reason) in list {
+                    tracing::warn!(node = node.0, task = task.0, %reason, "agent task failed");
+                }
+                state.task_events.notify_waiters();
+            }
+            Ok(_) => {}
+            Err(e) => tracing::error!("task watchdog: {e}"),
+        }
+    }
 }

@@ -1,7 +1,9 @@
 //! The REST API: one module per resource, each with its own `router()`.
 
+mod agent;
 mod auth;
 pub mod error;
+mod images;
 mod nodes;
 mod plugins;
 mod switches;
@@ -12,6 +14,8 @@ use axum::routing::get;
 
 use crate::app::AppState;
 
+pub use auth::bearer;
+
 
 /// The whole API: the operator routes behind the bearer token, plus unauthenticated health.
 pub fn router(state: AppState) -> Router {
@@ -19,9 +23,12 @@ pub fn router(state: AppState) -> Router {
         .merge(switches::router())
         .merge(nodes::router())
         .merge(plugins::router())
+        .merge(images::router())
         .route_layer(axum::middleware::from_fn_with_state(state.clone(), auth::require_operator));
     Router::new()
         .merge(operator)
+        .merge(agent::router())
+        .merge(images::data_router())
         .route("/healthz", get(|| async { "ok" }))
         .layer(tower_http::trace::TraceLayer::new_for_http())
         .with_state(state)

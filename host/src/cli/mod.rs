@@ -1,6 +1,7 @@
 //! The `metalhost` command line: `serve` runs the daemon, every other command talks to it over REST.
 
 pub mod client;
+mod image;
 mod node;
 pub mod output;
 mod plugin;
@@ -38,6 +39,9 @@ pub enum Command {
     /// Manage the node pool.
     #[command(subcommand)]
     Node(node::NodeCommand),
+    /// Manage images.
+    #[command(subcommand)]
+    Image(image::ImageCommand),
     /// Inspect the loaded driver plugins.
     #[command(subcommand)]
     Plugin(plugin::PluginCommand),
@@ -73,6 +77,7 @@ pub async fn run_client(cli: Cli) -> Result<(), CliError> {
         Command::Serve(_) => Err(CliError::Usage("serve is not a client command".into())),
         Command::Switch(cmd) => switch::run(&client, &printer, cmd).await,
         Command::Node(cmd) => node::run(&client, &printer, cmd).await,
+        Command::Image(cmd) => image::run(&client, &printer, cmd).await,
         Command::Plugin(cmd) => plugin::run(&client, &printer, cmd).await,
     }
 }

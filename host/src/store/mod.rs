@@ -5,8 +5,10 @@
 
 mod migrations;
 pub mod events;
+pub mod images;
 pub mod nodes;
 pub mod switches;
+pub mod tasks;
 
 use std::path::Path;
 use std::sync::mpsc;

@@ -1,0 +1,142 @@
+//! `/v1/agent/*`: the API the agent on a PXE-booted node calls. Not behind the operator token:
+//! lookup is by MAC and only for nodes that expect an agent; everything else needs the node token.
+
+use axum::extract::{FromRequestParts, Path, State};
+use axum::http::StatusCode;
+use axum::http::request::Parts;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use metalhost_wire::{Heartbeat, LookupRequest, LookupResponse, Progress, TaskResult};
+use rand::RngCore;
+
+use super::error::{ApiError, ApiJson, ApiResult};
+use crate::app::AppState;
+use crate::domain::{MacAddr, NodeId, TaskId, now_ms};
+use crate::store::images;
+use crate::store::nodes;
+use crate::store::switches::Key;
+use crate::store::tasks;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/v1/agent/binary", get(binary))
+        .route("/v1/agent/lookup", post(lookup))
+        .route("/v1/agent/task", get(task))
+        .route("/v1/agent/task/{id}/progress", post(progress))
+        .route("/v1/agent/task/{id}/result", post(result))
+        .route("/v1/agent/heartbeat", post(heartbeat))
+}
+
+fn random_token() -> String {
+    let mut bytes = [0u8; 32];
+    rand::thread_rng().fill_bytes(&mut bytes);
+    hex::encode(bytes)
+}
+
+/// The node whose valid node token the request carries.
+pub struct AgentNode(pub NodeId);
+
+impl FromRequestParts<AppState> for AgentNode {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        let token = super::bearer(&parts.headers).unwrap_or("").to_owned();
+        if token.is_empty() {
+            return Err(ApiError::Unauthorized);
+        }
+        let node = state.store.call(move |c| tasks::node_for_token(c, &token)).await?;
+        node.map(AgentNode).ok_or(ApiError::Unauthorized)
+    }
+}
+
+async fn binary(State(state): State<AppState>) -> ApiResult<Response> {
+    let path = state.config.agent.binary_path();
+    let bytes = tokio::fs::read(&path)
+        .await
+        .map_err(|e| ApiError::Unavailable(format!("the agent binary {} is not available: {e}", path.display())))?;
+    Ok(([(axum::http::header::CONTENT_TYPE, "application/octet-stream")], bytes).into_response())
+}
+
+async fn lookup(State(state): State<AppState>, ApiJson(req): ApiJson<LookupRequest>) -> ApiResult<Json<LookupResponse>> {
+    let macs: Vec<MacAddr> = req.macs.iter().filter_map(|m| m.parse().ok()).collect();
+    if macs.is_empty() {
+        return Err(ApiError::BadRequest("lookup needs at least one valid MAC address".into()));
+    }
+    let token = random_token();
+    let ttl_ms = i64::try_from(state.config.agent.token_ttl_s).unwrap_or(i64::MAX / 2).saturating_mul(1000);
+    let shown = req.macs.join(", ");
+    let issued = token.clone();
+    let node = state
+        .store
+        .call(move |c| {
+            let Some(node) = nodes::find_by_macs(c, &macs)? else {
+                return Err(crate::store::StoreError::NotFound(format!("an enrolled node with MAC {shown}")));
+            };
+            if !node.state.expects_agent() {
+                return Err(crate::store::StoreError::Conflict(format!(
+                    "node {:?} is {}: it expects no agent",
+                    node.name, node.state
+                )));
+            }
+            tasks::issue_node_token(c, node.id, &issued, now_ms() + ttl_ms)?;
+            Ok(node)
+        })
+        .await?;
+    tracing::info!(node = node.id.0, "agent looked itself up");
+    Ok(Json(LookupResponse {
+        node_id: node.id.0,
+        node_token: token,
+        heartbeat_interval_s: state.config.agent.heartbeat_interval_s,
+        poll_interval_s: state.config.agent.poll_interval_s,
+    }))
+}
+
+async fn task(State(state): State<AppState>, AgentNode(node): AgentNode) -> ApiResult<Response> {
+    let public_url = state.public_url.clone();
+    let rendered = state
+        .store
+        .call(move |c| {
+            let Some(task) = tasks::open_for_node(c, node)? else { return Ok(None) };
+            let image = task.image.map(|id| images::get(c, &Key::Id(id.0))).transpose()?;
+            let token = image.as_ref().filter(|i| i.file.is_some()).map(|_| random_token());
+            tasks::start(c, task.id, token.as_deref())?;
+            Ok(crate::work::render(&task, image.as_ref(), &public_url, token))
+        })
+        .await?;
+    match rendered {
+        Some(task) => {
+            tracing::info!(node = node.0, task = task.id, "task handed to the agent");
+            Ok(Json(task).into_response())
+        }
+        None => Ok(StatusCode::NO_CONTENT.into_response()),
+    }
+}
+
+async fn progress(
+    State(state): State<AppState>,
+    AgentNode(node): AgentNode,
+    Path(id): Path<i64>,
+    ApiJson(p): ApiJson<Progress>,
+) -> ApiResult<StatusCode> {
+    state.store.call(move |c| tasks::progress(c, TaskId(id), node, p.bytes_written, p.total_bytes)).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn result(
+    State(state): State<AppState>,
+    AgentNode(node): AgentNode,
+    Path(id): Path<i64>,
+    ApiJson(r): ApiJson<TaskResult>,
+) -> ApiResult<StatusCode> {
+    let message = if r.message.trim().is_empty() { if r.success { "done" } else { "failed" }.to_owned() } else { r.message };
+    let task = state.store.call(move |c| tasks::finish(c, TaskId(id), node, r.success, &message)).await?;
+    tracing::info!(node = node.0, task = id, state = %task.state, message = task.message.as_deref().unwrap_or(""), "agent reported");
+    state.task_events.notify_waiters();
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn heartbeat(State(state): State<AppState>, AgentNode(node): AgentNode, ApiJson(_beat): ApiJson<Heartbeat>) -> ApiResult<StatusCode> {
+    state.store.call(move |c| tasks::heartbeat(c, node)).await?;
+    Ok(StatusCode::NO_CONTENT)
+}

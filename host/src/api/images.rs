@@ -1,0 +1,239 @@
+//! `/v1/images`: streamed uploads, external URLs, and the image bytes for agents (with Range).
+
+use axum::body::Body;
+use axum::extract::{Path, Query, Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use futures::StreamExt;
+use rand::RngCore;
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+use tokio::io::{AsyncSeekExt, AsyncWriteExt};
+
+use super::error::{ApiError, ApiJson, ApiResult};
+use super::validate;
+use crate::app::AppState;
+use crate::store::images::{self, Image, NewImage};
+use crate::store::switches::Key;
+use crate::store::tasks;
+
+/// Operator routes.
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/v1/images", get(list).post(register))
+        .route(
+            "/v1/images/upload",
+            post(upload).layer(axum::extract::DefaultBodyLimit::disable()),
+        )
+        .route("/v1/images/{id}", get(show).delete(remove))
+}
+
+/// Routes that check their own token (operator or a task's image token).
+pub fn data_router() -> Router<AppState> {
+    Router::new().route("/v1/images/{id}/data", get(data))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RegisterImage {
+    name: String,
+    url: String,
+    sha256: String,
+    size: Option<u64>,
+    /// Guessed from the URL's suffix when absent.
+    compression: Option<String>,
+}
+
+fn check_compression(value: &str) -> Result<(), ApiError> {
+    match value {
+        "none" | "gzip" | "zstd" => Ok(()),
+        other => Err(ApiError::BadRequest(format!("invalid compression {other:?}: expected none, gzip or zstd"))),
+    }
+}
+
+fn check_sha256(value: &str) -> Result<String, ApiError> {
+    let lower = value.to_ascii_lowercase();
+    if lower.len() == 64 && lower.chars().all(|c| c.is_ascii_hexdigit()) {
+        Ok(lower)
+    } else {
+        Err(ApiError::BadRequest(format!("invalid sha256 {value:?}: expected 64 hex digits")))
+    }
+}
+
+async fn register(State(state): State<AppState>, ApiJson(req): ApiJson<RegisterImage>) -> ApiResult<(StatusCode, Json<Image>)> {
+    validate::name("image name", &req.name)?;
+    let url = reqwest::Url::parse(&req.url).map_err(|e| ApiError::BadRequest(format!("invalid url {:?}: {e}", req.url)))?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(ApiError::BadRequest(format!("invalid url {:?}: only http and https are supported", req.url)));
+    }
+    let compression = req.compression.unwrap_or_else(|| {
+        let path = url.path();
+        if path.ends_with(".gz") { "gzip" } else if path.ends_with(".zst") { "zstd" } else { "none" }.to_owned()
+    });
+    check_compression(&compression)?;
+    let new = NewImage { name: req.name, url: Some(req.url), file: None, sha256: check_sha256(&req.sha256)?, size: req.size, compression };
+    let image = state.store.call(move |c| images::insert(c, new)).await?;
+    tracing::info!(image = image.id, name = %image.name, "external image registered");
+    Ok((StatusCode::CREATED, Json(image)))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UploadQuery {
+    name: String,
+    /// Sniffed from the first bytes when absent.
+    compression: Option<String>,
+}
+
+/// Streams the body to a file under the data dir while hashing it; the row appears only once the
+/// whole file is there.
+async fn upload(State(state): State<AppState>, Query(q): Query<UploadQuery>, request: Request) -> ApiResult<(StatusCode, Json<Image>)> {
+    validate::name("image name", &q.name)?;
+    if let Some(c) = &q.compression {
+        check_compression(c)?;
+    }
+    let name = q.name.clone();
+    if state.store.call(move |c| images::name_taken(c, &name)).await? {
+        return Err(ApiError::Conflict(format!("an image named {:?} already exists", q.name)));
+    }
+    let dir = state.config.data_dir.join("images");
+    tokio::fs::create_dir_all(&dir).await.map_err(|e| ApiError::Internal(format!("create {}: {e}", dir.display())))?;
+    let mut suffix = [0u8; 8];
+    rand::thread_rng().fill_bytes(&mut suffix);
+    let file_name = format!("{}.img", hex::encode(suffix));
+    let partial = dir.join(format!(".{file_name}.part"));
+    let result = receive(request.into_body(), &partial).await;
+    let (sha256, size, head) = match result {
+        Ok(v) => v,
+        Err(e) => {
+            let _ = tokio::fs::remove_file(&partial).await;
+            return Err(e);
+        }
+    };
+    let final_path = dir.join(&file_name);
+    tokio::fs::rename(&partial, &final_path).await.map_err(|e| ApiError::Internal(format!("rename upload: {e}")))?;
+    let compression = q.compression.unwrap_or_else(|| crate::work::sniff_compression(&head).to_owned());
+    let new = NewImage { name: q.name, url: None, file: Some(file_name), sha256, size: Some(size), compression };
+    match state.store.call(move |c| images::insert(c, new)).await {
+        Ok(image) => {
+            tracing::info!(image = image.id, name = %image.name, size, "image uploaded");
+            Ok((StatusCode::CREATED, Json(image)))
+        }
+        Err(e) => {
+            let _ = tokio::fs::remove_file(&final_path).await;
+            Err(e.into())
+        }
+    }
+}
+
+async fn receive(body: Body, path: &std::path::Path) -> Result<(String, u64, Vec<u8>), ApiError> {
+    let mut file = tokio::fs::File::create(path).await.map_err(|e| ApiError::Internal(format!("create {}: {e}", path.display())))?;
+    let mut hasher = Sha256::new();
+    let mut size = 0u64;
+    let mut head = Vec::new();
+    let mut stream = body.into_data_stream();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|e| ApiError::BadRequest(format!("upload interrupted: {e}")))?;
+        if head.len() < 8 {
+            head.extend(chunk.iter().take(8 - head.len()));
+        }
+        hasher.update(&chunk);
+        size += chunk.len() as u64;
+        file.write_all(&chunk).await.map_err(|e| ApiError::Internal(format!("write upload: {e}")))?;
+    }
+    file.sync_all().await.map_err(|e| ApiError::Internal(format!("sync upload: {e}")))?;
+    if size == 0 {
+        return Err(ApiError::BadRequest("the uploaded image is empty".into()));
+    }
+    Ok((hex::encode(hasher.finalize()), size, head))
+}
+
+async fn list(State(state): State<AppState>) -> ApiResult<Json<Vec<Image>>> {
+    Ok(Json(state.store.call(|c| images::list(c)).await?))
+}
+
+async fn show(State(state): State<AppState>, Path(id): Path<String>) -> ApiResult<Json<Image>> {
+    let key = Key::parse(&id);
+    Ok(Json(state.store.call(move |c| images::get(c, &key)).await?))
+}
+
+async fn remove(State(state): State<AppState>, Path(id): Path<String>) -> ApiResult<StatusCode> {
+    let key = Key::parse(&id);
+    let image = state.store.call(move |c| images::delete(c, &key)).await?;
+    if let Some(file) = image.file {
+        let path = state.config.data_dir.join("images").join(file);
+        if let Err(e) = tokio::fs::remove_file(&path).await {
+            tracing::warn!(path = %path.display(), "cannot remove image file: {e}");
+        }
+    }
+    tracing::info!(image = image.id, "image deleted");
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// `bytes=N-` or `bytes=N-M`: the one range form downloads use to resume.
+fn parse_range(headers: &HeaderMap, size: u64) -> Result<Option<(u64, u64)>, ApiError> {
+    let Some(value) = headers.get(header::RANGE) else { return Ok(None) };
+    let text = value.to_str().unwrap_or("");
+    let spec = text.strip_prefix("bytes=").ok_or_else(|| ApiError::BadRequest(format!("unsupported range {text:?}")))?;
+    let (start, end) = spec.split_once('-').ok_or_else(|| ApiError::BadRequest(format!("invalid range {text:?}")))?;
+    let start: u64 = start.trim().parse().map_err(|_| ApiError::BadRequest(format!("unsupported range {text:?}")))?;
+    let end: u64 = if end.trim().is_empty() {
+        size.saturating_sub(1)
+    } else {
+        end.trim().parse().map_err(|_| ApiError::BadRequest(format!("invalid range {text:?}")))?
+    };
+    if start >= size || end < start {
+        return Err(ApiError::RangeNotSatisfiable(size));
+    }
+    Ok(Some((start, end.min(size - 1))))
+}
+
+async fn data(State(state): State<AppState>, Path(id): Path<i64>, headers: HeaderMap) -> ApiResult<Response> {
+    let token = super::bearer(&headers).unwrap_or("").to_owned();
+    let operator = super::auth::is_operator(&state, &token);
+    let image = state
+        .store
+        .call(move |c| {
+            let image = images::get(c, &Key::Id(id))?;
+            if operator {
+                return Ok(Some(image));
+            }
+            let task = tasks::by_image_token(c, &token)?;
+            Ok(task.filter(|t| t.image == Some(image.id())).map(|_| image))
+        })
+        .await;
+    let image = match image {
+        Ok(Some(image)) => image,
+        // Without a valid token, do not even say whether the image exists.
+        Ok(None) | Err(crate::store::StoreError::NotFound(_)) => return Err(ApiError::Unauthorized),
+        Err(e) => return Err(e.into()),
+    };
+    let Some(file) = image.file else {
+        return Err(ApiError::Conflict(format!("image {:?} is external: fetch it from its url", image.name)));
+    };
+    let path = state.config.data_dir.join("images").join(file);
+    let mut handle = tokio::fs::File::open(&path).await.map_err(|e| ApiError::Internal(format!("open {}: {e}", path.display())))?;
+    let size = handle.metadata().await.map_err(|e| ApiError::Internal(format!("stat image: {e}")))?.len();
+    let range = parse_range(&headers, size)?;
+    let (status, start, len) = match range {
+        Some((start, end)) => (StatusCode::PARTIAL_CONTENT, start, end - start + 1),
+        None => (StatusCode::OK, 0, size),
+    };
+    handle.seek(std::io::SeekFrom::Start(start)).await.map_err(|e| ApiError::Internal(format!("seek image: {e}")))?;
+    let reader = tokio::io::AsyncReadExt::take(handle, len);
+    let body = Body::from_stream(tokio_util::io::ReaderStream::with_capacity(reader, 1 << 20));
+    let mut response = (status, body).into_response();
+    let h = response.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/octet-stream"));
+    h.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+    h.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
+    if range.is_some() {
+        let value = format!("bytes {start}-{}/{size}", start + len - 1);
+        if let Ok(v) = HeaderValue::from_str(&value) {
+            h.insert(header::CONTENT_RANGE, v);
+        }
+    }
+    Ok(response)
+}

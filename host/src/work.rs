@@ -1,0 +1,86 @@
+//! What the host asks an agent to do: the options stored with a task, and how a stored task becomes
+//! the wire `AgentTask` the agent receives.
+
+use metalhost_wire::{AfterTask, AgentTask, CleanMethod, CleanTask, Compression, DeployTask, TaskWork};
+use serde::{Deserialize, Serialize};
+
+use crate::domain::TaskKind;
+use crate::store::images::Image;
+use crate::store::tasks::Task;
+
+/// The host's choices for one task, stored as the task's JSON payload.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct TaskOptions {
+    pub disk_hint: Option<String>,
+    pub verify_readback: bool,
+    /// Disks to clean; empty means all.
+    pub disks: Vec<String>,
+    /// True: the agent powers the node off when done (the real flow); false: it exits.
+    pub poweroff: bool,
+}
+
+impl TaskOptions {
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).unwrap_or_else(|_| "{}".to_owned())
+    }
+
+    pub fn from_json(text: &str) -> TaskOptions {
+        serde_json::from_str(text).unwrap_or_default()
+    }
+}
+
+pub fn compression_of(text: &str) -> Compression {
+    match text {
+        "gzip" => Compression::Gzip,
+        "zstd" => Compression::Zstd,
+        _ => Compression::None,
+    }
+}
+
+/// Guesses the compression of an image from its first bytes.
+pub fn sniff_compression(head: &[u8]) -> &'static str {
+    match head {
+        [0x1f, 0x8b, ..] => "gzip",
+        [0x28, 0xb5, 0x2f, 0xfd, ..] => "zstd",
+        _ => "none",
+    }
+}
+
+/// The task as the agent sees it. `image_token` is the fresh token issued for this fetch.
+pub fn render(task: &Task, image: Option<&Image>, public_url: &str, image_token: Option<String>) -> Option<AgentTask> {
+    let options = TaskOptions::from_json(&task.payload);
+    let work = match task.kind {
+        TaskKind::Deploy => {
+            let image = image?;
+            let image_url = match &image.url {
+                Some(url) => url.clone(),
+                None => format!("{public_url}/v1/images/{}/data", image.id),
+            };
+            TaskWork::Deploy(DeployTask {
+                image_url,
+                image_token: if image.url.is_some() { None } else { image_token },
+                sha256: image.sha256.clone(),
+                size: image.size,
+                compression: compression_of(&image.compression),
+                disk_hint: options.disk_hint.clone(),
+                verify_readback: options.verify_readback,
+            })
+        }
+        TaskKind::Clean => TaskWork::Clean(CleanTask { disks: options.disks.clone(), method: CleanMethod::Metadata }),
+    };
+    Some(AgentTask { id: task.id.0, work, after: if options.poweroff { AfterTask::Poweroff } else { AfterTask::Exit } })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sniffs_compression() {
+        assert_eq!(sniff_compression(&[0x1f, 0x8b, 8, 0]), "gzip");
+        assert_eq!(sniff_compression(&[0x28, 0xb5, 0x2f, 0xfd, 0]), "zstd");
+        assert_eq!(sniff_compression(b"\xebX\x90"), "none");
+        assert_eq!(sniff_compression(b""), "none");
+    }
+}
