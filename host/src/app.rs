@@ -26,6 +26,7 @@ pub struct AppState {
     pub public_url: Arc<str>,
     /// Woken whenever a task finishes, so workflows need not wait for their next poll.
     pub task_events: Arc<tokio::sync::Notify>,
+    pub provisioner: Arc<crate::provision::Provisioner>,
 }
 
 pub struct App {
@@ -64,6 +65,7 @@ impl App {
         let state = AppState {
             public_url,
             task_events: Arc::new(tokio::sync::Notify::new()),
+            provisioner: Arc::default(),
             store,
             plugins: Arc::new(plugins),
             operator_token: Arc::new(operator_token),
@@ -80,6 +82,7 @@ impl App {
     pub async fn run(self, shutdown: impl std::future::Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
         let App { listener, state } = self;
         crate::pool::revalidate_enrolled(&state).await;
+        crate::provision::resume_all(&state).await;
         let background = crate::pool::spawn_background(state.clone());
         let addr = listener.local_addr()?;
         tracing::info!(%addr, "metalhost is serving");

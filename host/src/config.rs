@@ -48,6 +48,10 @@ pub struct FileConfig {
     pub power_sync: PowerSyncConfig,
     #[serde(default)]
     pub agent: AgentConfig,
+    #[serde(default)]
+    pub network: NetworkConfig,
+    #[serde(default)]
+    pub deploy: DeployConfig,
     #[serde(default, rename = "plugin")]
     pub plugins: Vec<crate::drivers::PluginSpec>,
 }
@@ -64,6 +68,70 @@ pub struct PowerSyncConfig {
 impl Default for PowerSyncConfig {
     fn default() -> Self {
         PowerSyncConfig { interval_s: 60, concurrency: 16 }
+    }
+}
+
+/// The VLANs a node's port moves between.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct NetworkConfig {
+    pub provisioning_vlan: u16,
+    pub provisioning_vlan_name: String,
+    /// The tenant VLAN when an instance names none.
+    pub tenant_vlan: u16,
+    pub tenant_vlan_name: String,
+}
+
+impl Default for NetworkConfig {
+    fn default() -> Self {
+        NetworkConfig {
+            provisioning_vlan: 100,
+            provisioning_vlan_name: "provisioning".into(),
+            tenant_vlan: 200,
+            tenant_vlan_name: "tenant".into(),
+        }
+    }
+}
+
+/// The deploy and destroy workflows: deadlines and choices.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DeployConfig {
+    /// Deadline of each driver-only state (deploying, activating, deleting).
+    pub step_timeout_s: u64,
+    /// How long the agent has to write the image (wait-agent).
+    pub agent_timeout_s: u64,
+    /// How long the agent has to clean the disks (cleaning).
+    pub clean_timeout_s: u64,
+    /// Trusted pools can skip disk cleaning on destroy.
+    pub skip_clean: bool,
+    /// The netboot plugin that writes DHCP/boot entries; none: the operator handles netboot.
+    pub netboot_plugin: Option<String>,
+    /// Re-read the written image on the node and compare it.
+    pub verify_readback: bool,
+    /// The agent powers the node off when its task is done (false: it exits, for process-agent labs).
+    pub agent_poweroff: bool,
+    /// Bootstrap kernel and initrd URLs written into netboot entries (default: served by this daemon).
+    pub kernel_url: Option<String>,
+    pub initrd_url: Option<String>,
+    /// Extra kernel arguments for the bootstrap.
+    pub kernel_args: String,
+}
+
+impl Default for DeployConfig {
+    fn default() -> Self {
+        DeployConfig {
+            step_timeout_s: 300,
+            agent_timeout_s: 1800,
+            clean_timeout_s: 1800,
+            skip_clean: false,
+            netboot_plugin: None,
+            verify_readback: false,
+            agent_poweroff: true,
+            kernel_url: None,
+            initrd_url: None,
+            kernel_args: "console=ttyS0 quiet panic=-1".into(),
+        }
     }
 }
 
@@ -109,6 +177,8 @@ pub struct Config {
     pub log_json: bool,
     pub power_sync: PowerSyncConfig,
     pub agent: AgentConfig,
+    pub network: NetworkConfig,
+    pub deploy: DeployConfig,
     pub plugins: Vec<crate::drivers::PluginSpec>,
 }
 
@@ -151,6 +221,8 @@ impl Config {
             log_json: args.log_json || file.log_json.unwrap_or(false),
             power_sync: file.power_sync,
             agent: file.agent,
+            network: file.network,
+            deploy: file.deploy,
             plugins: file.plugins,
         })
     }

@@ -7,6 +7,7 @@ mod config;
 mod domain;
 mod drivers;
 mod pool;
+mod provision;
 mod store;
 mod work;
 

@@ -4,6 +4,8 @@ mod agent;
 mod auth;
 pub mod error;
 mod images;
+mod instances;
+mod node_actions;
 mod nodes;
 mod plugins;
 mod switches;
@@ -24,6 +26,8 @@ pub fn router(state: AppState) -> Router {
         .merge(nodes::router())
         .merge(plugins::router())
         .merge(images::router())
+        .merge(instances::router())
+        .merge(node_actions::router())
         .route_layer(axum::middleware::from_fn_with_state(state.clone(), auth::require_operator));
     Router::new()
         .merge(operator)

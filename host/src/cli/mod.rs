@@ -2,6 +2,7 @@
 
 pub mod client;
 mod image;
+mod instance;
 mod node;
 pub mod output;
 mod plugin;
@@ -42,6 +43,9 @@ pub enum Command {
     /// Manage images.
     #[command(subcommand)]
     Image(image::ImageCommand),
+    /// Deploy and destroy instances.
+    #[command(subcommand)]
+    Instance(instance::InstanceCommand),
     /// Inspect the loaded driver plugins.
     #[command(subcommand)]
     Plugin(plugin::PluginCommand),
@@ -78,6 +82,7 @@ pub async fn run_client(cli: Cli) -> Result<(), CliError> {
         Command::Switch(cmd) => switch::run(&client, &printer, cmd).await,
         Command::Node(cmd) => node::run(&client, &printer, cmd).await,
         Command::Image(cmd) => image::run(&client, &printer, cmd).await,
+        Command::Instance(cmd) => instance::run(&client, &printer, cmd).await,
         Command::Plugin(cmd) => plugin::run(&client, &printer, cmd).await,
     }
 }

@@ -23,6 +23,32 @@ pub enum NodeCommand {
     Delete { node: String },
     /// Show a node's state changes and workflow steps.
     Events { node: String },
+    /// Power the node on, off, reboot it, or read its power state from the BMC.
+    Power {
+        node: String,
+        #[arg(value_parser = ["on", "off", "reboot", "status"])]
+        action: String,
+    },
+    /// Set the device the node boots from.
+    BootDevice {
+        node: String,
+        #[arg(value_parser = ["pxe", "disk"])]
+        device: String,
+        /// Only for the next boot (default: persistent).
+        #[arg(long)]
+        once: bool,
+    },
+    /// Move the node's switch port to the provisioning or a tenant network.
+    Network {
+        node: String,
+        #[arg(value_parser = ["provisioning", "tenant"])]
+        network: String,
+        /// Tenant VLAN id (default: the configured tenant VLAN).
+        #[arg(long)]
+        vlan: Option<i64>,
+    },
+    /// Retry a node in error cleanly: power off, port to provisioning, clean, available.
+    Recover { node: String },
 }
 
 #[derive(Debug, Args)]
@@ -161,6 +187,19 @@ pub async fn run(client: &Client, out: &Printer, cmd: NodeCommand) -> Result<(),
             let list = client.get(&format!("/v1/nodes/{}/events", segment(&node))).await?;
             out.list(&list, &[("AT", "at"), ("KIND", "kind"), ("FROM", "from_state"), ("TO", "to_state"), ("MS", "duration_ms"), ("MESSAGE", "message")]);
         }
+        NodeCommand::Power { node, action } => {
+            let path = format!("/v1/nodes/{}/power", segment(&node));
+            let answer = if action == "status" { client.get(&path).await? } else { client.put(&path, &json!({ "action": action })).await? };
+            out.one(&answer);
+        }
+        NodeCommand::BootDevice { node, device, once } => {
+            client.put(&format!("/v1/nodes/{}/boot-device", segment(&node)), &json!({ "device": device, "persistent": !once })).await?;
+            out.done(&format!("node {node} boots from {device}{}", if once { " on the next boot" } else { "" }));
+        }
+        NodeCommand::Network { node, network, vlan } => {
+            out.one(&client.put(&format!("/v1/nodes/{}/network", segment(&node)), &json!({ "network": network, "vlan": vlan })).await?);
+        }
+        NodeCommand::Recover { node } => out.one(&client.post(&format!("/v1/nodes/{}/recover", segment(&node)), &json!({})).await?),
     }
     Ok(())
 }

@@ -66,9 +66,10 @@ impl ProvisionState {
         )
     }
 
-    /// States in which the node's agent may call in.
+    /// States in which the node's agent may call in. `deploying` and `deleting` count because the
+    /// agent can boot before the host has recorded the next state.
     pub fn expects_agent(self) -> bool {
-        matches!(self, Self::WaitAgent | Self::Cleaning)
+        matches!(self, Self::Deploying | Self::WaitAgent | Self::Deleting | Self::Cleaning)
     }
 
     /// The lifecycle's edges. Any state may fail into `error`.

@@ -6,6 +6,7 @@
 mod migrations;
 pub mod events;
 pub mod images;
+pub mod instances;
 pub mod nodes;
 pub mod switches;
 pub mod tasks;

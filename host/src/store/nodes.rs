@@ -387,6 +387,24 @@ pub fn set_power_state(conn: &Connection, id: NodeId, power: PowerState, why: &s
     Ok(true)
 }
 
+/// Records which network (and VLAN) the node's port is on now.
+pub fn set_network(conn: &Connection, id: NodeId, network: NetworkKind, vlan: Option<u16>) -> Result<()> {
+    conn.execute(
+        "UPDATE nodes SET network = ?2, vlan = ?3, updated_at = ?4 WHERE id = ?1",
+        params![id.0, network.as_str(), vlan, now_ms()],
+    )?;
+    Ok(())
+}
+
+/// Nodes in a state a workflow is driving.
+pub fn list_transitional(conn: &Connection) -> Result<Vec<Node>> {
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT {COLUMNS} FROM nodes WHERE state IN ('deploying', 'wait-agent', 'activating', 'deleting', 'cleaning') ORDER BY id"
+    ))?;
+    let rows = stmt.query_map([], from_row)?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
 /// The switch a node is cabled to.
 pub fn switch_of(conn: &Connection, node: &Node) -> Result<switches::Switch> {
     switches::get_by_id(conn, node.switch_id)

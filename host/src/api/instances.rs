@@ -1,0 +1,160 @@
+//! `/v1/instances`: create (deploy onto a fitting node) and delete (destroy), plus progress.
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::routing::get;
+use axum::{Json, Router};
+use serde::{Deserialize, Serialize};
+
+use super::error::{ApiError, ApiJson, ApiResult};
+use super::validate;
+use crate::app::AppState;
+use crate::domain::{InstanceId, NodeId, ProvisionState, now_ms};
+use crate::provision;
+use crate::store::instances::{self, Claim, Instance};
+use crate::store::nodes::{self, Transition};
+use crate::store::switches::Key;
+use crate::store::tasks;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/v1/instances", get(list).post(create))
+        .route("/v1/instances/{id}", get(show).delete(remove))
+}
+
+#[derive(Serialize)]
+pub struct InstanceView {
+    #[serde(flatten)]
+    instance: Instance,
+    node_name: Option<String>,
+    node_state: Option<String>,
+    /// Bytes the agent reported written, and the total when known.
+    bytes_written: Option<u64>,
+    total_bytes: Option<u64>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreateInstance {
+    name: Option<String>,
+    /// Image id or name.
+    image: String,
+    /// A node id or name; otherwise the first available node that fits.
+    node: Option<String>,
+    #[serde(default)]
+    cpus: i64,
+    #[serde(default)]
+    ram_mb: i64,
+    #[serde(default)]
+    disk_gb: i64,
+}
+
+fn non_negative(field: &str, v: i64) -> Result<i64, ApiError> {
+    if v < 0 { Err(ApiError::BadRequest(format!("{field} must not be negative, got {v}"))) } else { Ok(v) }
+}
+
+async fn view(state: &AppState, instance: Instance) -> ApiResult<InstanceView> {
+    let node_id = instance.node_id;
+    let extra = state
+        .store
+        .call(move |c| {
+            let Some(id) = node_id else { return Ok(None) };
+            let node = nodes::get_by_id(c, NodeId(id))?;
+            let task = tasks::latest_for_node(c, node.id)?;
+            Ok(Some((node, task)))
+        })
+        .await?;
+    let (node_name, node_state, bytes_written, total_bytes) = match extra {
+        Some((node, task)) => (
+            Some(node.name),
+            Some(node.state.to_string()),
+            task.as_ref().map(|t| t.bytes_written),
+            task.and_then(|t| t.total_bytes),
+        ),
+        None => (None, None, None, None),
+    };
+    Ok(InstanceView { instance, node_name, node_state, bytes_written, total_bytes })
+}
+
+async fn create(State(state): State<AppState>, ApiJson(req): ApiJson<CreateInstance>) -> ApiResult<(StatusCode, Json<InstanceView>)> {
+    if let Some(name) = &req.name {
+        validate::name("instance name", name)?;
+    }
+    let deadline = now_ms() + i64::try_from(state.config.deploy.step_timeout_s).unwrap_or(300) * 1000;
+    let claim = Claim {
+        name: req.name,
+        image: Key::parse(&req.image),
+        node: req.node.as_deref().map(Key::parse),
+        cpus: u32::try_from(non_negative("cpus", req.cpus)?).unwrap_or(u32::MAX),
+        ram_mb: u64::try_from(non_negative("ram_mb", req.ram_mb)?).unwrap_or(0),
+        disk_gb: u64::try_from(non_negative("disk_gb", req.disk_gb)?).unwrap_or(0),
+        deadline,
+    };
+    let (instance, node) = state.store.call(move |c| instances::claim(c, claim)).await?;
+    tracing::info!(instance = instance.id, node = node.id.0, "instance created: deploying");
+    provision::kick(&state, node.id);
+    Ok((StatusCode::CREATED, Json(view(&state, instance).await?)))
+}
+
+async fn list(State(state): State<AppState>) -> ApiResult<Json<Vec<InstanceView>>> {
+    let all = state.store.call(|c| instances::list(c)).await?;
+    let mut out = Vec::with_capacity(all.len());
+    for instance in all {
+        out.push(view(&state, instance).await?);
+    }
+    Ok(Json(out))
+}
+
+async fn show(State(state): State<AppState>, Path(id): Path<String>) -> ApiResult<Json<InstanceView>> {
+    let key = Key::parse(&id);
+    let instance = state.store.call(move |c| instances::get(c, &key)).await?;
+    Ok(Json(view(&state, instance).await?))
+}
+
+/// Destroy: the node goes `deleting` (from `active` or `error`) and its runner does the rest; the
+/// instance disappears once the node is clean.
+async fn remove(State(state): State<AppState>, Path(id): Path<String>) -> ApiResult<(StatusCode, Json<InstanceView>)> {
+    let key = Key::parse(&id);
+    let deadline = now_ms() + i64::try_from(state.config.deploy.step_timeout_s).unwrap_or(300) * 1000;
+    let (instance, node) = state
+        .store
+        .call(move |c| {
+            let tx = c.transaction()?;
+            let instance = instances::get(&tx, &key)?;
+            let node = match instance.node_id {
+                Some(node_id) => {
+                    let node = nodes::get_by_id(&tx, NodeId(node_id))?;
+                    if node.maintenance {
+                        return Err(crate::store::StoreError::Conflict(format!(
+                            "node {:?} is in maintenance: turn it off to destroy the instance",
+                            node.name
+                        )));
+                    }
+                    if !matches!(node.state, ProvisionState::Active | ProvisionState::Error) {
+                        return Err(crate::store::StoreError::Conflict(format!(
+                            "instance {:?} cannot be deleted while its node is {}: wait until it is active or in error",
+                            instance.name, node.state
+                        )));
+                    }
+                    let message = format!("destroy of instance {:?}", instance.name);
+                    nodes::transition(&tx, Transition { node: node.id, from: &[ProvisionState::Active, ProvisionState::Error], to: ProvisionState::Deleting, message: &message, deadline: Some(deadline), duration_ms: None })?;
+                    Some(node.id)
+                }
+                None => {
+                    instances::remove(&tx, InstanceId(instance.id))?;
+                    None
+                }
+            };
+            if node.is_some() {
+                instances::set_state(&tx, InstanceId(instance.id), "deleting", None)?;
+            }
+            let instance = instances::get(&tx, &Key::Id(instance.id)).ok().unwrap_or(instance);
+            tx.commit()?;
+            Ok((instance, node))
+        })
+        .await?;
+    if let Some(node) = node {
+        provision::kick(&state, node);
+    }
+    Ok((StatusCode::ACCEPTED, Json(view(&state, instance).await?)))
+}

@@ -1,0 +1,150 @@
+//! Instances and the atomic claim of a node for one.
+
+use rusqlite::{Connection, OptionalExtension, Row, params};
+
+use super::nodes::{self, Node, Transition};
+use super::switches::Key;
+use super::{Result, StoreError, images};
+use crate::domain::{InstanceId, NodeId, ProvisionState, now_ms};
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Instance {
+    pub id: i64,
+    pub name: String,
+    pub image_id: i64,
+    pub node_id: Option<i64>,
+    /// `deploying`, `active`, `deleting` or `error`.
+    pub state: String,
+    pub last_error: Option<String>,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+const SELECT: &str = "SELECT i.id, i.name, i.image_id, n.id, i.state, i.last_error, i.created_at, i.updated_at
+     FROM instances i LEFT JOIN nodes n ON n.instance_id = i.id";
+
+fn from_row(row: &Row<'_>) -> rusqlite::Result<Instance> {
+    Ok(Instance {
+        id: row.get(0)?,
+        name: row.get(1)?,
+        image_id: row.get(2)?,
+        node_id: row.get(3)?,
+        state: row.get(4)?,
+        last_error: row.get(5)?,
+        created_at: row.get(6)?,
+        updated_at: row.get(7)?,
+    })
+}
+
+/// What an instance needs from its node.
+pub struct Claim {
+    pub name: Option<String>,
+    pub image: Key,
+    pub node: Option<Key>,
+    pub cpus: u32,
+    pub ram_mb: u64,
+    pub disk_gb: u64,
+    /// When the `deploying` state must be over.
+    pub deadline: i64,
+}
+
+/// In one transaction: picks the first available node that fits (or the named one), creates the
+/// instance, and moves the node to `deploying`. Two claims can never get the same node.
+pub fn claim(conn: &mut Connection, claim: Claim) -> Result<(Instance, Node)> {
+    let tx = conn.transaction()?;
+    let image = images::get(&tx, &claim.image).map_err(|e| match e {
+        StoreError::NotFound(what) => StoreError::Unprocessable(format!("{what} does not exist")),
+        other => other,
+    })?;
+    let node: Node = match &claim.node {
+        Some(key) => {
+            let node = nodes::get(&tx, key).map_err(|e| match e {
+                StoreError::NotFound(what) => StoreError::Unprocessable(format!("{what} does not exist")),
+                other => other,
+            })?;
+            if node.state != ProvisionState::Available || node.maintenance || node.instance_id.is_some() {
+                return Err(StoreError::Conflict(format!(
+                    "node {:?} is {}{}: it cannot take an instance",
+                    node.name,
+                    node.state,
+                    if node.maintenance { " and in maintenance" } else { "" }
+                )));
+            }
+            node
+        }
+        None => {
+            let id: Option<i64> = tx
+                .query_row(
+                    "SELECT id FROM nodes WHERE state = 'available' AND maintenance = 0 AND instance_id IS NULL
+                       AND cpus >= ?1 AND ram_mb >= ?2 AND disk_gb >= ?3
+                     ORDER BY cpus, ram_mb, disk_gb, id LIMIT 1",
+                    params![claim.cpus, claim.ram_mb, claim.disk_gb],
+                    |r| r.get(0),
+                )
+                .optional()?;
+            let Some(id) = id else {
+                return Err(StoreError::Conflict(format!(
+                    "no available node fits cpus >= {}, ram_mb >= {}, disk_gb >= {}",
+                    claim.cpus, claim.ram_mb, claim.disk_gb
+                )));
+            };
+            nodes::get_by_id(&tx, NodeId(id))?
+        }
+    };
+    let name = claim.name.unwrap_or_else(|| format!("instance-{}", node.name));
+    let taken: bool = tx.query_row("SELECT EXISTS(SELECT 1 FROM instances WHERE name = ?1)", [&name], |r| r.get(0))?;
+    if taken {
+        return Err(StoreError::Conflict(format!("an instance named {name:?} already exists")));
+    }
+    let now = now_ms();
+    tx.execute(
+        "INSERT INTO instances (name, image_id, state, created_at, updated_at) VALUES (?1, ?2, 'deploying', ?3, ?3)",
+        params![name, image.id, now],
+    )?;
+    let instance_id = tx.last_insert_rowid();
+    tx.execute("UPDATE nodes SET instance_id = ?2 WHERE id = ?1", params![node.id.0, instance_id])?;
+    let message = format!("claimed for instance {name:?} (image {:?})", image.name);
+    let node = nodes::transition(
+        &tx,
+        Transition {
+            node: node.id,
+            from: &[ProvisionState::Available],
+            to: ProvisionState::Deploying,
+            message: &message,
+            deadline: Some(claim.deadline),
+            duration_ms: None,
+        },
+    )?;
+    let instance = get(&tx, &Key::Id(instance_id))?;
+    tx.commit()?;
+    Ok((instance, node))
+}
+
+pub fn get(conn: &Connection, key: &Key) -> Result<Instance> {
+    let found = match key {
+        Key::Id(id) => conn.query_row(&format!("{SELECT} WHERE i.id = ?1"), [id], from_row).optional()?,
+        Key::Name(n) => conn.query_row(&format!("{SELECT} WHERE i.name = ?1"), [n], from_row).optional()?,
+    };
+    found.ok_or_else(|| StoreError::NotFound(format!("instance {key}")))
+}
+
+pub fn list(conn: &Connection) -> Result<Vec<Instance>> {
+    let mut stmt = conn.prepare_cached(&format!("{SELECT} ORDER BY i.id"))?;
+    let rows = stmt.query_map([], from_row)?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+pub fn set_state(conn: &Connection, id: InstanceId, state: &str, last_error: Option<&str>) -> Result<()> {
+    conn.execute(
+        "UPDATE instances SET state = ?2, last_error = ?3, updated_at = ?4 WHERE id = ?1",
+        params![id.0, state, last_error, now_ms()],
+    )?;
+    Ok(())
+}
+
+/// Removes the instance once its node is clean; the node's link goes with it.
+pub fn remove(conn: &Connection, id: InstanceId) -> Result<()> {
+    conn.execute("UPDATE nodes SET instance_id = NULL WHERE instance_id = ?1", [id.0])?;
+    conn.execute("DELETE FROM instances WHERE id = ?1", [id.0])?;
+    Ok(())
+}
