@@ -63,11 +63,13 @@ pub struct PowerSyncConfig {
     pub interval_s: u64,
     /// How many BMCs are asked at once.
     pub concurrency: usize,
+    /// Each call starts after a random delay of up to this many milliseconds.
+    pub jitter_ms: u64,
 }
 
 impl Default for PowerSyncConfig {
     fn default() -> Self {
-        PowerSyncConfig { interval_s: 60, concurrency: 16 }
+        PowerSyncConfig { interval_s: 60, concurrency: 16, jitter_ms: 250 }
     }
 }
 

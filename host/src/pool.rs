@@ -65,7 +65,7 @@ pub async fn revalidate_enrolled(state: &AppState) {
 /// Starts the daemon's background loops; the handle stops them all.
 pub fn spawn_background(state: AppState) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
-        tokio::join!(task_watchdog(state.clone()));
+        tokio::join!(task_watchdog(state.clone()), power_sync(state.clone()));
     })
 }
 
@@ -98,5 +98,77 @@ async fn task_watchdog(state: AppState) {
             Ok(_) => {}
             Err(e) => tracing::error!("task watchdog: {e}"),
         }
+    }
+}
+
+/// What one power-sync sweep found.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct SweepReport {
+    pub checked: usize,
+    pub drifted: usize,
+    pub failed: usize,
+}
+
+/// Every `interval`, reads the power state of every idle node.
+async fn power_sync(state: AppState) {
+    let Some(interval) = state.config.power_sync_interval() else { return };
+    let mut tick = tokio::time::interval(interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tick.tick().await;
+    loop {
+        tick.tick().await;
+        let started = std::time::Instant::now();
+        let report = power_sync_sweep(&state).await;
+        tracing::info!(checked = report.checked, drifted = report.drifted, failed = report.failed, elapsed_ms = started.elapsed().as_millis() as u64, "power sync sweep");
+    }
+}
+
+/// One sweep: at most `concurrency` BMC calls at a time, each started after a small random delay
+/// so a sweep never hits every BMC in the same instant. Nodes a workflow drives, or in
+/// maintenance, are left alone. A changed power state is recorded as an event.
+pub async fn power_sync_sweep(state: &AppState) -> SweepReport {
+    use futures::StreamExt;
+    use rand::Rng;
+    let nodes = match state.store.call(|c| nodes::list(c)).await {
+        Ok(list) => list,
+        Err(e) => {
+            tracing::error!("power sync: cannot list nodes: {e}");
+            return SweepReport::default();
+        }
+    };
+    let idle: Vec<Node> = nodes
+        .into_iter()
+        .filter(|n| !n.maintenance && !n.state.is_transitional() && n.state != ProvisionState::Enrolled)
+        .collect();
+    let concurrency = state.config.power_sync.concurrency.max(1);
+    let jitter_ms = state.config.power_sync.jitter_ms;
+    let results: Vec<Result<bool, ()>> = futures::stream::iter(idle)
+        .map(|node| async move {
+            if jitter_ms > 0 {
+                let delay = rand::thread_rng().gen_range(0..=jitter_ms);
+                tokio::time::sleep(std::time::Duration::from_millis(delay)).await;
+            }
+            match crate::drivers::power_state(&state.plugins, &node).await {
+                Ok(power) => {
+                    let id = node.id;
+                    state
+                        .store
+                        .call(move |c| nodes::set_power_state(c, id, power, "power sync found a different state"))
+                        .await
+                        .map_err(|e| tracing::warn!(node = node.id.0, "power sync: {e}"))
+                }
+                Err(e) => {
+                    tracing::debug!(node = node.id.0, "power sync: {e}");
+                    Err(())
+                }
+            }
+        })
+        .buffer_unordered(concurrency)
+        .collect()
+        .await;
+    SweepReport {
+        checked: results.len(),
+        drifted: results.iter().filter(|r| matches!(r, Ok(true))).count(),
+        failed: results.iter().filter(|r| r.is_err()).count(),
     }
 }

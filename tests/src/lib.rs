@@ -3,6 +3,7 @@
 //! Every helper owns the processes it starts and stops them by PID on drop, so a failing test
 //! leaves nothing running.
 
+pub mod agent_lab;
 pub mod daemon;
 pub mod fake_switch;
 pub mod ipmi_sim;
