@@ -27,6 +27,8 @@ pub struct AppState {
     /// Woken whenever a task finishes, so workflows need not wait for their next poll.
     pub task_events: Arc<tokio::sync::Notify>,
     pub provisioner: Arc<crate::provision::Provisioner>,
+    /// Notified when the netboot plugin asks for a reload (SIGHUP to a supervised dnsmasq).
+    pub netboot_reload: Arc<tokio::sync::Notify>,
 }
 
 pub struct App {
@@ -66,6 +68,7 @@ impl App {
             public_url,
             task_events: Arc::new(tokio::sync::Notify::new()),
             provisioner: Arc::default(),
+            netboot_reload: Arc::new(tokio::sync::Notify::new()),
             store,
             plugins: Arc::new(plugins),
             operator_token: Arc::new(operator_token),
@@ -84,10 +87,20 @@ impl App {
         crate::pool::revalidate_enrolled(&state).await;
         crate::provision::resume_all(&state).await;
         let background = crate::pool::spawn_background(state.clone());
+        let dnsmasq = if state.config.netboot.dnsmasq {
+            Some(crate::netboot::supervise(&state.config, &state.public_url, state.netboot_reload.clone()).context("cannot start dnsmasq")?)
+        } else {
+            None
+        };
         let addr = listener.local_addr()?;
         tracing::info!(%addr, "metalhost is serving");
         let result = axum::serve(listener, crate::api::router(state)).with_graceful_shutdown(shutdown).await;
         background.abort();
+        if let Some(dnsmasq) = dnsmasq {
+            // Dropping the task drops the child, which kill_on_drop stops.
+            dnsmasq.abort();
+            let _ = dnsmasq.await;
+        }
         tracing::info!("metalhost stopped");
         result.context("server failed")
     }

@@ -52,6 +52,8 @@ pub struct FileConfig {
     pub network: NetworkConfig,
     #[serde(default)]
     pub deploy: DeployConfig,
+    #[serde(default)]
+    pub netboot: NetbootConfig,
     #[serde(default, rename = "plugin")]
     pub plugins: Vec<crate::drivers::PluginSpec>,
 }
@@ -137,6 +139,46 @@ impl Default for DeployConfig {
     }
 }
 
+/// Netboot: the bootstrap files this daemon serves, and optionally a dnsmasq it supervises.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct NetbootConfig {
+    /// Holds `vmlinuz` and `initrd.gz` from `bootstrap/build.sh` (default `<data_dir>/bootstrap`).
+    pub bootstrap_dir: Option<PathBuf>,
+    /// Where the netboot plugin writes per-node iPXE scripts, served at `/v1/boot/nodes/`
+    /// (default `<data_dir>/netboot/scripts`).
+    pub scripts_dir: Option<PathBuf>,
+    /// Where the netboot plugin writes dhcp-host entries (default `<data_dir>/netboot/hosts`).
+    pub hosts_dir: Option<PathBuf>,
+    /// Run dnsmasq as a supervised child with a generated config.
+    pub dnsmasq: bool,
+    pub dnsmasq_binary: PathBuf,
+    /// The interface dnsmasq serves DHCP on.
+    pub interface: String,
+    /// dnsmasq `dhcp-range` value for DHCPv4.
+    pub dhcp_range: String,
+    /// Also send IPv6 router advertisements (iPXE waits ~15 s for one otherwise).
+    pub ipv6_ra: bool,
+    /// TFTP root holding `undionly.kpxe` for PXE firmware that is not iPXE.
+    pub tftp_root: Option<PathBuf>,
+}
+
+impl Default for NetbootConfig {
+    fn default() -> Self {
+        NetbootConfig {
+            bootstrap_dir: None,
+            scripts_dir: None,
+            hosts_dir: None,
+            dnsmasq: false,
+            dnsmasq_binary: PathBuf::from("/usr/sbin/dnsmasq"),
+            interface: "br0".into(),
+            dhcp_range: "10.99.0.100,10.99.0.199,255.255.255.0,1h".into(),
+            ipv6_ra: true,
+            tftp_root: None,
+        }
+    }
+}
+
 /// How the daemon treats agents.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -181,6 +223,7 @@ pub struct Config {
     pub agent: AgentConfig,
     pub network: NetworkConfig,
     pub deploy: DeployConfig,
+    pub netboot: NetbootConfig,
     pub plugins: Vec<crate::drivers::PluginSpec>,
 }
 
@@ -225,12 +268,25 @@ impl Config {
             agent: file.agent,
             network: file.network,
             deploy: file.deploy,
+            netboot: file.netboot,
             plugins: file.plugins,
         })
     }
 
     pub fn database_path(&self) -> PathBuf {
         self.data_dir.join("metalhost.db")
+    }
+
+    pub fn bootstrap_dir(&self) -> PathBuf {
+        self.netboot.bootstrap_dir.clone().unwrap_or_else(|| self.data_dir.join("bootstrap"))
+    }
+
+    pub fn scripts_dir(&self) -> PathBuf {
+        self.netboot.scripts_dir.clone().unwrap_or_else(|| self.data_dir.join("netboot/scripts"))
+    }
+
+    pub fn hosts_dir(&self) -> PathBuf {
+        self.netboot.hosts_dir.clone().unwrap_or_else(|| self.data_dir.join("netboot/hosts"))
     }
 
     pub fn power_sync_interval(&self) -> Option<Duration> {

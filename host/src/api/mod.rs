@@ -2,6 +2,7 @@
 
 mod agent;
 mod auth;
+mod boot;
 pub mod error;
 mod images;
 mod instances;
@@ -27,12 +28,14 @@ pub fn router(state: AppState) -> Router {
         .merge(plugins::router())
         .merge(images::router())
         .merge(instances::router())
+        .merge(boot::operator_router())
         .merge(node_actions::router())
         .route_layer(axum::middleware::from_fn_with_state(state.clone(), auth::require_operator));
     Router::new()
         .merge(operator)
         .merge(agent::router())
         .merge(images::data_router())
+        .merge(boot::public_router())
         .route("/healthz", get(|| async { "ok" }))
         .layer(tower_http::trace::TraceLayer::new_for_http())
         .with_state(state)

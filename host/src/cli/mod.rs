@@ -46,6 +46,8 @@ pub enum Command {
     /// Deploy and destroy instances.
     #[command(subcommand)]
     Instance(instance::InstanceCommand),
+    /// Show where the bootstrap image (kernel + initramfs) is and whether it is built.
+    Bootstrap,
     /// Inspect the loaded driver plugins.
     #[command(subcommand)]
     Plugin(plugin::PluginCommand),
@@ -83,6 +85,16 @@ pub async fn run_client(cli: Cli) -> Result<(), CliError> {
         Command::Node(cmd) => node::run(&client, &printer, cmd).await,
         Command::Image(cmd) => image::run(&client, &printer, cmd).await,
         Command::Instance(cmd) => instance::run(&client, &printer, cmd).await,
+        Command::Bootstrap => {
+            let view = client.get("/v1/bootstrap").await?;
+            if printer.json {
+                output::json(&view);
+            } else {
+                println!("bootstrap dir: {}", output::cell(view.get("dir")));
+                printer.list(&view["files"], &[("FILE", "name"), ("SIZE", "size"), ("URL", "url")]);
+            }
+            Ok(())
+        }
         Command::Plugin(cmd) => plugin::run(&client, &printer, cmd).await,
     }
 }

@@ -1,0 +1,79 @@
+//! Netboot over HTTP: the bootstrap kernel and initramfs, the generic iPXE script, and the per-node
+//! scripts the netboot plugin writes. Public: PXE firmware carries no token.
+
+use axum::extract::{Path, State};
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use serde::Serialize;
+
+use super::error::{ApiError, ApiResult};
+use crate::app::AppState;
+
+pub fn public_router() -> Router<AppState> {
+    Router::new()
+        .route("/v1/bootstrap/{file}", get(bootstrap_file))
+        .route("/v1/boot/boot.ipxe", get(generic_script))
+        .route("/v1/boot/nodes/{file}", get(node_script))
+}
+
+pub fn operator_router() -> Router<AppState> {
+    Router::new().route("/v1/bootstrap", get(describe))
+}
+
+const BOOTSTRAP_FILES: &[&str] = &["vmlinuz", "initrd.gz", "manifest.json"];
+
+async fn bootstrap_file(State(state): State<AppState>, Path(file): Path<String>) -> ApiResult<Response> {
+    if !BOOTSTRAP_FILES.contains(&file.as_str()) {
+        return Err(ApiError::NotFound(format!("bootstrap file {file:?}")));
+    }
+    let path = state.config.bootstrap_dir().join(&file);
+    let bytes = tokio::fs::read(&path)
+        .await
+        .map_err(|e| ApiError::NotFound(format!("bootstrap file {} ({e}); build it with bootstrap/build.sh", path.display())))?;
+    Ok(([(header::CONTENT_TYPE, "application/octet-stream")], bytes).into_response())
+}
+
+/// Chains to the node's own script, or says clearly on the console that there is none.
+async fn generic_script(State(state): State<AppState>) -> Response {
+    let base = &state.public_url;
+    let script = format!(
+        "#!ipxe\necho metalhost: netboot of ${{mac}}\nchain {base}/v1/boot/nodes/${{mac:hexhyp}}.ipxe || goto none\n:none\necho metalhost: no boot entry for ${{mac}}: not being provisioned\nsleep 10\nexit\n"
+    );
+    ([(header::CONTENT_TYPE, "text/plain")], script).into_response()
+}
+
+async fn node_script(State(state): State<AppState>, Path(file): Path<String>) -> ApiResult<Response> {
+    let valid = file.ends_with(".ipxe") && file.chars().all(|c| c.is_ascii_hexdigit() || c == '-' || c == '.' || c.is_ascii_lowercase());
+    if !valid || file.contains("..") {
+        return Err(ApiError::NotFound(format!("boot script {file:?}")));
+    }
+    let path = state.config.scripts_dir().join(&file);
+    let text = tokio::fs::read_to_string(&path).await.map_err(|_| ApiError::NotFound(format!("boot script {file:?}")))?;
+    Ok(([(header::CONTENT_TYPE, "text/plain")], text).into_response())
+}
+
+#[derive(Serialize)]
+struct BootstrapView {
+    dir: String,
+    files: Vec<BootstrapFile>,
+}
+
+#[derive(Serialize)]
+struct BootstrapFile {
+    name: String,
+    url: String,
+    size: Option<u64>,
+}
+
+/// Where the bootstrap image is and whether it is built.
+async fn describe(State(state): State<AppState>) -> Json<BootstrapView> {
+    let dir = state.config.bootstrap_dir();
+    let mut files = Vec::new();
+    for name in BOOTSTRAP_FILES {
+        let size = tokio::fs::metadata(dir.join(name)).await.ok().map(|m| m.len());
+        files.push(BootstrapFile { name: (*name).to_owned(), url: format!("{}/v1/bootstrap/{name}", state.public_url), size });
+    }
+    Json(BootstrapView { dir: dir.display().to_string(), files })
+}
