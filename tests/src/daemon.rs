@@ -31,7 +31,7 @@ impl Daemon {
         let data_dir = dir.path().join("data");
         let config_path = dir.path().join("metalhost.toml");
         let config = format!(
-            "listen = \"127.0.0.1:0\"\ndata_dir = \"{}\"\n[power_sync]\ninterval_s = 0\n{extra_config}\n",
+            "listen = \"127.0.0.1:0\"\ndata_dir = \"{}\"\npower_sync = {{ interval_s = 0 }}\n{extra_config}\n",
             data_dir.display()
         );
         std::fs::write(&config_path, config).expect("write config");

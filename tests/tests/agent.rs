@@ -134,39 +134,56 @@ async fn cutting_proxy(
             let Some(upstream) = upstream.get().map(|u| u.trim_start_matches("http://").to_owned()) else { continue };
             let cuts = cuts.clone();
             tokio::spawn(async move {
-                let Ok(mut server) = tokio::net::TcpStream::connect(&upstream).await else { return };
-                let mut request = vec![0u8; 8192];
-                let Ok(n) = client.read(&mut request).await else { return };
-                let is_data = String::from_utf8_lossy(&request[..n]).contains("/data ");
-                if server.write_all(&request[..n]).await.is_err() {
-                    return;
-                }
-                if is_data && cuts.fetch_add(1, std::sync::atomic::Ordering::SeqCst) == 0 {
-                    // Relay only the first `cut` bytes, then drop both connections.
-                    let mut sent = 0;
+                let Ok(server) = tokio::net::TcpStream::connect(&upstream).await else { return };
+                // Connections are reused (keep-alive), so watch every request on this one: once an
+                // image download starts here, and it is the first, relay `cut` bytes and hang up.
+                let cutting = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+                let (mut cr, mut cw) = client.into_split();
+                let (mut sr, mut sw) = server.into_split();
+                let flag = cutting.clone();
+                let upstream_leg = tokio::spawn(async move {
                     let mut buf = vec![0u8; 65536];
-                    while sent < cut {
-                        let Ok(m) = server.read(&mut buf).await else { return };
-                        if m == 0 {
+                    loop {
+                        let Ok(n) = cr.read(&mut buf).await else { return };
+                        if n == 0 {
                             return;
                         }
-                        let m = m.min(cut - sent);
-                        if client.write_all(&buf[..m]).await.is_err() {
+                        if String::from_utf8_lossy(&buf[..n]).contains("/data ")
+                            && cuts.fetch_add(1, std::sync::atomic::Ordering::SeqCst) == 0
+                        {
+                            flag.store(true, std::sync::atomic::Ordering::SeqCst);
+                        }
+                        if sw.write_all(&buf[..n]).await.is_err() {
                             return;
                         }
-                        sent += m;
                     }
-                    return;
+                });
+                let mut buf = vec![0u8; 65536];
+                let mut relayed_while_cutting = 0;
+                loop {
+                    let Ok(n) = sr.read(&mut buf).await else { break };
+                    if n == 0 {
+                        break;
+                    }
+                    let mut n = n;
+                    if cutting.load(std::sync::atomic::Ordering::SeqCst) {
+                        n = n.min(cut - relayed_while_cutting);
+                        relayed_while_cutting += n;
+                    }
+                    if cw.write_all(&buf[..n]).await.is_err() {
+                        break;
+                    }
+                    if cutting.load(std::sync::atomic::Ordering::SeqCst) && relayed_while_cutting >= cut {
+                        break;
+                    }
                 }
-                let (mut cr, mut cw) = client.split();
-                let (mut sr, mut sw) = server.split();
-                let _ = tokio::join!(tokio::io::copy(&mut cr, &mut sw), tokio::io::copy(&mut sr, &mut cw));
+                upstream_leg.abort();
             });
         }
     })
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_interrupted_download_resumes_with_range() {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind proxy");
     let proxy_url = format!("http://{}", listener.local_addr().expect("addr"));

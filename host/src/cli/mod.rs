@@ -17,8 +17,8 @@ use client::{CliError, Client};
 #[derive(Debug, Parser)]
 #[command(name = "metalhost", version, about = "Bare-metal instances with sandboxed WebAssembly drivers")]
 pub struct Cli {
-    /// The daemon's API URL.
-    #[arg(long, global = true, env = "METALHOST_URL", default_value = "http://127.0.0.1:8080")]
+    /// The daemon's API URL (before the subcommand; `image add --url` is the image's URL).
+    #[arg(long, env = "METALHOST_URL", default_value = "http://127.0.0.1:8080")]
     pub url: String,
     /// The operator API token (prefer the env var: flags show up in `ps`).
     #[arg(long, global = true, env = "METALHOST_TOKEN", hide_env_values = true)]
