@@ -75,7 +75,7 @@ impl<R: Read> Read for Hashing<R> {
 enum Decoder<R: Read> {
     Plain(Hashing<R>),
     Gzip(flate2::read::GzDecoder<Hashing<R>>),
-    Zstd(ruzstd::StreamingDecoder<Hashing<R>, ruzstd::FrameDecoder>),
+    Zstd(Box<ruzstd::StreamingDecoder<Hashing<R>, ruzstd::FrameDecoder>>),
 }
 
 impl<R: Read> Read for Decoder<R> {
@@ -106,7 +106,7 @@ pub fn write_image(source: impl Read, compression: Compression, target: &Path, r
     let mut decoder = match compression {
         Compression::None => Decoder::Plain(hashing),
         Compression::Gzip => Decoder::Gzip(flate2::read::GzDecoder::new(hashing)),
-        Compression::Zstd => Decoder::Zstd(ruzstd::StreamingDecoder::new(hashing).map_err(|e| format!("zstd: {e}"))?),
+        Compression::Zstd => Decoder::Zstd(Box::new(ruzstd::StreamingDecoder::new(hashing).map_err(|e| format!("zstd: {e}"))?)),
     };
     let mut disk = OpenOptions::new().write(true).open(target).map_err(|e| format!("open {}: {e}", target.display()))?;
     let mut buffer = vec![0u8; CHUNK];
@@ -223,14 +223,14 @@ impl Download {
 impl Read for Download {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         loop {
-            if self.body.is_none() {
-                if let Err(e) = self.open() {
-                    if e.to_string().starts_with("HTTP 4") || e.to_string().contains("ignored the Range") {
-                        return Err(e);
-                    }
-                    self.retry(&e.to_string())?;
-                    continue;
+            if self.body.is_none()
+                && let Err(e) = self.open()
+            {
+                if e.to_string().starts_with("HTTP 4") || e.to_string().contains("ignored the Range") {
+                    return Err(e);
                 }
+                self.retry(&e.to_string())?;
+                continue;
             }
             let Some(body) = self.body.as_mut() else { continue };
             match body.read(buf) {
