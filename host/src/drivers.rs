@@ -7,41 +7,8 @@ use crate::domain::{PowerState, Vlan};
 use crate::store::nodes::Node;
 use crate::store::switches::Switch;
 
-// TEMPORARY: stand-ins until metalhost-plugin-host lands; the facade's signatures below stay.
-#[derive(Debug, Clone, serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct PluginSpec {
-    pub name: String,
-}
-
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct PluginStatus {
-    pub name: String,
-    pub kind: String,
-    pub version: String,
-    pub error: Option<String>,
-}
-
-pub struct PluginHost;
-
-#[derive(Debug, thiserror::Error)]
-#[error("plugin {0:?} is not loaded")]
-pub struct NotLoaded(String);
-
-impl PluginHost {
-    pub fn new(_cache: &Path) -> Result<Self, NotLoaded> {
-        Ok(PluginHost)
-    }
-    pub async fn load(&self, _specs: &[PluginSpec]) -> Vec<PluginStatus> {
-        Vec::new()
-    }
-    pub fn status(&self) -> Vec<PluginStatus> {
-        Vec::new()
-    }
-    pub fn power(&self, name: &str) -> Result<(), NotLoaded> {
-        Err(NotLoaded(name.to_owned()))
-    }
-}
+pub use metalhost_plugin_host::{PluginHost, PluginSpec, PluginStatus};
+use metalhost_plugin_host as ph;
 
 /// A driver call that failed: which plugin, which operation, what it said.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -82,34 +49,103 @@ pub struct BootEntry {
     pub kernel_args: String,
 }
 
+impl From<ph::CallError> for DriverFailure {
+    fn from(e: ph::CallError) -> Self {
+        DriverFailure { plugin: e.plugin.clone(), operation: e.operation.to_owned(), message: e.failure.to_string() }
+    }
+}
+
+fn bmc_of(node: &Node) -> (ph::Bmc, ph::Credentials) {
+    (
+        ph::Bmc { host: node.bmc_address.clone(), port: node.bmc_port },
+        ph::Credentials { username: node.bmc_username.clone(), password: node.bmc_password.expose().to_owned() },
+    )
+}
+
 pub async fn power_state(host: &PluginHost, node: &Node) -> Result<PowerState, DriverFailure> {
-    let _ = host.power(&node.power_driver).map_err(|e| DriverFailure::new(&node.power_driver, "get-power-state", e))?;
-    Err(DriverFailure::new(&node.power_driver, "get-power-state", "not implemented"))
+    let (bmc, creds) = bmc_of(node);
+    let state = host.power(&node.power_driver)?.get_power_state(&bmc, &creds).await?;
+    Ok(match state {
+        ph::PowerState::On => PowerState::On,
+        ph::PowerState::Off => PowerState::Off,
+    })
 }
 
 pub async fn set_power(host: &PluginHost, node: &Node, action: PowerAction) -> Result<(), DriverFailure> {
-    let _ = (host, action);
-    Err(DriverFailure::new(&node.power_driver, "set-power-state", "not implemented"))
+    let (bmc, creds) = bmc_of(node);
+    let action = match action {
+        PowerAction::On => ph::PowerAction::On,
+        PowerAction::Off => ph::PowerAction::Off,
+        PowerAction::Reboot => ph::PowerAction::Reboot,
+    };
+    Ok(host.power(&node.power_driver)?.set_power_state(&bmc, &creds, action).await?)
 }
 
 pub async fn set_boot_device(host: &PluginHost, node: &Node, device: BootDevice, persistent: bool) -> Result<(), DriverFailure> {
-    let _ = (host, device, persistent);
-    Err(DriverFailure::new(&node.power_driver, "set-boot-device", "not implemented"))
+    let (bmc, creds) = bmc_of(node);
+    let device = match device {
+        BootDevice::Pxe => ph::BootDevice::Pxe,
+        BootDevice::Disk => ph::BootDevice::Disk,
+    };
+    Ok(host.power(&node.power_driver)?.set_boot_device(&bmc, &creds, device, persistent).await?)
 }
 
-/// Puts `port` in access mode on `vlan` and reads it back. Returns the switch's SSH host key
-/// fingerprint so a first-use key can be remembered.
+/// How the host reaches a switch: its stored credentials and the key it trusts.
+pub fn netconf_target(switch: &Switch) -> metalhost_netconf::Target {
+    metalhost_netconf::Target {
+        address: switch.address.clone(),
+        port: switch.port,
+        username: switch.username.clone(),
+        password: switch.password.expose().to_owned(),
+        expected_host_key: switch.host_key.clone(),
+        connect_timeout: std::time::Duration::from_secs(10),
+        read_timeout: std::time::Duration::from_secs(30),
+    }
+}
+
+/// Puts `port` in access mode on `vlan` (creating the VLAN if needed) and reads it back. Returns the
+/// switch's SSH host key fingerprint so a first-use key can be remembered.
 pub async fn move_port(host: &PluginHost, switch: &Switch, port: &str, vlan: Vlan, vlan_name: &str) -> Result<String, DriverFailure> {
-    let _ = (host, port, vlan, vlan_name);
-    Err(DriverFailure::new(&switch.driver, "set-access-vlan", "not implemented"))
+    let driver = host.switch(&switch.driver)?;
+    let session = driver.session(netconf_target(switch));
+    let wanted = ph::Vlan { id: vlan.id(), name: vlan_name.to_owned() };
+    let outcome = async {
+        session.ensure_vlan(&wanted).await?;
+        session.set_access_vlan(port, &wanted).await?;
+        let now = session.get_port_vlan(port).await?;
+        if now != Some(vlan.id()) {
+            return Err(DriverFailure::new(&switch.driver, "get-port-vlan", format!("port {port} reads back VLAN {now:?} after the move to {vlan}")));
+        }
+        Ok(())
+    }
+    .await;
+    let fingerprint = session.host_key_fingerprint().unwrap_or_default();
+    session.close().await;
+    outcome.map(|()| fingerprint)
+}
+
+/// Read-only: reachability, NETCONF capabilities, model and syntax.
+pub async fn describe_switch(host: &PluginHost, switch: &Switch) -> Result<(ph::SwitchDescription, String), DriverFailure> {
+    let driver = host.switch(&switch.driver)?;
+    let session = driver.session(netconf_target(switch));
+    let outcome = session.describe().await;
+    let fingerprint = session.host_key_fingerprint().unwrap_or_default();
+    session.close().await;
+    Ok((outcome?, fingerprint))
 }
 
 pub async fn netboot_put(host: &PluginHost, plugin: &str, entry: &BootEntry) -> Result<(), DriverFailure> {
-    let _ = (host, entry);
-    Err(DriverFailure::new(plugin, "put-host", "not implemented"))
+    let entry = ph::BootEntry {
+        mac: entry.mac.clone(),
+        ip: entry.ip.clone(),
+        hostname: entry.hostname.clone(),
+        kernel_url: entry.kernel_url.clone(),
+        initrd_url: entry.initrd_url.clone(),
+        kernel_args: entry.kernel_args.clone(),
+    };
+    Ok(host.netboot(plugin)?.put_host(&entry).await?)
 }
 
 pub async fn netboot_remove(host: &PluginHost, plugin: &str, mac: &str) -> Result<(), DriverFailure> {
-    let _ = (host, mac);
-    Err(DriverFailure::new(plugin, "remove-host", "not implemented"))
+    Ok(host.netboot(plugin)?.remove_host(mac).await?)
 }

@@ -1,1 +1,21 @@
-//! The plugin runtime (issue 3).
+//! The plugin runtime: loads driver components under the operator's grants and calls them in a
+//! fresh, bounded sandbox each time (DESIGN §4).
+//!
+//! One `Engine`; each component compiled once and cached on disk; an `InstancePre` per plugin; a
+//! new `Store` per call with an empty WASI context, a memory cap and a wall-clock epoch deadline.
+//! A trap, a missed deadline or a memory overrun fails only that call.
+
+mod bindings;
+mod drivers;
+mod error;
+mod exec;
+mod netconf_session;
+mod runtime;
+mod spec;
+mod state;
+
+pub use drivers::{Bmc, BootDevice, BootEntry, Credentials, NetbootDriver, PowerAction, PowerDriver, PowerState, SwitchDescription, SwitchDriver, SwitchSession, Vlan};
+pub use error::{CallError, CallFailure, CallResult, DriverError};
+pub use runtime::{CONTRACT, PluginHost, RuntimeError};
+pub use spec::{Grants, PluginKind, PluginSpec, PluginStatus};
+pub use state::{ExecStub, ReloadHook};

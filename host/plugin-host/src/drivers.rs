@@ -1,0 +1,280 @@
+//! Typed drivers over loaded plugins: every call instantiates a fresh sandbox, configures it, calls
+//! one export, and runs in a tracing span naming plugin, interface and operation.
+
+use std::time::Instant;
+
+use tracing::Instrument;
+
+use crate::bindings::{netboot, switch, types};
+use crate::error::{CallError, CallResult};
+use crate::netconf_session::SharedSession;
+use crate::runtime::{Loaded, PluginHost, Pre, classify, driver, trap};
+use crate::spec::PluginKind;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Bmc {
+    pub host: String,
+    pub port: u16,
+}
+
+/// BMC login; the password goes to the plugin call only.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Credentials {
+    pub username: String,
+    pub password: String,
+}
+
+impl std::fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Credentials").field("username", &self.username).field("password", &"<redacted>").finish()
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PowerState {
+    On,
+    Off,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PowerAction {
+    On,
+    Off,
+    Reboot,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BootDevice {
+    Pxe,
+    Disk,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Vlan {
+    pub id: u16,
+    pub name: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SwitchDescription {
+    pub model: String,
+    pub capabilities: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BootEntry {
+    pub mac: String,
+    pub ip: String,
+    pub hostname: String,
+    pub kernel_url: String,
+    pub initrd_url: String,
+    pub kernel_args: String,
+}
+
+fn wit_bmc(b: &Bmc, c: &Credentials) -> (types::BmcAddress, types::Credentials) {
+    (types::BmcAddress { host: b.host.clone(), port: b.port }, types::Credentials { username: c.username.clone(), password: c.password.clone() })
+}
+
+/// Instantiates the plugin's world in `$store`, calls `configure`, binds the instance to `$inst`.
+macro_rules! with_instance {
+    ($host:expr, $plugin:expr, $op:expr, $netconf:expr, $variant:ident, |$store:ident, $inst:ident| $body:expr) => {{
+        let plugin: &Loaded = $plugin;
+        let span = tracing::info_span!("plugin_call", plugin = &*plugin.name, interface = plugin.spec.kind.interface(), operation = $op);
+        async {
+            let started = Instant::now();
+            let mut store = $host.store(plugin, $netconf).map_err(|e| trap(plugin, $op, e))?;
+            let Pre::$variant(pre) = &plugin.pre else { return Err(trap(plugin, $op, "wrong plugin kind".into())) };
+            let $inst = pre.instantiate_async(&mut store).await.map_err(|e| classify(plugin, $op, e))?;
+            $inst
+                .metalhost_drivers_plugin()
+                .call_configure(&mut store, &plugin.config)
+                .await
+                .map_err(|e| classify(plugin, $op, e))?
+                .map_err(|e| driver(plugin, "configure", e))?;
+            let $store = &mut store;
+            let outcome = $body;
+            tracing::debug!(elapsed_us = started.elapsed().as_micros() as u64, ok = outcome.is_ok(), "plugin call done");
+            outcome
+        }
+        .instrument(span)
+        .await
+    }};
+}
+
+/// A loaded power plugin.
+pub struct PowerDriver<'a> {
+    host: &'a PluginHost,
+    plugin: Loaded,
+}
+
+impl PluginHost {
+    pub fn power(&self, name: &str) -> CallResult<PowerDriver<'_>> {
+        Ok(PowerDriver { host: self, plugin: self.get(name, PluginKind::Power, "load")? })
+    }
+
+    pub fn switch(&self, name: &str) -> CallResult<SwitchDriver<'_>> {
+        Ok(SwitchDriver { host: self, plugin: self.get(name, PluginKind::Switch, "load")? })
+    }
+
+    pub fn netboot(&self, name: &str) -> CallResult<NetbootDriver<'_>> {
+        Ok(NetbootDriver { host: self, plugin: self.get(name, PluginKind::Netboot, "load")? })
+    }
+}
+
+impl PowerDriver<'_> {
+    pub async fn get_power_state(&self, bmc: &Bmc, creds: &Credentials) -> CallResult<PowerState> {
+        let (b, c) = wit_bmc(bmc, creds);
+        let op = "get-power-state";
+        with_instance!(self.host, &self.plugin, op, None, Power, |store, inst| {
+            match inst.metalhost_drivers_power().call_get_power_state(store, &b, &c).await.map_err(|e| classify(&self.plugin, op, e))? {
+                Ok(types::PowerState::On) => Ok(PowerState::On),
+                Ok(types::PowerState::Off) => Ok(PowerState::Off),
+                Err(e) => Err(driver(&self.plugin, op, e)),
+            }
+        })
+    }
+
+    pub async fn set_power_state(&self, bmc: &Bmc, creds: &Credentials, action: PowerAction) -> CallResult<()> {
+        let (b, c) = wit_bmc(bmc, creds);
+        let op = "set-power-state";
+        let action = match action {
+            PowerAction::On => types::PowerAction::On,
+            PowerAction::Off => types::PowerAction::Off,
+            PowerAction::Reboot => types::PowerAction::Reboot,
+        };
+        with_instance!(self.host, &self.plugin, op, None, Power, |store, inst| {
+            inst.metalhost_drivers_power()
+                .call_set_power_state(store, &b, &c, action)
+                .await
+                .map_err(|e| classify(&self.plugin, op, e))?
+                .map_err(|e| driver(&self.plugin, op, e))
+        })
+    }
+
+    pub async fn set_boot_device(&self, bmc: &Bmc, creds: &Credentials, device: BootDevice, persistent: bool) -> CallResult<()> {
+        let (b, c) = wit_bmc(bmc, creds);
+        let op = "set-boot-device";
+        let device = match device {
+            BootDevice::Pxe => types::BootDevice::Pxe,
+            BootDevice::Disk => types::BootDevice::Disk,
+        };
+        with_instance!(self.host, &self.plugin, op, None, Power, |store, inst| {
+            inst.metalhost_drivers_power()
+                .call_set_boot_device(store, &b, &c, device, persistent)
+                .await
+                .map_err(|e| classify(&self.plugin, op, e))?
+                .map_err(|e| driver(&self.plugin, op, e))
+        })
+    }
+}
+
+/// A loaded switch plugin.
+pub struct SwitchDriver<'a> {
+    host: &'a PluginHost,
+    plugin: Loaded,
+}
+
+impl<'a> SwitchDriver<'a> {
+    /// Calls about one switch. They share one NETCONF session, opened on first use.
+    pub fn session(&self, target: metalhost_netconf::Target) -> SwitchSession<'a> {
+        SwitchSession { host: self.host, plugin: self.plugin.clone(), netconf: SharedSession::new(target) }
+    }
+}
+
+pub struct SwitchSession<'a> {
+    host: &'a PluginHost,
+    plugin: Loaded,
+    netconf: SharedSession,
+}
+
+impl SwitchSession<'_> {
+    pub async fn describe(&self) -> CallResult<SwitchDescription> {
+        let op = "describe";
+        with_instance!(self.host, &self.plugin, op, Some(self.netconf.clone()), Switch, |store, inst| {
+            inst.metalhost_drivers_switch()
+                .call_describe(store)
+                .await
+                .map_err(|e| classify(&self.plugin, op, e))?
+                .map(|d| SwitchDescription { model: d.model, capabilities: d.capabilities })
+                .map_err(|e| driver(&self.plugin, op, e))
+        })
+    }
+
+    pub async fn ensure_vlan(&self, vlan: &Vlan) -> CallResult<()> {
+        let op = "ensure-vlan";
+        let v = switch::exports::metalhost::drivers::switch::Vlan { id: vlan.id, name: vlan.name.clone() };
+        with_instance!(self.host, &self.plugin, op, Some(self.netconf.clone()), Switch, |store, inst| {
+            inst.metalhost_drivers_switch().call_ensure_vlan(store, &v).await.map_err(|e| classify(&self.plugin, op, e))?.map_err(|e| driver(&self.plugin, op, e))
+        })
+    }
+
+    pub async fn set_access_vlan(&self, port: &str, vlan: &Vlan) -> CallResult<()> {
+        let op = "set-access-vlan";
+        let v = switch::exports::metalhost::drivers::switch::Vlan { id: vlan.id, name: vlan.name.clone() };
+        with_instance!(self.host, &self.plugin, op, Some(self.netconf.clone()), Switch, |store, inst| {
+            inst.metalhost_drivers_switch()
+                .call_set_access_vlan(store, port, &v)
+                .await
+                .map_err(|e| classify(&self.plugin, op, e))?
+                .map_err(|e| driver(&self.plugin, op, e))
+        })
+    }
+
+    pub async fn clear_port(&self, port: &str) -> CallResult<()> {
+        let op = "clear-port";
+        with_instance!(self.host, &self.plugin, op, Some(self.netconf.clone()), Switch, |store, inst| {
+            inst.metalhost_drivers_switch().call_clear_port(store, port).await.map_err(|e| classify(&self.plugin, op, e))?.map_err(|e| driver(&self.plugin, op, e))
+        })
+    }
+
+    pub async fn get_port_vlan(&self, port: &str) -> CallResult<Option<u16>> {
+        let op = "get-port-vlan";
+        with_instance!(self.host, &self.plugin, op, Some(self.netconf.clone()), Switch, |store, inst| {
+            inst.metalhost_drivers_switch().call_get_port_vlan(store, port).await.map_err(|e| classify(&self.plugin, op, e))?.map_err(|e| driver(&self.plugin, op, e))
+        })
+    }
+
+    /// The switch's SSH host key fingerprint, once connected (to remember on first use).
+    pub fn host_key_fingerprint(&self) -> Option<String> {
+        self.netconf.host_key_fingerprint()
+    }
+
+    pub async fn close(self) {
+        self.netconf.close().await;
+    }
+}
+
+/// A loaded netboot plugin.
+pub struct NetbootDriver<'a> {
+    host: &'a PluginHost,
+    plugin: Loaded,
+}
+
+impl NetbootDriver<'_> {
+    pub async fn put_host(&self, entry: &BootEntry) -> CallResult<()> {
+        let op = "put-host";
+        let e = netboot::exports::metalhost::drivers::netboot::BootEntry {
+            mac: entry.mac.clone(),
+            ip: entry.ip.clone(),
+            hostname: entry.hostname.clone(),
+            kernel_url: entry.kernel_url.clone(),
+            initrd_url: entry.initrd_url.clone(),
+            kernel_args: entry.kernel_args.clone(),
+        };
+        with_instance!(self.host, &self.plugin, op, None, Netboot, |store, inst| {
+            inst.metalhost_drivers_netboot().call_put_host(store, &e).await.map_err(|e| classify(&self.plugin, op, e))?.map_err(|e| driver(&self.plugin, op, e))
+        })
+    }
+
+    pub async fn remove_host(&self, mac: &str) -> CallResult<()> {
+        let op = "remove-host";
+        with_instance!(self.host, &self.plugin, op, None, Netboot, |store, inst| {
+            inst.metalhost_drivers_netboot().call_remove_host(store, mac).await.map_err(|e| classify(&self.plugin, op, e))?.map_err(|e| driver(&self.plugin, op, e))
+        })
+    }
+}
+
+#[allow(dead_code)]
+fn _assert_send(e: CallError) -> impl Send {
+    e
+}

@@ -1,0 +1,54 @@
+//! What a plugin call can end with, naming the plugin and the operation every time.
+
+/// A typed failure reported by the driver itself (the `driver-error` of the WIT contract).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DriverError {
+    #[error("unreachable: {0}")]
+    Unreachable(String),
+    #[error("auth-failed: {0}")]
+    AuthFailed(String),
+    #[error("command-failed: {0}")]
+    CommandFailed(String),
+    #[error("parse-error: {0}")]
+    ParseError(String),
+    #[error("not-found: {0}")]
+    NotFound(String),
+    #[error("unsupported: {0}")]
+    Unsupported(String),
+    #[error("invalid-config: {0}")]
+    InvalidConfig(String),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CallFailure {
+    #[error("{0}")]
+    Driver(DriverError),
+    #[error("deadline of {0} s exceeded")]
+    Deadline(u64),
+    #[error("memory cap of {0} MiB exceeded")]
+    Memory(u64),
+    #[error("trapped: {0}")]
+    Trap(String),
+    #[error("not loaded: {0}")]
+    NotLoaded(String),
+}
+
+/// A failed call: plugin, operation, and what happened.
+#[derive(Debug, thiserror::Error)]
+#[error("plugin {plugin:?} {operation}: {failure}")]
+pub struct CallError {
+    pub plugin: String,
+    pub operation: &'static str,
+    pub failure: CallFailure,
+}
+
+impl CallError {
+    pub fn driver(&self) -> Option<&DriverError> {
+        match &self.failure {
+            CallFailure::Driver(e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
+pub type CallResult<T> = Result<T, CallError>;

@@ -1,0 +1,372 @@
+//! The engine, the compiled-component cache, loading with world checks, and per-call stores.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use sha2::{Digest, Sha256};
+use wasmtime::component::{Component, HasSelf, Linker};
+use wasmtime::{Config, Engine, Store, StoreLimitsBuilder, Trap, UpdateDeadline};
+use wasmtime_wasi::{FsPerms, WasiCtx};
+
+use crate::bindings::{netboot, power, switch, types};
+use crate::error::{CallError, CallFailure, DriverError};
+use crate::netconf_session::SharedSession;
+use crate::spec::{Grants, PluginKind, PluginSpec, PluginStatus};
+use crate::state::{ExecStub, PluginState, ReloadHook};
+
+pub const CONTRACT: &str = "metalhost:drivers@0.1.0";
+const EPOCH_TICK: Duration = Duration::from_millis(10);
+
+#[derive(Clone)]
+pub(crate) enum Pre {
+    Power(power::PowerManagerPre<PluginState>),
+    Switch(switch::SwitchManagerPre<PluginState>),
+    Netboot(netboot::NetbootBackendPre<PluginState>),
+}
+
+#[derive(Clone)]
+pub(crate) struct Loaded {
+    pub name: Arc<str>,
+    pub spec: Arc<PluginSpec>,
+    pub grants: Arc<BTreeMap<String, PathBuf>>,
+    pub config: Arc<Vec<(String, String)>>,
+    pub pre: Pre,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RuntimeError {
+    #[error("cannot start the wasm engine: {0}")]
+    Engine(String),
+    #[error("cannot create the component cache {path}: {source}")]
+    Cache { path: PathBuf, source: std::io::Error },
+}
+
+pub struct PluginHost {
+    engine: Engine,
+    cache_dir: PathBuf,
+    loaded: RwLock<HashMap<String, Loaded>>,
+    statuses: RwLock<Vec<PluginStatus>>,
+    exec_stub: RwLock<Option<ExecStub>>,
+    reload: RwLock<Option<ReloadHook>>,
+}
+
+impl PluginHost {
+    /// One engine with epoch interruption, ticked by a background thread for as long as it lives.
+    pub fn new(cache_dir: &Path) -> Result<PluginHost, RuntimeError> {
+        let mut config = Config::new();
+        config.epoch_interruption(true);
+        let engine = Engine::new(&config).map_err(|e| RuntimeError::Engine(e.to_string()))?;
+        std::fs::create_dir_all(cache_dir).map_err(|source| RuntimeError::Cache { path: cache_dir.to_owned(), source })?;
+        let weak = engine.weak();
+        std::thread::Builder::new()
+            .name("wasm-epoch".into())
+            .spawn(move || {
+                while let Some(engine) = weak.upgrade() {
+                    engine.increment_epoch();
+                    drop(engine);
+                    std::thread::sleep(EPOCH_TICK);
+                }
+            })
+            .map_err(|e| RuntimeError::Engine(format!("epoch thread: {e}")))?;
+        Ok(PluginHost {
+            engine,
+            cache_dir: cache_dir.to_owned(),
+            loaded: RwLock::default(),
+            statuses: RwLock::default(),
+            exec_stub: RwLock::default(),
+            reload: RwLock::default(),
+        })
+    }
+
+    /// Benchmarks replace process execution with a function.
+    #[doc(hidden)]
+    pub fn set_exec_stub(&self, stub: ExecStub) {
+        if let Ok(mut s) = self.exec_stub.write() {
+            *s = Some(stub);
+        }
+    }
+
+    /// What `service.reload` does for netboot plugins (the daemon SIGHUPs its dnsmasq).
+    pub fn set_netboot_reload(&self, hook: ReloadHook) {
+        if let Ok(mut r) = self.reload.write() {
+            *r = Some(hook);
+        }
+    }
+
+    /// Loads every plugin; one that fails is reported, never fatal.
+    pub async fn load(&self, specs: &[PluginSpec]) -> Vec<PluginStatus> {
+        let mut statuses = Vec::new();
+        for spec in specs {
+            let status = match self.load_one(spec).await {
+                Ok((loaded, status)) => {
+                    if let Ok(mut map) = self.loaded.write() {
+                        map.insert(spec.name.clone(), loaded);
+                    }
+                    status
+                }
+                Err((sha256, reason)) => PluginStatus {
+                    name: spec.name.clone(),
+                    kind: spec.kind,
+                    version: String::new(),
+                    sha256,
+                    grants: None,
+                    loaded: false,
+                    error: Some(reason),
+                },
+            };
+            statuses.push(status);
+        }
+        if let Ok(mut s) = self.statuses.write() {
+            s.clone_from(&statuses);
+        }
+        statuses
+    }
+
+    pub fn status(&self) -> Vec<PluginStatus> {
+        self.statuses.read().map(|s| s.clone()).unwrap_or_default()
+    }
+
+    async fn load_one(&self, spec: &PluginSpec) -> Result<(Loaded, PluginStatus), (Option<String>, String)> {
+        let bytes = std::fs::read(&spec.path).map_err(|e| (None, format!("cannot read {}: {e}", spec.path.display())))?;
+        let sha256 = hex::encode(Sha256::digest(&bytes));
+        let fail = |reason: String| (Some(sha256.clone()), reason);
+        if let Some(pin) = &spec.sha256 {
+            if !pin.eq_ignore_ascii_case(&sha256) {
+                return Err(fail(format!("sha256 pin mismatch: the config pins {pin}, the file {} has {sha256}", spec.path.display())));
+            }
+        }
+        let mut grants = BTreeMap::new();
+        for program in &spec.exec {
+            let path = crate::exec::resolve(program).map_err(&fail)?;
+            grants.insert(program.clone(), path);
+        }
+        for dir in &spec.dirs {
+            if !dir.is_dir() {
+                return Err(fail(format!("granted dir {} does not exist", dir.display())));
+            }
+        }
+        let component = self.compile(&bytes, &sha256).map_err(|e| fail(format!("not a valid component: {e}")))?;
+        check_world(&self.engine, &component, spec.kind).map_err(&fail)?;
+        let pre = self.instance_pre(&component, spec.kind).map_err(|e| fail(format!("does not fit the {} world: {e}", spec.kind.world())))?;
+        let loaded = Loaded {
+            name: spec.name.as_str().into(),
+            spec: Arc::new(spec.clone()),
+            grants: Arc::new(grants.clone()),
+            config: Arc::new(spec.config.iter().map(|(k, v)| (k.clone(), v.clone())).collect()),
+            pre,
+        };
+        // Validate once: the plugin must say what it is, and accept its config.
+        let info = self.info(&loaded).await.map_err(|e| fail(e.to_string()))?;
+        if info.kind != spec.kind {
+            return Err(fail(format!("the plugin says it is a {} plugin, the config declares {}", info.kind, spec.kind)));
+        }
+        let status = PluginStatus {
+            name: spec.name.clone(),
+            kind: spec.kind,
+            version: info.version,
+            sha256: Some(sha256.clone()),
+            grants: Some(Grants { exec: grants, dirs: spec.dirs.clone(), memory_mb: spec.memory_mb, call_timeout_s: spec.call_timeout_s }),
+            loaded: true,
+            error: None,
+        };
+        Ok((loaded, status))
+    }
+
+    /// Compiles once per (wasm sha256, engine); later loads deserialize the cached artifact.
+    fn compile(&self, bytes: &[u8], sha256: &str) -> wasmtime::Result<Component> {
+        let mut key = Sha256::new();
+        key.update(sha256.as_bytes());
+        let mut compat = std::collections::hash_map::DefaultHasher::new();
+        std::hash::Hash::hash(&self.engine.precompile_compatibility_hash(), &mut compat);
+        key.update(std::hash::Hasher::finish(&compat).to_le_bytes());
+        let cached = self.cache_dir.join(format!("{}.cwasm", hex::encode(key.finalize())));
+        if cached.is_file() {
+            // SAFETY: the cache dir is the daemon's own (inside its 0700 data dir) and wasmtime
+            // rejects artifacts from another version or configuration.
+            #[allow(unsafe_code)]
+            let loaded = unsafe { Component::deserialize_file(&self.engine, &cached) };
+            match loaded {
+                Ok(component) => return Ok(component),
+                Err(e) => tracing::warn!(path = %cached.display(), "stale component cache entry: {e}"),
+            }
+        }
+        let component = Component::new(&self.engine, bytes)?;
+        match component.serialize() {
+            Ok(artifact) => {
+                let partial = cached.with_extension("part");
+                if std::fs::write(&partial, artifact).and_then(|_| std::fs::rename(&partial, &cached)).is_err() {
+                    tracing::warn!(path = %cached.display(), "cannot write the component cache");
+                }
+            }
+            Err(e) => tracing::warn!("cannot serialize component: {e}"),
+        }
+        Ok(component)
+    }
+
+    /// Only the imports of the plugin's own world are in its linker, plus WASI.
+    fn instance_pre(&self, component: &Component, kind: PluginKind) -> wasmtime::Result<Pre> {
+        let mut linker: Linker<PluginState> = Linker::new(&self.engine);
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
+        Ok(match kind {
+            PluginKind::Power => {
+                power::PowerManager::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)?;
+                Pre::Power(power::PowerManagerPre::new(linker.instantiate_pre(component)?)?)
+            }
+            PluginKind::Switch => {
+                switch::SwitchManager::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)?;
+                Pre::Switch(switch::SwitchManagerPre::new(linker.instantiate_pre(component)?)?)
+            }
+            PluginKind::Netboot => {
+                netboot::NetbootBackend::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)?;
+                Pre::Netboot(netboot::NetbootBackendPre::new(linker.instantiate_pre(component)?)?)
+            }
+        })
+    }
+
+    pub(crate) fn get(&self, name: &str, kind: PluginKind, operation: &'static str) -> Result<Loaded, CallError> {
+        let found = self.loaded.read().ok().and_then(|m| m.get(name).cloned());
+        match found {
+            Some(l) if l.spec.kind == kind => Ok(l),
+            Some(l) => Err(CallError {
+                plugin: name.to_owned(),
+                operation,
+                failure: CallFailure::NotLoaded(format!("it is a {} plugin, not a {kind} plugin", l.spec.kind)),
+            }),
+            None => {
+                let reason = self
+                    .status()
+                    .into_iter()
+                    .find(|s| s.name == name)
+                    .and_then(|s| s.error)
+                    .unwrap_or_else(|| "no such plugin in the config".to_owned());
+                Err(CallError { plugin: name.to_owned(), operation, failure: CallFailure::NotLoaded(reason) })
+            }
+        }
+    }
+
+    /// A fresh store: empty WASI context (plus granted dirs), memory cap, wall-clock deadline.
+    pub(crate) fn store(&self, plugin: &Loaded, netconf: Option<SharedSession>) -> Result<Store<PluginState>, String> {
+        let mut wasi = WasiCtx::builder();
+        for dir in &plugin.spec.dirs {
+            let guest = dir.to_string_lossy().into_owned();
+            wasi.preopened_dir(dir, &guest, FsPerms::ReadWrite).map_err(|e| format!("preopen {}: {e}", dir.display()))?;
+        }
+        let memory = usize::try_from(plugin.spec.memory_mb.saturating_mul(1 << 20)).unwrap_or(usize::MAX);
+        let limits = StoreLimitsBuilder::new().memory_size(memory).instances(32).tables(32).memories(8).trap_on_grow_failure(true).build();
+        let deadline = Instant::now() + Duration::from_secs(plugin.spec.call_timeout_s);
+        let state = PluginState {
+            wasi: wasi.build(),
+            table: Default::default(),
+            limits,
+            plugin: plugin.name.clone(),
+            exec_grants: plugin.grants.clone(),
+            deadline,
+            exec_stub: self.exec_stub.read().ok().and_then(|s| s.clone()),
+            netconf,
+            reload: self.reload.read().ok().and_then(|r| r.clone()),
+        };
+        let mut store = Store::new(&self.engine, state);
+        store.limiter(|s| &mut s.limits);
+        store.set_epoch_deadline(1);
+        store.epoch_deadline_callback(move |_| {
+            Ok(if Instant::now() >= deadline { UpdateDeadline::Interrupt } else { UpdateDeadline::Yield(1) })
+        });
+        Ok(store)
+    }
+
+    async fn info(&self, plugin: &Loaded) -> Result<PluginInfoOut, CallError> {
+        let op = "info";
+        let mut store = self.store(plugin, None).map_err(|e| trap(plugin, op, e))?;
+        let (info, configured) = match &plugin.pre {
+            Pre::Power(pre) => {
+                let i = pre.instantiate_async(&mut store).await.map_err(|e| classify(plugin, op, e))?;
+                let info = i.metalhost_drivers_plugin().call_info(&mut store).await.map_err(|e| classify(plugin, op, e))?;
+                (info, i.metalhost_drivers_plugin().call_configure(&mut store, &plugin.config).await)
+            }
+            Pre::Switch(pre) => {
+                let i = pre.instantiate_async(&mut store).await.map_err(|e| classify(plugin, op, e))?;
+                let info = i.metalhost_drivers_plugin().call_info(&mut store).await.map_err(|e| classify(plugin, op, e))?;
+                (info, i.metalhost_drivers_plugin().call_configure(&mut store, &plugin.config).await)
+            }
+            Pre::Netboot(pre) => {
+                let i = pre.instantiate_async(&mut store).await.map_err(|e| classify(plugin, op, e))?;
+                let info = i.metalhost_drivers_plugin().call_info(&mut store).await.map_err(|e| classify(plugin, op, e))?;
+                (info, i.metalhost_drivers_plugin().call_configure(&mut store, &plugin.config).await)
+            }
+        };
+        configured.map_err(|e| classify(plugin, "configure", e))?.map_err(|e| driver(plugin, "configure", e))?;
+        let kind = match info.kind {
+            types::PluginKind::Power => PluginKind::Power,
+            types::PluginKind::Switch => PluginKind::Switch,
+            types::PluginKind::Netboot => PluginKind::Netboot,
+        };
+        Ok(PluginInfoOut { version: info.version, kind })
+    }
+}
+
+struct PluginInfoOut {
+    version: String,
+    kind: PluginKind,
+}
+
+/// Names the world a component implements from its exports, and refuses a mismatch or another
+/// contract version with a message saying which.
+fn check_world(engine: &Engine, component: &Component, declared: PluginKind) -> Result<(), String> {
+    let ty = component.component_type();
+    let exports: Vec<String> = ty.exports(engine).map(|(name, _)| name.to_owned()).collect();
+    let ours: Vec<(&str, &str)> = exports
+        .iter()
+        .filter_map(|e| e.strip_prefix("metalhost:drivers/"))
+        .filter_map(|e| e.split_once('@'))
+        .collect();
+    if ours.is_empty() {
+        return Err(format!("the component exports no metalhost:drivers interface (exports: {})", exports.join(", ")));
+    }
+    let expected_version = CONTRACT.rsplit('@').next().unwrap_or("0.1.0");
+    if let Some((_, version)) = ours.iter().find(|(_, v)| *v != expected_version) {
+        return Err(format!("the component was built for metalhost:drivers@{version}; this host speaks {CONTRACT}"));
+    }
+    let implemented = [PluginKind::Power, PluginKind::Switch, PluginKind::Netboot]
+        .into_iter()
+        .find(|k| ours.iter().any(|(iface, _)| *iface == k.interface()));
+    match implemented {
+        Some(kind) if kind == declared => Ok(()),
+        Some(kind) => Err(format!("the component implements the {} world, but the config declares a {declared} plugin ({} world)", kind.world(), declared.world())),
+        None => Err(format!("the component implements no driver world (it must export metalhost:drivers/{})", declared.interface())),
+    }
+}
+
+pub(crate) fn trap(plugin: &Loaded, operation: &'static str, message: String) -> CallError {
+    CallError { plugin: plugin.name.to_string(), operation, failure: CallFailure::Trap(message) }
+}
+
+/// Sorts a wasmtime error into deadline, memory cap or trap.
+pub(crate) fn classify(plugin: &Loaded, operation: &'static str, e: wasmtime::Error) -> CallError {
+    let chain: Vec<String> = e.chain().map(|c| c.to_string()).collect();
+    let failure = if e.downcast_ref::<Trap>() == Some(&Trap::Interrupt) {
+        CallFailure::Deadline(plugin.spec.call_timeout_s)
+    } else if chain.iter().any(|c| c.contains("forcing trap when growing memory")) {
+        CallFailure::Memory(plugin.spec.memory_mb)
+    } else {
+        let detail = chain.into_iter().filter(|c| !c.starts_with("error while executing at wasm backtrace")).collect::<Vec<_>>().join(": ");
+        CallFailure::Trap(if detail.is_empty() { e.to_string() } else { detail })
+    };
+    let err = CallError { plugin: plugin.name.to_string(), operation, failure };
+    tracing::warn!(plugin = &*plugin.name, operation, "plugin call failed: {err}");
+    err
+}
+
+pub(crate) fn driver(plugin: &Loaded, operation: &'static str, e: types::DriverError) -> CallError {
+    let e = match e {
+        types::DriverError::Unreachable(m) => DriverError::Unreachable(m),
+        types::DriverError::AuthFailed(m) => DriverError::AuthFailed(m),
+        types::DriverError::CommandFailed(m) => DriverError::CommandFailed(m),
+        types::DriverError::ParseError(m) => DriverError::ParseError(m),
+        types::DriverError::NotFound(m) => DriverError::NotFound(m),
+        types::DriverError::Unsupported(m) => DriverError::Unsupported(m),
+        types::DriverError::InvalidConfig(m) => DriverError::InvalidConfig(m),
+    };
+    CallError { plugin: plugin.name.to_string(), operation, failure: CallFailure::Driver(e) }
+}

@@ -1,0 +1,98 @@
+//! The operator's `[[plugin]]` entries and what each plugin reports about itself.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PluginKind {
+    Power,
+    Switch,
+    Netboot,
+}
+
+impl PluginKind {
+    pub fn world(self) -> &'static str {
+        match self {
+            PluginKind::Power => "power-manager",
+            PluginKind::Switch => "switch-manager",
+            PluginKind::Netboot => "netboot-backend",
+        }
+    }
+
+    /// The interface a component of this kind exports.
+    pub fn interface(self) -> &'static str {
+        match self {
+            PluginKind::Power => "power",
+            PluginKind::Switch => "switch",
+            PluginKind::Netboot => "netboot",
+        }
+    }
+}
+
+impl std::fmt::Display for PluginKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            PluginKind::Power => "power",
+            PluginKind::Switch => "switch",
+            PluginKind::Netboot => "netboot",
+        })
+    }
+}
+
+/// One `[[plugin]]` table of the daemon config.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PluginSpec {
+    pub name: String,
+    pub kind: PluginKind,
+    pub path: PathBuf,
+    /// Refuse to load unless the file has this sha256.
+    pub sha256: Option<String>,
+    /// Programs the plugin may run (names on PATH or absolute paths).
+    #[serde(default)]
+    pub exec: Vec<String>,
+    /// Host directories preopened read-write at the same path inside the guest (netboot backends).
+    #[serde(default)]
+    pub dirs: Vec<PathBuf>,
+    #[serde(default = "default_memory_mb")]
+    pub memory_mb: u64,
+    #[serde(default = "default_call_timeout_s")]
+    pub call_timeout_s: u64,
+    /// Passed to the plugin's `configure` on every call.
+    #[serde(default)]
+    pub config: BTreeMap<String, String>,
+}
+
+fn default_memory_mb() -> u64 {
+    64
+}
+
+fn default_call_timeout_s() -> u64 {
+    30
+}
+
+/// What a plugin was granted, as resolved at load.
+#[derive(Debug, Clone, Serialize)]
+pub struct Grants {
+    /// Program name → absolute path.
+    pub exec: BTreeMap<String, PathBuf>,
+    pub dirs: Vec<PathBuf>,
+    pub memory_mb: u64,
+    pub call_timeout_s: u64,
+}
+
+/// `metalhost plugin list`: one row per configured plugin.
+#[derive(Debug, Clone, Serialize)]
+pub struct PluginStatus {
+    pub name: String,
+    pub kind: PluginKind,
+    /// The version the plugin reports (empty when it did not load).
+    pub version: String,
+    pub sha256: Option<String>,
+    pub grants: Option<Grants>,
+    pub loaded: bool,
+    pub error: Option<String>,
+}
