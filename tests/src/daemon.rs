@@ -109,8 +109,19 @@ impl Daemon {
         }
     }
 
+    /// Stops and starts the daemon on the same address, so agents keep reaching it.
     pub fn restart(&mut self) {
         self.stop();
+        self.spawn_again();
+    }
+
+    /// Starts a stopped (or killed) daemon again on the same address.
+    pub fn spawn_again(&mut self) {
+        if let Some(addr) = self.url.strip_prefix("http://") {
+            let config = std::fs::read_to_string(&self.config_path).expect("read config");
+            let config = config.replacen("listen = \"127.0.0.1:0\"", &format!("listen = \"{addr}\""), 1);
+            std::fs::write(&self.config_path, config).expect("write config");
+        }
         self.spawn();
     }
 

@@ -16,6 +16,7 @@ pub fn router() -> Router<AppState> {
     Router::new()
         .route("/v1/switches", get(list).post(create))
         .route("/v1/switches/{id}", get(show).delete(remove))
+        .route("/v1/switches/{id}/check", get(check))
 }
 
 /// A switch as clients see it: no password.
@@ -109,4 +110,33 @@ async fn remove(State(state): State<AppState>, Path(id): Path<String>) -> ApiRes
     state.store.call(move |c| switches::delete(c, &key)).await?;
     tracing::info!(switch = %id, "switch deleted");
     Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Serialize)]
+struct CheckView {
+    switch: String,
+    reachable: bool,
+    model: Option<String>,
+    capabilities: Vec<String>,
+    host_key: Option<String>,
+    error: Option<String>,
+}
+
+/// Connects and reports reachability, NETCONF capabilities and model/syntax; changes nothing
+/// (except remembering a first-use host key).
+async fn check(State(state): State<AppState>, Path(id): Path<String>) -> ApiResult<Json<CheckView>> {
+    let key = Key::parse(&id);
+    let switch = state.store.call(move |c| switches::get(c, &key)).await?;
+    let outcome = crate::drivers::describe_switch(&state.plugins, &switch).await;
+    Ok(Json(match outcome {
+        Ok((description, fingerprint)) => {
+            if !fingerprint.is_empty() && switch.host_key.is_none() {
+                let id = switch.id;
+                let fp = fingerprint.clone();
+                state.store.call(move |c| switches::learn_host_key(c, id, &fp)).await?;
+            }
+            CheckView { switch: switch.name, reachable: true, model: Some(description.model), capabilities: description.capabilities, host_key: Some(fingerprint), error: None }
+        }
+        Err(e) => CheckView { switch: switch.name, reachable: false, model: None, capabilities: vec![], host_key: switch.host_key, error: Some(e.to_string()) },
+    }))
 }

@@ -43,6 +43,8 @@ pub enum SwitchCommand {
     Show { switch: String },
     /// Delete a switch no node uses any more.
     Delete { switch: String },
+    /// Connect and report reachability, NETCONF capabilities and model, changing nothing.
+    Check { switch: String },
 }
 
 pub async fn run(client: &Client, out: &Printer, cmd: SwitchCommand) -> Result<(), CliError> {
@@ -61,6 +63,13 @@ pub async fn run(client: &Client, out: &Printer, cmd: SwitchCommand) -> Result<(
             out.list(&list, &[("ID", "id"), ("NAME", "name"), ("ADDRESS", "address"), ("PORT", "port"), ("USER", "username"), ("DRIVER", "driver"), ("DESCRIPTION", "description")]);
         }
         SwitchCommand::Show { switch } => out.one(&client.get(&format!("/v1/switches/{}", segment(&switch))).await?),
+        SwitchCommand::Check { switch } => {
+            let report = client.get(&format!("/v1/switches/{}/check", segment(&switch))).await?;
+            out.one(&report);
+            if report["reachable"] != serde_json::Value::Bool(true) {
+                return Err(CliError::Usage(format!("switch {switch} is not reachable")));
+            }
+        }
         SwitchCommand::Delete { switch } => {
             client.delete(&format!("/v1/switches/{}", segment(&switch))).await?;
             out.done(&format!("switch {switch} deleted"));

@@ -1,0 +1,165 @@
+//! The process-agent lab for deploy/destroy tests: one ipmi_sim BMC per node whose power-on with
+//! boot device PXE starts the real metalhost-agent (MAC and a file as its disk), one fake-switches
+//! Juniper switch, and the real daemon with the real plugins.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use crate::daemon::Daemon;
+use crate::fake_switch::FakeSwitch;
+use crate::ipmi_sim::IpmiSim;
+use crate::paths;
+
+pub const BMC_PASSWORD: &str = "lab-bmc-pw";
+pub const SWITCH_PASSWORD: &str = "lab-switch-pw";
+pub const DISK_BYTES: usize = 16 << 20;
+
+pub struct LabNode {
+    pub id: i64,
+    pub name: String,
+    pub mac: String,
+    pub port: String,
+    pub sim: IpmiSim,
+    pub disk: PathBuf,
+}
+
+pub struct DeployLab {
+    pub daemon: Daemon,
+    pub switch: FakeSwitch,
+    pub nodes: Vec<LabNode>,
+    pub dir: tempfile::TempDir,
+}
+
+pub struct Options {
+    pub nodes: usize,
+    pub agent_timeout_s: u64,
+    pub extra_config: String,
+    /// False: the BMC powers on but no agent ever starts.
+    pub agents: bool,
+    /// Point the switch record at a port nobody listens on.
+    pub dead_switch: bool,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options { nodes: 1, agent_timeout_s: 60, extra_config: String::new(), agents: true, dead_switch: false }
+    }
+}
+
+impl DeployLab {
+    pub async fn start(opts: Options) -> DeployLab {
+        let switch = FakeSwitch::start("juniper_generic", "admin", SWITCH_PASSWORD);
+        let config = format!(
+            r#"
+[agent]
+poll_interval_s = 1
+heartbeat_interval_s = 1
+heartbeat_timeout_s = 20
+
+[network]
+provisioning_vlan = 100
+tenant_vlan = 200
+
+[deploy]
+agent_poweroff = false
+step_timeout_s = 60
+agent_timeout_s = {agent_timeout}
+clean_timeout_s = {agent_timeout}
+
+[[plugin]]
+name = "ipmitool"
+kind = "power"
+path = "{ipmitool}"
+exec = ["ipmitool"]
+
+[[plugin]]
+name = "juniper"
+kind = "switch"
+path = "{juniper}"
+config = {{ syntax = "legacy" }}
+{extra}
+"#,
+            agent_timeout = opts.agent_timeout_s,
+            ipmitool = paths::plugin_wasm("ipmitool").display(),
+            juniper = paths::plugin_wasm("juniper").display(),
+            extra = opts.extra_config,
+        );
+        let daemon = Daemon::start_with(&config);
+        let dir = tempfile::tempdir().expect("tmp");
+        let switch_port = if opts.dead_switch { crate::fake_switch::free_tcp_port() } else { switch.port };
+        let (status, sw) = daemon
+            .post(
+                "/v1/switches",
+                &json!({"name": "tor1", "address": "127.0.0.1", "port": switch_port, "username": "admin",
+                        "password": SWITCH_PASSWORD, "driver": "juniper"}),
+            )
+            .await;
+        assert_eq!(status, 201, "{sw}");
+        let mut nodes = Vec::new();
+        for i in 1..=opts.nodes {
+            let sim = IpmiSim::start("admin", BMC_PASSWORD);
+            let mac = format!("52:54:00:00:77:{i:02x}");
+            let disk = dir.path().join(format!("disk{i}.raw"));
+            std::fs::write(&disk, vec![0xAAu8; DISK_BYTES]).expect("disk");
+            let agent = paths::host_binary("metalhost-agent");
+            let script = if opts.agents {
+                format!(
+                    "#!/bin/sh\n[ \"$1\" = pxe ] || exec sleep 100000\nexec {} --api {} --mac {mac} --disk {}\n",
+                    agent.display(),
+                    daemon.url,
+                    disk.display()
+                )
+            } else {
+                "#!/bin/sh\nexec sleep 100000\n".to_owned()
+            };
+            sim.on_power_on(&script);
+            let port = format!("ge-0/0/{i}");
+            let name = format!("node{i}");
+            let (status, node) = daemon
+                .post(
+                    "/v1/nodes",
+                    &json!({"name": name, "mac": mac, "ip": format!("10.99.0.{}", 10 + i), "cpus": 8, "ram_mb": 16384,
+                            "disk_gb": 100, "bmc_address": "127.0.0.1", "bmc_port": sim.port, "bmc_username": "admin",
+                            "bmc_password": BMC_PASSWORD, "power_driver": "ipmitool", "switch_id": sw["id"], "switch_port": port}),
+                )
+                .await;
+            assert_eq!(status, 201, "{node}");
+            assert_eq!(node["state"], "available", "{node}");
+            nodes.push(LabNode { id: node["id"].as_i64().expect("id"), name, mac, port, sim, disk });
+        }
+        DeployLab { daemon, switch, nodes, dir }
+    }
+
+    /// Uploads an image through the CLI; returns its JSON.
+    pub fn upload(&self, name: &str, bytes: &[u8]) -> Value {
+        let path = self.dir.path().join(format!("{name}.img"));
+        std::fs::write(&path, bytes).expect("image");
+        let out = self.daemon.cli(&["image", "add", path.to_str().expect("utf8"), "--name", name, "--json"]);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        serde_json::from_slice(&out.stdout).expect("json")
+    }
+
+    /// Waits until the node is in one of `states` (or `error`), and returns it.
+    pub async fn wait_node(&self, node: &str, states: &[&str], timeout: Duration) -> Value {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let (_, n) = self.daemon.get(&format!("/v1/nodes/{node}")).await;
+            let state = n["state"].as_str().unwrap_or("");
+            if states.contains(&state) || (state == "error" && !states.is_empty()) {
+                return n;
+            }
+            if Instant::now() > deadline {
+                let (_, events) = self.daemon.get(&format!("/v1/nodes/{node}/events")).await;
+                panic!("node {node} is {state}, not {states:?}, after {timeout:?}\nevents: {events:#}\nlog:\n{}", self.daemon.log());
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+/// A deterministic image of `len` bytes.
+pub fn image(len: usize, seed: u8) -> Vec<u8> {
+    (0..len).map(|i| ((i * 31 + usize::from(seed) * 7) % 253) as u8).collect()
+}
