@@ -30,10 +30,9 @@ impl Daemon {
         let dir = tempfile::tempdir().expect("temp dir");
         let data_dir = dir.path().join("data");
         let config_path = dir.path().join("metalhost.toml");
-        let config = format!(
-            "listen = \"127.0.0.1:0\"\ndata_dir = \"{}\"\npower_sync = {{ interval_s = 0 }}\n{extra_config}\n",
-            data_dir.display()
-        );
+        // Tests turn the periodic power sync off unless they configure it.
+        let sync = if extra_config.contains("power_sync") { "" } else { "power_sync = { interval_s = 0 }\n" };
+        let config = format!("listen = \"127.0.0.1:0\"\ndata_dir = \"{}\"\n{sync}{extra_config}\n", data_dir.display());
         std::fs::write(&config_path, config).expect("write config");
         let log_path = dir.path().join("daemon.log");
         let mut daemon = Daemon {

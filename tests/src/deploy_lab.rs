@@ -52,7 +52,7 @@ impl DeployLab {
     pub async fn start(opts: Options) -> DeployLab {
         let switch = FakeSwitch::start("juniper_generic", "admin", SWITCH_PASSWORD);
         let config = format!(
-            r#"
+            r#"{extra}
 [agent]
 poll_interval_s = 1
 heartbeat_interval_s = 1
@@ -79,7 +79,6 @@ name = "juniper"
 kind = "switch"
 path = "{juniper}"
 config = {{ syntax = "legacy" }}
-{extra}
 "#,
             agent_timeout = opts.agent_timeout_s,
             ipmitool = paths::plugin_wasm("ipmitool").display(),
