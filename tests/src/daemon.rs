@@ -53,6 +53,8 @@ impl Daemon {
     }
 
     fn spawn(&mut self) {
+        // A fresh client: pooled connections to a previous daemon on the same address are dead.
+        self.http = reqwest::Client::new();
         let log = std::fs::OpenOptions::new().create(true).append(true).open(&self.log_path).expect("open log");
         let offset = log.metadata().map(|m| m.len()).unwrap_or(0);
         let child = Command::new(paths::host_binary("metalhost"))

@@ -114,7 +114,8 @@ config = {{ syntax = "legacy" }}
                 "#!/bin/sh\nexec sleep 100000\n".to_owned()
             };
             sim.on_power_on(&script);
-            let port = format!("ge-0/0/{i}");
+            // The emulator has ge-0/0/1..4; bigger labs use its ae1..ae23 ports.
+            let port = if opts.nodes <= 4 { format!("ge-0/0/{i}") } else { format!("ae{i}") };
             let name = format!("node{i}");
             let (status, node) = daemon
                 .post(

@@ -1,0 +1,97 @@
+//! Runtime overhead (issue 3): instantiate + configure + get-power-state of the real ipmitool
+//! plugin through a stub exec, against the same work as a native Rust call, and a power-sync sized
+//! sweep of 10,000 calls at the daemon's default concurrency (16).
+//!
+//! Build the plugins first: `cd plugins && cargo build --release --target wasm32-wasip2`.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use metalhost_plugin_host::{Bmc, Credentials, PluginHost, PluginKind, PluginSpec, PowerState};
+
+const CALLS: usize = 10_000;
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    sorted[((sorted.len() as f64 - 1.0) * p) as usize]
+}
+
+fn stub(_program: &str, _args: &[String]) -> String {
+    "Chassis Power is on\n".to_owned()
+}
+
+/// What the plugin does for get-power-state, natively: build the argv and env, "run", parse.
+fn native_get_power_state(bmc: &Bmc, creds: &Credentials) -> Option<PowerState> {
+    let port = bmc.port.to_string();
+    let args: Vec<String> = ["-v", "-I", "lanplus", "-H", &bmc.host, "-p", &port, "-U", &creds.username, "-E", "-C", "3", "-N", "1", "-R", "2", "chassis", "power", "status"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    let env = [("IPMI_PASSWORD".to_string(), creds.password.clone())];
+    std::hint::black_box(&env);
+    let out = stub("ipmitool", &args);
+    match out.lines().find(|l| l.starts_with("Chassis Power is"))?.strip_prefix("Chassis Power is ")? {
+        "on" => Some(PowerState::On),
+        "off" => Some(PowerState::Off),
+        _ => None,
+    }
+}
+
+#[tokio::main]
+async fn main() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../plugins/target/wasm32-wasip2/release/ipmitool.wasm");
+    let cache = tempfile::tempdir().expect("tmp");
+    let host = PluginHost::new(cache.path()).expect("runtime");
+    host.set_exec_stub(Arc::new(stub));
+    let spec = PluginSpec {
+        name: "ipmitool".into(),
+        kind: PluginKind::Power,
+        path: root,
+        sha256: None,
+        exec: vec!["ipmitool".into()],
+        dirs: vec![],
+        memory_mb: 64,
+        call_timeout_s: 30,
+        config: Default::default(),
+    };
+    let status = host.load(&[spec]).await;
+    assert!(status[0].loaded, "{:?}", status[0].error);
+    let driver = host.power("ipmitool").expect("driver");
+    let bmc = Bmc { host: "10.0.0.1".into(), port: 623 };
+    let creds = Credentials { username: "admin".into(), password: "pw".into() };
+
+    for _ in 0..200 {
+        driver.get_power_state(&bmc, &creds).await.expect("warm-up");
+    }
+    let mut wasm = Vec::with_capacity(CALLS);
+    for _ in 0..CALLS {
+        let t = Instant::now();
+        let s = driver.get_power_state(&bmc, &creds).await.expect("call");
+        wasm.push(t.elapsed());
+        assert_eq!(s, PowerState::On);
+    }
+    wasm.sort();
+    let mut native = Vec::with_capacity(CALLS);
+    for _ in 0..CALLS {
+        let t = Instant::now();
+        let s = std::hint::black_box(native_get_power_state(std::hint::black_box(&bmc), &creds));
+        native.push(t.elapsed());
+        assert_eq!(s, Some(PowerState::On));
+    }
+    native.sort();
+    let (wm, wp) = (percentile(&wasm, 0.5), percentile(&wasm, 0.99));
+    let (nm, np) = (percentile(&native, 0.5), percentile(&native, 0.99));
+    println!("per call, {CALLS} calls: wasm (new store + instantiate + configure + get-power-state, stub exec): median {:.1} us, p99 {:.1} us", wm.as_secs_f64() * 1e6, wp.as_secs_f64() * 1e6);
+    println!("per call, {CALLS} calls: native Rust, same work: median {:.2} us, p99 {:.2} us", nm.as_secs_f64() * 1e6, np.as_secs_f64() * 1e6);
+    println!("ratio wasm/native (median): {:.0}x; target median <= 50 us -> {}", wm.as_secs_f64() / nm.as_secs_f64().max(1e-9), if wm <= Duration::from_micros(50) { "met" } else { "MISSED" });
+
+    let started = Instant::now();
+    let done: usize = futures::stream::iter(0..CALLS)
+        .map(|_| async { driver.get_power_state(&bmc, &creds).await.is_ok() as usize })
+        .buffer_unordered(16)
+        .fold(0, |acc, ok| async move { acc + ok })
+        .await;
+    let sweep = started.elapsed();
+    assert_eq!(done, CALLS);
+    println!("power-sync sweep, {CALLS} nodes, concurrency 16, stub exec: {:.2} s; target <= 10 s -> {}", sweep.as_secs_f64(), if sweep <= Duration::from_secs(10) { "met" } else { "MISSED" });
+}
