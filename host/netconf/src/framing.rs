@@ -33,8 +33,10 @@ pub fn decode_eom(buf: &mut Vec<u8>) -> Option<String> {
 }
 
 /// Takes one complete chunked message off the front of `buf`, if all of it has arrived.
+/// Whitespace before the first chunk is skipped: a server that answered the 1.0 hello with
+/// `]]>]]>` and a newline leaves that newline in front of the first chunked message.
 pub fn decode_chunked(buf: &mut Vec<u8>) -> Result<Option<String>, FramingError> {
-    let mut pos = 0;
+    let Some(mut pos) = start_of_chunks(buf) else { return Ok(None) };
     let mut message = Vec::new();
     loop {
         // Each chunk starts with LF '#'.
@@ -83,11 +85,28 @@ pub fn decode_chunked(buf: &mut Vec<u8>) -> Result<Option<String>, FramingError>
     }
 }
 
+/// Where the first chunk header starts after any stray whitespace; None until that is decidable.
+fn start_of_chunks(buf: &[u8]) -> Option<usize> {
+    let mut pos = 0;
+    while let Some(&byte) = buf.get(pos) {
+        if !byte.is_ascii_whitespace() {
+            return Some(pos);
+        }
+        match (byte, buf.get(pos + 1)) {
+            (b'\n', Some(b'#')) => return Some(pos),
+            // A lone LF at the end may be the start of a chunk header: wait for the next byte.
+            (b'\n', None) => return None,
+            _ => pos += 1,
+        }
+    }
+    if pos == 0 { Some(0) } else { None }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    /// RFC 6242 section 4.2, the chunked example: an <rpc> split into chunks of 4 and 18 bytes.
+    /// RFC 6242 section 4.2, the chunked example verbatim: an <rpc> in chunks of 4, 18 and 79 bytes.
     const RFC_CHUNKED: &[u8] = b"\n#4\n<rpc\n#18\n message-id=\"102\"\n\n#79\n     xmlns=\"urn:ietf:params:xml:ns:netconf:base:1.0\">\n  <close-session/>\n</rpc>\n##\n";
 
     fn rfc_message() -> String {
@@ -133,7 +152,34 @@ mod tests {
         assert_eq!(decode_chunked(&mut buf).unwrap(), Some(rfc_message()));
     }
 
-    /// RFC 6242 section 4.3: the end-of-message hello exchange.
+    #[test]
+    fn chunked_decoding_fed_one_byte_at_a_time() {
+        let mut buf = Vec::new();
+        let mut decoded = None;
+        for (i, byte) in RFC_CHUNKED.iter().enumerate() {
+            assert_eq!(decoded, None, "complete before byte {i}");
+            buf.push(*byte);
+            decoded = decode_chunked(&mut buf).unwrap();
+        }
+        assert_eq!(decoded, Some(rfc_message()));
+        assert!(buf.is_empty());
+    }
+
+    /// A server that ends its 1.0 hello with `]]>]]>\n` leaves that LF in front of the first chunk.
+    #[test]
+    fn stray_newline_before_the_first_chunk() {
+        let mut buf = b"\n".to_vec();
+        assert_eq!(decode_chunked(&mut buf).unwrap(), None, "a lone LF may start a chunk header");
+        buf.extend_from_slice(RFC_CHUNKED);
+        assert_eq!(decode_chunked(&mut buf).unwrap(), Some(rfc_message()));
+        let mut buf = b"\r\n  ".to_vec();
+        assert_eq!(decode_chunked(&mut buf).unwrap(), None);
+        buf.extend_from_slice(&encode_chunked("<ok/>"));
+        assert_eq!(decode_chunked(&mut buf).unwrap().as_deref(), Some("<ok/>"));
+    }
+
+    /// RFC 6242 section 4.3: a base:1.0 message ends with `]]>]]>`; the emulator also sends a LF
+    /// after it, which belongs to no message.
     #[test]
     fn end_of_message_framing() {
         let mut buf = b"<hello xmlns=\"urn:ietf:params:xml:ns:netconf:base:1.0\"/>\n]]>]]>\n<rpc-reply/>".to_vec();
@@ -142,5 +188,16 @@ mod tests {
         buf.extend_from_slice(b"]]>]]>");
         assert_eq!(decode_eom(&mut buf).as_deref(), Some("<rpc-reply/>"));
         assert_eq!(encode_eom("<x/>"), b"<x/>]]>]]>");
+    }
+
+    #[test]
+    fn end_of_message_marker_split_at_every_byte_boundary() {
+        let wire = b"<rpc-reply message-id=\"101\">\n  <ok/>\n</rpc-reply>\n]]>]]>";
+        for split in 0..wire.len() {
+            let mut buf = wire[..split].to_vec();
+            assert_eq!(decode_eom(&mut buf), None, "complete after only {split} bytes?");
+            buf.extend_from_slice(&wire[split..]);
+            assert_eq!(decode_eom(&mut buf).as_deref(), Some("<rpc-reply message-id=\"101\">\n  <ok/>\n</rpc-reply>"));
+        }
     }
 }

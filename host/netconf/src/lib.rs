@@ -1,19 +1,27 @@
 //! NETCONF over SSH for the switch-manager world: the host owns the connection, plugins see only RPCs.
 //!
 //! Contract:
-//! - `Session::connect(&Target)` opens SSH (russh), authenticates with the password, requests the
-//!   `netconf` subsystem, exchanges hellos and picks base:1.1 chunked framing when both sides announce
-//!   it, else base:1.0 `]]>]]>`.
+//! - `Session::connect(&Target)` opens TCP, then SSH (russh), authenticates with the password,
+//!   requests the `netconf` subsystem, exchanges hellos and picks base:1.1 chunked framing when both
+//!   sides announce it, else base:1.0 `]]>]]>`.
 //! - host keys: `Target::expected_host_key` None = trust on first use (the caller stores
 //!   `Session::host_key_fingerprint()`); Some(fp) = refuse any other key.
+//! - one request at a time: every RPC gets a fresh message-id, goes out in one channel write, and
+//!   its reply must carry the same message-id. Some servers frame on write boundaries and break on
+//!   pipelined requests, so there is no pipelining.
+//! - the password appears in no Debug output, log line or error.
 
 pub mod framing;
+mod host_key;
+pub mod message;
 
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use russh::client;
 use russh::{Channel, ChannelMsg};
+
+use host_key::HostKeyCheck;
 
 /// Which switch to talk to and how.
 #[derive(Clone)]
@@ -24,7 +32,9 @@ pub struct Target {
     pub password: String,
     /// `SHA256:...` fingerprint the server key must have; None trusts the first key seen.
     pub expected_host_key: Option<String>,
+    /// Budget for the TCP connect and the SSH handshake together.
     pub connect_timeout: Duration,
+    /// Budget for each later step: authentication, channel setup, hello, every RPC reply.
     pub read_timeout: Duration,
 }
 
@@ -35,7 +45,10 @@ impl std::fmt::Debug for Target {
             .field("port", &self.port)
             .field("username", &self.username)
             .field("password", &"<redacted>")
-            .finish_non_exhaustive()
+            .field("expected_host_key", &self.expected_host_key)
+            .field("connect_timeout", &self.connect_timeout)
+            .field("read_timeout", &self.read_timeout)
+            .finish()
     }
 }
 
@@ -49,19 +62,34 @@ pub enum Framing {
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
+    /// The TCP connection could not be made in time.
     #[error("switch {address}:{port} is unreachable: {reason}")]
     Unreachable { address: String, port: u16, reason: String },
     #[error("switch {address}:{port} refused the credentials for user {username}")]
     AuthFailed { address: String, port: u16, username: String },
     #[error("switch {address}:{port} host key changed: expected {expected}, got {actual}")]
     HostKeyMismatch { address: String, port: u16, expected: String, actual: String },
+    /// The SSH or NETCONF conversation broke: protocol error, closed channel, unexpected reply.
     #[error("netconf session to {address}:{port} failed: {reason}")]
     Transport { address: String, port: u16, reason: String },
-    #[error("netconf session to {address}:{port} timed out after {after:?} while {during}")]
+    #[error("netconf session to {address}:{port} timed out after {after:?} during {during}")]
     Timeout { address: String, port: u16, after: Duration, during: String },
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Where the time of a session went, for logs and benchmarks.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Timings {
+    /// TCP + SSH handshake + authentication + subsystem + hello exchange.
+    pub connect: Duration,
+    pub rpc_count: u32,
+    /// Sum of the RPC round trips (send until the whole reply is decoded).
+    pub rpc_total: Duration,
+}
+
+/// A reply larger than this is refused rather than buffered without end.
+const MAX_MESSAGE: usize = 64 * 1024 * 1024;
 
 /// An open NETCONF session.
 pub struct Session {
@@ -75,90 +103,92 @@ pub struct Session {
     address: String,
     port: u16,
     read_timeout: Duration,
+    /// Set when a request failed half-way: the stream may hold a late reply, so stop using it.
+    broken: bool,
+    timings: Timings,
 }
-
-/// Checks the server's key against the expected fingerprint and remembers what it saw.
-struct HostKeyCheck {
-    expected: Option<String>,
-    seen: Arc<Mutex<Option<String>>>,
-}
-
-impl client::Handler for HostKeyCheck {
-    type Error = russh::Error;
-
-    async fn check_server_key(&mut self, key: &russh::keys::PublicKeyOrCertificate) -> Result<bool, Self::Error> {
-        let fingerprint = match key {
-            russh::keys::PublicKeyOrCertificate::PublicKey { key, .. } => key.fingerprint(russh::keys::HashAlg::Sha256).to_string(),
-            russh::keys::PublicKeyOrCertificate::Certificate(cert) => cert.public_key().fingerprint(russh::keys::HashAlg::Sha256).to_string(),
-        };
-        let accepted = self.expected.as_deref().is_none_or(|e| e == fingerprint);
-        if let Ok(mut seen) = self.seen.lock() {
-            *seen = Some(fingerprint);
-        }
-        Ok(accepted)
-    }
-}
-
-const BASE_10: &str = "urn:ietf:params:netconf:base:1.0";
-const BASE_11: &str = "urn:ietf:params:netconf:base:1.1";
 
 impl Session {
     pub async fn connect(target: &Target) -> Result<Session> {
+        let started = Instant::now();
         let (address, port) = (target.address.clone(), target.port);
         let unreachable = |reason: String| Error::Unreachable { address: address.clone(), port, reason };
+        let transport = |reason: String| Error::Transport { address: address.clone(), port, reason };
+        let timeout = |after: Duration, during: &str| Error::Timeout { address: address.clone(), port, after, during: during.into() };
+
+        let tcp = tokio::net::TcpStream::connect((target.address.as_str(), target.port));
+        let stream = match tokio::time::timeout(target.connect_timeout, tcp).await {
+            Err(_) => return Err(unreachable(format!("no TCP connection within {:?}", target.connect_timeout))),
+            Ok(Err(e)) => return Err(unreachable(format!("tcp connect: {e}"))),
+            Ok(Ok(stream)) => stream,
+        };
+        // Small request/reply messages: Nagle's algorithm would only add latency.
+        if let Err(e) = stream.set_nodelay(true) {
+            tracing::debug!(switch = %address, "set_nodelay failed: {e}");
+        }
+
         let seen = Arc::new(Mutex::new(None));
         let check = HostKeyCheck { expected: target.expected_host_key.clone(), seen: seen.clone() };
         let config = Arc::new(client::Config { inactivity_timeout: Some(target.read_timeout * 4), ..Default::default() });
-        let connecting = client::connect(config, (target.address.as_str(), target.port), check);
-        let mut handle = match tokio::time::timeout(target.connect_timeout, connecting).await {
-            Err(_) => return Err(unreachable(format!("no SSH answer within {:?}", target.connect_timeout))),
+        let handshake_budget = target.connect_timeout.saturating_sub(started.elapsed());
+        let mut handle = match tokio::time::timeout(handshake_budget, client::connect_stream(config, stream, check)).await {
+            Err(_) => return Err(timeout(target.connect_timeout, "the ssh handshake")),
             Ok(Err(russh::Error::UnknownKey)) => {
-                let actual = seen.lock().ok().and_then(|s| s.clone()).unwrap_or_default();
                 return Err(Error::HostKeyMismatch {
                     address,
                     port,
                     expected: target.expected_host_key.clone().unwrap_or_default(),
-                    actual,
+                    actual: seen.lock().ok().and_then(|s| s.clone()).unwrap_or_default(),
                 });
             }
-            Ok(Err(russh::Error::IO(e))) => return Err(unreachable(e.to_string())),
-            Ok(Err(e)) => return Err(unreachable(e.to_string())),
+            Ok(Err(e)) => return Err(transport(format!("ssh handshake: {e}"))),
             Ok(Ok(handle)) => handle,
         };
         let fingerprint = seen.lock().ok().and_then(|s| s.clone()).unwrap_or_default();
-        let transport = |reason: String| Error::Transport { address: address.clone(), port, reason };
+
         let auth = tokio::time::timeout(target.read_timeout, handle.authenticate_password(&target.username, &target.password))
             .await
-            .map_err(|_| Error::Timeout { address: address.clone(), port, after: target.read_timeout, during: "authentication".into() })?
+            .map_err(|_| timeout(target.read_timeout, "authentication"))?
             .map_err(|e| transport(format!("authentication: {e}")))?;
         if !auth.success() {
             return Err(Error::AuthFailed { address, port, username: target.username.clone() });
         }
-        let channel = handle.channel_open_session().await.map_err(|e| transport(format!("open channel: {e}")))?;
-        channel.request_subsystem(true, "netconf").await.map_err(|e| transport(format!("netconf subsystem: {e}")))?;
+        let channel = tokio::time::timeout(target.read_timeout, handle.channel_open_session())
+            .await
+            .map_err(|_| timeout(target.read_timeout, "opening a channel"))?
+            .map_err(|e| transport(format!("open channel: {e}")))?;
+        // The subsystem's success reply turns up later in `wait()`; `read_message` skips it.
+        tokio::time::timeout(target.read_timeout, channel.request_subsystem(true, "netconf"))
+            .await
+            .map_err(|_| timeout(target.read_timeout, "the netconf subsystem request"))?
+            .map_err(|e| transport(format!("netconf subsystem: {e}")))?;
+
         let mut session = Session {
             handle,
             channel,
             capabilities: Vec::new(),
             fingerprint,
             framing: Framing::EndOfMessage,
-            next_id: 100,
+            next_id: 101,
             buffer: Vec::new(),
             address,
             port,
             read_timeout: target.read_timeout,
+            broken: false,
+            timings: Timings::default(),
         };
-        // Hellos always use end-of-message framing; the chosen framing applies after them.
+        // Hellos always use end-of-message framing; the negotiated framing applies after them.
         let hello = session.read_message("the server hello").await?;
-        session.capabilities = capabilities_of(&hello);
-        let ours = format!(
-            "<?xml version=\"1.0\" encoding=\"UTF-8\"?><hello xmlns=\"urn:ietf:params:xml:ns:netconf:base:1.0\"><capabilities><capability>{BASE_10}</capability><capability>{BASE_11}</capability></capabilities></hello>"
+        session.capabilities = message::hello_capabilities(&hello)
+            .ok_or_else(|| session.transport(format!("expected a hello, got {}", excerpt(&hello))))?;
+        session.send(&framing::encode_eom(&message::client_hello())).await?;
+        session.framing = message::negotiate(&[message::BASE_10, message::BASE_11], &session.capabilities);
+        session.timings.connect = started.elapsed();
+        tracing::debug!(
+            switch = %session.address, port = session.port, framing = ?session.framing,
+            host_key = %session.fingerprint, elapsed_ms = session.timings.connect.as_millis() as u64,
+            "netconf session open"
         );
-        session.send(&framing::encode_eom(&ours)).await?;
-        if session.capabilities.iter().any(|c| c == BASE_11) {
-            session.framing = Framing::Chunked;
-        }
-        tracing::debug!(switch = %session.address, framing = ?session.framing, "netconf session open");
         Ok(session)
     }
 
@@ -166,6 +196,7 @@ impl Session {
         &self.capabilities
     }
 
+    /// `SHA256:...` of the key the server showed (the one to pin after first use).
     pub fn host_key_fingerprint(&self) -> &str {
         &self.fingerprint
     }
@@ -174,11 +205,20 @@ impl Session {
         self.framing
     }
 
-    /// Sends `<rpc message-id=N>{operation}</rpc>` and returns the whole `<rpc-reply>`.
-    /// One message per channel write and no pipelining: some servers frame on write boundaries.
+    pub fn timings(&self) -> Timings {
+        self.timings
+    }
+
+    /// Sends `<rpc message-id=N>{operation}</rpc>` and returns the whole `<rpc-reply>`, which may
+    /// hold an `<rpc-error>`: interpreting it is the caller's job.
     pub async fn rpc(&mut self, operation: &str) -> Result<String> {
-        self.next_id += 1;
+        if self.broken {
+            return Err(self.transport("the session is unusable after an earlier failure".into()));
+        }
         let id = self.next_id;
+        self.next_id += 1;
+        let started = Instant::now();
+        self.broken = true;
         let message = format!("<rpc xmlns=\"urn:ietf:params:xml:ns:netconf:base:1.0\" message-id=\"{id}\">{operation}</rpc>");
         let framed = match self.framing {
             Framing::EndOfMessage => framing::encode_eom(&message),
@@ -186,16 +226,26 @@ impl Session {
         };
         self.send(&framed).await?;
         let reply = self.read_message("an rpc-reply").await?;
-        let expected = format!("message-id=\"{id}\"");
-        if reply.contains("message-id=") && !reply.contains(&expected) {
-            return Err(self.transport(format!("reply does not answer message {id}")));
+        match message::reply_message_id(&reply) {
+            Ok(Some(got)) if got == id.to_string() => {}
+            Ok(Some(got)) => return Err(self.transport(format!("the reply to message {id} carries message-id {got}"))),
+            Ok(None) => return Err(self.transport(format!("the reply to message {id} has no message-id"))),
+            Err(e) => return Err(self.transport(format!("{e} in answer to message {id}"))),
         }
+        self.broken = false;
+        let elapsed = started.elapsed();
+        self.timings.rpc_count += 1;
+        self.timings.rpc_total += elapsed;
+        tracing::trace!(switch = %self.address, message_id = id, elapsed_us = elapsed.as_micros() as u64, "netconf rpc");
         Ok(reply)
     }
 
-    /// Sends `<close-session/>` and closes the channel.
+    /// Sends `<close-session/>` (best effort) and closes the channel and the connection.
     pub async fn close(mut self) -> Result<()> {
-        let _ = tokio::time::timeout(Duration::from_secs(2), self.rpc("<close-session/>")).await;
+        if !self.broken {
+            let budget = self.read_timeout.min(Duration::from_secs(2));
+            let _ = tokio::time::timeout(budget, self.rpc("<close-session/>")).await;
+        }
         let _ = self.channel.close().await;
         let _ = self.handle.disconnect(russh::Disconnect::ByApplication, "", "en").await;
         Ok(())
@@ -205,9 +255,14 @@ impl Session {
         Error::Transport { address: self.address.clone(), port: self.port, reason }
     }
 
+    /// One message, one channel write.
     async fn send(&mut self, bytes: &[u8]) -> Result<()> {
-        let data = bytes.to_vec();
-        self.channel.data(&data[..]).await.map_err(|e| self.transport(format!("send: {e}")))
+        let sending = self.channel.data(bytes);
+        match tokio::time::timeout(self.read_timeout, sending).await {
+            Err(_) => Err(Error::Timeout { address: self.address.clone(), port: self.port, after: self.read_timeout, during: "sending".into() }),
+            Ok(Err(e)) => Err(self.transport(format!("send: {e}"))),
+            Ok(Ok(())) => Ok(()),
+        }
     }
 
     async fn read_message(&mut self, what: &str) -> Result<String> {
@@ -215,16 +270,13 @@ impl Session {
         loop {
             let decoded = match self.framing {
                 Framing::EndOfMessage => framing::decode_eom(&mut self.buffer),
-                Framing::Chunked => {
-                    // A stray newline after a 1.0 hello may precede the first chunk.
-                    while self.buffer.first() == Some(&b'\n') && self.buffer.get(1).is_some_and(|b| *b == b'\n') {
-                        self.buffer.remove(0);
-                    }
-                    framing::decode_chunked(&mut self.buffer).map_err(|e| self.transport(e.to_string()))?
-                }
+                Framing::Chunked => framing::decode_chunked(&mut self.buffer).map_err(|e| self.transport(e.to_string()))?,
             };
             if let Some(message) = decoded {
                 return Ok(message);
+            }
+            if self.buffer.len() > MAX_MESSAGE {
+                return Err(self.transport(format!("{what} is larger than {MAX_MESSAGE} bytes")));
             }
             let next = tokio::time::timeout_at(deadline, self.channel.wait()).await.map_err(|_| Error::Timeout {
                 address: self.address.clone(),
@@ -238,27 +290,15 @@ impl Session {
                     return Err(self.transport(format!("the switch closed the session while we waited for {what}")));
                 }
                 Some(ChannelMsg::Failure) => return Err(self.transport("the switch refused the netconf subsystem".into())),
+                // Window adjustments, the subsystem's success reply, stderr data: not NETCONF.
                 Some(_) => {}
             }
         }
     }
 }
 
-/// The `<capability>` values of a hello.
-fn capabilities_of(hello: &str) -> Vec<String> {
-    hello
-        .split("<capability>")
-        .skip(1)
-        .filter_map(|rest| rest.split("</capability>").next())
-        .map(|c| c.trim().to_owned())
-        .collect()
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn reads_capabilities() {
-        let hello = "<hello><capabilities>\n<capability>urn:a</capability><capability> urn:b </capability></capabilities></hello>";
-        assert_eq!(super::capabilities_of(hello), ["urn:a", "urn:b"]);
-    }
+/// The start of a message for an error text.
+fn excerpt(message: &str) -> String {
+    let short: String = message.chars().take(80).collect();
+    if short.len() < message.len() { format!("{short}...") } else { short }
 }
