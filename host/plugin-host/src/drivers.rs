@@ -79,21 +79,35 @@ fn wit_bmc(b: &Bmc, c: &Credentials) -> (types::BmcAddress, types::Credentials) 
 macro_rules! with_instance {
     ($host:expr, $plugin:expr, $op:expr, $netconf:expr, $variant:ident, |$store:ident, $inst:ident| $body:expr) => {{
         let plugin: &Loaded = $plugin;
-        let span = tracing::info_span!("plugin_call", plugin = &*plugin.name, interface = plugin.spec.kind.interface(), operation = $op);
+        let span = tracing::info_span!(
+            "plugin_call",
+            plugin = &*plugin.name,
+            interface = plugin.spec.kind.interface(),
+            operation = $op,
+            elapsed_us = tracing::field::Empty,
+        );
         async {
             let started = Instant::now();
-            let mut store = $host.store(plugin, $netconf).map_err(|e| trap(plugin, $op, e))?;
-            let Pre::$variant(pre) = &plugin.pre else { return Err(trap(plugin, $op, "wrong plugin kind".into())) };
-            let $inst = pre.instantiate_async(&mut store).await.map_err(|e| classify(plugin, $op, e))?;
-            $inst
-                .metalhost_drivers_plugin()
-                .call_configure(&mut store, &plugin.config)
-                .await
-                .map_err(|e| classify(plugin, $op, e))?
-                .map_err(|e| driver(plugin, "configure", e))?;
-            let $store = &mut store;
-            let outcome = $body;
-            tracing::debug!(elapsed_us = started.elapsed().as_micros() as u64, ok = outcome.is_ok(), "plugin call done");
+            let outcome = async {
+                let mut store = $host.store(plugin, $netconf).map_err(|e| trap(plugin, $op, e))?;
+                let Pre::$variant(pre) = &plugin.pre else { return Err(trap(plugin, $op, "wrong plugin kind".into())) };
+                let $inst = pre.instantiate_async(&mut store).await.map_err(|e| classify(plugin, $op, e))?;
+                $inst
+                    .metalhost_drivers_plugin()
+                    .call_configure(&mut store, &plugin.config)
+                    .await
+                    .map_err(|e| classify(plugin, $op, e))?
+                    .map_err(|e| driver(plugin, "configure", e))?;
+                let $store = &mut store;
+                $body
+            }
+            .await;
+            let elapsed_us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
+            tracing::Span::current().record("elapsed_us", elapsed_us);
+            match &outcome {
+                Ok(_) => tracing::debug!(elapsed_us, "plugin call done"),
+                Err(e) => tracing::debug!(elapsed_us, "plugin call failed: {e}"),
+            }
             outcome
         }
         .instrument(span)

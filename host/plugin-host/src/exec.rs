@@ -12,11 +12,13 @@ use tokio::io::AsyncReadExt;
 pub const OUTPUT_CAP: u64 = 1 << 20;
 const CHILD_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
-/// Resolves a granted program to an absolute path, at load time.
-pub fn resolve(program: &str) -> Result<PathBuf, String> {
+/// Resolves a granted program to the name the plugin uses and an absolute path, at load time.
+/// An absolute path in the config is granted under its file name.
+pub fn resolve(program: &str) -> Result<(String, PathBuf), String> {
     let candidate = Path::new(program);
     if candidate.is_absolute() {
-        return if candidate.is_file() { Ok(candidate.to_owned()) } else { Err(format!("granted program {program} does not exist")) };
+        let name = candidate.file_name().and_then(|n| n.to_str()).ok_or_else(|| format!("granted program {program:?} has no file name"))?;
+        return if candidate.is_file() { Ok((name.to_owned(), candidate.to_owned())) } else { Err(format!("granted program {program} does not exist")) };
     }
     if program.contains('/') {
         return Err(format!("granted program {program:?} must be a name or an absolute path"));
@@ -27,6 +29,7 @@ pub fn resolve(program: &str) -> Result<PathBuf, String> {
         .chain(CHILD_PATH.split(':'))
         .map(|dir| Path::new(dir).join(program))
         .find(|p| p.is_file())
+        .map(|p| (program.to_owned(), p))
         .ok_or_else(|| format!("granted program {program:?} was not found on PATH"))
 }
 
@@ -61,7 +64,9 @@ pub struct Request<'a> {
 }
 
 pub async fn run(req: Request<'_>) -> Result<Output, ExecError> {
-    let Some(path) = req.granted.get(req.program) else {
+    // Plugins name programs; a path would sidestep the grant table.
+    let granted = if req.program.contains('/') { None } else { req.granted.get(req.program) };
+    let Some(path) = granted else {
         let allowed: Vec<&str> = req.granted.keys().map(String::as_str).collect();
         tracing::warn!(plugin = req.plugin, program = req.program, "exec refused: not granted");
         return Err(ExecError::NotPermitted(format!(
@@ -131,4 +136,82 @@ fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
     use std::os::unix::fs::OpenOptionsExt;
     let mut file = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path)?;
     file.write_all(contents.as_bytes())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn grants() -> BTreeMap<String, PathBuf> {
+        let (name, path) = resolve("sh").expect("sh on PATH");
+        [(name, path)].into()
+    }
+
+    async fn sh(script: &str, env: &[(String, String)], files: &[(String, String)], budget: Duration) -> Result<Output, ExecError> {
+        let granted = grants();
+        let args = ["-c".to_owned(), script.to_owned()];
+        run(Request { plugin: "t", granted: &granted, program: "sh", args: &args, env, files, timeout: Duration::from_secs(30), deadline: Instant::now() + budget })
+            .await
+    }
+
+    #[tokio::test]
+    async fn the_child_sees_only_a_fixed_path_and_the_plugins_env() {
+        // The test process has HOME, RUST_BACKTRACE and more: none may reach the child.
+        let out = sh("env | sort", &[("IPMI_PASSWORD".into(), "pw".into())], &[], Duration::from_secs(10)).await.expect("run");
+        let mut vars: Vec<&str> = out.stdout.lines().filter_map(|l| l.split('=').next()).collect();
+        vars.retain(|v| !matches!(*v, "PWD" | "SHLVL" | "_" | "OLDPWD"));
+        assert_eq!(vars, ["IPMI_PASSWORD", "PATH"], "{}", out.stdout);
+        assert!(out.stdout.contains(&format!("PATH={CHILD_PATH}")));
+    }
+
+    #[tokio::test]
+    async fn the_working_dir_is_private_holds_the_files_and_is_deleted() {
+        let files = [("secret.conf".to_owned(), "password x\n".to_owned())];
+        let out = sh("pwd; stat -c %a secret.conf; cat secret.conf; cat /dev/stdin", &[], &files, Duration::from_secs(10)).await.expect("run");
+        let mut lines = out.stdout.lines();
+        let dir = PathBuf::from(lines.next().expect("pwd"));
+        assert!(dir.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with("metalhost-exec-")), "{}", dir.display());
+        assert_eq!(lines.next(), Some("600"));
+        assert_eq!(lines.next(), Some("password x"));
+        assert_eq!(lines.next(), None, "stdin must be empty");
+        assert!(!dir.exists(), "the private dir must be removed afterwards");
+    }
+
+    #[tokio::test]
+    async fn output_is_capped() {
+        let out = sh("head -c 3000000 /dev/zero | tr '\\0' a", &[], &[], Duration::from_secs(10)).await.expect("run");
+        assert_eq!(out.stdout.len() as u64, OUTPUT_CAP);
+        assert_eq!(out.status, 0);
+    }
+
+    #[tokio::test]
+    async fn the_timeout_is_clamped_to_the_call_budget() {
+        let started = Instant::now();
+        let err = sh("sleep 20", &[], &[], Duration::from_millis(300)).await.expect_err("must time out");
+        assert!(matches!(err, ExecError::TimedOut(_)), "{err:?}");
+        assert!(started.elapsed() < Duration::from_secs(3), "{:?}", started.elapsed());
+    }
+
+    #[tokio::test]
+    async fn ungranted_programs_paths_and_loader_variables_are_refused() {
+        let granted = grants();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        for program in ["bash", "/bin/sh", "./sh", "../bin/sh"] {
+            let req = Request { plugin: "t", granted: &granted, program, args: &[], env: &[], files: &[], timeout: Duration::from_secs(1), deadline };
+            assert!(matches!(run(req).await, Err(ExecError::NotPermitted(_))), "{program}");
+        }
+        let err = sh("true", &[("LD_PRELOAD".into(), "/tmp/x.so".into())], &[], Duration::from_secs(5)).await.expect_err("refused");
+        assert!(matches!(err, ExecError::NotPermitted(_)));
+        let err = sh("true", &[], &[("../escape".into(), "x".into())], Duration::from_secs(5)).await.expect_err("refused");
+        assert!(matches!(err, ExecError::NotPermitted(_)));
+    }
+
+    #[test]
+    fn absolute_grants_are_named_by_their_file_name() {
+        let (name, path) = resolve("sh").expect("sh");
+        let (again, same) = resolve(path.to_str().expect("utf-8")).expect("absolute");
+        assert_eq!((name.as_str(), &path), (again.as_str(), &same));
+        assert!(resolve("no-such-program-xyz").is_err());
+        assert!(resolve("bin/sh").is_err());
+    }
 }

@@ -129,25 +129,39 @@ impl PluginHost {
     }
 
     async fn load_one(&self, spec: &PluginSpec) -> Result<(Loaded, PluginStatus), (Option<String>, String)> {
-        let bytes = std::fs::read(&spec.path).map_err(|e| (None, format!("cannot read {}: {e}", spec.path.display())))?;
-        let sha256 = hex::encode(Sha256::digest(&bytes));
+        // Reading and compiling take milliseconds to seconds: keep them off the async workers.
+        let path = spec.path.clone();
+        let read = tokio::task::spawn_blocking(move || std::fs::read(&path).map(|bytes| {
+            let sha256 = hex::encode(Sha256::digest(&bytes));
+            (bytes, sha256)
+        }))
+        .await;
+        let (bytes, sha256) = match read {
+            Ok(Ok(read)) => read,
+            Ok(Err(e)) => return Err((None, format!("cannot read {}: {e}", spec.path.display()))),
+            Err(e) => return Err((None, format!("reading {} failed: {e}", spec.path.display()))),
+        };
         let fail = |reason: String| (Some(sha256.clone()), reason);
-        if let Some(pin) = &spec.sha256 {
-            if !pin.eq_ignore_ascii_case(&sha256) {
-                return Err(fail(format!("sha256 pin mismatch: the config pins {pin}, the file {} has {sha256}", spec.path.display())));
-            }
+        if let Some(pin) = &spec.sha256
+            && !pin.eq_ignore_ascii_case(&sha256)
+        {
+            return Err(fail(format!("sha256 pin mismatch for {}: expected {pin}, got {sha256}", spec.path.display())));
         }
         let mut grants = BTreeMap::new();
         for program in &spec.exec {
-            let path = crate::exec::resolve(program).map_err(&fail)?;
-            grants.insert(program.clone(), path);
+            let (name, path) = crate::exec::resolve(program).map_err(&fail)?;
+            grants.insert(name, path);
         }
         for dir in &spec.dirs {
             if !dir.is_dir() {
                 return Err(fail(format!("granted dir {} does not exist", dir.display())));
             }
         }
-        let component = self.compile(&bytes, &sha256).map_err(|e| fail(format!("not a valid component: {e}")))?;
+        let (engine, cache_dir, key) = (self.engine.clone(), self.cache_dir.clone(), sha256.clone());
+        let component = tokio::task::spawn_blocking(move || compile(&engine, &cache_dir, &bytes, &key))
+            .await
+            .map_err(|e| fail(format!("compiling failed: {e}")))?
+            .map_err(|e| fail(format!("not a valid component: {e}")))?;
         check_world(&self.engine, &component, spec.kind).map_err(&fail)?;
         let pre = self.instance_pre(&component, spec.kind).map_err(|e| fail(format!("does not fit the {} world: {e}", spec.kind.world())))?;
         let loaded = Loaded {
@@ -172,37 +186,6 @@ impl PluginHost {
             error: None,
         };
         Ok((loaded, status))
-    }
-
-    /// Compiles once per (wasm sha256, engine); later loads deserialize the cached artifact.
-    fn compile(&self, bytes: &[u8], sha256: &str) -> wasmtime::Result<Component> {
-        let mut key = Sha256::new();
-        key.update(sha256.as_bytes());
-        let mut compat = std::collections::hash_map::DefaultHasher::new();
-        std::hash::Hash::hash(&self.engine.precompile_compatibility_hash(), &mut compat);
-        key.update(std::hash::Hasher::finish(&compat).to_le_bytes());
-        let cached = self.cache_dir.join(format!("{}.cwasm", hex::encode(key.finalize())));
-        if cached.is_file() {
-            // SAFETY: the cache dir is the daemon's own (inside its 0700 data dir) and wasmtime
-            // rejects artifacts from another version or configuration.
-            #[allow(unsafe_code)]
-            let loaded = unsafe { Component::deserialize_file(&self.engine, &cached) };
-            match loaded {
-                Ok(component) => return Ok(component),
-                Err(e) => tracing::warn!(path = %cached.display(), "stale component cache entry: {e}"),
-            }
-        }
-        let component = Component::new(&self.engine, bytes)?;
-        match component.serialize() {
-            Ok(artifact) => {
-                let partial = cached.with_extension("part");
-                if std::fs::write(&partial, artifact).and_then(|_| std::fs::rename(&partial, &cached)).is_err() {
-                    tracing::warn!(path = %cached.display(), "cannot write the component cache");
-                }
-            }
-            Err(e) => tracing::warn!("cannot serialize component: {e}"),
-        }
-        Ok(component)
     }
 
     /// Only the imports of the plugin's own world are in its linker, plus WASI.
@@ -303,6 +286,50 @@ impl PluginHost {
             types::PluginKind::Netboot => PluginKind::Netboot,
         };
         Ok(PluginInfoOut { version: info.version, kind })
+    }
+}
+
+/// Compiles once per (wasm sha256, engine); later loads deserialize the cached artifact.
+fn compile(engine: &Engine, cache_dir: &Path, bytes: &[u8], sha256: &str) -> wasmtime::Result<Component> {
+    // The key covers the wasm and everything wasmtime says makes an artifact incompatible
+    // (its version and the engine's configuration), hashed with a stable hash.
+    let mut key = ShaHasher(Sha256::new());
+    key.0.update(sha256.as_bytes());
+    std::hash::Hash::hash(&engine.precompile_compatibility_hash(), &mut key);
+    let cached = cache_dir.join(format!("{}.cwasm", hex::encode(key.0.finalize())));
+    if cached.is_file() {
+        // SAFETY: the cache dir is the daemon's own (inside its 0700 data dir) and wasmtime
+        // rejects artifacts from another version or configuration.
+        #[allow(unsafe_code)]
+        let loaded = unsafe { Component::deserialize_file(engine, &cached) };
+        match loaded {
+            Ok(component) => return Ok(component),
+            Err(e) => tracing::warn!(path = %cached.display(), "stale component cache entry: {e}"),
+        }
+    }
+    let component = Component::new(engine, bytes)?;
+    match component.serialize() {
+        Ok(artifact) => {
+            let partial = cached.with_extension("part");
+            if std::fs::write(&partial, artifact).and_then(|_| std::fs::rename(&partial, &cached)).is_err() {
+                tracing::warn!(path = %cached.display(), "cannot write the component cache");
+            }
+        }
+        Err(e) => tracing::warn!("cannot serialize component: {e}"),
+    }
+    Ok(component)
+}
+
+/// Feeds `Hash` output into sha256, so cache keys do not depend on std's unstable `DefaultHasher`.
+struct ShaHasher(Sha256);
+
+impl std::hash::Hasher for ShaHasher {
+    fn finish(&self) -> u64 {
+        0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        self.0.update(bytes);
     }
 }
 
