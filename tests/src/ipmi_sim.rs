@@ -26,8 +26,28 @@ fn udp_bound(port: u16) -> bool {
     std::fs::read_to_string("/proc/net/udp").map(|t| t.lines().any(|l| l.contains(&needle))).unwrap_or(false)
 }
 
+/// How to start a simulated BMC. Each sim gets a fresh state dir, so these users are the ones it
+/// has (ipmi_sim ignores lan.conf users once its state dir holds persisted ones).
+#[derive(Debug, Clone)]
+pub struct IpmiSimOptions {
+    pub username: String,
+    pub password: String,
+}
+
+impl Default for IpmiSimOptions {
+    fn default() -> IpmiSimOptions {
+        IpmiSimOptions { username: "admin".into(), password: "password".into() }
+    }
+}
+
 impl IpmiSim {
+    /// A BMC with one admin user.
     pub fn start(username: &str, password: &str) -> IpmiSim {
+        IpmiSim::start_with(IpmiSimOptions { username: username.to_owned(), password: password.to_owned() })
+    }
+
+    pub fn start_with(opts: IpmiSimOptions) -> IpmiSim {
+        let IpmiSimOptions { username, password } = opts;
         let dir = tempfile::tempdir().expect("tmp");
         let state = dir.path().join("state");
         std::fs::create_dir_all(&state).expect("state dir");
@@ -63,7 +83,7 @@ impl IpmiSim {
             .stderr(log)
             .spawn()
             .expect("start ipmi_sim (apt install openipmi)");
-        let sim = IpmiSim { child, port, username: username.to_owned(), password: password.to_owned(), dir };
+        let sim = IpmiSim { child, port, username, password, dir };
         let deadline = Instant::now() + Duration::from_secs(10);
         while !udp_bound(port) {
             assert!(Instant::now() < deadline, "ipmi_sim did not bind udp port {port}");
@@ -72,6 +92,12 @@ impl IpmiSim {
         sim
     }
 
+    /// The PID of the `ipmi_sim` process.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Where the chassis hook keeps `power`, `bootdev`, `calls.log` and the power-on child's files.
     pub fn state_dir(&self) -> PathBuf {
         self.dir.path().join("state")
     }
@@ -90,11 +116,13 @@ impl IpmiSim {
         self.read_state("bootdev")
     }
 
-    /// Installs the program the hook runs on power-on (with the boot device as $1).
+    /// Installs the program the hook runs, detached, on power-on (with the boot device as $1); the
+    /// hook kills it on power-off and reset. Its output goes to `hook_log()`.
     pub fn on_power_on(&self, script: &str) {
         let path = self.state_dir().join("on-power-on");
         std::fs::write(&path, script).expect("write on-power-on");
-        let _ = Command::new("chmod").arg("+x").arg(&path).status();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).expect("chmod on-power-on");
     }
 
     pub fn hook_log(&self) -> String {

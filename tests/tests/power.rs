@@ -151,3 +151,40 @@ async fn passwords_never_reach_argv() {
     assert!(!seen.is_empty(), "the watcher should have seen the tools run");
     assert!(seen.iter().all(|c| !c.contains("argv-canary-77")), "a password reached argv: {seen:?}");
 }
+
+fn alive(pid: &str) -> bool {
+    std::path::Path::new(&format!("/proc/{pid}")).exists()
+        && !std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default().contains(") Z ")
+}
+
+/// The hook's extension point later tests use to boot a real agent or VM: power-on starts
+/// `on-power-on` detached with the boot device, power-off kills it.
+#[tokio::test]
+async fn power_on_starts_the_hook_child_and_power_off_kills_it() {
+    let sim = IpmiSim::start("admin", "hook-pw");
+    let marker = sim.dir().join("booted-from");
+    sim.on_power_on(&format!("#!/bin/sh\necho \"$1\" > {}\nexec sleep 300\n", marker.display()));
+    let (host, _dir) = host_with("ipmitool").await;
+    let driver = host.power("ipmitool").expect("driver");
+    let bmc = Bmc { host: "127.0.0.1".into(), port: sim.port };
+    let creds = Credentials { username: "admin".into(), password: "hook-pw".into() };
+
+    driver.set_boot_device(&bmc, &creds, BootDevice::Pxe, true).await.expect("bootdev");
+    driver.set_power_state(&bmc, &creds, PowerAction::On).await.expect("on");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while std::fs::read_to_string(&marker).map(|s| s.trim() != "pxe").unwrap_or(true) {
+        assert!(Instant::now() < deadline, "on-power-on did not run with the boot device; log: {}", sim.hook_log());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let pid = std::fs::read_to_string(sim.state_dir().join("child.pid")).expect("child.pid").trim().to_owned();
+    assert!(alive(&pid), "the child should run detached");
+
+    driver.set_power_state(&bmc, &creds, PowerAction::Off).await.expect("off");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while alive(&pid) {
+        assert!(Instant::now() < deadline, "power off did not stop the child {pid}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(!sim.powered());
+    assert_eq!(driver.get_power_state(&bmc, &creds).await.expect("status"), PowerState::Off);
+}
