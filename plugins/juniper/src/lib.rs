@@ -4,6 +4,8 @@
 //! candidate, edit-config, commit, unlock (discard-changes and unlock on any error), then read the
 //! running config back to check it. Two syntaxes: legacy EX (`port-mode`) and ELS/QFX
 //! (`interface-mode`), picked by the plugin config `syntax = "legacy" | "els"`.
+//! A port is looked up before any edit: a switch without it gets no edit at all (the emulator
+//! even drops the connection on one).
 
 use std::cell::Cell;
 
@@ -12,20 +14,16 @@ wit_bindgen::generate!({ world: "switch-manager", path: "../../wit" });
 use exports::metalhost::drivers::switch::{SwitchDescription, Vlan};
 use exports::metalhost::drivers::{plugin, switch};
 use metalhost::drivers::log::{Level, log};
-use metalhost::drivers::netconf;
+use metalhost::drivers::netconf::{self, NetconfError};
 use metalhost::drivers::types::{DriverError, PluginInfo, PluginKind};
 
+mod junos;
 mod xml;
 
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Syntax {
-    /// EX series before ELS: `family ethernet-switching port-mode access`.
-    Legacy,
-    /// ELS (QFX, newer EX): `family ethernet-switching interface-mode access`.
-    Els,
-}
+use junos::{PortState, Syntax};
 
 thread_local! {
+    /// Set by `configure`, which the host calls on every fresh instance before anything else.
     static SYNTAX: Cell<Syntax> = const { Cell::new(Syntax::Legacy) };
 }
 
@@ -33,68 +31,80 @@ fn syntax() -> Syntax {
     SYNTAX.with(Cell::get)
 }
 
-fn rpc(operation: &str) -> Result<String, DriverError> {
-    let reply = netconf::rpc(operation).map_err(|e| match e {
-        netconf::NetconfError::Unreachable(m) => DriverError::Unreachable(m),
-        netconf::NetconfError::AuthFailed(m) => DriverError::AuthFailed(m),
-        netconf::NetconfError::Transport(m) => DriverError::CommandFailed(format!("netconf session failed: {m}")),
-    })?;
-    match xml::rpc_error(&reply) {
-        Some(message) => Err(DriverError::CommandFailed(message)),
-        None => Ok(reply),
+fn session_error(e: NetconfError) -> DriverError {
+    match e {
+        NetconfError::Unreachable(m) => DriverError::Unreachable(m),
+        NetconfError::AuthFailed(m) => DriverError::AuthFailed(m),
+        NetconfError::Transport(m) => DriverError::CommandFailed(format!("netconf session failed: {m}")),
     }
 }
 
-/// Port names and VLAN names go into XML: allow only what Junos allows.
-fn check_name(what: &str, value: &str) -> Result<(), DriverError> {
-    let ok = !value.is_empty() && value.len() <= 64 && value.chars().all(|c| c.is_ascii_alphanumeric() || "-_./:".contains(c));
-    if ok { Ok(()) } else { Err(DriverError::InvalidConfig(format!("invalid {what} {value:?}"))) }
+/// One RPC; an `<rpc-error>` of severity error becomes `command-failed` with its message.
+fn rpc(operation: &str) -> Result<String, DriverError> {
+    let reply = netconf::rpc(operation).map_err(session_error)?;
+    let (warnings, errors): (Vec<_>, Vec<_>) = xml::rpc_errors(&reply).into_iter().partition(xml::RpcError::is_warning);
+    for warning in warnings {
+        log(Level::Warn, &format!("switch warning: {}", warning.message));
+    }
+    if errors.is_empty() {
+        Ok(reply)
+    } else {
+        Err(DriverError::CommandFailed(errors.into_iter().map(|e| e.message).collect::<Vec<_>>().join("; ")))
+    }
 }
 
-/// The switch's physical interfaces, so an edit never names a port that does not exist.
+fn invalid(message: String) -> DriverError {
+    DriverError::InvalidConfig(message)
+}
+
+/// Fails with `not-found` unless the switch has this physical port.
 fn require_port(port: &str) -> Result<(), DriverError> {
-    check_name("port", port)?;
+    junos::check_port(port).map_err(invalid)?;
     let reply = rpc("<get-interface-information><terse/></get-interface-information>")?;
-    let names = xml::values(&reply, "name");
-    let base = port.split('.').next().unwrap_or(port);
-    if names.iter().any(|n| n == base) {
+    if junos::physical_ports(&reply).iter().any(|p| p == port) {
         Ok(())
     } else {
         Err(DriverError::NotFound(format!("the switch has no port {port}")))
     }
 }
 
+fn read_port(port: &str) -> Result<PortState, DriverError> {
+    let reply = rpc(&junos::get_running(&junos::interface_filter(port)))?;
+    Ok(PortState::parse(&reply, port))
+}
+
 /// lock → edit-config → commit → unlock; on failure discard-changes and unlock.
-fn change(config: &str) -> Result<(), DriverError> {
+fn change(what: &str, config: &str) -> Result<(), DriverError> {
+    // Not locked means not ours to discard or unlock: someone else holds it.
     rpc("<lock><target><candidate/></target></lock>").map_err(|e| match e {
-        DriverError::CommandFailed(m) => DriverError::CommandFailed(format!("cannot lock the candidate config: {m}")),
+        DriverError::CommandFailed(m) => DriverError::CommandFailed(format!("cannot lock the candidate configuration: {m}")),
         other => other,
     })?;
-    let outcome = rpc(&format!("<edit-config><target><candidate/></target><config><configuration>{config}</configuration></config></edit-config>"))
-        .and_then(|_| rpc("<commit/>"));
+    let outcome = rpc(&junos::edit_config(config)).and_then(|_| rpc("<commit/>"));
     match outcome {
         Ok(_) => {
-            rpc("<unlock><target><candidate/></target></unlock>")?;
+            rpc("<unlock><target><candidate/></target></unlock>").map_err(|e| match e {
+                DriverError::CommandFailed(m) => DriverError::CommandFailed(format!("{what} committed, but unlocking failed: {m}")),
+                other => other,
+            })?;
+            log(Level::Info, &format!("committed: {what}"));
             Ok(())
         }
         Err(e) => {
-            log(Level::Warn, &format!("change failed, discarding: {e:?}"));
-            let _ = rpc("<discard-changes/>");
-            let _ = rpc("<unlock><target><candidate/></target></unlock>");
+            log(Level::Warn, &format!("{what} failed, discarding the candidate: {e:?}"));
+            if let Err(d) = rpc("<discard-changes/>") {
+                log(Level::Error, &format!("discard-changes failed: {d:?}"));
+            }
+            if let Err(u) = rpc("<unlock><target><candidate/></target></unlock>") {
+                log(Level::Error, &format!("unlock failed: {u:?}"));
+            }
             Err(e)
         }
     }
 }
 
-fn read_port_vlan(port: &str) -> Result<Option<u16>, DriverError> {
-    let reply = rpc(&format!(
-        "<get-config><source><running/></source><filter type=\"subtree\"><configuration><interfaces><interface><name>{port}</name></interface></interfaces></configuration></filter></get-config>"
-    ))?;
-    let members = xml::values(&reply, "members");
-    match members.first() {
-        None => Ok(None),
-        Some(m) => m.parse().map(Some).map_err(|_| DriverError::ParseError(format!("port {port} has a non-numeric VLAN member {m:?}"))),
-    }
+fn read_back_failed(message: String) -> DriverError {
+    DriverError::CommandFailed(format!("read-back after commit: {message}"))
 }
 
 struct Juniper;
@@ -105,15 +115,7 @@ impl plugin::Guest for Juniper {
     }
 
     fn configure(config: Vec<(String, String)>) -> Result<(), DriverError> {
-        let mut chosen = Syntax::Legacy;
-        for (key, value) in config {
-            match (key.as_str(), value.as_str()) {
-                ("syntax", "legacy") => chosen = Syntax::Legacy,
-                ("syntax", "els") => chosen = Syntax::Els,
-                ("syntax", other) => return Err(DriverError::InvalidConfig(format!("syntax must be \"legacy\" or \"els\", not {other:?}"))),
-                (other, _) => return Err(DriverError::InvalidConfig(format!("unknown key {other:?} (known: syntax)"))),
-            }
-        }
+        let chosen = Syntax::from_config(&config).map_err(invalid)?;
         SYNTAX.with(|s| s.set(chosen));
         Ok(())
     }
@@ -121,67 +123,70 @@ impl plugin::Guest for Juniper {
 
 impl switch::Guest for Juniper {
     fn describe() -> Result<SwitchDescription, DriverError> {
-        let capabilities = netconf::server_capabilities().map_err(|e| match e {
-            netconf::NetconfError::Unreachable(m) => DriverError::Unreachable(m),
-            netconf::NetconfError::AuthFailed(m) => DriverError::AuthFailed(m),
-            netconf::NetconfError::Transport(m) => DriverError::CommandFailed(m),
-        })?;
-        let model = match syntax() {
-            Syntax::Legacy => "juniper ex (legacy port-mode syntax)",
-            Syntax::Els => "juniper els/qfx (interface-mode syntax)",
-        };
-        Ok(SwitchDescription { model: model.into(), capabilities })
+        let capabilities = netconf::server_capabilities().map_err(session_error)?;
+        Ok(SwitchDescription { model: syntax().model().into(), capabilities })
     }
 
+    /// The VLAN id is what ports refer to: an id that exists under another name is kept as it
+    /// is; a name that exists with another id is an error rather than a silent renumbering.
     fn ensure_vlan(vlan: Vlan) -> Result<(), DriverError> {
-        check_name("VLAN name", &vlan.name)?;
-        if !(1..=4094).contains(&vlan.id) {
-            return Err(DriverError::InvalidConfig(format!("VLAN id {} out of range", vlan.id)));
+        junos::check_vlan(vlan.id, &vlan.name).map_err(invalid)?;
+        let existing = junos::parse_vlans(&rpc(&junos::get_running(junos::vlans_filter()))?);
+        if let Some((name, _)) = existing.iter().find(|(_, id)| *id == Some(vlan.id)) {
+            if *name != vlan.name {
+                log(Level::Info, &format!("VLAN {} exists as {name:?}; keeping that name", vlan.id));
+            }
+            return Ok(());
         }
-        change(&format!("<vlans><vlan><name>{}</name><vlan-id>{}</vlan-id></vlan></vlans>", vlan.name, vlan.id))?;
-        let reply = rpc(&format!(
-            "<get-config><source><running/></source><filter type=\"subtree\"><configuration><vlans><vlan><name>{}</name></vlan></vlans></configuration></filter></get-config>",
-            vlan.name
-        ))?;
-        if xml::values(&reply, "vlan-id").iter().any(|v| *v == vlan.id.to_string()) {
+        if let Some((_, id)) = existing.iter().find(|(name, _)| *name == vlan.name) {
+            return Err(DriverError::CommandFailed(format!("VLAN name {:?} already has id {id:?}, not {}", vlan.name, vlan.id)));
+        }
+        change(&format!("create VLAN {} ({})", vlan.name, vlan.id), &junos::vlan_config(vlan.id, &vlan.name))?;
+        let after = junos::parse_vlans(&rpc(&junos::get_running(junos::vlans_filter()))?);
+        if after.iter().any(|(name, id)| *name == vlan.name && *id == Some(vlan.id)) {
             Ok(())
         } else {
-            Err(DriverError::CommandFailed(format!("VLAN {} ({}) is not in the running config after commit", vlan.name, vlan.id)))
+            Err(read_back_failed(format!("VLAN {} ({}) is not in the running config", vlan.name, vlan.id)))
         }
     }
 
     fn set_access_vlan(port: String, vlan: Vlan) -> Result<(), DriverError> {
+        junos::check_vlan(vlan.id, &vlan.name).map_err(invalid)?;
         require_port(&port)?;
-        let mode = match syntax() {
-            Syntax::Legacy => "<port-mode>access</port-mode>",
-            Syntax::Els => "<interface-mode>access</interface-mode>",
-        };
-        // `replace` so a move drops the old VLAN instead of adding a second member.
-        change(&format!(
-            "<interfaces><interface><name>{port}</name><unit><name>0</name><family><ethernet-switching>{mode}<vlan operation=\"replace\"><members>{}</members></vlan></ethernet-switching></family></unit></interface></interfaces>",
-            vlan.id
-        ))?;
-        match read_port_vlan(&port)? {
-            Some(id) if id == vlan.id => Ok(()),
-            other => Err(DriverError::CommandFailed(format!("port {port} reads back VLAN {other:?} after the move to {}", vlan.id))),
+        let syntax = syntax();
+        let before = read_port(&port)?;
+        if before.is_access_on(syntax, vlan.id) {
+            return Ok(());
+        }
+        change(&format!("port {port} access VLAN {} (was {:?})", vlan.id, before.members), &junos::access_config(syntax, &port, vlan.id))?;
+        let after = read_port(&port)?;
+        if after.is_access_on(syntax, vlan.id) {
+            Ok(())
+        } else {
+            Err(read_back_failed(format!(
+                "port {port} has members {:?} and mode {:?}, expected {} access on VLAN {} (is syntax = {:?} right for this switch?)",
+                after.members,
+                after.mode,
+                syntax.mode_leaf(),
+                vlan.id,
+                if syntax == Syntax::Els { "els" } else { "legacy" },
+            )))
         }
     }
 
     fn clear_port(port: String) -> Result<(), DriverError> {
         require_port(&port)?;
-        if read_port_vlan(&port)?.is_none() {
+        if read_port(&port)?.is_empty() {
             return Ok(());
         }
-        change(&format!("<interfaces><interface><name>{port}</name><unit operation=\"delete\"><name>0</name></unit></interface></interfaces>"))?;
-        match read_port_vlan(&port)? {
-            None => Ok(()),
-            Some(id) => Err(DriverError::CommandFailed(format!("port {port} still has VLAN {id} after clearing"))),
-        }
+        change(&format!("clear port {port}"), &junos::clear_config(&port))?;
+        let after = read_port(&port)?;
+        if after.is_empty() { Ok(()) } else { Err(read_back_failed(format!("port {port} still has {after:?}"))) }
     }
 
     fn get_port_vlan(port: String) -> Result<Option<u16>, DriverError> {
         require_port(&port)?;
-        read_port_vlan(&port)
+        read_port(&port)?.access_vlan().map_err(|m| DriverError::Unsupported(format!("port {port}: {m}")))
     }
 }
 
