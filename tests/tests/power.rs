@@ -188,3 +188,18 @@ async fn power_on_starts_the_hook_child_and_power_off_kills_it() {
     assert!(!sim.powered());
     assert_eq!(driver.get_power_state(&bmc, &creds).await.expect("status"), PowerState::Off);
 }
+
+/// FreeIPMI gets credentials in a config file whose syntax splits on whitespace: a password that
+/// would not round-trip (or would add a directive) is refused, not mangled.
+#[tokio::test]
+async fn freeipmi_refuses_passwords_its_config_file_cannot_hold() {
+    let (host, _dir) = host_with("freeipmi").await;
+    let driver = host.power("freeipmi").expect("driver");
+    let bmc = Bmc { host: "127.0.0.1".into(), port: free_udp_port() };
+    for password in ["two words", "pw\nworkaround-flags x"] {
+        let creds = Credentials { username: "admin".into(), password: password.into() };
+        let err = driver.get_power_state(&bmc, &creds).await.expect_err("refused");
+        assert!(matches!(err.driver(), Some(DriverError::Unsupported(_))), "{err}");
+        assert!(!err.to_string().contains(password), "{err}");
+    }
+}

@@ -53,7 +53,7 @@ fn run(program: &str, bmc: &BmcAddress, creds: &Credentials, command: &[&str]) -
         "--retransmission-timeout=500".into(),
     ];
     args.extend(command.iter().map(|s| s.to_string()));
-    let file = format!("username {}\npassword {}\n", creds.username, creds.password);
+    let file = config_file(creds)?;
     let out = exec::run(program, &args, &[], &[(CONFIG_FILE.to_string(), file)], timeout).map_err(|e| match e {
         exec::ExecError::TimedOut(m) => DriverError::Unreachable(m),
         exec::ExecError::NotPermitted(m) | exec::ExecError::SpawnFailed(m) => DriverError::CommandFailed(m),
@@ -64,6 +64,19 @@ fn run(program: &str, bmc: &BmcAddress, creds: &Credentials, command: &[&str]) -
         return Ok(out.stdout);
     }
     Err(classify(program, &text, out.status))
+}
+
+/// The credentials as a FreeIPMI config file. Its syntax splits on whitespace and knows `#`
+/// comments and `\` continuations, so such characters could not round-trip (or could inject
+/// directives): those credentials are refused rather than mangled.
+fn config_file(creds: &Credentials) -> Result<String, DriverError> {
+    let unsafe_char = |c: char| c.is_whitespace() || c.is_control() || matches!(c, '#' | '\\' | '"');
+    if creds.username.chars().any(unsafe_char) || creds.password.chars().any(unsafe_char) {
+        return Err(DriverError::Unsupported(
+            "the freeipmi plugin cannot pass a username or password holding whitespace, '#', '\\' or '\"' (use the ipmitool plugin)".into(),
+        ));
+    }
+    Ok(format!("username {}\npassword {}\n", creds.username, creds.password))
 }
 
 fn failed(stdout: &str) -> bool {
