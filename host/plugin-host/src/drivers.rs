@@ -1,12 +1,12 @@
 //! Typed drivers over loaded plugins: every call instantiates a fresh sandbox, configures it, calls
 //! one export, and runs in a tracing span naming plugin, interface and operation.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use tracing::Instrument;
 
 use crate::bindings::{netboot, switch, types};
-use crate::error::{CallError, CallResult};
+use crate::error::{CallError, CallFailure, CallResult};
 use crate::netconf_session::SharedSession;
 use crate::runtime::{Loaded, PluginHost, Pre, classify, driver, trap};
 use crate::spec::PluginKind;
@@ -75,6 +75,9 @@ fn wit_bmc(b: &Bmc, c: &Credentials) -> (types::BmcAddress, types::Credentials) 
     (types::BmcAddress { host: b.host.clone(), port: b.port }, types::Credentials { username: c.username.clone(), password: c.password.clone() })
 }
 
+/// How long past its deadline a call stuck in a host import is given before it is dropped.
+const DEADLINE_GRACE: Duration = Duration::from_millis(500);
+
 /// Instantiates the plugin's world in `$store`, calls `configure`, binds the instance to `$inst`.
 macro_rules! with_instance {
     ($host:expr, $plugin:expr, $op:expr, $netconf:expr, $variant:ident, |$store:ident, $inst:ident| $body:expr) => {{
@@ -88,7 +91,10 @@ macro_rules! with_instance {
         );
         async {
             let started = Instant::now();
-            let outcome = async {
+            // The epoch deadline stops guest code; this also bounds time spent inside host imports
+            // (a NETCONF round trip, the reload hook), a little later so the epoch fires first.
+            let budget = Duration::from_secs(plugin.spec.call_timeout_s) + DEADLINE_GRACE;
+            let call = async {
                 let mut store = $host.store(plugin, $netconf).map_err(|e| trap(plugin, $op, e))?;
                 let Pre::$variant(pre) = &plugin.pre else { return Err(trap(plugin, $op, "wrong plugin kind".into())) };
                 let $inst = pre.instantiate_async(&mut store).await.map_err(|e| classify(plugin, $op, e))?;
@@ -100,8 +106,11 @@ macro_rules! with_instance {
                     .map_err(|e| driver(plugin, "configure", e))?;
                 let $store = &mut store;
                 $body
-            }
-            .await;
+            };
+            let outcome = match tokio::time::timeout(budget, call).await {
+                Ok(outcome) => outcome,
+                Err(_) => Err(CallError { plugin: plugin.name.to_string(), operation: $op, failure: CallFailure::Deadline(plugin.spec.call_timeout_s) }),
+            };
             let elapsed_us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
             tracing::Span::current().record("elapsed_us", elapsed_us);
             match &outcome {
