@@ -51,6 +51,10 @@ impl App {
             .context("database open task failed")?
             .with_context(|| format!("cannot open database {}", config.database_path().display()))?;
 
+        // The netboot plugin's granted dirs must exist before plugins load.
+        for dir in [config.hosts_dir(), config.scripts_dir()] {
+            std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+        }
         let plugins = PluginHost::new(&config.data_dir.join("plugin-cache")).context("cannot start the plugin runtime")?;
         for status in plugins.load(&config.plugins).await {
             match &status.error {
@@ -64,11 +68,17 @@ impl App {
             .with_context(|| format!("cannot listen on {}", config.listen))?;
         let bound = listener.local_addr().context("bound address")?;
         let public_url: Arc<str> = config.public_url.clone().unwrap_or_else(|| format!("http://{bound}")).into();
+        let reload = Arc::new(tokio::sync::Notify::new());
+        let hook = reload.clone();
+        plugins.set_netboot_reload(Arc::new(move || {
+            hook.notify_one();
+            Ok(())
+        }));
         let state = AppState {
             public_url,
             task_events: Arc::new(tokio::sync::Notify::new()),
             provisioner: Arc::default(),
-            netboot_reload: Arc::new(tokio::sync::Notify::new()),
+            netboot_reload: reload,
             store,
             plugins: Arc::new(plugins),
             operator_token: Arc::new(operator_token),

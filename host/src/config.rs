@@ -256,6 +256,12 @@ impl Config {
         if token.as_ref().is_some_and(|t| t.expose().len() < 16) {
             return Err(ConfigError::Invalid("the operator token must be at least 16 characters".into()));
         }
+        for (what, vlan) in [("provisioning_vlan", file.network.provisioning_vlan), ("tenant_vlan", file.network.tenant_vlan)] {
+            crate::domain::Vlan::new(i64::from(vlan)).map_err(|e| ConfigError::Invalid(format!("network.{what}: {e}")))?;
+        }
+        if file.network.provisioning_vlan == file.network.tenant_vlan {
+            return Err(ConfigError::Invalid("network.provisioning_vlan and network.tenant_vlan must differ".into()));
+        }
         let listen = args.listen.or(file.listen).unwrap_or_else(default_listen);
         let public_url = args.public_url.clone().or(file.public_url).map(|u| u.trim_end_matches('/').to_owned());
         Ok(Config {

@@ -97,3 +97,31 @@ pub fn supervise(config: &Config, public_url: &str, reload: Arc<Notify>) -> std:
         }
     }))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn generated_config_has_what_the_lab_found_necessary() {
+        let args = crate::config::ServeArgs { config: None, listen: None, data_dir: Some("/var/lib/mh".into()), token: None, public_url: None, log_json: false };
+        let mut config = Config::load(&args).unwrap();
+        config.netboot.tftp_root = Some("/srv/tftp".into());
+        let text = dnsmasq_config(&config, "http://10.99.0.1:8080", Path::new("/run/mh"));
+        for line in [
+            "port=0",
+            "interface=br0",
+            "bind-interfaces",
+            "dhcp-hostsdir=/var/lib/mh/netboot/hosts",
+            "dhcp-match=set:ipxe,175",
+            "dhcp-boot=tag:ipxe,http://10.99.0.1:8080/v1/boot/boot.ipxe",
+            "dhcp-boot=tag:!ipxe,undionly.kpxe",
+            "tftp-root=/srv/tftp",
+            "enable-ra",
+            "dhcp-range=::,constructor:br0,ra-only,64,1h",
+            "no-ping",
+        ] {
+            assert!(text.lines().any(|l| l == line), "missing {line:?} in\n{text}");
+        }
+    }
+}

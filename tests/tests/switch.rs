@@ -235,3 +235,48 @@ async fn ex_two_ports_on_one_switch_both_end_up_right() {
 async fn qfx_two_ports_on_one_switch_both_end_up_right() {
     two_ports_on_one_switch(QFX, "els").await;
 }
+
+#[tokio::test]
+async fn zz_scratch_bench_split() {
+    use metalhost_netconf::stats;
+    for (model, syntax) in [(EX, "legacy"), (QFX, "els")] {
+        let switch = FakeSwitch::start(model, "admin", "bench");
+        let (host, _dir) = juniper(syntax).await;
+        let driver = host.switch("juniper").expect("driver");
+        // warm-up: compile cache, VLANs exist
+        let s = driver.session(target(switch.port, "bench"));
+        s.ensure_vlan(&provisioning()).await.unwrap();
+        s.ensure_vlan(&tenant()).await.unwrap();
+        s.close().await;
+        let mut rows = Vec::new();
+        for i in 0..20 {
+            let vlan = if i % 2 == 0 { tenant() } else { provisioning() };
+            let before = stats::totals();
+            let t = Instant::now();
+            let s = driver.session(target(switch.port, "bench"));
+            let t1 = Instant::now();
+            s.ensure_vlan(&vlan).await.unwrap();
+            let e = t1.elapsed();
+            let t2 = Instant::now();
+            s.set_access_vlan("ge-0/0/3", &vlan).await.unwrap();
+            let m = t2.elapsed();
+            let t3 = Instant::now();
+            assert_eq!(s.get_port_vlan("ge-0/0/3").await.unwrap(), Some(vlan.id));
+            let g = t3.elapsed();
+            s.close().await;
+            let total = t.elapsed();
+            let d = stats::totals() - before;
+            rows.push((total, d.connect, d.rpc, d.rpcs, e, m, g));
+        }
+        let med = |mut v: Vec<Duration>| { v.sort(); v[v.len() / 2] };
+        let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+        let total = med(rows.iter().map(|r| r.0).collect());
+        let connect = med(rows.iter().map(|r| r.1).collect());
+        let rpc = med(rows.iter().map(|r| r.2).collect());
+        let rest = med(rows.iter().map(|r| r.0.saturating_sub(r.1 + r.2)).collect());
+        let per_rpc = med(rows.iter().map(|r| r.2 / r.3 as u32).collect());
+        println!("BENCH {model}: move median {:.1} ms | connect {:.1} | rpc total {:.1} ({} rpcs, {:.2} ms each) | plugin+runtime {:.1} | ensure {:.1} set {:.1} get {:.1}",
+            ms(total), ms(connect), ms(rpc), rows[0].3, ms(per_rpc), ms(rest),
+            ms(med(rows.iter().map(|r| r.4).collect())), ms(med(rows.iter().map(|r| r.5).collect())), ms(med(rows.iter().map(|r| r.6).collect())));
+    }
+}

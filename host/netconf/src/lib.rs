@@ -14,6 +14,7 @@
 pub mod framing;
 mod host_key;
 pub mod message;
+pub mod stats;
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -184,6 +185,7 @@ impl Session {
         session.send(&framing::encode_eom(&message::client_hello())).await?;
         session.framing = message::negotiate(&[message::BASE_10, message::BASE_11], &session.capabilities);
         session.timings.connect = started.elapsed();
+        stats::record_session(session.timings.connect);
         tracing::debug!(
             switch = %session.address, port = session.port, framing = ?session.framing,
             host_key = %session.fingerprint, elapsed_ms = session.timings.connect.as_millis() as u64,
@@ -236,6 +238,7 @@ impl Session {
         let elapsed = started.elapsed();
         self.timings.rpc_count += 1;
         self.timings.rpc_total += elapsed;
+        stats::record_rpc(elapsed);
         tracing::trace!(switch = %self.address, message_id = id, elapsed_us = elapsed.as_micros() as u64, "netconf rpc");
         Ok(reply)
     }
