@@ -11,12 +11,32 @@ pub fn cell(value: Option<&Value>) -> String {
     }
 }
 
-/// Prints `rows` (JSON objects) as a table of the given (header, field) columns.
+/// Unix milliseconds as `YYYY-MM-DD HH:MM:SS.mmm` UTC (civil-from-days, no calendar crate needed).
+pub fn timestamp(ms: i64) -> String {
+    let (secs, millis) = (ms.div_euclid(1000), ms.rem_euclid(1000));
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!("{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02}.{millis:03}", rem / 3600, rem % 3600 / 60, rem % 60)
+}
+
+/// Prints `rows` (JSON objects) as a table of the given (header, field) columns; `at` and
+/// `*_at` fields (Unix milliseconds) are shown as UTC times.
 pub fn table(rows: &Value, columns: &[(&str, &str)]) {
     let empty = Vec::new();
     let rows = rows.as_array().unwrap_or(&empty);
-    let cells: Vec<Vec<String>> =
-        rows.iter().map(|row| columns.iter().map(|(_, field)| cell(row.get(*field))).collect()).collect();
+    let show = |row: &Value, field: &str| match row.get(field) {
+        Some(Value::Number(n)) if field == "at" || field.ends_with("_at") => n.as_i64().map(timestamp).unwrap_or_else(|| n.to_string()),
+        other => cell(other),
+    };
+    let cells: Vec<Vec<String>> = rows.iter().map(|row| columns.iter().map(|(_, field)| show(row, field)).collect()).collect();
     let widths: Vec<usize> = columns
         .iter()
         .enumerate()
@@ -46,4 +66,14 @@ pub fn record(value: &Value) {
 
 pub fn json(value: &Value) {
     println!("{}", serde_json::to_string_pretty(value).unwrap_or_else(|_| value.to_string()));
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn formats_unix_milliseconds() {
+        assert_eq!(super::timestamp(0), "1970-01-01 00:00:00.000");
+        assert_eq!(super::timestamp(1_795_595_890_296), "2026-11-25 08:38:10.296");
+        assert_eq!(super::timestamp(951_782_400_000), "2000-02-29 00:00:00.000");
+    }
 }
