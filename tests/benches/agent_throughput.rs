@@ -66,10 +66,13 @@ async fn main() {
             assert!(status.success());
         }));
     }
+    // The agent's own sha256 (the sha2 crate, SHA-NI when the CPU has it) over the same bytes in memory.
+    let data = std::fs::read(&image).expect("read image");
     let sha = secs(|| {
-        let status = Command::new("sha256sum").arg(&image).stdout(std::process::Stdio::null()).status().expect("sha256sum");
-        assert!(status.success());
+        use sha2::Digest;
+        std::hint::black_box(sha2::Sha256::digest(&data));
     });
+    drop(data);
     let median = |mut v: Vec<f64>| {
         v.sort_by(f64::total_cmp);
         v[v.len() / 2]
@@ -80,5 +83,5 @@ async fn main() {
     println!("agent (download + sha256 + write + fsync + report): {:.2} s = {:.0} MiB/s", a, mb / a);
     println!("baseline curl | dd bs=4M conv=fsync (no hash):      {:.2} s = {:.0} MiB/s", c, mb / c);
     println!("ratio agent/baseline throughput: {:.2} (target >= 0.9)", c / a);
-    println!("sha256 of the same bytes (sha256sum, cached file): {:.2} s = {:.0} MiB/s; on its own it would cost {:.0}% of the agent's time", sha, mb / sha, 100.0 * sha / a);
+    println!("sha256 of the same bytes in memory (sha2 crate, as the agent hashes): {:.2} s = {:.0} MiB/s = {:.0}% of the agent's time", sha, mb / sha, 100.0 * sha / a);
 }

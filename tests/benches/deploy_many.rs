@@ -12,7 +12,8 @@ async fn main() {
     let lab = DeployLab::start(Options { nodes: count, ..Options::default() }).await;
     lab.upload("os", &image(4 << 20, 9));
     let started = Instant::now();
-    let answers = futures::future::join_all((0..count).map(|_| lab.daemon.post("/v1/instances", &json!({"image": "os"})))).await;
+    let body = json!({"image": "os"});
+    let answers = futures::future::join_all((0..count).map(|_| lab.daemon.post("/v1/instances", &body))).await;
     assert!(answers.iter().all(|(s, _)| *s == 201), "{answers:?}");
     let mut rows = Vec::new();
     for node in &lab.nodes {
