@@ -179,3 +179,18 @@ async fn components_are_compiled_once_and_cached_on_disk() {
     let (b, c) = bmc();
     assert_eq!(second.power("b").expect("b").get_power_state(&b, &c).await.expect("call"), PowerState::On);
 }
+
+#[tokio::test]
+async fn a_duplicate_name_is_refused_and_a_reload_replaces_the_set() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let host = PluginHost::new(dir.path()).expect("runtime");
+    let status = host.load(&[evil("twin", "good", 64, 5), evil("twin", "panic", 64, 5)]).await;
+    assert!(status[0].loaded && !status[1].loaded, "{status:?}");
+    assert!(status[1].error.clone().unwrap_or_default().contains("already uses the name \"twin\""), "{status:?}");
+    let (b, c) = bmc();
+    assert_eq!(host.power("twin").expect("twin").get_power_state(&b, &c).await.expect("the first twin"), PowerState::On);
+    // A later load without "twin" makes it uncallable, as status() says.
+    host.load(&[evil("other", "good", 64, 5)]).await;
+    assert!(host.power("twin").is_err());
+    assert_eq!(host.status().iter().map(|s| s.name.as_str()).collect::<Vec<_>>(), ["other"]);
+}

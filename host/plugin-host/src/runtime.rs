@@ -95,28 +95,31 @@ impl PluginHost {
         }
     }
 
-    /// Loads every plugin; one that fails is reported, never fatal.
+    /// Loads every plugin; one that fails is reported, never fatal. The result replaces what an
+    /// earlier `load` set up, so what is callable always matches `status()`.
     pub async fn load(&self, specs: &[PluginSpec]) -> Vec<PluginStatus> {
         let mut statuses = Vec::new();
+        let mut loaded = HashMap::new();
         for spec in specs {
-            let status = match self.load_one(spec).await {
-                Ok((loaded, status)) => {
-                    if let Ok(mut map) = self.loaded.write() {
-                        map.insert(spec.name.clone(), loaded);
-                    }
+            let outcome = if loaded.contains_key(&spec.name) || statuses.iter().any(|s: &PluginStatus| s.name == spec.name) {
+                Err((None, format!("another [[plugin]] entry already uses the name {:?}", spec.name)))
+            } else {
+                self.load_one(spec).await
+            };
+            let status = match outcome {
+                Ok((plugin, status)) => {
+                    loaded.insert(spec.name.clone(), plugin);
                     status
                 }
-                Err((sha256, reason)) => PluginStatus {
-                    name: spec.name.clone(),
-                    kind: spec.kind,
-                    version: String::new(),
-                    sha256,
-                    grants: None,
-                    loaded: false,
-                    error: Some(reason),
-                },
+                Err((sha256, reason)) => {
+                    tracing::warn!(plugin = %spec.name, "plugin not loaded: {reason}");
+                    PluginStatus { name: spec.name.clone(), kind: spec.kind, version: String::new(), sha256, grants: None, loaded: false, error: Some(reason) }
+                }
             };
             statuses.push(status);
+        }
+        if let Ok(mut map) = self.loaded.write() {
+            *map = loaded;
         }
         if let Ok(mut s) = self.statuses.write() {
             s.clone_from(&statuses);
