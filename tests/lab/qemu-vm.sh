@@ -1,0 +1,71 @@
+#!/bin/sh
+# Starts one lab VM under QEMU (TCG: KVM does not work on these machines, ../shared/LAB.md Q1).
+#
+# usage: qemu-vm.sh [BOOTDEV] --serial LOG [options]
+#   BOOTDEV / --boot DEV   pxe|n -> -boot order=n (iPXE ROM); anything else (disk, default, c, ...) -> order=c
+#   --name NAME            VM name (qemu -name), default "vm"
+#   --ns NS                run inside netns NS (for --net tap:...)
+#   --net tap:TAP          NIC on tap TAP (made by netns-up.sh)
+#   --net user:PORT        user-mode NIC with restrict=on: the guest reaches nothing but 10.0.2.100:80,
+#                          forwarded to 127.0.0.1:PORT on the host (one `busybox nc` per connection)
+#   --mac MAC              NIC MAC, default 52:54:00:00:00:01
+#   --nic virtio|e1000     NIC model, default virtio
+#   --disk FILE            raw disk as virtio /dev/vda (create with truncate -s 64M FILE)
+#   --kernel F --initrd F --append ARGS   direct kernel boot instead of firmware boot
+#   --serial LOG           serial console (ttyS0) appended to LOG: a node's log survives power cycles
+#   --qemu-log FILE        qemu's own stdout/stderr, default LOG.qemu
+#   --mem MB               default 512
+#   --pidfile FILE         daemonize and write qemu's PID to FILE, then return
+#
+# Without --pidfile it execs qemu in the foreground, so the caller's PID *is* the VM: that is how the
+# ipmi_sim hook (tests/lab/chassis-control.sh) uses it as `on-power-on`, killing the VM by PID on
+# power-off and seeing a guest poweroff as the process ending. Either way stdio is never inherited
+# (ipmi_sim reads the hook's stdout to EOF). -no-reboot: a guest reboot ends qemu like a poweroff.
+set -eu
+boot=c name=vm ns="" net="" mac=52:54:00:00:00:01 nic=virtio disk="" kernel="" initrd="" append=""
+serial="" qlog="" mem=512 pidfile=""
+die() { echo "qemu-vm.sh: $*" >&2; exit 64; }
+case "${1:-}" in --*|"") ;; *) boot=$1; shift ;; esac
+while [ $# -gt 0 ]; do
+  [ $# -ge 2 ] || die "$1 needs a value"
+  case $1 in
+    --boot) boot=$2 ;; --name) name=$2 ;; --ns) ns=$2 ;; --net) net=$2 ;; --mac) mac=$2 ;;
+    --nic) nic=$2 ;; --disk) disk=$2 ;; --kernel) kernel=$2 ;; --initrd) initrd=$2 ;;
+    --append) append=$2 ;; --serial) serial=$2 ;; --qemu-log) qlog=$2 ;; --mem) mem=$2 ;;
+    --pidfile) pidfile=$2 ;;
+    *) die "unknown option $1" ;;
+  esac
+  shift 2
+done
+[ -n "$serial" ] || die "--serial LOG is required"
+qlog=${qlog:-$serial.qemu}
+case $boot in pxe|n|network) order=n ;; *) order=c ;; esac
+case $nic in virtio) model=virtio-net-pci ;; e1000) model=e1000 ;; *) die "--nic virtio|e1000" ;; esac
+
+set -- qemu-system-x86_64 -name "$name" -accel tcg -m "$mem" -smp 1 -no-reboot \
+  -display none -monitor none -nodefaults -vga none \
+  -chardev "file,id=con0,path=$serial,append=on" -serial chardev:con0
+case $net in
+  tap:*) set -- "$@" -netdev "tap,id=n0,ifname=${net#tap:},script=no,downscript=no" ;;
+  user:*) set -- "$@" -netdev "user,id=n0,restrict=on,guestfwd=tcp:10.0.2.100:80-cmd:busybox nc 127.0.0.1 ${net#user:}" ;;
+  "") ;;
+  *) die "--net tap:TAP or user:PORT" ;;
+esac
+if [ -n "$net" ]; then
+  # A direct kernel boot needs no NIC option ROM (romfile= skips loading it); firmware boot uses its iPXE.
+  if [ -n "$kernel" ]; then set -- "$@" -device "$model,netdev=n0,mac=$mac,romfile="
+  else set -- "$@" -device "$model,netdev=n0,mac=$mac"; fi
+fi
+[ -n "$disk" ] && set -- "$@" -drive "file=$disk,format=raw,if=virtio"
+if [ -n "$kernel" ]; then
+  set -- "$@" -kernel "$kernel" -append "$append"
+  [ -n "$initrd" ] && set -- "$@" -initrd "$initrd"
+else
+  set -- "$@" -boot "order=$order"
+fi
+[ -n "$ns" ] && set -- ip netns exec "$ns" "$@"
+if [ -n "$pidfile" ]; then
+  "$@" -daemonize -pidfile "$pidfile" </dev/null >>"$qlog" 2>&1
+else
+  exec "$@" </dev/null >>"$qlog" 2>&1
+fi
