@@ -113,3 +113,43 @@ sleep 10
 exit
 EOF
 }
+
+# lab_pxe NS NTAPS: the PXE lab without the daemon: netns NS (br0 10.99.0.1, taps), a www tree laid out
+# like the daemon's URLs (/v1/bootstrap/, /v1/boot/boot.ipxe, /v1/boot/nodes/, /v1/agent/binary) served
+# from inside NS, and a foreground dnsmasq from dnsmasq-conf.sh with dhcp-hostsdir $LAB_HOSTS.
+# Sets LAB_WWW, LAB_HOSTS, LAB_BASE (http://10.99.0.1:PORT), LAB_DNSMASQ_LOG. Needs lab_bootstrap first.
+lab_pxe() {
+  local ns=$1 ntaps=$2 i
+  lab_netns "$ns" "$ntaps"
+  LAB_WWW="$LAB_TMP/www" LAB_HOSTS="$LAB_TMP/hosts.d"
+  mkdir -p "$LAB_WWW/v1/bootstrap" "$LAB_WWW/v1/boot/nodes" "$LAB_WWW/v1/agent" "$LAB_HOSTS" "$LAB_TMP/run"
+  ln -s "$LAB_BOOTSTRAP/vmlinuz" "$LAB_WWW/v1/bootstrap/vmlinuz"
+  ln -s "$LAB_BOOTSTRAP/initrd.gz" "$LAB_WWW/v1/bootstrap/initrd.gz"
+  lab_http "$LAB_WWW" "$ns"
+  LAB_BASE="http://10.99.0.1:$LAB_HTTP_PORT"
+  lab_generic_ipxe "$LAB_WWW/v1/boot/boot.ipxe" "$LAB_BASE"
+  HOSTSDIR=$LAB_HOSTS LEASEFILE=$LAB_TMP/run/dnsmasq.leases BOOT_URL=$LAB_BASE/v1/boot/boot.ipxe \
+    "$LAB_DIR/dnsmasq-conf.sh" > "$LAB_TMP/dnsmasq.conf"
+  LAB_DNSMASQ_LOG="$LAB_TMP/dnsmasq.log"
+  "$LAB_DIR/dnsmasq-run.sh" "$ns" "$LAB_TMP/dnsmasq.conf" </dev/null >"$LAB_DNSMASQ_LOG" 2>&1 &
+  LAB_DNSMASQ_PID=$!
+  lab_track "$LAB_DNSMASQ_PID"
+  for i in $(seq 100); do
+    grep -q "DHCP, IP range" "$LAB_DNSMASQ_LOG" && return 0
+    kill -0 "$LAB_DNSMASQ_PID" 2>/dev/null || lab_die "dnsmasq exited: $(cat "$LAB_DNSMASQ_LOG")"
+    sleep 0.05
+  done
+  lab_die "dnsmasq did not start: $(cat "$LAB_DNSMASQ_LOG")"
+}
+
+# lab_pxe_node MAC IP HOSTNAME ARGS: the two files plugins/dnsmasq writes for a node, in its format:
+# the dhcp-host entry and the per-node iPXE script (kernel + initrd from /v1/bootstrap/).
+lab_pxe_node() {
+  local mac=$1 ip=$2 host=$3 args=$4 name
+  name=$(echo "$mac" | tr 'A-F:' 'a-f-')
+  lab_ipxe_node_script "$LAB_WWW/v1/boot/nodes/.$name.ipxe.tmp" "$host" "$mac" \
+    "$LAB_BASE/v1/bootstrap/vmlinuz" "$LAB_BASE/v1/bootstrap/initrd.gz" "$args"
+  mv "$LAB_WWW/v1/boot/nodes/.$name.ipxe.tmp" "$LAB_WWW/v1/boot/nodes/$name.ipxe"
+  echo "$mac,set:metalhost,$ip,$host" > "$LAB_HOSTS/.$name.tmp"
+  mv "$LAB_HOSTS/.$name.tmp" "$LAB_HOSTS/$name"
+}
