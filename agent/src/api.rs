@@ -1,13 +1,20 @@
-//! The agent's side of `/v1/agent/*`: lookup with backoff, polling, progress, heartbeat, result.
+//! The agent's side of `/v1/agent/*`: lookup with backoff, task polling, a background reporter for
+//! heartbeats and progress, and the result. Tokens go in headers only, never in a log line.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{RecvTimeoutError, Sender, channel};
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use metalhost_wire::{AgentTask, Heartbeat, LookupRequest, LookupResponse, Progress, TaskResult};
+use serde::Serialize;
 
+use crate::download::Backoff;
 use crate::log;
+
+/// How long a result is retried before the agent gives up on delivering it.
+const RESULT_PATIENCE: Duration = Duration::from_secs(300);
 
 #[derive(Clone)]
 pub struct Client {
@@ -15,145 +22,264 @@ pub struct Client {
     http: ureq::Agent,
 }
 
+enum Lookup {
+    Found(LookupResponse),
+    NotFound,
+    Failed(String),
+}
+
 impl Client {
     pub fn new(base: &str) -> Client {
-        let http = ureq::AgentBuilder::new()
-            .timeout_connect(Duration::from_secs(5))
-            .timeout_read(Duration::from_secs(30))
-            .build();
+        let http = ureq::AgentBuilder::new().timeout_connect(Duration::from_secs(5)).timeout_read(Duration::from_secs(30)).build();
         Client { base: base.trim_end_matches('/').to_owned(), http }
     }
 
-    pub fn url(&self, path: &str) -> String {
+    pub fn http(&self) -> ureq::Agent {
+        self.http.clone()
+    }
+
+    fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
     }
 
-    pub fn http(&self) -> &ureq::Agent {
-        &self.http
+    fn lookup(&self, macs: &[String]) -> Lookup {
+        let request = LookupRequest { macs: macs.to_vec() };
+        match self.http.post(&self.url("/v1/agent/lookup")).send_json(&request) {
+            Ok(response) => match response.into_json::<LookupResponse>() {
+                Ok(found) => Lookup::Found(found),
+                Err(e) => Lookup::Failed(format!("unreadable answer: {e}")),
+            },
+            Err(ureq::Error::Status(404, _)) => Lookup::NotFound,
+            Err(ureq::Error::Status(code, r)) => Lookup::Failed(format!("HTTP {code}: {}", error_text(r))),
+            Err(e) => Lookup::Failed(e.to_string()),
+        }
     }
 
-    /// Retries with capped exponential backoff and jitter until the host knows this node.
+    /// Retries with capped exponential backoff and jitter until the host knows this node and
+    /// expects an agent on it (404 until then: not enrolled yet, or no task planned).
     pub fn lookup_until_found(&self, macs: &[String]) -> Session {
-        let mut delay = Duration::from_millis(250);
+        let mut backoff = Backoff::new(Duration::from_millis(250), Duration::from_secs(15));
         loop {
-            let request = LookupRequest { macs: macs.to_vec() };
-            match self.http.post(&self.url("/v1/agent/lookup")).send_json(&request) {
-                Ok(response) => match response.into_json::<LookupResponse>() {
-                    Ok(found) => {
-                        log(format!("looked up as node {}", found.node_id));
-                        return Session { client: self.clone(), found };
-                    }
-                    Err(e) => log(format!("lookup: unreadable answer: {e}")),
-                },
-                Err(ureq::Error::Status(404, _)) => log(format!("lookup: no enrolled node has MACs {}; retrying", macs.join(", "))),
-                Err(ureq::Error::Status(code, response)) => {
-                    log(format!("lookup: HTTP {code}: {}; retrying", response.into_string().unwrap_or_default()))
+            match self.lookup(macs) {
+                Lookup::Found(found) => {
+                    log(format!("looked up as node {}", found.node_id));
+                    return Session::new(self.clone(), macs.to_vec(), found);
                 }
-                Err(e) => log(format!("lookup: {e}; retrying")),
+                Lookup::NotFound => log(format!("lookup: 404, no node expecting an agent has MACs {}; retrying", macs.join(", "))),
+                Lookup::Failed(why) => log(format!("lookup: {why}; retrying")),
             }
-            std::thread::sleep(delay + jitter(delay / 4));
-            delay = (delay * 2).min(Duration::from_secs(10));
+            std::thread::sleep(backoff.next_delay());
         }
     }
 }
 
-fn jitter(max: Duration) -> Duration {
-    let nanos = Instant::now().elapsed().as_nanos() as u64 ^ u64::from(std::process::id());
-    let max_ms = max.as_millis().max(1) as u64;
-    Duration::from_millis(nanos % max_ms)
+/// The error text of an API answer: the `message` of an `ErrorBody`, else the raw body.
+fn error_text(response: ureq::Response) -> String {
+    let body = response.into_string().unwrap_or_default();
+    serde_json::from_str::<metalhost_wire::ErrorBody>(&body).map(|b| b.error.message).unwrap_or(body).trim().to_owned()
 }
 
-/// A looked-up node with its token.
+enum Answer {
+    Ok(Box<ureq::Response>),
+    Unauthorized,
+    Refused(u16, String),
+    Failed(String),
+}
+
+/// A looked-up node: its id, its token (renewed by a fresh lookup when it expires) and timings.
 pub struct Session {
     client: Client,
-    found: LookupResponse,
+    macs: Vec<String>,
+    node_id: i64,
+    token: Mutex<String>,
+    heartbeat: Duration,
+    poll: Duration,
 }
 
 impl Session {
-    fn authorized(&self, request: ureq::Request) -> ureq::Request {
-        request.set("Authorization", &format!("Bearer {}", self.found.node_token))
+    fn new(client: Client, macs: Vec<String>, found: LookupResponse) -> Session {
+        Session {
+            client,
+            macs,
+            node_id: found.node_id,
+            token: Mutex::new(found.node_token),
+            heartbeat: Duration::from_secs(found.heartbeat_interval_s.max(1)),
+            poll: Duration::from_secs(found.poll_interval_s.max(1)),
+        }
     }
 
-    /// Polls until the host has a task for this node. Network errors (a restarting host) are retried.
-    pub fn wait_for_task(&self) -> AgentTask {
-        let poll = Duration::from_secs(self.found.poll_interval_s.max(1));
+    fn call(&self, method: &str, path: &str, body: Option<&dyn erased::Body>) -> Answer {
+        let token = self.token.lock().map(|t| t.clone()).unwrap_or_default();
+        let request = self.client.http.request(method, &self.client.url(path)).set("Authorization", &format!("Bearer {token}"));
+        let sent = match body {
+            Some(b) => request.set("Content-Type", "application/json").send_string(&b.json()),
+            None => request.call(),
+        };
+        match sent {
+            Ok(r) => Answer::Ok(Box::new(r)),
+            Err(ureq::Error::Status(401, _)) => Answer::Unauthorized,
+            Err(ureq::Error::Status(code, r)) => Answer::Refused(code, error_text(r)),
+            Err(e) => Answer::Failed(e.to_string()),
+        }
+    }
+
+    /// A 401 means the token expired: look up again once for a new one.
+    fn renew_token(&self) -> bool {
+        match self.client.lookup(&self.macs) {
+            Lookup::Found(found) if found.node_id == self.node_id => {
+                if let Ok(mut t) = self.token.lock() {
+                    *t = found.node_token;
+                }
+                log("node token renewed");
+                true
+            }
+            Lookup::Found(found) => {
+                log(format!("lookup now answers node {} instead of {}", found.node_id, self.node_id));
+                false
+            }
+            Lookup::NotFound => false,
+            Lookup::Failed(why) => {
+                log(format!("renewing the node token: {why}"));
+                false
+            }
+        }
+    }
+
+    /// Polls until the host has a task. `None` when the host no longer accepts this node's agent
+    /// (token refused and no new one): the caller looks up again.
+    pub fn next_task(&self) -> Option<AgentTask> {
+        let mut said_waiting = false;
         loop {
-            let request = self.authorized(self.client.http.get(&self.client.url("/v1/agent/task")));
-            match request.call() {
-                Ok(response) if response.status() == 200 => match response.into_json::<AgentTask>() {
-                    Ok(task) => return task,
-                    Err(e) => log(format!("task: unreadable answer: {e}")),
+            match self.call("GET", "/v1/agent/task", None) {
+                Answer::Ok(r) if r.status() == 200 => match r.into_json::<AgentTask>() {
+                    Ok(task) => return Some(task),
+                    Err(e) => log(format!("task poll: unreadable task: {e}")),
                 },
-                Ok(_) => {}
-                Err(e) => log(format!("task poll: {e}")),
-            }
-            std::thread::sleep(poll);
-        }
-    }
-
-    /// Posts a JSON body, retrying for a while so a restarting host does not lose the message.
-    fn post<T: serde::Serialize>(&self, path: &str, body: &T, attempts: u32) -> bool {
-        for attempt in 0..attempts {
-            let request = self.authorized(self.client.http.post(&self.client.url(path)));
-            match request.send_json(body) {
-                Ok(_) => return true,
-                Err(ureq::Error::Status(code, response)) => {
-                    log(format!("{path}: HTTP {code}: {}", response.into_string().unwrap_or_default()));
-                    if code < 500 {
-                        return false;
+                Answer::Ok(_) if !said_waiting => {
+                    log(format!("no task yet; polling every {} s", self.poll.as_secs()));
+                    said_waiting = true;
+                }
+                Answer::Ok(_) => {}
+                Answer::Unauthorized => {
+                    if !self.renew_token() {
+                        log("task poll: 401 and no new token; looking up again");
+                        return None;
                     }
+                    continue;
                 }
-                Err(e) => log(format!("{path}: {e}")),
+                Answer::Refused(code, why) => log(format!("task poll: HTTP {code}: {why}")),
+                Answer::Failed(why) => log(format!("task poll: {why}")),
             }
-            std::thread::sleep(Duration::from_millis(500) * (attempt + 1).min(10));
-        }
-        false
-    }
-
-    pub fn report(&self, task: i64, result: &TaskResult) {
-        if !self.post(&format!("/v1/agent/task/{task}/result"), result, 120) {
-            log("could not deliver the result");
+            std::thread::sleep(self.poll);
         }
     }
 
-    pub fn progress(&self, task: i64, bytes: u64, total: Option<u64>) {
-        self.post(&format!("/v1/agent/task/{task}/progress"), &Progress { bytes_written: bytes, total_bytes: total }, 1);
+    /// Posts once; a 401 renews the token and tries again once.
+    fn post(&self, path: &str, body: &dyn erased::Body) -> Answer {
+        match self.call("POST", path, Some(body)) {
+            Answer::Unauthorized if self.renew_token() => self.call("POST", path, Some(body)),
+            other => other,
+        }
     }
 
-    pub fn client(&self) -> &Client {
-        &self.client
+    /// Delivers the result, retrying with backoff while the host is unreachable or failing.
+    pub fn report(&self, task: i64, result: &TaskResult) -> bool {
+        let path = format!("/v1/agent/task/{task}/result");
+        let started = Instant::now();
+        let mut backoff = Backoff::new(Duration::from_millis(500), Duration::from_secs(15));
+        loop {
+            let why = match self.post(&path, result) {
+                Answer::Ok(_) => return true,
+                Answer::Refused(code, why) if code < 500 => {
+                    log(format!("result refused: HTTP {code}: {why}"));
+                    return false;
+                }
+                Answer::Unauthorized => "401 and no new token".to_owned(),
+                Answer::Refused(code, why) => format!("HTTP {code}: {why}"),
+                Answer::Failed(why) => why,
+            };
+            if started.elapsed() > RESULT_PATIENCE {
+                log(format!("result not delivered after {} s: {why}", RESULT_PATIENCE.as_secs()));
+                return false;
+            }
+            log(format!("result: {why}; retrying"));
+            std::thread::sleep(backoff.next_delay());
+        }
     }
 
-    /// Heartbeats in the background until stopped.
-    pub fn start_heartbeat(&self, task: i64) -> HeartbeatHandle {
-        let stop = Arc::new(AtomicBool::new(false));
-        let interval = Duration::from_secs(self.found.heartbeat_interval_s.max(1));
-        let session = Session { client: self.client.clone(), found: self.found.clone() };
-        let flag = stop.clone();
+    /// Heartbeats every `heartbeat_interval_s` and posts progress about once a second, from a
+    /// background thread so neither waits on the disk nor slows it.
+    pub fn start_reporter(self: &Arc<Self>, task: i64, total: Option<u64>) -> Reporter {
+        let written = Arc::new(AtomicU64::new(0));
+        let (stop, stopped) = channel::<()>();
+        let session = self.clone();
+        let progress = written.clone();
         let thread = std::thread::spawn(move || {
-            let mut last = Instant::now();
-            while !flag.load(Ordering::Relaxed) {
-                if last.elapsed() >= interval {
-                    session.post("/v1/agent/heartbeat", &Heartbeat { task_id: Some(task) }, 1);
-                    last = Instant::now();
+            let mut last_beat: Option<Instant> = None;
+            let mut sent = 0;
+            loop {
+                if last_beat.is_none_or(|t| t.elapsed() >= session.heartbeat) {
+                    match session.post("/v1/agent/heartbeat", &Heartbeat { task_id: Some(task) }) {
+                        Answer::Ok(_) => {}
+                        Answer::Unauthorized => log("heartbeat: 401 and no new token"),
+                        Answer::Refused(code, why) => log(format!("heartbeat: HTTP {code}: {why}")),
+                        Answer::Failed(why) => log(format!("heartbeat: {why}")),
+                    }
+                    last_beat = Some(Instant::now());
                 }
-                std::thread::sleep(Duration::from_millis(100));
+                sent = session.send_progress(task, progress.load(Ordering::Relaxed), sent, total);
+                match stopped.recv_timeout(Duration::from_secs(1)) {
+                    Err(RecvTimeoutError::Timeout) => {}
+                    _ => break,
+                }
             }
+            session.send_progress(task, progress.load(Ordering::Relaxed), sent, total);
         });
-        HeartbeatHandle { stop, thread: Some(thread) }
+        Reporter { written, stop, thread: Some(thread) }
+    }
+
+    /// Posts `now` if it moved since `sent`; returns what the host was last told.
+    fn send_progress(&self, task: i64, now: u64, sent: u64, total: Option<u64>) -> u64 {
+        if now == sent {
+            return sent;
+        }
+        match self.post(&format!("/v1/agent/task/{task}/progress"), &Progress { bytes_written: now, total_bytes: total }) {
+            Answer::Ok(_) => now,
+            _ => sent,
+        }
     }
 }
 
-pub struct HeartbeatHandle {
-    stop: Arc<AtomicBool>,
+/// The running reporter; `written` is updated by the deploy as it writes.
+pub struct Reporter {
+    written: Arc<AtomicU64>,
+    stop: Sender<()>,
     thread: Option<JoinHandle<()>>,
 }
 
-impl HeartbeatHandle {
+impl Reporter {
+    pub fn set_written(&self, bytes: u64) {
+        self.written.store(bytes, Ordering::Relaxed);
+    }
+
+    /// Sends the last progress and stops heartbeating.
     pub fn stop(mut self) {
-        self.stop.store(true, Ordering::Relaxed);
+        let _ = self.stop.send(());
         if let Some(t) = self.thread.take() {
             let _ = t.join();
+        }
+    }
+}
+
+/// Bodies of different types through one `post`.
+mod erased {
+    pub trait Body {
+        fn json(&self) -> String;
+    }
+
+    impl<T: super::Serialize> Body for T {
+        fn json(&self) -> String {
+            serde_json::to_string(self).unwrap_or_default()
         }
     }
 }

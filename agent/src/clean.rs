@@ -1,57 +1,81 @@
-//! Disk cleaning: discard where supported, then zero the first and last MiB of each disk, which
-//! holds the MBR, both GPT copies and most filesystem and RAID signatures.
+//! Disk cleaning: discard where the device supports it, zero the start of every partition (where
+//! filesystem, LVM and RAID signatures sit), then the first and last MiB of the disk (MBR, both
+//! GPT copies, end-of-disk RAID and ZFS labels), and fsync.
 
 use std::fs::OpenOptions;
-use std::io::{Seek, SeekFrom, Write};
+use std::io::{self, Seek, SeekFrom};
+use std::os::unix::fs::{FileExt, FileTypeExt};
 use std::path::{Path, PathBuf};
 
-use metalhost_wire::CleanTask;
+use metalhost_wire::{CleanMethod, CleanTask};
 
-use crate::{disks, log};
+use crate::error::{Error, Result};
+use crate::{disks, log, sys};
 
 const MIB: u64 = 1 << 20;
 
-pub fn run(work: &CleanTask, disk_override: Option<&Path>) -> Result<String, String> {
-    let targets: Vec<PathBuf> = match disk_override {
-        Some(file) => vec![file.to_owned()],
-        None if !work.disks.is_empty() => work.disks.iter().map(|d| disks::device_path(d.trim_start_matches("/dev/"))).collect(),
-        None => disks::list(Path::new("/sys/block")).into_iter().filter(|d| !d.removable).map(|d| disks::device_path(&d.name)).collect(),
+pub fn run(work: &CleanTask, disk_override: Option<&Path>) -> Result<String> {
+    let CleanMethod::Metadata = work.method;
+    let sys_block = Path::new("/sys/block");
+    let targets: Vec<(PathBuf, Vec<u64>)> = match disk_override {
+        // Tests: the file is the only disk; it has no partitions sysfs knows of.
+        Some(file) => vec![(file.to_owned(), Vec::new())],
+        None => {
+            let names: Vec<String> = if work.disks.is_empty() {
+                disks::list(sys_block).into_iter().filter(|d| !d.removable && d.size_bytes > 0).map(|d| d.name).collect()
+            } else {
+                work.disks.iter().map(|d| disks::resolve_name(d)).collect()
+            };
+            names.iter().map(|n| (disks::device_path(n), disks::partition_starts(sys_block, n))).collect()
+        }
     };
     if targets.is_empty() {
-        return Err("no disk to clean".into());
+        return Err(Error::NoDisk("no disk to clean".into()));
     }
-    for target in &targets {
-        if disk_override.is_none() {
-            discard(target);
-        }
-        wipe_ends(target).map_err(|e| format!("cleaning {}: {e}", target.display()))?;
-        log(format!("cleaned {}", target.display()));
+    for (path, partitions) in &targets {
+        clean_one(path, partitions).map_err(|source| Error::Clean { path: path.clone(), source })?;
     }
-    Ok(format!("cleaned {}", targets.iter().map(|t| t.display().to_string()).collect::<Vec<_>>().join(", ")))
+    Ok(format!("cleaned {}", targets.iter().map(|(p, _)| p.display().to_string()).collect::<Vec<_>>().join(", ")))
 }
 
-/// Whole-device discard; devices without support just say so.
-fn discard(device: &Path) {
-    match std::process::Command::new("blkdiscard").arg(device).output() {
-        Ok(out) if out.status.success() => log(format!("discarded {}", device.display())),
-        Ok(out) => log(format!("discard not done on {}: {}", device.display(), String::from_utf8_lossy(&out.stderr).trim())),
-        Err(e) => log(format!("discard not available: {e}")),
-    }
-}
-
-/// Zeroes the first and the last MiB (the whole device if it is smaller than 2 MiB).
-pub fn wipe_ends(path: &Path) -> std::io::Result<()> {
+fn clean_one(path: &Path, partition_starts: &[u64]) -> io::Result<()> {
     let mut file = OpenOptions::new().write(true).open(path)?;
     let size = file.seek(SeekFrom::End(0))?;
-    let zeros = vec![0u8; MIB as usize];
-    let head = size.min(MIB);
-    file.seek(SeekFrom::Start(0))?;
-    file.write_all(&zeros[..head as usize])?;
-    if size > MIB {
-        let tail_start = size.saturating_sub(MIB).max(MIB);
-        file.seek(SeekFrom::Start(tail_start))?;
-        file.write_all(&zeros[..(size - tail_start) as usize])?;
+    if file.metadata()?.file_type().is_block_device() {
+        match sys::discard(&file, 0, size) {
+            Ok(()) => log(format!("discarded all {size} bytes of {}", path.display())),
+            Err(e) if e.kind() == io::ErrorKind::Unsupported => log(format!("{} does not support discard", path.display())),
+            Err(e) => return Err(io::Error::new(e.kind(), format!("discard: {e}"))),
+        }
     }
+    // Discarded blocks need not read back as zeroes, so the metadata areas are zeroed regardless.
+    for start in partition_starts {
+        zero(&file, *start, MIB.min(size.saturating_sub(*start)))?;
+    }
+    zero(&file, 0, MIB.min(size))?;
+    let tail = size.saturating_sub(MIB).max(MIB.min(size));
+    zero(&file, tail, size - tail)?;
+    file.sync_all()?;
+    log(format!("cleaned {} ({size} bytes; first and last MiB and {} partition starts zeroed)", path.display(), partition_starts.len()));
+    Ok(())
+}
+
+fn zero(file: &std::fs::File, start: u64, len: u64) -> io::Result<()> {
+    let zeros = vec![0u8; len.min(MIB) as usize];
+    let mut at = start;
+    while at < start + len {
+        let n = (start + len - at).min(zeros.len() as u64) as usize;
+        file.write_all_at(&zeros[..n], at)?;
+        at += n as u64;
+    }
+    Ok(())
+}
+
+/// Zeroes `len` bytes at `start` of an existing disk or file, and syncs.
+pub fn zero_range(path: &Path, start: u64, len: u64) -> io::Result<()> {
+    let mut file = OpenOptions::new().write(true).open(path)?;
+    let size = file.seek(SeekFrom::End(0))?;
+    zero(&file, start.min(size), len.min(size.saturating_sub(start)))?;
     file.sync_all()
 }
 
@@ -59,26 +83,57 @@ pub fn wipe_ends(path: &Path) -> std::io::Result<()> {
 mod tests {
     use super::*;
 
-    #[test]
-    fn zeroes_both_ends_and_leaves_the_middle() {
+    fn disk_file(size: usize, fill: u8) -> (tempfile::TempDir, PathBuf) {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("disk");
-        let size = 5 * MIB as usize + 123;
-        std::fs::write(&path, vec![0x5a; size]).unwrap();
-        wipe_ends(&path).unwrap();
-        let bytes = std::fs::read(&path).unwrap();
-        let mib = MIB as usize;
-        assert!(bytes[..mib].iter().all(|b| *b == 0));
-        assert!(bytes[size - mib..].iter().all(|b| *b == 0));
-        assert!(bytes[mib..size - mib].iter().all(|b| *b == 0x5a));
+        std::fs::write(&path, vec![fill; size]).unwrap();
+        (dir, path)
+    }
+
+    fn task() -> CleanTask {
+        CleanTask { disks: Vec::new(), method: CleanMethod::Metadata }
     }
 
     #[test]
-    fn a_small_disk_is_zeroed_whole() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("disk");
-        std::fs::write(&path, vec![1u8; 1000]).unwrap();
-        wipe_ends(&path).unwrap();
-        assert!(std::fs::read(&path).unwrap().iter().all(|b| *b == 0));
+    fn zeroes_both_ends_and_leaves_the_middle() {
+        let mib = MIB as usize;
+        let size = 5 * mib + 123;
+        let (_dir, path) = disk_file(size, 0x5a);
+        let message = run(&task(), Some(&path)).unwrap();
+        assert!(message.contains("cleaned"), "{message}");
+        let bytes = std::fs::read(&path).unwrap();
+        assert_eq!(bytes.len(), size, "the disk keeps its size");
+        assert!(bytes[..mib].iter().all(|b| *b == 0), "first MiB");
+        assert!(bytes[size - mib..].iter().all(|b| *b == 0), "last MiB");
+        assert!(bytes[mib..size - mib].iter().all(|b| *b == 0x5a), "middle untouched");
+    }
+
+    #[test]
+    fn partition_starts_are_zeroed_too() {
+        let mib = MIB as usize;
+        let (_dir, path) = disk_file(10 * mib, 0x77);
+        clean_one(&path, &[3 * MIB, 9 * MIB + 512]).unwrap();
+        let bytes = std::fs::read(&path).unwrap();
+        assert!(bytes[3 * mib..4 * mib].iter().all(|b| *b == 0));
+        assert!(bytes[4 * mib..9 * mib].iter().all(|b| *b == 0x77));
+        assert!(bytes[mib..3 * mib].iter().all(|b| *b == 0x77));
+        assert!(bytes[9 * mib..].iter().all(|b| *b == 0), "a start near the end is clipped to the disk");
+    }
+
+    #[test]
+    fn disks_smaller_than_two_mib_are_zeroed_whole() {
+        for size in [0usize, 1000, MIB as usize + 4096] {
+            let (_dir, path) = disk_file(size, 1);
+            run(&task(), Some(&path)).unwrap();
+            let bytes = std::fs::read(&path).unwrap();
+            assert_eq!(bytes.len(), size);
+            assert!(bytes.iter().all(|b| *b == 0), "size {size}");
+        }
+    }
+
+    #[test]
+    fn a_missing_disk_is_an_error_naming_it() {
+        let e = run(&task(), Some(Path::new("/nonexistent/disk"))).unwrap_err().to_string();
+        assert!(e.starts_with("cleaning /nonexistent/disk: "), "{e}");
     }
 }

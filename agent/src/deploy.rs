@@ -1,142 +1,174 @@
-//! Deploy: stream the image from the host, decompress, write to disk in large buffers, hash the
-//! stored bytes as they stream, fsync, verify, optionally read back. Downloads resume with Range.
+//! Deploy: stream the image into the disk. A reader thread downloads, hashes the stored bytes and
+//! decompresses into page-aligned 4 MiB buffers; the calling thread writes them, so the network
+//! and the disk work at the same time. Then fsync, verify the sha256, and optionally read back.
 
-use std::fs::OpenOptions;
-use std::io::{self, Read, Write};
+use std::io::{self, Read};
 use std::path::{Path, PathBuf};
+use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 use std::time::{Duration, Instant};
 
 use metalhost_wire::{Compression, DeployTask};
 use sha2::{Digest, Sha256};
 
-use crate::api::Session;
+use crate::decode::{Decoder, Stored};
+use crate::disk_io::{AlignedBuf, DiskWriter, read_back_sha256};
+use crate::download::Download;
+use crate::error::{Error, Result};
 use crate::{disks, log};
 
-/// Writes go to disk in chunks this big, at offsets that are multiples of it.
-const CHUNK: usize = 4 << 20;
-const RESUME_ATTEMPTS: u32 = 8;
+/// Each write is one buffer this big, at an offset that is a multiple of it.
+pub const CHUNK: usize = 4 << 20;
+/// Buffers in flight between the reader and the writer.
+const DEPTH: usize = 3;
 
-pub fn run(session: &Session, task: i64, work: &DeployTask, disk_override: Option<&Path>) -> Result<String, String> {
-    let target: PathBuf = match disk_override {
+/// What to write and how to check it.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    pub compression: Compression,
+    /// Expected sha256 of the stored image; `None` skips hashing (benchmark only).
+    pub sha256: Option<String>,
+    pub verify_readback: bool,
+}
+
+#[derive(Debug)]
+pub struct Outcome {
+    pub stored: Stored,
+    pub written_bytes: u64,
+    pub elapsed: Duration,
+    pub direct: bool,
+}
+
+impl Outcome {
+    pub fn summary(&self, target: &Path, plan: &Plan) -> String {
+        let secs = self.elapsed.as_secs_f64().max(1e-6);
+        format!(
+            "wrote {} bytes ({} stored) to {} in {:.1} s, {:.0} MiB/s{}; {}{}",
+            self.written_bytes,
+            self.stored.bytes,
+            target.display(),
+            secs,
+            self.written_bytes as f64 / secs / 1048576.0,
+            if self.direct { ", O_DIRECT" } else { "" },
+            match &self.stored.sha256 {
+                Some(sha) => format!("sha256 {sha} verified"),
+                None => "sha256 not checked".to_owned(),
+            },
+            if plan.verify_readback { ", read back" } else { "" },
+        )
+    }
+}
+
+/// Runs a deploy task: picks the disk, streams the image, verifies. The message is for the host.
+pub fn run(http: ureq::Agent, work: &DeployTask, disk_override: Option<&Path>, progress: &(dyn Fn(u64) + Sync)) -> Result<String> {
+    let target = match disk_override {
         Some(file) => file.to_owned(),
         None => {
-            let min = if work.compression == Compression::None { work.size.unwrap_or(1) } else { 1 };
+            // A compressed image's size says nothing of the disk it needs; it must not be empty, and
+            // a disk that turns out too small fails with "does not fit".
+            let min = if work.compression == Compression::None { work.size.unwrap_or(1).max(1) } else { 1 };
             let all = disks::list(Path::new("/sys/block"));
             disks::device_path(&disks::pick(&all, work.disk_hint.as_deref(), min)?)
         }
     };
-    log(format!("writing {} to {}", work.image_url, target.display()));
-    let download = Download::new(session.client().http().clone(), work.image_url.clone(), work.image_token.clone());
-    let mut report = |written: u64| session.progress(task, written, work.size);
-    let outcome = write_image(download, work.compression, &target, &mut report)?;
-    if outcome.stored_sha256 != work.sha256.to_ascii_lowercase() {
-        return Err(format!("sha256 mismatch: expected {}, got {} ({} bytes downloaded)", work.sha256, outcome.stored_sha256, outcome.stored_bytes));
-    }
-    if work.verify_readback {
-        let readback = hash_prefix(&target, outcome.written_bytes).map_err(|e| format!("read back {}: {e}", target.display()))?;
-        if readback != outcome.written_sha256 {
-            return Err(format!("read-back mismatch on {}: wrote {}, read {}", target.display(), outcome.written_sha256, readback));
-        }
-    }
-    Ok(format!(
-        "wrote {} bytes to {} in {:.1} s; sha256 {} verified{}",
-        outcome.written_bytes,
-        target.display(),
-        outcome.elapsed.as_secs_f64(),
-        outcome.stored_sha256,
-        if work.verify_readback { ", read back" } else { "" }
-    ))
+    log(format!("deploying {} ({}) to {}", work.image_url, compression_name(work.compression), target.display()));
+    let plan = Plan { compression: work.compression, sha256: Some(work.sha256.clone()), verify_readback: work.verify_readback };
+    let source = Download::new(http, work.image_url.clone(), work.image_token.clone());
+    let outcome = write_image(source, &plan, &target, progress)?;
+    Ok(outcome.summary(&target, &plan))
 }
 
-pub struct Written {
-    pub stored_sha256: String,
-    pub stored_bytes: u64,
-    pub written_sha256: String,
-    pub written_bytes: u64,
-    pub elapsed: Duration,
-}
-
-/// Hashes what passes through it: the image as stored, before decompression.
-struct Hashing<R> {
-    inner: R,
-    hasher: Sha256,
-    bytes: u64,
-}
-
-impl<R: Read> Read for Hashing<R> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        self.hasher.update(&buf[..n]);
-        self.bytes += n as u64;
-        Ok(n)
+pub fn compression_name(c: Compression) -> &'static str {
+    match c {
+        Compression::None => "raw",
+        Compression::Gzip => "gzip",
+        Compression::Zstd => "zstd",
     }
 }
 
-enum Decoder<R: Read> {
-    Plain(Hashing<R>),
-    Gzip(flate2::read::GzDecoder<Hashing<R>>),
-    Zstd(Box<ruzstd::StreamingDecoder<Hashing<R>, ruzstd::FrameDecoder>>),
-}
-
-impl<R: Read> Read for Decoder<R> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        match self {
-            Decoder::Plain(r) => r.read(buf),
-            Decoder::Gzip(r) => r.read(buf),
-            Decoder::Zstd(r) => r.read(buf),
-        }
-    }
-}
-
-impl<R: Read> Decoder<R> {
-    /// The stored stream, so trailing bytes after the compressed data are hashed too.
-    fn into_hashing(self) -> Hashing<R> {
-        match self {
-            Decoder::Plain(r) => r,
-            Decoder::Gzip(r) => r.into_inner(),
-            Decoder::Zstd(r) => r.into_inner(),
-        }
-    }
-}
-
-/// The streaming pipeline, independent of HTTP so it can be tested on any reader.
-pub fn write_image(source: impl Read, compression: Compression, target: &Path, report: &mut dyn FnMut(u64)) -> Result<Written, String> {
+/// The whole pipeline on any source, so it can be tested without HTTP.
+pub fn write_image<R: Read + Send>(source: R, plan: &Plan, target: &Path, progress: &(dyn Fn(u64) + Sync)) -> Result<Outcome> {
     let started = Instant::now();
-    let hashing = Hashing { inner: source, hasher: Sha256::new(), bytes: 0 };
-    let mut decoder = match compression {
-        Compression::None => Decoder::Plain(hashing),
-        Compression::Gzip => Decoder::Gzip(flate2::read::GzDecoder::new(hashing)),
-        Compression::Zstd => Decoder::Zstd(Box::new(ruzstd::StreamingDecoder::new(hashing).map_err(|e| format!("zstd: {e}"))?)),
+    let mut writer = DiskWriter::open(target)?;
+    let direct = writer.is_direct();
+    let (full_tx, full_rx) = sync_channel::<(AlignedBuf, usize)>(DEPTH);
+    let (free_tx, free_rx) = sync_channel::<AlignedBuf>(DEPTH);
+    for _ in 0..DEPTH {
+        free_tx.send(AlignedBuf::new(CHUNK)).map_err(|_| Error::Internal("buffer pool"))?;
+    }
+    // Raw images: what is written is what was hashed. Otherwise hash the output for the read-back.
+    let hash_written = plan.verify_readback && (plan.compression != Compression::None || plan.sha256.is_none());
+    let (written, produced) = std::thread::scope(|s| {
+        let reader = s.spawn(|| produce(source, plan, free_rx, full_tx));
+        let written = consume(&mut writer, full_rx, free_tx, hash_written, progress);
+        let produced = reader.join().unwrap_or(Err(Error::Internal("the reader thread panicked")));
+        (written, produced)
+    });
+    // A write failure is the cause; the reader then only saw the writer go away.
+    let written_sha256 = written?;
+    let stored = produced?;
+    let written_bytes = writer.offset();
+    writer.finish()?;
+    if let Some(expected) = &plan.sha256 {
+        let got = stored.sha256.clone().unwrap_or_default();
+        if !got.eq_ignore_ascii_case(expected.trim()) {
+            wipe_start_after_bad_image(target);
+            return Err(Error::Sha256Mismatch { expected: expected.clone(), got, bytes: stored.bytes });
+        }
+    }
+    if plan.verify_readback {
+        let wrote = written_sha256.or_else(|| stored.sha256.clone()).ok_or(Error::Internal("no hash to read back against"))?;
+        let read = read_back_sha256(target, written_bytes).map_err(|source| Error::ReadBack { path: target.to_owned(), source })?;
+        if read != wrote {
+            return Err(Error::ReadBackMismatch { path: target.to_owned(), wrote, read });
+        }
+    }
+    progress(written_bytes);
+    Ok(Outcome { stored, written_bytes, elapsed: started.elapsed(), direct })
+}
+
+/// Reader thread: fills free buffers with decompressed bytes and hands them to the writer.
+fn produce<R: Read>(source: R, plan: &Plan, free: Receiver<AlignedBuf>, full: SyncSender<(AlignedBuf, usize)>) -> Result<Stored> {
+    let mut decoder = Decoder::new(source, plan.compression, plan.sha256.is_some());
+    let failed = |decoder: &Decoder<R>, e: io::Error| match decoder.source_error() {
+        Some(why) => Error::Download(why.to_owned()),
+        None => Error::Decompress { compression: compression_name(plan.compression), stored_offset: decoder.stored_offset(), source: e },
     };
-    let mut disk = OpenOptions::new().write(true).open(target).map_err(|e| format!("open {}: {e}", target.display()))?;
-    let mut buffer = vec![0u8; CHUNK];
-    let mut written_hash = Sha256::new();
-    let mut written: u64 = 0;
-    let mut last_report = Instant::now();
-    loop {
-        let filled = fill(&mut decoder, &mut buffer).map_err(|e| format!("reading the image: {e}"))?;
-        if filled == 0 {
+    while let Ok(mut buf) = free.recv() {
+        let n = fill(&mut decoder, buf.as_mut_slice()).map_err(|e| failed(&decoder, e))?;
+        if n == 0 {
             break;
         }
-        disk.write_all(&buffer[..filled]).map_err(|e| format!("writing {} at byte {written}: {e}", target.display()))?;
-        written_hash.update(&buffer[..filled]);
-        written += filled as u64;
-        if last_report.elapsed() >= Duration::from_secs(1) {
-            report(written);
-            last_report = Instant::now();
+        if full.send((buf, n)).is_err() {
+            return Err(Error::Internal("the writer stopped"));
+        }
+        if n < CHUNK {
+            break;
         }
     }
-    disk.sync_all().map_err(|e| format!("fsync {}: {e}", target.display()))?;
-    let mut hashing = decoder.into_hashing();
-    io::copy(&mut hashing, &mut io::sink()).map_err(|e| format!("reading the end of the image: {e}"))?;
-    report(written);
-    Ok(Written {
-        stored_sha256: hex::encode(hashing.hasher.finalize()),
-        stored_bytes: hashing.bytes,
-        written_sha256: hex::encode(written_hash.finalize()),
-        written_bytes: written,
-        elapsed: started.elapsed(),
-    })
+    drop(full);
+    decoder.finish().map_err(|e| Error::Download(e.to_string()))
+}
+
+/// Writer side: writes each buffer in order and returns it to the pool.
+fn consume(
+    writer: &mut DiskWriter,
+    full: Receiver<(AlignedBuf, usize)>,
+    free: SyncSender<AlignedBuf>,
+    hash_written: bool,
+    progress: &(dyn Fn(u64) + Sync),
+) -> Result<Option<String>> {
+    let mut hasher = hash_written.then(Sha256::new);
+    for (buf, n) in full.iter() {
+        let data = &buf.as_slice()[..n];
+        writer.write(data)?;
+        if let Some(h) = &mut hasher {
+            h.update(data);
+        }
+        progress(writer.offset());
+        // The reader may have finished already; then the buffer is simply dropped.
+        let _ = free.send(buf);
+    }
+    Ok(hasher.map(|h| hex::encode(h.finalize())))
 }
 
 /// Reads until `buf` is full or the stream ends, so every write but the last is a whole chunk.
@@ -153,146 +185,118 @@ fn fill(reader: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
     Ok(filled)
 }
 
-fn hash_prefix(path: &Path, len: u64) -> io::Result<String> {
-    let mut file = std::fs::File::open(path)?.take(len);
-    let mut hasher = Sha256::new();
-    io::copy(&mut file, &mut hasher)?;
-    Ok(hex::encode(hasher.finalize()))
-}
-
-/// An HTTP download that reconnects with `Range: bytes=<offset>-` when the connection breaks.
-pub struct Download {
-    http: ureq::Agent,
-    url: String,
-    token: Option<String>,
-    offset: u64,
-    total: Option<u64>,
-    body: Option<Box<dyn Read + Send + Sync>>,
-    attempts_left: u32,
-}
-
-impl Download {
-    pub fn new(http: ureq::Agent, url: String, token: Option<String>) -> Download {
-        Download { http, url, token, offset: 0, total: None, body: None, attempts_left: RESUME_ATTEMPTS }
-    }
-
-    fn open(&mut self) -> io::Result<()> {
-        let mut request = self.http.get(&self.url);
-        if let Some(token) = &self.token {
-            request = request.set("Authorization", &format!("Bearer {token}"));
-        }
-        if self.offset > 0 {
-            request = request.set("Range", &format!("bytes={}-", self.offset));
-        }
-        let response = request.call().map_err(|e| match e {
-            ureq::Error::Status(code, r) => {
-                io::Error::other(format!("HTTP {code} for the image: {}", r.into_string().unwrap_or_default()))
-            }
-            other => io::Error::other(other.to_string()),
-        })?;
-        let length: Option<u64> = response.header("Content-Length").and_then(|v| v.parse().ok());
-        match response.status() {
-            200 if self.offset > 0 => return Err(io::Error::other("the server ignored the Range request: cannot resume")),
-            200 => self.total = length,
-            206 => {
-                self.total = response
-                    .header("Content-Range")
-                    .and_then(|v| v.rsplit('/').next())
-                    .and_then(|v| v.parse().ok())
-                    .or(self.total);
-            }
-            code => return Err(io::Error::other(format!("unexpected HTTP {code} for the image"))),
-        }
-        self.body = Some(Box::new(response.into_reader()));
-        Ok(())
-    }
-
-    /// Drops the broken connection and waits a little before the next attempt.
-    fn retry(&mut self, why: &str) -> io::Result<()> {
-        self.body = None;
-        if self.attempts_left == 0 {
-            return Err(io::Error::other(format!("download failed at byte {}: {why}", self.offset)));
-        }
-        self.attempts_left -= 1;
-        log(format!("download interrupted at byte {} ({why}); resuming with Range", self.offset));
-        std::thread::sleep(Duration::from_millis(500 * u64::from(RESUME_ATTEMPTS - self.attempts_left)));
-        Ok(())
-    }
-}
-
-impl Read for Download {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        loop {
-            if self.body.is_none()
-                && let Err(e) = self.open()
-            {
-                if e.to_string().starts_with("HTTP 4") || e.to_string().contains("ignored the Range") {
-                    return Err(e);
-                }
-                self.retry(&e.to_string())?;
-                continue;
-            }
-            let Some(body) = self.body.as_mut() else { continue };
-            match body.read(buf) {
-                Ok(0) if self.total.is_some_and(|t| self.offset < t) => self.retry("connection closed early")?,
-                Ok(n) => {
-                    self.offset += n as u64;
-                    return Ok(n);
-                }
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => self.retry(&e.to_string())?,
-            }
-        }
+/// An image that failed its check must not boot by accident: its partition table goes.
+fn wipe_start_after_bad_image(target: &Path) {
+    let path: PathBuf = target.to_owned();
+    match crate::clean::zero_range(&path, 0, 1 << 20) {
+        Ok(()) => log(format!("zeroed the first MiB of {} so the bad image cannot boot", path.display())),
+        Err(e) => log(format!("could not zero the start of {} after a bad image: {e}", path.display())),
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::io::Write;
+    use std::sync::Mutex;
 
     fn sample(len: usize) -> Vec<u8> {
-        (0..len).map(|i| (i * 7 % 251) as u8).collect()
+        (0..len).map(|i| (i.wrapping_mul(2654435761) >> 11) as u8).collect()
     }
 
-    fn run_pipeline(stored: &[u8], compression: Compression, disk_len: usize) -> (Written, Vec<u8>) {
+    fn sha(b: &[u8]) -> String {
+        hex::encode(Sha256::digest(b))
+    }
+
+    fn disk(len: usize) -> (tempfile::TempDir, PathBuf) {
         let dir = tempfile::tempdir().unwrap();
-        let disk = dir.path().join("disk");
-        std::fs::write(&disk, vec![0xee; disk_len]).unwrap();
-        let mut reports = Vec::new();
-        let written = write_image(stored, compression, &disk, &mut |n| reports.push(n)).unwrap();
-        assert_eq!(reports.last().copied(), Some(written.written_bytes));
-        (written, std::fs::read(&disk).unwrap())
+        let path = dir.path().join("disk");
+        std::fs::write(&path, vec![0xEEu8; len]).unwrap();
+        (dir, path)
+    }
+
+    fn plan(compression: Compression, sha256: &str, verify_readback: bool) -> Plan {
+        Plan { compression, sha256: Some(sha256.to_owned()), verify_readback }
     }
 
     #[test]
-    fn raw_image_is_written_and_hashed() {
-        let image = sample(CHUNK * 2 + 12345);
-        let (w, disk) = run_pipeline(&image, Compression::None, image.len() + 100);
-        assert_eq!(&disk[..image.len()], &image[..]);
-        assert_eq!(w.stored_sha256, hex::encode(Sha256::digest(&image)));
-        assert_eq!(w.written_bytes, image.len() as u64);
+    fn a_raw_image_is_written_byte_for_byte_and_verified() {
+        let image = sample(CHUNK * 2 + 12_345);
+        let (_dir, path) = disk(image.len() + 100);
+        let reports = Mutex::new(Vec::new());
+        let out = write_image(&image[..], &plan(Compression::None, &sha(&image).to_uppercase(), true), &path, &|n| reports.lock().unwrap().push(n)).unwrap();
+        let written = std::fs::read(&path).unwrap();
+        assert!(written[..image.len()] == image[..]);
+        assert_eq!(&written[image.len()..], &[0xEE; 100], "bytes past the image are untouched");
+        assert_eq!(out.written_bytes, image.len() as u64);
+        assert_eq!(out.stored.sha256, Some(sha(&image)));
+        assert_eq!(reports.lock().unwrap().last().copied(), Some(image.len() as u64));
+        assert!(out.summary(&path, &plan(Compression::None, "", true)).contains("verified, read back"));
     }
 
     #[test]
-    fn gzip_image_hashes_the_stored_bytes_and_writes_the_raw_ones() {
-        let image = sample(3 << 20);
+    fn a_gzip_image_is_checked_against_the_stored_bytes() {
+        let image = sample(5 << 20);
         let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
         enc.write_all(&image).unwrap();
         let stored = enc.finish().unwrap();
-        let (w, disk) = run_pipeline(&stored, Compression::Gzip, image.len());
-        assert_eq!(disk, image);
-        assert_eq!(w.stored_sha256, hex::encode(Sha256::digest(&stored)));
-        assert_eq!(w.written_sha256, hex::encode(Sha256::digest(&image)));
+        let (_dir, path) = disk(0);
+        let out = write_image(&stored[..], &plan(Compression::Gzip, &sha(&stored), true), &path, &|_| {}).unwrap();
+        assert!(std::fs::read(&path).unwrap() == image);
+        assert_eq!(out.stored.bytes, stored.len() as u64);
+        // The raw image's hash is not the stored one: a plan with it must fail.
+        let e = write_image(&stored[..], &plan(Compression::Gzip, &sha(&image), false), &path, &|_| {}).unwrap_err();
+        assert!(matches!(e, Error::Sha256Mismatch { .. }), "{e}");
     }
 
     #[test]
-    fn a_truncated_gzip_stream_is_an_error() {
-        let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
-        enc.write_all(&sample(1 << 20)).unwrap();
-        let stored = enc.finish().unwrap();
-        let dir = tempfile::tempdir().unwrap();
-        let disk = dir.path().join("disk");
-        std::fs::write(&disk, vec![0; 2 << 20]).unwrap();
-        assert!(write_image(&stored[..stored.len() / 2], Compression::Gzip, &disk, &mut |_| {}).is_err());
+    fn a_wrong_sha256_fails_with_both_hashes_and_the_start_is_wiped() {
+        let image = sample(3 << 20);
+        let (_dir, path) = disk(4 << 20);
+        let wrong = "ab".repeat(32);
+        let e = write_image(&image[..], &plan(Compression::None, &wrong, false), &path, &|_| {}).unwrap_err().to_string();
+        assert_eq!(e, format!("sha256 mismatch: expected {wrong}, got {} ({} bytes downloaded)", sha(&image), image.len()));
+        let written = std::fs::read(&path).unwrap();
+        assert!(written[..1 << 20].iter().all(|b| *b == 0), "the bad image must not stay bootable");
+        assert!(written[1 << 20..image.len()] == image[1 << 20..]);
+    }
+
+    #[test]
+    fn a_corrupt_stream_is_a_decompression_error_and_a_failing_source_a_download_error() {
+        let (_dir, path) = disk(0);
+        let e = write_image(&b"not gzip at all"[..], &plan(Compression::Gzip, "00", false), &path, &|_| {}).unwrap_err();
+        assert!(e.to_string().starts_with("decompressing the image (gzip) at stored byte"), "{e}");
+        struct Broken(usize);
+        impl Read for Broken {
+            fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+                if self.0 == 0 {
+                    return Err(io::Error::other("gave up at byte 5000000"));
+                }
+                let n = buf.len().min(self.0);
+                self.0 -= n;
+                buf[..n].fill(7);
+                Ok(n)
+            }
+        }
+        let e = write_image(Broken(5_000_000), &plan(Compression::None, "00", false), &path, &|_| {}).unwrap_err();
+        assert_eq!(e.to_string(), "downloading the image: gave up at byte 5000000");
+    }
+
+    #[test]
+    fn a_write_failure_stops_the_pipeline_with_the_offset() {
+        // /dev/full accepts the open and fails every write with ENOSPC, like a disk that is too small.
+        let image = sample(CHUNK * 3);
+        let e = write_image(&image[..], &plan(Compression::None, &sha(&image), false), Path::new("/dev/full"), &|_| {}).unwrap_err();
+        assert_eq!(e.to_string(), "the image does not fit on /dev/full: no space left at byte 0");
+    }
+
+    #[test]
+    fn without_a_sha256_nothing_is_hashed() {
+        let image = sample(1 << 20);
+        let (_dir, path) = disk(0);
+        let p = Plan { compression: Compression::None, sha256: None, verify_readback: true };
+        let out = write_image(&image[..], &p, &path, &|_| {}).unwrap();
+        assert_eq!(out.stored.sha256, None);
+        assert!(out.summary(&path, &p).contains("sha256 not checked"));
     }
 }

@@ -3,80 +3,198 @@
 
 mod api;
 mod clean;
+mod decode;
 mod deploy;
+mod disk_io;
 mod disks;
+mod download;
+mod error;
+mod sys;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::time::Duration;
+use std::sync::Arc;
 
-use clap::Parser;
-use metalhost_wire::{AfterTask, TaskResult, TaskWork};
+use clap::{Parser, Subcommand};
+use metalhost_wire::{AfterTask, Compression, TaskResult, TaskWork};
+
+/// Exit codes, for whoever runs the agent (the bootstrap /init, tests).
+const EXIT_TASK_FAILED: u8 = 1;
+const EXIT_USAGE: u8 = 2;
+const EXIT_UNREPORTED: u8 = 3;
 
 #[derive(Debug, Parser)]
-#[command(name = "metalhost-agent", version, about = "metalhost's provisioning agent")]
+#[command(
+    name = "metalhost-agent",
+    version,
+    about = "metalhost's provisioning agent: looks the node up by MAC, runs its deploy or clean task, reports",
+    after_help = "Exit codes: 0 task succeeded and reported; 1 task failed (reported); 2 usage error; \
+                  3 result could not be delivered.\nImages come over plain HTTP (the provisioning network) and \
+                  are checked against their sha256."
+)]
 struct Args {
-    /// The metalhost API base URL; default: `metalhost.api=` from the kernel command line.
+    /// The metalhost API base URL; default: `metalhost.api=URL` from /proc/cmdline.
     #[arg(long)]
     api: Option<String>,
-    /// MAC addresses to look up with; default: every NIC in /sys/class/net.
+    /// MAC address to look up with (repeatable); default: every NIC in /sys/class/net but lo.
     #[arg(long)]
     mac: Vec<String>,
-    /// TESTS ONLY: use this file as the only disk; never power off, exit after the task.
+    /// FOR TESTS ONLY: this file is the only disk (no discovery, no discard), and the agent exits
+    /// after the task instead of powering off.
     #[arg(long)]
     disk: Option<PathBuf>,
-    /// Exit after one task instead of polling for the next.
+    /// Exit after the first task, whatever it says to do afterwards (never power off).
     #[arg(long)]
     once: bool,
+    #[command(subcommand)]
+    command: Option<Command>,
 }
 
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Runs the deploy pipeline without the API (benchmarks, debugging).
+    #[command(hide = true)]
+    WriteImage {
+        #[arg(long)]
+        url: String,
+        /// Expected sha256 of the stored image; without it nothing is hashed.
+        #[arg(long)]
+        sha256: Option<String>,
+        #[arg(long, default_value = "none", value_parser = parse_compression)]
+        compression: Compression,
+        #[arg(long)]
+        disk: PathBuf,
+        #[arg(long)]
+        verify_readback: bool,
+    },
+}
+
+fn parse_compression(s: &str) -> Result<Compression, String> {
+    match s {
+        "none" | "raw" => Ok(Compression::None),
+        "gzip" => Ok(Compression::Gzip),
+        "zstd" => Ok(Compression::Zstd),
+        other => Err(format!("unknown compression {other}: none, gzip or zstd")),
+    }
+}
+
+/// One line per event on stderr.
 pub fn log(message: impl AsRef<str>) {
     eprintln!("[agent] {}", message.as_ref());
 }
 
 fn main() -> ExitCode {
     let args = Args::parse();
+    match args.command {
+        Some(Command::WriteImage { url, sha256, compression, disk, verify_readback }) => {
+            write_image(url, sha256, compression, &disk, verify_readback)
+        }
+        None => run_agent(&args),
+    }
+}
+
+fn run_agent(args: &Args) -> ExitCode {
     let Some(api) = args.api.clone().or_else(api_from_cmdline) else {
         log("no API URL: pass --api or boot with metalhost.api=URL");
-        return ExitCode::from(2);
+        return ExitCode::from(EXIT_USAGE);
     };
-    let macs = if args.mac.is_empty() { disks::local_macs() } else { args.mac.clone() };
+    let macs = if args.mac.is_empty() { disks::local_macs(Path::new("/sys/class/net")) } else { args.mac.clone() };
     if macs.is_empty() {
-        log("no MAC address found");
-        return ExitCode::from(2);
+        log("no MAC address found: pass --mac");
+        return ExitCode::from(EXIT_USAGE);
     }
+    log(format!("agent {} for {api}, MACs {}", env!("CARGO_PKG_VERSION"), macs.join(", ")));
     let client = api::Client::new(&api);
-    loop {
-        let session = client.lookup_until_found(&macs);
-        let task = session.wait_for_task();
-        log(format!("task {} received", task.id));
-        let heartbeat = session.start_heartbeat(task.id);
-        let outcome = match &task.work {
-            TaskWork::Deploy(work) => deploy::run(&session, task.id, work, args.disk.as_deref()),
-            TaskWork::Clean(work) => clean::run(work, args.disk.as_deref()),
-        };
-        heartbeat.stop();
-        let result = match &outcome {
-            Ok(message) => TaskResult { success: true, message: message.clone() },
-            Err(message) => TaskResult { success: false, message: message.clone() },
-        };
-        log(format!("task {} {}: {}", task.id, if result.success { "succeeded" } else { "failed" }, result.message));
-        session.report(task.id, &result);
-        if args.disk.is_some() || args.once {
-            return if result.success { ExitCode::SUCCESS } else { ExitCode::FAILURE };
+    let task = loop {
+        let session = Arc::new(client.lookup_until_found(&macs));
+        if let Some(task) = session.next_task() {
+            break (session, task);
         }
-        if task.after == AfterTask::Poweroff {
-            disks::power_off();
-            return ExitCode::SUCCESS;
+    };
+    let (session, task) = task;
+    let kind = match &task.work {
+        TaskWork::Deploy(_) => "deploy",
+        TaskWork::Clean(_) => "clean",
+    };
+    log(format!("task {} ({kind}) received", task.id));
+    let total = match &task.work {
+        TaskWork::Deploy(d) if d.compression == Compression::None => d.size,
+        _ => None,
+    };
+    let reporter = session.start_reporter(task.id, total);
+    let outcome = match &task.work {
+        TaskWork::Deploy(work) => deploy::run(client.http(), work, args.disk.as_deref(), &|n| reporter.set_written(n)),
+        TaskWork::Clean(work) => clean::run(work, args.disk.as_deref()),
+    };
+    reporter.stop();
+    let result = match outcome {
+        Ok(message) => TaskResult { success: true, message },
+        Err(e) => TaskResult { success: false, message: e.to_string() },
+    };
+    log(format!("task {} {}: {}", task.id, if result.success { "succeeded" } else { "failed" }, result.message));
+    let delivered = session.report(task.id, &result);
+    if delivered {
+        log(format!("task {} result delivered", task.id));
+    }
+    let code = match (delivered, result.success) {
+        (false, _) => ExitCode::from(EXIT_UNREPORTED),
+        (true, true) => ExitCode::SUCCESS,
+        (true, false) => ExitCode::from(EXIT_TASK_FAILED),
+    };
+    if task.after == AfterTask::Poweroff && args.disk.is_none() && !args.once {
+        log("powering off");
+        let e = sys::power_off();
+        log(format!("power off failed: {e}"));
+    }
+    code
+}
+
+/// The deploy pipeline on its own: no lookup, no reports.
+fn write_image(url: String, sha256: Option<String>, compression: Compression, disk: &Path, verify_readback: bool) -> ExitCode {
+    let plan = deploy::Plan { compression, sha256, verify_readback };
+    let http = api::Client::new("").http();
+    let source = download::Download::new(http, url, None);
+    match deploy::write_image(source, &plan, disk, &|_| {}) {
+        Ok(outcome) => {
+            log(outcome.summary(disk, &plan));
+            ExitCode::SUCCESS
         }
-        if task.after == AfterTask::Exit {
-            return if result.success { ExitCode::SUCCESS } else { ExitCode::FAILURE };
+        Err(e) => {
+            log(format!("write-image failed: {e}"));
+            ExitCode::from(EXIT_TASK_FAILED)
         }
-        std::thread::sleep(Duration::from_secs(1));
     }
 }
 
 fn api_from_cmdline() -> Option<String> {
-    let cmdline = std::fs::read_to_string("/proc/cmdline").ok()?;
-    cmdline.split_whitespace().find_map(|p| p.strip_prefix("metalhost.api=")).map(str::to_owned)
+    parse_cmdline(&std::fs::read_to_string("/proc/cmdline").ok()?)
+}
+
+fn parse_cmdline(cmdline: &str) -> Option<String> {
+    cmdline.split_whitespace().find_map(|p| p.strip_prefix("metalhost.api=")).filter(|u| !u.is_empty()).map(str::to_owned)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_api_url_comes_from_the_kernel_command_line() {
+        assert_eq!(parse_cmdline("console=ttyS0 metalhost.api=http://10.99.0.1:8080 quiet\n").as_deref(), Some("http://10.99.0.1:8080"));
+        assert_eq!(parse_cmdline("console=ttyS0 metalhost.api= quiet"), None);
+        assert_eq!(parse_cmdline("console=ttyS0"), None);
+    }
+
+    #[test]
+    fn the_cli_parses_and_write_image_is_hidden() {
+        let a = Args::try_parse_from(["metalhost-agent", "--api", "http://h", "--mac", "a", "--mac", "b", "--disk", "/tmp/d", "--once"]).unwrap();
+        assert_eq!(a.mac, ["a", "b"]);
+        assert!(a.once && a.disk.is_some() && a.command.is_none());
+        let w = Args::try_parse_from(["metalhost-agent", "write-image", "--url", "http://h/i", "--compression", "zstd", "--disk", "/tmp/d"]).unwrap();
+        assert!(matches!(w.command, Some(Command::WriteImage { compression: Compression::Zstd, sha256: None, .. })));
+        assert!(Args::try_parse_from(["metalhost-agent", "write-image", "--url", "u", "--compression", "lz4", "--disk", "d"]).is_err());
+        use clap::CommandFactory;
+        let help = Args::command().render_long_help().to_string();
+        assert!(!help.contains("write-image") && help.contains("FOR TESTS ONLY") && help.contains("Exit codes"), "{help}");
+    }
 }
