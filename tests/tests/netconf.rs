@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use metalhost_netconf::{Error, Framing, Session, Target};
+use metalhost_netconf::{Error, Framing, Session, Target, stats};
 use metalhost_tests::fake_switch::{FakeSwitch, HOST_KEY_FINGERPRINT, free_tcp_port};
 
 fn target(port: u16, password: &str, key: Option<String>) -> Target {
@@ -20,6 +20,7 @@ fn target(port: u16, password: &str, key: Option<String>) -> Target {
 
 async fn hello_and_get_config(model: &str) {
     let switch = FakeSwitch::start(model, "admin", "nc-Secret-1");
+    let before = stats::totals();
     let mut session = Session::connect(&target(switch.port, "nc-Secret-1", None)).await.expect("connect");
     let caps = session.server_capabilities();
     assert!(caps.iter().any(|c| c == "urn:ietf:params:xml:ns:netconf:capability:candidate:1.0"), "{caps:?}");
@@ -34,6 +35,9 @@ async fn hello_and_get_config(model: &str) {
     let timings = session.timings();
     assert_eq!(timings.rpc_count, 3);
     assert!(timings.connect > Duration::ZERO && timings.rpc_total > Duration::ZERO, "{timings:?}");
+    // Process-wide counters (other tests run in parallel, so at least ours).
+    let counted = stats::totals() - before;
+    assert!(counted.sessions >= 1 && counted.rpcs >= 3 && counted.rpc >= timings.rpc_total, "{counted:?}");
     session.close().await.expect("close");
     assert!(!switch.log().contains("Traceback"), "the emulator crashed: {}", switch.log());
 }
