@@ -122,14 +122,19 @@ fn run_agent(args: &Args) -> ExitCode {
         _ => None,
     };
     let reporter = session.start_reporter(task.id, total);
-    let outcome = match &task.work {
+    // Even a bug must end in a reported failure, not a silent node.
+    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| match &task.work {
         TaskWork::Deploy(work) => deploy::run(client.http(), work, args.disk.as_deref(), &|n| reporter.set_written(n)),
         TaskWork::Clean(work) => clean::run(work, args.disk.as_deref()),
-    };
+    }));
     reporter.stop();
     let result = match outcome {
-        Ok(message) => TaskResult { success: true, message },
-        Err(e) => TaskResult { success: false, message: e.to_string() },
+        Ok(Ok(message)) => TaskResult { success: true, message },
+        Ok(Err(e)) => TaskResult { success: false, message: e.to_string() },
+        Err(panic) => {
+            let what = panic.downcast_ref::<&str>().map(|s| s.to_string()).or_else(|| panic.downcast_ref::<String>().cloned());
+            TaskResult { success: false, message: format!("the agent crashed: {}", what.unwrap_or_else(|| "unknown panic".into())) }
+        }
     };
     log(format!("task {} {}: {}", task.id, if result.success { "succeeded" } else { "failed" }, result.message));
     let delivered = session.report(task.id, &result);
