@@ -8,7 +8,7 @@
 #   IFACE       interface to serve (default br0)
 #   DHCP_RANGE  pool (default 10.99.0.100,10.99.0.199,255.255.255.0,1h); "10.99.0.0,static" serves
 #               only MACs with a dhcp-host entry
-#   HOSTSDIR    dhcp-hostsdir the netboot plugin writes MAC,set:TAG,IP,HOSTNAME files into (required)
+#   HOSTSDIR    dhcp-hostsdir the netboot plugin writes MAC,IP,HOSTNAME files into (required)
 #   LEASEFILE   lease database, best in a per-run temp dir (required)
 #   BOOT_URL    the generic iPXE script, e.g. http://10.99.0.1:8080/v1/boot/boot.ipxe (required)
 #   TFTP_ROOT   if set: TFTP from there, undionly.kpxe for PXE firmware that is not iPXE
@@ -39,9 +39,10 @@ dhcp-leasefile=$LEASEFILE
 pid-file=
 log-dhcp
 log-facility=$LOG
-# Per-node reservations (MAC,set:TAG,IP,HOSTNAME) from the netboot plugin, re-read through inotify on
-# every new or changed file, no restart. Deleted files are only forgotten on SIGHUP (service.reload).
-# Dot-files are ignored, which makes write-to-.tmp-then-rename atomic.
+# Per-node reservations (MAC,IP,HOSTNAME) from the netboot plugin, re-read through inotify on every
+# new or changed file, no restart. Deleted files are only forgotten on SIGHUP (service.reload).
+# Dot-files are ignored, which makes write-to-.tmp-then-rename atomic. dnsmasq tags these hosts
+# "known"; no set:TAG in them: dnsmasq 2.90 aborts on SIGHUP when a tagged host has a lease.
 dhcp-hostsdir=$HOSTSDIR
 # iPXE announces itself with DHCP option 175 ...
 dhcp-match=set:ipxe,175

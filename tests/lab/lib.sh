@@ -150,6 +150,6 @@ lab_pxe_node() {
   lab_ipxe_node_script "$LAB_WWW/v1/boot/nodes/.$name.ipxe.tmp" "$host" "$mac" \
     "$LAB_BASE/v1/bootstrap/vmlinuz" "$LAB_BASE/v1/bootstrap/initrd.gz" "$args"
   mv "$LAB_WWW/v1/boot/nodes/.$name.ipxe.tmp" "$LAB_WWW/v1/boot/nodes/$name.ipxe"
-  echo "$mac,set:metalhost,$ip,$host" > "$LAB_HOSTS/.$name.tmp"
+  echo "$mac,$ip,$host" > "$LAB_HOSTS/.$name.tmp"
   mv "$LAB_HOSTS/.$name.tmp" "$LAB_HOSTS/$name"
 }

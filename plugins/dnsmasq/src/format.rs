@@ -28,13 +28,16 @@ pub struct Settings {
     pub hostsdir: PathBuf,
     /// Where the per-node iPXE scripts go; the daemon serves them over HTTP.
     pub scriptsdir: PathBuf,
-    /// The dnsmasq tag set on every reservation (`set:TAG`).
-    pub tag: String,
+    /// An extra dnsmasq tag on every reservation (`set:TAG`); none by default. dnsmasq already tags
+    /// every host with a dhcp-host entry `known`, and dnsmasq 2.86-2.90 aborts on SIGHUP (our reload)
+    /// when a host entry has a `set:` tag and a lease (measured here: exit 134; the upstream bug frees
+    /// the tag list on reload). Set it only with a dnsmasq that has the fix.
+    pub tag: Option<String>,
 }
 
 impl Settings {
     pub fn parse(config: &[(String, String)]) -> Result<Self, Invalid> {
-        let (mut hostsdir, mut scriptsdir, mut tag) = (None, None, "metalhost".to_owned());
+        let (mut hostsdir, mut scriptsdir, mut tag) = (None, None, None);
         for (key, value) in config {
             match key.as_str() {
                 "hostsdir" => hostsdir = Some(absolute("hostsdir", value)?),
@@ -44,7 +47,7 @@ impl Settings {
                     if !ok {
                         return Err(Invalid(format!("invalid tag {value:?}: 1-32 of a-z, A-Z, 0-9, '-', '_'")));
                     }
-                    tag.clone_from(value);
+                    tag = Some(value.clone());
                 }
                 other => return Err(Invalid(format!("unknown config key {other:?} (known: hostsdir, scriptsdir, tag)"))),
             }
@@ -120,9 +123,12 @@ impl Entry {
         })
     }
 
-    /// The dhcp-hostsdir file: `MAC,set:TAG,IP,HOSTNAME`.
-    pub fn host_line(&self, tag: &str) -> String {
-        format!("{},set:{tag},{},{}\n", self.mac.as_str(), self.ip, self.hostname)
+    /// The dhcp-hostsdir file: `MAC,IP,HOSTNAME`, or `MAC,set:TAG,IP,HOSTNAME` with a tag.
+    pub fn host_line(&self, tag: Option<&str>) -> String {
+        match tag {
+            Some(tag) => format!("{},set:{tag},{},{}\n", self.mac.as_str(), self.ip, self.hostname),
+            None => format!("{},{},{}\n", self.mac.as_str(), self.ip, self.hostname),
+        }
     }
 
     /// The node's iPXE script, chained from the generic one.
@@ -171,10 +177,10 @@ mod tests {
     }
 
     #[test]
-    fn settings_need_both_dirs_and_default_the_tag() {
+    fn settings_need_both_dirs_and_have_no_tag_by_default() {
         let s = Settings::parse(&kv(&[("hostsdir", "/h"), ("scriptsdir", "/s")])).unwrap();
-        assert_eq!(s, Settings { hostsdir: "/h".into(), scriptsdir: "/s".into(), tag: "metalhost".into() });
-        assert_eq!(Settings::parse(&kv(&[("hostsdir", "/h"), ("scriptsdir", "/s"), ("tag", "lab_1")])).unwrap().tag, "lab_1");
+        assert_eq!(s, Settings { hostsdir: "/h".into(), scriptsdir: "/s".into(), tag: None });
+        assert_eq!(Settings::parse(&kv(&[("hostsdir", "/h"), ("scriptsdir", "/s"), ("tag", "lab_1")])).unwrap().tag.as_deref(), Some("lab_1"));
         assert_eq!(Settings::parse(&kv(&[("hostsdir", "/h")])).unwrap_err().0, "hostsdir and scriptsdir are required");
         assert_eq!(
             Settings::parse(&kv(&[("hostsdir", "/h"), ("scriptsdir", "/s"), ("hostdir", "/x")])).unwrap_err().0,
@@ -199,7 +205,8 @@ mod tests {
     #[test]
     fn the_host_line_is_what_dnsmasq_reads() {
         let e = entry("52:54:00:AA:00:01", "10.99.0.11", "node1", "console=ttyS0").unwrap();
-        assert_eq!(e.host_line("metalhost"), "52:54:00:aa:00:01,set:metalhost,10.99.0.11,node1\n");
+        assert_eq!(e.host_line(None), "52:54:00:aa:00:01,10.99.0.11,node1\n");
+        assert_eq!(e.host_line(Some("lab")), "52:54:00:aa:00:01,set:lab,10.99.0.11,node1\n");
     }
 
     #[test]
