@@ -51,7 +51,7 @@ async fn writes_and_removes_entries_in_its_dirs_only() {
         ]
         .into(),
     };
-    let status = host.load(&[spec.clone()]).await;
+    let status = host.load(std::slice::from_ref(&spec)).await;
     assert!(status[0].loaded, "{:?}", status[0].error);
     let driver = host.netboot("dnsmasq").expect("driver");
 
