@@ -67,6 +67,12 @@ enum Command {
         #[arg(long)]
         verify_readback: bool,
     },
+    /// Runs the clean task on one disk or file without the API (debugging).
+    #[command(hide = true)]
+    CleanDisk {
+        #[arg(long)]
+        disk: PathBuf,
+    },
 }
 
 fn parse_compression(s: &str) -> Result<Compression, String> {
@@ -88,6 +94,19 @@ fn main() -> ExitCode {
     match args.command {
         Some(Command::WriteImage { url, sha256, compression, disk, verify_readback }) => {
             write_image(url, sha256, compression, &disk, verify_readback)
+        }
+        Some(Command::CleanDisk { disk }) => {
+            let work = metalhost_wire::CleanTask { disks: Vec::new(), method: metalhost_wire::CleanMethod::Metadata };
+            match clean::run(&work, Some(&disk)) {
+                Ok(message) => {
+                    log(message);
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    log(format!("clean-disk failed: {e}"));
+                    ExitCode::from(EXIT_TASK_FAILED)
+                }
+            }
         }
         None => run_agent(&args),
     }
