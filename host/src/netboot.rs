@@ -25,6 +25,10 @@ pub fn dnsmasq_config(config: &Config, public_url: &str, run_dir: &Path) -> Stri
         format!("dhcp-range={}", nb.dhcp_range),
         "dhcp-authoritative".to_owned(),
         format!("dhcp-leasefile={}", run_dir.join("dnsmasq.leases").display()),
+        // Its own pid file: the default /run/dnsmasq.pid would collide with another dnsmasq.
+        format!("pid-file={}", run_dir.join("dnsmasq.pid").display()),
+        // Log to stderr, which the daemon's own log captures, not to syslog.
+        "log-facility=-".to_owned(),
         "log-dhcp".to_owned(),
         // Per-node reservations written by the netboot plugin; picked up through inotify.
         format!("dhcp-hostsdir={}", config.hosts_dir().display()),
@@ -53,6 +57,11 @@ pub fn supervise(config: &Config, public_url: &str, reload: Arc<Notify>) -> std:
     std::fs::create_dir_all(&run_dir)?;
     std::fs::create_dir_all(config.hosts_dir())?;
     std::fs::create_dir_all(config.scripts_dir())?;
+    // dnsmasq reads the hosts dir as `nobody` after dropping privileges: it must be able to get there.
+    use std::os::unix::fs::PermissionsExt;
+    for dir in [config.hosts_dir(), run_dir.clone()] {
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755))?;
+    }
     let conf = run_dir.join("dnsmasq.conf");
     std::fs::write(&conf, dnsmasq_config(config, public_url, &run_dir))?;
     let binary = config.netboot.dnsmasq_binary.clone();
@@ -120,6 +129,8 @@ mod tests {
             "enable-ra",
             "dhcp-range=::,constructor:br0,ra-only,64,1h",
             "no-ping",
+            "log-facility=-",
+            "pid-file=/run/mh/dnsmasq.pid",
         ] {
             assert!(text.lines().any(|l| l == line), "missing {line:?} in\n{text}");
         }
