@@ -100,6 +100,8 @@ impl DiskWriter {
         }
         if !rest.is_empty() {
             self.buffered.write_all_at(rest, self.offset).map_err(|e| self.write_error(e, self.offset))?;
+            // Best effort: an error here changes nothing, the final fsync still decides.
+            let _ = sys::start_writeback(&self.buffered, self.offset, rest.len() as u64);
             self.offset += rest.len() as u64;
             self.ended = self.direct.is_some();
         }
