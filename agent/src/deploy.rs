@@ -133,7 +133,9 @@ fn produce<R: Read>(source: R, plan: &Plan, free: Receiver<AlignedBuf>, full: Sy
         Some(why) => Error::Download(why.to_owned()),
         None => Error::Decompress { compression: compression_name(plan.compression), stored_offset: decoder.stored_offset(), source: e },
     };
-    while let Ok(mut buf) = free.recv() {
+    loop {
+        // The writer gone means it failed: stop here rather than download the rest for nothing.
+        let Ok(mut buf) = free.recv() else { return Err(Error::Internal("the writer stopped")) };
         let n = fill(&mut decoder, buf.as_mut_slice()).map_err(|e| failed(&decoder, e))?;
         if n == 0 {
             break;
@@ -288,6 +290,28 @@ mod tests {
         let image = sample(CHUNK * 3);
         let e = write_image(&image[..], &plan(Compression::None, &sha(&image), false), Path::new("/dev/full"), &|_| {}).unwrap_err();
         assert_eq!(e.to_string(), "the image does not fit on /dev/full: no space left at byte 0");
+    }
+
+    #[test]
+    fn the_reader_stops_when_the_writer_is_gone() {
+        // The writer failed while the reader waited for a free buffer: the reader must not go on
+        // to download (and hash) the rest of the image for nothing.
+        struct Counting<'a>(&'a [u8], &'a std::sync::atomic::AtomicUsize);
+        impl Read for Counting<'_> {
+            fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+                let n = (&mut self.0).read(buf)?;
+                self.1.fetch_add(n, std::sync::atomic::Ordering::Relaxed);
+                Ok(n)
+            }
+        }
+        let big = vec![0u8; CHUNK * 4];
+        let read = std::sync::atomic::AtomicUsize::new(0);
+        let (free_tx, free_rx) = sync_channel::<AlignedBuf>(1);
+        let (full_tx, _full_rx) = sync_channel(1);
+        drop(free_tx);
+        let e = produce(Counting(&big, &read), &plan(Compression::None, "00", false), free_rx, full_tx).unwrap_err();
+        assert!(matches!(e, Error::Internal("the writer stopped")), "{e}");
+        assert_eq!(read.load(std::sync::atomic::Ordering::Relaxed), 0);
     }
 
     #[test]
