@@ -237,7 +237,6 @@ pub enum ConfigError {
     Invalid(String),
 }
 
-pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
 
 impl Config {
     pub fn load(args: &ServeArgs) -> Result<Config, ConfigError> {

@@ -1,13 +1,12 @@
 //! The daemon's view of its drivers: one call per hardware action, in domain types, each failure
 //! naming the plugin and the operation. Wraps metalhost-plugin-host so workflows never see wasmtime.
 
-use std::path::Path;
-
 use crate::domain::{PowerState, Vlan};
 use crate::store::nodes::Node;
 use crate::store::switches::Switch;
 
-pub use metalhost_plugin_host::{PluginHost, PluginSpec, PluginStatus};
+// The runtime's request types are plain data (no wasmtime in them), so workflows use them as they are.
+pub use metalhost_plugin_host::{BootDevice, BootEntry, PluginHost, PluginSpec, PluginStatus, PowerAction};
 use metalhost_plugin_host as ph;
 
 /// A driver call that failed: which plugin, which operation, what it said.
@@ -23,30 +22,6 @@ impl DriverFailure {
     fn new(plugin: &str, operation: &str, message: impl std::fmt::Display) -> Self {
         DriverFailure { plugin: plugin.to_owned(), operation: operation.to_owned(), message: message.to_string() }
     }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum PowerAction {
-    On,
-    Off,
-    Reboot,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum BootDevice {
-    Pxe,
-    Disk,
-}
-
-/// What the netboot backend writes for a node.
-#[derive(Debug, Clone)]
-pub struct BootEntry {
-    pub mac: String,
-    pub ip: String,
-    pub hostname: String,
-    pub kernel_url: String,
-    pub initrd_url: String,
-    pub kernel_args: String,
 }
 
 impl From<ph::CallError> for DriverFailure {
@@ -73,20 +48,11 @@ pub async fn power_state(host: &PluginHost, node: &Node) -> Result<PowerState, D
 
 pub async fn set_power(host: &PluginHost, node: &Node, action: PowerAction) -> Result<(), DriverFailure> {
     let (bmc, creds) = bmc_of(node);
-    let action = match action {
-        PowerAction::On => ph::PowerAction::On,
-        PowerAction::Off => ph::PowerAction::Off,
-        PowerAction::Reboot => ph::PowerAction::Reboot,
-    };
     Ok(host.power(&node.power_driver)?.set_power_state(&bmc, &creds, action).await?)
 }
 
 pub async fn set_boot_device(host: &PluginHost, node: &Node, device: BootDevice, persistent: bool) -> Result<(), DriverFailure> {
     let (bmc, creds) = bmc_of(node);
-    let device = match device {
-        BootDevice::Pxe => ph::BootDevice::Pxe,
-        BootDevice::Disk => ph::BootDevice::Disk,
-    };
     Ok(host.power(&node.power_driver)?.set_boot_device(&bmc, &creds, device, persistent).await?)
 }
 
@@ -135,15 +101,7 @@ pub async fn describe_switch(host: &PluginHost, switch: &Switch) -> Result<(ph::
 }
 
 pub async fn netboot_put(host: &PluginHost, plugin: &str, entry: &BootEntry) -> Result<(), DriverFailure> {
-    let entry = ph::BootEntry {
-        mac: entry.mac.clone(),
-        ip: entry.ip.clone(),
-        hostname: entry.hostname.clone(),
-        kernel_url: entry.kernel_url.clone(),
-        initrd_url: entry.initrd_url.clone(),
-        kernel_args: entry.kernel_args.clone(),
-    };
-    Ok(host.netboot(plugin)?.put_host(&entry).await?)
+    Ok(host.netboot(plugin)?.put_host(entry).await?)
 }
 
 pub async fn netboot_remove(host: &PluginHost, plugin: &str, mac: &str) -> Result<(), DriverFailure> {

@@ -5,7 +5,7 @@ use std::net::IpAddr;
 use rusqlite::{Connection, OptionalExtension, Row, Transaction, params};
 
 use super::events::{self, NewEvent};
-use super::switches::{self, Key};
+use super::switches::Key;
 use super::{Result, StoreError};
 use crate::domain::{
     Hostname, InstanceId, MacAddr, NetworkKind, NodeId, PowerState, ProvisionState, Secret, SwitchId, SwitchPort,
@@ -403,9 +403,4 @@ pub fn list_transitional(conn: &Connection) -> Result<Vec<Node>> {
     ))?;
     let rows = stmt.query_map([], from_row)?;
     Ok(rows.collect::<rusqlite::Result<_>>()?)
-}
-
-/// The switch a node is cabled to.
-pub fn switch_of(conn: &Connection, node: &Node) -> Result<switches::Switch> {
-    switches::get_by_id(conn, node.switch_id)
 }
