@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use super::{StepFailure, advance, step};
 use crate::app::AppState;
-use crate::domain::{NetworkKind, NodeId, PowerState, ProvisionState, TaskKind, TaskState, Vlan, now_ms};
+use crate::domain::{ImageId, InstanceId, NetworkKind, NodeId, PowerState, ProvisionState, TaskKind, TaskState, Vlan, now_ms};
 use crate::drivers::{self, BootDevice, BootEntry, PowerAction};
 use crate::store::nodes::{self, Node};
 use crate::store::tasks::{self, NewTask};
@@ -26,29 +26,7 @@ pub async fn deploy(state: &AppState, node: &Node) -> Result<(), StepFailure> {
         ..TaskOptions::default()
     };
     let timeout = state.config.deploy.agent_timeout_s + state.config.deploy.step_timeout_s;
-    let id = node.id;
-    step(state, id, "create deploy task", async {
-        let deadline = now_ms() + seconds_ms(timeout);
-        state
-            .store
-            .call(move |c| {
-                let inst = instances::get(c, &switches::Key::Id(instance.0))?;
-                tasks::create(
-                    c,
-                    NewTask {
-                        node: id,
-                        kind: TaskKind::Deploy,
-                        payload: options.to_json(),
-                        image: Some(crate::domain::ImageId(inst.image_id)),
-                        deadline,
-                    },
-                )
-            })
-            .await
-            .map(|_| ())
-            .map_err(|e| e.to_string())
-    })
-    .await?;
+    create_task(state, node, "create deploy task", TaskKind::Deploy, options, Some(instance), timeout).await?;
     netboot_put(state, node).await?;
     pxe_and_power_on(state, node).await?;
     advance(state, node, ProvisionState::WaitAgent, "waiting for the agent to write the image", state.config.deploy.agent_timeout_s).await
@@ -103,17 +81,7 @@ pub async fn delete(state: &AppState, node: &Node) -> Result<(), StepFailure> {
     }
     let options = TaskOptions { poweroff: state.config.deploy.agent_poweroff, ..TaskOptions::default() };
     let timeout = state.config.deploy.clean_timeout_s + state.config.deploy.step_timeout_s;
-    let id = node.id;
-    step(state, id, "create clean task", async {
-        let deadline = now_ms() + seconds_ms(timeout);
-        state
-            .store
-            .call(move |c| tasks::create(c, NewTask { node: id, kind: TaskKind::Clean, payload: options.to_json(), image: None, deadline }))
-            .await
-            .map(|_| ())
-            .map_err(|e| e.to_string())
-    })
-    .await?;
+    create_task(state, node, "create clean task", TaskKind::Clean, options, None, timeout).await?;
     netboot_put(state, node).await?;
     pxe_and_power_on(state, node).await?;
     advance(state, node, ProvisionState::Cleaning, "waiting for the agent to clean the disks", state.config.deploy.clean_timeout_s).await
@@ -150,6 +118,35 @@ async fn finish_available(state: &AppState, node: &Node, message: &str) -> Resul
         })
         .await
         .map_err(|e| failure("record available", e))
+}
+
+/// Queues the node's agent task as a recorded step. A deploy task writes its instance's image.
+async fn create_task(
+    state: &AppState,
+    node: &Node,
+    name: &'static str,
+    kind: TaskKind,
+    options: TaskOptions,
+    instance: Option<InstanceId>,
+    timeout_s: u64,
+) -> Result<(), StepFailure> {
+    let id = node.id;
+    step(state, id, name, async {
+        let deadline = now_ms() + seconds_ms(timeout_s);
+        state
+            .store
+            .call(move |c| {
+                let image = instance
+                    .map(|i| instances::get(c, &switches::Key::Id(i.0)))
+                    .transpose()?
+                    .map(|inst| ImageId(inst.image_id));
+                tasks::create(c, NewTask { node: id, kind, payload: options.to_json(), image, deadline })
+            })
+            .await
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    })
+    .await
 }
 
 fn seconds_ms(s: u64) -> i64 {
