@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use metalhost_netconf::{Target, stats};
 use metalhost_plugin_host::{PluginHost, PluginKind, PluginSpec, Vlan};
 use metalhost_tests::fake_switch::FakeSwitch;
-use metalhost_tests::paths::plugin_wasm;
+use metalhost_tests::paths::plugin_spec;
 
 const RUNS: usize = 20;
 
@@ -52,15 +52,8 @@ async fn main() {
         let cache = tempfile::tempdir().expect("tmp");
         let host = PluginHost::new(cache.path()).expect("runtime");
         let spec = PluginSpec {
-            name: "juniper".into(),
-            kind: PluginKind::Switch,
-            path: plugin_wasm("juniper"),
-            sha256: None,
-            exec: vec![],
-            dirs: vec![],
-            memory_mb: 64,
-            call_timeout_s: 30,
             config: [("syntax".to_owned(), syntax.to_owned())].into(),
+            ..plugin_spec("juniper", PluginKind::Switch)
         };
         assert!(host.load(&[spec]).await[0].loaded);
         let driver = host.switch("juniper").expect("driver");

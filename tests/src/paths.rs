@@ -54,3 +54,19 @@ pub fn plugin_wasm(crate_name: &str) -> PathBuf {
     let file = format!("{}.wasm", crate_name.replace('-', "_"));
     plugins.join("target/wasm32-wasip2/release").join(file)
 }
+
+/// A `[[plugin]]` entry for one of this repo's plugin crates: its built component, named after the
+/// crate, no grants, the config defaults (64 MiB, 30 s). Tests change what they need with `..`.
+pub fn plugin_spec(crate_name: &str, kind: metalhost_plugin_host::PluginKind) -> metalhost_plugin_host::PluginSpec {
+    metalhost_plugin_host::PluginSpec {
+        name: crate_name.to_owned(),
+        kind,
+        path: plugin_wasm(crate_name),
+        sha256: None,
+        exec: vec![],
+        dirs: vec![],
+        memory_mb: 64,
+        call_timeout_s: 30,
+        config: Default::default(),
+    }
+}

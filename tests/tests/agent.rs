@@ -130,7 +130,7 @@ async fn cutting_proxy(
     tokio::spawn(async move {
         let cuts = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
         loop {
-            let Ok((mut client, _)) = listener.accept().await else { return };
+            let Ok((client, _)) = listener.accept().await else { return };
             let Some(upstream) = upstream.get().map(|u| u.trim_start_matches("http://").to_owned()) else { continue };
             let cuts = cuts.clone();
             tokio::spawn(async move {

@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use metalhost_plugin_host::{BootEntry, DriverError, PluginHost, PluginKind, PluginSpec};
-use metalhost_tests::paths::{plugin_wasm, workspace_root};
+use metalhost_tests::paths::{plugin_spec, workspace_root};
 
 fn entry(mac: &str, hostname: &str) -> BootEntry {
     BootEntry {
@@ -37,11 +37,6 @@ async fn writes_and_removes_entries_in_its_dirs_only() {
         Ok(())
     }));
     let spec = PluginSpec {
-        name: "dnsmasq".into(),
-        kind: PluginKind::Netboot,
-        path: plugin_wasm("dnsmasq"),
-        sha256: None,
-        exec: vec![],
         dirs: vec![hosts.clone(), scripts.clone()],
         memory_mb: 32,
         call_timeout_s: 10,
@@ -50,6 +45,7 @@ async fn writes_and_removes_entries_in_its_dirs_only() {
             ("scriptsdir".to_owned(), scripts.display().to_string()),
         ]
         .into(),
+        ..plugin_spec("dnsmasq", PluginKind::Netboot)
     };
     let status = host.load(std::slice::from_ref(&spec)).await;
     assert!(status[0].loaded, "{:?}", status[0].error);
@@ -221,15 +217,11 @@ async fn a_real_dnsmasq_serves_the_reservation_and_forgets_it_after_removal() {
         if status.success() { Ok(()) } else { Err(format!("kill -HUP {pid}: {status}")) }
     }));
     let spec = PluginSpec {
-        name: "dnsmasq".into(),
-        kind: PluginKind::Netboot,
-        path: plugin_wasm("dnsmasq"),
-        sha256: None,
-        exec: vec![],
         dirs: vec![hosts.clone(), scripts.clone()],
         memory_mb: 32,
         call_timeout_s: 10,
         config: [("hostsdir".to_owned(), hosts.display().to_string()), ("scriptsdir".to_owned(), scripts.display().to_string())].into(),
+        ..plugin_spec("dnsmasq", PluginKind::Netboot)
     };
     assert!(host.load(&[spec]).await[0].loaded);
     let driver = host.netboot("dnsmasq").expect("driver");

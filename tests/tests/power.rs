@@ -5,19 +5,13 @@ use std::time::{Duration, Instant};
 
 use metalhost_plugin_host::{Bmc, BootDevice, Credentials, DriverError, PluginHost, PluginKind, PluginSpec, PowerAction, PowerState};
 use metalhost_tests::ipmi_sim::{IpmiSim, free_udp_port};
-use metalhost_tests::paths::plugin_wasm;
+use metalhost_tests::paths::plugin_spec;
 
 fn spec(name: &str, programs: &[&str]) -> PluginSpec {
     PluginSpec {
-        name: name.to_owned(),
-        kind: PluginKind::Power,
-        path: plugin_wasm(name),
-        sha256: None,
         exec: programs.iter().map(|p| p.to_string()).collect(),
-        dirs: vec![],
-        memory_mb: 64,
         call_timeout_s: 20,
-        config: Default::default(),
+        ..plugin_spec(name, PluginKind::Power)
     }
 }
 

@@ -5,19 +5,15 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use metalhost_plugin_host::{Bmc, CallFailure, CallResult, Credentials, PluginHost, PluginKind, PluginSpec, PowerState};
-use metalhost_tests::paths::plugin_wasm;
+use metalhost_tests::paths::{plugin_spec, plugin_wasm};
 
 fn evil(name: &str, mode: &str, memory_mb: u64, timeout_s: u64) -> PluginSpec {
     PluginSpec {
         name: name.to_owned(),
-        kind: PluginKind::Power,
-        path: plugin_wasm("evil-power"),
-        sha256: None,
-        exec: vec![],
-        dirs: vec![],
         memory_mb,
         call_timeout_s: timeout_s,
         config: [("mode".to_owned(), mode.to_owned())].into(),
+        ..plugin_spec("evil-power", PluginKind::Power)
     }
 }
 

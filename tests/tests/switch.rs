@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use metalhost_plugin_host::{DriverError, PluginHost, PluginKind, PluginSpec, Vlan};
 use metalhost_tests::fake_switch::{FakeSwitch, free_tcp_port};
-use metalhost_tests::paths::plugin_wasm;
+use metalhost_tests::paths::plugin_spec;
 
 const EX: &str = "juniper_generic";
 const QFX: &str = "juniper_qfx_copper_generic";
@@ -26,15 +26,8 @@ async fn juniper(syntax: &str) -> (PluginHost, tempfile::TempDir) {
     let dir = tempfile::tempdir().expect("tmp");
     let host = PluginHost::new(dir.path()).expect("runtime");
     let spec = PluginSpec {
-        name: "juniper".into(),
-        kind: PluginKind::Switch,
-        path: plugin_wasm("juniper"),
-        sha256: None,
-        exec: vec![],
-        dirs: vec![],
-        memory_mb: 64,
-        call_timeout_s: 30,
         config: [("syntax".to_owned(), syntax.to_owned())].into(),
+        ..plugin_spec("juniper", PluginKind::Switch)
     };
     let status = host.load(&[spec]).await;
     assert!(status[0].loaded, "{:?}", status[0].error);
@@ -169,15 +162,8 @@ async fn unknown_plugin_config_is_refused_at_load() {
         let dir = tempfile::tempdir().expect("tmp");
         let host = PluginHost::new(dir.path()).expect("runtime");
         let spec = PluginSpec {
-            name: "juniper".into(),
-            kind: PluginKind::Switch,
-            path: plugin_wasm("juniper"),
-            sha256: None,
-            exec: vec![],
-            dirs: vec![],
-            memory_mb: 64,
-            call_timeout_s: 30,
             config: config.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+            ..plugin_spec("juniper", PluginKind::Switch)
         };
         let status = host.load(&[spec]).await;
         let error = status[0].error.clone().unwrap_or_default();
