@@ -23,7 +23,8 @@ pub fn free_udp_port() -> u16 {
 
 fn udp_bound(port: u16) -> bool {
     let needle = format!(":{port:04X} ");
-    std::fs::read_to_string("/proc/net/udp").map(|t| t.lines().any(|l| l.contains(&needle))).unwrap_or(false)
+    // thread-self: a test thread may have entered a lab netns that the process's main thread is not in.
+    std::fs::read_to_string("/proc/thread-self/net/udp").map(|t| t.lines().any(|l| l.contains(&needle))).unwrap_or(false)
 }
 
 /// How to start a simulated BMC. Each sim gets a fresh state dir, so these users are the ones it
