@@ -62,6 +62,7 @@ pub fn supervise(config: &Config, public_url: &str, reload: Arc<Notify>) -> std:
     for dir in [config.hosts_dir(), run_dir.clone()] {
         std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755))?;
     }
+    reachable_by_nobody(&config.hosts_dir())?;
     let conf = run_dir.join("dnsmasq.conf");
     std::fs::write(&conf, dnsmasq_config(config, public_url, &run_dir))?;
     let binary = config.netboot.dnsmasq_binary.clone();
@@ -105,6 +106,28 @@ pub fn supervise(config: &Config, public_url: &str, reload: Arc<Notify>) -> std:
             backoff = (backoff * 2).min(Duration::from_secs(30));
         }
     }))
+}
+
+/// dnsmasq reads its dhcp-hostsdir as `nobody` after dropping privileges: a directory on the way
+/// that others cannot search makes every reservation silently fail, so it is refused at start.
+fn reachable_by_nobody(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    for ancestor in dir.ancestors().filter(|a| !a.as_os_str().is_empty()) {
+        let mode = std::fs::metadata(ancestor)?.permissions().mode();
+        if mode & 0o001 == 0 {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::PermissionDenied,
+                format!(
+                    "dnsmasq runs as nobody and cannot reach the hosts dir {}: {} is mode {:o}; \
+                     set [netboot] hosts_dir to a directory others can search (the data dir is private)",
+                    dir.display(),
+                    ancestor.display(),
+                    mode & 0o7777
+                ),
+            ));
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -32,7 +32,9 @@ impl Daemon {
         let config_path = dir.path().join("metalhost.toml");
         // Tests turn the periodic power sync off unless they configure it.
         let sync = if extra_config.contains("power_sync") { "" } else { "power_sync = { interval_s = 0 }\n" };
-        let config = format!("listen = \"127.0.0.1:0\"\ndata_dir = \"{}\"\n{sync}{extra_config}\n", data_dir.display());
+        // Loopback on a free port, unless the test listens elsewhere (the VM lab's bridge address).
+        let listen = if extra_config.lines().any(|l| l.trim_start().starts_with("listen")) { "" } else { "listen = \"127.0.0.1:0\"\n" };
+        let config = format!("{listen}data_dir = \"{}\"\n{sync}{extra_config}\n", data_dir.display());
         std::fs::write(&config_path, config).expect("write config");
         let log_path = dir.path().join("daemon.log");
         let mut daemon = Daemon {
@@ -178,6 +180,24 @@ impl Daemon {
 
     pub async fn delete(&self, path: &str) -> (StatusCode, Value) {
         self.call(Method::DELETE, path, None).await
+    }
+
+    /// Waits until the node is in one of `states` (or `error`, which ends every wait), and returns it;
+    /// on timeout it panics with the node's events and the daemon log.
+    pub async fn wait_node(&self, node: &str, states: &[&str], timeout: Duration) -> Value {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let (_, n) = self.get(&format!("/v1/nodes/{node}")).await;
+            let state = n["state"].as_str().unwrap_or("");
+            if states.contains(&state) || (state == "error" && !states.is_empty()) {
+                return n;
+            }
+            if Instant::now() > deadline {
+                let (_, events) = self.get(&format!("/v1/nodes/{node}/events")).await;
+                panic!("node {node} is {state}, not {states:?}, after {timeout:?}\nevents: {events:#}\nlog:\n{}", self.log());
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
     }
 
     /// Runs the real CLI against this daemon with the operator token in the environment.

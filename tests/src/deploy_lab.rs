@@ -3,7 +3,7 @@
 //! Juniper switch, and the real daemon with the real plugins.
 
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::{Value, json};
 
@@ -143,19 +143,7 @@ config = {{ syntax = "legacy" }}
 
     /// Waits until the node is in one of `states` (or `error`), and returns it.
     pub async fn wait_node(&self, node: &str, states: &[&str], timeout: Duration) -> Value {
-        let deadline = Instant::now() + timeout;
-        loop {
-            let (_, n) = self.daemon.get(&format!("/v1/nodes/{node}")).await;
-            let state = n["state"].as_str().unwrap_or("");
-            if states.contains(&state) || (state == "error" && !states.is_empty()) {
-                return n;
-            }
-            if Instant::now() > deadline {
-                let (_, events) = self.daemon.get(&format!("/v1/nodes/{node}/events")).await;
-                panic!("node {node} is {state}, not {states:?}, after {timeout:?}\nevents: {events:#}\nlog:\n{}", self.daemon.log());
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        self.daemon.wait_node(node, states, timeout).await
     }
 }
 

@@ -9,3 +9,4 @@ pub mod deploy_lab;
 pub mod fake_switch;
 pub mod ipmi_sim;
 pub mod paths;
+pub mod vm_lab;

@@ -70,3 +70,56 @@ pub fn plugin_spec(crate_name: &str, kind: metalhost_plugin_host::PluginKind) ->
         config: Default::default(),
     }
 }
+
+/// The bootstrap image (`vmlinuz`, `initrd.gz`) from `bootstrap/build.sh`, built once into the
+/// target dir (the script caches the kernel package there and is a no-op when up to date).
+pub fn bootstrap_dir() -> PathBuf {
+    static BUILT: OnceLock<PathBuf> = OnceLock::new();
+    BUILT
+        .get_or_init(|| {
+            let dir = target_dir().join("lab/bootstrap");
+            if !(dir.join("vmlinuz").exists() && dir.join("initrd.gz").exists()) {
+                let status = Command::new(workspace_root().join("bootstrap/build.sh")).arg(&dir).status().expect("run bootstrap/build.sh");
+                assert!(status.success(), "bootstrap/build.sh failed");
+            }
+            dir
+        })
+        .clone()
+}
+
+/// The static (musl) release agent the bootstrap downloads: the initramfs has no libc to run another.
+pub fn musl_agent() -> PathBuf {
+    static BUILT: OnceLock<()> = OnceLock::new();
+    const TARGET: &str = "x86_64-unknown-linux-musl";
+    BUILT.get_or_init(|| {
+        let status = Command::new(env!("CARGO"))
+            .args(["build", "--quiet", "--release", "-p", "metalhost-agent", "--target", TARGET])
+            .current_dir(workspace_root())
+            .status()
+            .expect("run cargo build for the musl agent");
+        assert!(status.success(), "cargo build of the musl agent failed (rustup target add {TARGET})");
+    });
+    target_dir().join(TARGET).join("release/metalhost-agent")
+}
+
+/// The demo OS image (`bootstrap/os-image.sh`: 32 MiB, boots from disk and prints
+/// `metalhost-demo-os: booted mac=...` on ttyS0), built once from the bootstrap above.
+pub fn demo_os_image() -> PathBuf {
+    static BUILT: OnceLock<PathBuf> = OnceLock::new();
+    BUILT
+        .get_or_init(|| {
+            let image = target_dir().join("lab/demo-os.img");
+            if !image.exists() {
+                let status = Command::new(workspace_root().join("bootstrap/os-image.sh"))
+                    .arg(&image)
+                    .arg("--bootstrap")
+                    .arg(bootstrap_dir())
+                    .stdout(std::process::Stdio::null())
+                    .status()
+                    .expect("run bootstrap/os-image.sh");
+                assert!(status.success(), "bootstrap/os-image.sh failed");
+            }
+            image
+        })
+        .clone()
+}

@@ -1,0 +1,114 @@
+//! End to end with real machines: two QEMU VMs behind ipmi_sim BMCs PXE-boot the bootstrap image
+//! through the daemon's supervised dnsmasq, the real musl agent writes the deployed OS to their
+//! disks, and they boot it from disk; one is destroyed and cleaned, then given a corrupt image,
+//! while the other keeps running undisturbed. See `metalhost_tests::vm_lab` for the lab.
+
+use std::time::Duration;
+
+use serde_json::json;
+use sha2::{Digest, Sha256};
+
+use metalhost_tests::vm_lab::{self, LabNetns, PROVISIONING_VLAN, TENANT_VLAN, VmLab, VmOptions, in_lab_netns};
+
+const DEPLOY: Duration = Duration::from_secs(360);
+
+#[test]
+fn two_vms_deploy_boot_from_disk_destroy_and_a_corrupt_image_fails_alone() {
+    vm_lab::prepare();
+    let netns = in_lab_netns(2, || async {
+        let lab = VmLab::start(VmOptions::default()).await;
+        let (image, gz) = lab.demo_os_gz();
+        let image_sha = hex::encode(Sha256::digest(&image));
+        let uploaded = lab.upload("demo-os", &gz);
+        assert_eq!(uploaded["compression"], "gzip", "{uploaded}");
+
+        // Deploy both at once.
+        for name in ["web-a", "web-b"] {
+            let (status, body) = lab.daemon.post("/v1/instances", &json!({"image": "demo-os", "name": name})).await;
+            assert_eq!(status, 201, "{body}");
+        }
+        for vm in &lab.nodes {
+            let n = lab.daemon.wait_node(&vm.name, &["active"], DEPLOY).await;
+            assert_eq!(n["state"], "active", "{}: {n}\n{}", vm.name, lab.post_mortem());
+        }
+        for vm in &lab.nodes {
+            // The VM booted the deployed OS from its disk: the marker names its own NIC.
+            let console = vm.wait_os_boots(1, Duration::from_secs(120)).await;
+            assert!(console.contains(&format!("metalhost-demo-os: booted mac={}", vm.mac)), "{}: {console}", vm.name);
+            // The bootstrap before it got its reservation from the supervised dnsmasq.
+            assert!(console.contains(&format!("dhcp: eth0 is {}/24", vm.ip)), "{}: {console}", vm.name);
+            assert_eq!(hex::encode(Sha256::digest(vm.disk_head(image.len()))), image_sha, "{}: image bytes on disk", vm.name);
+            assert_eq!(lab.switch.port_vlan(&vm.port), Some(TENANT_VLAN), "{}", vm.name);
+            // ipmi_sim hands the hook "default" for `bootdev disk`; qemu-vm.sh boots the disk for anything but pxe.
+            assert_eq!(vm.sim.boot_device().as_deref(), Some("default"), "{}", vm.name);
+            assert!(vm.sim.powered(), "{}", vm.name);
+        }
+
+        // Destroy one: cleaned, back on provisioning, powered off; the other is left alone.
+        let (a, b) = (&lab.nodes[0], &lab.nodes[1]);
+        let b_events = lab.events(&b.name).await.len();
+        let (status, body) = lab.daemon.delete("/v1/instances/web-a").await;
+        assert!(status.is_success(), "{body}");
+        let n = lab.daemon.wait_node(&a.name, &["available"], DEPLOY).await;
+        assert_eq!(n["state"], "available", "{n}\n{}", lab.post_mortem());
+        let head = a.disk_head(1 << 20);
+        assert!(head.iter().all(|&b| b == 0), "{}: the first MiB is not zeroed after cleaning", a.name);
+        assert_eq!(lab.switch.port_vlan(&a.port), Some(PROVISIONING_VLAN));
+        assert!(!a.sim.powered(), "{} must be off after cleaning", a.name);
+
+        // A corrupt image on the freed VM: error with the agent's message, port never on tenant.
+        let images_dir = lab.daemon.data_path().join("images");
+        let stored_before = stored_files(&images_dir);
+        // Uncompressed, so the flipped byte is caught by the sha256 (in a gzip stream its CRC would).
+        let bad = lab.upload("bad-os", &metalhost_tests::paths::demo_os_image());
+        let stored = stored_files(&images_dir).into_iter().find(|f| !stored_before.contains(f)).expect("the new image's file");
+        let mut bytes = std::fs::read(&stored).expect("read stored image");
+        let middle = bytes.len() / 2;
+        bytes[middle] ^= 0x55;
+        std::fs::write(&stored, bytes).expect("corrupt");
+        let (status, body) = lab.daemon.post("/v1/instances", &json!({"image": "bad-os", "name": "web-c"})).await;
+        assert_eq!(status, 201, "{body}");
+        let n = lab.daemon.wait_node(&a.name, &["error"], DEPLOY).await;
+        let error = n["last_error"].as_str().unwrap_or_default();
+        assert_eq!(n["state"], "error", "{n}\n{}", lab.post_mortem());
+        assert!(error.contains("sha256 mismatch") && error.contains(bad["sha256"].as_str().unwrap_or("?")), "{error}");
+        assert_eq!(lab.switch.port_vlan(&a.port), Some(PROVISIONING_VLAN), "a failed deploy must not reach the tenant VLAN");
+        assert_eq!(a.os_boots(), 1, "{} must not boot the corrupt image", a.name);
+
+        // The other VM: still active, booted once, no new events, port still on the tenant VLAN.
+        let (_, nb) = lab.daemon.get(&format!("/v1/nodes/{}", b.name)).await;
+        assert_eq!(nb["state"], "active", "{nb}");
+        assert_eq!(b.os_boots(), 1, "{} was rebooted", b.name);
+        assert_eq!(lab.events(&b.name).await.len(), b_events, "{} saw events while the other VM was busy", b.name);
+        assert_eq!(lab.switch.port_vlan(&b.port), Some(TENANT_VLAN));
+        assert!(b.sim.powered());
+    });
+    assert!(!LabNetns::exists(&netns), "the lab netns {netns} is left behind");
+}
+
+fn stored_files(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    std::fs::read_dir(dir).expect("images dir").flatten().map(|e| e.path()).collect()
+}
+
+#[test]
+fn a_panicking_lab_still_removes_its_netns_and_processes() {
+    let name = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    let seen = name.clone();
+    let result = std::panic::catch_unwind(|| {
+        in_lab_netns(1, move || async move {
+            let netns = std::fs::read_link("/proc/thread-self/ns/net").expect("ns");
+            *seen.lock().expect("lock") = format!("{}", netns.display());
+            // A process in the namespace that would outlive the test if nobody stopped it.
+            std::process::Command::new("sleep").arg("600").spawn().expect("sleep");
+            panic!("the lab failed on purpose");
+        })
+    });
+    assert!(result.is_err(), "the panic must reach the caller");
+    let inode = name.lock().expect("lock").clone();
+    assert!(inode.starts_with("net:["), "{inode}");
+    // Nothing of ours is left in a namespace with that identity.
+    let leftover = std::fs::read_dir("/proc").expect("proc").flatten().any(|p| {
+        std::fs::read_link(p.path().join("ns/net")).map(|l| l.display().to_string() == inode).unwrap_or(false)
+    });
+    assert!(!leftover, "a process is still running in the lab netns {inode}");
+}
