@@ -9,31 +9,20 @@
 
 mod format;
 
-use std::cell::RefCell;
 use std::path::Path;
 
-wit_bindgen::generate!({ world: "netboot-backend", path: "../../wit" });
-
-use exports::metalhost::drivers::netboot::BootEntry;
-use exports::metalhost::drivers::{netboot, plugin};
 use format::{Entry, Invalid, Mac, Settings};
-use metalhost::drivers::service;
-use metalhost::drivers::types::{DriverError, PluginInfo, PluginKind};
+use metalhost_plugin_sdk::netboot::*;
+use metalhost_plugin_sdk::{Config, DriverError, Plugin};
 
-thread_local! {
-    static SETTINGS: RefCell<Option<Settings>> = const { RefCell::new(None) };
+struct Dnsmasq {
+    settings: Settings,
 }
 
 impl From<Invalid> for DriverError {
     fn from(e: Invalid) -> Self {
         DriverError::InvalidConfig(e.0)
     }
-}
-
-fn settings() -> Result<Settings, DriverError> {
-    SETTINGS
-        .with(|s| s.borrow().clone())
-        .ok_or_else(|| DriverError::InvalidConfig("not configured: hostsdir and scriptsdir are required".into()))
 }
 
 fn write_atomically(dir: &Path, name: &str, contents: &str) -> Result<(), DriverError> {
@@ -57,23 +46,18 @@ fn remove(path: &Path) -> Result<(), DriverError> {
     }
 }
 
-struct Dnsmasq;
+impl Plugin for Dnsmasq {
+    const NAME: &'static str = "dnsmasq";
+    const VERSION: &'static str = env!("CARGO_PKG_VERSION");
 
-impl plugin::Guest for Dnsmasq {
-    fn info() -> PluginInfo {
-        PluginInfo { name: "dnsmasq".into(), version: env!("CARGO_PKG_VERSION").into(), kind: PluginKind::Netboot }
-    }
-
-    fn configure(config: Vec<(String, String)>) -> Result<(), DriverError> {
-        let parsed = Settings::parse(&config)?;
-        SETTINGS.with(|s| *s.borrow_mut() = Some(parsed));
-        Ok(())
+    fn configure(config: Config) -> Result<Self, DriverError> {
+        Ok(Dnsmasq { settings: Settings::parse(config.pairs())? })
     }
 }
 
-impl netboot::Guest for Dnsmasq {
-    fn put_host(entry: BootEntry) -> Result<(), DriverError> {
-        let s = settings()?;
+impl NetbootBackend for Dnsmasq {
+    fn put_host(&self, entry: BootEntry) -> Result<(), DriverError> {
+        let s = &self.settings;
         let e = Entry::parse(&entry.mac, &entry.ip, &entry.hostname, &entry.kernel_url, &entry.initrd_url, &entry.kernel_args)?;
         let name = e.mac.file_name();
         // Script first: once the reservation exists the node may DHCP and ask for its script at once.
@@ -81,14 +65,14 @@ impl netboot::Guest for Dnsmasq {
         write_atomically(&s.hostsdir, &name, &e.host_line(s.tag.as_deref()))
     }
 
-    fn remove_host(mac: String) -> Result<(), DriverError> {
-        let s = settings()?;
-        let name = Mac::parse(&mac)?.file_name();
+    fn remove_host(&self, mac: &str) -> Result<(), DriverError> {
+        let s = &self.settings;
+        let name = Mac::parse(mac)?.file_name();
         remove(&s.hostsdir.join(&name))?;
         remove(&s.scriptsdir.join(format!("{name}.ipxe")))?;
         // Always, even when nothing was there: an earlier removal whose reload failed is retried.
-        service::reload().map_err(|e| DriverError::CommandFailed(format!("dnsmasq reload: {e}")))
+        service::reload()
     }
 }
 
-export!(Dnsmasq);
+metalhost_plugin_sdk::export_netboot!(Dnsmasq);

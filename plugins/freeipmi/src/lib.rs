@@ -6,64 +6,33 @@
 //! `-W opensesspriv` for LAN_2_0, and boot flags through `ipmi-config` (the boot-flag option of
 //! `ipmi-chassis` silently sets the wrong device).
 
-use std::cell::RefCell;
-
-wit_bindgen::generate!({ world: "power-manager", path: "../../wit" });
-
-use exports::metalhost::drivers::{plugin, power};
-use metalhost::drivers::exec;
-use metalhost::drivers::types::{BmcAddress, BootDevice, Credentials, DriverError, PluginInfo, PluginKind, PowerAction, PowerState};
+use metalhost_plugin_sdk::power::*;
+use metalhost_plugin_sdk::{Config, DriverError, Plugin};
 
 const CONFIG_FILE: &str = "freeipmi.conf";
 
-struct Settings {
+struct FreeIpmi {
     driver_type: String,
     privilege: String,
     timeout_ms: u32,
 }
 
-thread_local! {
-    static SETTINGS: RefCell<Settings> = RefCell::new(defaults());
-}
-
-fn defaults() -> Settings {
-    Settings { driver_type: "LAN_2_0".into(), privilege: "ADMIN".into(), timeout_ms: 15_000 }
-}
-
-fn host_arg(bmc: &BmcAddress) -> String {
-    if bmc.host.contains(':') { format!("[{}]:{}", bmc.host, bmc.port) } else { format!("{}:{}", bmc.host, bmc.port) }
-}
-
-fn run(program: &str, bmc: &BmcAddress, creds: &Credentials, command: &[&str]) -> Result<String, DriverError> {
-    let (driver_type, privilege, timeout) = SETTINGS.with(|s| {
-        let s = s.borrow();
-        (s.driver_type.clone(), s.privilege.clone(), s.timeout_ms)
-    });
-    let mut args: Vec<String> = vec![
-        "-h".into(),
-        host_arg(bmc),
-        format!("--config-file={CONFIG_FILE}"),
-        "-l".into(),
-        privilege,
-        "-D".into(),
-        driver_type,
-        "-W".into(),
-        "opensesspriv".into(),
-        "--session-timeout=4000".into(),
-        "--retransmission-timeout=500".into(),
-    ];
-    args.extend(command.iter().map(|s| s.to_string()));
-    let file = config_file(creds)?;
-    let out = exec::run(program, &args, &[], &[(CONFIG_FILE.to_string(), file)], timeout).map_err(|e| match e {
-        exec::ExecError::TimedOut(m) => DriverError::Unreachable(m),
-        exec::ExecError::NotPermitted(m) | exec::ExecError::SpawnFailed(m) => DriverError::CommandFailed(m),
-    })?;
-    // ipmi-power reports per-host failures on stdout with exit status 1.
-    let text = format!("{}\n{}", out.stdout, out.stderr);
-    if out.status == 0 && !failed(&out.stdout) {
-        return Ok(out.stdout);
+impl FreeIpmi {
+    fn run(&self, program: &str, bmc: &BmcAddress, creds: &Credentials, command: &[&str]) -> Result<String, DriverError> {
+        let host = if bmc.host.contains(':') { format!("[{}]:{}", bmc.host, bmc.port) } else { format!("{}:{}", bmc.host, bmc.port) };
+        let out = Command::new(program)
+            .args(["-h", &host, &format!("--config-file={CONFIG_FILE}"), "-l", &self.privilege, "-D", &self.driver_type])
+            .args(["-W", "opensesspriv", "--session-timeout=4000", "--retransmission-timeout=500"])
+            .args(command.iter().copied())
+            .file(CONFIG_FILE, &config_file(creds)?)
+            .timeout_ms(self.timeout_ms)
+            .run()?;
+        // ipmi-power reports per-host failures on stdout with exit status 1.
+        if out.success() && !failed(&out.stdout) {
+            return Ok(out.stdout);
+        }
+        Err(classify(program, &format!("{}\n{}", out.stdout, out.stderr), out.status))
     }
-    Err(classify(program, &text, out.status))
 }
 
 /// The credentials as a FreeIPMI config file. Its syntax splits on whitespace and knows `#`
@@ -105,55 +74,47 @@ fn parse_power(stdout: &str) -> Result<PowerState, DriverError> {
     }
 }
 
-struct FreeIpmi;
+impl Plugin for FreeIpmi {
+    const NAME: &'static str = "freeipmi";
+    const VERSION: &'static str = env!("CARGO_PKG_VERSION");
 
-impl plugin::Guest for FreeIpmi {
-    fn info() -> PluginInfo {
-        PluginInfo { name: "freeipmi".into(), version: env!("CARGO_PKG_VERSION").into(), kind: PluginKind::Power }
-    }
-
-    fn configure(config: Vec<(String, String)>) -> Result<(), DriverError> {
-        let mut settings = defaults();
-        for (key, value) in config {
-            match key.as_str() {
-                "driver-type" if matches!(value.as_str(), "LAN" | "LAN_2_0") => settings.driver_type = value,
-                "privilege" if matches!(value.as_str(), "USER" | "OPERATOR" | "ADMIN") => settings.privilege = value,
-                "timeout-ms" => settings.timeout_ms = value.parse().map_err(|_| DriverError::InvalidConfig(format!("timeout-ms {value:?} is not a number")))?,
-                "driver-type" | "privilege" => return Err(DriverError::InvalidConfig(format!("invalid value {value:?} for {key}"))),
-                _ => return Err(DriverError::InvalidConfig(format!("unknown key {key:?} (known: driver-type, privilege, timeout-ms)"))),
-            }
-        }
-        SETTINGS.with(|s| *s.borrow_mut() = settings);
-        Ok(())
+    fn configure(mut config: Config) -> Result<Self, DriverError> {
+        let plugin = FreeIpmi {
+            driver_type: config.one_of("driver-type", &["LAN", "LAN_2_0"])?.unwrap_or_else(|| "LAN_2_0".into()),
+            privilege: config.one_of("privilege", &["USER", "OPERATOR", "ADMIN"])?.unwrap_or_else(|| "ADMIN".into()),
+            timeout_ms: config.parse("timeout-ms")?.unwrap_or(15_000),
+        };
+        config.finish()?;
+        Ok(plugin)
     }
 }
 
-impl power::Guest for FreeIpmi {
-    fn get_power_state(bmc: BmcAddress, creds: Credentials) -> Result<PowerState, DriverError> {
-        parse_power(&run("ipmi-power", &bmc, &creds, &["--stat"])?)
+impl PowerManager for FreeIpmi {
+    fn get_power_state(&self, bmc: &BmcAddress, creds: &Credentials) -> Result<PowerState, DriverError> {
+        parse_power(&self.run("ipmi-power", bmc, creds, &["--stat"])?)
     }
 
-    fn set_power_state(bmc: BmcAddress, creds: Credentials, action: PowerAction) -> Result<(), DriverError> {
+    fn set_power_state(&self, bmc: &BmcAddress, creds: &Credentials, action: PowerAction) -> Result<(), DriverError> {
         let flag = match action {
             PowerAction::On => "--on",
             PowerAction::Off => "--off",
-            PowerAction::Reboot => match Self::get_power_state(bmc.clone(), creds.clone())? {
+            PowerAction::Reboot => match self.get_power_state(bmc, creds)? {
                 PowerState::On => "--cycle",
                 PowerState::Off => "--on",
             },
         };
-        run("ipmi-power", &bmc, &creds, &[flag]).map(|_| ())
+        self.run("ipmi-power", bmc, creds, &[flag]).map(|_| ())
     }
 
-    fn set_boot_device(bmc: BmcAddress, creds: Credentials, device: BootDevice, persistent: bool) -> Result<(), DriverError> {
+    fn set_boot_device(&self, bmc: &BmcAddress, creds: &Credentials, device: BootDevice, persistent: bool) -> Result<(), DriverError> {
         let device = match device {
             BootDevice::Pxe => "Chassis_Boot_Flags:Boot_Device=PXE",
             BootDevice::Disk => "Chassis_Boot_Flags:Boot_Device=HARD-DRIVE",
         };
         let persistence = if persistent { "Chassis_Boot_Flags:Boot_Flags_Persistent=Yes" } else { "Chassis_Boot_Flags:Boot_Flags_Persistent=No" };
-        run("ipmi-config", &bmc, &creds, &["--category=chassis", "--commit", &format!("--key-pair={device}"), &format!("--key-pair={persistence}")])
-            .map(|_| ())
+        let (device, persistence) = (format!("--key-pair={device}"), format!("--key-pair={persistence}"));
+        self.run("ipmi-config", bmc, creds, &["--category=chassis", "--commit", &device, &persistence]).map(|_| ())
     }
 }
 
-export!(FreeIpmi);
+metalhost_plugin_sdk::export_power!(FreeIpmi);

@@ -4,44 +4,26 @@
 //! a 10 s cipher-suite probe per call; `-v` makes ipmitool say why a session failed, which is how
 //! an unreachable BMC is told from a refused password.
 
-use std::cell::RefCell;
+use metalhost_plugin_sdk::power::*;
+use metalhost_plugin_sdk::{Config, DriverError, Plugin};
 
-wit_bindgen::generate!({ world: "power-manager", path: "../../wit" });
-
-use exports::metalhost::drivers::{plugin, power};
-use metalhost::drivers::exec;
-use metalhost::drivers::types::{BmcAddress, BootDevice, Credentials, DriverError, PluginInfo, PluginKind, PowerAction, PowerState};
-
-struct Settings {
+struct Ipmitool {
     interface: String,
-    cipher_suite: String,
+    cipher_suite: u8,
     timeout_ms: u32,
 }
 
-thread_local! {
-    static SETTINGS: RefCell<Settings> = RefCell::new(Settings { interface: "lanplus".into(), cipher_suite: "3".into(), timeout_ms: 15_000 });
-}
-
-fn run(bmc: &BmcAddress, creds: &Credentials, command: &[&str]) -> Result<String, DriverError> {
-    let (interface, cipher, timeout) = SETTINGS.with(|s| {
-        let s = s.borrow();
-        (s.interface.clone(), s.cipher_suite.clone(), s.timeout_ms)
-    });
-    let port = bmc.port.to_string();
-    let mut args: Vec<String> = ["-v", "-I", &interface, "-H", &bmc.host, "-p", &port, "-U", &creds.username, "-E", "-C", &cipher, "-N", "1", "-R", "2"]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
-    args.extend(command.iter().map(|s| s.to_string()));
-    let env = vec![("IPMI_PASSWORD".to_string(), creds.password.clone())];
-    let out = exec::run("ipmitool", &args, &env, &[], timeout).map_err(|e| match e {
-        exec::ExecError::TimedOut(m) => DriverError::Unreachable(m),
-        exec::ExecError::NotPermitted(m) | exec::ExecError::SpawnFailed(m) => DriverError::CommandFailed(m),
-    })?;
-    if out.status == 0 {
-        return Ok(out.stdout);
+impl Ipmitool {
+    fn run(&self, bmc: &BmcAddress, creds: &Credentials, command: &[&str]) -> Result<String, DriverError> {
+        let out = Command::new("ipmitool")
+            .args(["-v", "-I", &self.interface, "-H", &bmc.host, "-p", &bmc.port.to_string(), "-U", &creds.username, "-E"])
+            .args(["-C", &self.cipher_suite.to_string(), "-N", "1", "-R", "2"])
+            .args(command.iter().copied())
+            .env("IPMI_PASSWORD", &creds.password)
+            .timeout_ms(self.timeout_ms)
+            .run()?;
+        if out.success() { Ok(out.stdout) } else { Err(classify(&out.stderr, out.status)) }
     }
-    Err(classify(&out.stderr, out.status))
 }
 
 /// Maps ipmitool's verbose stderr to a typed error carrying the tool's own message.
@@ -71,58 +53,47 @@ fn parse_power(stdout: &str) -> Result<PowerState, DriverError> {
     }
 }
 
-struct Ipmitool;
+impl Plugin for Ipmitool {
+    const NAME: &'static str = "ipmitool";
+    const VERSION: &'static str = env!("CARGO_PKG_VERSION");
 
-impl plugin::Guest for Ipmitool {
-    fn info() -> PluginInfo {
-        PluginInfo { name: "ipmitool".into(), version: env!("CARGO_PKG_VERSION").into(), kind: PluginKind::Power }
-    }
-
-    fn configure(config: Vec<(String, String)>) -> Result<(), DriverError> {
-        let mut settings = Settings { interface: "lanplus".into(), cipher_suite: "3".into(), timeout_ms: 15_000 };
-        for (key, value) in config {
-            match key.as_str() {
-                "interface" if matches!(value.as_str(), "lan" | "lanplus") => settings.interface = value,
-                "cipher-suite" if value.parse::<u8>().is_ok() => settings.cipher_suite = value,
-                "timeout-ms" => settings.timeout_ms = value.parse().map_err(|_| DriverError::InvalidConfig(format!("timeout-ms {value:?} is not a number")))?,
-                "interface" | "cipher-suite" => return Err(DriverError::InvalidConfig(format!("invalid value {value:?} for {key}"))),
-                _ => return Err(DriverError::InvalidConfig(format!("unknown key {key:?} (known: interface, cipher-suite, timeout-ms)"))),
-            }
-        }
-        SETTINGS.with(|s| *s.borrow_mut() = settings);
-        Ok(())
+    fn configure(mut config: Config) -> Result<Self, DriverError> {
+        let plugin = Ipmitool {
+            interface: config.one_of("interface", &["lan", "lanplus"])?.unwrap_or_else(|| "lanplus".into()),
+            cipher_suite: config.parse("cipher-suite")?.unwrap_or(3),
+            timeout_ms: config.parse("timeout-ms")?.unwrap_or(15_000),
+        };
+        config.finish()?;
+        Ok(plugin)
     }
 }
 
-impl power::Guest for Ipmitool {
-    fn get_power_state(bmc: BmcAddress, creds: Credentials) -> Result<PowerState, DriverError> {
-        parse_power(&run(&bmc, &creds, &["chassis", "power", "status"])?)
+impl PowerManager for Ipmitool {
+    fn get_power_state(&self, bmc: &BmcAddress, creds: &Credentials) -> Result<PowerState, DriverError> {
+        parse_power(&self.run(bmc, creds, &["chassis", "power", "status"])?)
     }
 
-    fn set_power_state(bmc: BmcAddress, creds: Credentials, action: PowerAction) -> Result<(), DriverError> {
+    fn set_power_state(&self, bmc: &BmcAddress, creds: &Credentials, action: PowerAction) -> Result<(), DriverError> {
         let verb = match action {
             PowerAction::On => "on",
             PowerAction::Off => "off",
             // A cycle needs the node on; an off node just needs powering on.
-            PowerAction::Reboot => match Self::get_power_state(bmc.clone(), creds.clone())? {
+            PowerAction::Reboot => match self.get_power_state(bmc, creds)? {
                 PowerState::On => "cycle",
                 PowerState::Off => "on",
             },
         };
-        run(&bmc, &creds, &["chassis", "power", verb]).map(|_| ())
+        self.run(bmc, creds, &["chassis", "power", verb]).map(|_| ())
     }
 
-    fn set_boot_device(bmc: BmcAddress, creds: Credentials, device: BootDevice, persistent: bool) -> Result<(), DriverError> {
+    fn set_boot_device(&self, bmc: &BmcAddress, creds: &Credentials, device: BootDevice, persistent: bool) -> Result<(), DriverError> {
         let device = match device {
             BootDevice::Pxe => "pxe",
             BootDevice::Disk => "disk",
         };
-        let mut command = vec!["chassis", "bootdev", device];
-        if persistent {
-            command.push("options=persistent");
-        }
-        run(&bmc, &creds, &command).map(|_| ())
+        let persistence: &[&str] = if persistent { &["options=persistent"] } else { &[] };
+        self.run(bmc, creds, &[&["chassis", "bootdev", device], persistence].concat()).map(|_| ())
     }
 }
 
-export!(Ipmitool);
+metalhost_plugin_sdk::export_power!(Ipmitool);

@@ -7,44 +7,24 @@
 //! A port is looked up before any edit: a switch without it gets no edit at all (the emulator
 //! even drops the connection on one).
 
-use std::cell::Cell;
-
-wit_bindgen::generate!({ world: "switch-manager", path: "../../wit" });
-
-use exports::metalhost::drivers::switch::{SwitchDescription, Vlan};
-use exports::metalhost::drivers::{plugin, switch};
-use metalhost::drivers::log::{Level, log};
-use metalhost::drivers::netconf::{self, NetconfError};
-use metalhost::drivers::types::{DriverError, PluginInfo, PluginKind};
-
 mod junos;
 mod xml;
 
+use metalhost_plugin_sdk::switch::*;
+use metalhost_plugin_sdk::{Config, DriverError, Plugin, log};
+
 use junos::{PortState, Syntax};
 
-thread_local! {
-    /// Set by `configure`, which the host calls on every fresh instance before anything else.
-    static SYNTAX: Cell<Syntax> = const { Cell::new(Syntax::Legacy) };
-}
-
-fn syntax() -> Syntax {
-    SYNTAX.with(Cell::get)
-}
-
-fn session_error(e: NetconfError) -> DriverError {
-    match e {
-        NetconfError::Unreachable(m) => DriverError::Unreachable(m),
-        NetconfError::AuthFailed(m) => DriverError::AuthFailed(m),
-        NetconfError::Transport(m) => DriverError::CommandFailed(format!("netconf session failed: {m}")),
-    }
+struct Juniper {
+    syntax: Syntax,
 }
 
 /// One RPC; an `<rpc-error>` of severity error becomes `command-failed` with its message.
 fn rpc(operation: &str) -> Result<String, DriverError> {
-    let reply = netconf::rpc(operation).map_err(session_error)?;
+    let reply = netconf::rpc(operation)?;
     let (warnings, errors): (Vec<_>, Vec<_>) = xml::rpc_errors(&reply).into_iter().partition(xml::RpcError::is_warning);
     for warning in warnings {
-        log(Level::Warn, &format!("switch warning: {}", warning.message));
+        log::warn(&format!("switch warning: {}", warning.message));
     }
     if errors.is_empty() {
         Ok(reply)
@@ -87,16 +67,16 @@ fn change(what: &str, config: &str) -> Result<(), DriverError> {
                 DriverError::CommandFailed(m) => DriverError::CommandFailed(format!("{what} committed, but unlocking failed: {m}")),
                 other => other,
             })?;
-            log(Level::Info, &format!("committed: {what}"));
+            log::info(&format!("committed: {what}"));
             Ok(())
         }
         Err(e) => {
-            log(Level::Warn, &format!("{what} failed, discarding the candidate: {e:?}"));
+            log::warn(&format!("{what} failed, discarding the candidate: {e:?}"));
             if let Err(d) = rpc("<discard-changes/>") {
-                log(Level::Error, &format!("discard-changes failed: {d:?}"));
+                log::error(&format!("discard-changes failed: {d:?}"));
             }
             if let Err(u) = rpc("<unlock><target><candidate/></target></unlock>") {
-                log(Level::Error, &format!("unlock failed: {u:?}"));
+                log::error(&format!("unlock failed: {u:?}"));
             }
             Err(e)
         }
@@ -107,34 +87,28 @@ fn read_back_failed(message: String) -> DriverError {
     DriverError::CommandFailed(format!("read-back after commit: {message}"))
 }
 
-struct Juniper;
+impl Plugin for Juniper {
+    const NAME: &'static str = "juniper";
+    const VERSION: &'static str = env!("CARGO_PKG_VERSION");
 
-impl plugin::Guest for Juniper {
-    fn info() -> PluginInfo {
-        PluginInfo { name: "juniper".into(), version: env!("CARGO_PKG_VERSION").into(), kind: PluginKind::Switch }
-    }
-
-    fn configure(config: Vec<(String, String)>) -> Result<(), DriverError> {
-        let chosen = Syntax::from_config(&config).map_err(invalid)?;
-        SYNTAX.with(|s| s.set(chosen));
-        Ok(())
+    fn configure(config: Config) -> Result<Self, DriverError> {
+        Ok(Juniper { syntax: Syntax::from_config(config.pairs()).map_err(invalid)? })
     }
 }
 
-impl switch::Guest for Juniper {
-    fn describe() -> Result<SwitchDescription, DriverError> {
-        let capabilities = netconf::server_capabilities().map_err(session_error)?;
-        Ok(SwitchDescription { model: syntax().model().into(), capabilities })
+impl SwitchManager for Juniper {
+    fn describe(&self) -> Result<SwitchDescription, DriverError> {
+        Ok(SwitchDescription { model: self.syntax.model().into(), capabilities: netconf::capabilities()? })
     }
 
     /// The VLAN id is what ports refer to: an id that exists under another name is kept as it
     /// is; a name that exists with another id is an error rather than a silent renumbering.
-    fn ensure_vlan(vlan: Vlan) -> Result<(), DriverError> {
+    fn ensure_vlan(&self, vlan: Vlan) -> Result<(), DriverError> {
         junos::check_vlan(vlan.id, &vlan.name).map_err(invalid)?;
         let existing = junos::parse_vlans(&rpc(&junos::get_running(junos::vlans_filter()))?);
         if let Some((name, _)) = existing.iter().find(|(_, id)| *id == Some(vlan.id)) {
             if *name != vlan.name {
-                log(Level::Info, &format!("VLAN {} exists as {name:?}; keeping that name", vlan.id));
+                log::info(&format!("VLAN {} exists as {name:?}; keeping that name", vlan.id));
             }
             return Ok(());
         }
@@ -150,16 +124,16 @@ impl switch::Guest for Juniper {
         }
     }
 
-    fn set_access_vlan(port: String, vlan: Vlan) -> Result<(), DriverError> {
+    fn set_access_vlan(&self, port: &str, vlan: Vlan) -> Result<(), DriverError> {
         junos::check_vlan(vlan.id, &vlan.name).map_err(invalid)?;
-        require_port(&port)?;
-        let syntax = syntax();
-        let before = read_port(&port)?;
+        require_port(port)?;
+        let syntax = self.syntax;
+        let before = read_port(port)?;
         if before.is_access_on(syntax, vlan.id) {
             return Ok(());
         }
-        change(&format!("port {port} access VLAN {} (was {:?})", vlan.id, before.members), &junos::access_config(syntax, &port, vlan.id))?;
-        let after = read_port(&port)?;
+        change(&format!("port {port} access VLAN {} (was {:?})", vlan.id, before.members), &junos::access_config(syntax, port, vlan.id))?;
+        let after = read_port(port)?;
         if after.is_access_on(syntax, vlan.id) {
             Ok(())
         } else {
@@ -174,20 +148,20 @@ impl switch::Guest for Juniper {
         }
     }
 
-    fn clear_port(port: String) -> Result<(), DriverError> {
-        require_port(&port)?;
-        if read_port(&port)?.is_empty() {
+    fn clear_port(&self, port: &str) -> Result<(), DriverError> {
+        require_port(port)?;
+        if read_port(port)?.is_empty() {
             return Ok(());
         }
-        change(&format!("clear port {port}"), &junos::clear_config(&port))?;
-        let after = read_port(&port)?;
+        change(&format!("clear port {port}"), &junos::clear_config(port))?;
+        let after = read_port(port)?;
         if after.is_empty() { Ok(()) } else { Err(read_back_failed(format!("port {port} still has {after:?}"))) }
     }
 
-    fn get_port_vlan(port: String) -> Result<Option<u16>, DriverError> {
-        require_port(&port)?;
-        read_port(&port)?.access_vlan().map_err(|m| DriverError::Unsupported(format!("port {port}: {m}")))
+    fn get_port_vlan(&self, port: &str) -> Result<Option<u16>, DriverError> {
+        require_port(port)?;
+        read_port(port)?.access_vlan().map_err(|m| DriverError::Unsupported(format!("port {port}: {m}")))
     }
 }
 
-export!(Juniper);
+metalhost_plugin_sdk::export_switch!(Juniper);
