@@ -1,7 +1,7 @@
 //! Junos configuration XML for the two switching dialects, and reading it back. Pure text in
 //! and out, so it is unit-tested on the host; `lib.rs` sends it.
 
-use crate::xml;
+use metalhost_plugin_sdk::xml;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Syntax {

@@ -8,29 +8,15 @@
 //! even drops the connection on one).
 
 mod junos;
-mod xml;
 
 use metalhost_plugin_sdk::switch::*;
+use metalhost_plugin_sdk::netconf::call as rpc;
 use metalhost_plugin_sdk::{Config, DriverError, Plugin, log};
 
 use junos::{PortState, Syntax};
 
 struct Juniper {
     syntax: Syntax,
-}
-
-/// One RPC; an `<rpc-error>` of severity error becomes `command-failed` with its message.
-fn rpc(operation: &str) -> Result<String, DriverError> {
-    let reply = netconf::rpc(operation)?;
-    let (warnings, errors): (Vec<_>, Vec<_>) = xml::rpc_errors(&reply).into_iter().partition(xml::RpcError::is_warning);
-    for warning in warnings {
-        log::warn(&format!("switch warning: {}", warning.message));
-    }
-    if errors.is_empty() {
-        Ok(reply)
-    } else {
-        Err(DriverError::CommandFailed(errors.into_iter().map(|e| e.message).collect::<Vec<_>>().join("; ")))
-    }
 }
 
 fn invalid(message: String) -> DriverError {

@@ -30,6 +30,7 @@ mod export;
 pub mod log;
 pub mod netconf;
 pub mod service;
+pub mod xml;
 
 pub use config::Config;
 pub use export::{NetbootBackend, Plugin, PowerManager, SwitchManager};

@@ -1,4 +1,4 @@
-//! Just enough XML reading for NETCONF replies: element texts and element bodies by local name,
+//! Just enough XML reading for NETCONF replies (switch plugins): element texts and element bodies by local name,
 //! and the `<rpc-error>`s of a reply. A hand scan keeps the component small; replies come from
 //! the switch, and everything we look for is a leaf or a non-recursive container.
 
