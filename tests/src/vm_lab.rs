@@ -161,11 +161,13 @@ pub struct VmOptions {
     pub vms: usize,
     /// How long the agent has to write (or clean) the disk.
     pub agent_timeout_s: u64,
+    /// Destroy without the cleaning boot (benchmarks that only measure deploys).
+    pub skip_clean: bool,
 }
 
 impl Default for VmOptions {
     fn default() -> Self {
-        VmOptions { vms: 2, agent_timeout_s: 300 }
+        VmOptions { vms: 2, agent_timeout_s: 300, skip_clean: false }
     }
 }
 
@@ -204,6 +206,7 @@ netboot_plugin = "dnsmasq"
 step_timeout_s = 60
 agent_timeout_s = {agent_timeout}
 clean_timeout_s = {agent_timeout}
+skip_clean = {skip_clean}
 
 [netboot]
 bootstrap_dir = "{bootstrap}"
@@ -233,6 +236,7 @@ config = {{ hostsdir = "{hosts}", scriptsdir = "{scripts}" }}
 "#,
             agent = paths::musl_agent().display(),
             agent_timeout = opts.agent_timeout_s,
+            skip_clean = opts.skip_clean,
             bootstrap = paths::bootstrap_dir().display(),
             hosts = hosts.display(),
             scripts = scripts.display(),
