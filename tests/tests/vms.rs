@@ -3,6 +3,7 @@
 //! disks, and they boot it from disk; one is destroyed and cleaned, then given a corrupt image,
 //! while the other keeps running undisturbed. See `metalhost_tests::vm_lab` for the lab.
 
+use std::process::Command;
 use std::time::Duration;
 
 use serde_json::json;
@@ -111,4 +112,64 @@ fn a_panicking_lab_still_removes_its_netns_and_processes() {
         std::fs::read_link(p.path().join("ns/net")).map(|l| l.display().to_string() == inode).unwrap_or(false)
     });
     assert!(!leftover, "a process is still running in the lab netns {inode}");
+}
+
+/// The daemon's dnsmasq children (by parent PID and name).
+fn dnsmasq_children(daemon_pid: u32) -> Vec<u32> {
+    std::fs::read_dir("/proc")
+        .expect("proc")
+        .flatten()
+        .filter_map(|p| p.file_name().to_str().and_then(|s| s.parse::<u32>().ok()))
+        .filter(|pid| {
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+            // "pid (comm) state ppid ..."
+            let comm_ok = stat.contains("(dnsmasq)");
+            let ppid = stat.rsplit(')').next().and_then(|rest| rest.split_whitespace().nth(1)).and_then(|p| p.parse::<u32>().ok());
+            comm_ok && ppid == Some(daemon_pid)
+        })
+        .collect()
+}
+
+#[test]
+fn the_supervised_dnsmasq_is_restarted_when_it_dies() {
+    vm_lab::prepare();
+    in_lab_netns(1, || async {
+        let lab = VmLab::start(VmOptions { vms: 0, ..VmOptions::default() }).await;
+        let pid = lab.daemon.pid().expect("daemon pid");
+        let first = wait_for(|| dnsmasq_children(pid).first().copied(), "dnsmasq to start").await;
+        assert!(Command::new("kill").args(["-KILL", &first.to_string()]).status().expect("kill").success());
+        let second = wait_for(|| dnsmasq_children(pid).into_iter().find(|p| *p != first), "dnsmasq to be restarted").await;
+        assert_ne!(first, second);
+        assert!(lab.daemon.log().contains("dnsmasq exited: restarting"), "{}", lab.daemon.log());
+    });
+}
+
+#[test]
+fn a_hosts_dir_dnsmasq_cannot_reach_is_refused_at_start() {
+    let dir = tempfile::tempdir().expect("tmp"); // 0700: `nobody` cannot get in
+    let config = dir.path().join("metalhost.toml");
+    std::fs::write(
+        &config,
+        format!("listen = \"127.0.0.1:0\"\ndata_dir = \"{}/data\"\ntoken = \"t0123456789abcdef\"\n[netboot]\ndnsmasq = true\n", dir.path().display()),
+    )
+    .expect("config");
+    let out = Command::new(metalhost_tests::paths::host_binary("metalhost"))
+        .args(["serve", "--config"])
+        .arg(&config)
+        .output()
+        .expect("run metalhost serve");
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(!out.status.success(), "the daemon must not run with an unreachable hosts dir:\n{text}");
+    assert!(text.contains("dnsmasq runs as nobody and cannot reach the hosts dir") && text.contains("hosts_dir"), "{text}");
+}
+
+async fn wait_for<T>(mut probe: impl FnMut() -> Option<T>, what: &str) -> T {
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        if let Some(v) = probe() {
+            return v;
+        }
+        assert!(std::time::Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
