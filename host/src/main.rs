@@ -37,6 +37,8 @@ fn main() -> std::process::ExitCode {
                 }
             }
         }
+        // The vendor kit runs locally, without a daemon.
+        Command::Plugin(ref cmd) if cmd.is_local() => cli::plugin::run_local(cmd, cli.json),
         _ => match runtime.block_on(cli::run_client(cli)) {
             Ok(()) => std::process::ExitCode::SUCCESS,
             Err(e) => {

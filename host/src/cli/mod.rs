@@ -5,7 +5,8 @@ mod image;
 mod instance;
 mod node;
 pub mod output;
-mod plugin;
+pub mod plugin;
+mod plugin_new;
 mod switch;
 
 use clap::{Parser, Subcommand};
@@ -48,7 +49,7 @@ pub enum Command {
     Instance(instance::InstanceCommand),
     /// Show where the bootstrap image (kernel + initramfs) is and whether it is built.
     Bootstrap,
-    /// Inspect the loaded driver plugins.
+    /// Inspect the loaded driver plugins; `new` and `test` are the local vendor kit.
     #[command(subcommand)]
     Plugin(plugin::PluginCommand),
 }

@@ -1,14 +1,93 @@
-//! `metalhost plugin ...`
+//! `metalhost plugin ...`: `list` asks the daemon; `new` and `test` are local vendor-kit commands
+//! that need no daemon (main dispatches them before the REST client).
 
-use clap::Subcommand;
+use std::path::PathBuf;
+use std::process::ExitCode;
 
-use super::client::{CliError, Client};
+use clap::{Args, Subcommand, ValueEnum};
+use metalhost_plugin_host::PluginKind;
+
 use super::Printer;
+use super::client::{CliError, Client};
+use super::plugin_new;
 
 #[derive(Debug, Subcommand)]
 pub enum PluginCommand {
     /// List configured plugins: name, version, kind, grants, sha256, and whether each loaded.
     List,
+    /// Write a ready-to-build plugin crate from a template (local; no daemon).
+    New(NewArgs),
+    /// Run the conformance suite against a built plugin, with real simulators (local; no daemon).
+    Test(TestArgs),
+}
+
+impl PluginCommand {
+    /// Commands that run here without talking to the daemon.
+    pub fn is_local(&self) -> bool {
+        matches!(self, PluginCommand::New(_) | PluginCommand::Test(_))
+    }
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum Kind {
+    Power,
+    Switch,
+    Netboot,
+}
+
+impl From<Kind> for PluginKind {
+    fn from(k: Kind) -> PluginKind {
+        match k {
+            Kind::Power => PluginKind::Power,
+            Kind::Switch => PluginKind::Switch,
+            Kind::Netboot => PluginKind::Netboot,
+        }
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct NewArgs {
+    /// The world the plugin implements.
+    #[arg(long, value_enum)]
+    pub kind: Kind,
+    /// The crate name (lower case, digits, `-`); also the plugin's name.
+    pub name: String,
+    /// Where to write the crate (default: ./NAME). Must not exist or be empty.
+    #[arg(long)]
+    pub path: Option<PathBuf>,
+    /// The metalhost-plugin-sdk crate (plugins/sdk of a metalhost source tree) the new crate
+    /// depends on by path; default: the one this binary was built from.
+    #[arg(long, env = "METALHOST_PLUGIN_SDK")]
+    pub sdk: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct TestArgs {
+    /// The built component (`target/wasm32-wasip2/release/NAME.wasm`).
+    pub wasm: PathBuf,
+    /// The world it implements.
+    #[arg(long, value_enum)]
+    pub kind: Kind,
+    /// A program the plugin may run, as operators grant it in `exec = [...]` (repeatable;
+    /// power default: ipmitool). Anything else it runs fails the grants check.
+    #[arg(long = "exec")]
+    pub exec: Vec<String>,
+    /// Plugin config `KEY=VALUE` (repeatable), as in the `[[plugin]]` table's `config`.
+    #[arg(long = "config", value_parser = key_value)]
+    pub config: Vec<(String, String)>,
+    /// The fake-switches emulator (switch plugins).
+    #[arg(long, env = "METALHOST_FAKE_SWITCHES")]
+    pub fake_switches: Option<PathBuf>,
+    /// The emulated switch model: juniper_generic (EX, legacy syntax) or juniper_qfx_copper_generic (ELS).
+    #[arg(long, default_value = "juniper_generic")]
+    pub switch_model: String,
+    /// Each call's deadline, as `call_timeout_s` in `[[plugin]]`.
+    #[arg(long, default_value_t = 20)]
+    pub call_timeout_s: u64,
+}
+
+fn key_value(text: &str) -> Result<(String, String), String> {
+    text.split_once('=').map(|(k, v)| (k.to_owned(), v.to_owned())).ok_or_else(|| format!("{text:?} is not KEY=VALUE"))
 }
 
 pub async fn run(client: &Client, out: &Printer, cmd: PluginCommand) -> Result<(), CliError> {
@@ -16,7 +95,57 @@ pub async fn run(client: &Client, out: &Printer, cmd: PluginCommand) -> Result<(
         PluginCommand::List => {
             let list = client.get("/v1/plugins").await?;
             out.list(&list, &[("NAME", "name"), ("KIND", "kind"), ("VERSION", "version"), ("LOADED", "loaded"), ("SHA256", "sha256"), ("GRANTS", "grants"), ("ERROR", "error")]);
+            Ok(())
+        }
+        PluginCommand::New(_) | PluginCommand::Test(_) => Err(CliError::Usage("plugin new and plugin test run locally".into())),
+    }
+}
+
+/// `plugin new` and `plugin test`, synchronously: the conformance suite runs its own runtime.
+pub fn run_local(cmd: &PluginCommand, json: bool) -> ExitCode {
+    match cmd {
+        PluginCommand::List => ExitCode::FAILURE,
+        PluginCommand::New(args) => match plugin_new::write(args.kind.into(), &args.name, args.path.as_deref(), args.sdk.as_deref()) {
+            Ok(created) => {
+                if json {
+                    super::output::json(&serde_json::json!({ "ok": true, "path": created.dir, "sdk": created.sdk, "wasm": created.wasm }));
+                } else {
+                    println!("created {} (SDK: {})", created.dir.display(), created.sdk.display());
+                    println!("next:\n  cd {}\n  cargo build --release --target wasm32-wasip2", created.dir.display());
+                    println!("  metalhost plugin test {} --kind {}", created.wasm.display(), PluginKind::from(args.kind));
+                }
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::FAILURE
+            }
+        },
+        PluginCommand::Test(args) => {
+            let mut opts = metalhost_conformance::Options::new(args.wasm.clone(), args.kind.into());
+            if !args.exec.is_empty() {
+                opts.exec.clone_from(&args.exec);
+            }
+            opts.config = args.config.iter().cloned().collect();
+            if let Some(path) = &args.fake_switches {
+                opts.fake_switches.clone_from(path);
+            }
+            opts.switch_model.clone_from(&args.switch_model);
+            opts.call_timeout_s = args.call_timeout_s;
+            match metalhost_conformance::run(&opts) {
+                Ok(report) => {
+                    if json {
+                        super::output::json(&serde_json::to_value(&report).unwrap_or_default());
+                    } else {
+                        print!("{}", report.table());
+                    }
+                    if report.passed { ExitCode::SUCCESS } else { ExitCode::FAILURE }
+                }
+                Err(e) => {
+                    eprintln!("error: the conformance suite could not run: {e}");
+                    ExitCode::from(2)
+                }
+            }
         }
     }
-    Ok(())
 }
