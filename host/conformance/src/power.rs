@@ -38,7 +38,11 @@ pub async fn run(opts: &Options, capture: &Capture, report: &mut Report) -> Resu
     drop(sim);
     let leaked: Vec<String> = argv.iter().filter(|c| c.contains(&password)).map(|c| c.replace(&password, "<password>")).collect();
     report.push(if !leaked.is_empty() {
-        Check::fail("secrets: never on argv", format!("the BMC password reached a child's argv (pass it in env or a file): {}", leaked.join(" | ")), None)
+        Check::fail(
+            "secrets: never on argv",
+            format!("the BMC password reached the argv of {} child command lines (pass it in env or a file), e.g. {}", leaked.len(), leaked[0]),
+            None,
+        )
     } else if argv.is_empty() {
         Check::fail("secrets: never on argv", "the plugin started no program: a power plugin drives the BMC through a granted tool", None)
     } else {
@@ -53,13 +57,13 @@ pub async fn run(opts: &Options, capture: &Capture, report: &mut Report) -> Resu
         Check::fail("secrets: never in logs", format!("{in_logs} log events hold the BMC password"), None)
     });
 
-    let refused: Vec<String> = events.iter().filter(|e| e.message.starts_with("exec refused")).filter_map(|e| e.program.clone()).collect();
+    let refused: std::collections::BTreeSet<String> = events.iter().filter(|e| e.message.starts_with("exec refused")).filter_map(|e| e.program.clone()).collect();
     let ran: std::collections::BTreeSet<String> = events.iter().filter(|e| e.message == "exec").filter_map(|e| e.program.clone()).collect();
     let granted = opts.exec.join(", ");
     report.push(if refused.is_empty() {
         Check::pass("grants: only granted programs", format!("granted [{granted}]; ran [{}]", ran.into_iter().collect::<Vec<_>>().join(", ")), None)
     } else {
-        Check::fail("grants: only granted programs", format!("tried to run {} which is not granted (granted: [{granted}]): not permitted", refused.join(", ")), None)
+        Check::fail("grants: only granted programs", format!("not permitted: the plugin ran {} beyond its grants [{granted}]", refused.into_iter().collect::<Vec<_>>().join(", ")), None)
     });
     Ok(())
 }
