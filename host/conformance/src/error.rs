@@ -10,4 +10,6 @@ pub enum Error {
     NotReady { what: String, detail: String },
     #[error("{0}")]
     Setup(String),
+    #[error("interrupted by {0}; everything the suite started was stopped")]
+    Interrupted(&'static str),
 }

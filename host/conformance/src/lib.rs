@@ -72,10 +72,17 @@ pub fn run(opts: &Options) -> Result<Report, Error> {
     let started = Instant::now();
     let mut report = Report::new(&opts.wasm, opts.kind);
     runtime.block_on(async {
-        match opts.kind {
-            PluginKind::Power => power::run(opts, &capture, &mut report).await,
-            PluginKind::Switch => switch::run(opts, &capture, &mut report).await,
-            PluginKind::Netboot => netboot::run(opts, &mut report).await,
+        let suite = async {
+            match opts.kind {
+                PluginKind::Power => power::run(opts, &capture, &mut report).await,
+                PluginKind::Switch => switch::run(opts, &capture, &mut report).await,
+                PluginKind::Netboot => netboot::run(opts, &mut report).await,
+            }
+        };
+        // Ctrl-C or SIGTERM drops the suite, and with it the simulators and the netns it made.
+        tokio::select! {
+            outcome = suite => outcome,
+            signal = interrupted() => Err(Error::Interrupted(signal)),
         }
     })?;
     report.total_ms = millis(started.elapsed());
@@ -122,6 +129,20 @@ pub(crate) async fn load(opts: &Options, exec: Vec<String>, dirs: Vec<PathBuf>, 
             Ok(None)
         }
         None => Err(Error::Setup("the runtime reported no status".into())),
+    }
+}
+
+async fn interrupted() -> &'static str {
+    use tokio::signal::unix::{SignalKind, signal};
+    match signal(SignalKind::terminate()) {
+        Ok(mut term) => tokio::select! {
+            _ = tokio::signal::ctrl_c() => "SIGINT",
+            _ = term.recv() => "SIGTERM",
+        },
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+            "SIGINT"
+        }
     }
 }
 
