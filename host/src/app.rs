@@ -3,7 +3,6 @@
 //! `App::build` is separate from `App::run` so tests and benchmarks can start the real daemon on
 //! port 0 and learn the bound address.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 use anyhow::Context;
@@ -85,10 +84,6 @@ impl App {
             config: Arc::new(config),
         };
         Ok(App { listener, state })
-    }
-
-    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
-        self.listener.local_addr()
     }
 
     /// Serves until `shutdown` completes, then finishes in-flight requests and returns.

@@ -10,10 +10,6 @@ use super::ParseError;
 pub struct MacAddr([u8; 6]);
 
 impl MacAddr {
-    /// `aa-bb-cc-dd-ee-ff`, the form iPXE's `${mac:hexhyp}` and dnsmasq host files use.
-    pub fn hyphenated(&self) -> String {
-        self.to_string().replace(':', "-")
-    }
 }
 
 impl FromStr for MacAddr {
@@ -149,7 +145,6 @@ mod tests {
     fn mac_parses_both_separators_and_normalises() {
         let mac: MacAddr = "52-54-00-AB-cd-01".parse().unwrap();
         assert_eq!(mac.to_string(), "52:54:00:ab:cd:01");
-        assert_eq!(mac.hyphenated(), "52-54-00-ab-cd-01");
         assert_eq!("52:54:00:ab:cd:01".parse::<MacAddr>().unwrap(), mac);
     }
 

@@ -54,15 +54,6 @@ impl Store {
         Ok(Self::spawn(conn))
     }
 
-    /// An in-memory database, for tests of pure store logic.
-    #[cfg(test)]
-    pub fn open_in_memory() -> Result<Store> {
-        let mut conn = Connection::open_in_memory()?;
-        configure(&conn)?;
-        migrations::apply(&mut conn)?;
-        Ok(Self::spawn(conn))
-    }
-
     fn spawn(mut conn: Connection) -> Store {
         let (jobs, rx) = mpsc::channel::<Job>();
         std::thread::Builder::new()

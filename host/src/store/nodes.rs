@@ -38,7 +38,10 @@ pub struct Node {
     pub instance_id: Option<InstanceId>,
     /// When the current transitional state must be over (Unix ms).
     pub state_deadline: Option<i64>,
+    // Read with the row for completeness (and Debug output); the API shows them through its own views.
+    #[allow(dead_code)]
     pub created_at: i64,
+    #[allow(dead_code)]
     pub updated_at: i64,
 }
 

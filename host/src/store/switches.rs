@@ -19,6 +19,7 @@ pub struct Switch {
     /// The SSH host key fingerprint: pinned by the operator, or learned on first use.
     pub host_key: Option<String>,
     pub host_key_pinned: bool,
+    #[allow(dead_code)] // read with the row; the API shows it through its own view
     pub created_at: i64,
 }
 

@@ -21,7 +21,10 @@ pub struct Task {
     pub bytes_written: u64,
     pub total_bytes: Option<u64>,
     pub message: Option<String>,
+    // Read with the row for completeness (and Debug output); the API shows them through its own views.
+    #[allow(dead_code)]
     pub created_at: i64,
+    #[allow(dead_code)]
     pub updated_at: i64,
 }
 
