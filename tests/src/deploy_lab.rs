@@ -67,22 +67,9 @@ agent_poweroff = false
 step_timeout_s = 60
 agent_timeout_s = {agent_timeout}
 clean_timeout_s = {agent_timeout}
-
-[[plugin]]
-name = "ipmitool"
-kind = "power"
-path = "{ipmitool}"
-exec = ["ipmitool"]
-
-[[plugin]]
-name = "juniper"
-kind = "switch"
-path = "{juniper}"
-config = {{ syntax = "legacy" }}
-"#,
+{plugins}"#,
             agent_timeout = opts.agent_timeout_s,
-            ipmitool = paths::plugin_wasm("ipmitool").display(),
-            juniper = paths::plugin_wasm("juniper").display(),
+            plugins = paths::lab_plugins_toml(),
             extra = opts.extra_config,
         );
         let daemon = Daemon::start_with(&config);

@@ -1,10 +1,11 @@
-//! The `fake-switches` Juniper NETCONF emulator on a free loopback port, and an independent
-//! checker of its configuration. Stopped by PID on drop.
+//! The `fake-switches` Juniper NETCONF emulator on a free loopback port (the conformance suite's
+//! launcher, `metalhost_conformance::sims`), and an independent checker of its configuration.
+//! Stopped by PID on drop.
 
-use std::io::Read;
-use std::net::TcpStream;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::ops::Deref;
+use std::process::Command;
+
+use metalhost_conformance::sims::fake_switch as sim;
 
 use crate::paths;
 
@@ -13,12 +14,10 @@ use crate::paths;
 pub const HOST_KEY_FINGERPRINT: &str = "SHA256:v4cRr7ClTTn6CxGK/qsnWEhL7L4H+y3qHDbCyB3xeug";
 
 pub struct FakeSwitch {
-    child: Child,
-    pub port: u16,
+    inner: sim::FakeSwitch,
     pub username: String,
     pub password: String,
     pub model: String,
-    log: tempfile::NamedTempFile,
 }
 
 /// What the running config says about one port, as read by the independent checker.
@@ -32,66 +31,16 @@ pub struct PortConfig {
 
 /// A TCP port nobody listens on right now.
 pub fn free_tcp_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
+    sim::free_tcp_port().expect("probe a free tcp port")
 }
 
 impl FakeSwitch {
     /// `model`: `juniper_generic` (EX, legacy syntax) or `juniper_qfx_copper_generic` (ELS).
     /// Returns once the switch answers with an SSH banner.
     pub fn start(model: &str, username: &str, password: &str) -> FakeSwitch {
-        // The port is probed free and then handed to the emulator, so another process can take
-        // it in between: then the emulator exits with "Address already in use" and we try again.
-        let mut last_log = String::new();
-        for _ in 0..3 {
-            let mut switch = Self::spawn(model, username, password, free_tcp_port());
-            match switch.wait_for_ssh(Duration::from_secs(30)) {
-                Ok(()) => return switch,
-                Err(why) => last_log = format!("{why}\n{}", switch.log()),
-            }
-        }
-        panic!("fake-switches {model} did not start: {last_log}");
-    }
-
-    fn spawn(model: &str, username: &str, password: &str, port: u16) -> FakeSwitch {
         let program = paths::workspace_root().join(".lab/venv/bin/fake-switches");
-        assert!(program.exists(), "fake-switches is not installed: run scripts/setup");
-        let log = tempfile::NamedTempFile::new().expect("log");
-        // The emulator only takes its test password on the command line.
-        let child = Command::new(program)
-            .args(["--model", model, "--listen-host", "127.0.0.1", "--listen-port", &port.to_string()])
-            .args(["--username", username, "--password", password, "--hostname", "sw-test"])
-            .stdin(Stdio::null())
-            .stdout(log.reopen().expect("log"))
-            .stderr(log.reopen().expect("log"))
-            .spawn()
-            .expect("start fake-switches");
-        FakeSwitch { child, port, username: username.into(), password: password.into(), model: model.into(), log }
-    }
-
-    /// Waits until the port sends an SSH identification line, or the process dies.
-    fn wait_for_ssh(&mut self, within: Duration) -> Result<(), String> {
-        let deadline = Instant::now() + within;
-        loop {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                return Err(format!("fake-switches exited with {status}"));
-            }
-            if let Ok(mut stream) = TcpStream::connect(("127.0.0.1", self.port)) {
-                let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
-                let mut banner = [0u8; 8];
-                if stream.read_exact(&mut banner).is_ok() && banner.starts_with(b"SSH-2.0") {
-                    return Ok(());
-                }
-            }
-            if Instant::now() > deadline {
-                return Err(format!("no SSH banner on port {} within {within:?}", self.port));
-            }
-            // Polling a port: nothing to block on until the emulator binds it.
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-
-    pub fn pid(&self) -> u32 {
-        self.child.id()
+        let inner = sim::FakeSwitch::start(&program, model, username, password).unwrap_or_else(|e| panic!("{e}"));
+        FakeSwitch { inner, username: username.into(), password: password.into(), model: model.into() }
     }
 
     /// Freezes the emulator (SIGSTOP): connections stay open but nothing answers.
@@ -139,16 +88,11 @@ impl FakeSwitch {
         assert!(config.members.len() <= 1, "port {port} has several VLAN members: {config:?}");
         config.members.first().copied()
     }
-
-    /// What the emulator printed so far (tracebacks when a request crashed it).
-    pub fn log(&self) -> String {
-        std::fs::read_to_string(self.log.path()).unwrap_or_default()
-    }
 }
 
-impl Drop for FakeSwitch {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+impl Deref for FakeSwitch {
+    type Target = sim::FakeSwitch;
+    fn deref(&self) -> &sim::FakeSwitch {
+        &self.inner
     }
 }

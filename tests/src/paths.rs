@@ -71,6 +71,17 @@ pub fn plugin_spec(crate_name: &str, kind: metalhost_plugin_host::PluginKind) ->
     }
 }
 
+/// The `[[plugin]]` entries every lab daemon loads: ipmitool for the BMCs (granted `ipmitool`)
+/// and juniper for the emulator's EX model (legacy syntax).
+pub fn lab_plugins_toml() -> String {
+    format!(
+        "\n[[plugin]]\nname = \"ipmitool\"\nkind = \"power\"\npath = \"{}\"\nexec = [\"ipmitool\"]\n\
+         \n[[plugin]]\nname = \"juniper\"\nkind = \"switch\"\npath = \"{}\"\nconfig = {{ syntax = \"legacy\" }}\n",
+        plugin_wasm("ipmitool").display(),
+        plugin_wasm("juniper").display()
+    )
+}
+
 /// The bootstrap image (`vmlinuz`, `initrd.gz`) from `bootstrap/build.sh`, built once into the
 /// target dir (the script caches the kernel package there and is a no-op when up to date).
 pub fn bootstrap_dir() -> PathBuf {

@@ -215,18 +215,7 @@ interface = "br0"
 hosts_dir = "{hosts}"
 scripts_dir = "{scripts}"
 
-[[plugin]]
-name = "ipmitool"
-kind = "power"
-path = "{ipmitool}"
-exec = ["ipmitool"]
-
-[[plugin]]
-name = "juniper"
-kind = "switch"
-path = "{juniper}"
-config = {{ syntax = "legacy" }}
-
+{plugins}
 [[plugin]]
 name = "dnsmasq"
 kind = "netboot"
@@ -240,8 +229,7 @@ config = {{ hostsdir = "{hosts}", scriptsdir = "{scripts}" }}
             bootstrap = paths::bootstrap_dir().display(),
             hosts = hosts.display(),
             scripts = scripts.display(),
-            ipmitool = paths::plugin_wasm("ipmitool").display(),
-            juniper = paths::plugin_wasm("juniper").display(),
+            plugins = paths::lab_plugins_toml(),
             dnsmasq = paths::plugin_wasm("dnsmasq").display(),
         );
         let daemon = Daemon::start_with(&config);

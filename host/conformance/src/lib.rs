@@ -11,7 +11,8 @@ mod error;
 mod netboot;
 mod power;
 mod report;
-mod sims;
+/// The simulators, also used by the project's own integration tests (`tests/src`).
+pub mod sims;
 mod switch;
 
 use std::collections::BTreeMap;

@@ -21,6 +21,7 @@ pub fn free_tcp_port() -> Result<u16, Error> {
 }
 
 impl FakeSwitch {
+    /// `model`: `juniper_generic` (EX, legacy syntax) or `juniper_qfx_copper_generic` (ELS).
     /// Returns once the emulator answers with an SSH banner. The probed port can be taken by
     /// someone else before the emulator binds it: then it exits and we try another.
     pub fn start(program: &Path, model: &str, username: &str, password: &str) -> Result<FakeSwitch, Error> {
@@ -80,7 +81,8 @@ impl FakeSwitch {
         self.child.id()
     }
 
-    fn log(&self) -> String {
+    /// What the emulator printed so far (tracebacks when a request crashed it).
+    pub fn log(&self) -> String {
         std::fs::read_to_string(self.log.path()).unwrap_or_default()
     }
 }

@@ -1,7 +1,7 @@
 //! OpenIPMI's `ipmi_sim` as a BMC on a free loopback UDP port. Its chassis-control hook (the
 //! lab's `tests/lab/chassis-control.sh`, compiled in) records power and boot device in a state dir.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -87,7 +87,8 @@ impl IpmiSim {
         self.child.id()
     }
 
-    fn state_dir(&self) -> PathBuf {
+    /// Where the chassis hook keeps `power`, `bootdev`, `calls.log` and the power-on child's files.
+    pub fn state_dir(&self) -> PathBuf {
         self.dir.path().join("state")
     }
 
@@ -113,10 +114,35 @@ impl IpmiSim {
     fn log(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("ipmi_sim.log")).unwrap_or_default()
     }
+
+    /// Installs the program the hook runs, detached, on power-on (with the boot device as $1): an
+    /// agent process or a VM. The hook kills it on power-off and reset; its output goes to `hook_log()`.
+    pub fn on_power_on(&self, script: &str) -> std::io::Result<()> {
+        let path = self.state_dir().join("on-power-on");
+        std::fs::write(&path, script)?;
+        std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+    }
+
+    pub fn hook_log(&self) -> String {
+        std::fs::read_to_string(self.state_dir().join("child.log")).unwrap_or_default()
+    }
+
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Stops whatever the hook started for this BMC (its process group, then the process).
+    fn stop_child(&self) {
+        if let Some(pid) = self.read_state("child.pid") {
+            let _ = Command::new("kill").args(["-TERM", "--", &format!("-{pid}")]).status();
+            let _ = Command::new("kill").args(["-TERM", &pid]).status();
+        }
+    }
 }
 
 impl Drop for IpmiSim {
     fn drop(&mut self) {
+        self.stop_child();
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
