@@ -75,7 +75,9 @@ impl Report {
         out.push_str(&format!("{:<6} {:<width$} {:>8}  DETAIL\n", "RESULT", "CHECK", "MS"));
         for c in &self.checks {
             let ms = c.elapsed_ms.map(|m| m.to_string()).unwrap_or_else(|| "-".into());
-            out.push_str(&format!("{:<6} {:<width$} {:>8}  {}\n", if c.passed { "pass" } else { "FAIL" }, c.name, ms, c.detail));
+            // Tool messages span lines; one row per check keeps the table readable (--json keeps them whole).
+            let detail = c.detail.lines().map(str::trim).filter(|l| !l.is_empty()).collect::<Vec<_>>().join(" / ");
+            out.push_str(&format!("{:<6} {:<width$} {:>8}  {}\n", if c.passed { "pass" } else { "FAIL" }, c.name, ms, detail));
         }
         let failed = self.failures().count();
         out.push_str(&format!(
