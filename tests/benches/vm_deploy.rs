@@ -39,9 +39,12 @@ fn main() {
         lab.upload("demo-os", &gz);
         let vm = &lab.nodes[0];
         let mut samples = Vec::new();
+        let mut stages = Vec::new();
         for run in 1..=runs {
             let since = unix_ms();
             let started = Instant::now();
+            let console_offset = std::fs::metadata(&vm.serial).map(|m| m.len()).unwrap_or(0);
+            let console = watch_console(vm.serial.clone(), console_offset, started);
             let (status, body) = lab.daemon.post("/v1/instances", &json!({"image": "demo-os", "name": format!("bench{run}")})).await;
             assert_eq!(status, 201, "{body}");
             let n = lab.daemon.wait_node(&vm.name, &["active"], Duration::from_secs(600)).await;
@@ -49,16 +52,26 @@ fn main() {
             let to_active = started.elapsed().as_secs_f64();
             vm.wait_os_boots(run, Duration::from_secs(180)).await;
             let to_os = started.elapsed().as_secs_f64();
-            let steps = step_durations(&lab.events(&vm.name).await, since);
+            let events = lab.events(&vm.name).await;
+            let steps = step_durations(&events, since);
+            let seen = console.join().expect("console watcher");
+            let reported = events
+                .iter()
+                .find(|e| e["to_state"] == "activating" && e["at"].as_i64().unwrap_or(0) >= since)
+                .and_then(|e| e["at"].as_i64())
+                .map(|at| (at - since) as f64 / 1000.0)
+                .expect("the wait-agent -> activating event");
+            let [init, dhcp, agent, os] = seen.map(|t| t.expect("every console marker appeared"));
+            stages.push([init, dhcp - init, agent - dhcp, reported - agent, to_active - reported, os - to_active]);
             eprintln!("[bench] run {run}: create -> active {to_active:.2} s, -> {OS_MARKER} {to_os:.2} s");
             samples.push((to_active, to_os, steps));
             let (status, body) = lab.daemon.delete(&format!("/v1/instances/bench{run}")).await;
             assert!(status.is_success(), "{body}");
             lab.daemon.wait_node(&vm.name, &["available"], Duration::from_secs(120)).await;
         }
-        tx.send(samples).expect("send");
+        tx.send((samples, stages)).expect("send");
     });
-    let samples = rx.recv().expect("samples");
+    let (samples, stages) = rx.recv().expect("samples");
 
     println!("{baseline_text}");
     println!("through the daemon, {runs} runs (seconds; median [min-max])");
@@ -73,6 +86,11 @@ fn main() {
     for name in &names {
         let col: Vec<f64> = samples.iter().map(|(_, _, s)| step_time(s, name)).collect();
         println!("  step {:<54} {}", name, stats(&col));
+    }
+    println!("  the same runs by stage, from the console markers and the node events:");
+    for (i, name) in STAGES.iter().enumerate() {
+        let col: Vec<f64> = stages.iter().map(|s: &[f64; 6]| s[i]).collect();
+        println!("    {name:<57} {}", stats(&col));
     }
     let active: Vec<f64> = samples.iter().map(|s| s.0).collect();
     let os: Vec<f64> = samples.iter().map(|s| s.1).collect();
@@ -95,6 +113,40 @@ fn main() {
         median(&host_side),
         100.0 * median(&host_side) / daemon
     );
+}
+
+/// What the console shows, in order: the bootstrap's /init, its DHCP lease, the agent downloaded,
+/// and the deployed OS booted from disk.
+const CONSOLE_MARKERS: [&str; 4] = ["[bootstrap] up at", "[bootstrap] dhcp:", "[bootstrap] agent downloaded", OS_MARKER];
+
+const STAGES: [&str; 6] = [
+    "create -> bootstrap /init (switch, BMC, firmware, iPXE)",
+    "DHCP in the initramfs",
+    "agent download",
+    "agent: image write + verify + report",
+    "activate (netboot, switch, boot device, reboot)",
+    "disk boot (reboot -> deployed OS marker)",
+];
+
+/// Watches a serial log from `offset` on its own thread (the file does not care which netns reads
+/// it) and notes when each of `CONSOLE_MARKERS` first appears, in seconds since `started`.
+fn watch_console(path: std::path::PathBuf, offset: u64, started: Instant) -> std::thread::JoinHandle<[Option<f64>; 4]> {
+    std::thread::spawn(move || {
+        let mut seen = [None; 4];
+        let deadline = started + Duration::from_secs(600);
+        while seen.iter().any(Option::is_none) && Instant::now() < deadline {
+            let bytes = std::fs::read(&path).unwrap_or_default();
+            let fresh = String::from_utf8_lossy(bytes.get(offset as usize..).unwrap_or(&[])).into_owned();
+            for (slot, marker) in seen.iter_mut().zip(CONSOLE_MARKERS) {
+                if slot.is_none() && fresh.contains(marker) {
+                    *slot = Some(started.elapsed().as_secs_f64());
+                }
+            }
+            // Polling a file qemu appends to: there is nothing to block on.
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        seen
+    })
 }
 
 /// Step durations (seconds) by step name in the order they ran, from the events at or after `since_ms`.
