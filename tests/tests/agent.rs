@@ -160,8 +160,7 @@ async fn cutting_proxy(
                 });
                 let mut buf = vec![0u8; 65536];
                 let mut relayed_while_cutting = 0;
-                loop {
-                    let Ok(n) = sr.read(&mut buf).await else { break };
+                while let Ok(n) = sr.read(&mut buf).await {
                     if n == 0 {
                         break;
                     }

@@ -99,7 +99,9 @@ fn a_panicking_lab_still_removes_its_netns_and_processes() {
         in_lab_netns(1, move || async move {
             let netns = std::fs::read_link("/proc/thread-self/ns/net").expect("ns");
             *seen.lock().expect("lock") = format!("{}", netns.display());
-            // A process in the namespace that would outlive the test if nobody stopped it.
+            // A process in the namespace that would outlive the test if nobody stopped it: never
+            // waited for on purpose, the namespace's teardown must stop it.
+            #[allow(clippy::zombie_processes)]
             std::process::Command::new("sleep").arg("600").spawn().expect("sleep");
             panic!("the lab failed on purpose");
         })

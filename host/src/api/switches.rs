@@ -74,10 +74,10 @@ async fn create(State(state): State<AppState>, ApiJson(req): ApiJson<CreateSwitc
     validate::non_empty("username", &req.username)?;
     validate::non_empty("password", &req.password)?;
     validate::name("driver", &req.driver)?;
-    if let Some(key) = &req.host_key {
-        if !key.starts_with("SHA256:") || key.len() < 20 {
-            return Err(ApiError::BadRequest(format!("invalid host_key {key:?}: expected an OpenSSH fingerprint SHA256:...")));
-        }
+    if let Some(key) = &req.host_key
+        && (!key.starts_with("SHA256:") || key.len() < 20)
+    {
+        return Err(ApiError::BadRequest(format!("invalid host_key {key:?}: expected an OpenSSH fingerprint SHA256:...")));
     }
     let new = NewSwitch {
         name,
