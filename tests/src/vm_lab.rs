@@ -163,11 +163,13 @@ pub struct VmOptions {
     pub agent_timeout_s: u64,
     /// Destroy without the cleaning boot (benchmarks that only measure deploys).
     pub skip_clean: bool,
+    /// More `[netboot]` settings, e.g. `tftp_root = "..."`.
+    pub netboot_extra: String,
 }
 
 impl Default for VmOptions {
     fn default() -> Self {
-        VmOptions { vms: 2, agent_timeout_s: 300, skip_clean: false }
+        VmOptions { vms: 2, agent_timeout_s: 300, skip_clean: false, netboot_extra: String::new() }
     }
 }
 
@@ -214,6 +216,7 @@ dnsmasq = true
 interface = "br0"
 hosts_dir = "{hosts}"
 scripts_dir = "{scripts}"
+{netboot_extra}
 
 {plugins}
 [[plugin]]
@@ -226,6 +229,7 @@ config = {{ hostsdir = "{hosts}", scriptsdir = "{scripts}" }}
             agent = paths::musl_agent().display(),
             agent_timeout = opts.agent_timeout_s,
             skip_clean = opts.skip_clean,
+            netboot_extra = opts.netboot_extra,
             bootstrap = paths::bootstrap_dir().display(),
             hosts = hosts.display(),
             scripts = scripts.display(),

@@ -175,3 +175,51 @@ async fn wait_for<T>(mut probe: impl FnMut() -> Option<T>, what: &str) -> T {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+/// PXE firmware that is not iPXE (no DHCP option 175) is handed `undionly.kpxe`, and the supervised
+/// dnsmasq serves it over TFTP. QEMU's NIC ROM already is iPXE, so a DHCP/TFTP client on a veth
+/// into the bridge plays that firmware.
+#[test]
+fn plain_pxe_firmware_gets_undionly_kpxe_over_tftp() {
+    const UNDIONLY: &str = "/usr/lib/ipxe/undionly.kpxe";
+    vm_lab::prepare();
+    let tftp = tempfile::tempdir().expect("tmp");
+    // dnsmasq serves TFTP as nobody: the tree must be readable by others.
+    std::fs::set_permissions(tftp.path(), std::os::unix::fs::PermissionsExt::from_mode(0o755)).expect("chmod");
+    std::fs::copy(UNDIONLY, tftp.path().join("undionly.kpxe")).expect("copy undionly.kpxe (apt install ipxe)");
+    let tftp_root = tftp.path().to_owned();
+    in_lab_netns(0, move || async move {
+        let netboot_extra = format!("tftp_root = \"{}\"", tftp_root.display());
+        let lab = VmLab::start(VmOptions { vms: 0, netboot_extra, ..VmOptions::default() }).await;
+        wait_for(|| lab.daemon.log().contains("TFTP root is").then_some(()), "dnsmasq's TFTP server").await;
+
+        // The "firmware": its own netns, a veth into br0, busybox udhcpc (sends no option 175).
+        let client = LabNetns { name: format!("mhpxe{}", std::process::id()) };
+        let ip = |args: &[&str]| {
+            let out = Command::new("ip").args(args).output().expect("ip");
+            assert!(out.status.success(), "ip {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        };
+        ip(&["netns", "add", &client.name]);
+        ip(&["link", "add", "vpxe0", "type", "veth", "peer", "name", "eth0", "netns", &client.name]);
+        ip(&["link", "set", "vpxe0", "master", "br0", "up"]);
+        ip(&["netns", "exec", &client.name, "ip", "link", "set", "eth0", "address", "52:54:00:00:ee:01", "up"]);
+        let script = lab.dir.path().join("udhcpc.sh");
+        std::fs::write(
+            &script,
+            "#!/bin/sh\n[ \"$1\" = bound ] || exit 0\nip addr add \"$ip/$mask\" dev \"$interface\"\necho \"OFFER boot_file=$boot_file siaddr=$siaddr\"\n",
+        )
+        .expect("script");
+        std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).expect("chmod");
+        let in_client = |args: &[&str]| {
+            Command::new("ip").args(["netns", "exec", &client.name]).args(args).stdin(std::process::Stdio::null()).output().expect("run in client netns")
+        };
+        let dhcp = in_client(&["busybox", "udhcpc", "-i", "eth0", "-q", "-f", "-n", "-t", "5", "-T", "1", "-s", script.to_str().expect("utf8")]);
+        let said = String::from_utf8_lossy(&dhcp.stdout).into_owned() + &String::from_utf8_lossy(&dhcp.stderr);
+        assert!(said.contains("OFFER boot_file=undionly.kpxe siaddr=10.99.0.1"), "{said}\n{}", lab.daemon.log());
+
+        let fetched = lab.dir.path().join("fetched.kpxe");
+        let tftp = in_client(&["busybox", "tftp", "-g", "-r", "undionly.kpxe", "-l", fetched.to_str().expect("utf8"), "10.99.0.1"]);
+        assert!(tftp.status.success(), "tftp: {}\n{}", String::from_utf8_lossy(&tftp.stderr), lab.daemon.log());
+        assert_eq!(std::fs::read(&fetched).expect("fetched"), std::fs::read(UNDIONLY).expect("source"), "TFTP served other bytes");
+    });
+}
