@@ -19,7 +19,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use metalhost_plugin_host::{PluginHost, PluginKind, PluginSpec, PluginStatus};
+use metalhost_plugin_host::{CallError, PluginHost, PluginKind, PluginSpec, PluginStatus};
 
 pub use error::Error;
 pub use report::{Check, Report};
@@ -144,6 +144,32 @@ async fn interrupted() -> &'static str {
             let _ = tokio::signal::ctrl_c().await;
             "SIGINT"
         }
+    }
+}
+
+/// Runs one plugin call and times it.
+pub(crate) async fn timed<T>(call: impl std::future::Future<Output = T>) -> (T, Duration) {
+    let started = Instant::now();
+    let out = call.await;
+    (out, started.elapsed())
+}
+
+/// A call's error as the report shows it, with the test password (if it leaked) masked.
+pub(crate) fn shown(e: &CallError, password: &str) -> String {
+    e.to_string().replace(password, "<password>")
+}
+
+/// A failed call checked for the `driver-error` case `want`, and for the test password in its
+/// message; the message comes back with that password masked.
+pub(crate) fn expect_error(e: &CallError, want: &str, password: &str) -> Result<String, String> {
+    let message = shown(e, password);
+    let kind = e.driver().map_or("no driver error", metalhost_plugin_host::DriverError::kind);
+    if e.to_string().contains(password) {
+        Err(format!("the error message holds the password: {message}"))
+    } else if kind == want {
+        Ok(message)
+    } else {
+        Err(format!("wrong error mapping: expected {want}, got {kind} ({message})"))
     }
 }
 

@@ -4,23 +4,12 @@
 use std::future::Future;
 use std::time::{Duration, Instant};
 
-use metalhost_plugin_host::{Bmc, BootDevice, CallError, Credentials, DriverError, PowerAction, PowerDriver, PowerState};
+use metalhost_plugin_host::{Bmc, BootDevice, CallError, Credentials, PowerAction, PowerDriver, PowerState};
 
 use crate::capture::Capture;
 use crate::sims::argv::ArgvWatch;
 use crate::sims::ipmi_sim::{IpmiSim, free_udp_port};
-use crate::{Check, Error, Options, Report, canary, load, refused_program};
-
-async fn timed<T>(call: impl Future<Output = T>) -> (T, Duration) {
-    let started = Instant::now();
-    let out = call.await;
-    (out, started.elapsed())
-}
-
-/// A call's error as the report shows it, with the test password (if it leaked) masked.
-fn shown(e: &CallError, password: &str) -> String {
-    e.to_string().replace(password, "<password>")
-}
+use crate::{Check, Error, Options, Report, canary, expect_error, load, refused_program, shown, timed};
 
 pub async fn run(opts: &Options, capture: &Capture, report: &mut Report) -> Result<(), Error> {
     let Some(loaded) = load(opts, opts.exec.clone(), Vec::new(), opts.config.clone(), report).await? else { return Ok(()) };
@@ -134,33 +123,12 @@ async fn lifecycle(driver: &PowerDriver<'_>, sim: &IpmiSim, bmc: &Bmc, creds: &C
     }
 }
 
-fn expect_kind(e: &CallError, want: &str, password: &str) -> Result<String, String> {
-    let message = shown(e, password);
-    let kind = match e.driver() {
-        Some(DriverError::Unreachable(_)) => "unreachable",
-        Some(DriverError::AuthFailed(_)) => "auth-failed",
-        Some(DriverError::CommandFailed(_)) => "command-failed",
-        Some(DriverError::ParseError(_)) => "parse-error",
-        Some(DriverError::NotFound(_)) => "not-found",
-        Some(DriverError::Unsupported(_)) => "unsupported",
-        Some(DriverError::InvalidConfig(_)) => "invalid-config",
-        None => "no driver error",
-    };
-    if e.to_string().contains(password) {
-        Err(format!("the error message holds the password: {message}"))
-    } else if kind == want {
-        Ok(message)
-    } else {
-        Err(format!("wrong error mapping: expected {want}, got {kind} ({message})"))
-    }
-}
-
 async fn error_mapping(driver: &PowerDriver<'_>, bmc: &Bmc, password: &str, report: &mut Report) -> Result<(), Error> {
     let wrong = Credentials { username: bmc_user(), password: canary("wrong") };
     let (out, elapsed) = timed(driver.get_power_state(bmc, &wrong)).await;
     let outcome = match out {
         Ok(state) => Err(format!("a wrong password was accepted (answered {state:?})")),
-        Err(e) => expect_kind(&e, "auth-failed", &wrong.password),
+        Err(e) => expect_error(&e, "auth-failed", &wrong.password),
     };
     report.push(Check::new("error mapping: wrong password is auth-failed", outcome, Some(elapsed)));
 
@@ -169,7 +137,7 @@ async fn error_mapping(driver: &PowerDriver<'_>, bmc: &Bmc, password: &str, repo
     let (out, elapsed) = timed(driver.get_power_state(&nobody, &creds)).await;
     let outcome = match out {
         Ok(state) => Err(format!("a BMC that does not exist answered {state:?}")),
-        Err(e) => expect_kind(&e, "unreachable", password),
+        Err(e) => expect_error(&e, "unreachable", password),
     };
     report.push(Check::new("error mapping: no BMC listening is unreachable", outcome, Some(elapsed)));
     Ok(())

@@ -19,6 +19,21 @@ pub enum DriverError {
     InvalidConfig(String),
 }
 
+impl DriverError {
+    /// The case's name in the WIT contract (`auth-failed`, ...), as its message starts.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            DriverError::Unreachable(_) => "unreachable",
+            DriverError::AuthFailed(_) => "auth-failed",
+            DriverError::CommandFailed(_) => "command-failed",
+            DriverError::ParseError(_) => "parse-error",
+            DriverError::NotFound(_) => "not-found",
+            DriverError::Unsupported(_) => "unsupported",
+            DriverError::InvalidConfig(_) => "invalid-config",
+        }
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum CallFailure {
     #[error("{0}")]
