@@ -38,11 +38,6 @@ pub struct Node {
     pub instance_id: Option<InstanceId>,
     /// When the current transitional state must be over (Unix ms).
     pub state_deadline: Option<i64>,
-    // Read with the row for completeness (and Debug output); the API shows them through its own views.
-    #[allow(dead_code)]
-    pub created_at: i64,
-    #[allow(dead_code)]
-    pub updated_at: i64,
 }
 
 /// Validated input for a new node.
@@ -98,7 +93,7 @@ impl NodeUpdate {
 
 const COLUMNS: &str = "id, name, mac, ip, cpus, ram_mb, disk_gb, bmc_address, bmc_port, bmc_username, bmc_password, \
      power_driver, switch_id, switch_port, state, power_state, network, vlan, maintenance, last_error, instance_id, \
-     state_deadline, created_at, updated_at";
+     state_deadline";
 
 fn parse_col<T: std::str::FromStr>(row: &Row<'_>, idx: usize) -> rusqlite::Result<T>
 where
@@ -134,8 +129,6 @@ fn from_row(row: &Row<'_>) -> rusqlite::Result<Node> {
         last_error: row.get(19)?,
         instance_id: row.get::<_, Option<i64>>(20)?.map(InstanceId),
         state_deadline: row.get(21)?,
-        created_at: row.get(22)?,
-        updated_at: row.get(23)?,
     })
 }
 

@@ -19,8 +19,6 @@ pub struct Switch {
     /// The SSH host key fingerprint: pinned by the operator, or learned on first use.
     pub host_key: Option<String>,
     pub host_key_pinned: bool,
-    #[allow(dead_code)] // read with the row; the API shows it through its own view
-    pub created_at: i64,
 }
 
 pub struct NewSwitch {
@@ -57,7 +55,7 @@ impl std::fmt::Display for Key {
 }
 
 const COLUMNS: &str =
-    "id, name, address, port, username, password, driver, description, host_key, host_key_pinned, created_at";
+    "id, name, address, port, username, password, driver, description, host_key, host_key_pinned";
 
 fn from_row(row: &Row<'_>) -> rusqlite::Result<Switch> {
     Ok(Switch {
@@ -71,7 +69,6 @@ fn from_row(row: &Row<'_>) -> rusqlite::Result<Switch> {
         description: row.get(7)?,
         host_key: row.get(8)?,
         host_key_pinned: row.get(9)?,
-        created_at: row.get(10)?,
     })
 }
 

@@ -21,15 +21,11 @@ pub struct Task {
     pub bytes_written: u64,
     pub total_bytes: Option<u64>,
     pub message: Option<String>,
-    // Read with the row for completeness (and Debug output); the API shows them through its own views.
-    #[allow(dead_code)]
     pub created_at: i64,
-    #[allow(dead_code)]
-    pub updated_at: i64,
 }
 
 const COLUMNS: &str =
-    "id, node_id, kind, state, payload, image_id, deadline, last_heartbeat, bytes_written, total_bytes, message, created_at, updated_at";
+    "id, node_id, kind, state, payload, image_id, deadline, last_heartbeat, bytes_written, total_bytes, message, created_at";
 
 fn parse<T: std::str::FromStr>(row: &Row<'_>, idx: usize) -> rusqlite::Result<T>
 where
@@ -54,7 +50,6 @@ fn from_row(row: &Row<'_>) -> rusqlite::Result<Task> {
         total_bytes: row.get(9)?,
         message: row.get(10)?,
         created_at: row.get(11)?,
-        updated_at: row.get(12)?,
     })
 }
 
