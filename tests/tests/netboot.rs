@@ -2,12 +2,13 @@
 //! and iPXE scripts atomically in its granted dirs only, and asks the host to reload dnsmasq; a real
 //! dnsmasq in a private netns serves what it writes and forgets what it removes.
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+use metalhost_conformance::sims::dnsmasq::Dnsmasq;
+use metalhost_conformance::sims::netns::Netns;
 use metalhost_plugin_host::{BootEntry, DriverError, PluginHost, PluginKind, PluginSpec};
 use metalhost_tests::paths::{plugin_spec, workspace_root};
 
@@ -87,101 +88,6 @@ async fn writes_and_removes_entries_in_its_dirs_only() {
     assert_eq!(std::fs::read_dir(&outside).expect("dir").count(), 0);
 }
 
-/// A private network namespace from tests/lab/netns-up.sh (bridge br0 at 10.99.0.1/24), removed
-/// with whatever still runs in it when dropped.
-struct Netns(String);
-
-impl Netns {
-    fn create(name: String) -> Netns {
-        let lab = workspace_root().join("tests/lab");
-        let status = Command::new(lab.join("netns-up.sh")).args([&name, "0"]).env("BR_ADDR", "10.99.0.1/24").status().expect("netns-up.sh");
-        assert!(status.success(), "netns-up.sh {name} failed (needs root and iproute2)");
-        Netns(name)
-    }
-}
-
-impl Drop for Netns {
-    fn drop(&mut self) {
-        let _ = Command::new(workspace_root().join("tests/lab/netns-down.sh")).arg(&self.0).status();
-    }
-}
-
-/// dnsmasq in the foreground in a netns (tests/lab/dnsmasq-run.sh execs it: the child's PID is
-/// dnsmasq's), killed by PID when dropped.
-struct Dnsmasq {
-    child: Child,
-    log: PathBuf,
-}
-
-impl Dnsmasq {
-    fn start(ns: &str, conf: &Path, log: PathBuf) -> Dnsmasq {
-        let out = std::fs::File::create(&log).expect("dnsmasq log");
-        let child = Command::new(workspace_root().join("tests/lab/dnsmasq-run.sh"))
-            .args([ns, &conf.display().to_string()])
-            .stdin(Stdio::null())
-            .stdout(out.try_clone().expect("log fd"))
-            .stderr(out)
-            .spawn()
-            .expect("start dnsmasq (apt install dnsmasq-base)");
-        let mut d = Dnsmasq { child, log };
-        d.wait_log("DHCP, IP range", Duration::from_secs(10));
-        d
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    fn wait_log(&mut self, needle: &str, within: Duration) {
-        let deadline = Instant::now() + within;
-        while !self.log().contains(needle) {
-            assert!(self.child.try_wait().expect("wait").is_none(), "dnsmasq exited:\n{}", self.log());
-            assert!(Instant::now() < deadline, "no {needle:?} in the dnsmasq log:\n{}", self.log());
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-}
-
-impl Drop for Dnsmasq {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// A DHCP client without a VM (LAB.md `dhcp-probe.sh`): a veth from a throwaway netns into br0,
-/// busybox udhcpc with the node's MAC. Returns the address it was offered and acked.
-fn dhcp_lease(lab: &str, client: &str, mac: &str) -> Option<String> {
-    // The lab end of a deleted veth goes away asynchronously: a fresh name per probe.
-    static PROBES: AtomicUsize = AtomicUsize::new(0);
-    let veth = format!("vnb{}", PROBES.fetch_add(1, Ordering::SeqCst));
-    let _ns = Netns::create_client(client);
-    let run = |args: &[&str]| {
-        let s = Command::new("ip").args(args).status().expect("ip");
-        assert!(s.success(), "ip {args:?}");
-    };
-    run(&["link", "add", &veth, "netns", lab, "type", "veth", "peer", "name", "eth0", "netns", client]);
-    run(&["netns", "exec", lab, "ip", "link", "set", &veth, "master", "br0", "up"]);
-    run(&["netns", "exec", client, "ip", "link", "set", "eth0", "address", mac]);
-    run(&["netns", "exec", client, "ip", "link", "set", "eth0", "up"]);
-    let out = Command::new("ip")
-        .args(["netns", "exec", client, "busybox", "udhcpc", "-i", "eth0", "-q", "-f", "-n", "-t", "5", "-T", "1", "-s", "/bin/true"])
-        .stdin(Stdio::null())
-        .output()
-        .expect("udhcpc");
-    let text = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
-    text.lines().find_map(|l| l.split("lease of ").nth(1)).and_then(|rest| rest.split_whitespace().next()).map(str::to_owned)
-}
-
-impl Netns {
-    /// A bare namespace (no bridge) for a DHCP client; dropping it removes its end of the veth.
-    fn create_client(name: &str) -> Netns {
-        let status = Command::new("ip").args(["netns", "add", name]).status().expect("ip netns add");
-        assert!(status.success(), "ip netns add {name}");
-        Netns(name.to_owned())
-    }
-}
-
 /// The whole plugin ↔ dnsmasq contract with a real dnsmasq (config from tests/lab/dnsmasq-conf.sh):
 /// a reservation the plugin writes is served at once (inotify), and after remove-host, whose
 /// service.reload sends SIGHUP, dnsmasq forgets it and the MAC gets a pool address.
@@ -195,9 +101,7 @@ async fn a_real_dnsmasq_serves_the_reservation_and_forgets_it_after_removal() {
     std::fs::create_dir_all(&hosts).expect("hosts");
     std::fs::create_dir_all(&scripts).expect("scripts");
 
-    let lab = format!("mhnb{}", std::process::id());
-    let client = format!("mhnbc{}", std::process::id());
-    let netns = Netns::create(lab.clone());
+    let netns = Netns::with_bridge(&format!("mhnb{}", std::process::id())).expect("lab netns (needs root and iproute2)");
     let conf = root.path().join("dnsmasq.conf");
     let generated = Command::new(workspace_root().join("tests/lab/dnsmasq-conf.sh"))
         .env("HOSTSDIR", &hosts)
@@ -208,10 +112,10 @@ async fn a_real_dnsmasq_serves_the_reservation_and_forgets_it_after_removal() {
         .expect("dnsmasq-conf.sh");
     assert!(generated.status.success(), "{}", String::from_utf8_lossy(&generated.stderr));
     std::fs::write(&conf, &generated.stdout).expect("conf");
-    let mut dnsmasq = Dnsmasq::start(&netns.0, &conf, root.path().join("dnsmasq.log"));
+    let mut dnsmasq = Dnsmasq::run(&netns.name, &conf, root.path().join("dnsmasq.log")).expect("start dnsmasq (apt install dnsmasq-base)");
 
     let host = PluginHost::new(&root.path().join("cache")).expect("runtime");
-    let pid = dnsmasq.child.id().to_string();
+    let pid = dnsmasq.pid().to_string();
     host.set_netboot_reload(Arc::new(move || {
         let status = Command::new("kill").args(["-HUP", &pid]).status().map_err(|e| e.to_string())?;
         if status.success() { Ok(()) } else { Err(format!("kill -HUP {pid}: {status}")) }
@@ -228,12 +132,12 @@ async fn a_real_dnsmasq_serves_the_reservation_and_forgets_it_after_removal() {
     let mac = "52:54:00:aa:00:01";
 
     // Before: a MAC without a reservation gets a pool address.
-    let before = tokio::task::block_in_place(|| dhcp_lease(&lab, &client, mac));
+    let before = tokio::task::block_in_place(|| netns.dhcp_lease(mac).expect("dhcp probe"));
     assert!(before.as_deref().is_some_and(|ip| ip.starts_with("10.99.0.1") && ip != "10.99.0.11"), "{before:?}\n{}", dnsmasq.log());
 
     driver.put_host(&entry(mac, "node1")).await.expect("put");
-    dnsmasq.wait_log("52-54-00-aa-00-01", Duration::from_secs(5));
-    let reserved = tokio::task::block_in_place(|| dhcp_lease(&lab, &client, mac));
+    dnsmasq.wait_log("52-54-00-aa-00-01", Duration::from_secs(5)).expect("dnsmasq read the entry");
+    let reserved = tokio::task::block_in_place(|| netns.dhcp_lease(mac).expect("dhcp probe"));
     assert_eq!(reserved.as_deref(), Some("10.99.0.11"), "dnsmasq log:\n{}", dnsmasq.log());
 
     driver.remove_host(mac).await.expect("remove");
@@ -241,11 +145,11 @@ async fn a_real_dnsmasq_serves_the_reservation_and_forgets_it_after_removal() {
     // dnsmasq would keep serving the deleted reservation forever (LAB.md Q3), so this still fails.
     let deadline = Instant::now() + Duration::from_secs(5);
     let after = loop {
-        let lease = tokio::task::block_in_place(|| dhcp_lease(&lab, &client, mac));
+        let lease = tokio::task::block_in_place(|| netns.dhcp_lease(mac).expect("dhcp probe"));
         if lease.as_deref() != Some("10.99.0.11") || Instant::now() > deadline {
             break lease;
         }
     };
     assert!(after.as_deref().is_some_and(|ip| ip != "10.99.0.11"), "still reserved after removal: {after:?}\n{}", dnsmasq.log());
-    assert!(dnsmasq.child.try_wait().expect("wait").is_none(), "dnsmasq died after the SIGHUP:\n{}", dnsmasq.log());
+    assert!(dnsmasq.alive(), "dnsmasq died after the SIGHUP:\n{}", dnsmasq.log());
 }

@@ -9,6 +9,7 @@ use std::time::Duration;
 use serde_json::json;
 use sha2::{Digest, Sha256};
 
+use metalhost_conformance::sims::netns::Netns;
 use metalhost_tests::vm_lab::{self, LabNetns, PROVISIONING_VLAN, TENANT_VLAN, VmLab, VmOptions, in_lab_netns};
 
 const DEPLOY: Duration = Duration::from_secs(360);
@@ -194,12 +195,11 @@ fn plain_pxe_firmware_gets_undionly_kpxe_over_tftp() {
         wait_for(|| lab.daemon.log().contains("TFTP root is").then_some(()), "dnsmasq's TFTP server").await;
 
         // The "firmware": its own netns, a veth into br0, busybox udhcpc (sends no option 175).
-        let client = LabNetns { name: format!("mhpxe{}", std::process::id()) };
+        let client = Netns::create(&format!("mhpxe{}", std::process::id())).expect("client netns");
         let ip = |args: &[&str]| {
             let out = Command::new("ip").args(args).output().expect("ip");
             assert!(out.status.success(), "ip {args:?}: {}", String::from_utf8_lossy(&out.stderr));
         };
-        ip(&["netns", "add", &client.name]);
         ip(&["link", "add", "vpxe0", "type", "veth", "peer", "name", "eth0", "netns", &client.name]);
         ip(&["link", "set", "vpxe0", "master", "br0", "up"]);
         ip(&["netns", "exec", &client.name, "ip", "link", "set", "eth0", "address", "52:54:00:00:ee:01", "up"]);

@@ -29,9 +29,14 @@ impl Dnsmasq {
         super::which("dnsmasq").ok_or(Error::MissingTool { tool: "dnsmasq".into(), kind: "netboot", hint: "apt install dnsmasq-base" })?;
         super::which("busybox").ok_or(Error::MissingTool { tool: "busybox".into(), kind: "netboot", hint: "apt install busybox (its udhcpc is the DHCP client)" })?;
         let conf = dir.join("dnsmasq.conf");
-        let log = dir.join("dnsmasq.log");
-        let io = |e: std::io::Error| Error::Setup(format!("dnsmasq files in {}: {e}", dir.display()));
-        std::fs::write(&conf, config(hostsdir, &dir.join("dnsmasq.leases"))).map_err(io)?;
+        std::fs::write(&conf, config(hostsdir, &dir.join("dnsmasq.leases")))
+            .map_err(|e| Error::Setup(format!("dnsmasq files in {}: {e}", dir.display())))?;
+        Dnsmasq::run(netns, &conf, dir.join("dnsmasq.log"))
+    }
+
+    /// dnsmasq with the config file `conf` in `netns`, logging to `log`; returns once it serves DHCP.
+    pub fn run(netns: &str, conf: &Path, log: PathBuf) -> Result<Dnsmasq, Error> {
+        let io = |e: std::io::Error| Error::Setup(format!("dnsmasq log {}: {e}", log.display()));
         let out = std::fs::File::create(&log).map_err(io)?;
         let child = Command::new("ip")
             .args(["netns", "exec", netns, "dnsmasq", "--keep-in-foreground"])
