@@ -10,8 +10,8 @@ use crate::store::nodes::Node;
 use crate::store::switches::Switch;
 
 // The runtime's request types are plain data (no wasmtime in them), so workflows use them as they are.
-pub use metalhost_plugin_host::{BootEntry, PluginHost, PluginSpec, PluginStatus};
 use metalhost_plugin_host as ph;
+pub use metalhost_plugin_host::{BootEntry, PluginHost, PluginSpec, PluginStatus};
 
 /// A driver call that failed: which plugin, which operation, what kind of failure, what it said.
 #[derive(Debug, Clone, thiserror::Error)]

@@ -144,7 +144,15 @@ async fn fail(state: &AppState, node: &Node, failure: &StepFailure) -> Result<()
         .store
         .call(move |c| {
             let tx = c.transaction()?;
-            let to_error = Transition { node: id, from: &[], to: ProvisionState::Error, message: &message, deadline: None, duration_ms: None, error: Some(&record) };
+            let to_error = Transition {
+                node: id,
+                from: &[],
+                to: ProvisionState::Error,
+                message: &message,
+                deadline: None,
+                duration_ms: None,
+                error: Some(&record),
+            };
             nodes::transition(&tx, to_error)?;
             crate::store::tasks::open_for_node(&tx, id)?
                 .map(|t| crate::store::tasks::fail_or_succeed(&tx, t.id, false, &format!("abandoned: {message}")))
@@ -167,7 +175,10 @@ async fn advance(run: &Run<'_>, to: ProvisionState, message: &str, within: Durat
     run.state
         .store
         .call(move |c| {
-            nodes::transition(c, Transition { node: id, from: &[from], to, message: &message, deadline: Some(deadline), duration_ms: None, error: None })
+            nodes::transition(
+                c,
+                Transition { node: id, from: &[from], to, message: &message, deadline: Some(deadline), duration_ms: None, error: None },
+            )
         })
         .await
         .map(|_| ())
@@ -211,11 +222,8 @@ where
 /// Appends a node event; a failure to record is logged, never fails the step.
 async fn record(run: &Run<'_>, kind: EventKind, message: String, duration_ms: Option<i64>) {
     let node = run.node.id;
-    let written = run
-        .state
-        .store
-        .call(move |c| events::append(c, NewEvent { node, kind, from: None, to: None, message: &message, duration_ms }))
-        .await;
+    let written =
+        run.state.store.call(move |c| events::append(c, NewEvent { node, kind, from: None, to: None, message: &message, duration_ms })).await;
     if let Err(e) = written {
         tracing::warn!("cannot record a {} event: {e}", kind.as_str());
     }

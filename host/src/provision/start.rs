@@ -65,7 +65,18 @@ pub async fn start_destroy(state: &AppState, instance: Key) -> Result<Instance, 
             }
             let message = format!("destroy of instance {:?}", instance.name);
             let from = [ProvisionState::Active, ProvisionState::Error];
-            nodes::transition(&tx, Transition { node: node.id, from: &from, to: ProvisionState::Deleting, message: &message, deadline: Some(deadline), duration_ms: None, error: None })?;
+            nodes::transition(
+                &tx,
+                Transition {
+                    node: node.id,
+                    from: &from,
+                    to: ProvisionState::Deleting,
+                    message: &message,
+                    deadline: Some(deadline),
+                    duration_ms: None,
+                    error: None,
+                },
+            )?;
             instances::set_state(&tx, id, InstanceState::Deleting, None)?;
             let instance = instances::get(&tx, &Key::Id(instance.id))?;
             tx.commit()?;
@@ -93,7 +104,15 @@ pub async fn recover(state: &AppState, node: Key) -> Result<Node, StoreError> {
             let message = "recover: power off, port to provisioning, clean";
             let node = nodes::transition(
                 &tx,
-                Transition { node: node.id, from: &[ProvisionState::Error], to: ProvisionState::Deleting, message, deadline: Some(deadline), duration_ms: None, error: None },
+                Transition {
+                    node: node.id,
+                    from: &[ProvisionState::Error],
+                    to: ProvisionState::Deleting,
+                    message,
+                    deadline: Some(deadline),
+                    duration_ms: None,
+                    error: None,
+                },
             )?;
             if let Some(instance) = node.instance_id {
                 instances::set_state(&tx, instance, InstanceState::Deleting, Some(&LastError::text("node recovery destroys it")))?;

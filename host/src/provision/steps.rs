@@ -45,8 +45,15 @@ pub async fn activate(run: &Run<'_>) -> Result<(), StepFailure> {
         .store
         .call(move |c| {
             let tx = c.transaction()?;
-            let to_active =
-                nodes::Transition { node: id, from: &[ProvisionState::Activating], to: ProvisionState::Active, message: "instance active", deadline: None, duration_ms: None, error: None };
+            let to_active = nodes::Transition {
+                node: id,
+                from: &[ProvisionState::Activating],
+                to: ProvisionState::Active,
+                message: "instance active",
+                deadline: None,
+                duration_ms: None,
+                error: None,
+            };
             nodes::transition(&tx, to_active)?;
             if let Some(instance) = instance {
                 instances::set_state(&tx, instance, InstanceState::Active, None)?;
@@ -97,7 +104,15 @@ async fn finish_available(run: &Run<'_>, message: &str) -> Result<(), StepFailur
         .store
         .call(move |c| {
             let tx = c.transaction()?;
-            let to_available = nodes::Transition { node: id, from: &[from], to: ProvisionState::Available, message: &message, deadline: None, duration_ms: None, error: None };
+            let to_available = nodes::Transition {
+                node: id,
+                from: &[from],
+                to: ProvisionState::Available,
+                message: &message,
+                deadline: None,
+                duration_ms: None,
+                error: None,
+            };
             nodes::transition(&tx, to_available)?;
             if let Some(instance) = instance {
                 instances::remove(&tx, instance)?;
