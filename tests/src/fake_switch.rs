@@ -9,7 +9,7 @@ use metalhost_conformance::sims::fake_switch as sim;
 
 use crate::paths;
 
-/// The emulator's host key: one RSA key hard-coded in fake-switches (LAB.md part 2 section 2),
+/// The emulator's host key: one RSA key hard-coded in fake-switches (`ssh-keyscan` + `ssh-keygen -l` give it),
 /// so a client's fingerprint can be checked against a value computed by OpenSSH, not by us.
 pub const HOST_KEY_FINGERPRINT: &str = "SHA256:v4cRr7ClTTn6CxGK/qsnWEhL7L4H+y3qHDbCyB3xeug";
 

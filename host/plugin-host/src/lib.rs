@@ -1,5 +1,5 @@
 //! The plugin runtime: loads driver components under the operator's grants and calls them in a
-//! fresh, bounded sandbox each time (DESIGN §4).
+//! fresh, bounded sandbox each time (see `host/plugin-host/` in ARCHITECTURE.md).
 //!
 //! One `Engine`; each component compiled once and cached on disk; an `InstancePre` per plugin; a
 //! new `Store` per call with an empty WASI context, a memory cap and a wall-clock epoch deadline.
