@@ -98,6 +98,10 @@ async fn a_switch_locked_by_another_session_for_five_seconds_is_retried_and_the_
     let all = events(&lab, "node1").await;
     assert!(messages(&all, "step").iter().any(|s| s.starts_with("switch port -> provisioning: ok after")), "{all:?}");
     assert!(messages(&all, "retry").iter().all(|r| r.contains("switch-locked")), "{all:?}");
+    // The plugin's own log lines sit in the runner's and the driver call's spans, under the node.
+    let log = lab.daemon.log();
+    let committed = log.lines().find(|l| l.contains("committed: ")).unwrap_or_default();
+    assert!(committed.contains("runner{node=1") && committed.contains("plugin_call{"), "{committed:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
