@@ -11,6 +11,8 @@ use wasmtime::{Config, Engine, Store, StoreLimitsBuilder, Trap, UpdateDeadline};
 use wasmtime_wasi::{FsPerms, WasiCtx};
 
 use crate::bindings::{netboot, power, switch, types};
+use crate::budget::{ERROR_CAP, LogBudget, cap};
+use crate::confine::{Confiner, ExecPolicy};
 use crate::error::{CallError, CallFailure, DriverError};
 use crate::netconf_session::SharedSession;
 use crate::spec::{Grants, PluginKind, PluginSpec, PluginStatus};
@@ -41,11 +43,14 @@ pub enum RuntimeError {
     Engine(String),
     #[error("cannot create the component cache {path}: {source}")]
     Cache { path: PathBuf, source: std::io::Error },
+    #[error("invalid [exec] policy: {0}")]
+    ExecPolicy(String),
 }
 
 pub struct PluginHost {
     engine: Engine,
     cache_dir: PathBuf,
+    confiner: Arc<Confiner>,
     loaded: RwLock<HashMap<String, Loaded>>,
     statuses: RwLock<Vec<PluginStatus>>,
     exec_stub: RwLock<Option<ExecStub>>,
@@ -53,8 +58,22 @@ pub struct PluginHost {
 }
 
 impl PluginHost {
-    /// One engine with epoch interruption, ticked by a background thread for as long as it lives.
+    /// A runtime with the default `[exec]` policy (user nobody, Landlock required).
     pub fn new(cache_dir: &Path) -> Result<PluginHost, RuntimeError> {
+        PluginHost::with_exec_policy(cache_dir, &ExecPolicy::default())
+    }
+
+    /// One engine with epoch interruption, ticked by a background thread for as long as it lives;
+    /// every program a plugin runs is confined by `policy`.
+    pub fn with_exec_policy(cache_dir: &Path, policy: &ExecPolicy) -> Result<PluginHost, RuntimeError> {
+        let confiner = Confiner::new(policy).map_err(RuntimeError::ExecPolicy)?;
+        match confiner.refusal() {
+            Some(reason) => tracing::error!("exec confinement: {reason}"),
+            None if confiner.summary().landlock_abi.is_none() => {
+                tracing::error!("exec confinement: NO LANDLOCK on this kernel; plugins with exec grants run UNCONFINED ([exec] allow_unconfined = true)")
+            }
+            None => tracing::info!("exec confinement: {}", confiner.summary().summary()),
+        }
         let mut config = Config::new();
         config.epoch_interruption(true);
         let engine = Engine::new(&config).map_err(|e| RuntimeError::Engine(e.to_string()))?;
@@ -73,6 +92,7 @@ impl PluginHost {
         Ok(PluginHost {
             engine,
             cache_dir: cache_dir.to_owned(),
+            confiner: Arc::new(confiner),
             loaded: RwLock::default(),
             statuses: RwLock::default(),
             exec_stub: RwLock::default(),
@@ -113,7 +133,16 @@ impl PluginHost {
                 }
                 Err((sha256, reason)) => {
                     tracing::warn!(plugin = %spec.name, "plugin not loaded: {reason}");
-                    PluginStatus { name: spec.name.clone(), kind: spec.kind, version: String::new(), sha256, grants: None, loaded: false, error: Some(reason) }
+                    PluginStatus {
+                        name: spec.name.clone(),
+                        kind: spec.kind,
+                        version: String::new(),
+                        sha256,
+                        grants: None,
+                        confinement: None,
+                        loaded: false,
+                        error: Some(reason),
+                    }
                 }
             };
             statuses.push(status);
@@ -150,6 +179,11 @@ impl PluginHost {
         {
             return Err(fail(format!("sha256 pin mismatch for {}: expected {pin}, got {sha256}", spec.path.display())));
         }
+        if !spec.exec.is_empty()
+            && let Some(reason) = self.confiner.refusal()
+        {
+            return Err(fail(reason));
+        }
         let mut grants = BTreeMap::new();
         for program in &spec.exec {
             let (name, path) = crate::exec::resolve(program).map_err(&fail)?;
@@ -182,7 +216,9 @@ impl PluginHost {
         let status = PluginStatus {
             name: spec.name.clone(),
             kind: spec.kind,
-            version: info.version,
+            // A plugin's own text is cut like its errors.
+            version: cap(info.version, 128),
+            confinement: (!grants.is_empty()).then(|| self.confiner.summary().clone()),
             sha256: Some(sha256.clone()),
             grants: Some(Grants { exec: grants, dirs: spec.dirs.clone(), memory_mb: spec.memory_mb, call_timeout_s: spec.call_timeout_s }),
             loaded: true,
@@ -248,6 +284,8 @@ impl PluginHost {
             limits,
             plugin: plugin.name.clone(),
             exec_grants: plugin.grants.clone(),
+            confiner: self.confiner.clone(),
+            log_budget: LogBudget::new(plugin.name.clone()),
             deadline,
             exec_stub: self.exec_stub.read().ok().and_then(|s| s.clone()),
             netconf,
@@ -369,7 +407,7 @@ fn check_world(engine: &Engine, component: &Component, declared: PluginKind) -> 
 }
 
 pub(crate) fn trap(plugin: &Loaded, operation: &'static str, message: String) -> CallError {
-    CallError { plugin: plugin.name.to_string(), operation, failure: CallFailure::Trap(message) }
+    CallError { plugin: plugin.name.to_string(), operation, failure: CallFailure::Trap(cap(message, ERROR_CAP)) }
 }
 
 /// Sorts a wasmtime error into deadline, memory cap or trap.
@@ -381,7 +419,7 @@ pub(crate) fn classify(plugin: &Loaded, operation: &'static str, e: wasmtime::Er
         CallFailure::Memory(plugin.spec.memory_mb)
     } else {
         let detail = chain.into_iter().filter(|c| !c.starts_with("error while executing at wasm backtrace")).collect::<Vec<_>>().join(": ");
-        CallFailure::Trap(if detail.is_empty() { e.to_string() } else { detail })
+        CallFailure::Trap(cap(if detail.is_empty() { e.to_string() } else { detail }, ERROR_CAP))
     };
     let err = CallError { plugin: plugin.name.to_string(), operation, failure };
     tracing::warn!(plugin = &*plugin.name, operation, "plugin call failed: {err}");
@@ -398,5 +436,5 @@ pub(crate) fn driver(plugin: &Loaded, operation: &'static str, e: types::DriverE
         types::DriverError::Unsupported(m) => DriverError::Unsupported(m),
         types::DriverError::InvalidConfig(m) => DriverError::InvalidConfig(m),
     };
-    CallError { plugin: plugin.name.to_string(), operation, failure: CallFailure::Driver(e) }
+    CallError { plugin: plugin.name.to_string(), operation, failure: CallFailure::Driver(e.capped()) }
 }

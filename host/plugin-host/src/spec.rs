@@ -93,6 +93,8 @@ pub struct PluginStatus {
     pub version: String,
     pub sha256: Option<String>,
     pub grants: Option<Grants>,
+    /// How the programs it may run are confined (plugins with exec grants only).
+    pub confinement: Option<crate::confine::Confinement>,
     pub loaded: bool,
     pub error: Option<String>,
 }
