@@ -65,7 +65,7 @@ mod tests {
             assert_eq!(b.next(permanent, 1, quick, far), None, "{permanent}");
         }
         assert_eq!(b.next(FailureKind::Unreachable, 1, quick, Some(Instant::now() + Duration::from_millis(100))), None);
-        assert_eq!(b.next(FailureKind::Unreachable, 1, Duration::from_secs(59), far), None, "a slow attempt must fit too");
+        assert_eq!(b.next(FailureKind::Unreachable, 1, Duration::from_secs(60), far), None, "a slow attempt must fit too");
         assert_eq!(b.next(FailureKind::Unreachable, 1, quick, None), None);
     }
 }

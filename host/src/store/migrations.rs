@@ -137,7 +137,6 @@ pub fn apply(conn: &mut Connection) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::NodeId;
     use crate::store::last_error::LastError;
 
     #[test]
@@ -155,7 +154,8 @@ mod tests {
         )
         .unwrap();
         apply(&mut conn).unwrap();
-        let node = crate::store::nodes::get_by_id(&conn, NodeId(1)).unwrap();
-        assert_eq!(node.last_error, Some(LastError::text("step \"power off\" failed: old words")));
+        // The columns nodes.rs reads (the password columns need the store's sealing functions).
+        let (text, detail) = conn.query_row("SELECT last_error, last_error_detail FROM nodes WHERE id = 1", [], |r| Ok((r.get(0)?, r.get(1)?))).unwrap();
+        assert_eq!(LastError::from_columns(text, detail), Some(LastError::text("step \"power off\" failed: old words")));
     }
 }
