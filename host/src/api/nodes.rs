@@ -71,7 +71,7 @@ impl From<Node> for NodeView {
             state: n.state.to_string(),
             power_state: n.power_state.to_string(),
             network: n.network.to_string(),
-            vlan: n.vlan,
+            vlan: n.vlan.map(|v| v.id()),
             maintenance: n.maintenance,
             last_error: n.last_error,
             instance_id: n.instance_id.map(|i| i.0),

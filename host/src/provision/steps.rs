@@ -202,7 +202,7 @@ pub(crate) async fn move_port_to(run: &Run<'_>, network: NetworkKind, vlan: Vlan
                 if !fingerprint.is_empty() {
                     switches::learn_host_key(c, switch_id, &fingerprint)?;
                 }
-                nodes::set_network(c, id, network, Some(vlan.id()))
+                nodes::set_network(c, id, network, Some(vlan))
             })
             .await?;
         Ok(())

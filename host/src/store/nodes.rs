@@ -9,7 +9,7 @@ use super::last_error::LastError;
 use super::switches::Key;
 use super::{Result, StoreError};
 use crate::domain::{
-    Hostname, InstanceId, MacAddr, NetworkKind, NodeId, PowerState, ProvisionState, Secret, SwitchId, SwitchPort,
+    Hostname, InstanceId, MacAddr, NetworkKind, NodeId, PowerState, ProvisionState, Secret, SwitchId, SwitchPort, Vlan,
     now_ms,
 };
 
@@ -33,7 +33,7 @@ pub struct Node {
     pub state: ProvisionState,
     pub power_state: PowerState,
     pub network: NetworkKind,
-    pub vlan: Option<u16>,
+    pub vlan: Option<Vlan>,
     pub maintenance: bool,
     pub last_error: Option<LastError>,
     pub instance_id: Option<InstanceId>,
@@ -115,7 +115,9 @@ fn from_row(row: &Row<'_>) -> rusqlite::Result<Node> {
         state: super::parse_col(row, 14)?,
         power_state: super::parse_col(row, 15)?,
         network: super::parse_col(row, 16)?,
-        vlan: row.get(17)?,
+        vlan: row.get::<_, Option<i64>>(17)?.map(Vlan::new).transpose().map_err(|e| {
+            rusqlite::Error::FromSqlConversionFailure(17, rusqlite::types::Type::Integer, e.to_string().into())
+        })?,
         maintenance: row.get(18)?,
         last_error: LastError::from_columns(row.get(19)?, row.get(22)?),
         instance_id: row.get::<_, Option<i64>>(20)?.map(InstanceId),
@@ -391,10 +393,10 @@ pub fn set_power_state(conn: &Connection, id: NodeId, power: PowerState, why: &s
 }
 
 /// Records which network (and VLAN) the node's port is on now.
-pub fn set_network(conn: &Connection, id: NodeId, network: NetworkKind, vlan: Option<u16>) -> Result<()> {
+pub fn set_network(conn: &Connection, id: NodeId, network: NetworkKind, vlan: Option<Vlan>) -> Result<()> {
     conn.execute(
         "UPDATE nodes SET network = ?2, vlan = ?3, updated_at = ?4 WHERE id = ?1",
-        params![id.0, network.as_str(), vlan, now_ms()],
+        params![id.0, network.as_str(), vlan.map(Vlan::id), now_ms()],
     )?;
     Ok(())
 }
