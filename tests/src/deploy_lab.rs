@@ -42,17 +42,23 @@ pub struct Options {
     pub agents: bool,
     /// Point the switch record at a port nobody listens on.
     pub dead_switch: bool,
+    /// Run the emulator through the launcher that releases a dead session's locks.
+    pub switch_releases_locks: bool,
 }
 
 impl Default for Options {
     fn default() -> Self {
-        Options { nodes: 1, step_timeout_s: 60, agent_timeout_s: 60, extra_config: String::new(), agents: true, dead_switch: false }
+        Options { nodes: 1, step_timeout_s: 60, agent_timeout_s: 60, extra_config: String::new(), agents: true, dead_switch: false, switch_releases_locks: false }
     }
 }
 
 impl DeployLab {
     pub async fn start(opts: Options) -> DeployLab {
-        let switch = FakeSwitch::start("juniper_generic", "admin", SWITCH_PASSWORD);
+        let switch = if opts.switch_releases_locks {
+            FakeSwitch::start_releasing_locks("juniper_generic", "admin", SWITCH_PASSWORD)
+        } else {
+            FakeSwitch::start("juniper_generic", "admin", SWITCH_PASSWORD)
+        };
         let config = format!(
             r#"{extra}
 [agent]

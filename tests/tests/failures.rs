@@ -105,6 +105,23 @@ async fn a_switch_locked_by_another_session_for_five_seconds_is_retried_and_the_
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lock_left_by_a_killed_session_is_released_and_the_deploy_completes() {
+    // The plain emulator would keep a dead session's lock forever; a real switch (and the
+    // launcher) releases it when the session ends.
+    let lab = DeployLab::start(Options { switch_releases_locks: true, ..Options::default() }).await;
+    lab.upload("os", &image(MIB, 14));
+    let mut engineer = lab.switch.hold_lock();
+    let (status, body) = lab.daemon.post("/v1/instances", &json!({"image": "os"})).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let retries = first_retries(&lab, "node1", Duration::from_secs(30)).await;
+    assert!(retries[0].contains("switch-locked"), "{retries:?}");
+    engineer.kill();
+    let n = lab.wait_node("node1", &["active"], Duration::from_secs(90)).await;
+    assert_eq!(n["state"], "active", "{n}\n{}", lab.switch.log());
+    assert!(lab.switch.log().contains("session ended holding the candidate lock"), "{}", lab.switch.log());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_wrong_bmc_password_fails_at_once_with_auth_failed_and_statuses_follow_the_kind() {
     let mut lab = DeployLab::start(Options::default()).await;
     lab.upload("os", &image(MIB, 13));
