@@ -58,6 +58,8 @@ pub struct FileConfig {
     pub exec: metalhost_plugin_host::ExecPolicy,
     #[serde(default)]
     pub secrets: SecretsConfig,
+    #[serde(default)]
+    pub metrics: crate::metrics::MetricsConfig,
     #[serde(default, rename = "plugin")]
     pub plugins: Vec<crate::drivers::PluginSpec>,
 }
@@ -266,6 +268,7 @@ pub struct Config {
     pub netboot: NetbootConfig,
     pub exec: metalhost_plugin_host::ExecPolicy,
     pub secrets: SecretsConfig,
+    pub metrics: crate::metrics::MetricsConfig,
     pub plugins: Vec<crate::drivers::PluginSpec>,
 }
 
@@ -315,6 +318,7 @@ impl Config {
             netboot: file.netboot,
             exec: file.exec,
             secrets: file.secrets,
+            metrics: file.metrics,
             plugins: file.plugins,
         })
     }

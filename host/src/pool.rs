@@ -98,6 +98,7 @@ async fn task_watchdog(state: AppState) {
             .await;
         match failed {
             Ok(list) if !list.is_empty() => {
+                crate::metrics::task_timeouts(list.len());
                 for (node, task, reason) in list {
                     tracing::warn!(node = node.0, task = task.0, %reason, "agent task failed");
                 }
@@ -127,6 +128,7 @@ async fn power_sync(state: AppState) {
         tick.tick().await;
         let started = std::time::Instant::now();
         let report = power_sync_sweep(&state).await;
+        crate::metrics::power_sync(report.checked, report.drifted, report.failed);
         tracing::info!(checked = report.checked, drifted = report.drifted, failed = report.failed, elapsed_ms = started.elapsed().as_millis() as u64, "power sync sweep");
     }
 }

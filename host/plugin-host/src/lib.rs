@@ -12,6 +12,7 @@ mod drivers;
 mod error;
 mod exec;
 mod netconf_session;
+mod observe;
 mod runtime;
 mod spec;
 mod state;

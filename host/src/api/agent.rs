@@ -132,6 +132,10 @@ async fn result(
     let message = if r.message.trim().is_empty() { if r.success { "done" } else { "failed" }.to_owned() } else { r.message };
     let task = state.store.call(move |c| tasks::finish(c, TaskId(id), node, r.success, &message)).await?;
     tracing::info!(node = node.0, task = id, state = %task.state, message = task.message.as_deref().unwrap_or(""), "agent reported");
+    if task.state == crate::domain::TaskState::Succeeded && task.kind == crate::domain::TaskKind::Deploy {
+        let seconds = (crate::domain::now_ms() - task.created_at) as f64 / 1000.0;
+        crate::metrics::agent_wrote(task.bytes_written, seconds);
+    }
     state.task_events.notify_waiters();
     Ok(StatusCode::NO_CONTENT)
 }

@@ -205,10 +205,12 @@ where
         let Some(pause) = backoff.next(fault.kind(), attempt, attempt_started.elapsed(), run.retry_until) else { break Err(fault) };
         let message = format!("{name}: attempt {attempt} failed ({fault}); trying again in {} ms", pause.as_millis());
         tracing::warn!(kind = %fault.kind(), attempt, "{message}");
+        crate::metrics::step_retry(name, &fault.kind().to_string());
         record(run, EventKind::Retry, message, None).await;
         tokio::time::sleep(pause).await;
         attempt += 1;
     };
+    crate::metrics::step(name, outcome.is_ok(), started.elapsed().as_secs_f64());
     let elapsed = i64::try_from(started.elapsed().as_millis()).unwrap_or(i64::MAX);
     let message = match &outcome {
         Ok(_) if attempt > 1 => format!("{name}: ok after {attempt} attempts"),

@@ -409,3 +409,15 @@ pub fn list_transitional(conn: &Connection) -> Result<Vec<Node>> {
     let rows = stmt.query_map([], from_row)?;
     Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
+
+/// How many nodes are in each (state, power state): the pool's gauges at a metrics scrape.
+pub fn count_by_state(conn: &mut Connection) -> Result<Vec<(ProvisionState, PowerState, u64)>> {
+    let mut stmt = conn.prepare_cached("SELECT state, power_state, COUNT(*) FROM nodes GROUP BY state, power_state")?;
+    let rows = stmt.query_map([], |row| Ok((super::parse_col::<ProvisionState>(row, 0)?, super::parse_col::<PowerState>(row, 1)?, row.get::<_, i64>(2)?)))?;
+    let mut counts = Vec::new();
+    for row in rows {
+        let (state, power, n) = row?;
+        counts.push((state, power, u64::try_from(n).unwrap_or(0)));
+    }
+    Ok(counts)
+}
