@@ -12,7 +12,6 @@ use crate::store::tasks::Task;
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(default)]
 pub struct TaskOptions {
-    pub disk_hint: Option<String>,
     pub verify_readback: bool,
     /// Disks to clean; empty means all.
     pub disks: Vec<String>,
@@ -55,7 +54,8 @@ pub fn render(task: &Task, image: Option<&Image>, public_url: &str, image_token:
                 sha256: image.sha256.clone(),
                 size: image.size,
                 compression: wire_compression(image.compression),
-                disk_hint: options.disk_hint.clone(),
+                // Nothing in the host chooses a disk yet: the agent picks the first fixed disk that fits.
+                disk_hint: None,
                 verify_readback: options.verify_readback,
             })
         }
