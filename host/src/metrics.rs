@@ -41,7 +41,7 @@ pub fn handle() -> Option<&'static PrometheusHandle> {
             let built = PrometheusBuilder::new()
                 .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), SECONDS_BUCKETS)
                 .and_then(|b| b.set_buckets_for_metric(Matcher::Suffix("_bytes_per_second".into()), THROUGHPUT_BUCKETS))
-                .and_then(|b| b.install_recorder().map_err(Into::into));
+                .and_then(|b| b.install_recorder());
             match built {
                 Ok(handle) => Some(handle),
                 Err(e) => {
