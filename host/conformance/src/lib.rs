@@ -113,6 +113,7 @@ pub(crate) async fn load(opts: &Options, exec: Vec<String>, dirs: Vec<PathBuf>, 
         memory_mb: 64,
         call_timeout_s: opts.call_timeout_s,
         config,
+        network: None,
     };
     let started = Instant::now();
     let status: Vec<PluginStatus> = host.load(std::slice::from_ref(&spec)).await;

@@ -9,13 +9,15 @@ mod bindings;
 mod drivers;
 mod error;
 mod exec;
+mod net;
 mod netconf_session;
 mod runtime;
 mod spec;
 mod state;
 
-pub use drivers::{Bmc, BootDevice, BootEntry, Credentials, NetbootDriver, PowerAction, PowerDriver, PowerState, SwitchDescription, SwitchDriver, SwitchSession, Vlan};
+pub use drivers::{Bmc, BootDevice, BootMode, BootEntry, Credentials, NetbootDriver, PowerAction, PowerDriver, PowerState, SwitchDescription, SwitchDriver, SwitchSession, Vlan};
 pub use error::{CallError, CallFailure, CallResult, DriverError};
-pub use runtime::{CONTRACT, PluginHost, RuntimeError};
+pub use net::{NetworkSpec, Scheme};
+pub use runtime::{CONTRACT, CONTRACT_0_2, CONTRACTS, MAX_MEMORY_MB, PluginHost, RuntimeError};
 pub use spec::{Grants, PluginKind, PluginSpec, PluginStatus};
 pub use state::{ExecStub, ReloadHook};
