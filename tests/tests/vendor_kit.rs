@@ -103,7 +103,7 @@ fn the_four_plugins_of_this_repo_pass() {
 #[test]
 fn broken_plugins_fail_naming_their_bug() {
     assert_fails_naming(&plugin_wasm("wrong-world"), "power", &[], &["load", "implements the switch-manager world"]);
-    assert_fails_naming(&plugin_wasm("future-power"), "power", &[], &["load", "metalhost:drivers@0.2.0", "metalhost:drivers@0.1.0"]);
+    assert_fails_naming(&plugin_wasm("future-power"), "power", &[], &["load", "metalhost:drivers@0.9.0", "metalhost:drivers@0.1.0 and metalhost:drivers@0.2.0"]);
     assert_fails_naming(&plugin_wasm("bad-error-mapping"), "power", &[], &["wrong password", "expected auth-failed, got unreachable"]);
     assert_fails_naming(&plugin_wasm("argv-password"), "power", &[], &["never on argv", "password reached the argv", "-P <password>"]);
     // A plugin running a program it did not declare: granted ipmi-power only, it also runs ipmi-config.
