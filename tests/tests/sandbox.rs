@@ -145,7 +145,7 @@ async fn a_component_for_another_contract_version_is_refused_naming_both() {
     let status = host.load(&[spec]).await;
     let error = status[0].error.clone().unwrap_or_default();
     assert!(!status[0].loaded);
-    assert!(error.contains("metalhost:drivers@0.2.0") && error.contains("metalhost:drivers@0.1.0"), "{error}");
+    assert!(error.contains("metalhost:drivers@0.9.0") && error.contains("metalhost:drivers@0.1.0") && error.contains("metalhost:drivers@0.2.0"), "{error}");
 }
 
 #[tokio::test]

@@ -1,5 +1,5 @@
-//! The vendor kit through the real `metalhost` binary: `plugin new` crates of every kind build,
-//! load and pass `plugin test`; this repo's four plugins pass it; purpose-built broken plugins
+//! The vendor kit through the real `metalhost` binary: `plugin new` crates of every kind (and the
+//! Redfish template) build, load and pass `plugin test`; this repo's plugins pass it; purpose-built broken plugins
 //! fail it with a message that names their bug.
 
 use std::path::{Path, PathBuf};
@@ -82,6 +82,23 @@ fn generated_plugins_of_every_kind_build_load_and_pass() {
     }
 }
 
+/// The Redfish template (contract 0.2.0, HTTP through the host) builds and passes the power suite
+/// against sushy-emulator, as does this repo's Redfish plugin; net-escape fails it.
+#[test]
+fn redfish_plugins_pass_the_http_power_suite() {
+    assert_passes(&plugin_wasm("redfish"), "power", &[]);
+    let root = tempfile::tempdir().expect("tmp");
+    let dir = root.path().join("vk-redfish");
+    let out = metalhost(&["plugin", "new", "--kind", "power", "--template", "redfish", "vk-redfish", "--path", dir.to_str().expect("utf-8")]);
+    assert!(out.status.success(), "plugin new: {}", String::from_utf8_lossy(&out.stderr));
+    let (passed, report) = plugin_test(&build(&dir), "power", &[]);
+    assert!(passed, "the redfish template failed: {:#?}", failures(&report));
+    let names: Vec<&str> = report["checks"].as_array().expect("checks").iter().filter_map(|c| c["name"].as_str()).collect();
+    assert!(names.contains(&"network: only the call's BMC") && names.contains(&"error mapping: untrusted certificate is a TLS invalid-config"), "{names:?}");
+    let out = metalhost(&["plugin", "new", "--kind", "switch", "--template", "redfish", "x", "--path", root.path().join("x").to_str().expect("utf-8")]);
+    assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("for power plugins"));
+}
+
 #[test]
 fn plugin_new_refuses_a_non_empty_dir_and_a_bad_name() {
     let root = tempfile::tempdir().expect("tmp");
@@ -103,7 +120,7 @@ fn the_four_plugins_of_this_repo_pass() {
 #[test]
 fn broken_plugins_fail_naming_their_bug() {
     assert_fails_naming(&plugin_wasm("wrong-world"), "power", &[], &["load", "implements the switch-manager world"]);
-    assert_fails_naming(&plugin_wasm("future-power"), "power", &[], &["load", "metalhost:drivers@0.2.0", "metalhost:drivers@0.1.0"]);
+    assert_fails_naming(&plugin_wasm("future-power"), "power", &[], &["load", "metalhost:drivers@0.9.0", "metalhost:drivers@0.1.0 and metalhost:drivers@0.2.0"]);
     assert_fails_naming(&plugin_wasm("bad-error-mapping"), "power", &[], &["wrong password", "expected auth-failed, got unreachable"]);
     assert_fails_naming(&plugin_wasm("argv-password"), "power", &[], &["never on argv", "password reached the argv", "-P <password>"]);
     // A plugin running a program it did not declare: granted ipmi-power only, it also runs ipmi-config.

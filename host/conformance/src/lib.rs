@@ -10,6 +10,7 @@ mod capture;
 mod error;
 mod netboot;
 mod power;
+mod power_http;
 mod report;
 /// The simulators, also used by the project's own integration tests (`tests/src`).
 pub mod sims;
@@ -37,6 +38,8 @@ pub struct Options {
     pub fake_switches: PathBuf,
     /// The fake-switches model: `juniper_generic` (EX, legacy syntax) or `juniper_qfx_copper_generic`.
     pub switch_model: String,
+    /// The `sushy-emulator` program (power plugins of contract 0.2.0, which speak HTTP).
+    pub sushy_emulator: PathBuf,
     pub call_timeout_s: u64,
 }
 
@@ -49,6 +52,7 @@ impl Options {
             config: BTreeMap::new(),
             fake_switches: default_fake_switches(),
             switch_model: "juniper_generic".into(),
+            sushy_emulator: sims::sushy::default_program(),
             call_timeout_s: 20,
         }
     }
@@ -94,6 +98,9 @@ pub fn run(opts: &Options) -> Result<Report, Error> {
 pub(crate) struct Loaded {
     pub host: PluginHost,
     pub name: String,
+    /// The contract the component was built for.
+    pub contract: String,
+    pub spec: PluginSpec,
     _cache: tempfile::TempDir,
 }
 
@@ -113,17 +120,17 @@ pub(crate) async fn load(opts: &Options, exec: Vec<String>, dirs: Vec<PathBuf>, 
         memory_mb: 64,
         call_timeout_s: opts.call_timeout_s,
         config,
+        network: None,
     };
     let started = Instant::now();
     let status: Vec<PluginStatus> = host.load(std::slice::from_ref(&spec)).await;
     let elapsed = started.elapsed();
-    let what = format!("loads as a {} component of {}", opts.kind.world(), metalhost_plugin_host::CONTRACT);
     match status.into_iter().next() {
         Some(s) if s.loaded => {
             report.plugin_version = s.version.clone();
             report.sha256 = s.sha256.clone().unwrap_or_default();
-            report.push(Check::pass("load", format!("{what} (version {})", s.version), Some(elapsed)));
-            Ok(Some(Loaded { host, name, _cache: cache }))
+            report.push(Check::pass("load", format!("loads as a {} component of {} (version {})", opts.kind.world(), s.contract, s.version), Some(elapsed)));
+            Ok(Some(Loaded { host, name, contract: s.contract, spec, _cache: cache }))
         }
         Some(s) => {
             report.push(Check::fail("load", s.error.unwrap_or_else(|| "not loaded".into()), Some(elapsed)));

@@ -13,6 +13,9 @@ use crate::{Check, Error, Options, Report, canary, expect_error, load, refused_p
 
 pub async fn run(opts: &Options, capture: &Capture, report: &mut Report) -> Result<(), Error> {
     let Some(loaded) = load(opts, opts.exec.clone(), Vec::new(), opts.config.clone(), report).await? else { return Ok(()) };
+    if loaded.contract == metalhost_plugin_host::CONTRACT_0_2 {
+        return crate::power_http::run(opts, loaded, capture, report).await;
+    }
     let driver = loaded.host.power(&loaded.name).map_err(|e| Error::Setup(e.to_string()))?;
     let password = canary("pw");
     let sim = IpmiSim::start("admin", &password)?;

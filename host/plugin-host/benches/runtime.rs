@@ -1,5 +1,6 @@
-//! Runtime overhead (issue 3): instantiate + configure + get-power-state of the real ipmitool
-//! plugin through a stub exec, against the same work as a native Rust call, and a power-sync sized
+//! Runtime overhead (issues 3 and 14): instantiate + configure + get-power-state of the real
+//! ipmitool plugin through a stub exec, with the pooling allocator against the on-demand one
+//! measured in the same run, against the same work as a native Rust call, and a power-sync sized
 //! sweep of 10,000 calls at the daemon's default concurrency (16).
 //!
 //! Build the plugins first: `cd plugins && cargo build --release --target wasm32-wasip2`.
@@ -37,11 +38,8 @@ fn native_get_power_state(bmc: &Bmc, creds: &Credentials) -> Option<PowerState> 
     }
 }
 
-#[tokio::main]
-async fn main() {
+async fn loaded(host: &PluginHost) {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../plugins/target/wasm32-wasip2/release/ipmitool.wasm");
-    let cache = tempfile::tempdir().expect("tmp");
-    let host = PluginHost::new(cache.path()).expect("runtime");
     host.set_exec_stub(Arc::new(stub));
     let spec = PluginSpec {
         name: "ipmitool".into(),
@@ -53,24 +51,50 @@ async fn main() {
         memory_mb: 64,
         call_timeout_s: 30,
         config: Default::default(),
+        network: None,
     };
     let status = host.load(&[spec]).await;
     assert!(status[0].loaded, "{:?}", status[0].error);
+}
+
+/// Per-call times of `CALLS` sequential get-power-state calls, sorted.
+async fn per_call(host: &PluginHost, bmc: &Bmc, creds: &Credentials) -> Vec<Duration> {
     let driver = host.power("ipmitool").expect("driver");
+    for _ in 0..200 {
+        driver.get_power_state(bmc, creds).await.expect("warm-up");
+    }
+    let mut times = Vec::with_capacity(CALLS);
+    for _ in 0..CALLS {
+        let t = Instant::now();
+        let s = driver.get_power_state(bmc, creds).await.expect("call");
+        times.push(t.elapsed());
+        assert_eq!(s, PowerState::On);
+    }
+    times.sort();
+    times
+}
+
+fn us(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e6
+}
+
+#[tokio::main]
+async fn main() {
     let bmc = Bmc { host: "10.0.0.1".into(), port: 623 };
     let creds = Credentials { username: "admin".into(), password: "pw".into() };
 
-    for _ in 0..200 {
-        driver.get_power_state(&bmc, &creds).await.expect("warm-up");
-    }
-    let mut wasm = Vec::with_capacity(CALLS);
-    for _ in 0..CALLS {
-        let t = Instant::now();
-        let s = driver.get_power_state(&bmc, &creds).await.expect("call");
-        wasm.push(t.elapsed());
-        assert_eq!(s, PowerState::On);
-    }
-    wasm.sort();
+    // The baseline: the same runtime with wasmtime's on-demand allocator (before issue 14).
+    let cache = tempfile::tempdir().expect("tmp");
+    let unpooled = PluginHost::new_unpooled(cache.path()).expect("runtime");
+    loaded(&unpooled).await;
+    let before = per_call(&unpooled, &bmc, &creds).await;
+    drop(unpooled);
+
+    let host = PluginHost::new(cache.path()).expect("runtime");
+    loaded(&host).await;
+    let wasm = per_call(&host, &bmc, &creds).await;
+    let driver = host.power("ipmitool").expect("driver");
+
     let mut native = Vec::with_capacity(CALLS);
     for _ in 0..CALLS {
         let t = Instant::now();
@@ -79,11 +103,18 @@ async fn main() {
         assert_eq!(s, Some(PowerState::On));
     }
     native.sort();
+    let (bm, bp) = (percentile(&before, 0.5), percentile(&before, 0.99));
     let (wm, wp) = (percentile(&wasm, 0.5), percentile(&wasm, 0.99));
     let (nm, np) = (percentile(&native, 0.5), percentile(&native, 0.99));
-    println!("per call, {CALLS} calls: wasm (new store + instantiate + configure + get-power-state, stub exec): median {:.1} us, p99 {:.1} us", wm.as_secs_f64() * 1e6, wp.as_secs_f64() * 1e6);
-    println!("per call, {CALLS} calls: native Rust, same work: median {:.2} us, p99 {:.2} us", nm.as_secs_f64() * 1e6, np.as_secs_f64() * 1e6);
-    println!("ratio wasm/native (median): {:.0}x; target median <= 50 us -> {}", wm.as_secs_f64() / nm.as_secs_f64().max(1e-9), if wm <= Duration::from_micros(50) { "met" } else { "MISSED" });
+    println!("per call, {CALLS} calls: wasm, on-demand allocator (baseline): median {:.1} us, p99 {:.1} us", us(bm), us(bp));
+    println!("per call, {CALLS} calls: wasm, pooling allocator (new store + instantiate + configure + get-power-state, stub exec): median {:.1} us, p99 {:.1} us", us(wm), us(wp));
+    println!("per call, {CALLS} calls: native Rust, same work: median {:.2} us, p99 {:.2} us", us(nm), us(np));
+    println!(
+        "ratio wasm/native (median): {:.0}x; pooled/on-demand (median): {:.2}; target median <= 15 us -> {}",
+        wm.as_secs_f64() / nm.as_secs_f64().max(1e-9),
+        wm.as_secs_f64() / bm.as_secs_f64().max(1e-9),
+        if wm <= Duration::from_micros(15) { "met" } else { "MISSED" }
+    );
 
     let started = Instant::now();
     let done: usize = futures::stream::iter(0..CALLS)

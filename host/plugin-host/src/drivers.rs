@@ -5,8 +5,9 @@ use std::time::{Duration, Instant};
 
 use tracing::Instrument;
 
+use crate::bindings::power2::metalhost::drivers::types as types2;
 use crate::bindings::{netboot, switch, types};
-use crate::error::{CallError, CallFailure, CallResult};
+use crate::error::{CallError, CallFailure, CallResult, DriverError};
 use crate::netconf_session::SharedSession;
 use crate::runtime::{Loaded, PluginHost, Pre, classify, driver, trap};
 use crate::spec::PluginKind;
@@ -36,11 +37,24 @@ pub enum PowerState {
     Off,
 }
 
+/// What `set_power_state` does; the contract (`wit/drivers-0.2.0.wit`) says it in full. `Reboot`
+/// powers an off node on. The graceful ones need a 0.2.0 plugin.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PowerAction {
     On,
     Off,
     Reboot,
+    /// Ask the OS to shut down.
+    GracefulOff,
+    /// Ask the OS to restart (an off node is powered on).
+    GracefulReboot,
+}
+
+/// The firmware mode a node boots in (0.2.0 plugins; 0.1.0 ones leave the BMC's setting alone).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BootMode {
+    Uefi,
+    Legacy,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -75,12 +89,23 @@ fn wit_bmc(b: &Bmc, c: &Credentials) -> (types::BmcAddress, types::Credentials) 
     (types::BmcAddress { host: b.host.clone(), port: b.port }, types::Credentials { username: c.username.clone(), password: c.password.clone() })
 }
 
+fn wit_bmc2(b: &Bmc, c: &Credentials) -> (types2::BmcAddress, types2::Credentials) {
+    (types2::BmcAddress { host: b.host.clone(), port: b.port }, types2::Credentials { username: c.username.clone(), password: c.password.clone() })
+}
+
+fn power_state2(s: types2::PowerState) -> PowerState {
+    match s {
+        types2::PowerState::On => PowerState::On,
+        types2::PowerState::Off => PowerState::Off,
+    }
+}
+
 /// How long past its deadline a call stuck in a host import is given before it is dropped.
 const DEADLINE_GRACE: Duration = Duration::from_millis(500);
 
 /// Instantiates the plugin's world in `$store`, calls `configure`, binds the instance to `$inst`.
 macro_rules! with_instance {
-    ($host:expr, $plugin:expr, $op:expr, $netconf:expr, $variant:ident, |$store:ident, $inst:ident| $body:expr) => {{
+    ($host:expr, $plugin:expr, $op:expr, $netconf:expr, $bmc:expr, $variant:ident, |$store:ident, $inst:ident| $body:expr) => {{
         let plugin: &Loaded = $plugin;
         let span = tracing::info_span!(
             "plugin_call",
@@ -95,7 +120,7 @@ macro_rules! with_instance {
             // (a NETCONF round trip, the reload hook), a little later so the epoch fires first.
             let budget = Duration::from_secs(plugin.spec.call_timeout_s) + DEADLINE_GRACE;
             let call = async {
-                let mut store = $host.store(plugin, $netconf).map_err(|e| trap(plugin, $op, e))?;
+                let mut store = $host.store(plugin, $netconf, $bmc).map_err(|e| trap(plugin, $op, e))?;
                 let Pre::$variant(pre) = &plugin.pre else { return Err(trap(plugin, $op, "wrong plugin kind".into())) };
                 let $inst = pre.instantiate_async(&mut store).await.map_err(|e| classify(plugin, $op, e))?;
                 $inst
@@ -146,10 +171,24 @@ impl PluginHost {
 }
 
 impl PowerDriver<'_> {
+    /// The contract the plugin was built for (`metalhost:drivers@0.1.0` or `@0.2.0`).
+    pub fn contract(&self) -> &'static str {
+        self.plugin.contract
+    }
+
     pub async fn get_power_state(&self, bmc: &Bmc, creds: &Credentials) -> CallResult<PowerState> {
-        let (b, c) = wit_bmc(bmc, creds);
         let op = "get-power-state";
-        with_instance!(self.host, &self.plugin, op, None, Power, |store, inst| {
+        if let Pre::Power2(_) = &self.plugin.pre {
+            let (b, c) = wit_bmc2(bmc, creds);
+            return with_instance!(self.host, &self.plugin, op, None, Some(bmc), Power2, |store, inst| {
+                match inst.metalhost_drivers_power().call_get_power_state(store, &b, &c).await.map_err(|e| classify(&self.plugin, op, e))? {
+                    Ok(state) => Ok(power_state2(state)),
+                    Err(e) => Err(driver(&self.plugin, op, e)),
+                }
+            });
+        }
+        let (b, c) = wit_bmc(bmc, creds);
+        with_instance!(self.host, &self.plugin, op, None, None, Power, |store, inst| {
             match inst.metalhost_drivers_power().call_get_power_state(store, &b, &c).await.map_err(|e| classify(&self.plugin, op, e))? {
                 Ok(types::PowerState::On) => Ok(PowerState::On),
                 Ok(types::PowerState::Off) => Ok(PowerState::Off),
@@ -159,14 +198,35 @@ impl PowerDriver<'_> {
     }
 
     pub async fn set_power_state(&self, bmc: &Bmc, creds: &Credentials, action: PowerAction) -> CallResult<()> {
-        let (b, c) = wit_bmc(bmc, creds);
         let op = "set-power-state";
+        if let Pre::Power2(_) = &self.plugin.pre {
+            let (b, c) = wit_bmc2(bmc, creds);
+            let action = match action {
+                PowerAction::On => types2::PowerAction::On,
+                PowerAction::Off => types2::PowerAction::Off,
+                PowerAction::Reboot => types2::PowerAction::Reboot,
+                PowerAction::GracefulOff => types2::PowerAction::GracefulOff,
+                PowerAction::GracefulReboot => types2::PowerAction::GracefulReboot,
+            };
+            return with_instance!(self.host, &self.plugin, op, None, Some(bmc), Power2, |store, inst| {
+                inst.metalhost_drivers_power()
+                    .call_set_power_state(store, &b, &c, action)
+                    .await
+                    .map_err(|e| classify(&self.plugin, op, e))?
+                    .map_err(|e| driver(&self.plugin, op, e))
+            });
+        }
+        let (b, c) = wit_bmc(bmc, creds);
         let action = match action {
             PowerAction::On => types::PowerAction::On,
             PowerAction::Off => types::PowerAction::Off,
             PowerAction::Reboot => types::PowerAction::Reboot,
+            PowerAction::GracefulOff | PowerAction::GracefulReboot => {
+                let message = format!("graceful power actions need a {} plugin; this one was built for {}", crate::CONTRACT_0_2, self.plugin.contract);
+                return Err(driver(&self.plugin, op, DriverError::Unsupported(message)));
+            }
         };
-        with_instance!(self.host, &self.plugin, op, None, Power, |store, inst| {
+        with_instance!(self.host, &self.plugin, op, None, None, Power, |store, inst| {
             inst.metalhost_drivers_power()
                 .call_set_power_state(store, &b, &c, action)
                 .await
@@ -175,14 +235,43 @@ impl PowerDriver<'_> {
         })
     }
 
+    /// The boot device, leaving the firmware boot mode as the BMC has it.
     pub async fn set_boot_device(&self, bmc: &Bmc, creds: &Credentials, device: BootDevice, persistent: bool) -> CallResult<()> {
-        let (b, c) = wit_bmc(bmc, creds);
+        self.set_boot_device_in(bmc, creds, device, persistent, None).await
+    }
+
+    /// The boot device and, for 0.2.0 plugins, the firmware boot mode (a 0.1.0 plugin cannot set
+    /// one: asking it to is `unsupported`).
+    pub async fn set_boot_device_in(&self, bmc: &Bmc, creds: &Credentials, device: BootDevice, persistent: bool, mode: Option<BootMode>) -> CallResult<()> {
         let op = "set-boot-device";
+        if let Pre::Power2(_) = &self.plugin.pre {
+            let (b, c) = wit_bmc2(bmc, creds);
+            let device = match device {
+                BootDevice::Pxe => types2::BootDevice::Pxe,
+                BootDevice::Disk => types2::BootDevice::Disk,
+            };
+            let mode = mode.map(|m| match m {
+                BootMode::Uefi => types2::BootMode::Uefi,
+                BootMode::Legacy => types2::BootMode::Legacy,
+            });
+            return with_instance!(self.host, &self.plugin, op, None, Some(bmc), Power2, |store, inst| {
+                inst.metalhost_drivers_power()
+                    .call_set_boot_device(store, &b, &c, device, persistent, mode)
+                    .await
+                    .map_err(|e| classify(&self.plugin, op, e))?
+                    .map_err(|e| driver(&self.plugin, op, e))
+            });
+        }
+        if mode.is_some() {
+            let message = format!("a boot mode needs a {} plugin; this one was built for {}", crate::CONTRACT_0_2, self.plugin.contract);
+            return Err(driver(&self.plugin, op, DriverError::Unsupported(message)));
+        }
+        let (b, c) = wit_bmc(bmc, creds);
         let device = match device {
             BootDevice::Pxe => types::BootDevice::Pxe,
             BootDevice::Disk => types::BootDevice::Disk,
         };
-        with_instance!(self.host, &self.plugin, op, None, Power, |store, inst| {
+        with_instance!(self.host, &self.plugin, op, None, None, Power, |store, inst| {
             inst.metalhost_drivers_power()
                 .call_set_boot_device(store, &b, &c, device, persistent)
                 .await
@@ -214,7 +303,7 @@ pub struct SwitchSession<'a> {
 impl SwitchSession<'_> {
     pub async fn describe(&self) -> CallResult<SwitchDescription> {
         let op = "describe";
-        with_instance!(self.host, &self.plugin, op, Some(self.netconf.clone()), Switch, |store, inst| {
+        with_instance!(self.host, &self.plugin, op, Some(self.netconf.clone()), None, Switch, |store, inst| {
             inst.metalhost_drivers_switch()
                 .call_describe(store)
                 .await
@@ -227,7 +316,7 @@ impl SwitchSession<'_> {
     pub async fn ensure_vlan(&self, vlan: &Vlan) -> CallResult<()> {
         let op = "ensure-vlan";
         let v = switch::exports::metalhost::drivers::switch::Vlan { id: vlan.id, name: vlan.name.clone() };
-        with_instance!(self.host, &self.plugin, op, Some(self.netconf.clone()), Switch, |store, inst| {
+        with_instance!(self.host, &self.plugin, op, Some(self.netconf.clone()), None, Switch, |store, inst| {
             inst.metalhost_drivers_switch().call_ensure_vlan(store, &v).await.map_err(|e| classify(&self.plugin, op, e))?.map_err(|e| driver(&self.plugin, op, e))
         })
     }
@@ -235,7 +324,7 @@ impl SwitchSession<'_> {
     pub async fn set_access_vlan(&self, port: &str, vlan: &Vlan) -> CallResult<()> {
         let op = "set-access-vlan";
         let v = switch::exports::metalhost::drivers::switch::Vlan { id: vlan.id, name: vlan.name.clone() };
-        with_instance!(self.host, &self.plugin, op, Some(self.netconf.clone()), Switch, |store, inst| {
+        with_instance!(self.host, &self.plugin, op, Some(self.netconf.clone()), None, Switch, |store, inst| {
             inst.metalhost_drivers_switch()
                 .call_set_access_vlan(store, port, &v)
                 .await
@@ -246,14 +335,14 @@ impl SwitchSession<'_> {
 
     pub async fn clear_port(&self, port: &str) -> CallResult<()> {
         let op = "clear-port";
-        with_instance!(self.host, &self.plugin, op, Some(self.netconf.clone()), Switch, |store, inst| {
+        with_instance!(self.host, &self.plugin, op, Some(self.netconf.clone()), None, Switch, |store, inst| {
             inst.metalhost_drivers_switch().call_clear_port(store, port).await.map_err(|e| classify(&self.plugin, op, e))?.map_err(|e| driver(&self.plugin, op, e))
         })
     }
 
     pub async fn get_port_vlan(&self, port: &str) -> CallResult<Option<u16>> {
         let op = "get-port-vlan";
-        with_instance!(self.host, &self.plugin, op, Some(self.netconf.clone()), Switch, |store, inst| {
+        with_instance!(self.host, &self.plugin, op, Some(self.netconf.clone()), None, Switch, |store, inst| {
             inst.metalhost_drivers_switch().call_get_port_vlan(store, port).await.map_err(|e| classify(&self.plugin, op, e))?.map_err(|e| driver(&self.plugin, op, e))
         })
     }
@@ -285,14 +374,14 @@ impl NetbootDriver<'_> {
             initrd_url: entry.initrd_url.clone(),
             kernel_args: entry.kernel_args.clone(),
         };
-        with_instance!(self.host, &self.plugin, op, None, Netboot, |store, inst| {
+        with_instance!(self.host, &self.plugin, op, None, None, Netboot, |store, inst| {
             inst.metalhost_drivers_netboot().call_put_host(store, &e).await.map_err(|e| classify(&self.plugin, op, e))?.map_err(|e| driver(&self.plugin, op, e))
         })
     }
 
     pub async fn remove_host(&self, mac: &str) -> CallResult<()> {
         let op = "remove-host";
-        with_instance!(self.host, &self.plugin, op, None, Netboot, |store, inst| {
+        with_instance!(self.host, &self.plugin, op, None, None, Netboot, |store, inst| {
             inst.metalhost_drivers_netboot().call_remove_host(store, mac).await.map_err(|e| classify(&self.plugin, op, e))?.map_err(|e| driver(&self.plugin, op, e))
         })
     }

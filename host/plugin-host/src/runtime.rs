@@ -7,23 +7,37 @@ use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
 use wasmtime::component::{Component, HasSelf, Linker};
-use wasmtime::{Config, Engine, Store, StoreLimitsBuilder, Trap, UpdateDeadline};
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, StoreLimitsBuilder, Trap, UpdateDeadline};
 use wasmtime_wasi::{FsPerms, WasiCtx};
 
-use crate::bindings::{netboot, power, switch, types};
+use crate::bindings::{netboot, power, power2, switch, types};
 use crate::budget::{ERROR_CAP, LogBudget, cap};
 use crate::confine::{Confiner, ExecPolicy};
+use crate::drivers::Bmc;
 use crate::error::{CallError, CallFailure, DriverError};
+use crate::net::BmcScope;
+use crate::net::http::HttpClient;
+use crate::net::imports::CallNetwork;
 use crate::netconf_session::SharedSession;
 use crate::spec::{Grants, PluginKind, PluginSpec, PluginStatus};
 use crate::state::{ExecStub, PluginState, ReloadHook};
 
+/// The frozen contract every plugin kind has a world in.
 pub const CONTRACT: &str = "metalhost:drivers@0.1.0";
+/// The open contract: power plugins with BMC-scoped `http` and `datagram` (`wit/drivers-0.2.0.wit`).
+pub const CONTRACT_0_2: &str = "metalhost:drivers@0.2.0";
+/// Every contract this host loads components of.
+pub const CONTRACTS: [&str; 2] = [CONTRACT, CONTRACT_0_2];
+/// The largest `memory_mb` a plugin may have: each pooled instance slot is sized for it.
+pub const MAX_MEMORY_MB: u64 = 1024;
+/// Instances that can exist at once across all plugin calls (the pool's slots).
+const POOL_INSTANCES: u32 = 512;
 const EPOCH_TICK: Duration = Duration::from_millis(10);
 
 #[derive(Clone)]
 pub(crate) enum Pre {
     Power(power::PowerManagerPre<PluginState>),
+    Power2(power2::PowerManagerPre<PluginState>),
     Switch(switch::SwitchManagerPre<PluginState>),
     Netboot(netboot::NetbootBackendPre<PluginState>),
 }
@@ -35,6 +49,10 @@ pub(crate) struct Loaded {
     pub grants: Arc<BTreeMap<String, PathBuf>>,
     pub config: Arc<Vec<(String, String)>>,
     pub pre: Pre,
+    /// The contract the component was built for (one of `CONTRACTS`).
+    pub contract: &'static str,
+    /// 0.2.0 power plugins: the client their `http` calls go through.
+    pub http: Option<Arc<HttpClient>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -63,9 +81,19 @@ impl PluginHost {
         PluginHost::with_exec_policy(cache_dir, &ExecPolicy::default())
     }
 
+    /// The runtime without the pooling allocator: what benchmarks measure the pool against.
+    #[doc(hidden)]
+    pub fn new_unpooled(cache_dir: &Path) -> Result<PluginHost, RuntimeError> {
+        PluginHost::build(cache_dir, &ExecPolicy::default(), false)
+    }
+
     /// One engine with epoch interruption, ticked by a background thread for as long as it lives;
     /// every program a plugin runs is confined by `policy`.
     pub fn with_exec_policy(cache_dir: &Path, policy: &ExecPolicy) -> Result<PluginHost, RuntimeError> {
+        PluginHost::build(cache_dir, policy, true)
+    }
+
+    fn build(cache_dir: &Path, policy: &ExecPolicy, pooled: bool) -> Result<PluginHost, RuntimeError> {
         let confiner = Confiner::new(policy).map_err(RuntimeError::ExecPolicy)?;
         match confiner.refusal() {
             Some(reason) => tracing::error!("exec confinement: {reason}"),
@@ -76,6 +104,9 @@ impl PluginHost {
         }
         let mut config = Config::new();
         config.epoch_interruption(true);
+        if pooled {
+            config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool_config()));
+        }
         let engine = Engine::new(&config).map_err(|e| RuntimeError::Engine(e.to_string()))?;
         std::fs::create_dir_all(cache_dir).map_err(|source| RuntimeError::Cache { path: cache_dir.to_owned(), source })?;
         let weak = engine.weak();
@@ -139,6 +170,7 @@ impl PluginHost {
                         version: String::new(),
                         sha256,
                         grants: None,
+                        contract: String::new(),
                         confinement: None,
                         loaded: false,
                         error: Some(reason),
@@ -194,19 +226,42 @@ impl PluginHost {
                 return Err(fail(format!("granted dir {} does not exist", dir.display())));
             }
         }
+        if spec.memory_mb > MAX_MEMORY_MB {
+            return Err(fail(format!("memory_mb = {} is more than this host allows a plugin ({MAX_MEMORY_MB})", spec.memory_mb)));
+        }
         let (engine, cache_dir, key) = (self.engine.clone(), self.cache_dir.clone(), sha256.clone());
         let component = tokio::task::spawn_blocking(move || compile(&engine, &cache_dir, &bytes, &key))
             .await
             .map_err(|e| fail(format!("compiling failed: {e}")))?
             .map_err(|e| fail(format!("not a valid component: {e}")))?;
-        check_world(&self.engine, &component, spec.kind).map_err(&fail)?;
-        let pre = self.instance_pre(&component, spec.kind).map_err(|e| fail(format!("does not fit the {} world: {e}", spec.kind.world())))?;
+        let contract = check_world(&self.engine, &component, spec.kind).map_err(&fail)?;
+        let http = match (&spec.network, contract) {
+            (Some(_), CONTRACT) => {
+                return Err(fail(format!("network settings are for {CONTRACT_0_2} power plugins; this component was built for {CONTRACT} (it has no network)")));
+            }
+            (network, CONTRACT_0_2) => {
+                let network = network.clone().unwrap_or_default();
+                if network.insecure {
+                    tracing::warn!(plugin = %spec.name, "BMC certificates are not verified for this plugin (network.insecure = true)");
+                }
+                // Reads the CA bundle: off the async workers.
+                let client = tokio::task::spawn_blocking(move || HttpClient::new(&network))
+                    .await
+                    .map_err(|e| fail(format!("building the HTTP client failed: {e}")))?
+                    .map_err(|e| fail(format!("invalid network settings: {e}")))?;
+                Some(Arc::new(client))
+            }
+            _ => None,
+        };
+        let pre = self.instance_pre(&component, spec.kind, contract).map_err(|e| fail(format!("does not fit the {} world of {contract}: {e}", spec.kind.world())))?;
         let loaded = Loaded {
             name: spec.name.as_str().into(),
             spec: Arc::new(spec.clone()),
             grants: Arc::new(grants.clone()),
             config: Arc::new(spec.config.iter().map(|(k, v)| (k.clone(), v.clone())).collect()),
             pre,
+            contract,
+            http,
         };
         // Validate once: the plugin must say what it is, and accept its config.
         let info = self.info(&loaded).await.map_err(|e| fail(e.to_string()))?;
@@ -220,7 +275,14 @@ impl PluginHost {
             version: cap(info.version, 128),
             confinement: (!grants.is_empty()).then(|| self.confiner.summary().clone()),
             sha256: Some(sha256.clone()),
-            grants: Some(Grants { exec: grants, dirs: spec.dirs.clone(), memory_mb: spec.memory_mb, call_timeout_s: spec.call_timeout_s }),
+            grants: Some(Grants {
+                exec: grants,
+                dirs: spec.dirs.clone(),
+                memory_mb: spec.memory_mb,
+                call_timeout_s: spec.call_timeout_s,
+                network: (contract == CONTRACT_0_2).then(|| format!("the call's BMC only; {}", spec.network.clone().unwrap_or_default().describe())),
+            }),
+            contract: contract.to_owned(),
             loaded: true,
             error: None,
         };
@@ -228,9 +290,13 @@ impl PluginHost {
     }
 
     /// Only the imports of the plugin's own world are in its linker, plus WASI.
-    fn instance_pre(&self, component: &Component, kind: PluginKind) -> wasmtime::Result<Pre> {
+    fn instance_pre(&self, component: &Component, kind: PluginKind, contract: &str) -> wasmtime::Result<Pre> {
         let mut linker: Linker<PluginState> = Linker::new(&self.engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
+        if contract == CONTRACT_0_2 {
+            power2::PowerManager::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)?;
+            return Ok(Pre::Power2(power2::PowerManagerPre::new(linker.instantiate_pre(component)?)?));
+        }
         Ok(match kind {
             PluginKind::Power => {
                 power::PowerManager::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)?;
@@ -269,7 +335,8 @@ impl PluginHost {
     }
 
     /// A fresh store: empty WASI context (plus granted dirs), memory cap, wall-clock deadline.
-    pub(crate) fn store(&self, plugin: &Loaded, netconf: Option<SharedSession>) -> Result<Store<PluginState>, String> {
+    /// `bmc`: the address a 0.2.0 power call's `http` and `datagram` may reach.
+    pub(crate) fn store(&self, plugin: &Loaded, netconf: Option<SharedSession>, bmc: Option<&Bmc>) -> Result<Store<PluginState>, String> {
         let mut wasi = WasiCtx::builder();
         for dir in &plugin.spec.dirs {
             let guest = dir.to_string_lossy().into_owned();
@@ -290,6 +357,10 @@ impl PluginHost {
             exec_stub: self.exec_stub.read().ok().and_then(|s| s.clone()),
             netconf,
             reload: self.reload.read().ok().and_then(|r| r.clone()),
+            network: match (bmc, &plugin.http) {
+                (Some(bmc), Some(http)) => Some(CallNetwork { scope: BmcScope { host: bmc.host.clone(), port: bmc.port }, http: http.clone() }),
+                _ => None,
+            },
         };
         let mut store = Store::new(&self.engine, state);
         store.limiter(|s| &mut s.limits);
@@ -302,32 +373,71 @@ impl PluginHost {
 
     async fn info(&self, plugin: &Loaded) -> Result<PluginInfoOut, CallError> {
         let op = "info";
-        let mut store = self.store(plugin, None).map_err(|e| trap(plugin, op, e))?;
-        let (info, configured) = match &plugin.pre {
+        let mut store = self.store(plugin, None, None).map_err(|e| trap(plugin, op, e))?;
+        let fail = |e| classify(plugin, op, e);
+        let configure = |e| classify(plugin, "configure", e);
+        let (version, kind) = match &plugin.pre {
             Pre::Power(pre) => {
-                let i = pre.instantiate_async(&mut store).await.map_err(|e| classify(plugin, op, e))?;
-                let info = i.metalhost_drivers_plugin().call_info(&mut store).await.map_err(|e| classify(plugin, op, e))?;
-                (info, i.metalhost_drivers_plugin().call_configure(&mut store, &plugin.config).await)
+                let i = pre.instantiate_async(&mut store).await.map_err(fail)?;
+                let info = i.metalhost_drivers_plugin().call_info(&mut store).await.map_err(fail)?;
+                i.metalhost_drivers_plugin().call_configure(&mut store, &plugin.config).await.map_err(configure)?.map_err(|e| driver(plugin, "configure", e))?;
+                (info.version, kind_of(info.kind))
+            }
+            Pre::Power2(pre) => {
+                let i = pre.instantiate_async(&mut store).await.map_err(fail)?;
+                let info = i.metalhost_drivers_plugin().call_info(&mut store).await.map_err(fail)?;
+                i.metalhost_drivers_plugin().call_configure(&mut store, &plugin.config).await.map_err(configure)?.map_err(|e| driver(plugin, "configure", e))?;
+                let kind = match info.kind {
+                    power2::metalhost::drivers::types::PluginKind::Power => PluginKind::Power,
+                    power2::metalhost::drivers::types::PluginKind::Switch => PluginKind::Switch,
+                    power2::metalhost::drivers::types::PluginKind::Netboot => PluginKind::Netboot,
+                };
+                (info.version, kind)
             }
             Pre::Switch(pre) => {
-                let i = pre.instantiate_async(&mut store).await.map_err(|e| classify(plugin, op, e))?;
-                let info = i.metalhost_drivers_plugin().call_info(&mut store).await.map_err(|e| classify(plugin, op, e))?;
-                (info, i.metalhost_drivers_plugin().call_configure(&mut store, &plugin.config).await)
+                let i = pre.instantiate_async(&mut store).await.map_err(fail)?;
+                let info = i.metalhost_drivers_plugin().call_info(&mut store).await.map_err(fail)?;
+                i.metalhost_drivers_plugin().call_configure(&mut store, &plugin.config).await.map_err(configure)?.map_err(|e| driver(plugin, "configure", e))?;
+                (info.version, kind_of(info.kind))
             }
             Pre::Netboot(pre) => {
-                let i = pre.instantiate_async(&mut store).await.map_err(|e| classify(plugin, op, e))?;
-                let info = i.metalhost_drivers_plugin().call_info(&mut store).await.map_err(|e| classify(plugin, op, e))?;
-                (info, i.metalhost_drivers_plugin().call_configure(&mut store, &plugin.config).await)
+                let i = pre.instantiate_async(&mut store).await.map_err(fail)?;
+                let info = i.metalhost_drivers_plugin().call_info(&mut store).await.map_err(fail)?;
+                i.metalhost_drivers_plugin().call_configure(&mut store, &plugin.config).await.map_err(configure)?.map_err(|e| driver(plugin, "configure", e))?;
+                (info.version, kind_of(info.kind))
             }
         };
-        configured.map_err(|e| classify(plugin, "configure", e))?.map_err(|e| driver(plugin, "configure", e))?;
-        let kind = match info.kind {
-            types::PluginKind::Power => PluginKind::Power,
-            types::PluginKind::Switch => PluginKind::Switch,
-            types::PluginKind::Netboot => PluginKind::Netboot,
-        };
-        Ok(PluginInfoOut { version: info.version, kind })
+        Ok(PluginInfoOut { version, kind })
     }
+}
+
+fn kind_of(kind: types::PluginKind) -> PluginKind {
+    match kind {
+        types::PluginKind::Power => PluginKind::Power,
+        types::PluginKind::Switch => PluginKind::Switch,
+        types::PluginKind::Netboot => PluginKind::Netboot,
+    }
+}
+
+/// A fresh instance per call: pooled slots (memory, tables, stacks) are reused instead of mapped
+/// and unmapped every time, which is most of a call's sandbox cost. Slots are sized for the
+/// largest plugin memory cap; the per-plugin cap is the store limiter's.
+fn pool_config() -> PoolingAllocationConfig {
+    let mut pool = PoolingAllocationConfig::new();
+    let max_memory = usize::try_from(MAX_MEMORY_MB << 20).unwrap_or(usize::MAX);
+    pool.total_component_instances(POOL_INSTANCES)
+        .total_core_instances(POOL_INSTANCES * 4)
+        .total_memories(POOL_INSTANCES * 2)
+        .total_tables(POOL_INSTANCES * 4)
+        .total_stacks(POOL_INSTANCES)
+        .max_memory_size(max_memory)
+        .max_memories_per_component(8)
+        .max_tables_per_component(32)
+        .max_core_instances_per_component(32)
+        // Keep what a small plugin touches resident: resetting it is a memset, not a page fault.
+        .linear_memory_keep_resident(1 << 20)
+        .table_keep_resident(64 << 10);
+    pool
 }
 
 /// Compiles once per (wasm sha256, engine); later loads deserialize the cached artifact.
@@ -381,7 +491,7 @@ struct PluginInfoOut {
 
 /// Names the world a component implements from its exports, and refuses a mismatch or another
 /// contract version with a message saying which.
-fn check_world(engine: &Engine, component: &Component, declared: PluginKind) -> Result<(), String> {
+fn check_world(engine: &Engine, component: &Component, declared: PluginKind) -> Result<&'static str, String> {
     let ty = component.component_type();
     let exports: Vec<String> = ty.exports(engine).map(|(name, _)| name.to_owned()).collect();
     let ours: Vec<(&str, &str)> = exports
@@ -389,18 +499,22 @@ fn check_world(engine: &Engine, component: &Component, declared: PluginKind) -> 
         .filter_map(|e| e.strip_prefix("metalhost:drivers/"))
         .filter_map(|e| e.split_once('@'))
         .collect();
-    if ours.is_empty() {
+    let Some((_, version)) = ours.first() else {
         return Err(format!("the component exports no metalhost:drivers interface (exports: {})", exports.join(", ")));
-    }
-    let expected_version = CONTRACT.rsplit('@').next().unwrap_or("0.1.0");
-    if let Some((_, version)) = ours.iter().find(|(_, v)| *v != expected_version) {
-        return Err(format!("the component was built for metalhost:drivers@{version}; this host speaks {CONTRACT}"));
+    };
+    let spoken = || CONTRACTS.join(" and ");
+    let Some(contract) = CONTRACTS.into_iter().find(|c| c.rsplit('@').next() == Some(*version)) else {
+        return Err(format!("the component was built for metalhost:drivers@{version}; this host speaks {}", spoken()));
+    };
+    if let Some((_, other)) = ours.iter().find(|(_, v)| v != version) {
+        return Err(format!("the component exports interfaces of two contract versions ({version} and {other})"));
     }
     let implemented = [PluginKind::Power, PluginKind::Switch, PluginKind::Netboot]
         .into_iter()
         .find(|k| ours.iter().any(|(iface, _)| *iface == k.interface()));
     match implemented {
-        Some(kind) if kind == declared => Ok(()),
+        Some(kind) if kind == declared && (contract == CONTRACT || kind == PluginKind::Power) => Ok(contract),
+        Some(kind) if kind == declared => Err(format!("{contract} has no {} world: build {kind} plugins against {CONTRACT}", kind.world())),
         Some(kind) => Err(format!("the component implements the {} world, but the config declares a {declared} plugin ({} world)", kind.world(), declared.world())),
         None => Err(format!("the component implements no driver world (it must export metalhost:drivers/{})", declared.interface())),
     }
@@ -426,15 +540,36 @@ pub(crate) fn classify(plugin: &Loaded, operation: &'static str, e: wasmtime::Er
     err
 }
 
-pub(crate) fn driver(plugin: &Loaded, operation: &'static str, e: types::DriverError) -> CallError {
-    let e = match e {
-        types::DriverError::Unreachable(m) => DriverError::Unreachable(m),
-        types::DriverError::AuthFailed(m) => DriverError::AuthFailed(m),
-        types::DriverError::CommandFailed(m) => DriverError::CommandFailed(m),
-        types::DriverError::ParseError(m) => DriverError::ParseError(m),
-        types::DriverError::NotFound(m) => DriverError::NotFound(m),
-        types::DriverError::Unsupported(m) => DriverError::Unsupported(m),
-        types::DriverError::InvalidConfig(m) => DriverError::InvalidConfig(m),
-    };
+pub(crate) fn driver(plugin: &Loaded, operation: &'static str, e: impl Into<DriverError>) -> CallError {
+    let e: DriverError = e.into();
     CallError { plugin: plugin.name.to_string(), operation, failure: CallFailure::Driver(e.capped()) }
+}
+
+impl From<types::DriverError> for DriverError {
+    fn from(e: types::DriverError) -> DriverError {
+        match e {
+            types::DriverError::Unreachable(m) => DriverError::Unreachable(m),
+            types::DriverError::AuthFailed(m) => DriverError::AuthFailed(m),
+            types::DriverError::CommandFailed(m) => DriverError::CommandFailed(m),
+            types::DriverError::ParseError(m) => DriverError::ParseError(m),
+            types::DriverError::NotFound(m) => DriverError::NotFound(m),
+            types::DriverError::Unsupported(m) => DriverError::Unsupported(m),
+            types::DriverError::InvalidConfig(m) => DriverError::InvalidConfig(m),
+        }
+    }
+}
+
+impl From<power2::metalhost::drivers::types::DriverError> for DriverError {
+    fn from(e: power2::metalhost::drivers::types::DriverError) -> DriverError {
+        use power2::metalhost::drivers::types::DriverError as E;
+        match e {
+            E::Unreachable(m) => DriverError::Unreachable(m),
+            E::AuthFailed(m) => DriverError::AuthFailed(m),
+            E::CommandFailed(m) => DriverError::CommandFailed(m),
+            E::ParseError(m) => DriverError::ParseError(m),
+            E::NotFound(m) => DriverError::NotFound(m),
+            E::Unsupported(m) => DriverError::Unsupported(m),
+            E::InvalidConfig(m) => DriverError::InvalidConfig(m),
+        }
+    }
 }

@@ -64,6 +64,9 @@ pub struct PluginSpec {
     /// Passed to the plugin's `configure` on every call.
     #[serde(default)]
     pub config: BTreeMap<String, String>,
+    /// How a `metalhost:drivers@0.2.0` power plugin's HTTP reaches its BMCs (scheme, TLS trust).
+    #[serde(default)]
+    pub network: Option<crate::net::NetworkSpec>,
 }
 
 fn default_memory_mb() -> u64 {
@@ -82,6 +85,8 @@ pub struct Grants {
     pub dirs: Vec<PathBuf>,
     pub memory_mb: u64,
     pub call_timeout_s: u64,
+    /// 0.2.0 power plugins: what their `http` and `datagram` may reach, and how TLS is verified.
+    pub network: Option<String>,
 }
 
 /// `metalhost plugin list`: one row per configured plugin.
@@ -93,6 +98,8 @@ pub struct PluginStatus {
     pub version: String,
     pub sha256: Option<String>,
     pub grants: Option<Grants>,
+    /// The contract the component was built for (empty when it did not load).
+    pub contract: String,
     /// How the programs it may run are confined (plugins with exec grants only).
     pub confinement: Option<crate::confine::Confinement>,
     pub loaded: bool,

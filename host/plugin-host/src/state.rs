@@ -33,6 +33,8 @@ pub struct PluginState {
     pub exec_stub: Option<ExecStub>,
     pub netconf: Option<SharedSession>,
     pub reload: Option<ReloadHook>,
+    /// 0.2.0 power calls: the BMC their `http` and `datagram` may reach.
+    pub network: Option<crate::net::imports::CallNetwork>,
 }
 
 impl WasiView for PluginState {

@@ -45,6 +45,12 @@ impl From<Kind> for PluginKind {
     }
 }
 
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum TemplateArg {
+    Ipmitool,
+    Redfish,
+}
+
 #[derive(Debug, Args)]
 pub struct NewArgs {
     /// The world the plugin implements.
@@ -52,6 +58,10 @@ pub struct NewArgs {
     pub kind: Kind,
     /// The crate name (lower case, digits, `-`); also the plugin's name.
     pub name: String,
+    /// Power plugins: `ipmitool` (the default: a tool run through `exec`, contract 0.1.0) or
+    /// `redfish` (HTTP to the BMC through the host, contract 0.2.0, no exec grant).
+    #[arg(long, value_enum, default_value = "ipmitool")]
+    pub template: TemplateArg,
     /// Where to write the crate (default: ./NAME). Must not exist or be empty.
     #[arg(long)]
     pub path: Option<PathBuf>,
@@ -81,6 +91,9 @@ pub struct TestArgs {
     /// The emulated switch model: juniper_generic (EX, legacy syntax) or juniper_qfx_copper_generic (ELS).
     #[arg(long, default_value = "juniper_generic")]
     pub switch_model: String,
+    /// The sushy-emulator Redfish BMC (power plugins of contract 0.2.0, which speak HTTP).
+    #[arg(long, env = "METALHOST_SUSHY_EMULATOR")]
+    pub sushy_emulator: Option<PathBuf>,
     /// Each call's deadline, as `call_timeout_s` in `[[plugin]]`.
     #[arg(long, default_value_t = 20)]
     pub call_timeout_s: u64,
@@ -136,7 +149,13 @@ fn confinement_line(c: &serde_json::Value) -> String {
 pub fn run_local(cmd: &PluginCommand, json: bool) -> ExitCode {
     match cmd {
         PluginCommand::List => ExitCode::FAILURE,
-        PluginCommand::New(args) => match plugin_new::write(args.kind.into(), &args.name, args.path.as_deref(), args.sdk.as_deref()) {
+        PluginCommand::New(args) => match plugin_new::write(
+            args.kind.into(),
+            match args.template {
+                TemplateArg::Ipmitool => plugin_new::Template::Default,
+                TemplateArg::Redfish => plugin_new::Template::Redfish,
+            },
+            &args.name, args.path.as_deref(), args.sdk.as_deref()) {
             Ok(created) => {
                 if json {
                     super::output::json(&serde_json::json!({ "ok": true, "path": created.dir, "sdk": created.sdk, "wasm": created.wasm }));
@@ -162,6 +181,9 @@ pub fn run_local(cmd: &PluginCommand, json: bool) -> ExitCode {
                 opts.fake_switches.clone_from(path);
             }
             opts.switch_model.clone_from(&args.switch_model);
+            if let Some(path) = &args.sushy_emulator {
+                opts.sushy_emulator.clone_from(path);
+            }
             opts.call_timeout_s = args.call_timeout_s;
             match metalhost_conformance::run(&opts) {
                 Ok(report) => {

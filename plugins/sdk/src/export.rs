@@ -65,7 +65,7 @@ pub trait NetbootBackend: Plugin {
 #[doc(hidden)]
 #[macro_export]
 macro_rules! __metalhost_adapter {
-    ($ty:ty, $world:ident, $kind:ident) => {
+    ($ty:ty, $world:ident, $types:ident, $kind:ident) => {
         struct __MetalhostExport;
 
         ::std::thread_local! {
@@ -86,15 +86,15 @@ macro_rules! __metalhost_adapter {
         }
 
         impl $crate::bindings::$world::exports::metalhost::drivers::plugin::Guest for __MetalhostExport {
-            fn info() -> $crate::PluginInfo {
-                $crate::PluginInfo {
+            fn info() -> $crate::bindings::$types::metalhost::drivers::types::PluginInfo {
+                $crate::bindings::$types::metalhost::drivers::types::PluginInfo {
                     name: <$ty as $crate::Plugin>::NAME.into(),
                     version: <$ty as $crate::Plugin>::VERSION.into(),
-                    kind: $crate::PluginKind::$kind,
+                    kind: $crate::bindings::$types::metalhost::drivers::types::PluginKind::$kind,
                 }
             }
 
-            fn configure(config: Vec<(String, String)>) -> Result<(), $crate::DriverError> {
+            fn configure(config: Vec<(String, String)>) -> Result<(), $crate::bindings::$types::metalhost::drivers::types::DriverError> {
                 let p = <$ty as $crate::Plugin>::configure($crate::Config::new(config))?;
                 __METALHOST_PLUGIN.with(|slot| *slot.borrow_mut() = Some($crate::__private::Rc::new(p)));
                 Ok(())
@@ -108,21 +108,21 @@ macro_rules! __metalhost_adapter {
 macro_rules! export_power {
     ($ty:ty) => {
         const _: () = {
-            $crate::__metalhost_adapter!($ty, power, Power);
+            $crate::__metalhost_adapter!($ty, power, power, Power);
 
             use $crate::bindings::power::metalhost::drivers::types as __t;
 
             impl $crate::bindings::power::exports::metalhost::drivers::power::Guest for __MetalhostExport {
                 fn get_power_state(bmc: __t::BmcAddress, creds: __t::Credentials) -> Result<__t::PowerState, __t::DriverError> {
-                    <$ty as $crate::PowerManager>::get_power_state(&*Self::plugin()?, &bmc, &creds)
+                    Ok(<$ty as $crate::PowerManager>::get_power_state(&*Self::plugin()?, &bmc, &creds)?)
                 }
 
                 fn set_power_state(bmc: __t::BmcAddress, creds: __t::Credentials, action: __t::PowerAction) -> Result<(), __t::DriverError> {
-                    <$ty as $crate::PowerManager>::set_power_state(&*Self::plugin()?, &bmc, &creds, action)
+                    Ok(<$ty as $crate::PowerManager>::set_power_state(&*Self::plugin()?, &bmc, &creds, action)?)
                 }
 
                 fn set_boot_device(bmc: __t::BmcAddress, creds: __t::Credentials, device: __t::BootDevice, persistent: bool) -> Result<(), __t::DriverError> {
-                    <$ty as $crate::PowerManager>::set_boot_device(&*Self::plugin()?, &bmc, &creds, device, persistent)
+                    Ok(<$ty as $crate::PowerManager>::set_boot_device(&*Self::plugin()?, &bmc, &creds, device, persistent)?)
                 }
             }
 
@@ -136,29 +136,30 @@ macro_rules! export_power {
 macro_rules! export_switch {
     ($ty:ty) => {
         const _: () = {
-            $crate::__metalhost_adapter!($ty, switch, Switch);
+            $crate::__metalhost_adapter!($ty, switch, power, Switch);
 
             use $crate::bindings::switch::exports::metalhost::drivers::switch as __s;
+            type __E = $crate::bindings::power::metalhost::drivers::types::DriverError;
 
             impl __s::Guest for __MetalhostExport {
-                fn describe() -> Result<__s::SwitchDescription, $crate::DriverError> {
-                    <$ty as $crate::SwitchManager>::describe(&*Self::plugin()?)
+                fn describe() -> Result<__s::SwitchDescription, __E> {
+                    Ok(<$ty as $crate::SwitchManager>::describe(&*Self::plugin()?)?)
                 }
 
-                fn ensure_vlan(vlan: __s::Vlan) -> Result<(), $crate::DriverError> {
-                    <$ty as $crate::SwitchManager>::ensure_vlan(&*Self::plugin()?, vlan)
+                fn ensure_vlan(vlan: __s::Vlan) -> Result<(), __E> {
+                    Ok(<$ty as $crate::SwitchManager>::ensure_vlan(&*Self::plugin()?, vlan)?)
                 }
 
-                fn set_access_vlan(port: String, vlan: __s::Vlan) -> Result<(), $crate::DriverError> {
-                    <$ty as $crate::SwitchManager>::set_access_vlan(&*Self::plugin()?, &port, vlan)
+                fn set_access_vlan(port: String, vlan: __s::Vlan) -> Result<(), __E> {
+                    Ok(<$ty as $crate::SwitchManager>::set_access_vlan(&*Self::plugin()?, &port, vlan)?)
                 }
 
-                fn clear_port(port: String) -> Result<(), $crate::DriverError> {
-                    <$ty as $crate::SwitchManager>::clear_port(&*Self::plugin()?, &port)
+                fn clear_port(port: String) -> Result<(), __E> {
+                    Ok(<$ty as $crate::SwitchManager>::clear_port(&*Self::plugin()?, &port)?)
                 }
 
-                fn get_port_vlan(port: String) -> Result<Option<u16>, $crate::DriverError> {
-                    <$ty as $crate::SwitchManager>::get_port_vlan(&*Self::plugin()?, &port)
+                fn get_port_vlan(port: String) -> Result<Option<u16>, __E> {
+                    Ok(<$ty as $crate::SwitchManager>::get_port_vlan(&*Self::plugin()?, &port)?)
                 }
             }
 
@@ -172,17 +173,18 @@ macro_rules! export_switch {
 macro_rules! export_netboot {
     ($ty:ty) => {
         const _: () = {
-            $crate::__metalhost_adapter!($ty, netboot, Netboot);
+            $crate::__metalhost_adapter!($ty, netboot, power, Netboot);
 
             use $crate::bindings::netboot::exports::metalhost::drivers::netboot as __n;
+            type __E = $crate::bindings::power::metalhost::drivers::types::DriverError;
 
             impl __n::Guest for __MetalhostExport {
-                fn put_host(entry: __n::BootEntry) -> Result<(), $crate::DriverError> {
-                    <$ty as $crate::NetbootBackend>::put_host(&*Self::plugin()?, entry)
+                fn put_host(entry: __n::BootEntry) -> Result<(), __E> {
+                    Ok(<$ty as $crate::NetbootBackend>::put_host(&*Self::plugin()?, entry)?)
                 }
 
-                fn remove_host(mac: String) -> Result<(), $crate::DriverError> {
-                    <$ty as $crate::NetbootBackend>::remove_host(&*Self::plugin()?, &mac)
+                fn remove_host(mac: String) -> Result<(), __E> {
+                    Ok(<$ty as $crate::NetbootBackend>::remove_host(&*Self::plugin()?, &mac)?)
                 }
             }
 

@@ -25,37 +25,75 @@
 //! to the generated bindings; `bindings` holds those for anything the traits do not cover.
 
 mod config;
+pub mod datagram;
+mod error;
 pub mod exec;
 mod export;
+mod export2;
+pub mod http;
 pub mod log;
 pub mod netconf;
 pub mod service;
 pub mod xml;
 
 pub use config::Config;
+pub use error::DriverError;
 pub use export::{NetbootBackend, Plugin, PowerManager, SwitchManager};
 
-/// The contract this SDK builds plugins for. The host refuses a component whose exports carry
-/// another version, naming both (`the component was built for metalhost:drivers@X; this host
-/// speaks metalhost:drivers@Y`).
+/// The frozen contract of `export_power!`, `export_switch!` and `export_netboot!`. The host refuses
+/// a component whose exports carry a version it does not speak, naming both (`the component was
+/// built for metalhost:drivers@X; this host speaks ...`).
 pub const CONTRACT: &str = "metalhost:drivers@0.1.0";
 /// The version part of [`CONTRACT`].
 pub const CONTRACT_VERSION: &str = "0.1.0";
+/// The open contract of `export_power2!`: power plugins with host-scoped `http` and `datagram`.
+pub const CONTRACT_0_2: &str = "metalhost:drivers@0.2.0";
 
 /// The wit-bindgen bindings of each world (one crate per world, see `worlds/`).
 pub mod bindings {
     pub use metalhost_plugin_sdk_netboot as netboot;
     pub use metalhost_plugin_sdk_power as power;
+    pub use metalhost_plugin_sdk_power2 as power2;
     pub use metalhost_plugin_sdk_switch as switch;
 }
 
-pub use bindings::power::metalhost::drivers::types::{DriverError, PluginInfo, PluginKind};
+pub use bindings::power::metalhost::drivers::types::{PluginInfo, PluginKind};
 
 /// Everything a power plugin needs.
 pub mod power {
     pub use crate::bindings::power::metalhost::drivers::types::{BmcAddress, BootDevice, Credentials, PowerAction, PowerState};
     pub use crate::exec::{Command, Output};
     pub use crate::export::PowerManager;
+}
+
+/// Everything a 0.2.0 power plugin needs: it talks to its BMC itself, through [`http`] or
+/// [`datagram`], which the host scopes to the call's BMC. Export it with `export_power2!`.
+pub mod power2 {
+    pub use crate::bindings::power2::metalhost::drivers::types::{BmcAddress, BootDevice, BootMode, Credentials, PowerAction, PowerState};
+    pub use crate::export2::PowerManager;
+    pub use crate::{datagram, http};
+
+    /// The `log` capability of 0.2.0: lines land in the daemon's log inside the call's span.
+    /// Never log a password or a request's authorization header.
+    pub mod log {
+        use crate::bindings::power2::metalhost::drivers::log::{Level, log};
+
+        pub fn debug(message: &str) {
+            log(Level::Debug, message);
+        }
+
+        pub fn info(message: &str) {
+            log(Level::Info, message);
+        }
+
+        pub fn warn(message: &str) {
+            log(Level::Warn, message);
+        }
+
+        pub fn error(message: &str) {
+            log(Level::Error, message);
+        }
+    }
 }
 
 /// Everything a switch plugin needs.
@@ -86,6 +124,9 @@ mod tests {
         let wit = include_str!("../../../wit/drivers.wit");
         let package = wit.lines().find_map(|l| l.strip_prefix("package ")).map(|p| p.trim_end_matches(';'));
         assert_eq!(package, Some(super::CONTRACT));
+        let wit = include_str!("../../../wit/drivers-0.2.0.wit");
+        let package = wit.lines().find_map(|l| l.strip_prefix("package ")).map(|p| p.trim_end_matches(';'));
+        assert_eq!(package, Some(super::CONTRACT_0_2));
         assert_eq!(super::CONTRACT.rsplit('@').next(), Some(super::CONTRACT_VERSION));
     }
 }

@@ -6,6 +6,8 @@ pub mod dnsmasq;
 pub mod fake_switch;
 pub mod ipmi_sim;
 pub mod netns;
+pub mod sushy;
+pub mod test_ca;
 
 use std::path::{Path, PathBuf};
 

@@ -4,7 +4,7 @@
 
 use std::cell::RefCell;
 
-wit_bindgen::generate!({ world: "power-manager", path: "../../../wit" });
+wit_bindgen::generate!({ world: "power-manager", path: "../../../wit/drivers.wit" });
 
 use exports::metalhost::drivers::{plugin, power};
 use metalhost::drivers::exec;

@@ -1,4 +1,4 @@
-//! A power plugin built against a future `metalhost:drivers@0.2.0`, for the test that the host
+//! A power plugin built against a future `metalhost:drivers@0.9.0`, for the test that the host
 //! refuses it and names both contract versions.
 
 wit_bindgen::generate!({ world: "power-manager", path: "wit" });

@@ -1,7 +1,7 @@
 //! A switch-manager component that does nothing, for the test that a component of another world is
 //! refused when the config declares it a power driver.
 
-wit_bindgen::generate!({ world: "switch-manager", path: "../../../wit" });
+wit_bindgen::generate!({ world: "switch-manager", path: "../../../wit/drivers.wit" });
 
 use exports::metalhost::drivers::switch::{SwitchDescription, Vlan};
 use exports::metalhost::drivers::{plugin, switch};

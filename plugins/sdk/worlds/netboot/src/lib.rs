@@ -3,7 +3,7 @@
 
 wit_bindgen::generate!({
     world: "netboot-backend",
-    path: "../../../../wit",
+    path: "../../../../wit/drivers.wit",
     pub_export_macro: true,
     default_bindings_module: "metalhost_plugin_sdk::bindings::netboot",
     with: {

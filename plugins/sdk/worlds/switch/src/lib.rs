@@ -3,7 +3,7 @@
 
 wit_bindgen::generate!({
     world: "switch-manager",
-    path: "../../../../wit",
+    path: "../../../../wit/drivers.wit",
     pub_export_macro: true,
     default_bindings_module: "metalhost_plugin_sdk::bindings::switch",
     with: {
