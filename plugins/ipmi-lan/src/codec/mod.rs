@@ -25,3 +25,6 @@ impl CodecError {
         CodecError { message: message.into(), integrity: true }
     }
 }
+
+#[cfg(test)]
+mod captured;
