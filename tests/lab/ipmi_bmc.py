@@ -10,8 +10,9 @@ Privilege Level, Get Chassis Status, Chassis Control, Set/Get System Boot Option
 
 The password comes from $IPMI_BMC_PASSWORD (never argv). Prints "ready PORT" once bound. With
 --state-dir it keeps `power` (0/1), `boot` ("pxe once efi"...) and `calls.log` there, like the
-ipmi_sim chassis hook; `received` counts datagrams. --bmcs N serves N BMCs on consecutive ports
-from PORT (benchmarks), each with its own power state, in memory.
+ipmi_sim chassis hook; `received` counts datagrams. --bmcs N serves N BMCs (benchmarks) on
+consecutive ports from PORT, or free ports listed in DIR/ports with PORT 0, each with its own
+power state, in memory.
 """
 import argparse
 import hashlib
@@ -241,26 +242,30 @@ def main():
     password = os.environ.get("IPMI_BMC_PASSWORD", "")
     sel = selectors.DefaultSelector()
     first = None
+    ports = []
     for i in range(args.bmcs):
         sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         sock.bind(("127.0.0.1", args.port + i if args.port else 0))
         sock.setblocking(False)
-        first = first or sock.getsockname()[1]
+        ports.append(sock.getsockname()[1])
+        first = first or ports[-1]
         sel.register(sock, selectors.EVENT_READ, Bmc(args, password, args.state_dir if args.bmcs == 1 else None))
+    if args.state_dir and args.bmcs > 1:
+        os.makedirs(args.state_dir, exist_ok=True)
+        with open(os.path.join(args.state_dir, "ports"), "w") as f:
+            f.write("\n".join(map(str, ports)) + "\n")
     print(f"ready {first}", flush=True)
     received = 0
     counter = os.path.join(args.state_dir, "received") if args.state_dir else None
     while True:
-        for key, _ in sel.select():
+        events = sel.select()
+        for key, _ in events:
             while True:
                 try:
                     pkt, addr = key.fileobj.recvfrom(2048)
                 except BlockingIOError:
                     break
                 received += 1
-                if counter:
-                    with open(counter, "w") as f:
-                        f.write(f"{received}\n")
                 if args.drop_every and received % args.drop_every == 0:
                     continue
                 try:
@@ -273,6 +278,10 @@ def main():
                         f.write(f"in {pkt.hex()}\nout {out.hex() if out else '-'}\n")
                 if out:
                     key.fileobj.sendto(out, addr)
+        # Counted per batch, not per datagram: a file write each would dominate a benchmark.
+        if counter:
+            with open(counter, "w") as f:
+                f.write(f"{received}\n")
 
 
 if __name__ == "__main__":

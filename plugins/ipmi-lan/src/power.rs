@@ -71,10 +71,12 @@ impl Driver {
         let mut s = self.session(t, user, password)?;
         let efi = match efi {
             Some(efi) => efi,
-            None => {
-                let data = s.call("Get System Boot Options (boot flags)", &commands::get_boot_flags())?;
-                commands::boot_flags_efi(&data).map_err(|e| SessionError::Parse(e.to_string()))?
-            }
+            // A BMC that cannot say gets legacy, the bit's zero value and most BMCs' default.
+            None => match s.call("Get System Boot Options (boot flags)", &commands::get_boot_flags()) {
+                Ok(data) => commands::boot_flags_efi(&data).unwrap_or(false),
+                Err(SessionError::CommandFailed(_)) => false,
+                Err(e) => return Err(e),
+            },
         };
         s.call("Set System Boot Options (boot flags)", &commands::set_boot_flags(target, persistent, efi))?;
         Ok(())

@@ -109,8 +109,8 @@ pub enum BootTarget {
 }
 
 /// Set System Boot Options (Chassis 0x08), parameter 5 (boot flags), marked valid: the device,
-/// whether it persists, and `efi` for the EFI boot type bit. `efi: None` sends legacy (the bit
-/// has no "unchanged" value; §28.13 table 28-14).
+/// whether it persists, and `efi` for the EFI boot type bit (§28.13 table 28-14). The bit has
+/// no "unchanged" value, so keeping the BMC's mode means reading it first ([`get_boot_flags`]).
 pub fn set_boot_flags(target: BootTarget, persistent: bool, efi: bool) -> Request {
     let mut flags = 0x80; // valid
     if persistent {

@@ -160,7 +160,7 @@ fn encrypt(key: &[u8; 16], iv: [u8; 16], payload: &[u8]) -> Vec<u8> {
 }
 
 fn decrypt(key: &[u8; 16], body: &[u8]) -> Result<Vec<u8>, CodecError> {
-    if body.len() < 32 || body.len() % 16 != 0 {
+    if body.len() < 32 || !body.len().is_multiple_of(16) {
         return Err(CodecError::new(format!("an encrypted payload of {} bytes is not IV plus whole blocks", body.len())));
     }
     let (iv, rest) = body.split_at(16);
