@@ -45,7 +45,8 @@ impl App {
             None => generated_token(&config)?,
         };
         let db_path = config.database_path();
-        let store = tokio::task::spawn_blocking(move || Store::open(&db_path))
+        let key_path = config.secrets_key_path();
+        let store = tokio::task::spawn_blocking(move || Store::open(&db_path, &key_path))
             .await
             .context("database open task failed")?
             .with_context(|| format!("cannot open database {}", config.database_path().display()))?;
@@ -54,7 +55,8 @@ impl App {
         for dir in [config.hosts_dir(), config.scripts_dir()] {
             std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
         }
-        let plugins = PluginHost::new(&config.data_dir.join("plugin-cache")).context("cannot start the plugin runtime")?;
+        let plugins =
+            PluginHost::with_exec_policy(&config.data_dir.join("plugin-cache"), &config.exec).context("cannot start the plugin runtime")?;
         for status in plugins.load(&config.plugins).await {
             match &status.error {
                 None => tracing::info!(plugin = %status.name, kind = ?status.kind, version = %status.version, "plugin loaded"),

@@ -54,8 +54,21 @@ pub struct FileConfig {
     pub deploy: DeployConfig,
     #[serde(default)]
     pub netboot: NetbootConfig,
+    #[serde(default)]
+    pub exec: metalhost_plugin_host::ExecPolicy,
+    #[serde(default)]
+    pub secrets: SecretsConfig,
     #[serde(default, rename = "plugin")]
     pub plugins: Vec<crate::drivers::PluginSpec>,
+}
+
+/// Where the key that seals BMC and switch passwords in the database lives.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SecretsConfig {
+    /// Default `<data_dir>/secrets.key`, generated (0600) on first start. Back it up apart from
+    /// the database: without it the stored passwords cannot be read (README "Secrets at rest").
+    pub key_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -224,6 +237,8 @@ pub struct Config {
     pub network: NetworkConfig,
     pub deploy: DeployConfig,
     pub netboot: NetbootConfig,
+    pub exec: metalhost_plugin_host::ExecPolicy,
+    pub secrets: SecretsConfig,
     pub plugins: Vec<crate::drivers::PluginSpec>,
 }
 
@@ -274,12 +289,18 @@ impl Config {
             network: file.network,
             deploy: file.deploy,
             netboot: file.netboot,
+            exec: file.exec,
+            secrets: file.secrets,
             plugins: file.plugins,
         })
     }
 
     pub fn database_path(&self) -> PathBuf {
         self.data_dir.join("metalhost.db")
+    }
+
+    pub fn secrets_key_path(&self) -> PathBuf {
+        self.secrets.key_file.clone().unwrap_or_else(|| self.data_dir.join("secrets.key"))
     }
 
     pub fn bootstrap_dir(&self) -> PathBuf {

@@ -1,5 +1,5 @@
-//! The vendor kit through the real `metalhost` binary: `plugin new` crates of every kind build,
-//! load and pass `plugin test`; this repo's four plugins pass it; purpose-built broken plugins
+//! The vendor kit through the real `metalhost` binary: `plugin new` crates of every kind (and the
+//! Redfish template) build, load and pass `plugin test`; this repo's plugins pass it; purpose-built broken plugins
 //! fail it with a message that names their bug.
 
 use std::path::{Path, PathBuf};
@@ -80,6 +80,23 @@ fn generated_plugins_of_every_kind_build_load_and_pass() {
         let wasm = build(&dir);
         assert_passes(&wasm, kind, &[]);
     }
+}
+
+/// The Redfish template (contract 0.2.0, HTTP through the host) builds and passes the power suite
+/// against sushy-emulator, as does this repo's Redfish plugin; net-escape fails it.
+#[test]
+fn redfish_plugins_pass_the_http_power_suite() {
+    assert_passes(&plugin_wasm("redfish"), "power", &[]);
+    let root = tempfile::tempdir().expect("tmp");
+    let dir = root.path().join("vk-redfish");
+    let out = metalhost(&["plugin", "new", "--kind", "power", "--template", "redfish", "vk-redfish", "--path", dir.to_str().expect("utf-8")]);
+    assert!(out.status.success(), "plugin new: {}", String::from_utf8_lossy(&out.stderr));
+    let (passed, report) = plugin_test(&build(&dir), "power", &[]);
+    assert!(passed, "the redfish template failed: {:#?}", failures(&report));
+    let names: Vec<&str> = report["checks"].as_array().expect("checks").iter().filter_map(|c| c["name"].as_str()).collect();
+    assert!(names.contains(&"network: only the call's BMC") && names.contains(&"error mapping: untrusted certificate is a TLS invalid-config"), "{names:?}");
+    let out = metalhost(&["plugin", "new", "--kind", "switch", "--template", "redfish", "x", "--path", root.path().join("x").to_str().expect("utf-8")]);
+    assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("for power plugins"));
 }
 
 #[test]

@@ -20,6 +20,20 @@ pub enum DriverError {
 }
 
 impl DriverError {
+    /// The same error with its message cut to [`crate::ERROR_CAP`] (a plugin's text is untrusted).
+    pub fn capped(self) -> DriverError {
+        let cap = |m: String| crate::budget::cap(m, crate::ERROR_CAP);
+        match self {
+            DriverError::Unreachable(m) => DriverError::Unreachable(cap(m)),
+            DriverError::AuthFailed(m) => DriverError::AuthFailed(cap(m)),
+            DriverError::CommandFailed(m) => DriverError::CommandFailed(cap(m)),
+            DriverError::ParseError(m) => DriverError::ParseError(cap(m)),
+            DriverError::NotFound(m) => DriverError::NotFound(cap(m)),
+            DriverError::Unsupported(m) => DriverError::Unsupported(cap(m)),
+            DriverError::InvalidConfig(m) => DriverError::InvalidConfig(cap(m)),
+        }
+    }
+
     /// The case's name in the WIT contract (`auth-failed`, ...), as its message starts.
     pub fn kind(&self) -> &'static str {
         match self {

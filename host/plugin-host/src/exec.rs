@@ -1,5 +1,6 @@
 //! The `exec` capability: run a granted program, never through a shell, with a cleared environment,
-//! stdin closed, a private working dir, capped output and a timeout within the call's budget.
+//! stdin closed, a private working dir, capped output and a timeout within the call's budget, confined
+//! by [`crate::confine`] (its own user, process group, limits, Landlock and seccomp).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -7,6 +8,8 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use tokio::io::AsyncReadExt;
+
+use crate::confine::{Confiner, GroupKill};
 
 /// Each of stdout and stderr is cut at this size.
 pub const OUTPUT_CAP: u64 = 1 << 20;
@@ -61,6 +64,7 @@ pub struct Request<'a> {
     pub files: &'a [(String, String)],
     pub timeout: Duration,
     pub deadline: Instant,
+    pub confiner: &'a Confiner,
 }
 
 pub async fn run(req: Request<'_>) -> Result<Output, ExecError> {
@@ -97,21 +101,34 @@ pub async fn run(req: Request<'_>) -> Result<Output, ExecError> {
         .args(req.args)
         .env_clear()
         .env("PATH", CHILD_PATH)
+        // Tools that look for a home or a temp dir find the private working dir.
+        .env("HOME", workdir.path())
+        .env("TMPDIR", workdir.path())
         .envs(req.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
         .current_dir(workdir.path())
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .kill_on_drop(true);
+    req.confiner.apply(&mut command, workdir.path(), path).map_err(|e| ExecError::SpawnFailed(format!("cannot confine {}: {e}", path.display())))?;
     let mut child = command.spawn().map_err(|e| ExecError::SpawnFailed(format!("cannot start {}: {e}", path.display())))?;
+    // Whatever the program started dies with it: when it exits, times out, or the call is dropped.
+    let group = GroupKill(child.id());
     let stdout = child.stdout.take();
     let stderr = child.stderr.take();
     let collect = async {
-        let (out, err) = tokio::join!(read_capped(stdout), read_capped(stderr));
-        let status = child.wait().await;
+        let waited = async {
+            let status = child.wait().await;
+            // Pipes held open by leftover descendants close when the group dies.
+            drop(GroupKill(group.0));
+            status
+        };
+        let (out, err, status) = tokio::join!(read_capped(stdout), read_capped(stderr), waited);
         (out, err, status)
     };
-    match tokio::time::timeout(timeout, collect).await {
+    let outcome = tokio::time::timeout(timeout, collect).await;
+    drop(group);
+    match outcome {
         Ok((stdout, stderr, status)) => {
             let status = status.map_err(|e| ExecError::SpawnFailed(format!("waiting for {}: {e}", path.display())))?;
             Ok(Output { status: status.code().unwrap_or(-1), stdout, stderr })
@@ -147,11 +164,26 @@ mod tests {
         [(name, path)].into()
     }
 
+    fn confiner() -> Confiner {
+        Confiner::new(&crate::confine::ExecPolicy::default()).expect("confiner")
+    }
+
     async fn sh(script: &str, env: &[(String, String)], files: &[(String, String)], budget: Duration) -> Result<Output, ExecError> {
         let granted = grants();
         let args = ["-c".to_owned(), script.to_owned()];
-        run(Request { plugin: "t", granted: &granted, program: "sh", args: &args, env, files, timeout: Duration::from_secs(30), deadline: Instant::now() + budget })
+        let confiner = confiner();
+        let deadline = Instant::now() + budget;
+        run(Request { plugin: "t", granted: &granted, program: "sh", args: &args, env, files, timeout: Duration::from_secs(30), deadline, confiner: &confiner })
             .await
+    }
+
+    fn is_root() -> bool {
+        std::fs::read_to_string("/proc/self/status").is_ok_and(|s| s.lines().any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(2) == Some("0")))
+    }
+
+    /// Alive means running or sleeping; a killed process not yet reaped is a zombie.
+    fn alive(pid: &str) -> bool {
+        std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| s.rsplit(')').next().is_some_and(|rest| !rest.trim_start().starts_with('Z')))
     }
 
     #[tokio::test]
@@ -160,7 +192,7 @@ mod tests {
         let out = sh("env | sort", &[("IPMI_PASSWORD".into(), "pw".into())], &[], Duration::from_secs(10)).await.expect("run");
         let mut vars: Vec<&str> = out.stdout.lines().filter_map(|l| l.split('=').next()).collect();
         vars.retain(|v| !matches!(*v, "PWD" | "SHLVL" | "_" | "OLDPWD"));
-        assert_eq!(vars, ["IPMI_PASSWORD", "PATH"], "{}", out.stdout);
+        assert_eq!(vars, ["HOME", "IPMI_PASSWORD", "PATH", "TMPDIR"], "{}", out.stdout);
         assert!(out.stdout.contains(&format!("PATH={CHILD_PATH}")));
     }
 
@@ -197,7 +229,8 @@ mod tests {
         let granted = grants();
         let deadline = Instant::now() + Duration::from_secs(5);
         for program in ["bash", "/bin/sh", "./sh", "../bin/sh"] {
-            let req = Request { plugin: "t", granted: &granted, program, args: &[], env: &[], files: &[], timeout: Duration::from_secs(1), deadline };
+            let confiner = confiner();
+            let req = Request { plugin: "t", granted: &granted, program, args: &[], env: &[], files: &[], timeout: Duration::from_secs(1), deadline, confiner: &confiner };
             assert!(matches!(run(req).await, Err(ExecError::NotPermitted(_))), "{program}");
         }
         let err = sh("true", &[("LD_PRELOAD".into(), "/tmp/x.so".into())], &[], Duration::from_secs(5)).await.expect_err("refused");
@@ -213,5 +246,84 @@ mod tests {
         assert_eq!((name.as_str(), &path), (again.as_str(), &same));
         assert!(resolve("no-such-program-xyz").is_err());
         assert!(resolve("bin/sh").is_err());
+    }
+
+    #[tokio::test]
+    async fn files_outside_the_system_dirs_cannot_be_read_even_when_world_readable() {
+        // Made by the test (root in CI): one file only its owner reads, one anybody reads.
+        let outside = tempfile::tempdir().expect("tmp");
+        std::fs::set_permissions(outside.path(), std::os::unix::fs::PermissionsExt::from_mode(0o755)).expect("chmod");
+        let private = outside.path().join("root-only");
+        let public = outside.path().join("world-readable");
+        std::fs::write(&private, "first line of a secret\n").expect("write");
+        std::fs::write(&public, "visible to all users\n").expect("write");
+        std::fs::set_permissions(&private, std::os::unix::fs::PermissionsExt::from_mode(0o600)).expect("chmod");
+        std::fs::set_permissions(&public, std::os::unix::fs::PermissionsExt::from_mode(0o644)).expect("chmod");
+        let script = format!("cat {} ; cat {} ; cat /etc/shadow; echo done", private.display(), public.display());
+        let out = sh(&script, &[], &[], Duration::from_secs(10)).await.expect("run");
+        assert!(!out.stdout.contains("secret") && !out.stdout.contains("visible"), "read through: {}", out.stdout);
+        assert_eq!(out.stderr.matches("Permission denied").count(), 3, "{}", out.stderr);
+        assert!(out.stdout.contains("done"));
+    }
+
+    #[tokio::test]
+    async fn nothing_can_be_written_outside_the_private_working_dir() {
+        let outside = tempfile::tempdir().expect("tmp");
+        // Even a dir anybody may write to is off limits.
+        std::fs::set_permissions(outside.path(), std::os::unix::fs::PermissionsExt::from_mode(0o777)).expect("chmod");
+        let target = outside.path().join("dump");
+        let script = format!("echo x > {}; echo y > /tmp/metalhost-escape-$$; echo z > inside && cat inside", target.display());
+        let out = sh(&script, &[], &[], Duration::from_secs(10)).await.expect("run");
+        assert!(!target.exists(), "a file was written outside: {}", target.display());
+        assert_eq!(out.stderr.matches("Permission denied").count(), 2, "{}", out.stderr);
+        assert_eq!(out.stdout.trim(), "z", "the working dir itself is writable");
+    }
+
+    #[tokio::test]
+    async fn programs_run_unprivileged_with_limits() {
+        let out = sh("id -u; ulimit -n; ulimit -f; ulimit -t; ulimit -c", &[], &[], Duration::from_secs(10)).await.expect("run");
+        let lines: Vec<&str> = out.stdout.lines().collect();
+        if is_root() {
+            assert_eq!(lines.first(), Some(&"65534"), "{}", out.stdout);
+        }
+        // dash counts `ulimit -f` in 512-byte blocks: 16 MiB.
+        assert_eq!(&lines[1..], ["64", "32768", "30", "0"], "{}", out.stdout);
+    }
+
+    #[tokio::test]
+    async fn a_descendant_left_running_dies_with_the_call() {
+        let out = sh("sleep 300 & echo $!", &[], &[], Duration::from_secs(10)).await.expect("run");
+        let pid = out.stdout.trim().to_owned();
+        assert!(!pid.is_empty());
+        let until = Instant::now() + Duration::from_secs(5);
+        while alive(&pid) && Instant::now() < until {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert!(!alive(&pid), "pid {pid} outlived the call");
+    }
+
+    #[tokio::test]
+    async fn a_descendant_cannot_leave_the_process_group() {
+        // setsid(1) forks and calls setsid(2), which the seccomp filter refuses.
+        let out = sh("setsid sh -c 'echo $$; sleep 300' & sleep 0.5; echo started", &[], &[], Duration::from_secs(10)).await.expect("run");
+        assert!(out.stderr.contains("Operation not permitted"), "setsid was allowed: {out:?}");
+        for pid in out.stdout.lines().filter(|l| l.chars().all(|c| c.is_ascii_digit())) {
+            assert!(!alive(pid), "pid {pid} escaped");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_timed_out_program_and_its_children_are_killed() {
+        let marker = format!("9{}.5", std::process::id());
+        let err = sh(&format!("sh -c 'sleep {marker}; true' & sleep 300"), &[], &[], Duration::from_millis(500)).await.expect_err("must time out");
+        assert!(matches!(err, ExecError::TimedOut(_)), "{err:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let survivors: Vec<_> = std::fs::read_dir("/proc")
+            .expect("proc")
+            .filter_map(|e| e.ok())
+            .filter(|e| std::fs::read(e.path().join("cmdline")).is_ok_and(|c| String::from_utf8_lossy(&c).contains(&marker)))
+            .filter(|e| alive(&e.file_name().to_string_lossy()))
+            .collect();
+        assert!(survivors.is_empty(), "a child outlived the timeout");
     }
 }

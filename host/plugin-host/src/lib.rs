@@ -1,11 +1,13 @@
 //! The plugin runtime: loads driver components under the operator's grants and calls them in a
-//! fresh, bounded sandbox each time (DESIGN §4).
+//! fresh, bounded sandbox each time (ARCHITECTURE.md, "plugin-host").
 //!
 //! One `Engine`; each component compiled once and cached on disk; an `InstancePre` per plugin; a
 //! new `Store` per call with an empty WASI context, a memory cap and a wall-clock epoch deadline.
 //! A trap, a missed deadline or a memory overrun fails only that call.
 
 mod bindings;
+mod budget;
+mod confine;
 mod drivers;
 mod error;
 mod exec;
@@ -16,6 +18,8 @@ mod spec;
 mod state;
 
 pub use drivers::{Bmc, BootDevice, BootMode, BootEntry, Credentials, NetbootDriver, PowerAction, PowerDriver, PowerState, SwitchDescription, SwitchDriver, SwitchSession, Vlan};
+pub use budget::{ERROR_CAP, LOG_CALL_BUDGET, LOG_LINE_CAP};
+pub use confine::{Confinement, Confiner, ExecPolicy};
 pub use error::{CallError, CallFailure, CallResult, DriverError};
 pub use net::{NetworkSpec, Scheme};
 pub use runtime::{CONTRACT, CONTRACT_0_2, CONTRACTS, MAX_MEMORY_MB, PluginHost, RuntimeError};

@@ -11,6 +11,8 @@ use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConf
 use wasmtime_wasi::{FsPerms, WasiCtx};
 
 use crate::bindings::{netboot, power, power2, switch, types};
+use crate::budget::{ERROR_CAP, LogBudget, cap};
+use crate::confine::{Confiner, ExecPolicy};
 use crate::drivers::Bmc;
 use crate::error::{CallError, CallFailure, DriverError};
 use crate::net::BmcScope;
@@ -59,11 +61,14 @@ pub enum RuntimeError {
     Engine(String),
     #[error("cannot create the component cache {path}: {source}")]
     Cache { path: PathBuf, source: std::io::Error },
+    #[error("invalid [exec] policy: {0}")]
+    ExecPolicy(String),
 }
 
 pub struct PluginHost {
     engine: Engine,
     cache_dir: PathBuf,
+    confiner: Arc<Confiner>,
     loaded: RwLock<HashMap<String, Loaded>>,
     statuses: RwLock<Vec<PluginStatus>>,
     exec_stub: RwLock<Option<ExecStub>>,
@@ -71,18 +76,32 @@ pub struct PluginHost {
 }
 
 impl PluginHost {
-    /// One engine with epoch interruption, ticked by a background thread for as long as it lives.
+    /// A runtime with the default `[exec]` policy (user nobody, Landlock required).
     pub fn new(cache_dir: &Path) -> Result<PluginHost, RuntimeError> {
-        Self::build(cache_dir, true)
+        PluginHost::with_exec_policy(cache_dir, &ExecPolicy::default())
     }
 
     /// The runtime without the pooling allocator: what benchmarks measure the pool against.
     #[doc(hidden)]
     pub fn new_unpooled(cache_dir: &Path) -> Result<PluginHost, RuntimeError> {
-        Self::build(cache_dir, false)
+        PluginHost::build(cache_dir, &ExecPolicy::default(), false)
     }
 
-    fn build(cache_dir: &Path, pooled: bool) -> Result<PluginHost, RuntimeError> {
+    /// One engine with epoch interruption, ticked by a background thread for as long as it lives;
+    /// every program a plugin runs is confined by `policy`.
+    pub fn with_exec_policy(cache_dir: &Path, policy: &ExecPolicy) -> Result<PluginHost, RuntimeError> {
+        PluginHost::build(cache_dir, policy, true)
+    }
+
+    fn build(cache_dir: &Path, policy: &ExecPolicy, pooled: bool) -> Result<PluginHost, RuntimeError> {
+        let confiner = Confiner::new(policy).map_err(RuntimeError::ExecPolicy)?;
+        match confiner.refusal() {
+            Some(reason) => tracing::error!("exec confinement: {reason}"),
+            None if confiner.summary().landlock_abi.is_none() => {
+                tracing::error!("exec confinement: NO LANDLOCK on this kernel; plugins with exec grants run UNCONFINED ([exec] allow_unconfined = true)")
+            }
+            None => tracing::info!("exec confinement: {}", confiner.summary().summary()),
+        }
         let mut config = Config::new();
         config.epoch_interruption(true);
         if pooled {
@@ -104,6 +123,7 @@ impl PluginHost {
         Ok(PluginHost {
             engine,
             cache_dir: cache_dir.to_owned(),
+            confiner: Arc::new(confiner),
             loaded: RwLock::default(),
             statuses: RwLock::default(),
             exec_stub: RwLock::default(),
@@ -151,6 +171,7 @@ impl PluginHost {
                         sha256,
                         grants: None,
                         contract: String::new(),
+                        confinement: None,
                         loaded: false,
                         error: Some(reason),
                     }
@@ -189,6 +210,11 @@ impl PluginHost {
             && !pin.eq_ignore_ascii_case(&sha256)
         {
             return Err(fail(format!("sha256 pin mismatch for {}: expected {pin}, got {sha256}", spec.path.display())));
+        }
+        if !spec.exec.is_empty()
+            && let Some(reason) = self.confiner.refusal()
+        {
+            return Err(fail(reason));
         }
         let mut grants = BTreeMap::new();
         for program in &spec.exec {
@@ -245,7 +271,9 @@ impl PluginHost {
         let status = PluginStatus {
             name: spec.name.clone(),
             kind: spec.kind,
-            version: info.version,
+            // A plugin's own text is cut like its errors.
+            version: cap(info.version, 128),
+            confinement: (!grants.is_empty()).then(|| self.confiner.summary().clone()),
             sha256: Some(sha256.clone()),
             grants: Some(Grants {
                 exec: grants,
@@ -323,6 +351,8 @@ impl PluginHost {
             limits,
             plugin: plugin.name.clone(),
             exec_grants: plugin.grants.clone(),
+            confiner: self.confiner.clone(),
+            log_budget: LogBudget::new(plugin.name.clone()),
             deadline,
             exec_stub: self.exec_stub.read().ok().and_then(|s| s.clone()),
             netconf,
@@ -491,7 +521,7 @@ fn check_world(engine: &Engine, component: &Component, declared: PluginKind) -> 
 }
 
 pub(crate) fn trap(plugin: &Loaded, operation: &'static str, message: String) -> CallError {
-    CallError { plugin: plugin.name.to_string(), operation, failure: CallFailure::Trap(message) }
+    CallError { plugin: plugin.name.to_string(), operation, failure: CallFailure::Trap(cap(message, ERROR_CAP)) }
 }
 
 /// Sorts a wasmtime error into deadline, memory cap or trap.
@@ -503,7 +533,7 @@ pub(crate) fn classify(plugin: &Loaded, operation: &'static str, e: wasmtime::Er
         CallFailure::Memory(plugin.spec.memory_mb)
     } else {
         let detail = chain.into_iter().filter(|c| !c.starts_with("error while executing at wasm backtrace")).collect::<Vec<_>>().join(": ");
-        CallFailure::Trap(if detail.is_empty() { e.to_string() } else { detail })
+        CallFailure::Trap(cap(if detail.is_empty() { e.to_string() } else { detail }, ERROR_CAP))
     };
     let err = CallError { plugin: plugin.name.to_string(), operation, failure };
     tracing::warn!(plugin = &*plugin.name, operation, "plugin call failed: {err}");
@@ -511,7 +541,8 @@ pub(crate) fn classify(plugin: &Loaded, operation: &'static str, e: wasmtime::Er
 }
 
 pub(crate) fn driver(plugin: &Loaded, operation: &'static str, e: impl Into<DriverError>) -> CallError {
-    CallError { plugin: plugin.name.to_string(), operation, failure: CallFailure::Driver(e.into()) }
+    let e: DriverError = e.into();
+    CallError { plugin: plugin.name.to_string(), operation, failure: CallFailure::Driver(e.capped()) }
 }
 
 impl From<types::DriverError> for DriverError {

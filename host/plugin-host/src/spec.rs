@@ -100,6 +100,8 @@ pub struct PluginStatus {
     pub grants: Option<Grants>,
     /// The contract the component was built for (empty when it did not load).
     pub contract: String,
+    /// How the programs it may run are confined (plugins with exec grants only).
+    pub confinement: Option<crate::confine::Confinement>,
     pub loaded: bool,
     pub error: Option<String>,
 }

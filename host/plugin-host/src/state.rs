@@ -13,6 +13,8 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use crate::bindings::power::metalhost::drivers::{exec, log, types};
 use crate::bindings::netboot::metalhost::drivers::service;
 use crate::bindings::switch::metalhost::drivers::netconf;
+use crate::budget::LogBudget;
+use crate::confine::Confiner;
 use crate::netconf_session::SharedSession;
 
 /// Replaces real process execution in benchmarks: (program, args) → stdout.
@@ -25,6 +27,8 @@ pub struct PluginState {
     pub limits: StoreLimits,
     pub plugin: Arc<str>,
     pub exec_grants: Arc<BTreeMap<String, PathBuf>>,
+    pub confiner: Arc<Confiner>,
+    pub log_budget: LogBudget,
     pub deadline: Instant,
     pub exec_stub: Option<ExecStub>,
     pub netconf: Option<SharedSession>,
@@ -43,6 +47,7 @@ impl types::Host for PluginState {}
 
 impl log::Host for PluginState {
     async fn log(&mut self, level: log::Level, message: String) -> wasmtime::Result<()> {
+        let Some(message) = self.log_budget.admit(message) else { return Ok(()) };
         let plugin = &*self.plugin;
         match level {
             log::Level::Trace => tracing::trace!(plugin, "{message}"),
@@ -78,6 +83,7 @@ impl exec::Host for PluginState {
             files: &files,
             timeout: Duration::from_millis(u64::from(timeout_ms)),
             deadline: self.deadline,
+            confiner: &self.confiner,
         })
         .await;
         tracing::debug!(plugin = &*self.plugin, %program, elapsed_ms = started.elapsed().as_millis() as u64, ok = outcome.is_ok(), "exec");

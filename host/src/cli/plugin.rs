@@ -116,12 +116,43 @@ fn key_value(text: &str) -> Result<(String, String), String> {
 pub async fn run(client: &Client, out: &Printer, cmd: PluginCommand) -> Result<(), CliError> {
     match cmd {
         PluginCommand::List => {
-            let list = client.get("/v1/plugins").await?;
-            out.list(&list, &[("NAME", "name"), ("KIND", "kind"), ("VERSION", "version"), ("LOADED", "loaded"), ("SHA256", "sha256"), ("GRANTS", "grants"), ("ERROR", "error")]);
+            let mut list = client.get("/v1/plugins").await?;
+            if let Some(rows) = list.as_array_mut() {
+                for row in rows {
+                    let line = confinement_line(&row["confinement"]);
+                    row["confinement_line"] = serde_json::Value::String(line);
+                }
+            }
+            out.list(
+                &list,
+                &[
+                    ("NAME", "name"),
+                    ("KIND", "kind"),
+                    ("VERSION", "version"),
+                    ("LOADED", "loaded"),
+                    ("SHA256", "sha256"),
+                    ("GRANTS", "grants"),
+                    ("CONFINEMENT", "confinement_line"),
+                    ("ERROR", "error"),
+                ],
+            );
             Ok(())
         }
         PluginCommand::New(_) | PluginCommand::Test(_) => Err(CliError::Usage("plugin new and plugin test run locally".into())),
     }
+}
+
+/// One cell saying how a plugin's programs are confined; loud when Landlock is missing.
+fn confinement_line(c: &serde_json::Value) -> String {
+    if c.is_null() {
+        return "no exec".to_owned();
+    }
+    let landlock = c["landlock_abi"].as_u64().map_or_else(|| "NO LANDLOCK (unconfined)".to_owned(), |abi| format!("landlock abi {abi}"));
+    let user = match c["user_switched"].as_bool() {
+        Some(true) => format!("user {}:{}", c["user"].as_str().unwrap_or("?"), c["group"].as_str().unwrap_or("?")),
+        _ => format!("user {} (daemon not root)", c["user"].as_str().unwrap_or("?")),
+    };
+    format!("{landlock}, {user}, cpu {} s, file {} MiB, {} fds", c["cpu_s"], c["file_size_mb"], c["open_files"])
 }
 
 /// `plugin new` and `plugin test`, synchronously: the conformance suite runs its own runtime.

@@ -4,6 +4,7 @@
 //! span a plugin call.
 
 mod migrations;
+pub mod seal;
 pub mod events;
 pub mod images;
 pub mod instances;
@@ -31,6 +32,8 @@ pub enum StoreError {
     Db(#[from] rusqlite::Error),
     #[error("database migration failed: {0}")]
     Migration(String),
+    #[error(transparent)]
+    Seal(#[from] seal::SealError),
     #[error("the database thread has stopped")]
     Closed,
 }
@@ -46,11 +49,15 @@ pub struct Store {
 }
 
 impl Store {
-    /// Opens (or creates) the database, applies pending migrations, and starts its thread.
-    pub fn open(path: &Path) -> Result<Store> {
+    /// Opens (or creates) the database, applies pending migrations, loads (or makes) the key that
+    /// seals passwords and seals any still stored in clear, and starts its thread.
+    pub fn open(path: &Path, key_path: &Path) -> Result<Store> {
         let mut conn = Connection::open(path)?;
         configure(&conn)?;
         migrations::apply(&mut conn)?;
+        let key = seal::load_key(&conn, key_path)?;
+        seal::register(&conn, &key)?;
+        seal::seal_plaintext_rows(&conn)?;
         Ok(Self::spawn(conn))
     }
 
@@ -88,6 +95,8 @@ fn configure(conn: &Connection) -> Result<()> {
     conn.pragma_update(None, "journal_mode", "WAL")?;
     conn.pragma_update(None, "synchronous", "NORMAL")?;
     conn.pragma_update(None, "foreign_keys", "ON")?;
+    // Deleted and overwritten content is zeroed, so old values do not linger in free pages.
+    conn.pragma_update(None, "secure_delete", "ON")?;
     conn.busy_timeout(std::time::Duration::from_secs(5))?;
     Ok(())
 }

@@ -91,7 +91,7 @@ impl NodeUpdate {
     }
 }
 
-const COLUMNS: &str = "id, name, mac, ip, cpus, ram_mb, disk_gb, bmc_address, bmc_port, bmc_username, bmc_password, \
+const COLUMNS: &str = "id, name, mac, ip, cpus, ram_mb, disk_gb, bmc_address, bmc_port, bmc_username, unseal('nodes.bmc_password', bmc_password), \
      power_driver, switch_id, switch_port, state, power_state, network, vlan, maintenance, last_error, instance_id, \
      state_deadline";
 
@@ -190,7 +190,7 @@ pub fn insert(conn: &mut Connection, new: NewNode) -> Result<Node> {
     tx.execute(
         "INSERT INTO nodes (name, mac, ip, cpus, ram_mb, disk_gb, bmc_address, bmc_port, bmc_username, bmc_password,
                             power_driver, switch_id, switch_port, state, created_at, updated_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?15)",
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, seal('nodes.bmc_password', ?10), ?11, ?12, ?13, ?14, ?15, ?15)",
         params![
             new.name,
             new.mac.to_string(),
@@ -294,7 +294,14 @@ pub fn update(conn: &mut Connection, key: &Key, change: NodeUpdate) -> Result<No
     if !changes.is_empty() {
         changes.push(("updated_at", Box::new(now_ms())));
         let assignments: Vec<String> =
-            changes.iter().enumerate().map(|(i, (column, _))| format!("{column} = ?{}", i + 2)).collect();
+            changes
+            .iter()
+            .enumerate()
+            .map(|(i, (column, _))| match *column {
+                "bmc_password" => format!("bmc_password = seal('nodes.bmc_password', ?{})", i + 2),
+                _ => format!("{column} = ?{}", i + 2),
+            })
+            .collect();
         let sql = format!("UPDATE nodes SET {} WHERE id = ?1", assignments.join(", "));
         let mut values: Vec<&dyn rusqlite::ToSql> = vec![&node.id.0];
         values.extend(changes.iter().map(|(_, v)| v.as_ref()));

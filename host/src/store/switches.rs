@@ -55,7 +55,7 @@ impl std::fmt::Display for Key {
 }
 
 const COLUMNS: &str =
-    "id, name, address, port, username, password, driver, description, host_key, host_key_pinned";
+    "id, name, address, port, username, unseal('switches.password', password), driver, description, host_key, host_key_pinned";
 
 fn from_row(row: &Row<'_>) -> rusqlite::Result<Switch> {
     Ok(Switch {
@@ -80,7 +80,7 @@ pub fn insert(conn: &mut Connection, new: NewSwitch) -> Result<Switch> {
     }
     tx.execute(
         "INSERT INTO switches (name, address, port, username, password, driver, description, host_key, host_key_pinned, created_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+         VALUES (?1, ?2, ?3, ?4, seal('switches.password', ?5), ?6, ?7, ?8, ?9, ?10)",
         params![
             new.name,
             new.address.as_str(),

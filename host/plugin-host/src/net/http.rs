@@ -163,8 +163,15 @@ fn classify(origin: &str, e: &reqwest::Error) -> NetError {
             io.get_ref().and_then(|inner| inner.downcast_ref::<rustls::Error>()).map(ToString::to_string)
         })
     });
+    // Some layers box their cause, which hides its type from `downcast_ref`: rustls's own words
+    // in the chain say it as well.
+    let said_by_rustls = ["invalid peer certificate", "peer sent no certificates", "received fatal alert", "peer is incompatible", "certificate"]
+        .iter()
+        .find(|words| text.contains(*words));
     if let Some(tls) = tls {
         NetError::Tls(format!("TLS with {origin} failed: {tls}"))
+    } else if said_by_rustls.is_some() {
+        NetError::Tls(format!("TLS with {origin} failed: {text}"))
     } else if e.is_connect() || e.is_timeout() {
         NetError::Unreachable(format!("cannot reach {origin}: {text}"))
     } else {
