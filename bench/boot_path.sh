@@ -7,7 +7,7 @@
 # HTTP -> /init DHCP -> "agent" download -> the agent (a busybox script: wget | gunzip | dd to
 # /dev/vda, read-back sha256) -> poweroff -> host checks the disk's sha256 -> power on from disk ->
 # the demo OS's "booted" marker. Times come from the serial console, per stage; the median of RUNS.
-# IPMI is left out (ipmitool -C 3 is ~30 ms a call, LAB.md Q4).
+# IPMI is left out (ipmitool -C 3 is ~30 ms a call against ipmi_sim, measured on the lab machine).
 # usage: bench/boot_path.sh [RUNS]     (default 3; env BOOTSTRAP_DIR, KEEP=1 keeps the logs)
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -3,7 +3,7 @@
 # partition at 1 MiB holding syslinux, the bootstrap's kernel and a small initramfs whose /init prints
 #   metalhost-demo-os: booted mac=<MAC> kernel=<version>
 # on ttyS0, then idles (or powers off with --poweroff). No loop devices: mkfs/syslinux work at an offset
-# (../shared/LAB.md part 1 Q5). Deterministic: fixed volume id and timestamps, so the same inputs give
+# (loop devices are not available in the lab's containers). Deterministic: fixed volume id and timestamps, so the same inputs give
 # the same bytes (its sha256 is printed).
 # usage: bootstrap/os-image.sh OUT.img [--bootstrap DIR] [--poweroff]
 #   DIR: a bootstrap/build.sh output (default bootstrap/out, built if missing): vmlinuz and the

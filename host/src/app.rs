@@ -37,6 +37,7 @@ pub struct App {
 
 impl App {
     pub async fn build(config: Config) -> anyhow::Result<App> {
+        crate::metrics::handle();
         std::fs::create_dir_all(&config.data_dir)
             .with_context(|| format!("cannot create data dir {}", config.data_dir.display()))?;
         restrict_permissions(&config.data_dir);
@@ -99,10 +100,22 @@ impl App {
         } else {
             None
         };
+        let metrics = match state.config.metrics.listen {
+            Some(at) => {
+                let open = TcpListener::bind(at).await.with_context(|| format!("cannot listen on {at} for metrics"))?;
+                tracing::info!(addr = %open.local_addr()?, "metrics are served");
+                let app = crate::metrics::open_app(state.clone());
+                Some(tokio::spawn(async move { axum::serve(open, app).await }))
+            }
+            None => None,
+        };
         let addr = listener.local_addr()?;
         tracing::info!(%addr, "metalhost is serving");
         let result = axum::serve(listener, crate::api::router(state)).with_graceful_shutdown(shutdown).await;
         background.abort();
+        if let Some(metrics) = metrics {
+            metrics.abort();
+        }
         if let Some(dnsmasq) = dnsmasq {
             // Dropping the task drops the child, which kill_on_drop stops.
             dnsmasq.abort();

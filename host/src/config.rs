@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::domain::Secret;
+use crate::domain::{Secret, Vlan};
 
 /// Flags of `metalhost serve`. Each overrides the same key of the config file.
 #[derive(Debug, Clone, clap::Args)]
@@ -58,6 +58,8 @@ pub struct FileConfig {
     pub exec: metalhost_plugin_host::ExecPolicy,
     #[serde(default)]
     pub secrets: SecretsConfig,
+    #[serde(default)]
+    pub metrics: crate::metrics::MetricsConfig,
     #[serde(default, rename = "plugin")]
     pub plugins: Vec<crate::drivers::PluginSpec>,
 }
@@ -74,17 +76,19 @@ pub struct SecretsConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct PowerSyncConfig {
-    /// Seconds between two sweeps; 0 turns the sync off.
-    pub interval_s: u64,
+    /// Time between two sweeps (`interval_s`, seconds); 0 turns the sync off.
+    #[serde(rename = "interval_s", with = "seconds")]
+    pub interval: Duration,
     /// How many BMCs are asked at once.
     pub concurrency: usize,
-    /// Each call starts after a random delay of up to this many milliseconds.
-    pub jitter_ms: u64,
+    /// Each call starts after a random delay of up to this long (`jitter_ms`, milliseconds).
+    #[serde(rename = "jitter_ms", with = "millis")]
+    pub jitter: Duration,
 }
 
 impl Default for PowerSyncConfig {
     fn default() -> Self {
-        PowerSyncConfig { interval_s: 60, concurrency: 16, jitter_ms: 250 }
+        PowerSyncConfig { interval: Duration::from_secs(60), concurrency: 16, jitter: Duration::from_millis(250) }
     }
 }
 
@@ -92,19 +96,21 @@ impl Default for PowerSyncConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct NetworkConfig {
-    pub provisioning_vlan: u16,
+    #[serde(with = "vlan")]
+    pub provisioning_vlan: Vlan,
     pub provisioning_vlan_name: String,
     /// The tenant VLAN when an instance names none.
-    pub tenant_vlan: u16,
+    #[serde(with = "vlan")]
+    pub tenant_vlan: Vlan,
     pub tenant_vlan_name: String,
 }
 
 impl Default for NetworkConfig {
     fn default() -> Self {
         NetworkConfig {
-            provisioning_vlan: 100,
+            provisioning_vlan: Vlan::new(100).unwrap_or(Vlan::DEFAULT),
             provisioning_vlan_name: "provisioning".into(),
-            tenant_vlan: 200,
+            tenant_vlan: Vlan::new(200).unwrap_or(Vlan::DEFAULT),
             tenant_vlan_name: "tenant".into(),
         }
     }
@@ -114,12 +120,21 @@ impl Default for NetworkConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct DeployConfig {
-    /// Deadline of each driver-only state (deploying, activating, deleting).
-    pub step_timeout_s: u64,
-    /// How long the agent has to write the image (wait-agent).
-    pub agent_timeout_s: u64,
-    /// How long the agent has to clean the disks (cleaning).
-    pub clean_timeout_s: u64,
+    /// Deadline of each driver-only state: deploying, activating, deleting (`step_timeout_s`, seconds).
+    #[serde(rename = "step_timeout_s", with = "seconds")]
+    pub step_timeout: Duration,
+    /// How long the agent has to write the image: wait-agent (`agent_timeout_s`, seconds).
+    #[serde(rename = "agent_timeout_s", with = "seconds")]
+    pub agent_timeout: Duration,
+    /// How long the agent has to clean the disks: cleaning (`clean_timeout_s`, seconds).
+    #[serde(rename = "clean_timeout_s", with = "seconds")]
+    pub clean_timeout: Duration,
+    /// A transient driver failure is retried after this pause (`retry_initial_ms`), doubled on
+    /// each further failure up to `retry_max_ms`, with jitter, while the state's deadline allows.
+    #[serde(rename = "retry_initial_ms", with = "millis")]
+    pub retry_initial: Duration,
+    #[serde(rename = "retry_max_ms", with = "millis")]
+    pub retry_max: Duration,
     /// Trusted pools can skip disk cleaning on destroy.
     pub skip_clean: bool,
     /// The netboot plugin that writes DHCP/boot entries; none: the operator handles netboot.
@@ -138,9 +153,11 @@ pub struct DeployConfig {
 impl Default for DeployConfig {
     fn default() -> Self {
         DeployConfig {
-            step_timeout_s: 300,
-            agent_timeout_s: 1800,
-            clean_timeout_s: 1800,
+            step_timeout: Duration::from_secs(300),
+            agent_timeout: Duration::from_secs(1800),
+            clean_timeout: Duration::from_secs(1800),
+            retry_initial: Duration::from_millis(500),
+            retry_max: Duration::from_secs(8),
             skip_clean: false,
             netboot_plugin: None,
             verify_readback: false,
@@ -198,17 +215,29 @@ impl Default for NetbootConfig {
 pub struct AgentConfig {
     /// The agent binary served at `/v1/agent/binary`; defaults to `metalhost-agent` next to `metalhost`.
     pub binary: Option<PathBuf>,
-    pub heartbeat_interval_s: u64,
-    /// A running task whose agent is silent this long fails.
-    pub heartbeat_timeout_s: u64,
-    pub poll_interval_s: u64,
-    /// How long a node token stays valid.
-    pub token_ttl_s: u64,
+    /// How often the agent reports progress (`heartbeat_interval_s`, seconds).
+    #[serde(rename = "heartbeat_interval_s", with = "seconds")]
+    pub heartbeat_interval: Duration,
+    /// A running task whose agent is silent this long fails (`heartbeat_timeout_s`, seconds).
+    #[serde(rename = "heartbeat_timeout_s", with = "seconds")]
+    pub heartbeat_timeout: Duration,
+    /// How often an idle agent asks for work (`poll_interval_s`, seconds).
+    #[serde(rename = "poll_interval_s", with = "seconds")]
+    pub poll_interval: Duration,
+    /// How long a node token stays valid (`token_ttl_s`, seconds).
+    #[serde(rename = "token_ttl_s", with = "seconds")]
+    pub token_ttl: Duration,
 }
 
 impl Default for AgentConfig {
     fn default() -> Self {
-        AgentConfig { binary: None, heartbeat_interval_s: 5, heartbeat_timeout_s: 60, poll_interval_s: 2, token_ttl_s: 6 * 3600 }
+        AgentConfig {
+            binary: None,
+            heartbeat_interval: Duration::from_secs(5),
+            heartbeat_timeout: Duration::from_secs(60),
+            poll_interval: Duration::from_secs(2),
+            token_ttl: Duration::from_secs(6 * 3600),
+        }
     }
 }
 
@@ -239,6 +268,7 @@ pub struct Config {
     pub netboot: NetbootConfig,
     pub exec: metalhost_plugin_host::ExecPolicy,
     pub secrets: SecretsConfig,
+    pub metrics: crate::metrics::MetricsConfig,
     pub plugins: Vec<crate::drivers::PluginSpec>,
 }
 
@@ -270,9 +300,6 @@ impl Config {
         if token.as_ref().is_some_and(|t| t.expose().len() < 16) {
             return Err(ConfigError::Invalid("the operator token must be at least 16 characters".into()));
         }
-        for (what, vlan) in [("provisioning_vlan", file.network.provisioning_vlan), ("tenant_vlan", file.network.tenant_vlan)] {
-            crate::domain::Vlan::new(i64::from(vlan)).map_err(|e| ConfigError::Invalid(format!("network.{what}: {e}")))?;
-        }
         if file.network.provisioning_vlan == file.network.tenant_vlan {
             return Err(ConfigError::Invalid("network.provisioning_vlan and network.tenant_vlan must differ".into()));
         }
@@ -291,6 +318,7 @@ impl Config {
             netboot: file.netboot,
             exec: file.exec,
             secrets: file.secrets,
+            metrics: file.metrics,
             plugins: file.plugins,
         })
     }
@@ -316,7 +344,40 @@ impl Config {
     }
 
     pub fn power_sync_interval(&self) -> Option<Duration> {
-        (self.power_sync.interval_s > 0).then(|| Duration::from_secs(self.power_sync.interval_s))
+        (!self.power_sync.interval.is_zero()).then_some(self.power_sync.interval)
+    }
+}
+
+/// Durations kept in whole seconds under the historical `*_s` keys.
+mod seconds {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer};
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        u64::deserialize(d).map(Duration::from_secs)
+    }
+}
+
+/// Durations kept in milliseconds under `*_ms` keys.
+mod millis {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer};
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        u64::deserialize(d).map(Duration::from_millis)
+    }
+}
+
+/// A VLAN id checked (1-4094) where the file is parsed.
+mod vlan {
+    use serde::{Deserialize, Deserializer, de::Error};
+
+    use crate::domain::Vlan;
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vlan, D::Error> {
+        Vlan::new(i64::deserialize(d)?).map_err(D::Error::custom)
     }
 }
 
@@ -339,6 +400,20 @@ mod tests {
         assert!(err.to_string().contains("listen_port"), "{err}");
         let err = toml::from_str::<FileConfig>("[power_sync]\nintervall_s = 3\n").unwrap_err();
         assert!(err.to_string().contains("intervall_s"), "{err}");
+    }
+
+    #[test]
+    fn seconds_keys_parse_into_durations_and_vlans_are_checked() {
+        let file = toml::from_str::<FileConfig>(
+            "[deploy]\nstep_timeout_s = 7\nretry_initial_ms = 20\n[agent]\ntoken_ttl_s = 60\n[power_sync]\ninterval_s = 0\njitter_ms = 5\n",
+        )
+        .unwrap();
+        assert_eq!(file.deploy.step_timeout, Duration::from_secs(7));
+        assert_eq!(file.deploy.retry_initial, Duration::from_millis(20));
+        assert_eq!(file.agent.token_ttl, Duration::from_secs(60));
+        assert_eq!((file.power_sync.interval, file.power_sync.jitter), (Duration::ZERO, Duration::from_millis(5)));
+        let err = toml::from_str::<FileConfig>("[network]\ntenant_vlan = 4095\n").unwrap_err();
+        assert!(err.to_string().contains("4095"), "{err}");
     }
 
     #[test]

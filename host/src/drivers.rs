@@ -1,32 +1,109 @@
 //! The daemon's view of its drivers: one call per hardware action, in domain types, each failure
-//! naming the plugin and the operation. Wraps metalhost-plugin-host so workflows never see wasmtime.
+//! typed by kind and naming the plugin and the operation. Wraps metalhost-plugin-host so workflows
+//! never see wasmtime. Every call runs in a `driver` span carrying the node (and instance), so the
+//! runtime's `plugin_call` span and the plugin's log lines sit under the node they acted for.
 
-use crate::domain::{PowerState, Vlan};
+use tracing::Instrument;
+
+use crate::domain::{BootDevice, FailureKind, PowerAction, PowerState, Vlan};
 use crate::store::nodes::Node;
 use crate::store::switches::Switch;
 
 // The runtime's request types are plain data (no wasmtime in them), so workflows use them as they are.
-pub use metalhost_plugin_host::{BootDevice, BootEntry, PluginHost, PluginSpec, PluginStatus, PowerAction};
 use metalhost_plugin_host as ph;
+pub use metalhost_plugin_host::{BootEntry, PluginHost, PluginSpec, PluginStatus};
 
-/// A driver call that failed: which plugin, which operation, what it said.
+/// A driver call that failed: which plugin, which operation, what kind of failure, what it said.
 #[derive(Debug, Clone, thiserror::Error)]
-#[error("plugin {plugin:?} {operation}: {message}")]
+#[error("plugin {plugin:?} {operation}: {kind}: {message}")]
 pub struct DriverFailure {
     pub plugin: String,
     pub operation: String,
+    pub kind: FailureKind,
+    /// The plugin's or the runtime's own words, without the kind.
     pub message: String,
 }
 
 impl DriverFailure {
-    fn new(plugin: &str, operation: &str, message: impl std::fmt::Display) -> Self {
-        DriverFailure { plugin: plugin.to_owned(), operation: operation.to_owned(), message: message.to_string() }
+    fn new(plugin: &str, operation: &str, kind: FailureKind, message: impl std::fmt::Display) -> Self {
+        DriverFailure { plugin: plugin.to_owned(), operation: operation.to_owned(), kind, message: message.to_string() }
     }
 }
 
 impl From<ph::CallError> for DriverFailure {
     fn from(e: ph::CallError) -> Self {
-        DriverFailure { plugin: e.plugin.clone(), operation: e.operation.to_owned(), message: e.failure.to_string() }
+        let (kind, message) = classify(&e.failure);
+        DriverFailure { plugin: e.plugin, operation: e.operation.to_owned(), kind, message }
+    }
+}
+
+/// The contract's error kind, and the runtime's own failures, as one [`FailureKind`].
+///
+/// Three transient cases hide inside `command-failed`, and contract 0.1.0 has no case for them, so
+/// they are told by their words (matched case-insensitively; the switch, the BMC and the SDK put
+/// these phrases in their error messages, and the plugins pass them through):
+/// - the host's NETCONF session broke mid-call: the SDK reports "netconf session failed" (transport).
+/// - the switch's candidate configuration is held by another session: Junos says "configuration
+///   database is already open" / "configuration database locked" (an engineer in `configure
+///   exclusive`, or a session that died holding it), "configuration database modified" (someone
+///   else's uncommitted edits); NETCONF servers say `lock-denied` / `in-use` (RFC 6241). These are
+///   the errors networking-generic-switch retries.
+/// - the BMC answered "node busy" (IPMI completion code 0xC0) or says it is busy.
+///
+/// A plugin call that ran out of time counts as `deadline`, which is retried like `unreachable`.
+pub fn classify(failure: &ph::CallFailure) -> (FailureKind, String) {
+    match failure {
+        ph::CallFailure::Driver(e) => {
+            let kind = match e {
+                ph::DriverError::Unreachable(_) => FailureKind::Unreachable,
+                ph::DriverError::AuthFailed(_) => FailureKind::AuthFailed,
+                ph::DriverError::CommandFailed(m) => command_failed_kind(m),
+                ph::DriverError::ParseError(_) => FailureKind::ParseError,
+                ph::DriverError::NotFound(_) => FailureKind::NotFound,
+                ph::DriverError::Unsupported(_) => FailureKind::Unsupported,
+                ph::DriverError::InvalidConfig(_) => FailureKind::InvalidConfig,
+            };
+            (kind, driver_message(e).to_owned())
+        }
+        ph::CallFailure::Deadline(_) => (FailureKind::Deadline, failure.to_string()),
+        ph::CallFailure::Memory(_) | ph::CallFailure::Trap(_) => (FailureKind::PluginFault, failure.to_string()),
+        ph::CallFailure::NotLoaded(m) => (FailureKind::NotLoaded, m.clone()),
+    }
+}
+
+fn driver_message(e: &ph::DriverError) -> &str {
+    match e {
+        ph::DriverError::Unreachable(m)
+        | ph::DriverError::AuthFailed(m)
+        | ph::DriverError::CommandFailed(m)
+        | ph::DriverError::ParseError(m)
+        | ph::DriverError::NotFound(m)
+        | ph::DriverError::Unsupported(m)
+        | ph::DriverError::InvalidConfig(m) => m,
+    }
+}
+
+/// `command-failed`, or one of the transient cases it hides (see [`classify`]).
+pub fn command_failed_kind(message: &str) -> FailureKind {
+    const TRANSPORT: &[&str] = &["netconf session failed"];
+    const SWITCH_LOCKED: &[&str] = &[
+        "configuration database is already open",
+        "configuration database locked",
+        "configuration database modified",
+        "lock-denied",
+        "lock denied",
+        "in-use",
+    ];
+    const BMC_BUSY: &[&str] = &["node busy", "bmc busy", "bmc is busy", "device busy"];
+    let lower = message.to_ascii_lowercase();
+    if TRANSPORT.iter().any(|p| lower.contains(p)) {
+        FailureKind::Transport
+    } else if SWITCH_LOCKED.iter().any(|p| lower.contains(p)) {
+        FailureKind::SwitchLocked
+    } else if BMC_BUSY.iter().any(|p| lower.contains(p)) {
+        FailureKind::BmcBusy
+    } else {
+        FailureKind::CommandFailed
     }
 }
 
@@ -37,23 +114,49 @@ fn bmc_of(node: &Node) -> (ph::Bmc, ph::Credentials) {
     )
 }
 
+/// The span every driver call for a node runs in.
+fn node_span(node: &Node) -> tracing::Span {
+    tracing::info_span!("driver", node = node.id.0, node_name = %node.name, instance = node.instance_id.map(|i| i.0))
+}
+
+fn power_action(action: PowerAction) -> ph::PowerAction {
+    match action {
+        PowerAction::On => ph::PowerAction::On,
+        PowerAction::Off => ph::PowerAction::Off,
+        PowerAction::Reboot => ph::PowerAction::Reboot,
+    }
+}
+
+fn boot_device(device: BootDevice) -> ph::BootDevice {
+    match device {
+        BootDevice::Pxe => ph::BootDevice::Pxe,
+        BootDevice::Disk => ph::BootDevice::Disk,
+    }
+}
+
 pub async fn power_state(host: &PluginHost, node: &Node) -> Result<PowerState, DriverFailure> {
     let (bmc, creds) = bmc_of(node);
-    let state = host.power(&node.power_driver)?.get_power_state(&bmc, &creds).await?;
-    Ok(match state {
-        ph::PowerState::On => PowerState::On,
-        ph::PowerState::Off => PowerState::Off,
-    })
+    async {
+        let state = host.power(&node.power_driver)?.get_power_state(&bmc, &creds).await?;
+        Ok(match state {
+            ph::PowerState::On => PowerState::On,
+            ph::PowerState::Off => PowerState::Off,
+        })
+    }
+    .instrument(node_span(node))
+    .await
 }
 
 pub async fn set_power(host: &PluginHost, node: &Node, action: PowerAction) -> Result<(), DriverFailure> {
     let (bmc, creds) = bmc_of(node);
-    Ok(host.power(&node.power_driver)?.set_power_state(&bmc, &creds, action).await?)
+    async { Ok(host.power(&node.power_driver)?.set_power_state(&bmc, &creds, power_action(action)).await?) }.instrument(node_span(node)).await
 }
 
 pub async fn set_boot_device(host: &PluginHost, node: &Node, device: BootDevice, persistent: bool) -> Result<(), DriverFailure> {
     let (bmc, creds) = bmc_of(node);
-    Ok(host.power(&node.power_driver)?.set_boot_device(&bmc, &creds, device, persistent).await?)
+    async { Ok(host.power(&node.power_driver)?.set_boot_device(&bmc, &creds, boot_device(device), persistent).await?) }
+        .instrument(node_span(node))
+        .await
 }
 
 /// How the host reaches a switch: its stored credentials and the key it trusts.
@@ -69,25 +172,36 @@ pub fn netconf_target(switch: &Switch) -> metalhost_netconf::Target {
     }
 }
 
-/// Puts `port` in access mode on `vlan` (creating the VLAN if needed) and reads it back. Returns the
-/// switch's SSH host key fingerprint so a first-use key can be remembered.
-pub async fn move_port(host: &PluginHost, switch: &Switch, port: &str, vlan: Vlan, vlan_name: &str) -> Result<String, DriverFailure> {
-    let driver = host.switch(&switch.driver)?;
-    let session = driver.session(netconf_target(switch));
-    let wanted = ph::Vlan { id: vlan.id(), name: vlan_name.to_owned() };
-    let outcome = async {
-        session.ensure_vlan(&wanted).await?;
-        session.set_access_vlan(port, &wanted).await?;
-        let now = session.get_port_vlan(port).await?;
-        if now != Some(vlan.id()) {
-            return Err(DriverFailure::new(&switch.driver, "get-port-vlan", format!("port {port} reads back VLAN {now:?} after the move to {vlan}")));
+/// Puts the node's port in access mode on `vlan` (creating the VLAN if needed) and reads it back.
+/// Returns the switch's SSH host key fingerprint so a first-use key can be remembered.
+pub async fn move_port(host: &PluginHost, switch: &Switch, node: &Node, vlan: Vlan, vlan_name: &str) -> Result<String, DriverFailure> {
+    let port = node.switch_port.as_str();
+    let span = tracing::info_span!("driver", node = node.id.0, node_name = %node.name, instance = node.instance_id.map(|i| i.0), switch = %switch.name, port);
+    async {
+        let driver = host.switch(&switch.driver)?;
+        let session = driver.session(netconf_target(switch));
+        let wanted = ph::Vlan { id: vlan.id(), name: vlan_name.to_owned() };
+        let outcome = async {
+            session.ensure_vlan(&wanted).await?;
+            session.set_access_vlan(port, &wanted).await?;
+            let now = session.get_port_vlan(port).await?;
+            if now != Some(vlan.id()) {
+                return Err(DriverFailure::new(
+                    &switch.driver,
+                    "get-port-vlan",
+                    FailureKind::CommandFailed,
+                    format!("port {port} reads back VLAN {now:?} after the move to {vlan}"),
+                ));
+            }
+            Ok(())
         }
-        Ok(())
+        .await;
+        let fingerprint = session.host_key_fingerprint().unwrap_or_default();
+        session.close().await;
+        outcome.map(|()| fingerprint)
     }
-    .await;
-    let fingerprint = session.host_key_fingerprint().unwrap_or_default();
-    session.close().await;
-    outcome.map(|()| fingerprint)
+    .instrument(span)
+    .await
 }
 
 /// Read-only: reachability, NETCONF capabilities, model and syntax.
@@ -100,10 +214,35 @@ pub async fn describe_switch(host: &PluginHost, switch: &Switch) -> Result<(ph::
     Ok((outcome?, fingerprint))
 }
 
-pub async fn netboot_put(host: &PluginHost, plugin: &str, entry: &BootEntry) -> Result<(), DriverFailure> {
-    Ok(host.netboot(plugin)?.put_host(entry).await?)
+pub async fn netboot_put(host: &PluginHost, plugin: &str, node: &Node, entry: &BootEntry) -> Result<(), DriverFailure> {
+    async { Ok(host.netboot(plugin)?.put_host(entry).await?) }.instrument(node_span(node)).await
 }
 
-pub async fn netboot_remove(host: &PluginHost, plugin: &str, mac: &str) -> Result<(), DriverFailure> {
-    Ok(host.netboot(plugin)?.remove_host(mac).await?)
+pub async fn netboot_remove(host: &PluginHost, plugin: &str, node: &Node) -> Result<(), DriverFailure> {
+    let mac = node.mac.to_string();
+    async { Ok(host.netboot(plugin)?.remove_host(&mac).await?) }.instrument(node_span(node)).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kinds_survive_and_locks_and_busy_bmcs_are_told_apart() {
+        let driver = |e| classify(&ph::CallFailure::Driver(e)).0;
+        assert_eq!(driver(ph::DriverError::AuthFailed("RAKP 2 HMAC is invalid".into())), FailureKind::AuthFailed);
+        assert_eq!(driver(ph::DriverError::Unreachable("no response".into())), FailureKind::Unreachable);
+        assert_eq!(
+            driver(ph::DriverError::CommandFailed("cannot lock the candidate configuration: Configuration database is already open".into())),
+            FailureKind::SwitchLocked
+        );
+        assert_eq!(driver(ph::DriverError::CommandFailed("error: configuration database locked by: jdoe".into())), FailureKind::SwitchLocked);
+        assert_eq!(driver(ph::DriverError::CommandFailed("ipmitool exited with 1: Node Busy".into())), FailureKind::BmcBusy);
+        assert_eq!(driver(ph::DriverError::CommandFailed("No vlan matches vlan tag 7".into())), FailureKind::CommandFailed);
+        assert_eq!(driver(ph::DriverError::CommandFailed("netconf session failed: channel closed".into())), FailureKind::Transport);
+        assert_eq!(classify(&ph::CallFailure::Deadline(5)).0, FailureKind::Deadline);
+        assert_eq!(classify(&ph::CallFailure::Trap("unreachable".into())).0, FailureKind::PluginFault);
+        let (kind, message) = classify(&ph::CallFailure::Driver(ph::DriverError::NotFound("the switch has no port ge-0/0/9".into())));
+        assert_eq!((kind, message.as_str()), (FailureKind::NotFound, "the switch has no port ge-0/0/9"));
+    }
 }

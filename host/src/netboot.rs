@@ -13,7 +13,7 @@ use tokio::sync::Notify;
 
 use crate::config::Config;
 
-/// dnsmasq's config, line by line with the reason for each (see ../shared/LAB.md part 1 Q3).
+/// dnsmasq's config, line by line with the reason for each (found in the QEMU lab; `tests/lab/dnsmasq-conf.sh` has the same lines).
 pub fn dnsmasq_config(config: &Config, public_url: &str, run_dir: &Path) -> String {
     let nb = &config.netboot;
     let mut lines = vec![

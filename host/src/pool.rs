@@ -1,27 +1,34 @@
 //! Node pool rules that need more than the store: validation against the loaded drivers, and the
 //! background tasks that watch the pool.
 
-use crate::api::error::ApiError;
 use crate::app::AppState;
-use crate::domain::{NodeId, ProvisionState};
+use crate::domain::{FailureKind, NodeId, ProvisionState};
+use crate::store::StoreError;
+use crate::store::last_error::LastError;
 use crate::store::nodes::{self, Node, Transition};
 
 /// `enrolled` → `available` once the node's power driver is loaded and its switch is known;
 /// otherwise the node stays `enrolled` with `last_error` saying why.
-pub async fn validate_node(state: &AppState, id: NodeId) -> Result<Node, ApiError> {
+pub async fn validate_node(state: &AppState, id: NodeId) -> Result<Node, StoreError> {
     let node = state.store.call(move |c| nodes::get_by_id(c, id)).await?;
     if node.state != ProvisionState::Enrolled && node.state != ProvisionState::Available {
         return Ok(node);
     }
     let problem = match state.plugins.power(&node.power_driver) {
         Ok(_) => None,
-        Err(e) => Some(format!("validation failed: power driver {:?}: {e}", node.power_driver)),
+        Err(e) => Some(LastError {
+            step: Some("validate".into()),
+            plugin: Some(node.power_driver.clone()),
+            operation: None,
+            kind: Some(FailureKind::NotLoaded),
+            message: format!("validation failed: power driver {:?}: {e}", node.power_driver),
+        }),
     };
-    let (to, message) = match problem {
+    let (to, message) = match &problem {
         None => (ProvisionState::Available, "validated: power driver loaded, switch known".to_owned()),
-        Some(problem) => (ProvisionState::Enrolled, problem),
+        Some(problem) => (ProvisionState::Enrolled, problem.message.clone()),
     };
-    if to == node.state && node.last_error.as_deref() == Some(message.as_str()) {
+    if to == node.state && node.last_error == problem {
         return Ok(node);
     }
     if to == ProvisionState::Available && node.state == ProvisionState::Available {
@@ -39,6 +46,7 @@ pub async fn validate_node(state: &AppState, id: NodeId) -> Result<Node, ApiErro
                     message: &message,
                     deadline: None,
                     duration_ms: None,
+                    error: problem.as_ref(),
                 },
             )
         })
@@ -71,7 +79,7 @@ pub fn spawn_background(state: AppState) -> tokio::task::JoinHandle<()> {
 
 /// Fails agent tasks whose agent went silent or whose deadline passed, so no task waits forever.
 async fn task_watchdog(state: AppState) {
-    let timeout_ms = i64::try_from(state.config.agent.heartbeat_timeout_s).unwrap_or(60).saturating_mul(1000);
+    let timeout_ms = i64::try_from(state.config.agent.heartbeat_timeout.as_millis()).unwrap_or(i64::MAX / 4);
     let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -90,6 +98,7 @@ async fn task_watchdog(state: AppState) {
             .await;
         match failed {
             Ok(list) if !list.is_empty() => {
+                crate::metrics::task_timeouts(list.len());
                 for (node, task, reason) in list {
                     tracing::warn!(node = node.0, task = task.0, %reason, "agent task failed");
                 }
@@ -119,6 +128,7 @@ async fn power_sync(state: AppState) {
         tick.tick().await;
         let started = std::time::Instant::now();
         let report = power_sync_sweep(&state).await;
+        crate::metrics::power_sync(report.checked, report.drifted, report.failed);
         tracing::info!(checked = report.checked, drifted = report.drifted, failed = report.failed, elapsed_ms = started.elapsed().as_millis() as u64, "power sync sweep");
     }
 }
@@ -141,7 +151,7 @@ pub async fn power_sync_sweep(state: &AppState) -> SweepReport {
         .filter(|n| !n.maintenance && !n.state.is_transitional() && n.state != ProvisionState::Enrolled)
         .collect();
     let concurrency = state.config.power_sync.concurrency.max(1);
-    let jitter_ms = state.config.power_sync.jitter_ms;
+    let jitter_ms = u64::try_from(state.config.power_sync.jitter.as_millis()).unwrap_or(u64::MAX);
     let results: Vec<Result<bool, ()>> = futures::stream::iter(idle)
         .map(|node| async move {
             if jitter_ms > 0 {

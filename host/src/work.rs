@@ -1,10 +1,10 @@
 //! What the host asks an agent to do: the options stored with a task, and how a stored task becomes
 //! the wire `AgentTask` the agent receives.
 
-use metalhost_wire::{AfterTask, AgentTask, CleanMethod, CleanTask, Compression, DeployTask, TaskWork};
+use metalhost_wire::{AfterTask, AgentTask, CleanMethod, CleanTask, DeployTask, TaskWork};
 use serde::{Deserialize, Serialize};
 
-use crate::domain::TaskKind;
+use crate::domain::{Compression, TaskKind};
 use crate::store::images::Image;
 use crate::store::tasks::Task;
 
@@ -12,7 +12,6 @@ use crate::store::tasks::Task;
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(default)]
 pub struct TaskOptions {
-    pub disk_hint: Option<String>,
     pub verify_readback: bool,
     /// Disks to clean; empty means all.
     pub disks: Vec<String>,
@@ -30,20 +29,12 @@ impl TaskOptions {
     }
 }
 
-pub fn compression_of(text: &str) -> Compression {
-    match text {
-        "gzip" => Compression::Gzip,
-        "zstd" => Compression::Zstd,
-        _ => Compression::None,
-    }
-}
-
-/// Guesses the compression of an image from its first bytes.
-pub fn sniff_compression(head: &[u8]) -> &'static str {
-    match head {
-        [0x1f, 0x8b, ..] => "gzip",
-        [0x28, 0xb5, 0x2f, 0xfd, ..] => "zstd",
-        _ => "none",
+/// The wire's name for the same three choices.
+fn wire_compression(c: Compression) -> metalhost_wire::Compression {
+    match c {
+        Compression::None => metalhost_wire::Compression::None,
+        Compression::Gzip => metalhost_wire::Compression::Gzip,
+        Compression::Zstd => metalhost_wire::Compression::Zstd,
     }
 }
 
@@ -62,25 +53,13 @@ pub fn render(task: &Task, image: Option<&Image>, public_url: &str, image_token:
                 image_token: if image.url.is_some() { None } else { image_token },
                 sha256: image.sha256.clone(),
                 size: image.size,
-                compression: compression_of(&image.compression),
-                disk_hint: options.disk_hint.clone(),
+                compression: wire_compression(image.compression),
+                // Nothing in the host chooses a disk yet: the agent picks the first fixed disk that fits.
+                disk_hint: None,
                 verify_readback: options.verify_readback,
             })
         }
         TaskKind::Clean => TaskWork::Clean(CleanTask { disks: options.disks.clone(), method: CleanMethod::Metadata }),
     };
     Some(AgentTask { id: task.id.0, work, after: if options.poweroff { AfterTask::Poweroff } else { AfterTask::Exit } })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn sniffs_compression() {
-        assert_eq!(sniff_compression(&[0x1f, 0x8b, 8, 0]), "gzip");
-        assert_eq!(sniff_compression(&[0x28, 0xb5, 0x2f, 0xfd, 0]), "zstd");
-        assert_eq!(sniff_compression(b"\xebX\x90"), "none");
-        assert_eq!(sniff_compression(b""), "none");
-    }
 }

@@ -1,8 +1,8 @@
 #!/bin/sh
 # Prints a dnsmasq config for the netboot lab. A pure template: inputs are environment variables,
 # output is the config on stdout, no side effects. host/src/netboot.rs generates the same lines
-# from metalhost's [netboot] config; keep the two in step. Each line's reason comes from
-# ../shared/LAB.md part 1 Q3 (measured on this machine).
+# from metalhost's [netboot] config; keep the two in step. Each line's reason was measured in
+# this lab (see the comments below).
 #
 # usage: HOSTSDIR=... LEASEFILE=... BOOT_URL=... dnsmasq-conf.sh > dnsmasq.conf
 #   IFACE       interface to serve (default br0)

@@ -1,7 +1,7 @@
 #!/bin/sh
 # Creates the private lab network: netns NS with bridge br0 (10.99.0.1/24 and fd99::1/64) and taps
 # tap0..tap{N-1} enslaved to it. Nothing is routed out of the namespace (no veth, no NAT), so VMs,
-# dnsmasq and the HTTP server in it cannot touch the host's networks (../shared/LAB.md part 1 Q3).
+# dnsmasq and the HTTP server in it cannot touch the host's networks.
 # usage: netns-up.sh NS N      (env BR_ADDR=10.99.0.1/24 BR_ADDR6=fd99::1/64 to change addresses)
 # Refuses to reuse an existing namespace: it may belong to someone else. Undo with netns-down.sh NS.
 set -eu

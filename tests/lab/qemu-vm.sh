@@ -1,5 +1,5 @@
 #!/bin/sh
-# Starts one lab VM under QEMU (TCG: KVM does not work on these machines, ../shared/LAB.md Q1).
+# Starts one lab VM under QEMU (TCG: KVM is not available on the lab machines).
 #
 # usage: qemu-vm.sh [BOOTDEV] --serial LOG [options]
 #   BOOTDEV / --boot DEV   pxe|n -> -boot order=n (iPXE ROM); anything else (disk, default, c, ...) -> order=c

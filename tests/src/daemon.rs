@@ -240,3 +240,12 @@ pub fn node_body(i: u32, switch_id: i64, bmc_password: &str) -> Value {
         "power_driver": "ipmitool", "switch_id": switch_id, "switch_port": format!("ge-0/0/{i}"),
     })
 }
+
+/// A node's or instance's `last_error` record (`{step, plugin, operation, kind, message}`) as the
+/// one line the CLI prints, so tests can look for words in it.
+pub fn failure_line(record: &Value) -> String {
+    let text = |k: &str| record.get(k).and_then(Value::as_str);
+    let plugin = text("plugin").map(|p| format!("plugin {p:?} {}", text("operation").unwrap_or("")));
+    let parts = [text("step"), plugin.as_deref(), text("kind"), text("message")];
+    parts.iter().flatten().map(|p| p.trim()).collect::<Vec<_>>().join(": ")
+}

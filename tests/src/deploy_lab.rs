@@ -34,23 +34,31 @@ pub struct DeployLab {
 
 pub struct Options {
     pub nodes: usize,
+    /// The deadline of each driver-only state, inside which transient failures are retried.
+    pub step_timeout_s: u64,
     pub agent_timeout_s: u64,
     pub extra_config: String,
     /// False: the BMC powers on but no agent ever starts.
     pub agents: bool,
     /// Point the switch record at a port nobody listens on.
     pub dead_switch: bool,
+    /// Run the emulator through the launcher that releases a dead session's locks.
+    pub switch_releases_locks: bool,
 }
 
 impl Default for Options {
     fn default() -> Self {
-        Options { nodes: 1, agent_timeout_s: 60, extra_config: String::new(), agents: true, dead_switch: false }
+        Options { nodes: 1, step_timeout_s: 60, agent_timeout_s: 60, extra_config: String::new(), agents: true, dead_switch: false, switch_releases_locks: false }
     }
 }
 
 impl DeployLab {
     pub async fn start(opts: Options) -> DeployLab {
-        let switch = FakeSwitch::start("juniper_generic", "admin", SWITCH_PASSWORD);
+        let switch = if opts.switch_releases_locks {
+            FakeSwitch::start_releasing_locks("juniper_generic", "admin", SWITCH_PASSWORD)
+        } else {
+            FakeSwitch::start("juniper_generic", "admin", SWITCH_PASSWORD)
+        };
         let config = format!(
             r#"{extra}
 [agent]
@@ -64,10 +72,13 @@ tenant_vlan = 200
 
 [deploy]
 agent_poweroff = false
-step_timeout_s = 60
+step_timeout_s = {step_timeout}
+retry_initial_ms = 200
+retry_max_ms = 2000
 agent_timeout_s = {agent_timeout}
 clean_timeout_s = {agent_timeout}
 {plugins}"#,
+            step_timeout = opts.step_timeout_s,
             agent_timeout = opts.agent_timeout_s,
             plugins = paths::lab_plugins_toml(),
             extra = opts.extra_config,

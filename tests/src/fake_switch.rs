@@ -2,14 +2,15 @@
 //! launcher, `metalhost_conformance::sims`), and an independent checker of its configuration.
 //! Stopped by PID on drop.
 
+use std::io::{BufRead, BufReader};
 use std::ops::Deref;
-use std::process::Command;
+use std::process::{Child, Command, Stdio};
 
 use metalhost_conformance::sims::fake_switch as sim;
 
 use crate::paths;
 
-/// The emulator's host key: one RSA key hard-coded in fake-switches (LAB.md part 2 section 2),
+/// The emulator's host key: one RSA key hard-coded in fake-switches (`ssh-keyscan` + `ssh-keygen -l` give it),
 /// so a client's fingerprint can be checked against a value computed by OpenSSH, not by us.
 pub const HOST_KEY_FINGERPRINT: &str = "SHA256:v4cRr7ClTTn6CxGK/qsnWEhL7L4H+y3qHDbCyB3xeug";
 
@@ -38,9 +39,38 @@ impl FakeSwitch {
     /// `model`: `juniper_generic` (EX, legacy syntax) or `juniper_qfx_copper_generic` (ELS).
     /// Returns once the switch answers with an SSH banner.
     pub fn start(model: &str, username: &str, password: &str) -> FakeSwitch {
-        let program = paths::workspace_root().join(".lab/venv/bin/fake-switches");
+        Self::start_program(".lab/venv/bin/fake-switches", model, username, password)
+    }
+
+    /// The same emulator through `tests/lab/fake-switches-rfc6241`, which releases the locks of a
+    /// session that ends (RFC 6241 section 7.5): the plain emulator keeps them forever.
+    pub fn start_releasing_locks(model: &str, username: &str, password: &str) -> FakeSwitch {
+        Self::start_program("tests/lab/fake-switches-rfc6241", model, username, password)
+    }
+
+    fn start_program(program: &str, model: &str, username: &str, password: &str) -> FakeSwitch {
+        let program = paths::workspace_root().join(program);
         let inner = sim::FakeSwitch::start(&program, model, username, password).unwrap_or_else(|e| panic!("{e}"));
         FakeSwitch { inner, username: username.into(), password: password.into(), model: model.into() }
+    }
+
+    /// Another client (paramiko, `tests/lab/nc_hold_lock.py`) takes the candidate configuration's
+    /// lock and keeps it until killed; returns once the lock is granted.
+    pub fn hold_lock(&self) -> LockHolder {
+        let python = paths::workspace_root().join(".lab/venv/bin/python");
+        let script = paths::workspace_root().join("tests/lab/nc_hold_lock.py");
+        let mut child = Command::new(python)
+            .arg(script)
+            .args(["127.0.0.1", &self.port.to_string(), &self.username])
+            .env("NC_PASSWORD", &self.password)
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("run nc_hold_lock.py");
+        let mut line = String::new();
+        let stdout = child.stdout.take().expect("stdout");
+        BufReader::new(stdout).read_line(&mut line).expect("read nc_hold_lock.py");
+        assert_eq!(line.trim(), "locked", "nc_hold_lock.py did not get the lock");
+        LockHolder { child }
     }
 
     /// Freezes the emulator (SIGSTOP): connections stay open but nothing answers.
@@ -87,6 +117,25 @@ impl FakeSwitch {
         let config = self.port_config(port);
         assert!(config.members.len() <= 1, "port {port} has several VLAN members: {config:?}");
         config.members.first().copied()
+    }
+}
+
+/// A client holding the switch's candidate lock; killed (SIGKILL, no unlock) by `kill` or on drop.
+pub struct LockHolder {
+    child: Child,
+}
+
+impl LockHolder {
+    /// Kills the client as a crash would: its session ends without an unlock.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for LockHolder {
+    fn drop(&mut self) {
+        self.kill();
     }
 }
 

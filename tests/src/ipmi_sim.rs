@@ -3,7 +3,7 @@
 //! (`metalhost_conformance::sims`): one way to start a BMC for `plugin test` and for these tests.
 //! Stopped by PID on drop, with whatever its hook started.
 
-use std::ops::Deref;
+use std::ops::{Deref, DerefMut};
 
 use metalhost_conformance::sims::ipmi_sim as sim;
 
@@ -35,5 +35,11 @@ impl Deref for IpmiSim {
     type Target = sim::IpmiSim;
     fn deref(&self) -> &sim::IpmiSim {
         &self.inner
+    }
+}
+
+impl DerefMut for IpmiSim {
+    fn deref_mut(&mut self) -> &mut sim::IpmiSim {
+        &mut self.inner
     }
 }

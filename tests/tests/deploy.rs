@@ -70,11 +70,11 @@ async fn an_agent_that_never_starts_ends_in_error_at_the_deadline() {
     let (status, _) = lab.daemon.post("/v1/instances", &json!({"image": "os"})).await;
     assert_eq!(status, StatusCode::CREATED);
     let n = lab.wait_node("node1", &["error"], Duration::from_secs(60)).await;
-    let err = n["last_error"].as_str().unwrap_or_default();
+    let err = metalhost_tests::daemon::failure_line(&n["last_error"]);
     assert!(err.contains("wait") && (err.contains("deadline") || err.contains("never fetched")), "{err}");
     let (_, instances) = lab.daemon.get("/v1/instances").await;
     assert_eq!(instances[0]["state"], "error");
-    assert!(instances[0]["last_error"].as_str().unwrap_or_default().contains("deadline") || instances[0]["last_error"].as_str().unwrap_or_default().contains("never fetched"));
+    assert!(metalhost_tests::daemon::failure_line(&instances[0]["last_error"]).contains("deadline") || metalhost_tests::daemon::failure_line(&instances[0]["last_error"]).contains("never fetched"));
 
     // Recover: power off, port to provisioning, clean... the clean agent never starts either, so
     // with skip-less cleaning it fails again, clearly; the node is never stuck.
@@ -94,19 +94,23 @@ async fn a_corrupt_image_puts_the_node_in_error_with_the_agents_message() {
     std::fs::write(&stored, bytes).expect("corrupt");
     lab.daemon.post("/v1/instances", &json!({"image": "os"})).await;
     let n = lab.wait_node("node1", &["error"], Duration::from_secs(90)).await;
-    let err = n["last_error"].as_str().unwrap_or_default();
+    let err = metalhost_tests::daemon::failure_line(&n["last_error"]);
     assert!(err.contains("sha256 mismatch") && err.contains(img["sha256"].as_str().unwrap_or("?")), "{err}");
     assert_eq!(lab.switch.port_vlan("ge-0/0/1"), Some(100), "the port must not reach the tenant VLAN");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unreachable_switch_fails_step_one_clearly() {
-    let lab = DeployLab::start(Options { dead_switch: true, ..Options::default() }).await;
+    // Unreachable is transient: retried until the state's 6 s deadline, then the node fails.
+    let lab = DeployLab::start(Options { dead_switch: true, step_timeout_s: 6, ..Options::default() }).await;
     lab.upload("os", &image(MIB, 4));
     lab.daemon.post("/v1/instances", &json!({"image": "os"})).await;
     let n = lab.wait_node("node1", &["error"], Duration::from_secs(60)).await;
-    let err = n["last_error"].as_str().unwrap_or_default();
+    let err = metalhost_tests::daemon::failure_line(&n["last_error"]);
     assert!(err.contains("switch port -> provisioning") && err.contains("juniper") && err.contains("unreachable"), "{err}");
+    assert_eq!(n["last_error"]["kind"], "unreachable", "{n}");
+    let (_, events) = lab.daemon.get("/v1/nodes/node1/events").await;
+    assert!(events.as_array().expect("events").iter().any(|e| e["kind"] == "retry"), "retried before giving up: {events}");
     assert!(!n1_powered(&lab), "no power action after a failed first step");
 }
 

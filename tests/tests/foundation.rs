@@ -264,7 +264,7 @@ async fn new_nodes_follow_the_lifecycle_and_every_change_is_an_event() {
     let (_, node) = d.post("/v1/nodes", &node_body(3, sw, BMC_PASSWORD)).await;
     // No power plugin is configured here, so validation keeps the node enrolled and says why.
     assert_eq!(node["state"], "enrolled");
-    assert!(node["last_error"].as_str().unwrap_or_default().contains("power driver \"ipmitool\""), "{node}");
+    assert!(metalhost_tests::daemon::failure_line(&node["last_error"]).contains("power driver \"ipmitool\""), "{node}");
     let (_, events) = d.get("/v1/nodes/node3/events").await;
     let events = events.as_array().expect("events").clone();
     assert_eq!(events[0]["to_state"], "enrolled");

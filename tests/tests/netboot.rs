@@ -142,7 +142,7 @@ async fn a_real_dnsmasq_serves_the_reservation_and_forgets_it_after_removal() {
 
     driver.remove_host(mac).await.expect("remove");
     // The SIGHUP is handled asynchronously: ask again for a little while. Without the reload
-    // dnsmasq would keep serving the deleted reservation forever (LAB.md Q3), so this still fails.
+    // dnsmasq would keep serving the deleted reservation forever (inotify does not drop it), so this still fails.
     let deadline = Instant::now() + Duration::from_secs(5);
     let after = loop {
         let lease = tokio::task::block_in_place(|| netns.dhcp_lease(mac).expect("dhcp probe"));

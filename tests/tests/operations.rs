@@ -89,7 +89,8 @@ async fn switch_check_and_concurrent_port_moves_on_one_switch() {
     // A switch that is down: a clear failure, and the recorded network does not change.
     drop(lab.switch);
     let (status, body) = lab.daemon.call(reqwest::Method::PUT, "/v1/nodes/node2/network", Some(&json!({"network": "provisioning"}))).await;
-    assert_eq!(status, 503, "{body}");
+    assert_eq!(status, 504, "a switch that does not answer is a gateway timeout: {body}");
+    assert_eq!(body["error"]["code"], "unreachable", "{body}");
     assert!(body["error"]["message"].as_str().unwrap_or_default().contains("unreachable"), "{body}");
     let (_, n2) = lab.daemon.get("/v1/nodes/node2").await;
     assert_eq!(n2["vlan"], 200);

@@ -71,7 +71,7 @@ fn two_vms_deploy_boot_from_disk_destroy_and_a_corrupt_image_fails_alone() {
         let (status, body) = lab.daemon.post("/v1/instances", &json!({"image": "bad-os", "name": "web-c"})).await;
         assert_eq!(status, 201, "{body}");
         let n = lab.daemon.wait_node(&a.name, &["error"], DEPLOY).await;
-        let error = n["last_error"].as_str().unwrap_or_default();
+        let error = metalhost_tests::daemon::failure_line(&n["last_error"]);
         assert_eq!(n["state"], "error", "{n}\n{}", lab.post_mortem());
         assert!(error.contains("sha256 mismatch") && error.contains(bad["sha256"].as_str().unwrap_or("?")), "{error}");
         assert_eq!(lab.switch.port_vlan(&a.port), Some(PROVISIONING_VLAN), "a failed deploy must not reach the tenant VLAN");

@@ -100,7 +100,7 @@ fn attribute<'a>(attributes: &'a str, name: &str) -> Option<&'a str> {
 mod tests {
     use super::*;
 
-    /// The emulator's hello, verbatim from LAB.md part 2 section 4.
+    /// The fake-switches emulator's hello, verbatim as captured from it.
     const EMULATOR_HELLO: &str = "<hello>\n  <session-id>1</session-id>\n  <capabilities>\n    <capability>urn:ietf:params:xml:ns:netconf:base:1.0</capability>\n    <capability>urn:ietf:params:xml:ns:netconf:capability:candidate:1.0</capability>\n    <capability>http://xml.juniper.net/netconf/junos/1.0</capability>\n  </capabilities>\n</hello>";
 
     #[test]

@@ -124,13 +124,14 @@ pub struct Confiner {
 impl Confiner {
     /// Resolves the policy against this machine: the kernel's Landlock, the user and group.
     pub fn new(policy: &ExecPolicy) -> Result<Confiner, String> {
-        Confiner::resolve(policy, landlock_abi(), current_euid(), &read_file("/etc/passwd"), &read_file("/etc/group"))
+        Confiner::resolve(policy, landlock_abi(), current_euid(), can_switch_user(), &read_file("/etc/passwd"), &read_file("/etc/group"))
     }
 
     /// The pure part of [`Confiner::new`], given what it reads from the machine.
-    fn resolve(policy: &ExecPolicy, landlock: Option<u32>, euid: u32, passwd: &str, group_db: &str) -> Result<Confiner, String> {
-        let is_root = euid == 0;
-        let (user, uid, mut gid) = if is_root {
+    /// `privileged`: the daemon may change user (root, or CAP_SETUID and CAP_SETGID as the packaged
+    /// unit grants a non-root daemon).
+    fn resolve(policy: &ExecPolicy, landlock: Option<u32>, euid: u32, privileged: bool, passwd: &str, group_db: &str) -> Result<Confiner, String> {
+        let (user, uid, mut gid) = if privileged {
             let (uid, gid) = lookup_user(passwd, &policy.user).ok_or_else(|| format!("[exec] user {:?} does not exist", policy.user))?;
             if uid == 0 {
                 return Err("[exec] user must not be root: exec'd programs run unprivileged".into());
@@ -140,7 +141,7 @@ impl Confiner {
             let name = passwd.lines().filter_map(passwd_entry).find(|e| e.1 == euid).map_or_else(|| euid.to_string(), |e| e.0.to_owned());
             (name, euid, current_egid())
         };
-        if is_root && let Some(group) = &policy.group {
+        if privileged && let Some(group) = &policy.group {
             gid = lookup_group(group_db, group).ok_or_else(|| format!("[exec] group {group:?} does not exist"))?;
         }
         let group = group_db.lines().filter_map(group_entry).find(|e| e.1 == gid).map_or_else(|| gid.to_string(), |e| e.0.to_owned());
@@ -150,13 +151,13 @@ impl Confiner {
             uid,
             group,
             gid,
-            user_switched: is_root,
+            user_switched: privileged,
             no_new_privs: true,
             process_group: true,
             cpu_s: policy.cpu_s,
             file_size_mb: policy.file_size_mb,
             open_files: policy.open_files,
-            processes: is_root.then_some(policy.processes),
+            processes: privileged.then_some(policy.processes),
         };
         Ok(Confiner { summary, read_paths: policy.read_paths.clone(), allow_unconfined: policy.allow_unconfined })
     }
@@ -204,6 +205,10 @@ impl Confiner {
                     return Err(std::io::Error::last_os_error());
                 }
             }
+            // A daemon given ambient capabilities (the packaged unit) must not pass them on: with
+            // no ambient set and no_new_privs, the program starts with no capabilities at all.
+            // SAFETY: prctl with integer arguments only. Kernels before 4.3 lack it (EINVAL): ignored.
+            unsafe { libc::prctl(libc::PR_CAP_AMBIENT, libc::PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) };
             // SAFETY: prctl with integer arguments only.
             if unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) } != 0 {
                 return Err(std::io::Error::last_os_error());
@@ -274,6 +279,16 @@ pub fn landlock_abi() -> Option<u32> {
 fn current_euid() -> u32 {
     // SAFETY: geteuid cannot fail.
     unsafe { libc::geteuid() }
+}
+
+/// Root, or a daemon holding CAP_SETUID (7) and CAP_SETGID (6) in its effective set.
+fn can_switch_user() -> bool {
+    if current_euid() == 0 {
+        return true;
+    }
+    let status = read_file("/proc/self/status");
+    let effective = status.lines().find_map(|l| l.strip_prefix("CapEff:")).and_then(|hex| u64::from_str_radix(hex.trim(), 16).ok()).unwrap_or(0);
+    effective & (1 << 6) != 0 && effective & (1 << 7) != 0
 }
 
 fn current_egid() -> u32 {
@@ -359,36 +374,39 @@ mod tests {
 
     #[test]
     fn root_switches_to_the_configured_user_and_its_primary_group() {
-        let c = Confiner::resolve(&ExecPolicy::default(), Some(7), 0, PASSWD, GROUP).expect("resolve");
+        let c = Confiner::resolve(&ExecPolicy::default(), Some(7), 0, true, PASSWD, GROUP).expect("resolve");
         let s = c.summary();
         assert_eq!((s.user.as_str(), s.uid, s.group.as_str(), s.gid, s.user_switched), ("nobody", 65534, "nogroup", 65534, true));
         assert_eq!(s.processes, Some(64));
         assert_eq!(c.refusal(), None);
         let policy = ExecPolicy { user: "990".into(), group: Some("bmc".into()), ..ExecPolicy::default() };
-        let s = Confiner::resolve(&policy, Some(7), 0, PASSWD, GROUP).expect("numeric user").summary;
+        let s = Confiner::resolve(&policy, Some(7), 0, true, PASSWD, GROUP).expect("numeric user").summary;
         assert_eq!((s.user.as_str(), s.uid, s.group.as_str(), s.gid), ("990", 990, "bmc", 992));
     }
 
     #[test]
     fn an_unknown_user_or_group_or_root_is_refused() {
         let policy = |user: &str, group: Option<&str>| ExecPolicy { user: user.into(), group: group.map(Into::into), ..ExecPolicy::default() };
-        assert!(Confiner::resolve(&policy("nosuch", None), Some(7), 0, PASSWD, GROUP).unwrap_err().contains("\"nosuch\" does not exist"));
-        assert!(Confiner::resolve(&policy("nobody", Some("nosuch")), Some(7), 0, PASSWD, GROUP).unwrap_err().contains("group"));
-        assert!(Confiner::resolve(&policy("root", None), Some(7), 0, PASSWD, GROUP).unwrap_err().contains("must not be root"));
+        assert!(Confiner::resolve(&policy("nosuch", None), Some(7), 0, true, PASSWD, GROUP).unwrap_err().contains("\"nosuch\" does not exist"));
+        assert!(Confiner::resolve(&policy("nobody", Some("nosuch")), Some(7), 0, true, PASSWD, GROUP).unwrap_err().contains("group"));
+        assert!(Confiner::resolve(&policy("root", None), Some(7), 0, true, PASSWD, GROUP).unwrap_err().contains("must not be root"));
     }
 
     #[test]
     fn a_daemon_that_is_not_root_keeps_its_user_and_sets_no_process_limit() {
-        let s = Confiner::resolve(&ExecPolicy::default(), Some(7), 990, PASSWD, GROUP).expect("resolve").summary;
+        let s = Confiner::resolve(&ExecPolicy::default(), Some(7), 990, false, PASSWD, GROUP).expect("resolve").summary;
         assert_eq!((s.user.as_str(), s.user_switched, s.processes), ("ipmi", false, None));
+        // The same daemon with CAP_SETUID/CAP_SETGID (the packaged unit) switches like root.
+        let s = Confiner::resolve(&ExecPolicy::default(), Some(7), 990, true, PASSWD, GROUP).expect("resolve").summary;
+        assert_eq!((s.user.as_str(), s.uid, s.user_switched), ("nobody", 65534, true));
     }
 
     #[test]
     fn without_landlock_exec_grants_are_refused_unless_the_operator_opts_out() {
-        let c = Confiner::resolve(&ExecPolicy::default(), None, 0, PASSWD, GROUP).expect("resolve");
+        let c = Confiner::resolve(&ExecPolicy::default(), None, 0, true, PASSWD, GROUP).expect("resolve");
         assert!(c.refusal().expect("refused").contains("allow_unconfined"));
         assert!(c.summary().summary().contains("NO LANDLOCK"));
         let policy = ExecPolicy { allow_unconfined: true, ..ExecPolicy::default() };
-        assert_eq!(Confiner::resolve(&policy, None, 0, PASSWD, GROUP).expect("resolve").refusal(), None);
+        assert_eq!(Confiner::resolve(&policy, None, 0, true, PASSWD, GROUP).expect("resolve").refusal(), None);
     }
 }

@@ -142,6 +142,7 @@ macro_rules! with_instance {
                 Ok(_) => tracing::debug!(elapsed_us, "plugin call done"),
                 Err(e) => tracing::debug!(elapsed_us, "plugin call failed: {e}"),
             }
+            crate::observe::call(&plugin.name, $op, started.elapsed(), outcome.as_ref().err());
             outcome
         }
         .instrument(span)

@@ -13,6 +13,7 @@ mod error;
 mod exec;
 mod net;
 mod netconf_session;
+mod observe;
 mod runtime;
 mod spec;
 mod state;

@@ -12,7 +12,7 @@ use rand::RngCore;
 
 use super::error::{ApiError, ApiJson, ApiResult};
 use crate::app::AppState;
-use crate::domain::{MacAddr, NodeId, TaskId, now_ms};
+use crate::domain::{MacAddr, NodeId, TaskId};
 use crate::store::images;
 use crate::store::nodes;
 use crate::store::switches::Key;
@@ -64,7 +64,7 @@ async fn lookup(State(state): State<AppState>, ApiJson(req): ApiJson<LookupReque
         return Err(ApiError::BadRequest("lookup needs at least one valid MAC address".into()));
     }
     let token = random_token();
-    let ttl_ms = i64::try_from(state.config.agent.token_ttl_s).unwrap_or(i64::MAX / 2).saturating_mul(1000);
+    let expires = crate::domain::deadline_in(state.config.agent.token_ttl);
     let shown = req.macs.join(", ");
     let issued = token.clone();
     let node = state
@@ -79,7 +79,7 @@ async fn lookup(State(state): State<AppState>, ApiJson(req): ApiJson<LookupReque
                     node.name, node.state
                 )));
             }
-            tasks::issue_node_token(c, node.id, &issued, now_ms() + ttl_ms)?;
+            tasks::issue_node_token(c, node.id, &issued, expires)?;
             Ok(node)
         })
         .await?;
@@ -87,8 +87,8 @@ async fn lookup(State(state): State<AppState>, ApiJson(req): ApiJson<LookupReque
     Ok(Json(LookupResponse {
         node_id: node.id.0,
         node_token: token,
-        heartbeat_interval_s: state.config.agent.heartbeat_interval_s,
-        poll_interval_s: state.config.agent.poll_interval_s,
+        heartbeat_interval_s: state.config.agent.heartbeat_interval.as_secs(),
+        poll_interval_s: state.config.agent.poll_interval.as_secs(),
     }))
 }
 
@@ -132,6 +132,10 @@ async fn result(
     let message = if r.message.trim().is_empty() { if r.success { "done" } else { "failed" }.to_owned() } else { r.message };
     let task = state.store.call(move |c| tasks::finish(c, TaskId(id), node, r.success, &message)).await?;
     tracing::info!(node = node.0, task = id, state = %task.state, message = task.message.as_deref().unwrap_or(""), "agent reported");
+    if task.state == crate::domain::TaskState::Succeeded && task.kind == crate::domain::TaskKind::Deploy {
+        let seconds = (crate::domain::now_ms() - task.created_at) as f64 / 1000.0;
+        crate::metrics::agent_wrote(task.bytes_written, seconds);
+    }
     state.task_events.notify_waiters();
     Ok(StatusCode::NO_CONTENT)
 }

@@ -8,7 +8,9 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use metalhost_wire::{ErrorBody, ErrorDetail};
 
-use crate::domain::ParseError;
+use crate::domain::{FailureKind, ParseError};
+use crate::drivers::DriverFailure;
+use crate::provision::StepFailure;
 use crate::store::StoreError;
 
 #[derive(Debug, thiserror::Error)]
@@ -25,6 +27,9 @@ pub enum ApiError {
     Unprocessable(String),
     #[error("{0}")]
     Unavailable(String),
+    /// A driver call failed: the status and code follow its kind.
+    #[error("{message}")]
+    Driver { kind: FailureKind, message: String },
     #[error("the range starts beyond the end of the {0}-byte image")]
     RangeNotSatisfiable(u64),
     #[error("internal error")]
@@ -36,6 +41,7 @@ pub type ApiResult<T> = Result<T, ApiError>;
 impl ApiError {
     fn status_and_code(&self) -> (StatusCode, &'static str) {
         match self {
+            ApiError::Driver { kind, .. } => (driver_status(*kind), kind.as_str()),
             ApiError::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad_request"),
             ApiError::Unauthorized => (StatusCode::UNAUTHORIZED, "unauthorized"),
             ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
@@ -68,6 +74,44 @@ impl From<StoreError> for ApiError {
             StoreError::Db(ref db) if crate::store::is_constraint(db) => {
                 ApiError::Conflict(format!("the request conflicts with existing data ({db})"))
             }
+            other => ApiError::Internal(other.to_string()),
+        }
+    }
+}
+
+/// A device that answered badly is a bad gateway; one that did not answer in time, a gateway
+/// timeout; a request the node's setup cannot serve, unprocessable or not implemented; a plugin
+/// that is not loaded, unavailable.
+fn driver_status(kind: FailureKind) -> StatusCode {
+    match kind {
+        FailureKind::Unreachable | FailureKind::Deadline => StatusCode::GATEWAY_TIMEOUT,
+        FailureKind::AuthFailed
+        | FailureKind::Transport
+        | FailureKind::CommandFailed
+        | FailureKind::SwitchLocked
+        | FailureKind::BmcBusy
+        | FailureKind::ParseError
+        | FailureKind::PluginFault
+        | FailureKind::Agent => StatusCode::BAD_GATEWAY,
+        FailureKind::NotFound | FailureKind::InvalidConfig => StatusCode::UNPROCESSABLE_ENTITY,
+        FailureKind::Unsupported => StatusCode::NOT_IMPLEMENTED,
+        FailureKind::NotLoaded => StatusCode::SERVICE_UNAVAILABLE,
+        FailureKind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+    }
+}
+
+impl From<DriverFailure> for ApiError {
+    fn from(e: DriverFailure) -> Self {
+        ApiError::Driver { kind: e.kind, message: e.to_string() }
+    }
+}
+
+/// A driver failure keeps its kind (the message names the step); a store error maps as it would alone.
+impl From<StepFailure> for ApiError {
+    fn from(e: StepFailure) -> Self {
+        match e {
+            StepFailure::Store { source, .. } => source.into(),
+            StepFailure::Driver { .. } => ApiError::Driver { kind: e.kind(), message: e.to_string() },
             other => ApiError::Internal(other.to_string()),
         }
     }

@@ -15,6 +15,7 @@ use tokio::io::{AsyncSeekExt, AsyncWriteExt};
 use super::error::{ApiError, ApiJson, ApiResult};
 use super::validate;
 use crate::app::AppState;
+use crate::domain::Compression;
 use crate::store::images::{self, Image, NewImage};
 use crate::store::switches::Key;
 use crate::store::tasks;
@@ -46,13 +47,6 @@ struct RegisterImage {
     compression: Option<String>,
 }
 
-fn check_compression(value: &str) -> Result<(), ApiError> {
-    match value {
-        "none" | "gzip" | "zstd" => Ok(()),
-        other => Err(ApiError::BadRequest(format!("invalid compression {other:?}: expected none, gzip or zstd"))),
-    }
-}
-
 fn check_sha256(value: &str) -> Result<String, ApiError> {
     let lower = value.to_ascii_lowercase();
     if lower.len() == 64 && lower.chars().all(|c| c.is_ascii_hexdigit()) {
@@ -68,11 +62,12 @@ async fn register(State(state): State<AppState>, ApiJson(req): ApiJson<RegisterI
     if !matches!(url.scheme(), "http" | "https") {
         return Err(ApiError::BadRequest(format!("invalid url {:?}: only http and https are supported", req.url)));
     }
-    let compression = req.compression.unwrap_or_else(|| {
-        let path = url.path();
-        if path.ends_with(".gz") { "gzip" } else if path.ends_with(".zst") { "zstd" } else { "none" }.to_owned()
-    });
-    check_compression(&compression)?;
+    let compression = match req.compression {
+        Some(c) => c.parse::<Compression>()?,
+        None if url.path().ends_with(".gz") => Compression::Gzip,
+        None if url.path().ends_with(".zst") => Compression::Zstd,
+        None => Compression::None,
+    };
     let new = NewImage { name: req.name, url: Some(req.url), file: None, sha256: check_sha256(&req.sha256)?, size: req.size, compression };
     let image = state.store.call(move |c| images::insert(c, new)).await?;
     tracing::info!(image = image.id, name = %image.name, "external image registered");
@@ -91,9 +86,7 @@ struct UploadQuery {
 /// whole file is there.
 async fn upload(State(state): State<AppState>, Query(q): Query<UploadQuery>, request: Request) -> ApiResult<(StatusCode, Json<Image>)> {
     validate::name("image name", &q.name)?;
-    if let Some(c) = &q.compression {
-        check_compression(c)?;
-    }
+    let compression = q.compression.as_deref().map(str::parse::<Compression>).transpose()?;
     let name = q.name.clone();
     if state.store.call(move |c| images::name_taken(c, &name)).await? {
         return Err(ApiError::Conflict(format!("an image named {:?} already exists", q.name)));
@@ -114,7 +107,7 @@ async fn upload(State(state): State<AppState>, Query(q): Query<UploadQuery>, req
     };
     let final_path = dir.join(&file_name);
     tokio::fs::rename(&partial, &final_path).await.map_err(|e| ApiError::Internal(format!("rename upload: {e}")))?;
-    let compression = q.compression.unwrap_or_else(|| crate::work::sniff_compression(&head).to_owned());
+    let compression = compression.unwrap_or_else(|| Compression::sniff(&head));
     let new = NewImage { name: q.name, url: None, file: Some(file_name), sha256, size: Some(size), compression };
     match state.store.call(move |c| images::insert(c, new)).await {
         Ok(image) => {

@@ -1,4 +1,5 @@
-//! `/v1/instances`: create (deploy onto a fitting node) and delete (destroy), plus progress.
+//! `/v1/instances`: create (deploy onto a fitting node) and delete (destroy), plus progress. The
+//! workflows start in `provision::{start_deploy, start_destroy}`.
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -9,10 +10,10 @@ use serde::{Deserialize, Serialize};
 use super::error::{ApiError, ApiJson, ApiResult};
 use super::validate;
 use crate::app::AppState;
-use crate::domain::{InstanceId, NodeId, ProvisionState, now_ms};
-use crate::provision;
-use crate::store::instances::{self, Claim, Instance};
-use crate::store::nodes::{self, Transition};
+use crate::domain::NodeId;
+use crate::provision::{self, DeployRequest};
+use crate::store::instances::{self, Instance};
+use crate::store::nodes;
 use crate::store::switches::Key;
 use crate::store::tasks;
 
@@ -80,19 +81,15 @@ async fn create(State(state): State<AppState>, ApiJson(req): ApiJson<CreateInsta
     if let Some(name) = &req.name {
         validate::name("instance name", name)?;
     }
-    let deadline = now_ms() + i64::try_from(state.config.deploy.step_timeout_s).unwrap_or(300) * 1000;
-    let claim = Claim {
+    let request = DeployRequest {
         name: req.name,
         image: Key::parse(&req.image),
         node: req.node.as_deref().map(Key::parse),
         cpus: u32::try_from(non_negative("cpus", req.cpus)?).unwrap_or(u32::MAX),
         ram_mb: u64::try_from(non_negative("ram_mb", req.ram_mb)?).unwrap_or(0),
         disk_gb: u64::try_from(non_negative("disk_gb", req.disk_gb)?).unwrap_or(0),
-        deadline,
     };
-    let (instance, node) = state.store.call(move |c| instances::claim(c, claim)).await?;
-    tracing::info!(instance = instance.id, node = node.id.0, "instance created: deploying");
-    provision::kick(&state, node.id);
+    let (instance, _) = provision::start_deploy(&state, request).await?;
     Ok((StatusCode::CREATED, Json(view(&state, instance).await?)))
 }
 
@@ -111,50 +108,9 @@ async fn show(State(state): State<AppState>, Path(id): Path<String>) -> ApiResul
     Ok(Json(view(&state, instance).await?))
 }
 
-/// Destroy: the node goes `deleting` (from `active` or `error`) and its runner does the rest; the
-/// instance disappears once the node is clean.
+/// Destroy: the node powers off, its port goes back to provisioning and its disks are cleaned; the
+/// instance disappears once the node is back in the pool.
 async fn remove(State(state): State<AppState>, Path(id): Path<String>) -> ApiResult<(StatusCode, Json<InstanceView>)> {
-    let key = Key::parse(&id);
-    let deadline = now_ms() + i64::try_from(state.config.deploy.step_timeout_s).unwrap_or(300) * 1000;
-    let (instance, node) = state
-        .store
-        .call(move |c| {
-            let tx = c.transaction()?;
-            let instance = instances::get(&tx, &key)?;
-            let node = match instance.node_id {
-                Some(node_id) => {
-                    let node = nodes::get_by_id(&tx, NodeId(node_id))?;
-                    if node.maintenance {
-                        return Err(crate::store::StoreError::Conflict(format!(
-                            "node {:?} is in maintenance: turn it off to destroy the instance",
-                            node.name
-                        )));
-                    }
-                    if !matches!(node.state, ProvisionState::Active | ProvisionState::Error) {
-                        return Err(crate::store::StoreError::Conflict(format!(
-                            "instance {:?} cannot be deleted while its node is {}: wait until it is active or in error",
-                            instance.name, node.state
-                        )));
-                    }
-                    let message = format!("destroy of instance {:?}", instance.name);
-                    nodes::transition(&tx, Transition { node: node.id, from: &[ProvisionState::Active, ProvisionState::Error], to: ProvisionState::Deleting, message: &message, deadline: Some(deadline), duration_ms: None })?;
-                    Some(node.id)
-                }
-                None => {
-                    instances::remove(&tx, InstanceId(instance.id))?;
-                    None
-                }
-            };
-            if node.is_some() {
-                instances::set_state(&tx, InstanceId(instance.id), "deleting", None)?;
-            }
-            let instance = instances::get(&tx, &Key::Id(instance.id)).ok().unwrap_or(instance);
-            tx.commit()?;
-            Ok((instance, node))
-        })
-        .await?;
-    if let Some(node) = node {
-        provision::kick(&state, node);
-    }
+    let instance = provision::start_destroy(&state, Key::parse(&id)).await?;
     Ok((StatusCode::ACCEPTED, Json(view(&state, instance).await?)))
 }

@@ -22,7 +22,10 @@ pub use auth::bearer;
 
 /// The whole API: the operator routes behind the bearer token, plus unauthenticated health.
 pub fn router(state: AppState) -> Router {
+    // With `[metrics] listen` set, /metrics is served there, open; otherwise here, behind the token.
+    let metrics = if state.config.metrics.listen.is_none() { crate::metrics::router() } else { Router::new() };
     let operator = Router::new()
+        .merge(metrics)
         .merge(switches::router())
         .merge(nodes::router())
         .merge(plugins::router())
@@ -37,6 +40,7 @@ pub fn router(state: AppState) -> Router {
         .merge(images::data_router())
         .merge(boot::public_router())
         .route("/healthz", get(|| async { "ok" }))
+        .route_layer(axum::middleware::from_fn(crate::metrics::track_http))
         .layer(tower_http::trace::TraceLayer::new_for_http())
         .with_state(state)
 }

@@ -14,6 +14,7 @@ use crate::app::AppState;
 use crate::domain::{Hostname, MacAddr, Secret, SwitchId, SwitchPort};
 use crate::pool;
 use crate::store::events::{self, Event};
+use crate::store::last_error::LastError;
 use crate::store::nodes::{self, NewNode, Node, NodeUpdate};
 use crate::store::switches::Key;
 
@@ -45,7 +46,8 @@ pub struct NodeView {
     pub network: String,
     pub vlan: Option<u16>,
     pub maintenance: bool,
-    pub last_error: Option<String>,
+    /// Why the node is in `error` (or still `enrolled`): step, plugin, operation, kind, message.
+    pub last_error: Option<LastError>,
     pub instance_id: Option<i64>,
     pub state_deadline: Option<i64>,
 }
@@ -69,7 +71,7 @@ impl From<Node> for NodeView {
             state: n.state.to_string(),
             power_state: n.power_state.to_string(),
             network: n.network.to_string(),
-            vlan: n.vlan,
+            vlan: n.vlan.map(|v| v.id()),
             maintenance: n.maintenance,
             last_error: n.last_error,
             instance_id: n.instance_id.map(|i| i.0),

@@ -1,6 +1,6 @@
 //! `metalhost instance ...`
 
-use std::io::Write;
+use std::io::{IsTerminal, Write};
 use std::time::Duration;
 
 use clap::Subcommand;
@@ -82,7 +82,11 @@ pub async fn run(client: &Client, out: &Printer, cmd: InstanceCommand) -> Result
 }
 
 /// Polls the instance until it reaches one of `done` states, `error`, or disappears (Null).
-async fn follow(client: &Client, id: &str, done: &[&str], bar: bool) -> Result<Value, CliError> {
+/// Progress goes to stderr: a bar redrawn in place on a terminal; otherwise (a log, a pipe) one
+/// line each time the states change, so the output reads well where `\r` does not.
+async fn follow(client: &Client, id: &str, done: &[&str], show: bool) -> Result<Value, CliError> {
+    let bar = show && std::io::stderr().is_terminal();
+    let mut last_line = String::new();
     loop {
         let current = match client.get(&format!("/v1/instances/{id}")).await {
             Ok(v) => v,
@@ -95,6 +99,14 @@ async fn follow(client: &Client, id: &str, done: &[&str], bar: bool) -> Result<V
             Err(e) => return Err(e),
         };
         let state = current["state"].as_str().unwrap_or("");
+        if show && !bar {
+            let node_state = current["node_state"].as_str().unwrap_or("-");
+            let line = format!("{state} (node {node_state})");
+            if line != last_line {
+                eprintln!("{line}");
+                last_line = line;
+            }
+        }
         if bar {
             let node_state = current["node_state"].as_str().unwrap_or("-");
             let written = current["bytes_written"].as_u64().unwrap_or(0);

@@ -2,13 +2,35 @@
 
 use serde_json::Value;
 
-/// Renders a JSON scalar the way a person wants to read it in a table.
+/// Renders a JSON value the way a person wants to read it in a table: a failure record
+/// (`last_error`) as its one line.
 pub fn cell(value: Option<&Value>) -> String {
     match value {
         None | Some(Value::Null) => "-".to_owned(),
         Some(Value::String(s)) => s.clone(),
+        Some(record @ Value::Object(o)) if o.contains_key("message") => failure_line(record),
         Some(other) => other.to_string(),
     }
+}
+
+/// A failure record `{step, plugin, operation, kind, message}` as one line, the way the daemon
+/// writes it: `step: plugin "p" operation: kind: message`, leaving out what is absent.
+pub fn failure_line(record: &Value) -> String {
+    let text = |k: &str| record.get(k).and_then(Value::as_str);
+    let mut line = String::new();
+    if let Some(step) = text("step") {
+        line.push_str(&format!("{step}: "));
+    }
+    match (text("plugin"), text("operation")) {
+        (Some(p), Some(o)) => line.push_str(&format!("plugin {p:?} {o}: ")),
+        (Some(p), None) => line.push_str(&format!("plugin {p:?}: ")),
+        _ => {}
+    }
+    if let Some(kind) = text("kind") {
+        line.push_str(&format!("{kind}: "));
+    }
+    line.push_str(text("message").unwrap_or(""));
+    line
 }
 
 /// Unix milliseconds as `YYYY-MM-DD HH:MM:SS.mmm` UTC (civil-from-days, no calendar crate needed).
@@ -70,6 +92,13 @@ pub fn json(value: &Value) {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_failure_record_prints_as_one_line() {
+        let record = serde_json::json!({"step": "power off", "plugin": "ipmitool", "operation": "set-power-state", "kind": "auth-failed", "message": "RAKP 2 HMAC is invalid"});
+        assert_eq!(super::cell(Some(&record)), "power off: plugin \"ipmitool\" set-power-state: auth-failed: RAKP 2 HMAC is invalid");
+        assert_eq!(super::cell(Some(&serde_json::json!({"message": "old text"}))), "old text");
+    }
+
     #[test]
     fn formats_unix_milliseconds() {
         assert_eq!(super::timestamp(0), "1970-01-01 00:00:00.000");

@@ -1,12 +1,14 @@
 //! Domain types: ids, addresses, states and their transitions. Pure: no SQLite, axum or wasmtime here.
 
+mod failure;
 mod ids;
 mod net;
 mod state;
 
+pub use failure::FailureKind;
 pub use ids::{ImageId, InstanceId, NodeId, SwitchId, TaskId};
 pub use net::{Hostname, MacAddr, SwitchPort, Vlan};
-pub use state::{NetworkKind, PowerState, ProvisionState, TaskKind, TaskState};
+pub use state::{BootDevice, Compression, InstanceState, NetworkKind, PowerAction, PowerState, ProvisionState, TaskKind, TaskState};
 
 /// A value that failed to parse, with a message fit for an operator.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -41,4 +43,14 @@ pub fn now_ms() -> i64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
         .unwrap_or(0)
+}
+
+/// When something must be over, as stored (Unix ms): `within` from now.
+pub fn deadline_in(within: std::time::Duration) -> i64 {
+    now_ms().saturating_add(i64::try_from(within.as_millis()).unwrap_or(i64::MAX / 4))
+}
+
+/// How long until a stored deadline (Unix ms); zero once it has passed.
+pub fn time_left(deadline_ms: i64) -> std::time::Duration {
+    std::time::Duration::from_millis(u64::try_from(deadline_ms.saturating_sub(now_ms())).unwrap_or(0))
 }

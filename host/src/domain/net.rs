@@ -86,6 +86,9 @@ impl fmt::Display for Hostname {
 pub struct Vlan(u16);
 
 impl Vlan {
+    /// VLAN 1, every switch's default VLAN.
+    pub const DEFAULT: Vlan = Vlan(1);
+
     pub fn new(id: i64) -> Result<Self, ParseError> {
         match u16::try_from(id) {
             Ok(v) if (1..=4094).contains(&v) => Ok(Vlan(v)),

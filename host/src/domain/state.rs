@@ -1,4 +1,4 @@
-//! The node lifecycle (DESIGN §2) and the other small state enums, with their string forms.
+//! The node lifecycle (see ARCHITECTURE.md) and the other small state enums, with their string forms.
 
 use std::fmt;
 use std::str::FromStr;
@@ -13,8 +13,7 @@ macro_rules! string_enum {
         pub enum $name { $($variant),+ }
 
         impl $name {
-            #[cfg(test)]
-            #[allow(dead_code)] // not every state enum's tests walk all of it
+            #[allow(dead_code)] // tests walk every enum; the metrics use some
             pub const ALL: &'static [$name] = &[$($name::$variant),+];
 
             pub fn as_str(self) -> &'static str {
@@ -135,6 +134,53 @@ string_enum!(
     }
 );
 
+string_enum!(
+    /// An instance's state, following its node's workflow.
+    InstanceState {
+        Deploying => "deploying",
+        Active => "active",
+        Deleting => "deleting",
+        Error => "error",
+    }
+);
+
+string_enum!(
+    /// How an image's bytes are compressed.
+    Compression {
+        None => "none",
+        Gzip => "gzip",
+        Zstd => "zstd",
+    }
+);
+
+impl Compression {
+    /// Guesses the compression of an image from its first bytes.
+    pub fn sniff(head: &[u8]) -> Compression {
+        match head {
+            [0x1f, 0x8b, ..] => Compression::Gzip,
+            [0x28, 0xb5, 0x2f, 0xfd, ..] => Compression::Zstd,
+            _ => Compression::None,
+        }
+    }
+}
+
+string_enum!(
+    /// What an operator or a workflow asks of a node's power. `reboot` powers an off node on and
+    /// cycles an on one (the plugin contract's meaning), so "make sure it boots now" is one call.
+    PowerAction {
+        On => "on",
+        Off => "off",
+        Reboot => "reboot",
+    }
+);
+
+string_enum!(
+    BootDevice {
+        Pxe => "pxe",
+        Disk => "disk",
+    }
+);
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -157,5 +203,27 @@ mod tests {
         assert!(!Available.can_become(Active));
         assert!(!Active.can_become(Available));
         assert!(Active.can_become(Error));
+    }
+
+    #[test]
+    fn small_enums_round_trip() {
+        for s in InstanceState::ALL {
+            assert_eq!(s.as_str().parse::<InstanceState>().unwrap(), *s);
+        }
+        for c in Compression::ALL {
+            assert_eq!(c.as_str().parse::<Compression>().unwrap(), *c);
+        }
+        assert!("bzip2".parse::<Compression>().is_err());
+        assert_eq!("reboot".parse::<PowerAction>().unwrap(), PowerAction::Reboot);
+        assert!("cycle".parse::<PowerAction>().is_err());
+        assert_eq!("pxe".parse::<BootDevice>().unwrap(), BootDevice::Pxe);
+    }
+
+    #[test]
+    fn sniffs_compression() {
+        assert_eq!(Compression::sniff(&[0x1f, 0x8b, 8, 0]), Compression::Gzip);
+        assert_eq!(Compression::sniff(&[0x28, 0xb5, 0x2f, 0xfd, 0]), Compression::Zstd);
+        assert_eq!(Compression::sniff(b"\xebX\x90"), Compression::None);
+        assert_eq!(Compression::sniff(b""), Compression::None);
     }
 }

@@ -1,22 +1,33 @@
-//! The deploy and destroy workflows (DESIGN §1-2) as a durable state machine.
+//! The deploy and destroy workflows (the lifecycle in ARCHITECTURE.md) as a durable state machine.
 //!
 //! The node's state is written before each side effect. One runner per node reads the state and
 //! performs the next step, so a restarted daemon resumes every node from where its state says: the
 //! driver steps are idempotent, and agent waits pick up the task already in the database.
+//! `start.rs` is the API's way in: each function there owns its transaction and kicks the runner.
 
+mod failure;
+mod operator;
+mod retry;
+mod start;
 mod steps;
 
-pub use steps::move_port_to;
+pub use failure::{Fault, StepFailure};
+pub use operator::{move_port, power_state, set_boot_device, set_power};
+pub use start::{DeployRequest, recover, start_deploy, start_destroy};
 
 use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use tokio::time::Instant;
+use tracing::Instrument;
 
 use crate::app::AppState;
-use crate::domain::{NodeId, ProvisionState, now_ms};
-use crate::store::instances;
+use crate::domain::{InstanceState, NodeId, ProvisionState, deadline_in, time_left};
+use crate::store::events::{self, EventKind, NewEvent};
 use crate::store::nodes::{self, Node, Transition};
+use crate::store::{StoreError, instances};
 
 /// Which nodes have a runner, and the per-switch locks that serialise switch changes.
 #[derive(Default)]
@@ -32,17 +43,12 @@ impl Provisioner {
     }
 }
 
-/// A step that failed: which one, and why (usually a driver failure naming plugin and operation).
-#[derive(Debug, Clone)]
-pub struct StepFailure {
-    pub step: &'static str,
-    pub message: String,
-}
-
-impl std::fmt::Display for StepFailure {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "step {:?} failed: {}", self.step, self.message)
-    }
+/// One pass of a node's runner, or one operator action: the node as read, and until when its
+/// steps may retry (None: no retries, the caller is waiting on an answer).
+pub(crate) struct Run<'a> {
+    pub state: &'a AppState,
+    pub node: &'a Node,
+    pub retry_until: Option<Instant>,
 }
 
 /// Starts the node's runner unless one is already going.
@@ -54,13 +60,17 @@ pub fn kick(state: &AppState, node: NodeId) {
         }
     }
     let state = state.clone();
-    tokio::spawn(async move {
-        let outcome = drive(&state, node).await;
-        state.provisioner.running.lock().unwrap_or_else(|p| p.into_inner()).remove(&node.0);
-        if let Err(e) = outcome {
-            tracing::error!(node = node.0, "workflow runner stopped: {e}");
+    let span = tracing::info_span!("runner", node = node.0, instance = tracing::field::Empty);
+    tokio::spawn(
+        async move {
+            let outcome = drive(&state, node).await;
+            state.provisioner.running.lock().unwrap_or_else(|p| p.into_inner()).remove(&node.0);
+            if let Err(e) = outcome {
+                tracing::error!("workflow runner stopped: {e}");
+            }
         }
-    });
+        .instrument(span),
+    );
 }
 
 /// At startup: every node left in a transitional state gets its runner back.
@@ -77,36 +87,33 @@ pub async fn resume_all(state: &AppState) {
 }
 
 /// Runs the node's workflow until it reaches a stable state, fails, or is put in maintenance.
-async fn drive(state: &AppState, id: NodeId) -> Result<(), crate::store::StoreError> {
+async fn drive(state: &AppState, id: NodeId) -> Result<(), StoreError> {
     loop {
         let node = state.store.call(move |c| nodes::get_by_id(c, id)).await?;
+        if let Some(instance) = node.instance_id {
+            tracing::Span::current().record("instance", instance.0);
+        }
         if node.maintenance {
-            tracing::info!(node = id.0, state = %node.state, "maintenance: workflow paused");
+            tracing::info!(state = %node.state, "maintenance: workflow paused");
             return Ok(());
         }
-        let budget = match node.state_deadline {
-            Some(deadline) => Duration::from_millis(u64::try_from(deadline - now_ms()).unwrap_or(0)),
-            None => Duration::from_secs(state.config.deploy.step_timeout_s),
-        };
-        let phase = async {
-            match node.state {
-                ProvisionState::Deploying => steps::deploy(state, &node).await,
-                ProvisionState::WaitAgent => steps::wait_deploy(state, &node).await,
-                ProvisionState::Activating => steps::activate(state, &node).await,
-                ProvisionState::Deleting => steps::delete(state, &node).await,
-                ProvisionState::Cleaning => steps::wait_clean(state, &node).await,
-                _ => Err(StepFailure { step: "none", message: String::new() }),
-            }
-        };
         if !node.state.is_transitional() {
             return Ok(());
         }
+        let budget = node.state_deadline.map_or(state.config.deploy.step_timeout, time_left);
+        let run = Run { state, node: &node, retry_until: Some(Instant::now() + budget) };
+        let phase = async {
+            match node.state {
+                ProvisionState::Deploying => steps::deploy(&run).await,
+                ProvisionState::WaitAgent => steps::wait_deploy(&run).await,
+                ProvisionState::Activating => steps::activate(&run).await,
+                ProvisionState::Deleting => steps::delete(&run).await,
+                _ => steps::wait_clean(&run).await,
+            }
+        };
         let outcome = match tokio::time::timeout(budget, phase).await {
             Ok(outcome) => outcome,
-            Err(_) => Err(StepFailure {
-                step: state_step(node.state),
-                message: format!("the node did not leave {} within its deadline ({} s)", node.state, budget.as_secs()),
-            }),
+            Err(_) => Err(StepFailure::Deadline { step: state_step(node.state), state: node.state, budget }),
         };
         if let Err(failure) = outcome {
             fail(state, &node, &failure).await?;
@@ -126,22 +133,32 @@ fn state_step(state: ProvisionState) -> &'static str {
     }
 }
 
-/// The node goes to `error` with the step and the reason; its instance shows the same.
-async fn fail(state: &AppState, node: &Node, failure: &StepFailure) -> Result<(), crate::store::StoreError> {
+/// The node goes to `error` with the failure as its `last_error`; its instance shows the same.
+async fn fail(state: &AppState, node: &Node, failure: &StepFailure) -> Result<(), StoreError> {
     let id = node.id;
-    let message = failure.to_string();
-    tracing::warn!(node = id.0, %message, "workflow failed");
+    let record = failure.to_last_error();
+    let message = record.to_string();
+    tracing::warn!(kind = %failure.kind(), step = failure.step(), %message, "workflow failed");
     let instance = node.instance_id;
     state
         .store
         .call(move |c| {
             let tx = c.transaction()?;
-            nodes::transition(&tx, Transition { node: id, from: &[], to: ProvisionState::Error, message: &message, deadline: None, duration_ms: None })?;
+            let to_error = Transition {
+                node: id,
+                from: &[],
+                to: ProvisionState::Error,
+                message: &message,
+                deadline: None,
+                duration_ms: None,
+                error: Some(&record),
+            };
+            nodes::transition(&tx, to_error)?;
             crate::store::tasks::open_for_node(&tx, id)?
                 .map(|t| crate::store::tasks::fail_or_succeed(&tx, t.id, false, &format!("abandoned: {message}")))
                 .transpose()?;
             if let Some(instance) = instance {
-                instances::set_state(&tx, instance, "error", Some(&message))?;
+                instances::set_state(&tx, instance, InstanceState::Error, Some(&record))?;
             }
             tx.commit()?;
             Ok(())
@@ -149,42 +166,67 @@ async fn fail(state: &AppState, node: &Node, failure: &StepFailure) -> Result<()
         .await
 }
 
-/// Moves the node to its next state with a deadline for it, recording how long the last one took.
-async fn advance(state: &AppState, node: &Node, to: ProvisionState, message: &str, timeout_s: u64) -> Result<(), StepFailure> {
-    let id = node.id;
-    let from = node.state;
+/// Moves the node to its next state with a deadline for it.
+async fn advance(run: &Run<'_>, to: ProvisionState, message: &str, within: Duration) -> Result<(), StepFailure> {
+    let id = run.node.id;
+    let from = run.node.state;
     let message = message.to_owned();
-    let deadline = now_ms() + i64::try_from(timeout_s).unwrap_or(i64::MAX / 4).saturating_mul(1000);
-    state
+    let deadline = deadline_in(within);
+    run.state
         .store
         .call(move |c| {
-            nodes::transition(c, Transition { node: id, from: &[from], to, message: &message, deadline: Some(deadline), duration_ms: None })
+            nodes::transition(
+                c,
+                Transition { node: id, from: &[from], to, message: &message, deadline: Some(deadline), duration_ms: None, error: None },
+            )
         })
         .await
         .map(|_| ())
-        .map_err(|e| StepFailure { step: "record state", message: e.to_string() })
+        .map_err(|source| StepFailure::Store { step: "record state", source })
 }
 
-/// Runs one step, recording it as a node event with its duration and outcome.
-async fn step<T, F>(state: &AppState, node: NodeId, name: &'static str, work: F) -> Result<T, StepFailure>
+/// Runs one step, retrying transient failures (see `retry.rs`) while the run allows, each retry
+/// an event; then records the step as an event with its duration and outcome. `work` is called
+/// again for each attempt.
+async fn step<T, F, Fut>(run: &Run<'_>, name: &'static str, mut work: F) -> Result<T, StepFailure>
 where
-    F: Future<Output = Result<T, String>>,
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, Fault>>,
 {
+    let backoff = retry::Backoff { initial: run.state.config.deploy.retry_initial, max: run.state.config.deploy.retry_max };
     let started = Instant::now();
-    let outcome = work.await;
+    let mut attempt = 1;
+    let outcome = loop {
+        let attempt_started = Instant::now();
+        let fault = match work().await {
+            Ok(value) => break Ok(value),
+            Err(fault) => fault,
+        };
+        let Some(pause) = backoff.next(fault.kind(), attempt, attempt_started.elapsed(), run.retry_until) else { break Err(fault) };
+        let message = format!("{name}: attempt {attempt} failed ({fault}); trying again in {} ms", pause.as_millis());
+        tracing::warn!(kind = %fault.kind(), attempt, "{message}");
+        crate::metrics::step_retry(name, &fault.kind().to_string());
+        record(run, EventKind::Retry, message, None).await;
+        tokio::time::sleep(pause).await;
+        attempt += 1;
+    };
+    crate::metrics::step(name, outcome.is_ok(), started.elapsed().as_secs_f64());
     let elapsed = i64::try_from(started.elapsed().as_millis()).unwrap_or(i64::MAX);
     let message = match &outcome {
+        Ok(_) if attempt > 1 => format!("{name}: ok after {attempt} attempts"),
         Ok(_) => format!("{name}: ok"),
         Err(e) => format!("{name}: {e}"),
     };
-    let _ = state
-        .store
-        .call(move |c| {
-            crate::store::events::append(
-                c,
-                crate::store::events::NewEvent { node, kind: "step", from: None, to: None, message: &message, duration_ms: Some(elapsed) },
-            )
-        })
-        .await;
-    outcome.map_err(|message| StepFailure { step: name, message })
+    record(run, EventKind::Step, message, Some(elapsed)).await;
+    outcome.map_err(|fault| fault.at(name))
+}
+
+/// Appends a node event; a failure to record is logged, never fails the step.
+async fn record(run: &Run<'_>, kind: EventKind, message: String, duration_ms: Option<i64>) {
+    let node = run.node.id;
+    let written =
+        run.state.store.call(move |c| events::append(c, NewEvent { node, kind, from: None, to: None, message: &message, duration_ms })).await;
+    if let Err(e) = written {
+        tracing::warn!("cannot record a {} event: {e}", kind.as_str());
+    }
 }

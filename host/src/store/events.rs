@@ -1,4 +1,4 @@
-//! The append-only node event log: every state change, workflow step and power drift.
+//! The append-only node event log: every state change, workflow step, retry and power drift.
 
 use rusqlite::{Connection, params};
 
@@ -11,7 +11,7 @@ pub struct Event {
     pub node_id: i64,
     /// Unix milliseconds.
     pub at: i64,
-    /// `state`, `step`, `power`, `network`, ...
+    /// An [`EventKind`] name.
     pub kind: String,
     pub from_state: Option<String>,
     pub to_state: Option<String>,
@@ -19,9 +19,39 @@ pub struct Event {
     pub duration_ms: Option<i64>,
 }
 
+/// What an event records; its name is what the log stores.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventKind {
+    /// A provision state change.
+    State,
+    /// A workflow step, with its duration and outcome.
+    Step,
+    /// A transient failure inside a step, and when the step tries again.
+    Retry,
+    /// A power state read from or set on the BMC that differs from the last one.
+    Power,
+    /// Maintenance turned on or off.
+    Maintenance,
+    /// An operator set the boot device.
+    BootDevice,
+}
+
+impl EventKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventKind::State => "state",
+            EventKind::Step => "step",
+            EventKind::Retry => "retry",
+            EventKind::Power => "power",
+            EventKind::Maintenance => "maintenance",
+            EventKind::BootDevice => "boot-device",
+        }
+    }
+}
+
 pub struct NewEvent<'a> {
     pub node: NodeId,
-    pub kind: &'a str,
+    pub kind: EventKind,
     pub from: Option<ProvisionState>,
     pub to: Option<ProvisionState>,
     pub message: &'a str,
@@ -29,7 +59,7 @@ pub struct NewEvent<'a> {
 }
 
 impl<'a> NewEvent<'a> {
-    pub fn note(node: NodeId, kind: &'a str, message: &'a str) -> Self {
+    pub fn note(node: NodeId, kind: EventKind, message: &'a str) -> Self {
         NewEvent { node, kind, from: None, to: None, message, duration_ms: None }
     }
 }
@@ -42,7 +72,7 @@ pub fn append(conn: &Connection, event: NewEvent<'_>) -> Result<()> {
     .execute(params![
         event.node.0,
         now_ms(),
-        event.kind,
+        event.kind.as_str(),
         event.from.map(|s| s.as_str()),
         event.to.map(|s| s.as_str()),
         event.message,

@@ -4,7 +4,7 @@ use rusqlite::{Connection, OptionalExtension, Row, params};
 
 use super::switches::Key;
 use super::{Result, StoreError};
-use crate::domain::{ImageId, now_ms};
+use crate::domain::{Compression, ImageId, now_ms};
 
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Image {
@@ -17,8 +17,8 @@ pub struct Image {
     pub file: Option<String>,
     pub sha256: String,
     pub size: Option<u64>,
-    /// `none`, `gzip` or `zstd`.
-    pub compression: String,
+    #[serde(serialize_with = "super::as_text")]
+    pub compression: Compression,
     pub created_at: i64,
 }
 
@@ -34,7 +34,7 @@ pub struct NewImage {
     pub file: Option<String>,
     pub sha256: String,
     pub size: Option<u64>,
-    pub compression: String,
+    pub compression: Compression,
 }
 
 const COLUMNS: &str = "id, name, url, file, sha256, size, compression, created_at";
@@ -47,7 +47,7 @@ fn from_row(row: &Row<'_>) -> rusqlite::Result<Image> {
         file: row.get(3)?,
         sha256: row.get(4)?,
         size: row.get(5)?,
-        compression: row.get(6)?,
+        compression: super::parse_col(row, 6)?,
         created_at: row.get(7)?,
     })
 }
@@ -63,7 +63,7 @@ pub fn insert(conn: &mut Connection, new: NewImage) -> Result<Image> {
     }
     tx.execute(
         "INSERT INTO images (name, url, file, sha256, size, compression, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-        params![new.name, new.url, new.file, new.sha256, new.size, new.compression, now_ms()],
+        params![new.name, new.url, new.file, new.sha256, new.size, new.compression.as_str(), now_ms()],
     )?;
     let id = tx.last_insert_rowid();
     let image = get(&tx, &Key::Id(id))?;

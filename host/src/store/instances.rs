@@ -2,10 +2,11 @@
 
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
+use super::last_error::LastError;
 use super::nodes::{self, Node, Transition};
 use super::switches::Key;
 use super::{Result, StoreError, images};
-use crate::domain::{InstanceId, NodeId, ProvisionState, now_ms};
+use crate::domain::{InstanceId, InstanceState, NodeId, ProvisionState, now_ms};
 
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Instance {
@@ -13,14 +14,14 @@ pub struct Instance {
     pub name: String,
     pub image_id: i64,
     pub node_id: Option<i64>,
-    /// `deploying`, `active`, `deleting` or `error`.
-    pub state: String,
-    pub last_error: Option<String>,
+    #[serde(serialize_with = "super::as_text")]
+    pub state: InstanceState,
+    pub last_error: Option<LastError>,
     pub created_at: i64,
     pub updated_at: i64,
 }
 
-const SELECT: &str = "SELECT i.id, i.name, i.image_id, n.id, i.state, i.last_error, i.created_at, i.updated_at
+const SELECT: &str = "SELECT i.id, i.name, i.image_id, n.id, i.state, i.last_error, i.created_at, i.updated_at, i.last_error_detail
      FROM instances i LEFT JOIN nodes n ON n.instance_id = i.id";
 
 fn from_row(row: &Row<'_>) -> rusqlite::Result<Instance> {
@@ -29,8 +30,8 @@ fn from_row(row: &Row<'_>) -> rusqlite::Result<Instance> {
         name: row.get(1)?,
         image_id: row.get(2)?,
         node_id: row.get(3)?,
-        state: row.get(4)?,
-        last_error: row.get(5)?,
+        state: super::parse_col(row, 4)?,
+        last_error: LastError::from_columns(row.get(5)?, row.get(8)?),
         created_at: row.get(6)?,
         updated_at: row.get(7)?,
     })
@@ -98,8 +99,8 @@ pub fn claim(conn: &mut Connection, claim: Claim) -> Result<(Instance, Node)> {
     }
     let now = now_ms();
     tx.execute(
-        "INSERT INTO instances (name, image_id, state, created_at, updated_at) VALUES (?1, ?2, 'deploying', ?3, ?3)",
-        params![name, image.id, now],
+        "INSERT INTO instances (name, image_id, state, created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?4)",
+        params![name, image.id, InstanceState::Deploying.as_str(), now],
     )?;
     let instance_id = tx.last_insert_rowid();
     tx.execute("UPDATE nodes SET instance_id = ?2 WHERE id = ?1", params![node.id.0, instance_id])?;
@@ -113,6 +114,7 @@ pub fn claim(conn: &mut Connection, claim: Claim) -> Result<(Instance, Node)> {
             message: &message,
             deadline: Some(claim.deadline),
             duration_ms: None,
+            error: None,
         },
     )?;
     let instance = get(&tx, &Key::Id(instance_id))?;
@@ -134,10 +136,10 @@ pub fn list(conn: &Connection) -> Result<Vec<Instance>> {
     Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
 
-pub fn set_state(conn: &Connection, id: InstanceId, state: &str, last_error: Option<&str>) -> Result<()> {
+pub fn set_state(conn: &Connection, id: InstanceId, state: InstanceState, last_error: Option<&LastError>) -> Result<()> {
     conn.execute(
-        "UPDATE instances SET state = ?2, last_error = ?3, updated_at = ?4 WHERE id = ?1",
-        params![id.0, state, last_error, now_ms()],
+        "UPDATE instances SET state = ?2, last_error = ?3, last_error_detail = ?4, updated_at = ?5 WHERE id = ?1",
+        params![id.0, state.as_str(), last_error.map(ToString::to_string), last_error.map(LastError::to_json), now_ms()],
     )?;
     Ok(())
 }

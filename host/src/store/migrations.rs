@@ -8,7 +8,7 @@ use rusqlite::Connection;
 use super::{Result, StoreError};
 
 const MIGRATIONS: &[&str] = &[
-    // 1: the initial schema (DESIGN §5). Times are Unix milliseconds.
+    // 1: the initial schema. Times are Unix milliseconds.
     r#"
     CREATE TABLE switches (
         id          INTEGER PRIMARY KEY,
@@ -105,6 +105,11 @@ const MIGRATIONS: &[&str] = &[
         expires_at INTEGER NOT NULL
     );
     "#,
+    // 2: why a node or instance failed, as a JSON record (store/last_error.rs) beside the text.
+    r#"
+    ALTER TABLE nodes ADD COLUMN last_error_detail TEXT;
+    ALTER TABLE instances ADD COLUMN last_error_detail TEXT;
+    "#,
 ];
 
 pub fn apply(conn: &mut Connection) -> Result<()> {
@@ -127,4 +132,30 @@ pub fn apply(conn: &mut Connection) -> Result<()> {
         tracing::info!(version, "applied database migration");
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::last_error::LastError;
+
+    #[test]
+    fn a_version_1_database_keeps_its_failure_text_after_migration_2() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        conn.execute_batch(MIGRATIONS[0]).unwrap();
+        conn.pragma_update(None, "user_version", 1).unwrap();
+        conn.execute_batch(
+            "INSERT INTO switches (id, name, address, port, username, password, driver, created_at)
+               VALUES (1, 'sw', '127.0.0.1', 830, 'u', 'p', 'juniper', 0);
+             INSERT INTO nodes (id, name, mac, ip, cpus, ram_mb, disk_gb, bmc_address, bmc_port, bmc_username,
+                                bmc_password, power_driver, switch_id, switch_port, state, last_error, created_at, updated_at)
+               VALUES (1, 'n1', '52:54:00:00:00:01', '10.0.0.1', 1, 1, 1, '127.0.0.1', 623, 'u', 'p', 'ipmitool', 1,
+                       'ge-0/0/1', 'error', 'step \"power off\" failed: old words', 0, 0);",
+        )
+        .unwrap();
+        apply(&mut conn).unwrap();
+        // The columns nodes.rs reads (the password columns need the store's sealing functions).
+        let (text, detail) = conn.query_row("SELECT last_error, last_error_detail FROM nodes WHERE id = 1", [], |r| Ok((r.get(0)?, r.get(1)?))).unwrap();
+        assert_eq!(LastError::from_columns(text, detail), Some(LastError::text("step \"power off\" failed: old words")));
+    }
 }

@@ -8,6 +8,7 @@ pub mod seal;
 pub mod events;
 pub mod images;
 pub mod instances;
+pub mod last_error;
 pub mod nodes;
 pub mod switches;
 pub mod tasks;
@@ -105,4 +106,18 @@ fn configure(conn: &Connection) -> Result<()> {
 /// explicit checks, which give better messages.
 pub fn is_constraint(e: &rusqlite::Error) -> bool {
     matches!(e, rusqlite::Error::SqliteFailure(err, _) if err.code == rusqlite::ErrorCode::ConstraintViolation)
+}
+
+/// Reads a text column into a type that parses from it (states, kinds, addresses).
+pub(crate) fn parse_col<T: std::str::FromStr>(row: &rusqlite::Row<'_>, idx: usize) -> rusqlite::Result<T>
+where
+    T::Err: std::fmt::Display,
+{
+    let text: String = row.get(idx)?;
+    text.parse().map_err(|e: T::Err| rusqlite::Error::FromSqlConversionFailure(idx, rusqlite::types::Type::Text, e.to_string().into()))
+}
+
+/// Serialises a typed column by its text form, so the API shows what the database holds.
+pub(crate) fn as_text<T: std::fmt::Display, S: serde::Serializer>(value: &T, s: S) -> std::result::Result<S::Ok, S::Error> {
+    s.collect_str(value)
 }

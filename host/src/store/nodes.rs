@@ -4,11 +4,12 @@ use std::net::IpAddr;
 
 use rusqlite::{Connection, OptionalExtension, Row, Transaction, params};
 
-use super::events::{self, NewEvent};
+use super::events::{self, EventKind, NewEvent};
+use super::last_error::LastError;
 use super::switches::Key;
 use super::{Result, StoreError};
 use crate::domain::{
-    Hostname, InstanceId, MacAddr, NetworkKind, NodeId, PowerState, ProvisionState, Secret, SwitchId, SwitchPort,
+    Hostname, InstanceId, MacAddr, NetworkKind, NodeId, PowerState, ProvisionState, Secret, SwitchId, SwitchPort, Vlan,
     now_ms,
 };
 
@@ -32,9 +33,9 @@ pub struct Node {
     pub state: ProvisionState,
     pub power_state: PowerState,
     pub network: NetworkKind,
-    pub vlan: Option<u16>,
+    pub vlan: Option<Vlan>,
     pub maintenance: bool,
-    pub last_error: Option<String>,
+    pub last_error: Option<LastError>,
     pub instance_id: Option<InstanceId>,
     /// When the current transitional state must be over (Unix ms).
     pub state_deadline: Option<i64>,
@@ -93,24 +94,14 @@ impl NodeUpdate {
 
 const COLUMNS: &str = "id, name, mac, ip, cpus, ram_mb, disk_gb, bmc_address, bmc_port, bmc_username, unseal('nodes.bmc_password', bmc_password), \
      power_driver, switch_id, switch_port, state, power_state, network, vlan, maintenance, last_error, instance_id, \
-     state_deadline";
-
-fn parse_col<T: std::str::FromStr>(row: &Row<'_>, idx: usize) -> rusqlite::Result<T>
-where
-    T::Err: std::fmt::Display,
-{
-    let text: String = row.get(idx)?;
-    text.parse().map_err(|e: T::Err| {
-        rusqlite::Error::FromSqlConversionFailure(idx, rusqlite::types::Type::Text, e.to_string().into())
-    })
-}
+     state_deadline, last_error_detail";
 
 fn from_row(row: &Row<'_>) -> rusqlite::Result<Node> {
     Ok(Node {
         id: NodeId(row.get(0)?),
         name: row.get(1)?,
-        mac: parse_col(row, 2)?,
-        ip: parse_col(row, 3)?,
+        mac: super::parse_col(row, 2)?,
+        ip: super::parse_col(row, 3)?,
         cpus: row.get(4)?,
         ram_mb: row.get(5)?,
         disk_gb: row.get(6)?,
@@ -121,12 +112,14 @@ fn from_row(row: &Row<'_>) -> rusqlite::Result<Node> {
         power_driver: row.get(11)?,
         switch_id: SwitchId(row.get(12)?),
         switch_port: row.get(13)?,
-        state: parse_col(row, 14)?,
-        power_state: parse_col(row, 15)?,
-        network: parse_col(row, 16)?,
-        vlan: row.get(17)?,
+        state: super::parse_col(row, 14)?,
+        power_state: super::parse_col(row, 15)?,
+        network: super::parse_col(row, 16)?,
+        vlan: row.get::<_, Option<i64>>(17)?.map(Vlan::new).transpose().map_err(|e| {
+            rusqlite::Error::FromSqlConversionFailure(17, rusqlite::types::Type::Integer, e.to_string().into())
+        })?,
         maintenance: row.get(18)?,
-        last_error: row.get(19)?,
+        last_error: LastError::from_columns(row.get(19)?, row.get(22)?),
         instance_id: row.get::<_, Option<i64>>(20)?.map(InstanceId),
         state_deadline: row.get(21)?,
     })
@@ -212,7 +205,7 @@ pub fn insert(conn: &mut Connection, new: NewNode) -> Result<Node> {
     let id = NodeId(tx.last_insert_rowid());
     events::append(
         &tx,
-        NewEvent { node: id, kind: "state", from: None, to: Some(ProvisionState::Enrolled), message: "enrolled", duration_ms: None },
+        NewEvent { node: id, kind: EventKind::State, from: None, to: Some(ProvisionState::Enrolled), message: "enrolled", duration_ms: None },
     )?;
     let node = get_by_id(&tx, id)?;
     tx.commit()?;
@@ -288,7 +281,7 @@ pub fn update(conn: &mut Connection, key: &Key, change: NodeUpdate) -> Result<No
         changes.push(("maintenance", Box::new(v)));
         if v != node.maintenance {
             let message = if v { "maintenance on: no automatic actions" } else { "maintenance off" };
-            events::append(&tx, NewEvent::note(node.id, "maintenance", message))?;
+            events::append(&tx, NewEvent::note(node.id, EventKind::Maintenance, message))?;
         }
     }
     if !changes.is_empty() {
@@ -330,7 +323,8 @@ pub fn delete(conn: &mut Connection, key: &Key) -> Result<()> {
 }
 
 /// Moves a node to `to` if it is in one of `from`, recording the change as an event.
-/// `deadline` is when a transitional state must be over; `error` sets or clears `last_error`.
+/// `deadline` is when a transitional state must be over. `last_error` is kept only in `error`
+/// and `enrolled`: `error` when given, else the message as text.
 pub struct Transition<'a> {
     pub node: NodeId,
     pub from: &'a [ProvisionState],
@@ -338,6 +332,7 @@ pub struct Transition<'a> {
     pub message: &'a str,
     pub deadline: Option<i64>,
     pub duration_ms: Option<i64>,
+    pub error: Option<&'a LastError>,
 }
 
 pub fn transition(conn: &Connection, t: Transition<'_>) -> Result<Node> {
@@ -355,19 +350,26 @@ pub fn transition(conn: &Connection, t: Transition<'_>) -> Result<Node> {
     }
     // last_error survives only in `error` (and in `enrolled`, where it says why validation failed).
     let last_error = match t.to {
-        ProvisionState::Error | ProvisionState::Enrolled => Some(t.message),
+        ProvisionState::Error | ProvisionState::Enrolled => Some(t.error.cloned().unwrap_or_else(|| LastError::text(t.message))),
         _ => None,
     };
     conn.execute(
-        "UPDATE nodes SET state = ?2, state_deadline = ?3, last_error = ?4, updated_at = ?5 WHERE id = ?1",
-        params![t.node.0, t.to.as_str(), t.deadline, last_error, now_ms()],
+        "UPDATE nodes SET state = ?2, state_deadline = ?3, last_error = ?4, last_error_detail = ?5, updated_at = ?6 WHERE id = ?1",
+        params![
+            t.node.0,
+            t.to.as_str(),
+            t.deadline,
+            last_error.as_ref().map(ToString::to_string),
+            last_error.as_ref().map(LastError::to_json),
+            now_ms()
+        ],
     )?;
     if node.state != t.to || last_error.is_some() {
         events::append(
             conn,
             NewEvent {
                 node: t.node,
-                kind: "state",
+                kind: EventKind::State,
                 from: Some(node.state),
                 to: Some(t.to),
                 message: t.message,
@@ -386,15 +388,15 @@ pub fn set_power_state(conn: &Connection, id: NodeId, power: PowerState, why: &s
     }
     conn.execute("UPDATE nodes SET power_state = ?2, updated_at = ?3 WHERE id = ?1", params![id.0, power.as_str(), now_ms()])?;
     let message = format!("power {} -> {power}: {why}", node.power_state);
-    events::append(conn, NewEvent::note(id, "power", &message))?;
+    events::append(conn, NewEvent::note(id, EventKind::Power, &message))?;
     Ok(true)
 }
 
 /// Records which network (and VLAN) the node's port is on now.
-pub fn set_network(conn: &Connection, id: NodeId, network: NetworkKind, vlan: Option<u16>) -> Result<()> {
+pub fn set_network(conn: &Connection, id: NodeId, network: NetworkKind, vlan: Option<Vlan>) -> Result<()> {
     conn.execute(
         "UPDATE nodes SET network = ?2, vlan = ?3, updated_at = ?4 WHERE id = ?1",
-        params![id.0, network.as_str(), vlan, now_ms()],
+        params![id.0, network.as_str(), vlan.map(Vlan::id), now_ms()],
     )?;
     Ok(())
 }
@@ -406,4 +408,16 @@ pub fn list_transitional(conn: &Connection) -> Result<Vec<Node>> {
     ))?;
     let rows = stmt.query_map([], from_row)?;
     Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+/// How many nodes are in each (state, power state): the pool's gauges at a metrics scrape.
+pub fn count_by_state(conn: &mut Connection) -> Result<Vec<(ProvisionState, PowerState, u64)>> {
+    let mut stmt = conn.prepare_cached("SELECT state, power_state, COUNT(*) FROM nodes GROUP BY state, power_state")?;
+    let rows = stmt.query_map([], |row| Ok((super::parse_col::<ProvisionState>(row, 0)?, super::parse_col::<PowerState>(row, 1)?, row.get::<_, i64>(2)?)))?;
+    let mut counts = Vec::new();
+    for row in rows {
+        let (state, power, n) = row?;
+        counts.push((state, power, u64::try_from(n).unwrap_or(0)));
+    }
+    Ok(counts)
 }

@@ -4,7 +4,7 @@
 //! It sees only the directories the operator granted (WASI preopens, mounted at the same paths as
 //! on the host). Files are written to a dot-file and renamed into place, so dnsmasq (which ignores
 //! dot-files) and the HTTP server never read half a file. Removing a host asks the host to reload
-//! dnsmasq: inotify alone does not drop deleted hosts (../shared/LAB.md part 1 Q3). Entries carry no
+//! dnsmasq: inotify alone does not drop deleted hosts (`tests/tests/netboot.rs` shows it). Entries carry no
 //! `set:` tag by default: dnsmasq 2.90 aborts on that reload when one does (see `format::Settings`).
 
 mod format;

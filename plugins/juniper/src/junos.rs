@@ -166,7 +166,7 @@ pub fn physical_ports(reply: &str) -> Vec<String> {
 mod tests {
     use super::*;
 
-    /// The emulator's get-config of an EX access port (LAB.md part 2 section 4).
+    /// The fake-switches emulator's get-config of an EX access port, as captured from it.
     const EX_PORT: &str = r#"<rpc-reply xmlns:junos="http://xml.juniper.net/junos/11.4R1/junos" xmlns="urn:ietf:params:xml:ns:netconf:base:1.0" message-id="103">
   <data>
     <configuration xmlns="http://xml.juniper.net/xnm/1.1/xnm" junos:commit-user="admin">

@@ -124,7 +124,7 @@ pub fn rpc_errors(reply: &str) -> Vec<RpcError> {
 mod tests {
     use super::*;
 
-    /// The emulator's answer to `<validate>` (LAB.md part 2 section 3), and a Junos commit warning.
+    /// The fake-switches emulator's answer to `<validate>`, as captured from it, and a Junos commit warning.
     const ERRORS: &str = r#"<rpc-reply xmlns="urn:ietf:params:xml:ns:netconf:base:1.0" message-id="7">
   <rpc-error>
     <error-type>protocol</error-type>

@@ -13,6 +13,25 @@ pub struct IpmiSim {
     child: Child,
     pub port: u16,
     dir: tempfile::TempDir,
+    program: PathBuf,
+}
+
+/// Runs `ipmi_sim` on the config, emulation file and state in `dir`, logging to `dir/ipmi_sim.log`.
+fn spawn(program: &Path, dir: &Path) -> Result<Child, Error> {
+    let log = std::fs::OpenOptions::new().create(true).append(true).open(dir.join("ipmi_sim.log")).map_err(|e| setup("log", e))?;
+    Command::new(program)
+        .arg("-c")
+        .arg(dir.join("lan.conf"))
+        .arg("-f")
+        .arg(dir.join("lab.emu"))
+        .arg("-s")
+        .arg(dir.join("sim"))
+        .arg("-n")
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().map_err(|e| setup("log", e))?)
+        .stderr(log)
+        .spawn()
+        .map_err(|source| Error::Start { what: "ipmi_sim".into(), source })
 }
 
 /// A UDP port nobody is bound to right now.
@@ -58,29 +77,34 @@ impl IpmiSim {
             "mc_setbmc 0x20\nmc_add 0x20 0 no-device-sdrs 0x23 9 8 0x9f 0x1291 0xf02 persist_sdr\nsel_enable 0x20 1000 0x0a\nmc_enable 0x20\n",
         )
         .map_err(|e| setup("emu file", e))?;
-        let log = std::fs::File::create(dir.path().join("ipmi_sim.log")).map_err(|e| setup("log", e))?;
-        let child = Command::new(program)
-            .arg("-c")
-            .arg(dir.path().join("lan.conf"))
-            .arg("-f")
-            .arg(dir.path().join("lab.emu"))
-            .arg("-s")
-            .arg(dir.path().join("sim"))
-            .arg("-n")
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().map_err(|e| setup("log", e))?)
-            .stderr(log)
-            .spawn()
-            .map_err(|source| Error::Start { what: "ipmi_sim".into(), source })?;
-        let sim = IpmiSim { child, port, dir };
+        let child = spawn(&program, dir.path())?;
+        let sim = IpmiSim { child, port, dir, program };
+        sim.wait_bound()?;
+        Ok(sim)
+    }
+
+    fn wait_bound(&self) -> Result<(), Error> {
         let deadline = Instant::now() + Duration::from_secs(10);
-        while !udp_bound(port) {
+        while !udp_bound(self.port) {
             if Instant::now() > deadline {
-                return Err(Error::NotReady { what: "ipmi_sim".into(), detail: format!("udp port {port} not bound within 10 s: {}", sim.log()) });
+                return Err(Error::NotReady { what: "ipmi_sim".into(), detail: format!("udp port {} not bound within 10 s: {}", self.port, self.log()) });
             }
             std::thread::sleep(Duration::from_millis(20));
         }
-        Ok(sim)
+        Ok(())
+    }
+
+    /// Kills the BMC process and nothing else: what its hook started keeps running and its state
+    /// dir stays, as when a real BMC stops answering. `start_again` brings it back on the same port.
+    pub fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Starts the BMC again after `stop`, with the same config, state and UDP port.
+    pub fn start_again(&mut self) -> Result<(), Error> {
+        self.child = spawn(&self.program, self.dir.path())?;
+        self.wait_bound()
     }
 
     pub fn pid(&self) -> u32 {

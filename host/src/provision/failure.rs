@@ -1,0 +1,124 @@
+//! Why a workflow step failed, typed end to end: the driver's kind survives from the plugin to the
+//! node's `last_error`, the retry decision and the API's status code.
+
+use std::time::Duration;
+
+use crate::domain::{FailureKind, ProvisionState};
+use crate::drivers::DriverFailure;
+use crate::store::StoreError;
+use crate::store::last_error::LastError;
+
+/// What went wrong inside a step, before it is pinned to the step's name.
+#[derive(Debug, thiserror::Error)]
+pub enum Fault {
+    #[error(transparent)]
+    Driver(#[from] DriverFailure),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The agent's task failed, or there is none to wait for.
+    #[error("{0}")]
+    Agent(String),
+    /// The node's record does not allow the step (it holds no instance, ...).
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl Fault {
+    pub fn kind(&self) -> FailureKind {
+        match self {
+            Fault::Driver(d) => d.kind,
+            Fault::Agent(_) => FailureKind::Agent,
+            Fault::Store(_) | Fault::Internal(_) => FailureKind::Internal,
+        }
+    }
+
+    pub fn at(self, step: &'static str) -> StepFailure {
+        match self {
+            Fault::Driver(source) => StepFailure::Driver { step, source },
+            Fault::Store(source) => StepFailure::Store { step, source },
+            Fault::Agent(message) => StepFailure::Agent { step, message },
+            Fault::Internal(message) => StepFailure::Internal { step, message },
+        }
+    }
+}
+
+/// A step that failed: which one, and why.
+#[derive(Debug, thiserror::Error)]
+pub enum StepFailure {
+    #[error("{step}: {source}")]
+    Driver {
+        step: &'static str,
+        #[source]
+        source: DriverFailure,
+    },
+    #[error("{step}: {source}")]
+    Store {
+        step: &'static str,
+        #[source]
+        source: StoreError,
+    },
+    #[error("{step}: {message}")]
+    Agent { step: &'static str, message: String },
+    #[error("{step}: the node did not leave {state} within its deadline ({} s)", budget.as_secs())]
+    Deadline { step: &'static str, state: ProvisionState, budget: Duration },
+    #[error("{step}: {message}")]
+    Internal { step: &'static str, message: String },
+}
+
+impl StepFailure {
+    pub fn step(&self) -> &'static str {
+        match self {
+            StepFailure::Driver { step, .. }
+            | StepFailure::Store { step, .. }
+            | StepFailure::Agent { step, .. }
+            | StepFailure::Deadline { step, .. }
+            | StepFailure::Internal { step, .. } => step,
+        }
+    }
+
+    pub fn kind(&self) -> FailureKind {
+        match self {
+            StepFailure::Driver { source, .. } => source.kind,
+            StepFailure::Agent { .. } => FailureKind::Agent,
+            StepFailure::Deadline { .. } => FailureKind::Deadline,
+            StepFailure::Store { .. } | StepFailure::Internal { .. } => FailureKind::Internal,
+        }
+    }
+
+    /// The record kept on the node and its instance.
+    pub fn to_last_error(&self) -> LastError {
+        let (plugin, operation, message) = match self {
+            StepFailure::Driver { source, .. } => (Some(source.plugin.clone()), Some(source.operation.clone()), source.message.clone()),
+            StepFailure::Store { source, .. } => (None, None, source.to_string()),
+            StepFailure::Agent { message, .. } | StepFailure::Internal { message, .. } => (None, None, message.clone()),
+            StepFailure::Deadline { state, budget, .. } => {
+                (None, None, format!("the node did not leave {state} within its deadline ({} s)", budget.as_secs()))
+            }
+        };
+        LastError { step: Some(self.step().to_owned()), plugin, operation, kind: Some(self.kind()), message }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_driver_failure_keeps_its_kind_plugin_and_operation() {
+        let driver = DriverFailure {
+            plugin: "ipmitool".into(),
+            operation: "set-boot-device".into(),
+            kind: FailureKind::AuthFailed,
+            message: "RAKP 2 HMAC is invalid".into(),
+        };
+        let failure = Fault::from(driver).at("boot device -> pxe");
+        assert_eq!(failure.kind(), FailureKind::AuthFailed);
+        assert!(std::error::Error::source(&failure).is_some());
+        let record = failure.to_last_error();
+        assert_eq!(
+            (record.step.as_deref(), record.plugin.as_deref(), record.operation.as_deref(), record.kind),
+            (Some("boot device -> pxe"), Some("ipmitool"), Some("set-boot-device"), Some(FailureKind::AuthFailed))
+        );
+        assert_eq!(record.to_string(), failure.to_string());
+    }
+}

@@ -1,0 +1,126 @@
+//! Starting workflows: each function checks and moves the node in one transaction, then kicks its
+//! runner. The API calls these and only maps their errors.
+
+use crate::app::AppState;
+use crate::domain::{InstanceId, InstanceState, NodeId, ProvisionState, deadline_in};
+use crate::store::StoreError;
+use crate::store::instances::{self, Claim, Instance};
+use crate::store::last_error::LastError;
+use crate::store::nodes::{self, Node, Transition};
+use crate::store::switches::Key;
+
+/// What an instance asks for: an image, and a node by name or by size.
+pub struct DeployRequest {
+    pub name: Option<String>,
+    pub image: Key,
+    pub node: Option<Key>,
+    pub cpus: u32,
+    pub ram_mb: u64,
+    pub disk_gb: u64,
+}
+
+/// Claims a fitting node for a new instance (one transaction: two claims never get the same node)
+/// and starts its deploy.
+pub async fn start_deploy(state: &AppState, request: DeployRequest) -> Result<(Instance, Node), StoreError> {
+    let claim = Claim {
+        name: request.name,
+        image: request.image,
+        node: request.node,
+        cpus: request.cpus,
+        ram_mb: request.ram_mb,
+        disk_gb: request.disk_gb,
+        deadline: deadline_in(state.config.deploy.step_timeout),
+    };
+    let (instance, node) = state.store.call(move |c| instances::claim(c, claim)).await?;
+    tracing::info!(instance = instance.id, node = node.id.0, "instance created: deploying");
+    super::kick(state, node.id);
+    Ok((instance, node))
+}
+
+/// Destroy: the node goes `deleting` (from `active` or `error`) and its runner does the rest; the
+/// instance disappears once the node is clean. An instance without a node goes at once. Returns the
+/// instance as it is now.
+pub async fn start_destroy(state: &AppState, instance: Key) -> Result<Instance, StoreError> {
+    let deadline = deadline_in(state.config.deploy.step_timeout);
+    let (instance, node) = state
+        .store
+        .call(move |c| {
+            let tx = c.transaction()?;
+            let instance = instances::get(&tx, &instance)?;
+            let id = InstanceId(instance.id);
+            let Some(node_id) = instance.node_id else {
+                instances::remove(&tx, id)?;
+                tx.commit()?;
+                return Ok((instance, None));
+            };
+            let node = nodes::get_by_id(&tx, NodeId(node_id))?;
+            if node.maintenance {
+                return Err(StoreError::Conflict(format!("node {:?} is in maintenance: turn it off to destroy the instance", node.name)));
+            }
+            if !matches!(node.state, ProvisionState::Active | ProvisionState::Error) {
+                return Err(StoreError::Conflict(format!(
+                    "instance {:?} cannot be deleted while its node is {}: wait until it is active or in error",
+                    instance.name, node.state
+                )));
+            }
+            let message = format!("destroy of instance {:?}", instance.name);
+            let from = [ProvisionState::Active, ProvisionState::Error];
+            nodes::transition(
+                &tx,
+                Transition {
+                    node: node.id,
+                    from: &from,
+                    to: ProvisionState::Deleting,
+                    message: &message,
+                    deadline: Some(deadline),
+                    duration_ms: None,
+                    error: None,
+                },
+            )?;
+            instances::set_state(&tx, id, InstanceState::Deleting, None)?;
+            let instance = instances::get(&tx, &Key::Id(instance.id))?;
+            tx.commit()?;
+            Ok((instance, Some(node.id)))
+        })
+        .await?;
+    if let Some(node) = node {
+        super::kick(state, node);
+    }
+    Ok(instance)
+}
+
+/// From `error`: power off, port back to provisioning, clean (unless skip_clean), then available.
+/// An instance the node still holds is destroyed with it.
+pub async fn recover(state: &AppState, node: Key) -> Result<Node, StoreError> {
+    let deadline = deadline_in(state.config.deploy.step_timeout);
+    let node = state
+        .store
+        .call(move |c| {
+            let tx = c.transaction()?;
+            let node = nodes::get(&tx, &node)?;
+            if node.maintenance {
+                return Err(StoreError::Conflict(format!("node {:?} is in maintenance: turn it off first", node.name)));
+            }
+            let message = "recover: power off, port to provisioning, clean";
+            let node = nodes::transition(
+                &tx,
+                Transition {
+                    node: node.id,
+                    from: &[ProvisionState::Error],
+                    to: ProvisionState::Deleting,
+                    message,
+                    deadline: Some(deadline),
+                    duration_ms: None,
+                    error: None,
+                },
+            )?;
+            if let Some(instance) = node.instance_id {
+                instances::set_state(&tx, instance, InstanceState::Deleting, Some(&LastError::text("node recovery destroys it")))?;
+            }
+            tx.commit()?;
+            Ok(node)
+        })
+        .await?;
+    super::kick(state, node.id);
+    Ok(node)
+}
