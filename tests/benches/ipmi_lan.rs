@@ -66,7 +66,8 @@ async fn status_round_trip(host: &PluginHost, rounds: usize) {
 
 async fn sweep(host: Arc<(PluginHost, tempfile::TempDir)>, bmcs: usize, responders: usize, concurrency: usize) {
     let per = bmcs.div_ceil(responders);
-    let labs: Vec<LabBmc> = (0..responders).map(|_| LabBmc::start(&LabBmcOptions { bmcs: per as u32, password: "sweep-pw".into(), ..Default::default() })).collect();
+    let labs: Vec<LabBmc> =
+        (0..responders).map(|_| LabBmc::start(&LabBmcOptions { bmcs: per as u32, password: "sweep-pw".into(), ..Default::default() })).collect();
     let ports: Vec<u16> = labs.iter().flat_map(|l| l.ports()).take(bmcs).collect();
     assert_eq!(ports.len(), bmcs, "the responders bound {} ports", ports.len());
     let semaphore = Arc::new(tokio::sync::Semaphore::new(concurrency));
@@ -90,7 +91,11 @@ async fn sweep(host: Arc<(PluginHost, tempfile::TempDir)>, bmcs: usize, responde
     let datagrams: u64 = labs.iter().map(LabBmc::received).sum();
     println!("power-sync sweep of {bmcs} BMCs ({responders} lab BMC processes, suite 17), {concurrency} calls in flight, through the PluginHost:");
     println!("  wall {wall:.2} s (goal 10 s), {ok}/{bmcs} answered, {:.0} BMCs/s", bmcs as f64 / wall);
-    println!("  BMC side: {datagrams} datagrams, {:.0} requests/s ({:.1} per status: auth caps, cipher suites, open, RAKP 1, RAKP 3, privilege, chassis status, close)", datagrams as f64 / wall, datagrams as f64 / bmcs as f64);
+    println!(
+        "  BMC side: {datagrams} datagrams, {:.0} requests/s ({:.1} per status: auth caps, cipher suites, open, RAKP 1, RAKP 3, privilege, chassis status, close)",
+        datagrams as f64 / wall,
+        datagrams as f64 / bmcs as f64
+    );
 }
 
 #[tokio::main]

@@ -6,7 +6,9 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use metalhost_plugin_host::{Bmc, BootDevice, BootMode, Credentials, DriverError, PluginHost, PluginKind, PluginSpec, PowerAction, PowerDriver, PowerState};
+use metalhost_plugin_host::{
+    Bmc, BootDevice, BootMode, Credentials, DriverError, PluginHost, PluginKind, PluginSpec, PowerAction, PowerDriver, PowerState,
+};
 use metalhost_tests::ipmi_bmc::{LabBmc, LabBmcOptions};
 use metalhost_tests::ipmi_sim::{IpmiSim, free_udp_port};
 use metalhost_tests::paths::plugin_spec;
@@ -90,9 +92,11 @@ async fn suite_3_drives_ipmi_sim() {
     }
     assert!(sim.calls().contains("set reset") || sim.calls().contains("set power 0"), "the reset should reach the chassis: {}", sim.calls());
 
-    for (device, persistent, mode, expected) in
-        [(BootDevice::Pxe, false, Some(BootMode::Uefi), "pxe"), (BootDevice::Disk, true, None, "default"), (BootDevice::Pxe, true, Some(BootMode::Legacy), "pxe")]
-    {
+    for (device, persistent, mode, expected) in [
+        (BootDevice::Pxe, false, Some(BootMode::Uefi), "pxe"),
+        (BootDevice::Disk, true, None, "default"),
+        (BootDevice::Pxe, true, Some(BootMode::Legacy), "pxe"),
+    ] {
         driver.set_boot_device_in(&bmc, &creds, device, persistent, mode).await.unwrap_or_else(|e| panic!("bootdev {device:?}: {e}"));
         assert_eq!(sim.boot_device().as_deref(), Some(expected), "{device:?} persistent={persistent}");
     }
@@ -107,7 +111,8 @@ async fn suite_3_wrong_password_is_auth_failed() {
     let err = driver.get_power_state(&bmc, &creds("wrong-password")).await.expect_err("must fail");
     assert!(matches!(err.driver(), Some(DriverError::AuthFailed(_))), "{err}");
     assert!(!err.to_string().contains("wrong-password") && !err.to_string().contains("right-password"), "a password leaked: {err}");
-    let err = driver.get_power_state(&bmc, &Credentials { username: "nobody".into(), password: "right-password".into() }).await.expect_err("must fail");
+    let err =
+        driver.get_power_state(&bmc, &Credentials { username: "nobody".into(), password: "right-password".into() }).await.expect_err("must fail");
     assert!(matches!(err.driver(), Some(DriverError::AuthFailed(m)) if m.contains("unauthorized name")), "{err}");
 }
 

@@ -28,7 +28,11 @@ struct IpmiLan {
 fn parse_suites(text: &str) -> Result<Vec<Suite>, DriverError> {
     let mut suites = Vec::new();
     for part in text.split(',').map(str::trim) {
-        let suite = part.parse().ok().and_then(Suite::from_id).ok_or_else(|| DriverError::InvalidConfig(format!("cipher-suites: {part:?} is not 3 or 17")))?;
+        let suite = part
+            .parse()
+            .ok()
+            .and_then(Suite::from_id)
+            .ok_or_else(|| DriverError::InvalidConfig(format!("cipher-suites: {part:?} is not 3 or 17")))?;
         if !suites.contains(&suite) {
             suites.push(suite);
         }
@@ -109,7 +113,14 @@ impl PowerManager for IpmiLan {
         self.driver.set_power(&mut Datagrams, &creds.username, &creds.password, action).map_err(|e| driver_error(bmc, e))
     }
 
-    fn set_boot_device(&self, bmc: &BmcAddress, creds: &Credentials, device: BootDevice, persistent: bool, mode: Option<BootMode>) -> Result<(), DriverError> {
+    fn set_boot_device(
+        &self,
+        bmc: &BmcAddress,
+        creds: &Credentials,
+        device: BootDevice,
+        persistent: bool,
+        mode: Option<BootMode>,
+    ) -> Result<(), DriverError> {
         let target = match device {
             BootDevice::Pxe => BootTarget::Pxe,
             BootDevice::Disk => BootTarget::Disk,

@@ -48,7 +48,9 @@ impl Driver {
                 return Ok(());
             }
             (Action::GracefulReboot, true) => {
-                return Err(SessionError::Unsupported("IPMI has no graceful restart: the OS can be asked to shut down (graceful-off), then powered on".into()));
+                return Err(SessionError::Unsupported(
+                    "IPMI has no graceful restart: the OS can be asked to shut down (graceful-off), then powered on".into(),
+                ));
             }
         };
         s.call(&format!("Chassis Control ({control:?})"), &commands::chassis_control(control))?;
@@ -60,14 +62,25 @@ impl Driver {
             }
             if Instant::now() >= deadline {
                 let state = if want { "on" } else { "off" };
-                return Err(SessionError::CommandFailed(format!("the BMC accepted {control:?} but did not report power {state} within {} s", self.power_wait.as_secs())));
+                return Err(SessionError::CommandFailed(format!(
+                    "the BMC accepted {control:?} but did not report power {state} within {} s",
+                    self.power_wait.as_secs()
+                )));
             }
             std::thread::sleep(self.poll);
         }
     }
 
     /// Boot flags parameter 5. `efi: None` keeps the EFI bit the BMC has now.
-    pub fn set_boot<T: Transport>(&self, t: &mut T, user: &str, password: &str, target: BootTarget, persistent: bool, efi: Option<bool>) -> Result<(), SessionError> {
+    pub fn set_boot<T: Transport>(
+        &self,
+        t: &mut T,
+        user: &str,
+        password: &str,
+        target: BootTarget,
+        persistent: bool,
+        efi: Option<bool>,
+    ) -> Result<(), SessionError> {
         let mut s = self.session(t, user, password)?;
         let efi = match efi {
             Some(efi) => efi,

@@ -2,12 +2,12 @@
 //! then authenticated, encrypted requests with retransmission, and Close Session. It talks through a
 //! [`Transport`] so the whole exchange runs on the host target in tests as in the plugin.
 
+use crate::codec::CodecError;
 use crate::codec::commands::{self, completion_text};
 use crate::codec::message::{Request, Response};
 use crate::codec::rakp::{self, Handshake, status_text};
 use crate::codec::rmcp::{self, Packet, PayloadType, SessionKeys};
 use crate::codec::suite::Suite;
-use crate::codec::CodecError;
 
 /// What a session needs from outside: one datagram exchange with the BMC, and random bytes.
 pub trait Transport {
@@ -54,11 +54,7 @@ pub struct Session<'t, T: Transport> {
 
 fn parse(step: &str) -> impl Fn(CodecError) -> SessionError + '_ {
     move |e| {
-        if e.integrity {
-            SessionError::AuthFailed(format!("{step}: {e}"))
-        } else {
-            SessionError::Parse(format!("{step}: {e}"))
-        }
+        if e.integrity { SessionError::AuthFailed(format!("{step}: {e}")) } else { SessionError::Parse(format!("{step}: {e}")) }
     }
 }
 
@@ -120,7 +116,11 @@ impl<'t, T: Transport> Session<'t, T> {
         let step = "Get Channel Authentication Capabilities";
         let caps = sessionless(transport, &options, step, &commands::get_channel_auth_caps())?;
         if caps.completion != 0 {
-            return Err(SessionError::CommandFailed(format!("{step} failed: completion code {:#04x} ({})", caps.completion, completion_text(caps.completion))));
+            return Err(SessionError::CommandFailed(format!(
+                "{step} failed: completion code {:#04x} ({})",
+                caps.completion,
+                completion_text(caps.completion)
+            )));
         }
         if !commands::supports_ipmi20(&caps.data).map_err(parse(step))? {
             return Err(SessionError::Unsupported("the BMC's channel does not support IPMI 2.0 (RMCP+)".into()));
@@ -131,7 +131,9 @@ impl<'t, T: Transport> Session<'t, T> {
                 if common.is_empty() {
                     let ids: Vec<u8> = offered.iter().map(|s| s.id()).collect();
                     let wanted: Vec<u8> = options.prefer.iter().map(|s| s.id()).collect();
-                    return Err(SessionError::Unsupported(format!("the BMC offers none of cipher suites {wanted:?} (of those this plugin speaks it offers {ids:?})")));
+                    return Err(SessionError::Unsupported(format!(
+                        "the BMC offers none of cipher suites {wanted:?} (of those this plugin speaks it offers {ids:?})"
+                    )));
                 }
                 common
             }
@@ -156,7 +158,13 @@ impl<'t, T: Transport> Session<'t, T> {
     }
 
     /// Open Session and RAKP 1-4 with one suite. `Ok(Err(status))`: Open Session refused it.
-    fn authenticate(t: &mut T, options: &Options, suite: Suite, username: &str, password: &str) -> Result<Result<(SessionKeys, u32), u8>, SessionError> {
+    fn authenticate(
+        t: &mut T,
+        options: &Options,
+        suite: Suite,
+        username: &str,
+        password: &str,
+    ) -> Result<Result<(SessionKeys, u32), u8>, SessionError> {
         let mut random = [0u8; 20];
         t.fill_random(&mut random)?;
         // Never 0: session id 0 means "no session".
@@ -190,7 +198,12 @@ impl<'t, T: Transport> Session<'t, T> {
         match hs.accept_rakp2(&packet.payload, tag) {
             Ok(Ok(())) => {}
             Ok(Err(status)) => return Err(refused("RAKP 1", status)),
-            Err(e) if e.integrity => return Err(SessionError::AuthFailed(format!("the BMC's RAKP 2 key exchange code does not match this user's password (cipher suite {}): wrong password", suite.id()))),
+            Err(e) if e.integrity => {
+                return Err(SessionError::AuthFailed(format!(
+                    "the BMC's RAKP 2 key exchange code does not match this user's password (cipher suite {}): wrong password",
+                    suite.id()
+                )));
+            }
             Err(e) => return Err(parse("RAKP 2")(e)),
         }
         let step = "RAKP 3";
@@ -225,13 +238,16 @@ impl<'t, T: Transport> Session<'t, T> {
                 return Err(SessionError::Parse(format!("{name}: the answer is for another request")));
             }
             if resp.completion != 0 {
-                return Err(SessionError::CommandFailed(format!("{name} failed: completion code {:#04x} ({})", resp.completion, completion_text(resp.completion))));
+                return Err(SessionError::CommandFailed(format!(
+                    "{name} failed: completion code {:#04x} ({})",
+                    resp.completion,
+                    completion_text(resp.completion)
+                )));
             }
             return Ok(resp.data);
         }
         Err(SessionError::Unreachable(format!("no answer to {name} after {} tries of {} ms", self.options.retries + 1, self.options.timeout_ms)))
     }
-
 }
 
 impl<T: Transport> Drop for Session<'_, T> {

@@ -62,7 +62,10 @@ fn replay(trace: &str, suite: Suite) {
     let answer = Response::decode(&decode_v20(&p[9], Some(&keys)).expect("answer").payload).expect("response");
     assert_eq!((answer.cmd, answer.completion), (0x3b, 0));
     // Between them ipmitool probes DCMI (netfn 0x2c), answered "invalid command".
-    let at = (10..p.len()).step_by(2).find(|i| decode_v20(&p[*i], Some(&keys)).expect("session packet").payload[1] >> 2 == 0x00).expect("a chassis request");
+    let at = (10..p.len())
+        .step_by(2)
+        .find(|i| decode_v20(&p[*i], Some(&keys)).expect("session packet").payload[1] >> 2 == 0x00)
+        .expect("a chassis request");
     let status = decode_v20(&p[at], Some(&keys)).expect("status request").payload;
     let seq = status[4] >> 2;
     assert_eq!(status, Request::new(0x00, 0x01, []).encode(seq));

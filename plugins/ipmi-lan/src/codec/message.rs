@@ -61,13 +61,7 @@ impl Response {
         if checksum(&bytes[..2]) != bytes[2] || checksum(&bytes[3..bytes.len() - 1]) != bytes[bytes.len() - 1] {
             return Err(CodecError::new("an IPMI response failed its checksum"));
         }
-        Ok(Response {
-            netfn: bytes[1] >> 2,
-            seq: bytes[4] >> 2,
-            cmd: bytes[5],
-            completion: bytes[6],
-            data: bytes[7..bytes.len() - 1].to_vec(),
-        })
+        Ok(Response { netfn: bytes[1] >> 2, seq: bytes[4] >> 2, cmd: bytes[5], completion: bytes[6], data: bytes[7..bytes.len() - 1].to_vec() })
     }
 
     /// Whether this answers `req` sent with `seq` (response netfn is the request's + 1).

@@ -144,7 +144,10 @@ impl Handshake {
     pub fn rakp3(&self, tag: u8) -> Vec<u8> {
         let mut out = vec![tag, 0, 0, 0];
         out.extend(self.bmc_session_id.to_le_bytes());
-        out.extend(self.suite.hmac(&self.key, &[&self.bmc_random, &self.console_session_id.to_le_bytes(), &[role(), self.username.len() as u8], &self.username]));
+        out.extend(
+            self.suite
+                .hmac(&self.key, &[&self.bmc_random, &self.console_session_id.to_le_bytes(), &[role(), self.username.len() as u8], &self.username]),
+        );
         out
     }
 

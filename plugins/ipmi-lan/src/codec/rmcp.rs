@@ -69,7 +69,10 @@ pub fn encode_v15(message: &[u8]) -> Vec<u8> {
 pub fn decode_v15(packet: &[u8]) -> Result<&[u8], CodecError> {
     check_rmcp(packet)?;
     if packet.get(4) != Some(&0x00) {
-        return Err(CodecError::new(format!("expected an unauthenticated IPMI 1.5 reply, got auth type {:#04x}", packet.get(4).copied().unwrap_or(0))));
+        return Err(CodecError::new(format!(
+            "expected an unauthenticated IPMI 1.5 reply, got auth type {:#04x}",
+            packet.get(4).copied().unwrap_or(0)
+        )));
     }
     let len = *packet.get(13).ok_or_else(|| CodecError::new("truncated IPMI 1.5 session header"))? as usize;
     packet.get(14..14 + len).ok_or_else(|| CodecError::new("IPMI 1.5 message shorter than its length"))
@@ -120,7 +123,8 @@ pub fn decode_v20(bytes: &[u8], keys: Option<&SessionKeys>) -> Result<Packet, Co
     }
     let encrypted = header[1] & 0x80 != 0;
     let authenticated = header[1] & 0x40 != 0;
-    let payload_type = PayloadType::from_bits(header[1] & 0x3f).ok_or_else(|| CodecError::new(format!("unknown RMCP+ payload type {:#04x}", header[1] & 0x3f)))?;
+    let payload_type =
+        PayloadType::from_bits(header[1] & 0x3f).ok_or_else(|| CodecError::new(format!("unknown RMCP+ payload type {:#04x}", header[1] & 0x3f)))?;
     let session_id = u32::from_le_bytes([header[2], header[3], header[4], header[5]]);
     let seq = u32::from_le_bytes([header[6], header[7], header[8], header[9]]);
     let len = u16::from_le_bytes([header[10], header[11]]) as usize;

@@ -35,7 +35,9 @@ impl Suite {
 
     /// From the algorithm triple a BMC lists in Get Channel Cipher Suites.
     pub fn from_algorithms(auth: u8, integrity: u8, conf: u8) -> Option<Suite> {
-        [Suite::Three, Suite::Seventeen].into_iter().find(|s| s.auth_algorithm() == auth && s.integrity_algorithm() == integrity && conf == CONF_AES_CBC_128)
+        [Suite::Three, Suite::Seventeen]
+            .into_iter()
+            .find(|s| s.auth_algorithm() == auth && s.integrity_algorithm() == integrity && conf == CONF_AES_CBC_128)
     }
 
     /// RAKP-HMAC-SHA1 is 0x01, RAKP-HMAC-SHA256 0x03.
