@@ -7,6 +7,7 @@ pub mod agent_lab;
 pub mod daemon;
 pub mod deploy_lab;
 pub mod fake_switch;
+pub mod ipmi_bmc;
 pub mod ipmi_sim;
 pub mod paths;
 pub mod vm_lab;

@@ -40,7 +40,18 @@ pub struct Options {
     pub switch_model: String,
     /// The `sushy-emulator` program (power plugins of contract 0.2.0, which speak HTTP).
     pub sushy_emulator: PathBuf,
+    /// The BMC a power plugin of contract 0.2.0 speaks to: Redfish or IPMI over LAN.
+    pub power_bmc: PowerBmc,
     pub call_timeout_s: u64,
+}
+
+/// What a 0.2.0 power plugin is tested against: sushy-emulator (Redfish, through `http`) or
+/// ipmi_sim (IPMI over LAN, through `datagram`). 0.1.0 plugins always drive ipmi_sim with a tool.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum PowerBmc {
+    #[default]
+    Redfish,
+    Ipmi,
 }
 
 impl Options {
@@ -53,6 +64,7 @@ impl Options {
             fake_switches: default_fake_switches(),
             switch_model: "juniper_generic".into(),
             sushy_emulator: sims::sushy::default_program(),
+            power_bmc: PowerBmc::default(),
             call_timeout_s: 20,
         }
     }

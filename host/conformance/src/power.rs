@@ -13,8 +13,18 @@ use crate::{Check, Error, Options, Report, canary, expect_error, load, refused_p
 
 pub async fn run(opts: &Options, capture: &Capture, report: &mut Report) -> Result<(), Error> {
     let Some(loaded) = load(opts, opts.exec.clone(), Vec::new(), opts.config.clone(), report).await? else { return Ok(()) };
-    if loaded.contract == metalhost_plugin_host::CONTRACT_0_2 {
+    // A 0.2.0 plugin speaking IPMI over LAN runs the same checks against ipmi_sim with no exec
+    // grant: its datagrams are its only way out (ARCHITECTURE.md, plugin-host).
+    let datagram = loaded.contract == metalhost_plugin_host::CONTRACT_0_2;
+    if datagram && opts.power_bmc != crate::PowerBmc::Ipmi {
         return crate::power_http::run(opts, loaded, capture, report).await;
+    }
+    if datagram {
+        let spec = metalhost_plugin_host::PluginSpec { exec: Vec::new(), ..loaded.spec.clone() };
+        if let Some(s) = loaded.host.load(std::slice::from_ref(&spec)).await.into_iter().next().filter(|s| !s.loaded) {
+            report.push(Check::fail("load without exec", s.error.unwrap_or_default(), None));
+            return Ok(());
+        }
     }
     let driver = loaded.host.power(&loaded.name).map_err(|e| Error::Setup(e.to_string()))?;
     let password = canary("pw");
@@ -29,7 +39,9 @@ pub async fn run(opts: &Options, capture: &Capture, report: &mut Report) -> Resu
     let argv = watch.finish();
     drop(sim);
     let leaked: Vec<String> = argv.iter().filter(|c| c.contains(&password)).map(|c| c.replace(&password, "<password>")).collect();
-    report.push(if !leaked.is_empty() {
+    report.push(if datagram && argv.is_empty() {
+        Check::pass("secrets: never on argv", "contract 0.2.0 has no exec: the plugin started no program", None)
+    } else if !leaked.is_empty() {
         Check::fail(
             "secrets: never on argv",
             format!("the BMC password reached the argv of {} child command lines (pass it in env or a file), e.g. {}", leaked.len(), leaked[0]),
@@ -52,7 +64,9 @@ pub async fn run(opts: &Options, capture: &Capture, report: &mut Report) -> Resu
     let refused: std::collections::BTreeSet<String> = events.iter().filter(|e| e.message.starts_with("exec refused")).filter_map(|e| e.program.clone()).collect();
     let ran: std::collections::BTreeSet<String> = events.iter().filter(|e| e.message == "exec").filter_map(|e| e.program.clone()).collect();
     let granted = opts.exec.join(", ");
-    report.push(if refused.is_empty() {
+    report.push(if datagram {
+        Check::pass("grants: only granted programs", "no exec grant: the plugin reached its BMC through the datagram capability only", None)
+    } else if refused.is_empty() {
         Check::pass("grants: only granted programs", format!("granted [{granted}]; ran [{}]", ran.into_iter().collect::<Vec<_>>().join(", ")), None)
     } else {
         Check::fail("grants: only granted programs", format!("not permitted: the plugin ran {} beyond its grants [{granted}]", refused.into_iter().collect::<Vec<_>>().join(", ")), None)

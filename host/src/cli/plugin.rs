@@ -94,9 +94,19 @@ pub struct TestArgs {
     /// The sushy-emulator Redfish BMC (power plugins of contract 0.2.0, which speak HTTP).
     #[arg(long, env = "METALHOST_SUSHY_EMULATOR")]
     pub sushy_emulator: Option<PathBuf>,
+    /// Power plugins of contract 0.2.0: the BMC they speak to, redfish (sushy-emulator) or ipmi
+    /// (ipmi_sim, IPMI over LAN through the datagram capability).
+    #[arg(long, value_enum, default_value = "redfish")]
+    pub bmc: BmcArg,
     /// Each call's deadline, as `call_timeout_s` in `[[plugin]]`.
     #[arg(long, default_value_t = 20)]
     pub call_timeout_s: u64,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum BmcArg {
+    Redfish,
+    Ipmi,
 }
 
 fn key_value(text: &str) -> Result<(String, String), String> {
@@ -184,6 +194,10 @@ pub fn run_local(cmd: &PluginCommand, json: bool) -> ExitCode {
             if let Some(path) = &args.sushy_emulator {
                 opts.sushy_emulator.clone_from(path);
             }
+            opts.power_bmc = match args.bmc {
+                BmcArg::Redfish => metalhost_conformance::PowerBmc::Redfish,
+                BmcArg::Ipmi => metalhost_conformance::PowerBmc::Ipmi,
+            };
             opts.call_timeout_s = args.call_timeout_s;
             match metalhost_conformance::run(&opts) {
                 Ok(report) => {
