@@ -61,8 +61,10 @@ class Bmc:
     def save(self):
         if self.state_dir:
             for name, value in (("power", str(self.power)), ("boot", self.boot)):
-                with open(os.path.join(self.state_dir, name), "w") as f:
+                path = os.path.join(self.state_dir, name)
+                with open(path + ".new", "w") as f:
                     f.write(value + "\n")
+                os.replace(path + ".new", path)
 
     # ---- packets -------------------------------------------------------------------------
     def handle(self, pkt):
@@ -279,9 +281,11 @@ def main():
                 if out:
                     key.fileobj.sendto(out, addr)
         # Counted per batch, not per datagram: a file write each would dominate a benchmark.
+        # Replaced atomically: a reader between a truncate and a write would see no number.
         if counter:
-            with open(counter, "w") as f:
+            with open(counter + ".new", "w") as f:
                 f.write(f"{received}\n")
+            os.replace(counter + ".new", counter)
 
 
 if __name__ == "__main__":

@@ -87,7 +87,7 @@ fn the_package_installs_runs_confined_and_purges_clean() {
     let built = run(Command::new(workspace_root().join("scripts/package-deb")).arg("--binary").arg(host_binary("metalhost")).arg("--out").arg(out.path()));
     let deb = PathBuf::from(built.lines().rev().find(|l| l.starts_with('/') && l.ends_with(".deb")).expect("the script prints the package path"));
     let contents = run(Command::new("dpkg-deb").arg("--contents").arg(&deb));
-    for path in ["./usr/bin/metalhost", "./usr/lib/metalhost/metalhost-agent", "./usr/lib/metalhost/bootstrap/initrd.gz", "./usr/lib/metalhost/plugins/ipmitool.wasm", "./etc/metalhost/metalhost.toml"] {
+    for path in ["./usr/bin/metalhost", "./usr/lib/metalhost/metalhost-agent", "./usr/lib/metalhost/bootstrap/initrd.gz", "./usr/lib/metalhost/plugins/ipmitool.wasm", "./usr/lib/metalhost/plugins/ipmi_lan.wasm", "./usr/lib/metalhost/plugins/redfish.wasm", "./etc/metalhost/metalhost.toml"] {
         assert!(contents.contains(path), "{path} missing from the package:\n{contents}");
     }
     let conffiles = run(Command::new("dpkg-deb").arg("--info").arg(&deb).arg("conffiles"));
