@@ -226,7 +226,8 @@ mod tests {
         let image = sample(CHUNK * 2 + 12_345);
         let (_dir, path) = disk(image.len() + 100);
         let reports = Mutex::new(Vec::new());
-        let out = write_image(&image[..], &plan(Compression::None, &sha(&image).to_uppercase(), true), &path, &|n| reports.lock().unwrap().push(n)).unwrap();
+        let out = write_image(&image[..], &plan(Compression::None, &sha(&image).to_uppercase(), true), &path, &|n| reports.lock().unwrap().push(n))
+            .unwrap();
         let written = std::fs::read(&path).unwrap();
         assert!(written[..image.len()] == image[..]);
         assert_eq!(&written[image.len()..], &[0xEE; 100], "bytes past the image are untouched");

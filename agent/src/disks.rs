@@ -124,14 +124,18 @@ mod tests {
         assert_eq!(pick(&disks, Some("/dev/sda"), 0).unwrap(), "sda");
         assert_eq!(pick(&disks, Some(" "), 1).unwrap(), "sdb", "a blank hint is no hint");
         let e = pick(&disks, Some("nvme0n1"), 0).unwrap_err().to_string();
-        assert_eq!(e, "no disk to write to: the requested disk nvme0n1 does not exist (disks: sda 512000 B removable, sdb 51200 B, vda 1073741824 B)");
+        assert_eq!(
+            e,
+            "no disk to write to: the requested disk nvme0n1 does not exist (disks: sda 512000 B removable, sdb 51200 B, vda 1073741824 B)"
+        );
         assert!(pick(&disks, Some("sdb"), 1 << 20).unwrap_err().to_string().contains("holds 51200 bytes, the image needs 1048576"));
         assert!(pick(&disks, None, 1 << 40).unwrap_err().to_string().contains("no non-removable disk of at least"));
     }
 
     #[test]
     fn empty_and_virtual_devices_are_never_candidates() {
-        let sys = fake_sys(&[("sr0", 2048, true), ("zram0", 1 << 20, false), ("ram0", 1 << 20, false), ("nvme0n1", 0, false), ("nvme1n1", 4096, false)]);
+        let sys =
+            fake_sys(&[("sr0", 2048, true), ("zram0", 1 << 20, false), ("ram0", 1 << 20, false), ("nvme0n1", 0, false), ("nvme1n1", 4096, false)]);
         let disks = list(sys.path());
         assert_eq!(disks.iter().map(|d| d.name.as_str()).collect::<Vec<_>>(), ["nvme0n1", "nvme1n1"]);
         assert_eq!(pick(&disks, None, 1).unwrap(), "nvme1n1", "an empty card reader or a size-0 disk is skipped");
@@ -152,7 +156,13 @@ mod tests {
     #[test]
     fn macs_skip_loopback_and_zero_addresses() {
         let dir = tempfile::tempdir().unwrap();
-        for (nic, mac) in [("lo", "00:00:00:00:00:00"), ("eth1", "52:54:00:AA:00:02\n"), ("eth0", "52:54:00:aa:00:01\n"), ("tun0", "00:00:00:00:00:00\n"), ("br0", "52:54:00:aa:00:01\n")] {
+        for (nic, mac) in [
+            ("lo", "00:00:00:00:00:00"),
+            ("eth1", "52:54:00:AA:00:02\n"),
+            ("eth0", "52:54:00:aa:00:01\n"),
+            ("tun0", "00:00:00:00:00:00\n"),
+            ("br0", "52:54:00:aa:00:01\n"),
+        ] {
             std::fs::create_dir(dir.path().join(nic)).unwrap();
             std::fs::write(dir.path().join(nic).join("address"), mac).unwrap();
         }

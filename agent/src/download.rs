@@ -279,7 +279,12 @@ mod tests {
         };
         let body = &s.image[start..];
         let head = if start > 0 {
-            format!("HTTP/1.1 206 Partial\r\nContent-Length: {}\r\nContent-Range: bytes {start}-{}/{}\r\nConnection: close\r\n\r\n", body.len(), s.image.len() - 1, s.image.len())
+            format!(
+                "HTTP/1.1 206 Partial\r\nContent-Length: {}\r\nContent-Range: bytes {start}-{}/{}\r\nConnection: close\r\n\r\n",
+                body.len(),
+                s.image.len() - 1,
+                s.image.len()
+            )
         } else {
             format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", body.len())
         };

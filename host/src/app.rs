@@ -5,8 +5,8 @@
 
 use std::sync::Arc;
 
-use anyhow::Context;
 use crate::drivers::PluginHost;
+use anyhow::Context;
 use rand::RngCore;
 use tokio::net::TcpListener;
 
@@ -38,8 +38,7 @@ pub struct App {
 impl App {
     pub async fn build(config: Config) -> anyhow::Result<App> {
         crate::metrics::handle();
-        std::fs::create_dir_all(&config.data_dir)
-            .with_context(|| format!("cannot create data dir {}", config.data_dir.display()))?;
+        std::fs::create_dir_all(&config.data_dir).with_context(|| format!("cannot create data dir {}", config.data_dir.display()))?;
         restrict_permissions(&config.data_dir);
         let operator_token = match &config.token {
             Some(token) => token.clone(),
@@ -56,8 +55,7 @@ impl App {
         for dir in [config.hosts_dir(), config.scripts_dir()] {
             std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
         }
-        let plugins =
-            PluginHost::with_exec_policy(&config.data_dir.join("plugin-cache"), &config.exec).context("cannot start the plugin runtime")?;
+        let plugins = PluginHost::with_exec_policy(&config.data_dir.join("plugin-cache"), &config.exec).context("cannot start the plugin runtime")?;
         for status in plugins.load(&config.plugins).await {
             match &status.error {
                 None => tracing::info!(plugin = %status.name, kind = ?status.kind, version = %status.version, "plugin loaded"),
@@ -65,9 +63,7 @@ impl App {
             }
         }
 
-        let listener = TcpListener::bind(config.listen)
-            .await
-            .with_context(|| format!("cannot listen on {}", config.listen))?;
+        let listener = TcpListener::bind(config.listen).await.with_context(|| format!("cannot listen on {}", config.listen))?;
         let bound = listener.local_addr().context("bound address")?;
         let public_url: Arc<str> = config.public_url.clone().unwrap_or_else(|| format!("http://{bound}")).into();
         let reload = Arc::new(tokio::sync::Notify::new());

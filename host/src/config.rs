@@ -282,7 +282,6 @@ pub enum ConfigError {
     Invalid(String),
 }
 
-
 impl Config {
     pub fn load(args: &ServeArgs) -> Result<Config, ConfigError> {
         let file = match &args.config {

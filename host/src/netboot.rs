@@ -136,7 +136,14 @@ mod tests {
 
     #[test]
     fn generated_config_has_what_the_lab_found_necessary() {
-        let args = crate::config::ServeArgs { config: None, listen: None, data_dir: Some("/var/lib/mh".into()), token: None, public_url: None, log_json: false };
+        let args = crate::config::ServeArgs {
+            config: None,
+            listen: None,
+            data_dir: Some("/var/lib/mh".into()),
+            token: None,
+            public_url: None,
+            log_json: false,
+        };
         let mut config = Config::load(&args).unwrap();
         config.netboot.tftp_root = Some("/srv/tftp".into());
         let text = dnsmasq_config(&config, "http://10.99.0.1:8080", Path::new("/run/mh"));

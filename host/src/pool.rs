@@ -129,7 +129,13 @@ async fn power_sync(state: AppState) {
         let started = std::time::Instant::now();
         let report = power_sync_sweep(&state).await;
         crate::metrics::power_sync(report.checked, report.drifted, report.failed);
-        tracing::info!(checked = report.checked, drifted = report.drifted, failed = report.failed, elapsed_ms = started.elapsed().as_millis() as u64, "power sync sweep");
+        tracing::info!(
+            checked = report.checked,
+            drifted = report.drifted,
+            failed = report.failed,
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "power sync sweep"
+        );
     }
 }
 
@@ -146,10 +152,7 @@ pub async fn power_sync_sweep(state: &AppState) -> SweepReport {
             return SweepReport::default();
         }
     };
-    let idle: Vec<Node> = nodes
-        .into_iter()
-        .filter(|n| !n.maintenance && !n.state.is_transitional() && n.state != ProvisionState::Enrolled)
-        .collect();
+    let idle: Vec<Node> = nodes.into_iter().filter(|n| !n.maintenance && !n.state.is_transitional() && n.state != ProvisionState::Enrolled).collect();
     let concurrency = state.config.power_sync.concurrency.max(1);
     let jitter_ms = u64::try_from(state.config.power_sync.jitter.as_millis()).unwrap_or(u64::MAX);
     let results: Vec<Result<bool, ()>> = futures::stream::iter(idle)

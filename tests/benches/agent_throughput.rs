@@ -60,7 +60,10 @@ async fn main() {
         curl_runs.push(secs(|| {
             let status = Command::new("sh")
                 .arg("-c")
-                .arg(format!("curl -s -H 'Authorization: Bearer {TOKEN}' '{url}' | dd of='{}' bs=4M iflag=fullblock conv=fsync status=none", disk.display()))
+                .arg(format!(
+                    "curl -s -H 'Authorization: Bearer {TOKEN}' '{url}' | dd of='{}' bs=4M iflag=fullblock conv=fsync status=none",
+                    disk.display()
+                ))
                 .status()
                 .expect("curl | dd");
             assert!(status.success());
@@ -83,5 +86,10 @@ async fn main() {
     println!("agent (download + sha256 + write + fsync + report): {:.2} s = {:.0} MiB/s", a, mb / a);
     println!("baseline curl | dd bs=4M conv=fsync (no hash):      {:.2} s = {:.0} MiB/s", c, mb / c);
     println!("ratio agent/baseline throughput: {:.2} (target >= 0.9)", c / a);
-    println!("sha256 of the same bytes in memory (sha2 crate, as the agent hashes): {:.2} s = {:.0} MiB/s = {:.0}% of the agent's time", sha, mb / sha, 100.0 * sha / a);
+    println!(
+        "sha256 of the same bytes in memory (sha2 crate, as the agent hashes): {:.2} s = {:.0} MiB/s = {:.0}% of the agent's time",
+        sha,
+        mb / sha,
+        100.0 * sha / a
+    );
 }

@@ -51,10 +51,7 @@ async fn main() {
         let switch = FakeSwitch::start(model, "admin", "bench");
         let cache = tempfile::tempdir().expect("tmp");
         let host = PluginHost::new(cache.path()).expect("runtime");
-        let spec = PluginSpec {
-            config: [("syntax".to_owned(), syntax.to_owned())].into(),
-            ..plugin_spec("juniper", PluginKind::Switch)
-        };
+        let spec = PluginSpec { config: [("syntax".to_owned(), syntax.to_owned())].into(), ..plugin_spec("juniper", PluginKind::Switch) };
         assert!(host.load(&[spec]).await[0].loaded);
         let driver = host.switch("juniper").expect("driver");
         let vlans = [Vlan { id: 100, name: "provisioning".into() }, Vlan { id: 200, name: "tenant".into() }];

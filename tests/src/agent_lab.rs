@@ -27,8 +27,7 @@ pub fn plant_task(d: &Daemon, node: i64, kind: &str, image: Option<i64>, payload
 pub fn task_state(d: &Daemon, task: i64) -> (String, Option<String>) {
     let db = rusqlite::Connection::open(d.data_path().join("metalhost.db")).expect("open db");
     db.busy_timeout(std::time::Duration::from_secs(5)).expect("busy timeout");
-    db.query_row("SELECT state, message FROM tasks WHERE id = ?1", [task], |r| Ok((r.get(0)?, r.get(1)?)))
-        .expect("task row")
+    db.query_row("SELECT state, message FROM tasks WHERE id = ?1", [task], |r| Ok((r.get(0)?, r.get(1)?))).expect("task row")
 }
 
 pub fn now_ms() -> i64 {

@@ -37,15 +37,7 @@ impl Daemon {
         let config = format!("{listen}data_dir = \"{}\"\n{sync}{extra_config}\n", data_dir.display());
         std::fs::write(&config_path, config).expect("write config");
         let log_path = dir.path().join("daemon.log");
-        let mut daemon = Daemon {
-            child: None,
-            url: String::new(),
-            data_dir,
-            _dir: Some(dir),
-            config_path,
-            log_path,
-            http: reqwest::Client::new(),
-        };
+        let mut daemon = Daemon { child: None, url: String::new(), data_dir, _dir: Some(dir), config_path, log_path, http: reqwest::Client::new() };
         daemon.spawn();
         daemon
     }
@@ -145,13 +137,7 @@ impl Daemon {
         self.call_with_token(method, path, body, Some(TOKEN)).await
     }
 
-    pub async fn call_with_token(
-        &self,
-        method: Method,
-        path: &str,
-        body: Option<&Value>,
-        token: Option<&str>,
-    ) -> (StatusCode, Value) {
+    pub async fn call_with_token(&self, method: Method, path: &str, body: Option<&Value>, token: Option<&str>) -> (StatusCode, Value) {
         let mut request = self.http.request(method, format!("{}{path}", self.url));
         if let Some(token) = token {
             request = request.bearer_auth(token);

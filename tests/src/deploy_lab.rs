@@ -48,7 +48,15 @@ pub struct Options {
 
 impl Default for Options {
     fn default() -> Self {
-        Options { nodes: 1, step_timeout_s: 60, agent_timeout_s: 60, extra_config: String::new(), agents: true, dead_switch: false, switch_releases_locks: false }
+        Options {
+            nodes: 1,
+            step_timeout_s: 60,
+            agent_timeout_s: 60,
+            extra_config: String::new(),
+            agents: true,
+            dead_switch: false,
+            switch_releases_locks: false,
+        }
     }
 }
 

@@ -6,9 +6,7 @@ use std::sync::OnceLock;
 
 /// The workspace root (the folder holding the top-level Cargo.toml).
 pub fn workspace_root() -> &'static Path {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("tests/ sits inside the workspace")
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("tests/ sits inside the workspace")
 }
 
 /// The cargo target dir the test binary itself was built into.

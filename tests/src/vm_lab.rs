@@ -40,10 +40,8 @@ impl LabNetns {
     pub fn create(taps: usize) -> LabNetns {
         static COUNT: AtomicUsize = AtomicUsize::new(0);
         let name = format!("mhvm{}-{}", std::process::id(), COUNT.fetch_add(1, Ordering::SeqCst));
-        let out = Command::new(paths::workspace_root().join("tests/lab/netns-up.sh"))
-            .args([&name, &taps.to_string()])
-            .output()
-            .expect("run netns-up.sh");
+        let out =
+            Command::new(paths::workspace_root().join("tests/lab/netns-up.sh")).args([&name, &taps.to_string()]).output().expect("run netns-up.sh");
         assert!(out.status.success(), "netns-up.sh {name}: {}", String::from_utf8_lossy(&out.stderr));
         LabNetns { name }
     }

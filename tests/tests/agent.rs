@@ -148,9 +148,7 @@ async fn cutting_proxy(
                         if n == 0 {
                             return;
                         }
-                        if String::from_utf8_lossy(&buf[..n]).contains("/data ")
-                            && cuts.fetch_add(1, std::sync::atomic::Ordering::SeqCst) == 0
-                        {
+                        if String::from_utf8_lossy(&buf[..n]).contains("/data ") && cuts.fetch_add(1, std::sync::atomic::Ordering::SeqCst) == 0 {
                             flag.store(true, std::sync::atomic::Ordering::SeqCst);
                         }
                         if sw.write_all(&buf[..n]).await.is_err() {

@@ -168,7 +168,8 @@ async fn a_process_left_behind_dies_with_the_call() {
     let pid = text.split("stdout=").nth(1).and_then(|s| s.split_whitespace().next()).expect("the grandchild's pid").to_owned();
     assert!(pid.chars().all(|c| c.is_ascii_digit()), "{text}");
     let until = Instant::now() + Duration::from_secs(5);
-    let alive = || std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| !s.rsplit(')').next().unwrap_or("").trim_start().starts_with('Z'));
+    let alive =
+        || std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| !s.rsplit(')').next().unwrap_or("").trim_start().starts_with('Z'));
     while alive() && Instant::now() < until {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
@@ -203,9 +204,7 @@ async fn a_log_flood_is_cut_and_counted_while_the_daemon_serves_others() {
     let before = daemon.log().len();
     let flood = {
         let url = format!("{}/v1/nodes/flood/power", daemon.url);
-        tokio::spawn(async move {
-            reqwest::Client::new().get(url).bearer_auth(metalhost_tests::daemon::TOKEN).send().await.map(|r| r.status())
-        })
+        tokio::spawn(async move { reqwest::Client::new().get(url).bearer_auth(metalhost_tests::daemon::TOKEN).send().await.map(|r| r.status()) })
     };
     let mut served = 0;
     while !flood.is_finished() {

@@ -24,8 +24,5 @@ fn scripts_demo_runs_the_vm_lab_end_to_end() {
     let netns = Command::new("ip").args(["netns", "list"]).output().expect("ip netns");
     let pid_suffix = stdout.split("deleting mhdemo").nth(1).map(|s| s.trim().to_owned()).unwrap_or_default();
     assert!(!pid_suffix.is_empty(), "the demo did not say which netns it made");
-    assert!(
-        !String::from_utf8_lossy(&netns.stdout).contains(&format!("mhdemo{pid_suffix}")),
-        "the demo left its netns behind"
-    );
+    assert!(!String::from_utf8_lossy(&netns.stdout).contains(&format!("mhdemo{pid_suffix}")), "the demo left its netns behind");
 }

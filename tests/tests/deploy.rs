@@ -39,10 +39,18 @@ async fn create_then_delete_an_instance() {
 
     // Every step is an event with its duration.
     let (_, events) = lab.daemon.get(&format!("/v1/nodes/{}/events", node.name)).await;
-    let steps: Vec<String> = events.as_array().expect("events").iter()
-        .filter(|e| e["kind"] == "step").map(|e| e["message"].as_str().unwrap_or("").to_owned()).collect();
-    for expected in ["switch port -> provisioning: ok", "create deploy task: ok", "boot device -> pxe: ok", "power on into the bootstrap: ok",
-                     "agent writes the image: ok", "switch port -> tenant: ok", "boot device -> disk: ok", "reboot from disk: ok"] {
+    let steps: Vec<String> =
+        events.as_array().expect("events").iter().filter(|e| e["kind"] == "step").map(|e| e["message"].as_str().unwrap_or("").to_owned()).collect();
+    for expected in [
+        "switch port -> provisioning: ok",
+        "create deploy task: ok",
+        "boot device -> pxe: ok",
+        "power on into the bootstrap: ok",
+        "agent writes the image: ok",
+        "switch port -> tenant: ok",
+        "boot device -> disk: ok",
+        "reboot from disk: ok",
+    ] {
         assert!(steps.iter().any(|s| s == expected), "missing step {expected:?} in {steps:?}");
     }
     assert!(events.as_array().expect("events").iter().filter(|e| e["kind"] == "step").all(|e| e["duration_ms"].is_i64()));
@@ -74,7 +82,10 @@ async fn an_agent_that_never_starts_ends_in_error_at_the_deadline() {
     assert!(err.contains("wait") && (err.contains("deadline") || err.contains("never fetched")), "{err}");
     let (_, instances) = lab.daemon.get("/v1/instances").await;
     assert_eq!(instances[0]["state"], "error");
-    assert!(metalhost_tests::daemon::failure_line(&instances[0]["last_error"]).contains("deadline") || metalhost_tests::daemon::failure_line(&instances[0]["last_error"]).contains("never fetched"));
+    assert!(
+        metalhost_tests::daemon::failure_line(&instances[0]["last_error"]).contains("deadline")
+            || metalhost_tests::daemon::failure_line(&instances[0]["last_error"]).contains("never fetched")
+    );
 
     // Recover: power off, port to provisioning, clean... the clean agent never starts either, so
     // with skip-less cleaning it fails again, clearly; the node is never stuck.

@@ -166,16 +166,47 @@ async fn passwords_never_leave_the_daemon() {
     let pw_file = dir.path().join("switch-password");
     std::fs::write(&pw_file, format!("{SWITCH_PASSWORD}\n")).expect("write");
     let out = d.cli(&[
-        "switch", "add", "--name", "sw1", "--address", "192.0.2.10", "--username", "admin", "--password-file",
-        pw_file.to_str().expect("utf8"), "--driver", "juniper",
+        "switch",
+        "add",
+        "--name",
+        "sw1",
+        "--address",
+        "192.0.2.10",
+        "--username",
+        "admin",
+        "--password-file",
+        pw_file.to_str().expect("utf8"),
+        "--driver",
+        "juniper",
     ]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let mut outputs = vec![out];
     outputs.push(d.cli_with_env(
         &[
-            "node", "add", "--name", "n1", "--mac", "52:54:00:00:00:11", "--ip", "10.0.0.11", "--cpus", "4",
-            "--ram-mb", "8192", "--disk-gb", "100", "--bmc-address", "127.0.0.1", "--bmc-username", "admin",
-            "--power-driver", "ipmitool", "--switch-id", "1", "--switch-port", "ge-0/0/1",
+            "node",
+            "add",
+            "--name",
+            "n1",
+            "--mac",
+            "52:54:00:00:00:11",
+            "--ip",
+            "10.0.0.11",
+            "--cpus",
+            "4",
+            "--ram-mb",
+            "8192",
+            "--disk-gb",
+            "100",
+            "--bmc-address",
+            "127.0.0.1",
+            "--bmc-username",
+            "admin",
+            "--power-driver",
+            "ipmitool",
+            "--switch-id",
+            "1",
+            "--switch-port",
+            "ge-0/0/1",
         ],
         &[("METALHOST_BMC_PASSWORD", BMC_PASSWORD)],
     ));
@@ -218,15 +249,38 @@ async fn cli_manages_switches_and_nodes() {
         let out = d.cli_with_env(args, &[("METALHOST_SWITCH_PASSWORD", SWITCH_PASSWORD), ("METALHOST_BMC_PASSWORD", BMC_PASSWORD)]);
         (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
     };
-    let (ok, out, err) = run(&["switch", "add", "--address", "192.0.2.1", "--username", "admin", "--driver", "juniper", "--description", "rack 4", "--json"]);
+    let (ok, out, err) =
+        run(&["switch", "add", "--address", "192.0.2.1", "--username", "admin", "--driver", "juniper", "--description", "rack 4", "--json"]);
     assert!(ok, "{err}");
     let switch: Value = serde_json::from_str(&out).expect("json");
     assert_eq!(switch["name"], "192.0.2.1");
     let (ok, out, _) = run(&["switch", "list"]);
     assert!(ok && out.contains("rack 4") && out.lines().next().unwrap_or("").contains("ADDRESS"), "{out}");
 
-    let add = ["node", "add", "--mac", "52:54:00:aa:00:01", "--ip", "10.1.0.1", "--cpus", "16", "--ram-mb", "65536", "--disk-gb", "500",
-        "--bmc-address", "10.2.0.1", "--bmc-username", "root", "--power-driver", "ipmitool", "--switch-id", "1", "--switch-port", "ge-0/0/5"];
+    let add = [
+        "node",
+        "add",
+        "--mac",
+        "52:54:00:aa:00:01",
+        "--ip",
+        "10.1.0.1",
+        "--cpus",
+        "16",
+        "--ram-mb",
+        "65536",
+        "--disk-gb",
+        "500",
+        "--bmc-address",
+        "10.2.0.1",
+        "--bmc-username",
+        "root",
+        "--power-driver",
+        "ipmitool",
+        "--switch-id",
+        "1",
+        "--switch-port",
+        "ge-0/0/5",
+    ];
     let (ok, out, err) = run(&add);
     assert!(ok, "{err}");
     assert!(out.contains("node-525400aa0001"), "default name: {out}");
@@ -234,8 +288,30 @@ async fn cli_manages_switches_and_nodes() {
     let (ok, _, err) = run(&add);
     assert!(!ok);
     assert!(err.contains("already enrolled") && err.contains("409"), "{err}");
-    let (ok, _, err) = run(&["node", "add", "--mac", "zz", "--ip", "10.1.0.2", "--cpus", "1", "--ram-mb", "1", "--disk-gb", "1",
-        "--bmc-address", "10.2.0.2", "--bmc-username", "root", "--power-driver", "ipmitool", "--switch-id", "1", "--switch-port", "ge-0/0/6"]);
+    let (ok, _, err) = run(&[
+        "node",
+        "add",
+        "--mac",
+        "zz",
+        "--ip",
+        "10.1.0.2",
+        "--cpus",
+        "1",
+        "--ram-mb",
+        "1",
+        "--disk-gb",
+        "1",
+        "--bmc-address",
+        "10.2.0.2",
+        "--bmc-username",
+        "root",
+        "--power-driver",
+        "ipmitool",
+        "--switch-id",
+        "1",
+        "--switch-port",
+        "ge-0/0/6",
+    ]);
     assert!(!ok && err.contains("invalid MAC"), "{err}");
 
     let (ok, out, err) = run(&["node", "update", "node-525400aa0001", "--cpus", "32", "--name", "big1", "--json"]);

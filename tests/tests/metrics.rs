@@ -30,8 +30,11 @@ fn free_tcp_port() -> u16 {
 fn prometheus(target: &str) -> Prometheus {
     let dir = tempfile::tempdir().expect("tmp");
     let config = dir.path().join("prometheus.yml");
-    std::fs::write(&config, format!("global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: metalhost\n    static_configs:\n      - targets: ['{target}']\n"))
-        .expect("write config");
+    std::fs::write(
+        &config,
+        format!("global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: metalhost\n    static_configs:\n      - targets: ['{target}']\n"),
+    )
+    .expect("write config");
     let port = free_tcp_port();
     let child = Command::new("prometheus")
         .arg(format!("--config.file={}", config.display()))
@@ -46,7 +49,8 @@ fn prometheus(target: &str) -> Prometheus {
 
 /// The value of an instant query's first sample, once Prometheus has one.
 async fn query(prom: &Prometheus, promql: &str) -> Option<f64> {
-    let body: Value = reqwest::Client::new().get(format!("{}/api/v1/query", prom.url)).query(&[("query", promql)]).send().await.ok()?.json().await.ok()?;
+    let body: Value =
+        reqwest::Client::new().get(format!("{}/api/v1/query", prom.url)).query(&[("query", promql)]).send().await.ok()?.json().await.ok()?;
     body["data"]["result"].as_array()?.first()?["value"][1].as_str()?.parse().ok()
 }
 

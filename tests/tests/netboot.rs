@@ -41,11 +41,7 @@ async fn writes_and_removes_entries_in_its_dirs_only() {
         dirs: vec![hosts.clone(), scripts.clone()],
         memory_mb: 32,
         call_timeout_s: 10,
-        config: [
-            ("hostsdir".to_owned(), hosts.display().to_string()),
-            ("scriptsdir".to_owned(), scripts.display().to_string()),
-        ]
-        .into(),
+        config: [("hostsdir".to_owned(), hosts.display().to_string()), ("scriptsdir".to_owned(), scripts.display().to_string())].into(),
         ..plugin_spec("dnsmasq", PluginKind::Netboot)
     };
     let status = host.load(std::slice::from_ref(&spec)).await;
@@ -63,7 +59,11 @@ async fn writes_and_removes_entries_in_its_dirs_only() {
     assert!(leftovers.is_empty(), "temp files left behind");
 
     // Injection attempts are refused and write nothing.
-    for bad in [entry("52:54:00:aa:00:02", "node2\ndhcp-boot=evil"), entry("../../etc/x", "n"), BootEntry { kernel_args: "a\nshell".into(), ..entry("52:54:00:aa:00:03", "n3") }] {
+    for bad in [
+        entry("52:54:00:aa:00:02", "node2\ndhcp-boot=evil"),
+        entry("../../etc/x", "n"),
+        BootEntry { kernel_args: "a\nshell".into(), ..entry("52:54:00:aa:00:03", "n3") },
+    ] {
         let err = driver.put_host(&bad).await.expect_err("refused");
         assert!(matches!(err.driver(), Some(DriverError::InvalidConfig(_))), "{err}");
     }

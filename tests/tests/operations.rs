@@ -73,8 +73,7 @@ async fn switch_check_and_concurrent_port_moves_on_one_switch() {
     let moves = [("node1", "tenant", Some(300)), ("node2", "tenant", None), ("node3", "provisioning", None)];
     let requests: Vec<(String, Value)> =
         moves.iter().map(|(n, net, vlan)| (format!("/v1/nodes/{n}/network"), json!({"network": net, "vlan": vlan}))).collect();
-    let answers =
-        futures::future::join_all(requests.iter().map(|(path, body)| lab.daemon.call(reqwest::Method::PUT, path, Some(body)))).await;
+    let answers = futures::future::join_all(requests.iter().map(|(path, body)| lab.daemon.call(reqwest::Method::PUT, path, Some(body)))).await;
     for (status, body) in &answers {
         assert_eq!(*status, 200, "{body}");
     }
@@ -98,10 +97,27 @@ async fn switch_check_and_concurrent_port_moves_on_one_switch() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn power_sync_records_drift() {
-    let lab = DeployLab::start(Options { extra_config: "[power_sync]\ninterval_s = 1\nconcurrency = 4\njitter_ms = 50\n".into(), ..Options::default() }).await;
+    let lab =
+        DeployLab::start(Options { extra_config: "[power_sync]\ninterval_s = 1\nconcurrency = 4\njitter_ms = 50\n".into(), ..Options::default() })
+            .await;
     // Power the node on behind the daemon's back.
     let status = std::process::Command::new("ipmitool")
-        .args(["-I", "lanplus", "-H", "127.0.0.1", "-p", &lab.nodes[0].sim.port.to_string(), "-U", "admin", "-E", "-C", "3", "chassis", "power", "on"])
+        .args([
+            "-I",
+            "lanplus",
+            "-H",
+            "127.0.0.1",
+            "-p",
+            &lab.nodes[0].sim.port.to_string(),
+            "-U",
+            "admin",
+            "-E",
+            "-C",
+            "3",
+            "chassis",
+            "power",
+            "on",
+        ])
         .env("IPMI_PASSWORD", metalhost_tests::deploy_lab::BMC_PASSWORD)
         .status()
         .expect("ipmitool");
@@ -116,5 +132,8 @@ async fn power_sync_records_drift() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     let (_, events) = lab.daemon.get("/v1/nodes/node1/events").await;
-    assert!(events.as_array().expect("events").iter().any(|e| e["kind"] == "power" && e["message"].as_str().unwrap_or_default().contains("power sync")), "{events}");
+    assert!(
+        events.as_array().expect("events").iter().any(|e| e["kind"] == "power" && e["message"].as_str().unwrap_or_default().contains("power sync")),
+        "{events}"
+    );
 }

@@ -84,10 +84,19 @@ fn the_package_installs_runs_confined_and_purges_clean() {
         "a metalhost package is installed on this machine; this test installs and purges its own"
     );
     let out = tempfile::tempdir().expect("tmp");
-    let built = run(Command::new(workspace_root().join("scripts/package-deb")).arg("--binary").arg(host_binary("metalhost")).arg("--out").arg(out.path()));
+    let built =
+        run(Command::new(workspace_root().join("scripts/package-deb")).arg("--binary").arg(host_binary("metalhost")).arg("--out").arg(out.path()));
     let deb = PathBuf::from(built.lines().rev().find(|l| l.starts_with('/') && l.ends_with(".deb")).expect("the script prints the package path"));
     let contents = run(Command::new("dpkg-deb").arg("--contents").arg(&deb));
-    for path in ["./usr/bin/metalhost", "./usr/lib/metalhost/metalhost-agent", "./usr/lib/metalhost/bootstrap/initrd.gz", "./usr/lib/metalhost/plugins/ipmitool.wasm", "./usr/lib/metalhost/plugins/ipmi_lan.wasm", "./usr/lib/metalhost/plugins/redfish.wasm", "./etc/metalhost/metalhost.toml"] {
+    for path in [
+        "./usr/bin/metalhost",
+        "./usr/lib/metalhost/metalhost-agent",
+        "./usr/lib/metalhost/bootstrap/initrd.gz",
+        "./usr/lib/metalhost/plugins/ipmitool.wasm",
+        "./usr/lib/metalhost/plugins/ipmi_lan.wasm",
+        "./usr/lib/metalhost/plugins/redfish.wasm",
+        "./etc/metalhost/metalhost.toml",
+    ] {
         assert!(contents.contains(path), "{path} missing from the package:\n{contents}");
     }
     let conffiles = run(Command::new("dpkg-deb").arg("--info").arg(&deb).arg("conffiles"));
@@ -117,15 +126,42 @@ fn the_package_installs_runs_confined_and_purges_clean() {
     assert_eq!((confinement["user"].as_str(), confinement["user_switched"].as_bool()), (Some("nobody"), Some(true)), "{confinement}");
 
     let sim = IpmiSim::start("admin", "pkg-bmc-pass");
-    let switch = cli(&served.url, &["switch", "add", "--name", "sw1", "--address", "127.0.0.1", "--username", "admin", "--driver", "juniper"], &[("METALHOST_SWITCH_PASSWORD", "pkg-switch-pass")]);
+    let switch = cli(
+        &served.url,
+        &["switch", "add", "--name", "sw1", "--address", "127.0.0.1", "--username", "admin", "--driver", "juniper"],
+        &[("METALHOST_SWITCH_PASSWORD", "pkg-switch-pass")],
+    );
     let switch_id = switch["id"].to_string();
     let port = sim.port.to_string();
     cli(
         &served.url,
         &[
-            "node", "add", "--name", "node1", "--mac", "52:54:00:aa:00:01", "--ip", "10.99.0.11", "--cpus", "2", "--ram-mb", "2048", "--disk-gb", "10",
-            "--bmc-address", "127.0.0.1", "--bmc-port", &port, "--bmc-username", "admin", "--power-driver", "ipmitool", "--switch-id", &switch_id,
-            "--switch-port", "ge-0/0/1",
+            "node",
+            "add",
+            "--name",
+            "node1",
+            "--mac",
+            "52:54:00:aa:00:01",
+            "--ip",
+            "10.99.0.11",
+            "--cpus",
+            "2",
+            "--ram-mb",
+            "2048",
+            "--disk-gb",
+            "10",
+            "--bmc-address",
+            "127.0.0.1",
+            "--bmc-port",
+            &port,
+            "--bmc-username",
+            "admin",
+            "--power-driver",
+            "ipmitool",
+            "--switch-id",
+            &switch_id,
+            "--switch-port",
+            "ge-0/0/1",
         ],
         &[("METALHOST_BMC_PASSWORD", "pkg-bmc-pass")],
     );

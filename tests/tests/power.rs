@@ -8,11 +8,7 @@ use metalhost_tests::ipmi_sim::{IpmiSim, free_udp_port};
 use metalhost_tests::paths::plugin_spec;
 
 fn spec(name: &str, programs: &[&str]) -> PluginSpec {
-    PluginSpec {
-        exec: programs.iter().map(|p| p.to_string()).collect(),
-        call_timeout_s: 20,
-        ..plugin_spec(name, PluginKind::Power)
-    }
+    PluginSpec { exec: programs.iter().map(|p| p.to_string()).collect(), call_timeout_s: 20, ..plugin_spec(name, PluginKind::Power) }
 }
 
 async fn host_with(plugin: &str) -> (PluginHost, tempfile::TempDir) {

@@ -34,9 +34,11 @@ fn server(sushy: Arc<Sushy>, agent: Vec<String>, stop: Arc<AtomicBool>, log: std
                 let alive = running.as_mut().is_some_and(|c| c.try_wait().ok().flatten().is_none());
                 if power == "On" && target == "Pxe" && running.is_none() {
                     let out = std::fs::File::options().create(true).append(true).open(&log).expect("agent log");
-                    let child = Command::new(&agent[0]).args(&agent[1..]).stdin(Stdio::null()).stdout(out.try_clone().expect("log")).stderr(out).spawn();
+                    let child =
+                        Command::new(&agent[0]).args(&agent[1..]).stdin(Stdio::null()).stdout(out.try_clone().expect("log")).stderr(out).spawn();
                     running = Some(child.expect("start the agent"));
-                } else if power == "Off" && alive
+                } else if power == "Off"
+                    && alive
                     && let Some(mut child) = running.take()
                 {
                     let _ = child.kill();
@@ -111,7 +113,12 @@ async fn a_node_with_a_redfish_bmc_deploys_end_to_end() {
     let node = daemon.wait_node("rf1", &["active"], Duration::from_secs(240)).await;
     stop.store(true, Ordering::Relaxed);
     let seen = watcher.join().expect("watcher");
-    assert_eq!(node["state"], "active", "{node}\nemulator states: {seen:?}\nagent: {}", std::fs::read_to_string(dir.path().join("agent.log")).unwrap_or_default());
+    assert_eq!(
+        node["state"],
+        "active",
+        "{node}\nemulator states: {seen:?}\nagent: {}",
+        std::fs::read_to_string(dir.path().join("agent.log")).unwrap_or_default()
+    );
     assert!(std::fs::read(&disk).expect("disk")[..bytes.len()] == bytes[..], "the image is not on the disk");
     assert_eq!(switch.port_vlan("ge-0/0/1"), Some(200), "the port is on the tenant VLAN");
     let system = sushy.system(BMC_PASSWORD).expect("emulator");

@@ -145,7 +145,10 @@ async fn a_component_for_another_contract_version_is_refused_naming_both() {
     let status = host.load(&[spec]).await;
     let error = status[0].error.clone().unwrap_or_default();
     assert!(!status[0].loaded);
-    assert!(error.contains("metalhost:drivers@0.9.0") && error.contains("metalhost:drivers@0.1.0") && error.contains("metalhost:drivers@0.2.0"), "{error}");
+    assert!(
+        error.contains("metalhost:drivers@0.9.0") && error.contains("metalhost:drivers@0.1.0") && error.contains("metalhost:drivers@0.2.0"),
+        "{error}"
+    );
 }
 
 #[tokio::test]
@@ -164,7 +167,8 @@ async fn unknown_config_keys_and_missing_programs_are_refused_at_load() {
 #[tokio::test]
 async fn components_are_compiled_once_and_cached_on_disk() {
     let dir = tempfile::tempdir().expect("tmp");
-    let cached = || std::fs::read_dir(dir.path()).expect("cache dir").flatten().filter(|e| e.path().extension().is_some_and(|x| x == "cwasm")).count();
+    let cached =
+        || std::fs::read_dir(dir.path()).expect("cache dir").flatten().filter(|e| e.path().extension().is_some_and(|x| x == "cwasm")).count();
     let first = PluginHost::new(dir.path()).expect("runtime");
     assert!(first.load(&[evil("a", "good", 64, 5)]).await[0].loaded);
     assert_eq!(cached(), 1);

@@ -25,10 +25,7 @@ fn target(port: u16, password: &str) -> metalhost_netconf::Target {
 async fn juniper(syntax: &str) -> (PluginHost, tempfile::TempDir) {
     let dir = tempfile::tempdir().expect("tmp");
     let host = PluginHost::new(dir.path()).expect("runtime");
-    let spec = PluginSpec {
-        config: [("syntax".to_owned(), syntax.to_owned())].into(),
-        ..plugin_spec("juniper", PluginKind::Switch)
-    };
+    let spec = PluginSpec { config: [("syntax".to_owned(), syntax.to_owned())].into(), ..plugin_spec("juniper", PluginKind::Switch) };
     let status = host.load(&[spec]).await;
     assert!(status[0].loaded, "{:?}", status[0].error);
     (host, dir)
@@ -158,13 +155,12 @@ async fn the_wrong_syntax_is_caught_by_the_read_back() {
 /// The runtime calls `configure` when it loads a plugin: bad config refuses the load.
 #[tokio::test]
 async fn unknown_plugin_config_is_refused_at_load() {
-    for (config, expected) in [(&[("syntax", "els"), ("colour", "blue")][..], "unknown key \"colour\""), (&[("syntax", "qfx")][..], "syntax must be")] {
+    for (config, expected) in [(&[("syntax", "els"), ("colour", "blue")][..], "unknown key \"colour\""), (&[("syntax", "qfx")][..], "syntax must be")]
+    {
         let dir = tempfile::tempdir().expect("tmp");
         let host = PluginHost::new(dir.path()).expect("runtime");
-        let spec = PluginSpec {
-            config: config.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
-            ..plugin_spec("juniper", PluginKind::Switch)
-        };
+        let spec =
+            PluginSpec { config: config.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(), ..plugin_spec("juniper", PluginKind::Switch) };
         let status = host.load(&[spec]).await;
         let error = status[0].error.clone().unwrap_or_default();
         assert!(!status[0].loaded && error.contains("invalid-config") && error.contains(expected), "{error}");

@@ -16,7 +16,8 @@ fn metalhost(args: &[&str]) -> Output {
 fn plugin_test(wasm: &Path, kind: &str, extra: &[&str]) -> (bool, Value) {
     let wasm = wasm.to_str().expect("utf-8 path");
     let out = metalhost(&[&["--json", "plugin", "test", wasm, "--kind", kind], extra].concat());
-    let report: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: stdout {} stderr {}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)));
+    let report: Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{e}: stdout {} stderr {}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)));
     assert_eq!(report["passed"].as_bool(), Some(out.status.success()), "exit status and report disagree: {report}");
     (out.status.success(), report)
 }
@@ -94,8 +95,12 @@ fn redfish_plugins_pass_the_http_power_suite() {
     let (passed, report) = plugin_test(&build(&dir), "power", &[]);
     assert!(passed, "the redfish template failed: {:#?}", failures(&report));
     let names: Vec<&str> = report["checks"].as_array().expect("checks").iter().filter_map(|c| c["name"].as_str()).collect();
-    assert!(names.contains(&"network: only the call's BMC") && names.contains(&"error mapping: untrusted certificate is a TLS invalid-config"), "{names:?}");
-    let out = metalhost(&["plugin", "new", "--kind", "switch", "--template", "redfish", "x", "--path", root.path().join("x").to_str().expect("utf-8")]);
+    assert!(
+        names.contains(&"network: only the call's BMC") && names.contains(&"error mapping: untrusted certificate is a TLS invalid-config"),
+        "{names:?}"
+    );
+    let out =
+        metalhost(&["plugin", "new", "--kind", "switch", "--template", "redfish", "x", "--path", root.path().join("x").to_str().expect("utf-8")]);
     assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("for power plugins"));
 }
 
@@ -120,7 +125,12 @@ fn the_four_plugins_of_this_repo_pass() {
 #[test]
 fn broken_plugins_fail_naming_their_bug() {
     assert_fails_naming(&plugin_wasm("wrong-world"), "power", &[], &["load", "implements the switch-manager world"]);
-    assert_fails_naming(&plugin_wasm("future-power"), "power", &[], &["load", "metalhost:drivers@0.9.0", "metalhost:drivers@0.1.0 and metalhost:drivers@0.2.0"]);
+    assert_fails_naming(
+        &plugin_wasm("future-power"),
+        "power",
+        &[],
+        &["load", "metalhost:drivers@0.9.0", "metalhost:drivers@0.1.0 and metalhost:drivers@0.2.0"],
+    );
     assert_fails_naming(&plugin_wasm("bad-error-mapping"), "power", &[], &["wrong password", "expected auth-failed, got unreachable"]);
     assert_fails_naming(&plugin_wasm("argv-password"), "power", &[], &["never on argv", "password reached the argv", "-P <password>"]);
     // A plugin running a program it did not declare: granted ipmi-power only, it also runs ipmi-config.

@@ -111,9 +111,10 @@ fn a_panicking_lab_still_removes_its_netns_and_processes() {
     let inode = name.lock().expect("lock").clone();
     assert!(inode.starts_with("net:["), "{inode}");
     // Nothing of ours is left in a namespace with that identity.
-    let leftover = std::fs::read_dir("/proc").expect("proc").flatten().any(|p| {
-        std::fs::read_link(p.path().join("ns/net")).map(|l| l.display().to_string() == inode).unwrap_or(false)
-    });
+    let leftover = std::fs::read_dir("/proc")
+        .expect("proc")
+        .flatten()
+        .any(|p| std::fs::read_link(p.path().join("ns/net")).map(|l| l.display().to_string() == inode).unwrap_or(false));
     assert!(!leftover, "a process is still running in the lab netns {inode}");
 }
 
@@ -211,7 +212,12 @@ fn plain_pxe_firmware_gets_undionly_kpxe_over_tftp() {
         .expect("script");
         std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).expect("chmod");
         let in_client = |args: &[&str]| {
-            Command::new("ip").args(["netns", "exec", &client.name]).args(args).stdin(std::process::Stdio::null()).output().expect("run in client netns")
+            Command::new("ip")
+                .args(["netns", "exec", &client.name])
+                .args(args)
+                .stdin(std::process::Stdio::null())
+                .output()
+                .expect("run in client netns")
         };
         let dhcp = in_client(&["busybox", "udhcpc", "-i", "eth0", "-q", "-f", "-n", "-t", "5", "-T", "1", "-s", script.to_str().expect("utf8")]);
         let said = String::from_utf8_lossy(&dhcp.stdout).into_owned() + &String::from_utf8_lossy(&dhcp.stderr);

@@ -118,7 +118,13 @@ pub(crate) struct Loaded {
 
 /// Loads the plugin with exactly `spec`'s grants; the first check of every suite. None when it
 /// did not load (the check says why and the suite stops).
-pub(crate) async fn load(opts: &Options, exec: Vec<String>, dirs: Vec<PathBuf>, config: BTreeMap<String, String>, report: &mut Report) -> Result<Option<Loaded>, Error> {
+pub(crate) async fn load(
+    opts: &Options,
+    exec: Vec<String>,
+    dirs: Vec<PathBuf>,
+    config: BTreeMap<String, String>,
+    report: &mut Report,
+) -> Result<Option<Loaded>, Error> {
     let cache = tempfile::tempdir().map_err(|e| Error::Setup(format!("component cache dir: {e}")))?;
     let host = PluginHost::new(cache.path()).map_err(|e| Error::Setup(e.to_string()))?;
     let name = "under-test".to_owned();
@@ -141,7 +147,11 @@ pub(crate) async fn load(opts: &Options, exec: Vec<String>, dirs: Vec<PathBuf>, 
         Some(s) if s.loaded => {
             report.plugin_version = s.version.clone();
             report.sha256 = s.sha256.clone().unwrap_or_default();
-            report.push(Check::pass("load", format!("loads as a {} component of {} (version {})", opts.kind.world(), s.contract, s.version), Some(elapsed)));
+            report.push(Check::pass(
+                "load",
+                format!("loads as a {} component of {} (version {})", opts.kind.world(), s.contract, s.version),
+                Some(elapsed),
+            ));
             Ok(Some(Loaded { host, name, contract: s.contract, spec, _cache: cache }))
         }
         Some(s) => {

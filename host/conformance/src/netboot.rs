@@ -40,7 +40,8 @@ fn is_root() -> bool {
 
 /// Names of the files in `dir`, dot-files included.
 fn files(dir: &Path) -> Vec<String> {
-    let mut names: Vec<String> = std::fs::read_dir(dir).into_iter().flatten().flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect();
+    let mut names: Vec<String> =
+        std::fs::read_dir(dir).into_iter().flatten().flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect();
     names.sort();
     names
 }
@@ -95,18 +96,26 @@ pub async fn run(opts: &Options, report: &mut Report) -> Result<(), Error> {
         Err(e) => Err(shown(e)),
         Ok(()) => match lease_until(&netns, |l| l == Some(RESERVED_IP))? {
             Some(ip) if ip == RESERVED_IP => Ok(format!("dnsmasq leases {ip} to {MAC}")),
-            other => Err(format!("dnsmasq does not serve the reservation: {MAC} got {other:?}, expected {RESERVED_IP} (hosts dir: {:?})", files(&hosts))),
+            other => {
+                Err(format!("dnsmasq does not serve the reservation: {MAC} got {other:?}, expected {RESERVED_IP} (hosts dir: {:?})", files(&hosts)))
+            }
         },
     };
     report.push(Check::new("put-host (dnsmasq serves the reservation)", outcome, Some(elapsed)));
 
     let script = std::fs::read_to_string(scripts.join(SCRIPT)).unwrap_or_default();
     let e = entry("node1");
-    report.push(if script.starts_with("#!ipxe") && script.contains(&e.kernel_url) && script.contains(&e.initrd_url) && script.contains(&e.kernel_args) {
-        Check::pass("put-host (iPXE script)", format!("{SCRIPT} boots the kernel and initrd with the args"), None)
-    } else {
-        Check::fail("put-host (iPXE script)", format!("scripts dir must hold {SCRIPT}: #!ipxe, kernel URL + args, initrd URL (it has {:?})", files(&scripts)), None)
-    });
+    report.push(
+        if script.starts_with("#!ipxe") && script.contains(&e.kernel_url) && script.contains(&e.initrd_url) && script.contains(&e.kernel_args) {
+            Check::pass("put-host (iPXE script)", format!("{SCRIPT} boots the kernel and initrd with the args"), None)
+        } else {
+            Check::fail(
+                "put-host (iPXE script)",
+                format!("scripts dir must hold {SCRIPT}: #!ipxe, kernel URL + args, initrd URL (it has {:?})", files(&scripts)),
+                None,
+            )
+        },
+    );
 
     let started = Instant::now();
     let out = driver.put_host(&entry("node1-renamed")).await;
@@ -136,7 +145,9 @@ pub async fn run(opts: &Options, report: &mut Report) -> Result<(), Error> {
     let elapsed = started.elapsed();
     let outcome = match out {
         Err(e) => Err(shown(e)),
-        Ok(()) if reloads.load(Ordering::SeqCst) == 0 => Err("remove-host must ask the host to reload dnsmasq (service.reload): deleted reservations stay served until then".into()),
+        Ok(()) if reloads.load(Ordering::SeqCst) == 0 => {
+            Err("remove-host must ask the host to reload dnsmasq (service.reload): deleted reservations stay served until then".into())
+        }
         Ok(()) if scripts.join(SCRIPT).exists() => Err(format!("{SCRIPT} is still there")),
         Ok(()) => match lease_until(&netns, |l| l != Some(RESERVED_IP))? {
             Some(ip) if ip == RESERVED_IP => Err(format!("dnsmasq still leases the reservation {ip} after removal")),

@@ -61,7 +61,8 @@ pub async fn run(opts: &Options, capture: &Capture, report: &mut Report) -> Resu
         Check::fail("secrets: never in logs", format!("{in_logs} log events hold the BMC password"), None)
     });
 
-    let refused: std::collections::BTreeSet<String> = events.iter().filter(|e| e.message.starts_with("exec refused")).filter_map(|e| e.program.clone()).collect();
+    let refused: std::collections::BTreeSet<String> =
+        events.iter().filter(|e| e.message.starts_with("exec refused")).filter_map(|e| e.program.clone()).collect();
     let ran: std::collections::BTreeSet<String> = events.iter().filter(|e| e.message == "exec").filter_map(|e| e.program.clone()).collect();
     let granted = opts.exec.join(", ");
     report.push(if datagram {
@@ -69,7 +70,11 @@ pub async fn run(opts: &Options, capture: &Capture, report: &mut Report) -> Resu
     } else if refused.is_empty() {
         Check::pass("grants: only granted programs", format!("granted [{granted}]; ran [{}]", ran.into_iter().collect::<Vec<_>>().join(", ")), None)
     } else {
-        Check::fail("grants: only granted programs", format!("not permitted: the plugin ran {} beyond its grants [{granted}]", refused.into_iter().collect::<Vec<_>>().join(", ")), None)
+        Check::fail(
+            "grants: only granted programs",
+            format!("not permitted: the plugin ran {} beyond its grants [{granted}]", refused.into_iter().collect::<Vec<_>>().join(", ")),
+            None,
+        )
     });
     Ok(())
 }
@@ -83,7 +88,10 @@ where
     let outcome = match out {
         Ok(v) => verify(v),
         Err(e) => Err(match e.driver().and_then(|d| refused_program(&d.to_string())) {
-            Some(program) => format!("exec of {program} is not permitted: grant it with --exec {program} (operators: exec = [\"{program}\"]): {}", shown(&e, password)),
+            Some(program) => format!(
+                "exec of {program} is not permitted: grant it with --exec {program} (operators: exec = [\"{program}\"]): {}",
+                shown(&e, password)
+            ),
             None => shown(&e, password),
         }),
     };
@@ -92,7 +100,8 @@ where
 
 async fn lifecycle(driver: &PowerDriver<'_>, sim: &IpmiSim, bmc: &Bmc, creds: &Credentials, report: &mut Report) {
     let pw = creds.password.as_str();
-    let state = |want: PowerState| move |got: PowerState| if got == want { Ok(format!("{got:?}")) } else { Err(format!("expected {want:?}, got {got:?}")) };
+    let state =
+        |want: PowerState| move |got: PowerState| if got == want { Ok(format!("{got:?}")) } else { Err(format!("expected {want:?}, got {got:?}")) };
     check(report, "get-power-state (off)", pw, driver.get_power_state(bmc, creds), state(PowerState::Off)).await;
     check(report, "set-power-state on", pw, driver.set_power_state(bmc, creds, PowerAction::On), |()| {
         if sim.powered() { Ok("the BMC is on".into()) } else { Err("the call succeeded but the BMC is still off".into()) }

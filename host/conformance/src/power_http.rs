@@ -51,7 +51,11 @@ pub async fn run(opts: &Options, loaded: Loaded, capture: &Capture, report: &mut
     report.push(Check::new("error mapping: no BMC listening is unreachable", outcome, Some(elapsed)));
     let strays = requests(&sushy).saturating_sub(before);
     report.push(if strays == 0 {
-        Check::pass("network: only the call's BMC", format!("while its BMC was {}, the plugin reached nothing else (the emulator saw no request)", nobody.port), None)
+        Check::pass(
+            "network: only the call's BMC",
+            format!("while its BMC was {}, the plugin reached nothing else (the emulator saw no request)", nobody.port),
+            None,
+        )
     } else {
         Check::fail("network: only the call's BMC", format!("the emulator saw {strays} requests during a call about another BMC"), None)
     });
@@ -124,7 +128,8 @@ fn emulator(sushy: &Sushy, password: &str) -> Result<(String, serde_json::Value)
 
 async fn lifecycle(driver: &PowerDriver<'_>, sushy: &Sushy, bmc: &Bmc, creds: &Credentials, report: &mut Report) {
     let pw = creds.password.as_str();
-    let state = |want: PowerState| move |got: PowerState| if got == want { Ok(format!("{got:?}")) } else { Err(format!("expected {want:?}, got {got:?}")) };
+    let state =
+        |want: PowerState| move |got: PowerState| if got == want { Ok(format!("{got:?}")) } else { Err(format!("expected {want:?}, got {got:?}")) };
     let power_is = |want: &'static str| {
         move |()| match emulator(sushy, pw) {
             Ok((power, _)) if power == want => Ok(format!("the emulator reports PowerState {power}")),

@@ -47,7 +47,9 @@ impl Checker {
     async fn get(&self, filter: &str) -> Result<String, String> {
         let mut session = Session::connect(&self.target).await.map_err(|e| format!("independent read: {e}"))?;
         let reply = session
-            .rpc(&format!("<get-config><source><running/></source><filter type=\"subtree\"><configuration>{filter}</configuration></filter></get-config>"))
+            .rpc(&format!(
+                "<get-config><source><running/></source><filter type=\"subtree\"><configuration>{filter}</configuration></filter></get-config>"
+            ))
             .await
             .map_err(|e| format!("independent read: {e}"));
         let _ = session.close().await;
@@ -90,9 +92,17 @@ pub async fn run(opts: &Options, capture: &Capture, report: &mut Report) -> Resu
     let events = capture.events();
     let leaks = events.iter().filter(|e| e.text.contains(&password)).count() + argv.iter().filter(|c| c.contains(&password)).count();
     report.push(if leaks == 0 {
-        Check::pass("secrets: never in logs or argv", format!("{} log events, {} child command lines, none holds the password", events.len(), argv.len()), None)
+        Check::pass(
+            "secrets: never in logs or argv",
+            format!("{} log events, {} child command lines, none holds the password", events.len(), argv.len()),
+            None,
+        )
     } else {
-        Check::fail("secrets: never in logs or argv", format!("the switch password appears {leaks} times in the plugin's logs or a child's argv"), None)
+        Check::fail(
+            "secrets: never in logs or argv",
+            format!("the switch password appears {leaks} times in the plugin's logs or a child's argv"),
+            None,
+        )
     });
     Ok(())
 }
@@ -113,7 +123,11 @@ async fn operations(session: &SwitchSession<'_>, checker: &Checker, password: &s
     };
     report.push(Check::new("describe", outcome, Some(elapsed)));
 
-    for (vlan, name) in [(Vlan { id: 100, name: "provisioning".into() }, "ensure-vlan"), (Vlan { id: 100, name: "provisioning".into() }, "ensure-vlan (again: idempotent)"), (Vlan { id: 200, name: "tenant".into() }, "ensure-vlan (second VLAN)")] {
+    for (vlan, name) in [
+        (Vlan { id: 100, name: "provisioning".into() }, "ensure-vlan"),
+        (Vlan { id: 100, name: "provisioning".into() }, "ensure-vlan (again: idempotent)"),
+        (Vlan { id: 200, name: "tenant".into() }, "ensure-vlan (second VLAN)"),
+    ] {
         let (out, elapsed) = timed(session.ensure_vlan(&vlan)).await;
         let outcome = match out {
             Err(e) => Err(shown(&e, password)),

@@ -107,7 +107,8 @@ mod tests {
     use super::*;
 
     /// RFC 6242 section 4.2, the chunked example verbatim: an <rpc> in chunks of 4, 18 and 79 bytes.
-    const RFC_CHUNKED: &[u8] = b"\n#4\n<rpc\n#18\n message-id=\"102\"\n\n#79\n     xmlns=\"urn:ietf:params:xml:ns:netconf:base:1.0\">\n  <close-session/>\n</rpc>\n##\n";
+    const RFC_CHUNKED: &[u8] =
+        b"\n#4\n<rpc\n#18\n message-id=\"102\"\n\n#79\n     xmlns=\"urn:ietf:params:xml:ns:netconf:base:1.0\">\n  <close-session/>\n</rpc>\n##\n";
 
     fn rfc_message() -> String {
         "<rpc message-id=\"102\"\n     xmlns=\"urn:ietf:params:xml:ns:netconf:base:1.0\">\n  <close-session/>\n</rpc>".to_owned()

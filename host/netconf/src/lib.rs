@@ -180,8 +180,8 @@ impl Session {
         };
         // Hellos always use end-of-message framing; the negotiated framing applies after them.
         let hello = session.read_message("the server hello").await?;
-        session.capabilities = message::hello_capabilities(&hello)
-            .ok_or_else(|| session.transport(format!("expected a hello, got {}", excerpt(&hello))))?;
+        session.capabilities =
+            message::hello_capabilities(&hello).ok_or_else(|| session.transport(format!("expected a hello, got {}", excerpt(&hello))))?;
         session.send(&framing::encode_eom(&message::client_hello())).await?;
         session.framing = message::negotiate(&[message::BASE_10, message::BASE_11], &session.capabilities);
         session.timings.connect = started.elapsed();

@@ -108,7 +108,11 @@ mod tests {
         let caps = hello_capabilities(EMULATOR_HELLO).unwrap();
         assert_eq!(
             caps,
-            ["urn:ietf:params:xml:ns:netconf:base:1.0", "urn:ietf:params:xml:ns:netconf:capability:candidate:1.0", "http://xml.juniper.net/netconf/junos/1.0"]
+            [
+                "urn:ietf:params:xml:ns:netconf:base:1.0",
+                "urn:ietf:params:xml:ns:netconf:capability:candidate:1.0",
+                "http://xml.juniper.net/netconf/junos/1.0"
+            ]
         );
         assert_eq!(negotiate(&[BASE_10, BASE_11], &caps), Framing::EndOfMessage);
     }

@@ -46,7 +46,19 @@ async fn main() {
     confined.sort();
     let (p50, c50) = (percentile(&plain, 0.5), percentile(&confined, 0.5));
     println!("exec of /bin/true, {RUNS} runs each (interleaved)");
-    println!("  baseline (no confinement)   median {:>8.1} µs   p99 {:>8.1} µs", p50.as_secs_f64() * 1e6, percentile(&plain, 0.99).as_secs_f64() * 1e6);
-    println!("  confined                    median {:>8.1} µs   p99 {:>8.1} µs", c50.as_secs_f64() * 1e6, percentile(&confined, 0.99).as_secs_f64() * 1e6);
-    println!("  confined / baseline (median) {:.2}x, +{:.1} µs per exec", c50.as_secs_f64() / p50.as_secs_f64(), (c50.as_secs_f64() - p50.as_secs_f64()) * 1e6);
+    println!(
+        "  baseline (no confinement)   median {:>8.1} µs   p99 {:>8.1} µs",
+        p50.as_secs_f64() * 1e6,
+        percentile(&plain, 0.99).as_secs_f64() * 1e6
+    );
+    println!(
+        "  confined                    median {:>8.1} µs   p99 {:>8.1} µs",
+        c50.as_secs_f64() * 1e6,
+        percentile(&confined, 0.99).as_secs_f64() * 1e6
+    );
+    println!(
+        "  confined / baseline (median) {:.2}x, +{:.1} µs per exec",
+        c50.as_secs_f64() / p50.as_secs_f64(),
+        (c50.as_secs_f64() - p50.as_secs_f64()) * 1e6
+    );
 }

@@ -24,10 +24,30 @@ fn stub(_program: &str, _args: &[String]) -> String {
 /// What the plugin does for get-power-state, natively: build the argv and env, "run", parse.
 fn native_get_power_state(bmc: &Bmc, creds: &Credentials) -> Option<PowerState> {
     let port = bmc.port.to_string();
-    let args: Vec<String> = ["-v", "-I", "lanplus", "-H", &bmc.host, "-p", &port, "-U", &creds.username, "-E", "-C", "3", "-N", "1", "-R", "2", "chassis", "power", "status"]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
+    let args: Vec<String> = [
+        "-v",
+        "-I",
+        "lanplus",
+        "-H",
+        &bmc.host,
+        "-p",
+        &port,
+        "-U",
+        &creds.username,
+        "-E",
+        "-C",
+        "3",
+        "-N",
+        "1",
+        "-R",
+        "2",
+        "chassis",
+        "power",
+        "status",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
     let env = [("IPMI_PASSWORD".to_string(), creds.password.clone())];
     std::hint::black_box(&env);
     let out = stub("ipmitool", &args);
@@ -107,7 +127,11 @@ async fn main() {
     let (wm, wp) = (percentile(&wasm, 0.5), percentile(&wasm, 0.99));
     let (nm, np) = (percentile(&native, 0.5), percentile(&native, 0.99));
     println!("per call, {CALLS} calls: wasm, on-demand allocator (baseline): median {:.1} us, p99 {:.1} us", us(bm), us(bp));
-    println!("per call, {CALLS} calls: wasm, pooling allocator (new store + instantiate + configure + get-power-state, stub exec): median {:.1} us, p99 {:.1} us", us(wm), us(wp));
+    println!(
+        "per call, {CALLS} calls: wasm, pooling allocator (new store + instantiate + configure + get-power-state, stub exec): median {:.1} us, p99 {:.1} us",
+        us(wm),
+        us(wp)
+    );
     println!("per call, {CALLS} calls: native Rust, same work: median {:.2} us, p99 {:.2} us", us(nm), us(np));
     println!(
         "ratio wasm/native (median): {:.0}x; pooled/on-demand (median): {:.2}; target median <= 15 us -> {}",
@@ -124,5 +148,9 @@ async fn main() {
         .await;
     let sweep = started.elapsed();
     assert_eq!(done, CALLS);
-    println!("power-sync sweep, {CALLS} nodes, concurrency 16, stub exec: {:.2} s; target <= 10 s -> {}", sweep.as_secs_f64(), if sweep <= Duration::from_secs(10) { "met" } else { "MISSED" });
+    println!(
+        "power-sync sweep, {CALLS} nodes, concurrency 16, stub exec: {:.2} s; target <= 10 s -> {}",
+        sweep.as_secs_f64(),
+        if sweep <= Duration::from_secs(10) { "met" } else { "MISSED" }
+    );
 }

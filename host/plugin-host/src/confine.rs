@@ -369,7 +369,8 @@ fn chown_tree(dir: &Path, uid: u32, gid: u32) -> std::io::Result<()> {
 mod tests {
     use super::*;
 
-    const PASSWD: &str = "root:x:0:0:root:/root:/bin/bash\nnobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\nipmi:x:990:991::/:/bin/false\n";
+    const PASSWD: &str =
+        "root:x:0:0:root:/root:/bin/bash\nnobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\nipmi:x:990:991::/:/bin/false\n";
     const GROUP: &str = "root:x:0:\nnogroup:x:65534:\nipmi:x:991:\nbmc:x:992:\n";
 
     #[test]

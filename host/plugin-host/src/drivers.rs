@@ -134,7 +134,9 @@ macro_rules! with_instance {
             };
             let outcome = match tokio::time::timeout(budget, call).await {
                 Ok(outcome) => outcome,
-                Err(_) => Err(CallError { plugin: plugin.name.to_string(), operation: $op, failure: CallFailure::Deadline(plugin.spec.call_timeout_s) }),
+                Err(_) => {
+                    Err(CallError { plugin: plugin.name.to_string(), operation: $op, failure: CallFailure::Deadline(plugin.spec.call_timeout_s) })
+                }
             };
             let elapsed_us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
             tracing::Span::current().record("elapsed_us", elapsed_us);
@@ -222,7 +224,8 @@ impl PowerDriver<'_> {
             PowerAction::Off => types::PowerAction::Off,
             PowerAction::Reboot => types::PowerAction::Reboot,
             PowerAction::GracefulOff | PowerAction::GracefulReboot => {
-                let message = format!("graceful power actions need a {} plugin; this one was built for {}", crate::CONTRACT_0_2, self.plugin.contract);
+                let message =
+                    format!("graceful power actions need a {} plugin; this one was built for {}", crate::CONTRACT_0_2, self.plugin.contract);
                 return Err(driver(&self.plugin, op, DriverError::Unsupported(message)));
             }
         };
@@ -242,7 +245,14 @@ impl PowerDriver<'_> {
 
     /// The boot device and, for 0.2.0 plugins, the firmware boot mode (a 0.1.0 plugin cannot set
     /// one: asking it to is `unsupported`).
-    pub async fn set_boot_device_in(&self, bmc: &Bmc, creds: &Credentials, device: BootDevice, persistent: bool, mode: Option<BootMode>) -> CallResult<()> {
+    pub async fn set_boot_device_in(
+        &self,
+        bmc: &Bmc,
+        creds: &Credentials,
+        device: BootDevice,
+        persistent: bool,
+        mode: Option<BootMode>,
+    ) -> CallResult<()> {
         let op = "set-boot-device";
         if let Pre::Power2(_) = &self.plugin.pre {
             let (b, c) = wit_bmc2(bmc, creds);
@@ -317,7 +327,11 @@ impl SwitchSession<'_> {
         let op = "ensure-vlan";
         let v = switch::exports::metalhost::drivers::switch::Vlan { id: vlan.id, name: vlan.name.clone() };
         with_instance!(self.host, &self.plugin, op, Some(self.netconf.clone()), None, Switch, |store, inst| {
-            inst.metalhost_drivers_switch().call_ensure_vlan(store, &v).await.map_err(|e| classify(&self.plugin, op, e))?.map_err(|e| driver(&self.plugin, op, e))
+            inst.metalhost_drivers_switch()
+                .call_ensure_vlan(store, &v)
+                .await
+                .map_err(|e| classify(&self.plugin, op, e))?
+                .map_err(|e| driver(&self.plugin, op, e))
         })
     }
 
@@ -336,14 +350,22 @@ impl SwitchSession<'_> {
     pub async fn clear_port(&self, port: &str) -> CallResult<()> {
         let op = "clear-port";
         with_instance!(self.host, &self.plugin, op, Some(self.netconf.clone()), None, Switch, |store, inst| {
-            inst.metalhost_drivers_switch().call_clear_port(store, port).await.map_err(|e| classify(&self.plugin, op, e))?.map_err(|e| driver(&self.plugin, op, e))
+            inst.metalhost_drivers_switch()
+                .call_clear_port(store, port)
+                .await
+                .map_err(|e| classify(&self.plugin, op, e))?
+                .map_err(|e| driver(&self.plugin, op, e))
         })
     }
 
     pub async fn get_port_vlan(&self, port: &str) -> CallResult<Option<u16>> {
         let op = "get-port-vlan";
         with_instance!(self.host, &self.plugin, op, Some(self.netconf.clone()), None, Switch, |store, inst| {
-            inst.metalhost_drivers_switch().call_get_port_vlan(store, port).await.map_err(|e| classify(&self.plugin, op, e))?.map_err(|e| driver(&self.plugin, op, e))
+            inst.metalhost_drivers_switch()
+                .call_get_port_vlan(store, port)
+                .await
+                .map_err(|e| classify(&self.plugin, op, e))?
+                .map_err(|e| driver(&self.plugin, op, e))
         })
     }
 
@@ -375,14 +397,22 @@ impl NetbootDriver<'_> {
             kernel_args: entry.kernel_args.clone(),
         };
         with_instance!(self.host, &self.plugin, op, None, None, Netboot, |store, inst| {
-            inst.metalhost_drivers_netboot().call_put_host(store, &e).await.map_err(|e| classify(&self.plugin, op, e))?.map_err(|e| driver(&self.plugin, op, e))
+            inst.metalhost_drivers_netboot()
+                .call_put_host(store, &e)
+                .await
+                .map_err(|e| classify(&self.plugin, op, e))?
+                .map_err(|e| driver(&self.plugin, op, e))
         })
     }
 
     pub async fn remove_host(&self, mac: &str) -> CallResult<()> {
         let op = "remove-host";
         with_instance!(self.host, &self.plugin, op, None, None, Netboot, |store, inst| {
-            inst.metalhost_drivers_netboot().call_remove_host(store, mac).await.map_err(|e| classify(&self.plugin, op, e))?.map_err(|e| driver(&self.plugin, op, e))
+            inst.metalhost_drivers_netboot()
+                .call_remove_host(store, mac)
+                .await
+                .map_err(|e| classify(&self.plugin, op, e))?
+                .map_err(|e| driver(&self.plugin, op, e))
         })
     }
 }

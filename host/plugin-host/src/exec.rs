@@ -21,7 +21,11 @@ pub fn resolve(program: &str) -> Result<(String, PathBuf), String> {
     let candidate = Path::new(program);
     if candidate.is_absolute() {
         let name = candidate.file_name().and_then(|n| n.to_str()).ok_or_else(|| format!("granted program {program:?} has no file name"))?;
-        return if candidate.is_file() { Ok((name.to_owned(), candidate.to_owned())) } else { Err(format!("granted program {program} does not exist")) };
+        return if candidate.is_file() {
+            Ok((name.to_owned(), candidate.to_owned()))
+        } else {
+            Err(format!("granted program {program} does not exist"))
+        };
     }
     if program.contains('/') {
         return Err(format!("granted program {program:?} must be a name or an absolute path"));
@@ -83,10 +87,8 @@ pub async fn run(req: Request<'_>) -> Result<Output, ExecError> {
     if let Some((key, _)) = req.env.iter().find(|(k, _)| forbidden_env(k)) {
         return Err(ExecError::NotPermitted(format!("the environment variable {key:?} may not be set by a plugin")));
     }
-    let workdir = tempfile::Builder::new()
-        .prefix("metalhost-exec-")
-        .tempdir()
-        .map_err(|e| ExecError::SpawnFailed(format!("private working dir: {e}")))?;
+    let workdir =
+        tempfile::Builder::new().prefix("metalhost-exec-").tempdir().map_err(|e| ExecError::SpawnFailed(format!("private working dir: {e}")))?;
     for (name, contents) in req.files {
         let plain = !name.is_empty() && !name.contains('/') && name != "." && name != "..";
         if !plain {
@@ -173,17 +175,29 @@ mod tests {
         let args = ["-c".to_owned(), script.to_owned()];
         let confiner = confiner();
         let deadline = Instant::now() + budget;
-        run(Request { plugin: "t", granted: &granted, program: "sh", args: &args, env, files, timeout: Duration::from_secs(30), deadline, confiner: &confiner })
-            .await
+        run(Request {
+            plugin: "t",
+            granted: &granted,
+            program: "sh",
+            args: &args,
+            env,
+            files,
+            timeout: Duration::from_secs(30),
+            deadline,
+            confiner: &confiner,
+        })
+        .await
     }
 
     fn is_root() -> bool {
-        std::fs::read_to_string("/proc/self/status").is_ok_and(|s| s.lines().any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(2) == Some("0")))
+        std::fs::read_to_string("/proc/self/status")
+            .is_ok_and(|s| s.lines().any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(2) == Some("0")))
     }
 
     /// Alive means running or sleeping; a killed process not yet reaped is a zombie.
     fn alive(pid: &str) -> bool {
-        std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| s.rsplit(')').next().is_some_and(|rest| !rest.trim_start().starts_with('Z')))
+        std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .is_ok_and(|s| s.rsplit(')').next().is_some_and(|rest| !rest.trim_start().starts_with('Z')))
     }
 
     #[tokio::test]
@@ -230,7 +244,17 @@ mod tests {
         let deadline = Instant::now() + Duration::from_secs(5);
         for program in ["bash", "/bin/sh", "./sh", "../bin/sh"] {
             let confiner = confiner();
-            let req = Request { plugin: "t", granted: &granted, program, args: &[], env: &[], files: &[], timeout: Duration::from_secs(1), deadline, confiner: &confiner };
+            let req = Request {
+                plugin: "t",
+                granted: &granted,
+                program,
+                args: &[],
+                env: &[],
+                files: &[],
+                timeout: Duration::from_secs(1),
+                deadline,
+                confiner: &confiner,
+            };
             assert!(matches!(run(req).await, Err(ExecError::NotPermitted(_))), "{program}");
         }
         let err = sh("true", &[("LD_PRELOAD".into(), "/tmp/x.so".into())], &[], Duration::from_secs(5)).await.expect_err("refused");

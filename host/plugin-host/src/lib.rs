@@ -18,9 +18,12 @@ mod runtime;
 mod spec;
 mod state;
 
-pub use drivers::{Bmc, BootDevice, BootMode, BootEntry, Credentials, NetbootDriver, PowerAction, PowerDriver, PowerState, SwitchDescription, SwitchDriver, SwitchSession, Vlan};
 pub use budget::{ERROR_CAP, LOG_CALL_BUDGET, LOG_LINE_CAP};
 pub use confine::{Confinement, Confiner, ExecPolicy};
+pub use drivers::{
+    Bmc, BootDevice, BootEntry, BootMode, Credentials, NetbootDriver, PowerAction, PowerDriver, PowerState, SwitchDescription, SwitchDriver,
+    SwitchSession, Vlan,
+};
 pub use error::{CallError, CallFailure, CallResult, DriverError};
 pub use net::{NetworkSpec, Scheme};
 pub use runtime::{CONTRACT, CONTRACT_0_2, CONTRACTS, MAX_MEMORY_MB, PluginHost, RuntimeError};

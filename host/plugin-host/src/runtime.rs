@@ -98,7 +98,9 @@ impl PluginHost {
         match confiner.refusal() {
             Some(reason) => tracing::error!("exec confinement: {reason}"),
             None if confiner.summary().landlock_abi.is_none() => {
-                tracing::error!("exec confinement: NO LANDLOCK on this kernel; plugins with exec grants run UNCONFINED ([exec] allow_unconfined = true)")
+                tracing::error!(
+                    "exec confinement: NO LANDLOCK on this kernel; plugins with exec grants run UNCONFINED ([exec] allow_unconfined = true)"
+                )
             }
             None => tracing::info!("exec confinement: {}", confiner.summary().summary()),
         }
@@ -195,10 +197,12 @@ impl PluginHost {
     async fn load_one(&self, spec: &PluginSpec) -> Result<(Loaded, PluginStatus), (Option<String>, String)> {
         // Reading and compiling take milliseconds to seconds: keep them off the async workers.
         let path = spec.path.clone();
-        let read = tokio::task::spawn_blocking(move || std::fs::read(&path).map(|bytes| {
-            let sha256 = hex::encode(Sha256::digest(&bytes));
-            (bytes, sha256)
-        }))
+        let read = tokio::task::spawn_blocking(move || {
+            std::fs::read(&path).map(|bytes| {
+                let sha256 = hex::encode(Sha256::digest(&bytes));
+                (bytes, sha256)
+            })
+        })
         .await;
         let (bytes, sha256) = match read {
             Ok(Ok(read)) => read,
@@ -237,7 +241,9 @@ impl PluginHost {
         let contract = check_world(&self.engine, &component, spec.kind).map_err(&fail)?;
         let http = match (&spec.network, contract) {
             (Some(_), CONTRACT) => {
-                return Err(fail(format!("network settings are for {CONTRACT_0_2} power plugins; this component was built for {CONTRACT} (it has no network)")));
+                return Err(fail(format!(
+                    "network settings are for {CONTRACT_0_2} power plugins; this component was built for {CONTRACT} (it has no network)"
+                )));
             }
             (network, CONTRACT_0_2) => {
                 let network = network.clone().unwrap_or_default();
@@ -253,7 +259,9 @@ impl PluginHost {
             }
             _ => None,
         };
-        let pre = self.instance_pre(&component, spec.kind, contract).map_err(|e| fail(format!("does not fit the {} world of {contract}: {e}", spec.kind.world())))?;
+        let pre = self
+            .instance_pre(&component, spec.kind, contract)
+            .map_err(|e| fail(format!("does not fit the {} world of {contract}: {e}", spec.kind.world())))?;
         let loaded = Loaded {
             name: spec.name.as_str().into(),
             spec: Arc::new(spec.clone()),
@@ -365,9 +373,7 @@ impl PluginHost {
         let mut store = Store::new(&self.engine, state);
         store.limiter(|s| &mut s.limits);
         store.set_epoch_deadline(1);
-        store.epoch_deadline_callback(move |_| {
-            Ok(if Instant::now() >= deadline { UpdateDeadline::Interrupt } else { UpdateDeadline::Yield(1) })
-        });
+        store.epoch_deadline_callback(move |_| Ok(if Instant::now() >= deadline { UpdateDeadline::Interrupt } else { UpdateDeadline::Yield(1) }));
         Ok(store)
     }
 
@@ -380,13 +386,21 @@ impl PluginHost {
             Pre::Power(pre) => {
                 let i = pre.instantiate_async(&mut store).await.map_err(fail)?;
                 let info = i.metalhost_drivers_plugin().call_info(&mut store).await.map_err(fail)?;
-                i.metalhost_drivers_plugin().call_configure(&mut store, &plugin.config).await.map_err(configure)?.map_err(|e| driver(plugin, "configure", e))?;
+                i.metalhost_drivers_plugin()
+                    .call_configure(&mut store, &plugin.config)
+                    .await
+                    .map_err(configure)?
+                    .map_err(|e| driver(plugin, "configure", e))?;
                 (info.version, kind_of(info.kind))
             }
             Pre::Power2(pre) => {
                 let i = pre.instantiate_async(&mut store).await.map_err(fail)?;
                 let info = i.metalhost_drivers_plugin().call_info(&mut store).await.map_err(fail)?;
-                i.metalhost_drivers_plugin().call_configure(&mut store, &plugin.config).await.map_err(configure)?.map_err(|e| driver(plugin, "configure", e))?;
+                i.metalhost_drivers_plugin()
+                    .call_configure(&mut store, &plugin.config)
+                    .await
+                    .map_err(configure)?
+                    .map_err(|e| driver(plugin, "configure", e))?;
                 let kind = match info.kind {
                     power2::metalhost::drivers::types::PluginKind::Power => PluginKind::Power,
                     power2::metalhost::drivers::types::PluginKind::Switch => PluginKind::Switch,
@@ -397,13 +411,21 @@ impl PluginHost {
             Pre::Switch(pre) => {
                 let i = pre.instantiate_async(&mut store).await.map_err(fail)?;
                 let info = i.metalhost_drivers_plugin().call_info(&mut store).await.map_err(fail)?;
-                i.metalhost_drivers_plugin().call_configure(&mut store, &plugin.config).await.map_err(configure)?.map_err(|e| driver(plugin, "configure", e))?;
+                i.metalhost_drivers_plugin()
+                    .call_configure(&mut store, &plugin.config)
+                    .await
+                    .map_err(configure)?
+                    .map_err(|e| driver(plugin, "configure", e))?;
                 (info.version, kind_of(info.kind))
             }
             Pre::Netboot(pre) => {
                 let i = pre.instantiate_async(&mut store).await.map_err(fail)?;
                 let info = i.metalhost_drivers_plugin().call_info(&mut store).await.map_err(fail)?;
-                i.metalhost_drivers_plugin().call_configure(&mut store, &plugin.config).await.map_err(configure)?.map_err(|e| driver(plugin, "configure", e))?;
+                i.metalhost_drivers_plugin()
+                    .call_configure(&mut store, &plugin.config)
+                    .await
+                    .map_err(configure)?
+                    .map_err(|e| driver(plugin, "configure", e))?;
                 (info.version, kind_of(info.kind))
             }
         };
@@ -494,11 +516,7 @@ struct PluginInfoOut {
 fn check_world(engine: &Engine, component: &Component, declared: PluginKind) -> Result<&'static str, String> {
     let ty = component.component_type();
     let exports: Vec<String> = ty.exports(engine).map(|(name, _)| name.to_owned()).collect();
-    let ours: Vec<(&str, &str)> = exports
-        .iter()
-        .filter_map(|e| e.strip_prefix("metalhost:drivers/"))
-        .filter_map(|e| e.split_once('@'))
-        .collect();
+    let ours: Vec<(&str, &str)> = exports.iter().filter_map(|e| e.strip_prefix("metalhost:drivers/")).filter_map(|e| e.split_once('@')).collect();
     let Some((_, version)) = ours.first() else {
         return Err(format!("the component exports no metalhost:drivers interface (exports: {})", exports.join(", ")));
     };
@@ -509,13 +527,16 @@ fn check_world(engine: &Engine, component: &Component, declared: PluginKind) -> 
     if let Some((_, other)) = ours.iter().find(|(_, v)| v != version) {
         return Err(format!("the component exports interfaces of two contract versions ({version} and {other})"));
     }
-    let implemented = [PluginKind::Power, PluginKind::Switch, PluginKind::Netboot]
-        .into_iter()
-        .find(|k| ours.iter().any(|(iface, _)| *iface == k.interface()));
+    let implemented =
+        [PluginKind::Power, PluginKind::Switch, PluginKind::Netboot].into_iter().find(|k| ours.iter().any(|(iface, _)| *iface == k.interface()));
     match implemented {
         Some(kind) if kind == declared && (contract == CONTRACT || kind == PluginKind::Power) => Ok(contract),
         Some(kind) if kind == declared => Err(format!("{contract} has no {} world: build {kind} plugins against {CONTRACT}", kind.world())),
-        Some(kind) => Err(format!("the component implements the {} world, but the config declares a {declared} plugin ({} world)", kind.world(), declared.world())),
+        Some(kind) => Err(format!(
+            "the component implements the {} world, but the config declares a {declared} plugin ({} world)",
+            kind.world(),
+            declared.world()
+        )),
         None => Err(format!("the component implements no driver world (it must export metalhost:drivers/{})", declared.interface())),
     }
 }

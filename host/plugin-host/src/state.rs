@@ -10,8 +10,8 @@ use wasmtime::StoreLimits;
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
-use crate::bindings::power::metalhost::drivers::{exec, log, types};
 use crate::bindings::netboot::metalhost::drivers::service;
+use crate::bindings::power::metalhost::drivers::{exec, log, types};
 use crate::bindings::switch::metalhost::drivers::netconf;
 use crate::budget::LogBudget;
 use crate::confine::Confiner;

@@ -52,9 +52,8 @@ impl FromRequestParts<AppState> for AgentNode {
 
 async fn binary(State(state): State<AppState>) -> ApiResult<Response> {
     let path = state.config.agent.binary_path();
-    let bytes = tokio::fs::read(&path)
-        .await
-        .map_err(|e| ApiError::Unavailable(format!("the agent binary {} is not available: {e}", path.display())))?;
+    let bytes =
+        tokio::fs::read(&path).await.map_err(|e| ApiError::Unavailable(format!("the agent binary {} is not available: {e}", path.display())))?;
     Ok(([(axum::http::header::CONTENT_TYPE, "application/octet-stream")], bytes).into_response())
 }
 
@@ -74,10 +73,7 @@ async fn lookup(State(state): State<AppState>, ApiJson(req): ApiJson<LookupReque
                 return Err(crate::store::StoreError::NotFound(format!("an enrolled node with MAC {shown}")));
             };
             if !node.state.expects_agent() {
-                return Err(crate::store::StoreError::Conflict(format!(
-                    "node {:?} is {}: it expects no agent",
-                    node.name, node.state
-                )));
+                return Err(crate::store::StoreError::Conflict(format!("node {:?} is {}: it expects no agent", node.name, node.state)));
             }
             tasks::issue_node_token(c, node.id, &issued, expires)?;
             Ok(node)

@@ -21,9 +21,5 @@ pub fn is_operator(state: &AppState, presented: &str) -> bool {
 
 /// Rejects any request without the operator token before it reaches a handler, so nothing changes.
 pub async fn require_operator(State(state): State<AppState>, request: Request, next: Next) -> Result<Response, ApiError> {
-    if is_operator(&state, bearer(request.headers()).unwrap_or("")) {
-        Ok(next.run(request).await)
-    } else {
-        Err(ApiError::Unauthorized)
-    }
+    if is_operator(&state, bearer(request.headers()).unwrap_or("")) { Ok(next.run(request).await) } else { Err(ApiError::Unauthorized) }
 }

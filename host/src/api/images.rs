@@ -24,10 +24,7 @@ use crate::store::tasks;
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/v1/images", get(list).post(register))
-        .route(
-            "/v1/images/upload",
-            post(upload).layer(axum::extract::DefaultBodyLimit::disable()),
-        )
+        .route("/v1/images/upload", post(upload).layer(axum::extract::DefaultBodyLimit::disable()))
         .route("/v1/images/{id}", get(show).delete(remove))
 }
 

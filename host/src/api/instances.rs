@@ -18,9 +18,7 @@ use crate::store::switches::Key;
 use crate::store::tasks;
 
 pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/v1/instances", get(list).post(create))
-        .route("/v1/instances/{id}", get(show).delete(remove))
+    Router::new().route("/v1/instances", get(list).post(create)).route("/v1/instances/{id}", get(show).delete(remove))
 }
 
 #[derive(Serialize)]
@@ -66,12 +64,9 @@ async fn view(state: &AppState, instance: Instance) -> ApiResult<InstanceView> {
         })
         .await?;
     let (node_name, node_state, bytes_written, total_bytes) = match extra {
-        Some((node, task)) => (
-            Some(node.name),
-            Some(node.state.to_string()),
-            task.as_ref().map(|t| t.bytes_written),
-            task.and_then(|t| t.total_bytes),
-        ),
+        Some((node, task)) => {
+            (Some(node.name), Some(node.state.to_string()), task.as_ref().map(|t| t.bytes_written), task.and_then(|t| t.total_bytes))
+        }
         None => (None, None, None, None),
     };
     Ok(InstanceView { instance, node_name, node_state, bytes_written, total_bytes })

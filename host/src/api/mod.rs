@@ -19,7 +19,6 @@ use crate::app::AppState;
 
 pub use auth::bearer;
 
-
 /// The whole API: the operator routes behind the bearer token, plus unauthenticated health.
 pub fn router(state: AppState) -> Router {
     // With `[metrics] listen` set, /metrics is served there, open; otherwise here, behind the token.

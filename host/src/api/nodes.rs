@@ -201,11 +201,7 @@ async fn show(State(state): State<AppState>, Path(id): Path<String>) -> ApiResul
     Ok(Json(node.into()))
 }
 
-async fn update(
-    State(state): State<AppState>,
-    Path(id): Path<String>,
-    ApiJson(req): ApiJson<UpdateNode>,
-) -> ApiResult<Json<NodeView>> {
+async fn update(State(state): State<AppState>, Path(id): Path<String>, ApiJson(req): ApiJson<UpdateNode>) -> ApiResult<Json<NodeView>> {
     let change = req.validate()?;
     let key = Key::parse(&id);
     let node = state.store.call(move |c| nodes::update(c, &key, change)).await?;

@@ -135,8 +135,22 @@ async fn check(State(state): State<AppState>, Path(id): Path<String>) -> ApiResu
                 let fp = fingerprint.clone();
                 state.store.call(move |c| switches::learn_host_key(c, id, &fp)).await?;
             }
-            CheckView { switch: switch.name, reachable: true, model: Some(description.model), capabilities: description.capabilities, host_key: Some(fingerprint), error: None }
+            CheckView {
+                switch: switch.name,
+                reachable: true,
+                model: Some(description.model),
+                capabilities: description.capabilities,
+                host_key: Some(fingerprint),
+                error: None,
+            }
         }
-        Err(e) => CheckView { switch: switch.name, reachable: false, model: None, capabilities: vec![], host_key: switch.host_key, error: Some(e.to_string()) },
+        Err(e) => CheckView {
+            switch: switch.name,
+            reachable: false,
+            model: None,
+            capabilities: vec![],
+            host_key: switch.host_key,
+            error: Some(e.to_string()),
+        },
     }))
 }

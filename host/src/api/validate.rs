@@ -11,25 +11,16 @@ pub fn name(field: &str, value: &str) -> Result<(), ApiError> {
     if ok {
         Ok(())
     } else {
-        Err(ApiError::BadRequest(format!(
-            "invalid {field} {value:?}: use 1-63 letters, digits, '-', '_' or '.', not only digits"
-        )))
+        Err(ApiError::BadRequest(format!("invalid {field} {value:?}: use 1-63 letters, digits, '-', '_' or '.', not only digits")))
     }
 }
 
 pub fn non_empty(field: &str, value: &str) -> Result<(), ApiError> {
-    if value.trim().is_empty() {
-        Err(ApiError::BadRequest(format!("{field} must not be empty")))
-    } else {
-        Ok(())
-    }
+    if value.trim().is_empty() { Err(ApiError::BadRequest(format!("{field} must not be empty"))) } else { Ok(()) }
 }
 
 pub fn port(field: &str, value: i64) -> Result<u16, ApiError> {
-    u16::try_from(value)
-        .ok()
-        .filter(|p| *p > 0)
-        .ok_or_else(|| ApiError::BadRequest(format!("invalid {field} {value}: expected 1-65535")))
+    u16::try_from(value).ok().filter(|p| *p > 0).ok_or_else(|| ApiError::BadRequest(format!("invalid {field} {value}: expected 1-65535")))
 }
 
 /// Sizes and counts: strictly positive.

@@ -47,11 +47,7 @@ impl Client {
         if status.is_success() {
             return Ok(body);
         }
-        let message = body
-            .pointer("/error/message")
-            .and_then(Value::as_str)
-            .map(str::to_owned)
-            .unwrap_or_else(|| format!("request failed: {body}"));
+        let message = body.pointer("/error/message").and_then(Value::as_str).map(str::to_owned).unwrap_or_else(|| format!("request failed: {body}"));
         Err(CliError::Server { status: status.as_u16(), message })
     }
 
@@ -81,8 +77,7 @@ pub fn secret_from(value: Option<String>, file: Option<&std::path::Path>, what: 
     match (value, file) {
         (Some(v), _) => Ok(Some(v)),
         (None, Some(path)) => {
-            let text = std::fs::read_to_string(path)
-                .map_err(|e| CliError::Usage(format!("cannot read {what} file {}: {e}", path.display())))?;
+            let text = std::fs::read_to_string(path).map_err(|e| CliError::Usage(format!("cannot read {what} file {}: {e}", path.display())))?;
             Ok(Some(text.lines().next().unwrap_or("").to_owned()))
         }
         (None, None) => Ok(None),

@@ -28,17 +28,19 @@ pub enum ImageCommand {
         compression: Option<String>,
     },
     List,
-    Show { image: String },
+    Show {
+        image: String,
+    },
     /// Delete an image no instance uses.
-    Delete { image: String },
+    Delete {
+        image: String,
+    },
 }
 
 pub async fn run(client: &Client, out: &Printer, cmd: ImageCommand) -> Result<(), CliError> {
     match cmd {
         ImageCommand::Add { file: Some(file), name, url: None, compression, .. } => {
-            let handle = tokio::fs::File::open(&file)
-                .await
-                .map_err(|e| CliError::Usage(format!("cannot open {}: {e}", file.display())))?;
+            let handle = tokio::fs::File::open(&file).await.map_err(|e| CliError::Usage(format!("cannot open {}: {e}", file.display())))?;
             let body = reqwest::Body::wrap_stream(tokio_util::io::ReaderStream::with_capacity(handle, 1 << 20));
             let mut query = vec![("name", name)];
             if let Some(c) = compression {
@@ -54,7 +56,10 @@ pub async fn run(client: &Client, out: &Printer, cmd: ImageCommand) -> Result<()
         ImageCommand::Add { .. } => return Err(CliError::Usage("give either a file to upload or --url and --sha256".into())),
         ImageCommand::List => {
             let list = client.get("/v1/images").await?;
-            out.list(&list, &[("ID", "id"), ("NAME", "name"), ("SIZE", "size"), ("COMPRESSION", "compression"), ("SHA256", "sha256"), ("URL", "url")]);
+            out.list(
+                &list,
+                &[("ID", "id"), ("NAME", "name"), ("SIZE", "size"), ("COMPRESSION", "compression"), ("SHA256", "sha256"), ("URL", "url")],
+            );
         }
         ImageCommand::Show { image } => out.one(&client.get(&format!("/v1/images/{}", segment(&image))).await?),
         ImageCommand::Delete { image } => {

@@ -32,7 +32,9 @@ pub enum InstanceCommand {
         wait: bool,
     },
     List,
-    Show { instance: String },
+    Show {
+        instance: String,
+    },
     /// Destroy an instance: power off, port back to provisioning, clean, node back to the pool.
     Delete {
         instance: String,
@@ -59,7 +61,18 @@ pub async fn run(client: &Client, out: &Printer, cmd: InstanceCommand) -> Result
         }
         InstanceCommand::List => {
             let list = client.get("/v1/instances").await?;
-            out.list(&list, &[("ID", "id"), ("NAME", "name"), ("STATE", "state"), ("NODE", "node_name"), ("NODE_STATE", "node_state"), ("IMAGE", "image_id"), ("LAST_ERROR", "last_error")]);
+            out.list(
+                &list,
+                &[
+                    ("ID", "id"),
+                    ("NAME", "name"),
+                    ("STATE", "state"),
+                    ("NODE", "node_name"),
+                    ("NODE_STATE", "node_state"),
+                    ("IMAGE", "image_id"),
+                    ("LAST_ERROR", "last_error"),
+                ],
+            );
         }
         InstanceCommand::Show { instance } => out.one(&client.get(&format!("/v1/instances/{}", segment(&instance))).await?),
         InstanceCommand::Delete { instance, wait } => {

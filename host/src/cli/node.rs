@@ -142,9 +142,8 @@ pub const NODE_COLUMNS: &[(&str, &str)] = &[
 pub async fn run(client: &Client, out: &Printer, cmd: NodeCommand) -> Result<(), CliError> {
     match cmd {
         NodeCommand::Add(a) => {
-            let password = secret_from(a.bmc_password, a.bmc_password_file.as_deref(), "BMC password")?.ok_or_else(|| {
-                CliError::Usage("a BMC password is needed: --bmc-password-file, --bmc-password or METALHOST_BMC_PASSWORD".into())
-            })?;
+            let password = secret_from(a.bmc_password, a.bmc_password_file.as_deref(), "BMC password")?
+                .ok_or_else(|| CliError::Usage("a BMC password is needed: --bmc-password-file, --bmc-password or METALHOST_BMC_PASSWORD".into()))?;
             let body = json!({
                 "name": a.name, "mac": a.mac, "ip": a.ip, "cpus": a.cpus, "ram_mb": a.ram_mb, "disk_gb": a.disk_gb,
                 "bmc_address": a.bmc_address, "bmc_port": a.bmc_port, "bmc_username": a.bmc_username,
@@ -185,7 +184,10 @@ pub async fn run(client: &Client, out: &Printer, cmd: NodeCommand) -> Result<(),
         }
         NodeCommand::Events { node } => {
             let list = client.get(&format!("/v1/nodes/{}/events", segment(&node))).await?;
-            out.list(&list, &[("AT", "at"), ("KIND", "kind"), ("FROM", "from_state"), ("TO", "to_state"), ("MS", "duration_ms"), ("MESSAGE", "message")]);
+            out.list(
+                &list,
+                &[("AT", "at"), ("KIND", "kind"), ("FROM", "from_state"), ("TO", "to_state"), ("MS", "duration_ms"), ("MESSAGE", "message")],
+            );
         }
         NodeCommand::Power { node, action } => {
             let path = format!("/v1/nodes/{}/power", segment(&node));

@@ -165,7 +165,10 @@ pub fn run_local(cmd: &PluginCommand, json: bool) -> ExitCode {
                 TemplateArg::Ipmitool => plugin_new::Template::Default,
                 TemplateArg::Redfish => plugin_new::Template::Redfish,
             },
-            &args.name, args.path.as_deref(), args.sdk.as_deref()) {
+            &args.name,
+            args.path.as_deref(),
+            args.sdk.as_deref(),
+        ) {
             Ok(created) => {
                 if json {
                     super::output::json(&serde_json::json!({ "ok": true, "path": created.dir, "sdk": created.sdk, "wasm": created.wasm }));

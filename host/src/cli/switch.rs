@@ -60,7 +60,18 @@ pub async fn run(client: &Client, out: &Printer, cmd: SwitchCommand) -> Result<(
         }
         SwitchCommand::List => {
             let list = client.get("/v1/switches").await?;
-            out.list(&list, &[("ID", "id"), ("NAME", "name"), ("ADDRESS", "address"), ("PORT", "port"), ("USER", "username"), ("DRIVER", "driver"), ("DESCRIPTION", "description")]);
+            out.list(
+                &list,
+                &[
+                    ("ID", "id"),
+                    ("NAME", "name"),
+                    ("ADDRESS", "address"),
+                    ("PORT", "port"),
+                    ("USER", "username"),
+                    ("DRIVER", "driver"),
+                    ("DESCRIPTION", "description"),
+                ],
+            );
         }
         SwitchCommand::Show { switch } => out.one(&client.get(&format!("/v1/switches/{}", segment(&switch))).await?),
         SwitchCommand::Check { switch } => {

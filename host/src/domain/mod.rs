@@ -39,10 +39,7 @@ impl std::fmt::Debug for Secret {
 
 /// Milliseconds since the Unix epoch: how timestamps are stored and shown.
 pub fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-        .unwrap_or(0)
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX)).unwrap_or(0)
 }
 
 /// When something must be over, as stored (Unix ms): `within` from now.

@@ -9,8 +9,7 @@ use super::ParseError;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct MacAddr([u8; 6]);
 
-impl MacAddr {
-}
+impl MacAddr {}
 
 impl FromStr for MacAddr {
     type Err = ParseError;
@@ -59,11 +58,7 @@ impl FromStr for Hostname {
             return Ok(Hostname(s.to_owned()));
         }
         let label_ok = |l: &str| {
-            !l.is_empty()
-                && l.len() <= 63
-                && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
-                && !l.starts_with('-')
-                && !l.ends_with('-')
+            !l.is_empty() && l.len() <= 63 && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') && !l.starts_with('-') && !l.ends_with('-')
         };
         // A name made only of digits and dots is a mistyped IPv4 address, not a host name.
         let looks_numeric = s.chars().all(|c| c.is_ascii_digit() || c == '.');
@@ -121,15 +116,11 @@ impl FromStr for SwitchPort {
     type Err = ParseError;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let ok = !s.is_empty()
-            && s.len() <= 64
-            && s.chars().all(|c| c.is_ascii_alphanumeric() || "-/:._".contains(c));
+        let ok = !s.is_empty() && s.len() <= 64 && s.chars().all(|c| c.is_ascii_alphanumeric() || "-/:._".contains(c));
         if ok {
             Ok(SwitchPort(s.to_owned()))
         } else {
-            Err(ParseError(format!(
-                "invalid switch port {s:?}: expected a port name like ge-0/0/3 (letters, digits, - / : . _)"
-            )))
+            Err(ParseError(format!("invalid switch port {s:?}: expected a port name like ge-0/0/3 (letters, digits, - / : . _)")))
         }
     }
 }

@@ -61,10 +61,7 @@ string_enum!(
 impl ProvisionState {
     /// States in which a workflow is running: each has a deadline and ends in a stable state or `error`.
     pub fn is_transitional(self) -> bool {
-        matches!(
-            self,
-            Self::Deploying | Self::WaitAgent | Self::Activating | Self::Deleting | Self::Cleaning
-        )
+        matches!(self, Self::Deploying | Self::WaitAgent | Self::Activating | Self::Deleting | Self::Cleaning)
     }
 
     /// States in which the node's agent may call in. `deploying` and `deleting` count because the

@@ -95,11 +95,7 @@ pub fn delete(conn: &mut Connection, key: &Key) -> Result<Image> {
         rows.collect::<rusqlite::Result<_>>()?
     };
     if !users.is_empty() {
-        return Err(StoreError::Conflict(format!(
-            "image {:?} is used by instances: {}; delete them first",
-            image.name,
-            users.join(", ")
-        )));
+        return Err(StoreError::Conflict(format!("image {:?} is used by instances: {}; delete them first", image.name, users.join(", "))));
     }
     tx.execute("DELETE FROM images WHERE id = ?1", [image.id])?;
     tx.commit()?;

@@ -113,9 +113,7 @@ const MIGRATIONS: &[&str] = &[
 ];
 
 pub fn apply(conn: &mut Connection) -> Result<()> {
-    let current: usize = conn
-        .pragma_query_value(None, "user_version", |row| row.get::<_, i64>(0))
-        .map(|v| usize::try_from(v).unwrap_or(0))?;
+    let current: usize = conn.pragma_query_value(None, "user_version", |row| row.get::<_, i64>(0)).map(|v| usize::try_from(v).unwrap_or(0))?;
     if current > MIGRATIONS.len() {
         return Err(StoreError::Migration(format!(
             "the database is at schema version {current}, newer than this metalhost knows ({}): refusing to touch it",
@@ -125,8 +123,7 @@ pub fn apply(conn: &mut Connection) -> Result<()> {
     for (index, sql) in MIGRATIONS.iter().enumerate().skip(current) {
         let version = index + 1;
         let tx = conn.transaction()?;
-        tx.execute_batch(sql)
-            .map_err(|e| StoreError::Migration(format!("migration {version}: {e}")))?;
+        tx.execute_batch(sql).map_err(|e| StoreError::Migration(format!("migration {version}: {e}")))?;
         tx.pragma_update(None, "user_version", version as i64)?;
         tx.commit()?;
         tracing::info!(version, "applied database migration");
@@ -155,7 +152,8 @@ mod tests {
         .unwrap();
         apply(&mut conn).unwrap();
         // The columns nodes.rs reads (the password columns need the store's sealing functions).
-        let (text, detail) = conn.query_row("SELECT last_error, last_error_detail FROM nodes WHERE id = 1", [], |r| Ok((r.get(0)?, r.get(1)?))).unwrap();
+        let (text, detail) =
+            conn.query_row("SELECT last_error, last_error_detail FROM nodes WHERE id = 1", [], |r| Ok((r.get(0)?, r.get(1)?))).unwrap();
         assert_eq!(LastError::from_columns(text, detail), Some(LastError::text("step \"power off\" failed: old words")));
     }
 }

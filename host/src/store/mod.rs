@@ -3,13 +3,13 @@
 //! Callers send closures with [`Store::call`] and await the answer. Transactions are short and never
 //! span a plugin call.
 
-mod migrations;
-pub mod seal;
 pub mod events;
 pub mod images;
 pub mod instances;
 pub mod last_error;
+mod migrations;
 pub mod nodes;
+pub mod seal;
 pub mod switches;
 pub mod tasks;
 

@@ -8,10 +8,7 @@ use super::events::{self, EventKind, NewEvent};
 use super::last_error::LastError;
 use super::switches::Key;
 use super::{Result, StoreError};
-use crate::domain::{
-    Hostname, InstanceId, MacAddr, NetworkKind, NodeId, PowerState, ProvisionState, Secret, SwitchId, SwitchPort, Vlan,
-    now_ms,
-};
+use crate::domain::{Hostname, InstanceId, MacAddr, NetworkKind, NodeId, PowerState, ProvisionState, Secret, SwitchId, SwitchPort, Vlan, now_ms};
 
 /// A node as stored. Holds the BMC password: never serialise this type to a client.
 #[derive(Debug, Clone)]
@@ -115,9 +112,11 @@ fn from_row(row: &Row<'_>) -> rusqlite::Result<Node> {
         state: super::parse_col(row, 14)?,
         power_state: super::parse_col(row, 15)?,
         network: super::parse_col(row, 16)?,
-        vlan: row.get::<_, Option<i64>>(17)?.map(Vlan::new).transpose().map_err(|e| {
-            rusqlite::Error::FromSqlConversionFailure(17, rusqlite::types::Type::Integer, e.to_string().into())
-        })?,
+        vlan: row
+            .get::<_, Option<i64>>(17)?
+            .map(Vlan::new)
+            .transpose()
+            .map_err(|e| rusqlite::Error::FromSqlConversionFailure(17, rusqlite::types::Type::Integer, e.to_string().into()))?,
         maintenance: row.get(18)?,
         last_error: LastError::from_columns(row.get(19)?, row.get(22)?),
         instance_id: row.get::<_, Option<i64>>(20)?.map(InstanceId),
@@ -127,50 +126,33 @@ fn from_row(row: &Row<'_>) -> rusqlite::Result<Node> {
 
 /// The explicit uniqueness and reference checks, shared by insert and update, so a rejected request
 /// gets a precise message and writes nothing.
-fn check_unique(
-    tx: &Transaction<'_>,
-    this: Option<NodeId>,
-    name: Option<&str>,
-    mac: Option<&MacAddr>,
-    port: Option<(SwitchId, &str)>,
-) -> Result<()> {
+fn check_unique(tx: &Transaction<'_>, this: Option<NodeId>, name: Option<&str>, mac: Option<&MacAddr>, port: Option<(SwitchId, &str)>) -> Result<()> {
     let other = this.map_or(-1, |id| id.0);
     if let Some(mac) = mac {
-        let holder: Option<String> = tx
-            .query_row("SELECT name FROM nodes WHERE mac = ?1 AND id <> ?2", params![mac.to_string(), other], |r| {
-                r.get(0)
-            })
-            .optional()?;
+        let holder: Option<String> =
+            tx.query_row("SELECT name FROM nodes WHERE mac = ?1 AND id <> ?2", params![mac.to_string(), other], |r| r.get(0)).optional()?;
         if let Some(holder) = holder {
             return Err(StoreError::Conflict(format!("MAC {mac} is already enrolled as node {holder:?}")));
         }
     }
     if let Some(name) = name {
-        let taken: bool =
-            tx.query_row("SELECT EXISTS(SELECT 1 FROM nodes WHERE name = ?1 AND id <> ?2)", params![name, other], |r| {
-                r.get(0)
-            })?;
+        let taken: bool = tx.query_row("SELECT EXISTS(SELECT 1 FROM nodes WHERE name = ?1 AND id <> ?2)", params![name, other], |r| r.get(0))?;
         if taken {
             return Err(StoreError::Conflict(format!("a node named {name:?} already exists")));
         }
     }
     if let Some((switch_id, port)) = port {
-        let exists: bool =
-            tx.query_row("SELECT EXISTS(SELECT 1 FROM switches WHERE id = ?1)", [switch_id.0], |r| r.get(0))?;
+        let exists: bool = tx.query_row("SELECT EXISTS(SELECT 1 FROM switches WHERE id = ?1)", [switch_id.0], |r| r.get(0))?;
         if !exists {
             return Err(StoreError::Unprocessable(format!("switch {switch_id} does not exist")));
         }
         let holder: Option<String> = tx
-            .query_row(
-                "SELECT name FROM nodes WHERE switch_id = ?1 AND switch_port = ?2 AND id <> ?3",
-                params![switch_id.0, port, other],
-                |r| r.get(0),
-            )
+            .query_row("SELECT name FROM nodes WHERE switch_id = ?1 AND switch_port = ?2 AND id <> ?3", params![switch_id.0, port, other], |r| {
+                r.get(0)
+            })
             .optional()?;
         if let Some(holder) = holder {
-            return Err(StoreError::Conflict(format!(
-                "port {port} of switch {switch_id} is already given to node {holder:?}"
-            )));
+            return Err(StoreError::Conflict(format!("port {port} of switch {switch_id} is already given to node {holder:?}")));
         }
     }
     Ok(())
@@ -226,12 +208,8 @@ pub fn list_in_state(conn: &Connection, state: ProvisionState) -> Result<Vec<Nod
 
 pub fn get(conn: &Connection, key: &Key) -> Result<Node> {
     let found = match key {
-        Key::Id(id) => {
-            conn.query_row(&format!("SELECT {COLUMNS} FROM nodes WHERE id = ?1"), [id], from_row).optional()?
-        }
-        Key::Name(name) => {
-            conn.query_row(&format!("SELECT {COLUMNS} FROM nodes WHERE name = ?1"), [name], from_row).optional()?
-        }
+        Key::Id(id) => conn.query_row(&format!("SELECT {COLUMNS} FROM nodes WHERE id = ?1"), [id], from_row).optional()?,
+        Key::Name(name) => conn.query_row(&format!("SELECT {COLUMNS} FROM nodes WHERE name = ?1"), [name], from_row).optional()?,
     };
     found.ok_or_else(|| StoreError::NotFound(format!("node {key}")))
 }
@@ -264,19 +242,45 @@ pub fn update(conn: &mut Connection, key: &Key, change: NodeUpdate) -> Result<No
     let port = change.switch_port.as_ref().map_or(node.switch_port.as_str(), |p| p.as_str());
     check_unique(&tx, Some(node.id), change.name.as_deref(), change.mac.as_ref(), port_changes.then_some((switch_id, port)))?;
     let mut changes: Vec<(&str, Box<dyn rusqlite::ToSql>)> = Vec::new();
-    if let Some(v) = change.name { changes.push(("name", Box::new(v))); }
-    if let Some(v) = change.mac { changes.push(("mac", Box::new(v.to_string()))); }
-    if let Some(v) = change.ip { changes.push(("ip", Box::new(v.to_string()))); }
-    if let Some(v) = change.cpus { changes.push(("cpus", Box::new(v))); }
-    if let Some(v) = change.ram_mb { changes.push(("ram_mb", Box::new(v))); }
-    if let Some(v) = change.disk_gb { changes.push(("disk_gb", Box::new(v))); }
-    if let Some(v) = change.bmc_address { changes.push(("bmc_address", Box::new(v.as_str().to_owned()))); }
-    if let Some(v) = change.bmc_port { changes.push(("bmc_port", Box::new(v))); }
-    if let Some(v) = change.bmc_username { changes.push(("bmc_username", Box::new(v))); }
-    if let Some(v) = change.bmc_password { changes.push(("bmc_password", Box::new(v.expose().to_owned()))); }
-    if let Some(v) = change.power_driver { changes.push(("power_driver", Box::new(v))); }
-    if let Some(v) = change.switch_id { changes.push(("switch_id", Box::new(v.0))); }
-    if let Some(v) = change.switch_port { changes.push(("switch_port", Box::new(v.as_str().to_owned()))); }
+    if let Some(v) = change.name {
+        changes.push(("name", Box::new(v)));
+    }
+    if let Some(v) = change.mac {
+        changes.push(("mac", Box::new(v.to_string())));
+    }
+    if let Some(v) = change.ip {
+        changes.push(("ip", Box::new(v.to_string())));
+    }
+    if let Some(v) = change.cpus {
+        changes.push(("cpus", Box::new(v)));
+    }
+    if let Some(v) = change.ram_mb {
+        changes.push(("ram_mb", Box::new(v)));
+    }
+    if let Some(v) = change.disk_gb {
+        changes.push(("disk_gb", Box::new(v)));
+    }
+    if let Some(v) = change.bmc_address {
+        changes.push(("bmc_address", Box::new(v.as_str().to_owned())));
+    }
+    if let Some(v) = change.bmc_port {
+        changes.push(("bmc_port", Box::new(v)));
+    }
+    if let Some(v) = change.bmc_username {
+        changes.push(("bmc_username", Box::new(v)));
+    }
+    if let Some(v) = change.bmc_password {
+        changes.push(("bmc_password", Box::new(v.expose().to_owned())));
+    }
+    if let Some(v) = change.power_driver {
+        changes.push(("power_driver", Box::new(v)));
+    }
+    if let Some(v) = change.switch_id {
+        changes.push(("switch_id", Box::new(v.0)));
+    }
+    if let Some(v) = change.switch_port {
+        changes.push(("switch_port", Box::new(v.as_str().to_owned())));
+    }
     if let Some(v) = change.maintenance {
         changes.push(("maintenance", Box::new(v)));
         if v != node.maintenance {
@@ -286,8 +290,7 @@ pub fn update(conn: &mut Connection, key: &Key, change: NodeUpdate) -> Result<No
     }
     if !changes.is_empty() {
         changes.push(("updated_at", Box::new(now_ms())));
-        let assignments: Vec<String> =
-            changes
+        let assignments: Vec<String> = changes
             .iter()
             .enumerate()
             .map(|(i, (column, _))| match *column {
@@ -309,10 +312,7 @@ pub fn delete(conn: &mut Connection, key: &Key) -> Result<()> {
     let tx = conn.transaction()?;
     let node = get(&tx, key)?;
     if let Some(instance) = node.instance_id {
-        return Err(StoreError::Conflict(format!(
-            "node {:?} holds instance {instance}: delete the instance first",
-            node.name
-        )));
+        return Err(StoreError::Conflict(format!("node {:?} holds instance {instance}: delete the instance first", node.name)));
     }
     if node.state.is_transitional() {
         return Err(StoreError::Conflict(format!("node {:?} is {}: wait until it settles", node.name, node.state)));
@@ -367,14 +367,7 @@ pub fn transition(conn: &Connection, t: Transition<'_>) -> Result<Node> {
     if node.state != t.to || last_error.is_some() {
         events::append(
             conn,
-            NewEvent {
-                node: t.node,
-                kind: EventKind::State,
-                from: Some(node.state),
-                to: Some(t.to),
-                message: t.message,
-                duration_ms: t.duration_ms,
-            },
+            NewEvent { node: t.node, kind: EventKind::State, from: Some(node.state), to: Some(t.to), message: t.message, duration_ms: t.duration_ms },
         )?;
     }
     get_by_id(conn, t.node)
@@ -413,7 +406,8 @@ pub fn list_transitional(conn: &Connection) -> Result<Vec<Node>> {
 /// How many nodes are in each (state, power state): the pool's gauges at a metrics scrape.
 pub fn count_by_state(conn: &mut Connection) -> Result<Vec<(ProvisionState, PowerState, u64)>> {
     let mut stmt = conn.prepare_cached("SELECT state, power_state, COUNT(*) FROM nodes GROUP BY state, power_state")?;
-    let rows = stmt.query_map([], |row| Ok((super::parse_col::<ProvisionState>(row, 0)?, super::parse_col::<PowerState>(row, 1)?, row.get::<_, i64>(2)?)))?;
+    let rows =
+        stmt.query_map([], |row| Ok((super::parse_col::<ProvisionState>(row, 0)?, super::parse_col::<PowerState>(row, 1)?, row.get::<_, i64>(2)?)))?;
     let mut counts = Vec::new();
     for row in rows {
         let (state, power, n) = row?;

@@ -54,8 +54,7 @@ impl std::fmt::Display for Key {
     }
 }
 
-const COLUMNS: &str =
-    "id, name, address, port, username, unseal('switches.password', password), driver, description, host_key, host_key_pinned";
+const COLUMNS: &str = "id, name, address, port, username, unseal('switches.password', password), driver, description, host_key, host_key_pinned";
 
 fn from_row(row: &Row<'_>) -> rusqlite::Result<Switch> {
     Ok(Switch {
@@ -108,12 +107,8 @@ pub fn list(conn: &Connection) -> Result<Vec<Switch>> {
 
 pub fn get(conn: &Connection, key: &Key) -> Result<Switch> {
     let found = match key {
-        Key::Id(id) => conn
-            .query_row(&format!("SELECT {COLUMNS} FROM switches WHERE id = ?1"), [id], from_row)
-            .optional()?,
-        Key::Name(name) => conn
-            .query_row(&format!("SELECT {COLUMNS} FROM switches WHERE name = ?1"), [name], from_row)
-            .optional()?,
+        Key::Id(id) => conn.query_row(&format!("SELECT {COLUMNS} FROM switches WHERE id = ?1"), [id], from_row).optional()?,
+        Key::Name(name) => conn.query_row(&format!("SELECT {COLUMNS} FROM switches WHERE name = ?1"), [name], from_row).optional()?,
     };
     found.ok_or_else(|| StoreError::NotFound(format!("switch {key}")))
 }
@@ -133,10 +128,7 @@ pub fn delete(conn: &mut Connection, key: &Key) -> Result<()> {
     if !users.is_empty() {
         let more = if users.len() > 5 { ", ..." } else { "" };
         let shown = users.iter().take(5).cloned().collect::<Vec<_>>().join(", ");
-        return Err(StoreError::Conflict(format!(
-            "switch {:?} is still used by nodes: {shown}{more}; move or delete them first",
-            switch.name
-        )));
+        return Err(StoreError::Conflict(format!("switch {:?} is still used by nodes: {shown}{more}; move or delete them first", switch.name)));
     }
     tx.execute("DELETE FROM switches WHERE id = ?1", [switch.id.0])?;
     tx.commit()?;
@@ -145,9 +137,6 @@ pub fn delete(conn: &mut Connection, key: &Key) -> Result<()> {
 
 /// Records the host key seen on first use. A pinned key is never overwritten.
 pub fn learn_host_key(conn: &Connection, id: SwitchId, fingerprint: &str) -> Result<()> {
-    conn.execute(
-        "UPDATE switches SET host_key = ?2 WHERE id = ?1 AND host_key IS NULL",
-        params![id.0, fingerprint],
-    )?;
+    conn.execute("UPDATE switches SET host_key = ?2 WHERE id = ?1 AND host_key IS NULL", params![id.0, fingerprint])?;
     Ok(())
 }

@@ -24,16 +24,14 @@ pub struct Task {
     pub created_at: i64,
 }
 
-const COLUMNS: &str =
-    "id, node_id, kind, state, payload, image_id, deadline, last_heartbeat, bytes_written, total_bytes, message, created_at";
+const COLUMNS: &str = "id, node_id, kind, state, payload, image_id, deadline, last_heartbeat, bytes_written, total_bytes, message, created_at";
 
 fn parse<T: std::str::FromStr>(row: &Row<'_>, idx: usize) -> rusqlite::Result<T>
 where
     T::Err: std::fmt::Display,
 {
     let text: String = row.get(idx)?;
-    text.parse()
-        .map_err(|e: T::Err| rusqlite::Error::FromSqlConversionFailure(idx, rusqlite::types::Type::Text, e.to_string().into()))
+    text.parse().map_err(|e: T::Err| rusqlite::Error::FromSqlConversionFailure(idx, rusqlite::types::Type::Text, e.to_string().into()))
 }
 
 fn from_row(row: &Row<'_>) -> rusqlite::Result<Task> {
@@ -101,9 +99,7 @@ pub fn open_for_node(conn: &Connection, node: NodeId) -> Result<Option<Task>> {
 
 /// The node's most recent task, finished or not.
 pub fn latest_for_node(conn: &Connection, node: NodeId) -> Result<Option<Task>> {
-    Ok(conn
-        .query_row(&format!("SELECT {COLUMNS} FROM tasks WHERE node_id = ?1 ORDER BY id DESC LIMIT 1"), [node.0], from_row)
-        .optional()?)
+    Ok(conn.query_row(&format!("SELECT {COLUMNS} FROM tasks WHERE node_id = ?1 ORDER BY id DESC LIMIT 1"), [node.0], from_row).optional()?)
 }
 
 /// Hands the task to the agent: running, heartbeat now, and a fresh image token (only its hash kept).
@@ -144,10 +140,7 @@ pub fn progress(conn: &Connection, id: TaskId, node: NodeId, bytes: u64, total: 
 
 pub fn heartbeat(conn: &Connection, node: NodeId) -> Result<()> {
     let now = now_ms();
-    conn.execute(
-        "UPDATE tasks SET last_heartbeat = ?2, updated_at = ?2 WHERE node_id = ?1 AND state = 'running'",
-        params![node.0, now],
-    )?;
+    conn.execute("UPDATE tasks SET last_heartbeat = ?2, updated_at = ?2 WHERE node_id = ?1 AND state = 'running'", params![node.0, now])?;
     Ok(())
 }
 
@@ -176,20 +169,13 @@ pub fn overdue(conn: &Connection, now: i64, heartbeat_timeout_ms: i64) -> Result
         .filter_map(|task| {
             let reason = if now > task.deadline {
                 Some(match task.state {
-                    TaskState::Pending => format!(
-                        "the agent never fetched the {} task before its deadline ({} s)",
-                        task.kind,
-                        (task.deadline - task.created_at) / 1000
-                    ),
+                    TaskState::Pending => {
+                        format!("the agent never fetched the {} task before its deadline ({} s)", task.kind, (task.deadline - task.created_at) / 1000)
+                    }
                     _ => format!("the {} task passed its deadline ({} s)", task.kind, (task.deadline - task.created_at) / 1000),
                 })
-            } else if task.state == TaskState::Running
-                && task.last_heartbeat.is_some_and(|beat| now - beat > heartbeat_timeout_ms)
-            {
-                Some(format!(
-                    "the agent stopped heartbeating: last heard from {} s ago",
-                    (now - task.last_heartbeat.unwrap_or(now)) / 1000
-                ))
+            } else if task.state == TaskState::Running && task.last_heartbeat.is_some_and(|beat| now - beat > heartbeat_timeout_ms) {
+                Some(format!("the agent stopped heartbeating: last heard from {} s ago", (now - task.last_heartbeat.unwrap_or(now)) / 1000))
             } else {
                 None
             };
@@ -213,21 +199,16 @@ pub fn by_image_token(conn: &Connection, token: &str) -> Result<Option<Task>> {
 pub fn issue_node_token(conn: &Connection, node: NodeId, token: &str, expires_at: i64) -> Result<()> {
     let now = now_ms();
     conn.execute("DELETE FROM node_tokens WHERE expires_at < ?1", [now])?;
-    conn.execute(
-        "INSERT INTO node_tokens (token_hash, node_id, expires_at) VALUES (?1, ?2, ?3)",
-        params![hash_token(token), node.0, expires_at],
-    )?;
+    conn.execute("INSERT INTO node_tokens (token_hash, node_id, expires_at) VALUES (?1, ?2, ?3)", params![hash_token(token), node.0, expires_at])?;
     Ok(())
 }
 
 /// The node a token belongs to, if the token exists and has not expired.
 pub fn node_for_token(conn: &Connection, token: &str) -> Result<Option<NodeId>> {
     Ok(conn
-        .query_row(
-            "SELECT node_id FROM node_tokens WHERE token_hash = ?1 AND expires_at >= ?2",
-            params![hash_token(token), now_ms()],
-            |r| r.get::<_, i64>(0),
-        )
+        .query_row("SELECT node_id FROM node_tokens WHERE token_hash = ?1 AND expires_at >= ?2", params![hash_token(token), now_ms()], |r| {
+            r.get::<_, i64>(0)
+        })
         .optional()?
         .map(NodeId))
 }

@@ -234,7 +234,10 @@ mod tests {
 
     #[test]
     fn builds_both_dialects() {
-        assert!(access_config(Syntax::Legacy, "ge-0/0/3", 200).contains("<port-mode>access</port-mode><vlan operation=\"replace\"><members>200</members>"));
+        assert!(
+            access_config(Syntax::Legacy, "ge-0/0/3", 200)
+                .contains("<port-mode>access</port-mode><vlan operation=\"replace\"><members>200</members>")
+        );
         assert!(access_config(Syntax::Els, "ge-0/0/3", 200).contains("<interface-mode>access</interface-mode>"));
         assert_eq!(vlan_config(100, "prov"), "<vlans><vlan><name>prov</name><vlan-id>100</vlan-id></vlan></vlans>");
     }

@@ -9,8 +9,8 @@
 
 mod junos;
 
-use metalhost_plugin_sdk::switch::*;
 use metalhost_plugin_sdk::netconf::call as rpc;
+use metalhost_plugin_sdk::switch::*;
 use metalhost_plugin_sdk::{Config, DriverError, Plugin, log};
 
 use junos::{PortState, Syntax};

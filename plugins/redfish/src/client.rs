@@ -31,7 +31,8 @@ impl Client<'_> {
 
     pub fn get(&self, path: &str) -> Result<Doc, DriverError> {
         let response = self.checked("GET", path, self.request(Request::get(path)))?;
-        let body = serde_json::from_slice(&response.body).map_err(|e| DriverError::ParseError(format!("GET {path}: the BMC's answer is not JSON: {e}")))?;
+        let body =
+            serde_json::from_slice(&response.body).map_err(|e| DriverError::ParseError(format!("GET {path}: the BMC's answer is not JSON: {e}")))?;
         Ok(Doc { body, etag: response.header("etag").map(str::to_owned) })
     }
 

@@ -64,7 +64,11 @@ impl Redfish {
         match model::members(&systems.body).as_slice() {
             [one] => Ok(one.clone()),
             [] => Err(DriverError::NotFound("the BMC lists no system under /redfish/v1/Systems".into())),
-            many => Err(DriverError::InvalidConfig(format!("the BMC has {} systems ({}): set system-id in the plugin config", many.len(), many.join(", ")))),
+            many => Err(DriverError::InvalidConfig(format!(
+                "the BMC has {} systems ({}): set system-id in the plugin config",
+                many.len(),
+                many.join(", ")
+            ))),
         }
     }
 
@@ -135,7 +139,14 @@ impl PowerManager for Redfish {
         }
     }
 
-    fn set_boot_device(&self, _bmc: &BmcAddress, creds: &Credentials, device: BootDevice, persistent: bool, mode: Option<BootMode>) -> Result<(), DriverError> {
+    fn set_boot_device(
+        &self,
+        _bmc: &BmcAddress,
+        creds: &Credentials,
+        device: BootDevice,
+        persistent: bool,
+        mode: Option<BootMode>,
+    ) -> Result<(), DriverError> {
         let client = self.client(creds);
         let path = self.system_path(&client)?;
         let etag = client.get(&path)?.etag;
@@ -144,7 +155,10 @@ impl PowerManager for Redfish {
             "BootSourceOverrideEnabled": if persistent { "Continuous" } else { "Once" },
         });
         if let Some(mode) = mode {
-            boot["BootSourceOverrideMode"] = json!(match mode { BootMode::Uefi => "UEFI", BootMode::Legacy => "Legacy" });
+            boot["BootSourceOverrideMode"] = json!(match mode {
+                BootMode::Uefi => "UEFI",
+                BootMode::Legacy => "Legacy",
+            });
         }
         client.patch(&path, &json!({ "Boot": boot }), etag.as_deref()).map(|_| ())
     }

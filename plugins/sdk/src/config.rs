@@ -31,9 +31,7 @@ impl Config {
     where
         T::Err: std::fmt::Display,
     {
-        self.get(key)
-            .map(|v| v.parse().map_err(|e| DriverError::InvalidConfig(format!("invalid value {v:?} for {key}: {e}"))))
-            .transpose()
+        self.get(key).map(|v| v.parse().map_err(|e| DriverError::InvalidConfig(format!("invalid value {v:?} for {key}: {e}")))).transpose()
     }
 
     /// The value of `key` if it is one of `allowed`.

@@ -74,8 +74,11 @@ impl Command {
 
     /// Runs it, with the host's error as it is.
     pub fn output(&self) -> Result<Output, ExecError> {
-        exec::run(&self.program, &self.args, &self.env, &self.files, self.timeout_ms)
-            .map(|o| Output { status: o.status, stdout: o.stdout, stderr: o.stderr })
+        exec::run(&self.program, &self.args, &self.env, &self.files, self.timeout_ms).map(|o| Output {
+            status: o.status,
+            stdout: o.stdout,
+            stderr: o.stderr,
+        })
     }
 
     /// Runs it; a timeout is `unreachable` (the device did not answer in time), a refused or

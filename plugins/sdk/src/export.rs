@@ -121,7 +121,12 @@ macro_rules! export_power {
                     Ok(<$ty as $crate::PowerManager>::set_power_state(&*Self::plugin()?, &bmc, &creds, action)?)
                 }
 
-                fn set_boot_device(bmc: __t::BmcAddress, creds: __t::Credentials, device: __t::BootDevice, persistent: bool) -> Result<(), __t::DriverError> {
+                fn set_boot_device(
+                    bmc: __t::BmcAddress,
+                    creds: __t::Credentials,
+                    device: __t::BootDevice,
+                    persistent: bool,
+        ) -> Result<(), __t::DriverError> {
                     Ok(<$ty as $crate::PowerManager>::set_boot_device(&*Self::plugin()?, &bmc, &creds, device, persistent)?)
                 }
             }
@@ -163,7 +168,7 @@ macro_rules! export_switch {
                 }
             }
 
-            $crate::bindings::switch::export!(__MetalhostExport with_types_in $crate::bindings::switch);
+    $crate::bindings::switch::export!(__MetalhostExport with_types_in $crate::bindings::switch);
         };
     };
 }
@@ -188,7 +193,7 @@ macro_rules! export_netboot {
                 }
             }
 
-            $crate::bindings::netboot::export!(__MetalhostExport with_types_in $crate::bindings::netboot);
+    $crate::bindings::netboot::export!(__MetalhostExport with_types_in $crate::bindings::netboot);
         };
     };
 }

@@ -14,7 +14,14 @@ pub trait PowerManager: crate::Plugin {
     fn set_power_state(&self, bmc: &BmcAddress, creds: &Credentials, action: PowerAction) -> Result<(), DriverError>;
 
     /// `persistent`: every boot from now on, else the next one. `mode`: none leaves it as it is.
-    fn set_boot_device(&self, bmc: &BmcAddress, creds: &Credentials, device: BootDevice, persistent: bool, mode: Option<BootMode>) -> Result<(), DriverError>;
+    fn set_boot_device(
+        &self,
+        bmc: &BmcAddress,
+        creds: &Credentials,
+        device: BootDevice,
+        persistent: bool,
+        mode: Option<BootMode>,
+    ) -> Result<(), DriverError>;
 }
 
 /// Exports a [`power2::PowerManager`](crate::power2::PowerManager) as a 0.2.0 `power-manager`
@@ -47,7 +54,7 @@ macro_rules! export_power2 {
                 }
             }
 
-            $crate::bindings::power2::export!(__MetalhostExport with_types_in $crate::bindings::power2);
+    $crate::bindings::power2::export!(__MetalhostExport with_types_in $crate::bindings::power2);
         };
     };
 }

@@ -135,7 +135,9 @@ pub fn base64(input: &[u8]) -> String {
 mod tests {
     #[test]
     fn base64_matches_rfc_4648() {
-        for (input, want) in [("", ""), ("f", "Zg=="), ("fo", "Zm8="), ("foo", "Zm9v"), ("foob", "Zm9vYg=="), ("admin:password", "YWRtaW46cGFzc3dvcmQ=")] {
+        for (input, want) in
+            [("", ""), ("f", "Zg=="), ("fo", "Zm8="), ("foo", "Zm9v"), ("foob", "Zm9vYg=="), ("admin:password", "YWRtaW46cGFzc3dvcmQ=")]
+        {
             assert_eq!(super::base64(input.as_bytes()), want);
         }
     }

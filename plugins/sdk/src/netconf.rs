@@ -1,8 +1,8 @@
 //! The `netconf` capability for switch plugins: the host owns the SSH session to the switch the
 //! call is about (and its password); a plugin sends RPC bodies and reads whole replies.
 
-use crate::{DriverError, log, xml};
 use crate::bindings::switch::metalhost::drivers::netconf::{self, NetconfError};
+use crate::{DriverError, log, xml};
 
 /// A session error as a driver error: the host's unreachable and auth failures keep their case.
 pub fn session_error(e: NetconfError) -> DriverError {
@@ -32,9 +32,5 @@ pub fn call(operation: &str) -> Result<String, DriverError> {
     for warning in warnings {
         log::warn(&format!("switch warning: {}", warning.message));
     }
-    if errors.is_empty() {
-        Ok(reply)
-    } else {
-        Err(DriverError::CommandFailed(errors.into_iter().map(|e| e.message).collect::<Vec<_>>().join("; ")))
-    }
+    if errors.is_empty() { Ok(reply) } else { Err(DriverError::CommandFailed(errors.into_iter().map(|e| e.message).collect::<Vec<_>>().join("; "))) }
 }

@@ -27,7 +27,11 @@ fn config(hostsdir: &Path, leasefile: &Path) -> String {
 impl Dnsmasq {
     pub fn start(netns: &str, dir: &Path, hostsdir: &Path) -> Result<Dnsmasq, Error> {
         super::which("dnsmasq").ok_or(Error::MissingTool { tool: "dnsmasq".into(), kind: "netboot", hint: "apt install dnsmasq-base" })?;
-        super::which("busybox").ok_or(Error::MissingTool { tool: "busybox".into(), kind: "netboot", hint: "apt install busybox (its udhcpc is the DHCP client)" })?;
+        super::which("busybox").ok_or(Error::MissingTool {
+            tool: "busybox".into(),
+            kind: "netboot",
+            hint: "apt install busybox (its udhcpc is the DHCP client)",
+        })?;
         let conf = dir.join("dnsmasq.conf");
         std::fs::write(&conf, config(hostsdir, &dir.join("dnsmasq.leases")))
             .map_err(|e| Error::Setup(format!("dnsmasq files in {}: {e}", dir.display())))?;

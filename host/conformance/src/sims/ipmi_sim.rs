@@ -87,7 +87,10 @@ impl IpmiSim {
         let deadline = Instant::now() + Duration::from_secs(10);
         while !udp_bound(self.port) {
             if Instant::now() > deadline {
-                return Err(Error::NotReady { what: "ipmi_sim".into(), detail: format!("udp port {} not bound within 10 s: {}", self.port, self.log()) });
+                return Err(Error::NotReady {
+                    what: "ipmi_sim".into(),
+                    detail: format!("udp port {} not bound within 10 s: {}", self.port, self.log()),
+                });
             }
             std::thread::sleep(Duration::from_millis(20));
         }

@@ -14,8 +14,5 @@ use std::path::{Path, PathBuf};
 /// `program` as found on PATH (or the sbin dirs root has), if it is there.
 pub fn which(program: &str) -> Option<PathBuf> {
     let path = std::env::var("PATH").unwrap_or_default();
-    path.split(':')
-        .chain(["/usr/local/sbin", "/usr/sbin", "/sbin"])
-        .map(|dir| Path::new(dir).join(program))
-        .find(|p| p.is_file())
+    path.split(':').chain(["/usr/local/sbin", "/usr/sbin", "/sbin"]).map(|dir| Path::new(dir).join(program)).find(|p| p.is_file())
 }

@@ -15,11 +15,7 @@ pub struct Netns {
 
 fn ip(args: &[&str]) -> Result<(), Error> {
     let out = Command::new("ip").args(args).stdin(Stdio::null()).output().map_err(|source| Error::Start { what: "ip".into(), source })?;
-    if out.status.success() {
-        Ok(())
-    } else {
-        Err(Error::Setup(format!("ip {}: {}", args.join(" "), String::from_utf8_lossy(&out.stderr).trim())))
-    }
+    if out.status.success() { Ok(()) } else { Err(Error::Setup(format!("ip {}: {}", args.join(" "), String::from_utf8_lossy(&out.stderr).trim()))) }
 }
 
 impl Netns {

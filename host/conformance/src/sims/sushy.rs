@@ -136,7 +136,11 @@ impl Sushy {
         }
         let out = child.wait_with_output().map_err(|e| setup("curl", e))?;
         if !out.status.success() {
-            return Err(Error::Setup(format!("curl {path}: {} {}", String::from_utf8_lossy(&out.stderr).trim(), String::from_utf8_lossy(&out.stdout).trim())));
+            return Err(Error::Setup(format!(
+                "curl {path}: {} {}",
+                String::from_utf8_lossy(&out.stderr).trim(),
+                String::from_utf8_lossy(&out.stdout).trim()
+            )));
         }
         serde_json::from_slice(&out.stdout).map_err(|e| setup("answer", e))
     }

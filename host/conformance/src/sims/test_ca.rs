@@ -40,12 +40,30 @@ impl TestCa {
     /// A new CA (EC P-256, valid two days) in `dir`, its files named after `name`.
     pub fn create(dir: &Path, name: &str) -> Result<TestCa, Error> {
         let (cert, key) = (dir.join(format!("{name}.pem")), dir.join(format!("{name}.key")));
-        openssl(dir, &[
-            "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
-            "-keyout", &key.to_string_lossy(), "-out", &cert.to_string_lossy(), "-days", "2",
-            "-subj", &format!("/CN=metalhost test CA {name}"),
-            "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign,cRLSign",
-        ])?;
+        openssl(
+            dir,
+            &[
+                "req",
+                "-x509",
+                "-newkey",
+                "ec",
+                "-pkeyopt",
+                "ec_paramgen_curve:prime256v1",
+                "-nodes",
+                "-keyout",
+                &key.to_string_lossy(),
+                "-out",
+                &cert.to_string_lossy(),
+                "-days",
+                "2",
+                "-subj",
+                &format!("/CN=metalhost test CA {name}"),
+                "-addext",
+                "basicConstraints=critical,CA:TRUE",
+                "-addext",
+                "keyUsage=critical,keyCertSign,cRLSign",
+            ],
+        )?;
         Ok(TestCa { cert, key, dir: dir.to_owned() })
     }
 
@@ -57,16 +75,48 @@ impl TestCa {
             self.dir.join(format!("{name}.csr")),
             self.dir.join(format!("{name}.ext")),
         );
-        std::fs::write(&ext, format!("subjectAltName=IP:{ip}\nbasicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth\n"))
-            .map_err(|e| Error::Setup(format!("certificate extensions: {e}")))?;
-        openssl(&self.dir, &[
-            "req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
-            "-keyout", &key.to_string_lossy(), "-out", &csr.to_string_lossy(), "-subj", &format!("/CN={ip}"),
-        ])?;
-        openssl(&self.dir, &[
-            "x509", "-req", "-in", &csr.to_string_lossy(), "-CA", &self.cert.to_string_lossy(), "-CAkey", &self.key.to_string_lossy(),
-            "-CAcreateserial", "-out", &cert.to_string_lossy(), "-days", "2", "-extfile", &ext.to_string_lossy(),
-        ])?;
+        std::fs::write(
+            &ext,
+            format!("subjectAltName=IP:{ip}\nbasicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth\n"),
+        )
+        .map_err(|e| Error::Setup(format!("certificate extensions: {e}")))?;
+        openssl(
+            &self.dir,
+            &[
+                "req",
+                "-newkey",
+                "ec",
+                "-pkeyopt",
+                "ec_paramgen_curve:prime256v1",
+                "-nodes",
+                "-keyout",
+                &key.to_string_lossy(),
+                "-out",
+                &csr.to_string_lossy(),
+                "-subj",
+                &format!("/CN={ip}"),
+            ],
+        )?;
+        openssl(
+            &self.dir,
+            &[
+                "x509",
+                "-req",
+                "-in",
+                &csr.to_string_lossy(),
+                "-CA",
+                &self.cert.to_string_lossy(),
+                "-CAkey",
+                &self.key.to_string_lossy(),
+                "-CAcreateserial",
+                "-out",
+                &cert.to_string_lossy(),
+                "-days",
+                "2",
+                "-extfile",
+                &ext.to_string_lossy(),
+            ],
+        )?;
         let fingerprint = openssl(&self.dir, &["x509", "-in", &cert.to_string_lossy(), "-noout", "-fingerprint", "-sha256"])?;
         let sha256 = fingerprint.split('=').nth(1).unwrap_or("").trim().replace(':', "").to_ascii_lowercase();
         Ok(Issued { cert, key, sha256 })

@@ -13,7 +13,14 @@ pub const MAX_PAYLOAD: usize = 65_507;
 /// Replies one exchange may collect.
 pub const MAX_REPLIES: u32 = 16;
 
-pub async fn exchange(scope: &BmcScope, deadline: Instant, port: Option<u16>, payload: &[u8], timeout_ms: u32, max_replies: u32) -> Result<Vec<Vec<u8>>, NetError> {
+pub async fn exchange(
+    scope: &BmcScope,
+    deadline: Instant,
+    port: Option<u16>,
+    payload: &[u8],
+    timeout_ms: u32,
+    max_replies: u32,
+) -> Result<Vec<Vec<u8>>, NetError> {
     let allowed = scope.authority();
     if let Some(port) = port.filter(|p| *p != scope.port) {
         return Err(NetError::NotPermitted(format!("port {port} is not this call's BMC: datagrams may go to {allowed} only")));

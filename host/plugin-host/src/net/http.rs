@@ -75,11 +75,8 @@ impl HttpClient {
         let exchange = async {
             let response = self.client.request(method, url).headers(headers).body(req.body).send().await.map_err(|e| classify(&origin, &e))?;
             let status = response.status().as_u16();
-            let headers = response
-                .headers()
-                .iter()
-                .map(|(k, v)| (k.as_str().to_owned(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
-                .collect();
+            let headers =
+                response.headers().iter().map(|(k, v)| (k.as_str().to_owned(), String::from_utf8_lossy(v.as_bytes()).into_owned())).collect();
             let body = read_capped(response, &origin).await?;
             Ok(Response { status, headers, body })
         };
@@ -110,10 +107,7 @@ pub(crate) fn target_url(origin: &str, scheme: Scheme, scope: &BmcScope, target:
     if same {
         Ok(url)
     } else {
-        Err(NetError::NotPermitted(format!(
-            "{} is not this call's BMC: requests may go to {origin} only",
-            url.origin().ascii_serialization()
-        )))
+        Err(NetError::NotPermitted(format!("{} is not this call's BMC: requests may go to {origin} only", url.origin().ascii_serialization())))
     }
 }
 
@@ -137,7 +131,8 @@ fn headers(pairs: &[(String, String)]) -> Result<HeaderMap, NetError> {
             return Err(NetError::InvalidRequest(format!("the host sets the {name} header")));
         }
         // The value may be a credential: it is never echoed.
-        let value = HeaderValue::from_str(value).map_err(|_| NetError::InvalidRequest(format!("the value of header {name} is not a valid header value")))?;
+        let value =
+            HeaderValue::from_str(value).map_err(|_| NetError::InvalidRequest(format!("the value of header {name} is not a valid header value")))?;
         map.append(name, value);
     }
     Ok(map)
@@ -205,7 +200,8 @@ mod tests {
         assert_eq!(check("/redfish/v1/Systems?$expand=.").as_deref(), Ok("https://10.0.0.5:8443/redfish/v1/Systems?$expand=."));
         assert_eq!(check("/@evil.example/x").as_deref(), Ok("https://10.0.0.5:8443/@evil.example/x"));
         assert!(check("https://10.0.0.5:8443/redfish/v1").is_ok());
-        for other in ["https://10.0.0.6:8443/", "https://10.0.0.5:8444/", "http://10.0.0.5:8443/", "https://u:p@10.0.0.5:8443/", "https://10.0.0.5/"] {
+        for other in ["https://10.0.0.6:8443/", "https://10.0.0.5:8444/", "http://10.0.0.5:8443/", "https://u:p@10.0.0.5:8443/", "https://10.0.0.5/"]
+        {
             match check(other) {
                 Err(NetError::NotPermitted(m)) => assert!(m.contains("https://10.0.0.5:8443 only"), "{m}"),
                 wrong => panic!("{other}: {wrong:?}"),

@@ -48,21 +48,25 @@ impl http::Host for PluginState {
             Err(NetError::NotPermitted(m)) => tracing::warn!(plugin = &*self.plugin, %method, "http refused: {m}"),
             Err(e) => tracing::debug!(plugin = &*self.plugin, %method, %target, elapsed_ms, "http failed: {e}"),
         }
-        Ok(outcome
-            .map(|r| http::Response { status: r.status, headers: r.headers, body: r.body })
-            .map_err(|e| match e {
-                NetError::NotPermitted(m) => http::HttpError::NotPermitted(m),
-                NetError::Unreachable(m) => http::HttpError::Unreachable(m),
-                NetError::Tls(m) => http::HttpError::Tls(m),
-                NetError::InvalidRequest(m) => http::HttpError::InvalidRequest(m),
-                NetError::TooLarge(m) => http::HttpError::TooLarge(m),
-                NetError::Transport(m) => http::HttpError::Transport(m),
-            }))
+        Ok(outcome.map(|r| http::Response { status: r.status, headers: r.headers, body: r.body }).map_err(|e| match e {
+            NetError::NotPermitted(m) => http::HttpError::NotPermitted(m),
+            NetError::Unreachable(m) => http::HttpError::Unreachable(m),
+            NetError::Tls(m) => http::HttpError::Tls(m),
+            NetError::InvalidRequest(m) => http::HttpError::InvalidRequest(m),
+            NetError::TooLarge(m) => http::HttpError::TooLarge(m),
+            NetError::Transport(m) => http::HttpError::Transport(m),
+        }))
     }
 }
 
 impl datagram::Host for PluginState {
-    async fn exchange(&mut self, port: Option<u16>, payload: Vec<u8>, timeout_ms: u32, max_replies: u32) -> wasmtime::Result<Result<Vec<Vec<u8>>, datagram::DatagramError>> {
+    async fn exchange(
+        &mut self,
+        port: Option<u16>,
+        payload: Vec<u8>,
+        timeout_ms: u32,
+        max_replies: u32,
+    ) -> wasmtime::Result<Result<Vec<Vec<u8>>, datagram::DatagramError>> {
         let Some(net) = self.network.clone() else {
             return Ok(Err(datagram::DatagramError::NotPermitted("no BMC is attached to this call".into())));
         };

@@ -51,9 +51,27 @@ impl PowerManager for Escape {
         let port = bmc.port.to_string();
         match self.mode.as_str() {
             "ipmitool-exec" => report(ipmitool(bmc, creds).args(["exec", path])),
-            "ipmitool-password-file" => report(
-                Command::new("ipmitool").args(["-I", "lanplus", "-H", &bmc.host, "-p", &port, "-U", &creds.username, "-f", path, "-C", "3", "-N", "1", "-R", "1", "chassis", "power", "status"]),
-            ),
+            "ipmitool-password-file" => report(Command::new("ipmitool").args([
+                "-I",
+                "lanplus",
+                "-H",
+                &bmc.host,
+                "-p",
+                &port,
+                "-U",
+                &creds.username,
+                "-f",
+                path,
+                "-C",
+                "3",
+                "-N",
+                "1",
+                "-R",
+                "1",
+                "chassis",
+                "power",
+                "status",
+            ])),
             "ipmitool-sdr-dump" => report(ipmitool(bmc, creds).args(["sdr", "dump", path])),
             "ipmitool-sel-save" => report(ipmitool(bmc, creds).args(["sel", "save", path])),
             "freeipmi-config-file" => report(
@@ -62,11 +80,16 @@ impl PowerManager for Escape {
                     .args(["-h", &bmc.host, "-u", &creds.username, "--driver-type=LAN_2_0", "--session-timeout=2000", "--stat"])
                     .env("IPMI_PASSWORD", &creds.password),
             ),
-            "freeipmi-sdr-cache" => report(
-                Command::new("ipmi-sensors")
-                    .arg(format!("--sdr-cache-directory={path}"))
-                    .args(["-h", &format!("{}:{port}", bmc.host), "-u", &creds.username, "-p", &creds.password, "--driver-type=LAN_2_0", "--session-timeout=3000"]),
-            ),
+            "freeipmi-sdr-cache" => report(Command::new("ipmi-sensors").arg(format!("--sdr-cache-directory={path}")).args([
+                "-h",
+                &format!("{}:{port}", bmc.host),
+                "-u",
+                &creds.username,
+                "-p",
+                &creds.password,
+                "--driver-type=LAN_2_0",
+                "--session-timeout=3000",
+            ])),
             "sh-grandchild" => report(Command::new("sh").args(["-c", "sleep 300 & echo $!"])),
             "log-flood" => {
                 let line = "f".repeat(1024);
