@@ -9,7 +9,8 @@ use crate::bindings::power2::metalhost::drivers::types as types2;
 use crate::bindings::{netboot, switch, types};
 use crate::error::{CallError, CallFailure, CallResult, DriverError};
 use crate::netconf_session::SharedSession;
-use crate::runtime::{Loaded, PluginHost, Pre, classify, driver, trap};
+use crate::classify::{classify, driver, trap};
+use crate::runtime::{Loaded, PluginHost, Pre};
 use crate::spec::PluginKind;
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -7,6 +7,8 @@
 
 mod bindings;
 mod budget;
+mod cache;
+mod classify;
 mod confine;
 mod drivers;
 mod error;
@@ -17,6 +19,7 @@ mod observe;
 mod runtime;
 mod spec;
 mod state;
+mod world;
 
 pub use budget::{ERROR_CAP, LOG_CALL_BUDGET, LOG_LINE_CAP};
 pub use confine::{Confinement, Confiner, ExecPolicy};

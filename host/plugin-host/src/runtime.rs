@@ -1,4 +1,5 @@
-//! The engine, the compiled-component cache, loading with world checks, and per-call stores.
+//! The engine, loading (sha256 pin, grants, world check in `world.rs`, compile through `cache.rs`),
+//! and per-call stores. How failures are classified lives in `classify.rs`.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -7,14 +8,17 @@ use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
 use wasmtime::component::{Component, HasSelf, Linker};
-use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, StoreLimitsBuilder, Trap, UpdateDeadline};
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, StoreLimitsBuilder, UpdateDeadline};
 use wasmtime_wasi::{FsPerms, WasiCtx};
 
 use crate::bindings::{netboot, power, power2, switch, types};
-use crate::budget::{ERROR_CAP, LogBudget, cap};
+use crate::budget::{LogBudget, cap};
+use crate::cache::compile;
+use crate::classify::{classify, driver, trap};
+use crate::world::check_world;
 use crate::confine::{Confiner, ExecPolicy};
 use crate::drivers::Bmc;
-use crate::error::{CallError, CallFailure, DriverError};
+use crate::error::{CallError, CallFailure};
 use crate::net::BmcScope;
 use crate::net::http::HttpClient;
 use crate::net::imports::CallNetwork;
@@ -462,135 +466,7 @@ fn pool_config() -> PoolingAllocationConfig {
     pool
 }
 
-/// Compiles once per (wasm sha256, engine); later loads deserialize the cached artifact.
-fn compile(engine: &Engine, cache_dir: &Path, bytes: &[u8], sha256: &str) -> wasmtime::Result<Component> {
-    // The key covers the wasm and everything wasmtime says makes an artifact incompatible
-    // (its version and the engine's configuration), hashed with a stable hash.
-    let mut key = ShaHasher(Sha256::new());
-    key.0.update(sha256.as_bytes());
-    std::hash::Hash::hash(&engine.precompile_compatibility_hash(), &mut key);
-    let cached = cache_dir.join(format!("{}.cwasm", hex::encode(key.0.finalize())));
-    if cached.is_file() {
-        // SAFETY: the cache dir is the daemon's own (inside its 0700 data dir) and wasmtime
-        // rejects artifacts from another version or configuration.
-        #[allow(unsafe_code)]
-        let loaded = unsafe { Component::deserialize_file(engine, &cached) };
-        match loaded {
-            Ok(component) => return Ok(component),
-            Err(e) => tracing::warn!(path = %cached.display(), "stale component cache entry: {e}"),
-        }
-    }
-    let component = Component::new(engine, bytes)?;
-    match component.serialize() {
-        Ok(artifact) => {
-            let partial = cached.with_extension("part");
-            if std::fs::write(&partial, artifact).and_then(|_| std::fs::rename(&partial, &cached)).is_err() {
-                tracing::warn!(path = %cached.display(), "cannot write the component cache");
-            }
-        }
-        Err(e) => tracing::warn!("cannot serialize component: {e}"),
-    }
-    Ok(component)
-}
-
-/// Feeds `Hash` output into sha256, so cache keys do not depend on std's unstable `DefaultHasher`.
-struct ShaHasher(Sha256);
-
-impl std::hash::Hasher for ShaHasher {
-    fn finish(&self) -> u64 {
-        0
-    }
-
-    fn write(&mut self, bytes: &[u8]) {
-        self.0.update(bytes);
-    }
-}
-
 struct PluginInfoOut {
     version: String,
     kind: PluginKind,
-}
-
-/// Names the world a component implements from its exports, and refuses a mismatch or another
-/// contract version with a message saying which.
-fn check_world(engine: &Engine, component: &Component, declared: PluginKind) -> Result<&'static str, String> {
-    let ty = component.component_type();
-    let exports: Vec<String> = ty.exports(engine).map(|(name, _)| name.to_owned()).collect();
-    let ours: Vec<(&str, &str)> = exports.iter().filter_map(|e| e.strip_prefix("metalhost:drivers/")).filter_map(|e| e.split_once('@')).collect();
-    let Some((_, version)) = ours.first() else {
-        return Err(format!("the component exports no metalhost:drivers interface (exports: {})", exports.join(", ")));
-    };
-    let spoken = || CONTRACTS.join(" and ");
-    let Some(contract) = CONTRACTS.into_iter().find(|c| c.rsplit('@').next() == Some(*version)) else {
-        return Err(format!("the component was built for metalhost:drivers@{version}; this host speaks {}", spoken()));
-    };
-    if let Some((_, other)) = ours.iter().find(|(_, v)| v != version) {
-        return Err(format!("the component exports interfaces of two contract versions ({version} and {other})"));
-    }
-    let implemented =
-        [PluginKind::Power, PluginKind::Switch, PluginKind::Netboot].into_iter().find(|k| ours.iter().any(|(iface, _)| *iface == k.interface()));
-    match implemented {
-        Some(kind) if kind == declared && (contract == CONTRACT || kind == PluginKind::Power) => Ok(contract),
-        Some(kind) if kind == declared => Err(format!("{contract} has no {} world: build {kind} plugins against {CONTRACT}", kind.world())),
-        Some(kind) => Err(format!(
-            "the component implements the {} world, but the config declares a {declared} plugin ({} world)",
-            kind.world(),
-            declared.world()
-        )),
-        None => Err(format!("the component implements no driver world (it must export metalhost:drivers/{})", declared.interface())),
-    }
-}
-
-pub(crate) fn trap(plugin: &Loaded, operation: &'static str, message: String) -> CallError {
-    CallError { plugin: plugin.name.to_string(), operation, failure: CallFailure::Trap(cap(message, ERROR_CAP)) }
-}
-
-/// Sorts a wasmtime error into deadline, memory cap or trap.
-pub(crate) fn classify(plugin: &Loaded, operation: &'static str, e: wasmtime::Error) -> CallError {
-    let chain: Vec<String> = e.chain().map(|c| c.to_string()).collect();
-    let failure = if e.downcast_ref::<Trap>() == Some(&Trap::Interrupt) {
-        CallFailure::Deadline(plugin.spec.call_timeout_s)
-    } else if chain.iter().any(|c| c.contains("forcing trap when growing memory")) {
-        CallFailure::Memory(plugin.spec.memory_mb)
-    } else {
-        let detail = chain.into_iter().filter(|c| !c.starts_with("error while executing at wasm backtrace")).collect::<Vec<_>>().join(": ");
-        CallFailure::Trap(cap(if detail.is_empty() { e.to_string() } else { detail }, ERROR_CAP))
-    };
-    let err = CallError { plugin: plugin.name.to_string(), operation, failure };
-    tracing::warn!(plugin = &*plugin.name, operation, "plugin call failed: {err}");
-    err
-}
-
-pub(crate) fn driver(plugin: &Loaded, operation: &'static str, e: impl Into<DriverError>) -> CallError {
-    let e: DriverError = e.into();
-    CallError { plugin: plugin.name.to_string(), operation, failure: CallFailure::Driver(e.capped()) }
-}
-
-impl From<types::DriverError> for DriverError {
-    fn from(e: types::DriverError) -> DriverError {
-        match e {
-            types::DriverError::Unreachable(m) => DriverError::Unreachable(m),
-            types::DriverError::AuthFailed(m) => DriverError::AuthFailed(m),
-            types::DriverError::CommandFailed(m) => DriverError::CommandFailed(m),
-            types::DriverError::ParseError(m) => DriverError::ParseError(m),
-            types::DriverError::NotFound(m) => DriverError::NotFound(m),
-            types::DriverError::Unsupported(m) => DriverError::Unsupported(m),
-            types::DriverError::InvalidConfig(m) => DriverError::InvalidConfig(m),
-        }
-    }
-}
-
-impl From<power2::metalhost::drivers::types::DriverError> for DriverError {
-    fn from(e: power2::metalhost::drivers::types::DriverError) -> DriverError {
-        use power2::metalhost::drivers::types::DriverError as E;
-        match e {
-            E::Unreachable(m) => DriverError::Unreachable(m),
-            E::AuthFailed(m) => DriverError::AuthFailed(m),
-            E::CommandFailed(m) => DriverError::CommandFailed(m),
-            E::ParseError(m) => DriverError::ParseError(m),
-            E::NotFound(m) => DriverError::NotFound(m),
-            E::Unsupported(m) => DriverError::Unsupported(m),
-            E::InvalidConfig(m) => DriverError::InvalidConfig(m),
-        }
-    }
 }
