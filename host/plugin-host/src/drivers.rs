@@ -7,9 +7,9 @@ use tracing::Instrument;
 
 use crate::bindings::power2::metalhost::drivers::types as types2;
 use crate::bindings::{netboot, switch, types};
+use crate::classify::{classify, driver, trap};
 use crate::error::{CallError, CallFailure, CallResult, DriverError};
 use crate::netconf_session::SharedSession;
-use crate::classify::{classify, driver, trap};
 use crate::runtime::{Loaded, PluginHost, Pre};
 use crate::spec::PluginKind;
 

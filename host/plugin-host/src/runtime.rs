@@ -15,7 +15,6 @@ use crate::bindings::{netboot, power, power2, switch, types};
 use crate::budget::{LogBudget, cap};
 use crate::cache::compile;
 use crate::classify::{classify, driver, trap};
-use crate::world::check_world;
 use crate::confine::{Confiner, ExecPolicy};
 use crate::drivers::Bmc;
 use crate::error::{CallError, CallFailure};
@@ -25,6 +24,7 @@ use crate::net::imports::CallNetwork;
 use crate::netconf_session::SharedSession;
 use crate::spec::{Grants, PluginKind, PluginSpec, PluginStatus};
 use crate::state::{ExecStub, PluginState, ReloadHook};
+use crate::world::check_world;
 
 /// The frozen contract every plugin kind has a world in.
 pub const CONTRACT: &str = "metalhost:drivers@0.1.0";

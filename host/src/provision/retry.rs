@@ -8,6 +8,9 @@ use tokio::time::Instant;
 
 use crate::domain::FailureKind;
 
+/// Slack left before the deadline beyond the next attempt's expected length.
+const ATTEMPT_MARGIN: Duration = Duration::from_millis(500);
+
 #[derive(Debug, Clone, Copy)]
 pub struct Backoff {
     pub initial: Duration,
@@ -25,15 +28,17 @@ impl Backoff {
     }
 
     /// The pause before the next attempt, or None when the failure is permanent or the pause and
-    /// an attempt as long as the last (`took`) would end past `deadline` (no deadline: no retry, as
-    /// for an operator's request).
+    /// an attempt twice as long as the last (`took`), plus a margin, would end past `deadline` (no
+    /// deadline: no retry, as for an operator's request).
     pub fn next(&self, kind: FailureKind, attempt: u32, took: Duration, deadline: Option<Instant>) -> Option<Duration> {
         if !kind.is_transient() {
             return None;
         }
         let pause = self.pause(attempt, rand::random::<f64>());
         let deadline = deadline?;
-        (Instant::now() + pause + took < deadline).then_some(pause)
+        // The next attempt may well take longer than the last (a loaded host, a slower answer):
+        // room for twice as long plus a margin, so the step still ends with its own error.
+        (Instant::now() + pause + took.saturating_mul(2) + ATTEMPT_MARGIN < deadline).then_some(pause)
     }
 }
 
@@ -65,6 +70,9 @@ mod tests {
             assert_eq!(b.next(permanent, 1, quick, far), None, "{permanent}");
         }
         assert_eq!(b.next(FailureKind::Unreachable, 1, quick, Some(Instant::now() + Duration::from_millis(100))), None);
+        // A 250..500 ms pause + 2 × 10 ms + the margin need 770..1020 ms.
+        assert_eq!(b.next(FailureKind::Unreachable, 1, quick, Some(Instant::now() + Duration::from_millis(700))), None);
+        assert!(b.next(FailureKind::Unreachable, 1, quick, Some(Instant::now() + Duration::from_millis(1100))).is_some());
         assert_eq!(b.next(FailureKind::Unreachable, 1, Duration::from_secs(60), far), None, "a slow attempt must fit too");
         assert_eq!(b.next(FailureKind::Unreachable, 1, quick, None), None);
     }
