@@ -82,7 +82,7 @@ const WRITE_DEVICES: &[&str] = &["/dev/null"];
 const TARGET_ABI: ABI = ABI::V5;
 
 /// The confinement every exec of this daemon gets, resolved once at start; shown per plugin.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Confinement {
     /// The kernel's Landlock ABI version; `None`: no Landlock, programs run without it.
     pub landlock_abi: Option<u32>,
@@ -102,11 +102,11 @@ pub struct Confinement {
 }
 
 impl Confinement {
-    /// One line for logs and the CLI.
+    /// One line for the daemon's start log and the CLI's CONFINEMENT column.
     pub fn summary(&self) -> String {
         let landlock = match self.landlock_abi {
             Some(abi) => format!("landlock abi {abi}"),
-            None => "NO LANDLOCK".to_owned(),
+            None => "NO LANDLOCK (unconfined)".to_owned(),
         };
         let user = if self.user_switched { format!("user {}:{}", self.user, self.group) } else { format!("user {} (daemon not root)", self.user) };
         format!("{landlock}, {user}, cpu {} s, file {} MiB, {} fds", self.cpu_s, self.file_size_mb, self.open_files)

@@ -142,17 +142,13 @@ pub async fn run(client: &Client, out: &Printer, cmd: PluginCommand) -> Result<(
     }
 }
 
-/// One cell saying how a plugin's programs are confined; loud when Landlock is missing.
+/// One cell saying how a plugin's programs are confined (the runtime's own summary line; loud
+/// when Landlock is missing).
 fn confinement_line(c: &serde_json::Value) -> String {
-    if c.is_null() {
-        return "no exec".to_owned();
+    match serde_json::from_value::<metalhost_plugin_host::Confinement>(c.clone()) {
+        Ok(confinement) => confinement.summary(),
+        Err(_) => "no exec".to_owned(),
     }
-    let landlock = c["landlock_abi"].as_u64().map_or_else(|| "NO LANDLOCK (unconfined)".to_owned(), |abi| format!("landlock abi {abi}"));
-    let user = match c["user_switched"].as_bool() {
-        Some(true) => format!("user {}:{}", c["user"].as_str().unwrap_or("?"), c["group"].as_str().unwrap_or("?")),
-        _ => format!("user {} (daemon not root)", c["user"].as_str().unwrap_or("?")),
-    };
-    format!("{landlock}, {user}, cpu {} s, file {} MiB, {} fds", c["cpu_s"], c["file_size_mb"], c["open_files"])
 }
 
 /// `plugin new` and `plugin test`, synchronously: the conformance suite runs its own runtime.
