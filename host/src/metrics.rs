@@ -11,7 +11,6 @@ use axum::extract::{MatchedPath, Request, State};
 use axum::http::header;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
 use axum::{Router, middleware};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use serde::Deserialize;
@@ -54,10 +53,12 @@ pub fn handle() -> Option<&'static PrometheusHandle> {
 }
 
 /// `/metrics` alone, for the API router (behind the token) or the open listener.
-pub fn router() -> Router<AppState> {
-    Router::new().route("/metrics", get(render))
+pub fn router() -> utoipa_axum::router::OpenApiRouter<AppState> {
+    utoipa_axum::router::OpenApiRouter::new().routes(utoipa_axum::routes!(render))
 }
 
+#[utoipa::path(get, path = "/metrics", operation_id = "metrics", tag = "meta",
+    responses((status = 200, description = "Metrics in the Prometheus text format.", body = String, content_type = "text/plain")))]
 async fn render(State(state): State<AppState>) -> Response {
     let Some(handle) = handle() else {
         return (axum::http::StatusCode::SERVICE_UNAVAILABLE, "metrics recorder not installed").into_response();
@@ -92,7 +93,7 @@ pub async fn track_http(req: Request, next: Next) -> Response {
 
 /// The open listener's app: `/metrics` only, requests tracked like the API's.
 pub fn open_app(state: AppState) -> Router {
-    router().route_layer(middleware::from_fn(track_http)).with_state(state)
+    Router::from(router()).route_layer(middleware::from_fn(track_http)).with_state(state)
 }
 
 /// A workflow step ended (after its retries).

@@ -26,8 +26,8 @@ async fn main() {
     for node in &lab.nodes {
         let (_, events) = lab.daemon.get(&format!("/v1/nodes/{}/events", node.name)).await;
         let events = events.as_array().expect("events").clone();
-        let start = events.iter().find(|e| e["to_state"] == "deploying").and_then(|e| e["at"].as_i64()).expect("deploying");
-        let end = events.iter().find(|e| e["to_state"] == "active").and_then(|e| e["at"].as_i64()).expect("active");
+        let start = events.iter().find(|e| e["to_state"] == "deploying").and_then(|e| metalhost_tests::daemon::time_ms(&e["at"])).expect("deploying");
+        let end = events.iter().find(|e| e["to_state"] == "active").and_then(|e| metalhost_tests::daemon::time_ms(&e["at"])).expect("active");
         let steps: i64 = events.iter().filter(|e| e["kind"] == "step").filter_map(|e| e["duration_ms"].as_i64()).sum();
         let deploy_ms = (end - start) as f64;
         let overhead = (deploy_ms - steps as f64).max(0.0);

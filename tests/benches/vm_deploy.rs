@@ -57,8 +57,8 @@ fn main() {
             let seen = console.join().expect("console watcher");
             let reported = events
                 .iter()
-                .find(|e| e["to_state"] == "activating" && e["at"].as_i64().unwrap_or(0) >= since)
-                .and_then(|e| e["at"].as_i64())
+                .find(|e| e["to_state"] == "activating" && metalhost_tests::daemon::time_ms(&e["at"]).unwrap_or(0) >= since)
+                .and_then(|e| metalhost_tests::daemon::time_ms(&e["at"]))
                 .map(|at| (at - since) as f64 / 1000.0)
                 .expect("the wait-agent -> activating event");
             let [init, dhcp, agent, os] = seen.map(|t| t.expect("every console marker appeared"));
@@ -152,7 +152,7 @@ fn watch_console(path: std::path::PathBuf, offset: u64, started: Instant) -> std
 /// Step durations (seconds) by step name in the order they ran, from the events at or after `since_ms`.
 fn step_durations(events: &[Value], since_ms: i64) -> Vec<(String, f64)> {
     let mut steps: Vec<(String, f64)> = Vec::new();
-    for e in events.iter().filter(|e| e["kind"] == "step" && e["at"].as_i64().unwrap_or(0) >= since_ms) {
+    for e in events.iter().filter(|e| e["kind"] == "step" && metalhost_tests::daemon::time_ms(&e["at"]).unwrap_or(0) >= since_ms) {
         let message = e["message"].as_str().unwrap_or("?");
         let name = message.strip_suffix(": ok").unwrap_or(message);
         let seconds = e["duration_ms"].as_f64().unwrap_or(0.0) / 1000.0;

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use reqwest::{Method, StatusCode};
 use serde_json::Value;
 
+use crate::openapi::ApiDocument;
 use crate::paths;
 
 pub const TOKEN: &str = "test-operator-token-0123456789";
@@ -22,6 +23,9 @@ pub struct Daemon {
     config_path: PathBuf,
     log_path: PathBuf,
     http: reqwest::Client,
+    /// The daemon's OpenAPI document, fetched at the first call: every JSON answer is checked
+    /// against it (see `crate::openapi`).
+    document: tokio::sync::OnceCell<ApiDocument>,
 }
 
 impl Daemon {
@@ -37,7 +41,7 @@ impl Daemon {
         let config = format!("{listen}data_dir = \"{}\"\n{sync}{extra_config}\n", data_dir.display());
         std::fs::write(&config_path, config).expect("write config");
         let log_path = dir.path().join("daemon.log");
-        let mut daemon = Daemon { child: None, url: String::new(), data_dir, _dir: Some(dir), config_path, log_path, http: reqwest::Client::new() };
+        let mut daemon = Daemon { child: None, url: String::new(), data_dir, _dir: Some(dir), config_path, log_path, http: reqwest::Client::new(), document: Default::default() };
         daemon.spawn();
         daemon
     }
@@ -49,6 +53,7 @@ impl Daemon {
     fn spawn(&mut self) {
         // A fresh client: pooled connections to a previous daemon on the same address are dead.
         self.http = reqwest::Client::new();
+        self.document = Default::default();
         let log = std::fs::OpenOptions::new().create(true).append(true).open(&self.log_path).expect("open log");
         let offset = log.metadata().map(|m| m.len()).unwrap_or(0);
         let child = Command::new(paths::host_binary("metalhost"))
@@ -138,7 +143,14 @@ impl Daemon {
     }
 
     pub async fn call_with_token(&self, method: Method, path: &str, body: Option<&Value>, token: Option<&str>) -> (StatusCode, Value) {
-        let mut request = self.http.request(method, format!("{}{path}", self.url));
+        let document = self
+            .document
+            .get_or_init(|| async {
+                let response = self.http.get(format!("{}/v1/openapi.json", self.url)).send().await.expect("fetch the OpenAPI document");
+                ApiDocument::new(response.json().await.expect("the OpenAPI document is JSON"))
+            })
+            .await;
+        let mut request = self.http.request(method.clone(), format!("{}{path}", self.url));
         if let Some(token) = token {
             request = request.bearer_auth(token);
         }
@@ -147,8 +159,12 @@ impl Daemon {
         }
         let response = request.send().await.expect("send request");
         let status = response.status();
+        let content_type = response.headers().get(reqwest::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
         let text = response.text().await.expect("read body");
         let value = if text.is_empty() { Value::Null } else { serde_json::from_str(&text).unwrap_or(Value::String(text)) };
+        if let Err(mismatch) = document.check(method.as_str(), path, status.as_u16(), &content_type, &value) {
+            panic!("the daemon's answer does not match its OpenAPI document: {mismatch}");
+        }
         (status, value)
     }
 
@@ -234,4 +250,9 @@ pub fn failure_line(record: &Value) -> String {
     let plugin = text("plugin").map(|p| format!("plugin {p:?} {}", text("operation").unwrap_or("")));
     let parts = [text("step"), plugin.as_deref(), text("kind"), text("message")];
     parts.iter().flatten().map(|p| p.trim()).collect::<Vec<_>>().join(": ")
+}
+
+/// An API time (RFC 3339) as Unix milliseconds, for arithmetic in tests and benches.
+pub fn time_ms(value: &Value) -> Option<i64> {
+    value.as_str()?.parse::<jiff::Timestamp>().ok().map(|t| t.as_millisecond())
 }

@@ -83,6 +83,7 @@ const TARGET_ABI: ABI = ABI::V5;
 
 /// The confinement every exec of this daemon gets, resolved once at start; shown per plugin.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Confinement {
     /// The kernel's Landlock ABI version; `None`: no Landlock, programs run without it.
     pub landlock_abi: Option<u32>,

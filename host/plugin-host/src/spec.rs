@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum PluginKind {
     Power,
@@ -79,9 +80,12 @@ fn default_call_timeout_s() -> u64 {
 
 /// What a plugin was granted, as resolved at load.
 #[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Grants {
     /// Program name → absolute path.
+    #[cfg_attr(feature = "openapi", schema(value_type = BTreeMap<String, String>))]
     pub exec: BTreeMap<String, PathBuf>,
+    #[cfg_attr(feature = "openapi", schema(value_type = Vec<String>))]
     pub dirs: Vec<PathBuf>,
     pub memory_mb: u64,
     pub call_timeout_s: u64,
@@ -91,6 +95,7 @@ pub struct Grants {
 
 /// `metalhost plugin list`: one row per configured plugin.
 #[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct PluginStatus {
     pub name: String,
     pub kind: PluginKind,

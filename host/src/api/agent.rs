@@ -5,8 +5,9 @@ use axum::extract::{FromRequestParts, Path, State};
 use axum::http::StatusCode;
 use axum::http::request::Parts;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::Json;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 use metalhost_wire::{Heartbeat, LookupRequest, LookupResponse, Progress, TaskResult};
 use rand::RngCore;
 
@@ -18,14 +19,14 @@ use crate::store::nodes;
 use crate::store::switches::Key;
 use crate::store::tasks;
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/v1/agent/binary", get(binary))
-        .route("/v1/agent/lookup", post(lookup))
-        .route("/v1/agent/task", get(task))
-        .route("/v1/agent/task/{id}/progress", post(progress))
-        .route("/v1/agent/task/{id}/result", post(result))
-        .route("/v1/agent/heartbeat", post(heartbeat))
+/// What the bootstrap calls before it has a token: the agent binary and the lookup.
+pub fn public_router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(binary)).routes(routes!(lookup))
+}
+
+/// The agent's calls with its node token.
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(task)).routes(routes!(progress)).routes(routes!(result)).routes(routes!(heartbeat))
 }
 
 fn random_token() -> String {
@@ -50,6 +51,8 @@ impl FromRequestParts<AppState> for AgentNode {
     }
 }
 
+#[utoipa::path(get, path = "/v1/agent/binary", operation_id = "agent_binary", tag = "agent",
+    responses((status = 200, description = "The static agent binary.", body = String, content_type = "application/octet-stream")))]
 async fn binary(State(state): State<AppState>) -> ApiResult<Response> {
     let path = state.config.agent.binary_path();
     let bytes =
@@ -57,6 +60,8 @@ async fn binary(State(state): State<AppState>) -> ApiResult<Response> {
     Ok(([(axum::http::header::CONTENT_TYPE, "application/octet-stream")], bytes).into_response())
 }
 
+#[utoipa::path(post, path = "/v1/agent/lookup", operation_id = "agent_lookup", tag = "agent", request_body = LookupRequest,
+    responses((status = 200, description = "The node and its token.", body = LookupResponse)))]
 async fn lookup(State(state): State<AppState>, ApiJson(req): ApiJson<LookupRequest>) -> ApiResult<Json<LookupResponse>> {
     let macs: Vec<MacAddr> = req.macs.iter().filter_map(|m| m.parse().ok()).collect();
     if macs.is_empty() {
@@ -88,6 +93,8 @@ async fn lookup(State(state): State<AppState>, ApiJson(req): ApiJson<LookupReque
     }))
 }
 
+#[utoipa::path(get, path = "/v1/agent/task", operation_id = "agent_task", tag = "agent",
+    responses((status = 200, description = "A task, now started.", body = metalhost_wire::AgentTask), (status = 204, description = "No task yet: poll again.")))]
 async fn task(State(state): State<AppState>, AgentNode(node): AgentNode) -> ApiResult<Response> {
     let public_url = state.public_url.clone();
     let rendered = state
@@ -109,6 +116,8 @@ async fn task(State(state): State<AppState>, AgentNode(node): AgentNode) -> ApiR
     }
 }
 
+#[utoipa::path(post, path = "/v1/agent/task/{id}/progress", operation_id = "agent_progress", tag = "agent", params(("id" = i64, Path, description = "The task's id.")), request_body = Progress,
+    responses((status = 204, description = "Recorded.")))]
 async fn progress(
     State(state): State<AppState>,
     AgentNode(node): AgentNode,
@@ -119,6 +128,8 @@ async fn progress(
     Ok(StatusCode::NO_CONTENT)
 }
 
+#[utoipa::path(post, path = "/v1/agent/task/{id}/result", operation_id = "agent_result", tag = "agent", params(("id" = i64, Path, description = "The task's id.")), request_body = TaskResult,
+    responses((status = 204, description = "Recorded; the workflow goes on.")))]
 async fn result(
     State(state): State<AppState>,
     AgentNode(node): AgentNode,
@@ -136,6 +147,8 @@ async fn result(
     Ok(StatusCode::NO_CONTENT)
 }
 
+#[utoipa::path(post, path = "/v1/agent/heartbeat", operation_id = "agent_heartbeat", tag = "agent", request_body = Heartbeat,
+    responses((status = 204, description = "Recorded.")))]
 async fn heartbeat(State(state): State<AppState>, AgentNode(node): AgentNode, ApiJson(_beat): ApiJson<Heartbeat>) -> ApiResult<StatusCode> {
     state.store.call(move |c| tasks::heartbeat(c, node)).await?;
     Ok(StatusCode::NO_CONTENT)

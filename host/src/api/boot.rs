@@ -4,26 +4,27 @@
 use axum::extract::{Path, State};
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
-use axum::{Json, Router};
+use axum::Json;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 use serde::Serialize;
 
 use super::error::{ApiError, ApiResult};
 use crate::app::AppState;
 
-pub fn public_router() -> Router<AppState> {
-    Router::new()
-        .route("/v1/bootstrap/{file}", get(bootstrap_file))
-        .route("/v1/boot/boot.ipxe", get(generic_script))
-        .route("/v1/boot/nodes/{file}", get(node_script))
+pub fn public_router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(bootstrap_file)).routes(routes!(generic_script)).routes(routes!(node_script))
 }
 
-pub fn operator_router() -> Router<AppState> {
-    Router::new().route("/v1/bootstrap", get(describe))
+pub fn operator_router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(describe))
 }
 
 const BOOTSTRAP_FILES: &[&str] = &["vmlinuz", "initrd.gz", "manifest.json"];
 
+#[utoipa::path(get, path = "/v1/bootstrap/{file}", operation_id = "bootstrap_file", tag = "netboot",
+    params(("file" = String, Path, description = "vmlinuz, initrd.gz or manifest.json")),
+    responses((status = 200, description = "The file.", body = String, content_type = "application/octet-stream")))]
 async fn bootstrap_file(State(state): State<AppState>, Path(file): Path<String>) -> ApiResult<Response> {
     if !BOOTSTRAP_FILES.contains(&file.as_str()) {
         return Err(ApiError::NotFound(format!("bootstrap file {file:?}")));
@@ -36,6 +37,8 @@ async fn bootstrap_file(State(state): State<AppState>, Path(file): Path<String>)
 }
 
 /// Chains to the node's own script, or says clearly on the console that there is none.
+#[utoipa::path(get, path = "/v1/boot/boot.ipxe", operation_id = "boot_script", tag = "netboot",
+    responses((status = 200, description = "An iPXE script.", body = String, content_type = "text/plain")))]
 async fn generic_script(State(state): State<AppState>) -> Response {
     let base = &state.public_url;
     let script = format!(
@@ -44,6 +47,9 @@ async fn generic_script(State(state): State<AppState>) -> Response {
     ([(header::CONTENT_TYPE, "text/plain")], script).into_response()
 }
 
+#[utoipa::path(get, path = "/v1/boot/nodes/{file}", operation_id = "node_boot_script", tag = "netboot",
+    params(("file" = String, Path, description = "The MAC with dashes, then .ipxe")),
+    responses((status = 200, description = "An iPXE script.", body = String, content_type = "text/plain")))]
 async fn node_script(State(state): State<AppState>, Path(file): Path<String>) -> ApiResult<Response> {
     let valid = file.ends_with(".ipxe") && file.chars().all(|c| c.is_ascii_hexdigit() || c == '-' || c == '.' || c.is_ascii_lowercase());
     if !valid || file.contains("..") {
@@ -54,13 +60,13 @@ async fn node_script(State(state): State<AppState>, Path(file): Path<String>) ->
     Ok(([(header::CONTENT_TYPE, "text/plain")], text).into_response())
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 struct BootstrapView {
     dir: String,
     files: Vec<BootstrapFile>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 struct BootstrapFile {
     name: String,
     url: String,
@@ -68,6 +74,8 @@ struct BootstrapFile {
 }
 
 /// Where the bootstrap image is and whether it is built.
+#[utoipa::path(get, path = "/v1/bootstrap", operation_id = "describe_bootstrap", tag = "netboot",
+    responses((status = 200, description = "The bootstrap files, with their URLs and sizes (null: missing).", body = BootstrapView)))]
 async fn describe(State(state): State<AppState>) -> Json<BootstrapView> {
     let dir = state.config.bootstrap_dir();
     let mut files = Vec::new();

@@ -4,8 +4,10 @@ use axum::body::Body;
 use axum::extract::{Path, Query, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::Json;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+use utoipa_axum::router::UtoipaMethodRouterExt;
 use futures::StreamExt;
 use rand::RngCore;
 use serde::Deserialize;
@@ -21,19 +23,19 @@ use crate::store::switches::Key;
 use crate::store::tasks;
 
 /// Operator routes.
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/v1/images", get(list).post(register))
-        .route("/v1/images/upload", post(upload).layer(axum::extract::DefaultBodyLimit::disable()))
-        .route("/v1/images/{id}", get(show).delete(remove))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list, register))
+        .routes(routes!(upload).layer(axum::extract::DefaultBodyLimit::disable()))
+        .routes(routes!(show, remove))
 }
 
 /// Routes that check their own token (operator or a task's image token).
-pub fn data_router() -> Router<AppState> {
-    Router::new().route("/v1/images/{id}/data", get(data))
+pub fn data_router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(data))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct RegisterImage {
     name: String,
@@ -53,6 +55,9 @@ fn check_sha256(value: &str) -> Result<String, ApiError> {
     }
 }
 
+/// Registers an external image by URL and sha256; the agent fetches it from there.
+#[utoipa::path(post, path = "/v1/images", operation_id = "register_image", tag = "images", request_body = RegisterImage,
+    responses((status = 201, description = "Registered.", body = Image)))]
 async fn register(State(state): State<AppState>, ApiJson(req): ApiJson<RegisterImage>) -> ApiResult<(StatusCode, Json<Image>)> {
     validate::name("image name", &req.name)?;
     let url = reqwest::Url::parse(&req.url).map_err(|e| ApiError::BadRequest(format!("invalid url {:?}: {e}", req.url)))?;
@@ -71,7 +76,8 @@ async fn register(State(state): State<AppState>, ApiJson(req): ApiJson<RegisterI
     Ok((StatusCode::CREATED, Json(image)))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 struct UploadQuery {
     name: String,
@@ -81,6 +87,9 @@ struct UploadQuery {
 
 /// Streams the body to a file under the data dir while hashing it; the row appears only once the
 /// whole file is there.
+#[utoipa::path(post, path = "/v1/images/upload", operation_id = "upload_image", tag = "images", params(UploadQuery),
+    request_body(content = String, content_type = "application/octet-stream", description = "The image bytes."),
+    responses((status = 201, description = "Stored.", body = Image)))]
 async fn upload(State(state): State<AppState>, Query(q): Query<UploadQuery>, request: Request) -> ApiResult<(StatusCode, Json<Image>)> {
     validate::name("image name", &q.name)?;
     let compression = q.compression.as_deref().map(str::parse::<Compression>).transpose()?;
@@ -140,15 +149,21 @@ async fn receive(body: Body, path: &std::path::Path) -> Result<(String, u64, Vec
     Ok((hex::encode(hasher.finalize()), size, head))
 }
 
+#[utoipa::path(get, path = "/v1/images", operation_id = "list_images", tag = "images",
+    responses((status = 200, description = "Every image.", body = Vec<Image>)))]
 async fn list(State(state): State<AppState>) -> ApiResult<Json<Vec<Image>>> {
     Ok(Json(state.store.call(|c| images::list(c)).await?))
 }
 
+#[utoipa::path(get, path = "/v1/images/{id}", operation_id = "show_image", tag = "images", params(("id" = String, Path, description = "The image's id or name.")),
+    responses((status = 200, description = "The image.", body = Image)))]
 async fn show(State(state): State<AppState>, Path(id): Path<String>) -> ApiResult<Json<Image>> {
     let key = Key::parse(&id);
     Ok(Json(state.store.call(move |c| images::get(c, &key)).await?))
 }
 
+#[utoipa::path(delete, path = "/v1/images/{id}", operation_id = "delete_image", tag = "images", params(("id" = String, Path, description = "The image's id or name.")),
+    responses((status = 204, description = "Deleted, with its file.")))]
 async fn remove(State(state): State<AppState>, Path(id): Path<String>) -> ApiResult<StatusCode> {
     let key = Key::parse(&id);
     let image = state.store.call(move |c| images::delete(c, &key)).await?;
@@ -180,6 +195,11 @@ fn parse_range(headers: &HeaderMap, size: u64) -> Result<Option<(u64, u64)>, Api
     Ok(Some((start, end.min(size - 1))))
 }
 
+#[utoipa::path(get, path = "/v1/images/{id}/data", operation_id = "image_data", tag = "images",
+    params(("id" = i64, Path, description = "The image's id."), ("Range" = Option<String>, Header, description = "bytes=START-[END]")),
+    responses(
+        (status = 200, description = "The whole image.", body = String, content_type = "application/octet-stream"),
+        (status = 206, description = "The requested range.", body = String, content_type = "application/octet-stream")))]
 async fn data(State(state): State<AppState>, Path(id): Path<i64>, headers: HeaderMap) -> ApiResult<Response> {
     let token = super::bearer(&headers).unwrap_or("").to_owned();
     let operator = super::auth::is_operator(&state, &token);

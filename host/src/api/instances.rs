@@ -3,8 +3,9 @@
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::routing::get;
-use axum::{Json, Router};
+use axum::Json;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 use serde::{Deserialize, Serialize};
 
 use super::error::{ApiError, ApiJson, ApiResult};
@@ -17,11 +18,11 @@ use crate::store::nodes;
 use crate::store::switches::Key;
 use crate::store::tasks;
 
-pub fn router() -> Router<AppState> {
-    Router::new().route("/v1/instances", get(list).post(create)).route("/v1/instances/{id}", get(show).delete(remove))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(list, create)).routes(routes!(show, remove))
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct InstanceView {
     #[serde(flatten)]
     instance: Instance,
@@ -32,7 +33,7 @@ pub struct InstanceView {
     total_bytes: Option<u64>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct CreateInstance {
     name: Option<String>,
@@ -72,6 +73,9 @@ async fn view(state: &AppState, instance: Instance) -> ApiResult<InstanceView> {
     Ok(InstanceView { instance, node_name, node_state, bytes_written, total_bytes })
 }
 
+/// Claims a fitting node and starts the deploy; follow it on the instance or the node.
+#[utoipa::path(post, path = "/v1/instances", operation_id = "create_instance", tag = "instances", request_body = CreateInstance,
+    responses((status = 201, description = "Deploy started.", body = InstanceView)))]
 async fn create(State(state): State<AppState>, ApiJson(req): ApiJson<CreateInstance>) -> ApiResult<(StatusCode, Json<InstanceView>)> {
     if let Some(name) = &req.name {
         validate::name("instance name", name)?;
@@ -88,6 +92,8 @@ async fn create(State(state): State<AppState>, ApiJson(req): ApiJson<CreateInsta
     Ok((StatusCode::CREATED, Json(view(&state, instance).await?)))
 }
 
+#[utoipa::path(get, path = "/v1/instances", operation_id = "list_instances", tag = "instances",
+    responses((status = 200, description = "Every instance.", body = Vec<InstanceView>)))]
 async fn list(State(state): State<AppState>) -> ApiResult<Json<Vec<InstanceView>>> {
     let all = state.store.call(|c| instances::list(c)).await?;
     let mut out = Vec::with_capacity(all.len());
@@ -97,12 +103,16 @@ async fn list(State(state): State<AppState>) -> ApiResult<Json<Vec<InstanceView>
     Ok(Json(out))
 }
 
+#[utoipa::path(get, path = "/v1/instances/{id}", operation_id = "show_instance", tag = "instances", params(("id" = String, Path, description = "The instance's id or name.")),
+    responses((status = 200, description = "The instance and its deploy progress.", body = InstanceView)))]
 async fn show(State(state): State<AppState>, Path(id): Path<String>) -> ApiResult<Json<InstanceView>> {
     let key = Key::parse(&id);
     let instance = state.store.call(move |c| instances::get(c, &key)).await?;
     Ok(Json(view(&state, instance).await?))
 }
 
+#[utoipa::path(delete, path = "/v1/instances/{id}", operation_id = "delete_instance", tag = "instances", params(("id" = String, Path, description = "The instance's id or name.")),
+    responses((status = 202, description = "Destroy started.", body = InstanceView)))]
 /// Destroy: the node powers off, its port goes back to provisioning and its disks are cleaned; the
 /// instance disappears once the node is back in the pool.
 async fn remove(State(state): State<AppState>, Path(id): Path<String>) -> ApiResult<(StatusCode, Json<InstanceView>)> {

@@ -1,4 +1,8 @@
 //! The REST API: one module per resource, each with its own `router()`.
+//!
+//! Every route is registered through `utoipa_axum`'s `OpenApiRouter` with a `#[utoipa::path]`
+//! handler, so the OpenAPI document served at `/v1/openapi.json` is built from the same calls
+//! that build the router and cannot leave a route out (ARCHITECTURE.md, "API").
 
 mod agent;
 mod auth;
@@ -8,22 +12,39 @@ mod images;
 mod instances;
 mod node_actions;
 mod nodes;
+mod openapi;
 mod plugins;
 mod switches;
 mod validate;
 
 use axum::Router;
-use axum::routing::get;
+use utoipa_axum::router::OpenApiRouter;
 
 use crate::app::AppState;
 
 pub use auth::bearer;
 
-/// The whole API: the operator routes behind the bearer token, plus unauthenticated health.
+/// The whole API: the operator routes behind the bearer token, the agent's and the netboot's
+/// routes with their own checks, health, and the document that describes them all.
 pub fn router(state: AppState) -> Router {
+    let (router, _) = documented_router(&state).split_for_parts();
+    router
+        .route_layer(axum::middleware::from_fn(crate::metrics::track_http))
+        .layer(tower_http::trace::TraceLayer::new_for_http())
+        .with_state(state)
+}
+
+/// The OpenAPI document alone, as the daemon serves it (for `metalhost openapi` and tests).
+pub fn document(state: &AppState) -> utoipa::openapi::OpenApi {
+    let mut document = documented_router(state).into_openapi();
+    openapi::document_errors(&mut document);
+    document
+}
+
+fn documented_router(state: &AppState) -> OpenApiRouter<AppState> {
     // With `[metrics] listen` set, /metrics is served there, open; otherwise here, behind the token.
-    let metrics = if state.config.metrics.listen.is_none() { crate::metrics::router() } else { Router::new() };
-    let operator = Router::new()
+    let metrics = if state.config.metrics.listen.is_none() { crate::metrics::router() } else { OpenApiRouter::new() };
+    let operator = OpenApiRouter::new()
         .merge(metrics)
         .merge(switches::router())
         .merge(nodes::router())
@@ -33,13 +54,14 @@ pub fn router(state: AppState) -> Router {
         .merge(boot::operator_router())
         .merge(node_actions::router())
         .route_layer(axum::middleware::from_fn_with_state(state.clone(), auth::require_operator));
-    Router::new()
+    let operator = openapi::secured(operator, &[openapi::OPERATOR]);
+    let agent = openapi::secured(agent::router(), &[openapi::NODE_TOKEN]);
+    let image_data = openapi::secured(images::data_router(), &[openapi::OPERATOR, openapi::IMAGE_TOKEN]);
+    OpenApiRouter::with_openapi(openapi::base())
         .merge(operator)
-        .merge(agent::router())
-        .merge(images::data_router())
+        .merge(agent)
+        .merge(image_data)
+        .merge(agent::public_router())
         .merge(boot::public_router())
-        .route("/healthz", get(|| async { "ok" }))
-        .route_layer(axum::middleware::from_fn(crate::metrics::track_http))
-        .layer(tower_http::trace::TraceLayer::new_for_http())
-        .with_state(state)
+        .merge(openapi::public_router())
 }

@@ -3,8 +3,9 @@
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::routing::{post, put};
-use axum::{Json, Router};
+use axum::Json;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 use serde::{Deserialize, Serialize};
 
 use super::error::{ApiError, ApiJson, ApiResult};
@@ -14,41 +15,49 @@ use crate::domain::{BootDevice, NetworkKind, PowerAction, Vlan};
 use crate::provision;
 use crate::store::switches::Key;
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/v1/nodes/{id}/power", put(set_power).get(get_power))
-        .route("/v1/nodes/{id}/boot-device", put(set_boot_device))
-        .route("/v1/nodes/{id}/network", put(set_network))
-        .route("/v1/nodes/{id}/recover", post(recover))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(set_power, get_power))
+        .routes(routes!(set_boot_device))
+        .routes(routes!(set_network))
+        .routes(routes!(recover))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct PowerRequest {
+    /// on, off or reboot.
     action: String,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 struct PowerView {
     node: String,
     power_state: String,
 }
 
+#[utoipa::path(put, path = "/v1/nodes/{id}/power", operation_id = "set_node_power", tag = "node actions", params(("id" = String, Path, description = "The node's id or name.")), request_body = PowerRequest,
+    responses((status = 200, description = "The power state after the action.", body = PowerView)))]
 async fn set_power(State(state): State<AppState>, Path(id): Path<String>, ApiJson(req): ApiJson<PowerRequest>) -> ApiResult<Json<PowerView>> {
     let action: PowerAction = req.action.parse()?;
     let (node, power) = provision::set_power(&state, Key::parse(&id), action).await?;
     Ok(Json(PowerView { node: node.name, power_state: power.to_string() }))
 }
 
+/// Reads the power state from the BMC now.
+#[utoipa::path(get, path = "/v1/nodes/{id}/power", operation_id = "get_node_power", tag = "node actions", params(("id" = String, Path, description = "The node's id or name.")),
+    responses((status = 200, description = "The BMC's answer.", body = PowerView)))]
 async fn get_power(State(state): State<AppState>, Path(id): Path<String>) -> ApiResult<Json<PowerView>> {
     let (node, power) = provision::power_state(&state, Key::parse(&id)).await?;
     Ok(Json(PowerView { node: node.name, power_state: power.to_string() }))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct BootDeviceRequest {
+    /// pxe or disk.
     device: String,
+    /// Defaults to true.
     #[serde(default = "yes")]
     persistent: bool,
 }
@@ -57,19 +66,26 @@ fn yes() -> bool {
     true
 }
 
+#[utoipa::path(put, path = "/v1/nodes/{id}/boot-device", operation_id = "set_node_boot_device", tag = "node actions", params(("id" = String, Path, description = "The node's id or name.")), request_body = BootDeviceRequest,
+    responses((status = 204, description = "Set.")))]
 async fn set_boot_device(State(state): State<AppState>, Path(id): Path<String>, ApiJson(req): ApiJson<BootDeviceRequest>) -> ApiResult<StatusCode> {
     let device: BootDevice = req.device.parse()?;
     provision::set_boot_device(&state, Key::parse(&id), device, req.persistent).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct NetworkRequest {
+    /// provisioning or tenant.
     network: String,
+    /// A tenant VLAN other than the configured one.
     vlan: Option<i64>,
 }
 
+/// Moves the node's switch port to a network.
+#[utoipa::path(put, path = "/v1/nodes/{id}/network", operation_id = "set_node_network", tag = "node actions", params(("id" = String, Path, description = "The node's id or name.")), request_body = NetworkRequest,
+    responses((status = 200, description = "The node on its new network.", body = NodeView)))]
 async fn set_network(State(state): State<AppState>, Path(id): Path<String>, ApiJson(req): ApiJson<NetworkRequest>) -> ApiResult<Json<NodeView>> {
     let network: NetworkKind = req.network.parse()?;
     let net = &state.config.network;
@@ -87,6 +103,9 @@ async fn set_network(State(state): State<AppState>, Path(id): Path<String>, ApiJ
     Ok(Json(node.into()))
 }
 
+/// Takes a node out of `error`: powers it off, moves its port back, cleans it, and makes it available.
+#[utoipa::path(post, path = "/v1/nodes/{id}/recover", operation_id = "recover_node", tag = "node actions", params(("id" = String, Path, description = "The node's id or name.")),
+    responses((status = 202, description = "Recovery started.", body = NodeView)))]
 async fn recover(State(state): State<AppState>, Path(id): Path<String>) -> ApiResult<(StatusCode, Json<NodeView>)> {
     let node = provision::recover(&state, Key::parse(&id)).await?;
     Ok((StatusCode::ACCEPTED, Json(node.into())))

@@ -4,8 +4,9 @@ use std::net::IpAddr;
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::routing::get;
-use axum::{Json, Router};
+use axum::Json;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 use serde::{Deserialize, Serialize};
 
 use super::error::{ApiError, ApiJson, ApiResult};
@@ -18,15 +19,12 @@ use crate::store::last_error::LastError;
 use crate::store::nodes::{self, NewNode, Node, NodeUpdate};
 use crate::store::switches::Key;
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/v1/nodes", get(list).post(create))
-        .route("/v1/nodes/{id}", get(show).patch(update).delete(remove))
-        .route("/v1/nodes/{id}/events", get(list_events))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(list, create)).routes(routes!(show, update, remove)).routes(routes!(list_events))
 }
 
 /// A node as clients see it: no BMC password.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct NodeView {
     pub id: i64,
     pub name: String,
@@ -41,14 +39,20 @@ pub struct NodeView {
     pub power_driver: String,
     pub switch_id: i64,
     pub switch_port: String,
+    /// enrolled, available, deploying, active, destroying, cleaning, error, ...
     pub state: String,
+    /// on, off or unknown.
     pub power_state: String,
+    /// provisioning, tenant or unknown.
     pub network: String,
     pub vlan: Option<u16>,
     pub maintenance: bool,
     /// Why the node is in `error` (or still `enrolled`): step, plugin, operation, kind, message.
     pub last_error: Option<LastError>,
     pub instance_id: Option<i64>,
+    /// When the transitional state the node is in times out (RFC 3339 UTC).
+    #[serde(serialize_with = "crate::domain::time::as_rfc3339_opt")]
+    #[schema(value_type = Option<String>, format = DateTime)]
     pub state_deadline: Option<i64>,
 }
 
@@ -80,7 +84,7 @@ impl From<Node> for NodeView {
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateNode {
     /// Defaults to `node-` and the MAC without separators.
@@ -130,7 +134,8 @@ impl CreateNode {
     }
 }
 
-#[derive(Deserialize)]
+/// Only the fields given change; a changed node is validated again.
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateNode {
     name: Option<String>,
@@ -182,6 +187,9 @@ impl UpdateNode {
     }
 }
 
+/// Enrol a node: it is validated (its power plugin reads its power state) and becomes `available`.
+#[utoipa::path(post, path = "/v1/nodes", operation_id = "create_node", tag = "nodes", request_body = CreateNode,
+    responses((status = 201, description = "Enrolled.", body = NodeView)))]
 async fn create(State(state): State<AppState>, ApiJson(req): ApiJson<CreateNode>) -> ApiResult<(StatusCode, Json<NodeView>)> {
     let new = req.validate()?;
     let node = state.store.call(move |c| nodes::insert(c, new)).await?;
@@ -190,17 +198,23 @@ async fn create(State(state): State<AppState>, ApiJson(req): ApiJson<CreateNode>
     Ok((StatusCode::CREATED, Json(node.into())))
 }
 
+#[utoipa::path(get, path = "/v1/nodes", operation_id = "list_nodes", tag = "nodes",
+    responses((status = 200, description = "Every node.", body = Vec<NodeView>)))]
 async fn list(State(state): State<AppState>) -> ApiResult<Json<Vec<NodeView>>> {
     let all = state.store.call(|c| nodes::list(c)).await?;
     Ok(Json(all.into_iter().map(NodeView::from).collect()))
 }
 
+#[utoipa::path(get, path = "/v1/nodes/{id}", operation_id = "show_node", tag = "nodes", params(("id" = String, Path, description = "The node's id or name.")),
+    responses((status = 200, description = "The node.", body = NodeView)))]
 async fn show(State(state): State<AppState>, Path(id): Path<String>) -> ApiResult<Json<NodeView>> {
     let key = Key::parse(&id);
     let node = state.store.call(move |c| nodes::get(c, &key)).await?;
     Ok(Json(node.into()))
 }
 
+#[utoipa::path(patch, path = "/v1/nodes/{id}", operation_id = "update_node", tag = "nodes", params(("id" = String, Path, description = "The node's id or name.")), request_body = UpdateNode,
+    responses((status = 200, description = "The node as changed.", body = NodeView)))]
 async fn update(State(state): State<AppState>, Path(id): Path<String>, ApiJson(req): ApiJson<UpdateNode>) -> ApiResult<Json<NodeView>> {
     let change = req.validate()?;
     let key = Key::parse(&id);
@@ -210,6 +224,8 @@ async fn update(State(state): State<AppState>, Path(id): Path<String>, ApiJson(r
     Ok(Json(node.into()))
 }
 
+#[utoipa::path(delete, path = "/v1/nodes/{id}", operation_id = "delete_node", tag = "nodes", params(("id" = String, Path, description = "The node's id or name.")),
+    responses((status = 204, description = "Deleted.")))]
 async fn remove(State(state): State<AppState>, Path(id): Path<String>) -> ApiResult<StatusCode> {
     let key = Key::parse(&id);
     state.store.call(move |c| nodes::delete(c, &key)).await?;
@@ -217,6 +233,9 @@ async fn remove(State(state): State<AppState>, Path(id): Path<String>) -> ApiRes
     Ok(StatusCode::NO_CONTENT)
 }
 
+/// The node's event log, oldest first: state changes, steps with durations, retries, power drift.
+#[utoipa::path(get, path = "/v1/nodes/{id}/events", operation_id = "list_node_events", tag = "nodes", params(("id" = String, Path, description = "The node's id or name.")),
+    responses((status = 200, description = "The events.", body = Vec<Event>)))]
 async fn list_events(State(state): State<AppState>, Path(id): Path<String>) -> ApiResult<Json<Vec<Event>>> {
     let key = Key::parse(&id);
     let list = state

@@ -1,14 +1,18 @@
 //! `/v1/plugins`: what each configured driver is, what it is granted, and whether it loaded.
 
 use axum::extract::State;
-use axum::routing::get;
-use axum::{Json, Router};
+use axum::Json;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::app::AppState;
 
-pub fn router() -> Router<AppState> {
-    Router::new().route("/v1/plugins", get(list))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(list))
 }
+
+#[utoipa::path(get, path = "/v1/plugins", operation_id = "list_plugins", tag = "plugins",
+    responses((status = 200, description = "Every configured plugin: kind, contract, grants, confinement, load error.", body = Vec<crate::drivers::PluginStatus>)))]
 
 async fn list(State(state): State<AppState>) -> Json<Vec<crate::drivers::PluginStatus>> {
     Json(state.plugins.status())

@@ -2,8 +2,9 @@
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::routing::get;
-use axum::{Json, Router};
+use axum::Json;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 use serde::{Deserialize, Serialize};
 
 use super::error::{ApiError, ApiJson, ApiResult};
@@ -12,15 +13,12 @@ use crate::app::AppState;
 use crate::domain::{Hostname, Secret};
 use crate::store::switches::{self, Key, NewSwitch, Switch};
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/v1/switches", get(list).post(create))
-        .route("/v1/switches/{id}", get(show).delete(remove))
-        .route("/v1/switches/{id}/check", get(check))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(list, create)).routes(routes!(show, remove)).routes(routes!(check))
 }
 
 /// A switch as clients see it: no password.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct SwitchView {
     pub id: i64,
     pub name: String,
@@ -49,7 +47,7 @@ impl From<Switch> for SwitchView {
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateSwitch {
     /// Defaults to the address.
@@ -66,6 +64,8 @@ pub struct CreateSwitch {
     host_key: Option<String>,
 }
 
+#[utoipa::path(post, path = "/v1/switches", operation_id = "create_switch", tag = "switches", request_body = CreateSwitch,
+    responses((status = 201, description = "Added.", body = SwitchView)))]
 async fn create(State(state): State<AppState>, ApiJson(req): ApiJson<CreateSwitch>) -> ApiResult<(StatusCode, Json<SwitchView>)> {
     let address: Hostname = req.address.parse()?;
     let name = req.name.unwrap_or_else(|| address.to_string());
@@ -94,17 +94,23 @@ async fn create(State(state): State<AppState>, ApiJson(req): ApiJson<CreateSwitc
     Ok((StatusCode::CREATED, Json(switch.into())))
 }
 
+#[utoipa::path(get, path = "/v1/switches", operation_id = "list_switches", tag = "switches",
+    responses((status = 200, description = "Every switch.", body = Vec<SwitchView>)))]
 async fn list(State(state): State<AppState>) -> ApiResult<Json<Vec<SwitchView>>> {
     let all = state.store.call(|c| switches::list(c)).await?;
     Ok(Json(all.into_iter().map(SwitchView::from).collect()))
 }
 
+#[utoipa::path(get, path = "/v1/switches/{id}", operation_id = "show_switch", tag = "switches", params(("id" = String, Path, description = "The switch's id or name.")),
+    responses((status = 200, description = "The switch.", body = SwitchView)))]
 async fn show(State(state): State<AppState>, Path(id): Path<String>) -> ApiResult<Json<SwitchView>> {
     let key = Key::parse(&id);
     let switch = state.store.call(move |c| switches::get(c, &key)).await?;
     Ok(Json(switch.into()))
 }
 
+#[utoipa::path(delete, path = "/v1/switches/{id}", operation_id = "delete_switch", tag = "switches", params(("id" = String, Path, description = "The switch's id or name.")),
+    responses((status = 204, description = "Deleted.")))]
 async fn remove(State(state): State<AppState>, Path(id): Path<String>) -> ApiResult<StatusCode> {
     let key = Key::parse(&id);
     state.store.call(move |c| switches::delete(c, &key)).await?;
@@ -112,7 +118,7 @@ async fn remove(State(state): State<AppState>, Path(id): Path<String>) -> ApiRes
     Ok(StatusCode::NO_CONTENT)
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 struct CheckView {
     switch: String,
     reachable: bool,
@@ -124,6 +130,8 @@ struct CheckView {
 
 /// Connects and reports reachability, NETCONF capabilities and model/syntax; changes nothing
 /// (except remembering a first-use host key).
+#[utoipa::path(get, path = "/v1/switches/{id}/check", operation_id = "check_switch", tag = "switches", params(("id" = String, Path, description = "The switch's id or name.")),
+    responses((status = 200, description = "What the switch answered; an unreachable switch is `reachable: false` with its error.", body = CheckView)))]
 async fn check(State(state): State<AppState>, Path(id): Path<String>) -> ApiResult<Json<CheckView>> {
     let key = Key::parse(&id);
     let switch = state.store.call(move |c| switches::get(c, &key)).await?;

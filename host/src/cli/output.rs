@@ -33,29 +33,45 @@ pub fn failure_line(record: &Value) -> String {
     line
 }
 
-/// Unix milliseconds as `YYYY-MM-DD HH:MM:SS.mmm` UTC (civil-from-days, no calendar crate needed).
-pub fn timestamp(ms: i64) -> String {
-    let (secs, millis) = (ms.div_euclid(1000), ms.rem_euclid(1000));
-    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!("{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02}.{millis:03}", rem / 3600, rem % 3600 / 60, rem % 60)
+/// An RFC 3339 time from the API in the operator's local zone, to the second:
+/// `2026-12-01 04:12:19 CET`. Anything else is shown as it came.
+pub fn local_time(value: &str) -> String {
+    match value.parse::<jiff::Timestamp>() {
+        Ok(at) => at.to_zoned_datetime(jiff::tz::TimeZone::system()).strftime("%Y-%m-%d %H:%M:%S %Z").to_string(),
+        Err(_) => value.to_owned(),
+    }
 }
 
-/// Prints `rows` (JSON objects) as a table of the given (header, field) columns; `at` and
-/// `*_at` fields (Unix milliseconds) are shown as UTC times.
+/// How long ago (or, for a deadline, how far ahead) `value` is from `now`, in its largest unit:
+/// `42s ago`, `5m ago`, `3h ago`, `2d ago`, `in 4m`.
+pub fn age(value: &str, now: jiff::Timestamp) -> Option<String> {
+    let at = value.parse::<jiff::Timestamp>().ok()?;
+    let seconds = now.as_second() - at.as_second();
+    let n = seconds.abs();
+    let amount = match n {
+        0..60 => format!("{n}s"),
+        60..3_600 => format!("{}m", n / 60),
+        3_600..86_400 => format!("{}h", n / 3_600),
+        _ => format!("{}d", n / 86_400),
+    };
+    Some(if seconds >= 0 { format!("{amount} ago") } else { format!("in {amount}") })
+}
+
+fn is_time_field(field: &str) -> bool {
+    field == "at" || field.ends_with("_at") || field.ends_with("_deadline")
+}
+
+/// Prints `rows` (JSON objects) as a table of the given (header, field) columns; times (`at`,
+/// `*_at`, `*_deadline`) are shown in local time with their age.
 pub fn table(rows: &Value, columns: &[(&str, &str)]) {
     let empty = Vec::new();
     let rows = rows.as_array().unwrap_or(&empty);
+    let now = jiff::Timestamp::now();
     let show = |row: &Value, field: &str| match row.get(field) {
-        Some(Value::Number(n)) if field == "at" || field.ends_with("_at") => n.as_i64().map(timestamp).unwrap_or_else(|| n.to_string()),
+        Some(Value::String(s)) if is_time_field(field) => match age(s, now) {
+            Some(age) => format!("{} ({age})", local_time(s)),
+            None => s.clone(),
+        },
         other => cell(other),
     };
     let cells: Vec<Vec<String>> = rows.iter().map(|row| columns.iter().map(|(_, field)| show(row, field)).collect()).collect();
@@ -79,7 +95,11 @@ pub fn record(value: &Value) {
     if let Some(object) = value.as_object() {
         let width = object.keys().map(String::len).max().unwrap_or(0);
         for (key, v) in object {
-            println!("{key:<width$}  {}", cell(Some(v)));
+            let shown = match v.as_str() {
+                Some(s) if is_time_field(key) => local_time(s),
+                _ => cell(Some(v)),
+            };
+            println!("{key:<width$}  {shown}");
         }
     } else {
         println!("{value}");
@@ -100,9 +120,16 @@ mod tests {
     }
 
     #[test]
-    fn formats_unix_milliseconds() {
-        assert_eq!(super::timestamp(0), "1970-01-01 00:00:00.000");
-        assert_eq!(super::timestamp(1_795_595_890_296), "2026-11-25 08:38:10.296");
-        assert_eq!(super::timestamp(951_782_400_000), "2000-02-29 00:00:00.000");
+    fn times_show_local_and_their_age() {
+        let now: jiff::Timestamp = "2026-12-01T03:00:00Z".parse().expect("time");
+        assert_eq!(super::age("2026-12-01T02:59:18.500Z", now).as_deref(), Some("41s ago"));
+        assert_eq!(super::age("2026-12-01T01:00:00Z", now).as_deref(), Some("2h ago"));
+        assert_eq!(super::age("2026-11-28T03:00:00Z", now).as_deref(), Some("3d ago"));
+        assert_eq!(super::age("2026-12-01T03:04:00Z", now).as_deref(), Some("in 4m"));
+        assert_eq!(super::age("not a time", now), None);
+        assert_eq!(super::local_time("not a time"), "not a time");
+        // The zone is the machine's; the shape is fixed.
+        let shown = super::local_time("2026-12-01T03:00:00Z");
+        assert!(shown.starts_with("2026-12-01 ") || shown.starts_with("2026-11-30 "), "{shown}");
     }
 }

@@ -4,6 +4,7 @@ mod failure;
 mod ids;
 mod net;
 mod state;
+pub mod time;
 
 pub use failure::FailureKind;
 pub use ids::{ImageId, InstanceId, NodeId, SwitchId, TaskId};

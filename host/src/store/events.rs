@@ -5,11 +5,13 @@ use rusqlite::{Connection, params};
 use super::Result;
 use crate::domain::{NodeId, ProvisionState, now_ms};
 
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
 pub struct Event {
     pub id: i64,
     pub node_id: i64,
-    /// Unix milliseconds.
+    /// Stored as Unix milliseconds; RFC 3339 UTC on the wire.
+    #[serde(serialize_with = "crate::domain::time::as_rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
     pub at: i64,
     /// An [`EventKind`] name.
     pub kind: String,

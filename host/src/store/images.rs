@@ -6,7 +6,7 @@ use super::switches::Key;
 use super::{Result, StoreError};
 use crate::domain::{Compression, ImageId, now_ms};
 
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
 pub struct Image {
     pub id: i64,
     pub name: String,
@@ -18,7 +18,10 @@ pub struct Image {
     pub sha256: String,
     pub size: Option<u64>,
     #[serde(serialize_with = "super::as_text")]
+    #[schema(value_type = String, example = "gzip")]
     pub compression: Compression,
+    #[serde(serialize_with = "crate::domain::time::as_rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
     pub created_at: i64,
 }
 

@@ -8,16 +8,21 @@ use super::switches::Key;
 use super::{Result, StoreError, images};
 use crate::domain::{InstanceId, InstanceState, NodeId, ProvisionState, now_ms};
 
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
 pub struct Instance {
     pub id: i64,
     pub name: String,
     pub image_id: i64,
     pub node_id: Option<i64>,
     #[serde(serialize_with = "super::as_text")]
+    #[schema(value_type = String, example = "deploying")]
     pub state: InstanceState,
     pub last_error: Option<LastError>,
+    #[serde(serialize_with = "crate::domain::time::as_rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
     pub created_at: i64,
+    #[serde(serialize_with = "crate::domain::time::as_rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
     pub updated_at: i64,
 }
 

@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::domain::FailureKind;
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct LastError {
     /// The workflow step that failed (`switch port -> provisioning`, `validate`, ...).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -21,6 +21,7 @@ pub struct LastError {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub operation: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none", with = "kind")]
+    #[schema(value_type = Option<String>, example = "unreachable")]
     pub kind: Option<FailureKind>,
     pub message: String,
 }

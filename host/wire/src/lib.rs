@@ -6,12 +6,14 @@ use serde::{Deserialize, Serialize};
 
 /// `POST /v1/agent/lookup`: the agent names its MAC addresses.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct LookupRequest {
     pub macs: Vec<String>,
 }
 
 /// The node the agent runs on, and the token for its other agent calls.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct LookupResponse {
     pub node_id: i64,
     /// Bearer token for `/v1/agent/*` calls of this node.
@@ -24,6 +26,7 @@ pub struct LookupResponse {
 
 /// `GET /v1/agent/task`: the node's pending task (204 No Content when there is none yet).
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct AgentTask {
     pub id: i64,
     pub work: TaskWork,
@@ -32,6 +35,7 @@ pub struct AgentTask {
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum TaskWork {
     Deploy(DeployTask),
@@ -39,6 +43,7 @@ pub enum TaskWork {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum AfterTask {
     Exit,
@@ -46,6 +51,7 @@ pub enum AfterTask {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum Compression {
     None,
@@ -55,6 +61,7 @@ pub enum Compression {
 
 /// Write an image to a disk.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct DeployTask {
     pub image_url: String,
     /// Bearer token for `image_url`, valid for this task only. None for external URLs that need none.
@@ -72,6 +79,7 @@ pub struct DeployTask {
 
 /// Wipe disks so the next tenant sees nothing of the last one.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct CleanTask {
     /// Disk names to clean; empty means every non-removable disk.
     pub disks: Vec<String>,
@@ -79,6 +87,7 @@ pub struct CleanTask {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum CleanMethod {
     /// Partition tables, signatures, and the first and last MiB of each disk (discard where supported).
@@ -87,6 +96,7 @@ pub enum CleanMethod {
 
 /// `POST /v1/agent/task/{id}/progress`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Progress {
     pub bytes_written: u64,
     pub total_bytes: Option<u64>,
@@ -94,6 +104,7 @@ pub struct Progress {
 
 /// `POST /v1/agent/task/{id}/result`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct TaskResult {
     pub success: bool,
     pub message: String,
@@ -101,6 +112,7 @@ pub struct TaskResult {
 
 /// `POST /v1/agent/heartbeat`.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Heartbeat {
     /// The task the agent is working on, if any.
     pub task_id: Option<i64>,
@@ -108,11 +120,13 @@ pub struct Heartbeat {
 
 /// Error body of every API error: `{"error": {"code", "message"}}`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ErrorBody {
     pub error: ErrorDetail,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ErrorDetail {
     pub code: String,
     pub message: String,
