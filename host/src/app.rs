@@ -37,7 +37,9 @@ pub struct App {
 
 impl App {
     pub async fn build(config: Config) -> anyhow::Result<App> {
-        crate::metrics::handle();
+        if config.metrics.enabled {
+            crate::metrics::handle();
+        }
         std::fs::create_dir_all(&config.data_dir).with_context(|| format!("cannot create data dir {}", config.data_dir.display()))?;
         restrict_permissions(&config.data_dir);
         let operator_token = match &config.token {
@@ -96,7 +98,7 @@ impl App {
         } else {
             None
         };
-        let metrics = match state.config.metrics.listen {
+        let metrics = match state.config.metrics.listen.filter(|_| state.config.metrics.enabled) {
             Some(at) => {
                 let open = TcpListener::bind(at).await.with_context(|| format!("cannot listen on {at} for metrics"))?;
                 tracing::info!(addr = %open.local_addr()?, "metrics are served");

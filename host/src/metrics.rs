@@ -18,13 +18,22 @@ use serde::Deserialize;
 use crate::app::AppState;
 use crate::domain::{PowerState, ProvisionState};
 
-/// `[metrics]`: where `/metrics` is served.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
+/// `[metrics]`: whether metrics are recorded, and where `/metrics` is served.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
 pub struct MetricsConfig {
+    /// Off: no recorder is installed, so every counter and histogram is a no-op, and there is no
+    /// `/metrics` (for sites that do not scrape, and to measure what metrics cost: bench/enroll.sh).
+    pub enabled: bool,
     /// A separate listener serving only `/metrics`, without the token (for a Prometheus that
     /// should not hold the operator token). Unset: `/metrics` on the API listener, token required.
     pub listen: Option<std::net::SocketAddr>,
+}
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        MetricsConfig { enabled: true, listen: None }
+    }
 }
 
 /// Seconds buckets from 1 ms (a plugin call) to 30 min (an agent writing an image).

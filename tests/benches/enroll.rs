@@ -1,5 +1,6 @@
 //! Enrolment benchmark: 10,000 nodes through the REST API of the real daemon, then one list of all
-//! of them, against raw rusqlite inserts of the same rows measured in the same run.
+//! of them, against raw rusqlite inserts of the same rows measured in the same run; and the same
+//! enrolment with `[metrics] enabled = false`, for what metrics cost on this path (issue 18).
 //!
 //! Run with `bench/enroll.sh` (release build of the daemon).
 
@@ -15,23 +16,13 @@ const CONCURRENCY: usize = 16;
 #[tokio::main]
 async fn main() {
     let nodes: u32 = std::env::var("BENCH_NODES").ok().and_then(|v| v.parse().ok()).unwrap_or(NODES);
-    let daemon = Daemon::start();
-    let (status, sw) = daemon.post("/v1/switches", &switch_body("bench-sw", "pw-bench")).await;
-    assert_eq!(status, StatusCode::CREATED);
-    let sw = sw["id"].as_i64().expect("id");
-
-    let started = Instant::now();
-    let results: Vec<StatusCode> = futures::stream::iter(0..nodes)
-        .map(|i| {
-            let body = node_body(i + 1, sw, "pw-bench");
-            let d = &daemon;
-            async move { d.post("/v1/nodes", &body).await.0 }
-        })
-        .buffer_unordered(CONCURRENCY)
-        .collect()
-        .await;
-    let enrol = started.elapsed();
-    assert!(results.iter().all(|s| *s == StatusCode::CREATED), "some enrolments failed");
+    let mut unmetered = Daemon::start_with("[metrics]\nenabled = false\n");
+    unmetered.skip_document_checks();
+    let without_metrics = enrol_all(&unmetered, nodes).await;
+    drop(unmetered);
+    let mut daemon = Daemon::start();
+    daemon.skip_document_checks();
+    let enrol = enrol_all(&daemon, nodes).await;
 
     let mut list_times = Vec::new();
     for _ in 0..5 {
@@ -50,7 +41,31 @@ async fn main() {
     println!("list all {nodes}: median {:.1} ms, max {:.1} ms (5 runs)", ms(list_times[2]), ms(list_times[4]));
     println!("raw rusqlite: {nodes} single-row transactions in {:.2} s = {raw_rate:.0} rows/s", raw.as_secs_f64());
     println!("ratio enrolment rate / raw insert rate: {:.2}", api_rate / raw_rate);
+    let unmetered_rate = f64::from(nodes) / without_metrics.as_secs_f64();
+    println!(
+        "metrics cost: enrolment {api_rate:.0} nodes/s with metrics, {unmetered_rate:.0} without; ratio with/without {:.3}",
+        api_rate / unmetered_rate
+    );
     println!("targets: >= 2000 nodes/s -> {}; list < 200 ms -> {}", pass(api_rate >= 2000.0), pass(list_times[2] < Duration::from_millis(200)));
+}
+
+/// Enrols `nodes` nodes on a fresh switch, `CONCURRENCY` requests at a time; every one must succeed.
+async fn enrol_all(daemon: &Daemon, nodes: u32) -> Duration {
+    let (status, sw) = daemon.post("/v1/switches", &switch_body("bench-sw", "pw-bench")).await;
+    assert_eq!(status, StatusCode::CREATED);
+    let sw = sw["id"].as_i64().expect("id");
+    let started = Instant::now();
+    let results: Vec<StatusCode> = futures::stream::iter(0..nodes)
+        .map(|i| {
+            let body = node_body(i + 1, sw, "pw-bench");
+            async move { daemon.post("/v1/nodes", &body).await.0 }
+        })
+        .buffer_unordered(CONCURRENCY)
+        .collect()
+        .await;
+    let took = started.elapsed();
+    assert!(results.iter().all(|s| *s == StatusCode::CREATED), "some enrolments failed");
+    took
 }
 
 fn ms(d: Duration) -> f64 {

@@ -26,6 +26,8 @@ pub struct Daemon {
     /// The daemon's OpenAPI document, fetched at the first call: every JSON answer is checked
     /// against it (see `crate::openapi`).
     document: tokio::sync::OnceCell<ApiDocument>,
+    /// Benchmarks turn the document check off: it costs the client CPU the daemon shares.
+    check_document: bool,
 }
 
 impl Daemon {
@@ -41,13 +43,28 @@ impl Daemon {
         let config = format!("{listen}data_dir = \"{}\"\n{sync}{extra_config}\n", data_dir.display());
         std::fs::write(&config_path, config).expect("write config");
         let log_path = dir.path().join("daemon.log");
-        let mut daemon = Daemon { child: None, url: String::new(), data_dir, _dir: Some(dir), config_path, log_path, http: reqwest::Client::new(), document: Default::default() };
+        let mut daemon = Daemon {
+            child: None,
+            url: String::new(),
+            data_dir,
+            _dir: Some(dir),
+            config_path,
+            log_path,
+            http: reqwest::Client::new(),
+            document: Default::default(),
+            check_document: true,
+        };
         daemon.spawn();
         daemon
     }
 
     pub fn start() -> Daemon {
         Self::start_with("")
+    }
+
+    /// Stops validating answers against the OpenAPI document (benchmarks only).
+    pub fn skip_document_checks(&mut self) {
+        self.check_document = false;
     }
 
     fn spawn(&mut self) {
@@ -143,13 +160,18 @@ impl Daemon {
     }
 
     pub async fn call_with_token(&self, method: Method, path: &str, body: Option<&Value>, token: Option<&str>) -> (StatusCode, Value) {
-        let document = self
-            .document
-            .get_or_init(|| async {
-                let response = self.http.get(format!("{}/v1/openapi.json", self.url)).send().await.expect("fetch the OpenAPI document");
-                ApiDocument::new(response.json().await.expect("the OpenAPI document is JSON"))
-            })
-            .await;
+        let document = if self.check_document {
+            Some(
+                self.document
+                    .get_or_init(|| async {
+                        let response = self.http.get(format!("{}/v1/openapi.json", self.url)).send().await.expect("fetch the OpenAPI document");
+                        ApiDocument::new(response.json().await.expect("the OpenAPI document is JSON"))
+                    })
+                    .await,
+            )
+        } else {
+            None
+        };
         let mut request = self.http.request(method.clone(), format!("{}{path}", self.url));
         if let Some(token) = token {
             request = request.bearer_auth(token);
@@ -162,7 +184,9 @@ impl Daemon {
         let content_type = response.headers().get(reqwest::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
         let text = response.text().await.expect("read body");
         let value = if text.is_empty() { Value::Null } else { serde_json::from_str(&text).unwrap_or(Value::String(text)) };
-        if let Err(mismatch) = document.check(method.as_str(), path, status.as_u16(), &content_type, &value) {
+        if let Some(document) = document
+            && let Err(mismatch) = document.check(method.as_str(), path, status.as_u16(), &content_type, &value)
+        {
             panic!("the daemon's answer does not match its OpenAPI document: {mismatch}");
         }
         (status, value)

@@ -1,15 +1,15 @@
 //! `/v1/agent/*`: the API the agent on a PXE-booted node calls. Not behind the operator token:
 //! lookup is by MAC and only for nodes that expect an agent; everything else needs the node token.
 
+use axum::Json;
 use axum::extract::{FromRequestParts, Path, State};
 use axum::http::StatusCode;
 use axum::http::request::Parts;
 use axum::response::{IntoResponse, Response};
-use axum::Json;
-use utoipa_axum::router::OpenApiRouter;
-use utoipa_axum::routes;
 use metalhost_wire::{Heartbeat, LookupRequest, LookupResponse, Progress, TaskResult};
 use rand::RngCore;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::error::{ApiError, ApiJson, ApiResult};
 use crate::app::AppState;

@@ -1,13 +1,13 @@
 //! Netboot over HTTP: the bootstrap kernel and initramfs, the generic iPXE script, and the per-node
 //! scripts the netboot plugin writes. Public: PXE firmware carries no token.
 
+use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
-use axum::Json;
+use serde::Serialize;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
-use serde::Serialize;
 
 use super::error::{ApiError, ApiResult};
 use crate::app::AppState;

@@ -1,12 +1,12 @@
 //! `/v1/instances`: create (deploy onto a fitting node) and delete (destroy), plus progress. The
 //! workflows start in `provision::{start_deploy, start_destroy}`.
 
+use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::Json;
+use serde::{Deserialize, Serialize};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
-use serde::{Deserialize, Serialize};
 
 use super::error::{ApiError, ApiJson, ApiResult};
 use super::validate;

@@ -28,13 +28,10 @@ pub use auth::bearer;
 /// routes with their own checks, health, and the document that describes them all.
 pub fn router(state: AppState) -> Router {
     let (router, _) = documented_router(&state).split_for_parts();
-    router
-        .route_layer(axum::middleware::from_fn(crate::metrics::track_http))
-        .layer(tower_http::trace::TraceLayer::new_for_http())
-        .with_state(state)
+    router.route_layer(axum::middleware::from_fn(crate::metrics::track_http)).layer(tower_http::trace::TraceLayer::new_for_http()).with_state(state)
 }
 
-/// The OpenAPI document alone, as the daemon serves it (for `metalhost openapi` and tests).
+/// The OpenAPI document alone, as `/v1/openapi.json` serves it.
 pub fn document(state: &AppState) -> utoipa::openapi::OpenApi {
     let mut document = documented_router(state).into_openapi();
     openapi::document_errors(&mut document);
@@ -43,7 +40,8 @@ pub fn document(state: &AppState) -> utoipa::openapi::OpenApi {
 
 fn documented_router(state: &AppState) -> OpenApiRouter<AppState> {
     // With `[metrics] listen` set, /metrics is served there, open; otherwise here, behind the token.
-    let metrics = if state.config.metrics.listen.is_none() { crate::metrics::router() } else { OpenApiRouter::new() };
+    let metrics = &state.config.metrics;
+    let metrics = if metrics.enabled && metrics.listen.is_none() { crate::metrics::router() } else { OpenApiRouter::new() };
     let operator = OpenApiRouter::new()
         .merge(metrics)
         .merge(switches::router())

@@ -1,12 +1,12 @@
 //! Operator actions on one node: power, boot device, network, recover. The work is in
 //! `provision` (operator actions and `recover`); these handlers parse, call and map errors.
 
+use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::Json;
+use serde::{Deserialize, Serialize};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
-use serde::{Deserialize, Serialize};
 
 use super::error::{ApiError, ApiJson, ApiResult};
 use super::nodes::NodeView;
@@ -16,11 +16,7 @@ use crate::provision;
 use crate::store::switches::Key;
 
 pub fn router() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new()
-        .routes(routes!(set_power, get_power))
-        .routes(routes!(set_boot_device))
-        .routes(routes!(set_network))
-        .routes(routes!(recover))
+    OpenApiRouter::new().routes(routes!(set_power, get_power)).routes(routes!(set_boot_device)).routes(routes!(set_network)).routes(routes!(recover))
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]

@@ -1,7 +1,7 @@
 //! `/v1/plugins`: what each configured driver is, what it is granted, and whether it loaded.
 
-use axum::extract::State;
 use axum::Json;
+use axum::extract::State;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 

@@ -1,11 +1,11 @@
 //! `/v1/switches`: the switch registry.
 
+use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::Json;
+use serde::{Deserialize, Serialize};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
-use serde::{Deserialize, Serialize};
 
 use super::error::{ApiError, ApiJson, ApiResult};
 use super::validate;

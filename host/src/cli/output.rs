@@ -122,7 +122,7 @@ mod tests {
     #[test]
     fn times_show_local_and_their_age() {
         let now: jiff::Timestamp = "2026-12-01T03:00:00Z".parse().expect("time");
-        assert_eq!(super::age("2026-12-01T02:59:18.500Z", now).as_deref(), Some("41s ago"));
+        assert_eq!(super::age("2026-12-01T02:59:18.500Z", now).as_deref(), Some("42s ago"));
         assert_eq!(super::age("2026-12-01T01:00:00Z", now).as_deref(), Some("2h ago"));
         assert_eq!(super::age("2026-11-28T03:00:00Z", now).as_deref(), Some("3d ago"));
         assert_eq!(super::age("2026-12-01T03:04:00Z", now).as_deref(), Some("in 4m"));

@@ -30,6 +30,6 @@ mod tests {
     #[test]
     fn milliseconds_become_rfc3339_utc() {
         assert_eq!(rfc3339(0), "1970-01-01T00:00:00.000Z");
-        assert_eq!(rfc3339(1_796_079_542_046), "2026-12-01T00:59:02.046Z");
+        assert_eq!(rfc3339(1_796_079_542_046), "2026-11-30T22:59:02.046Z");
     }
 }

@@ -1,0 +1,66 @@
+//! What metrics cost on the plugin call path (issue 18): the median of get-power-state calls of
+//! the real ipmitool plugin (stub exec) before and after a Prometheus recorder is installed, in
+//! one run. Without a recorder the `metrics` facade is a no-op, as with `[metrics] enabled = false`.
+//!
+//! Run with `bench/metrics_cost.sh`.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use metalhost_plugin_host::{Bmc, Credentials, PluginHost, PluginKind, PluginSpec, PowerState};
+
+const CALLS: usize = 5_000;
+const ROUNDS: usize = 3;
+
+fn stub(_program: &str, _args: &[String]) -> String {
+    "Chassis Power is on\n".to_owned()
+}
+
+async fn median_call(host: &PluginHost, bmc: &Bmc, creds: &Credentials) -> Duration {
+    let driver = host.power("ipmitool").expect("driver");
+    let mut times = Vec::with_capacity(CALLS);
+    for _ in 0..CALLS {
+        let t = Instant::now();
+        let s = driver.get_power_state(bmc, creds).await.expect("call");
+        times.push(t.elapsed());
+        assert_eq!(s, PowerState::On);
+    }
+    times.sort();
+    times[CALLS / 2]
+}
+
+#[tokio::main]
+async fn main() {
+    let wasm = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../plugins/target/wasm32-wasip2/release/ipmitool.wasm");
+    let cache = tempfile::tempdir().expect("tmp");
+    let host = PluginHost::new(cache.path()).expect("runtime");
+    host.set_exec_stub(Arc::new(stub));
+    let spec = PluginSpec {
+        name: "ipmitool".into(),
+        kind: PluginKind::Power,
+        path: wasm,
+        sha256: None,
+        exec: vec!["ipmitool".into()],
+        dirs: vec![],
+        memory_mb: 64,
+        call_timeout_s: 30,
+        config: Default::default(),
+        network: None,
+    };
+    assert!(host.load(&[spec]).await[0].loaded, "build the plugins first");
+    let bmc = Bmc { host: "10.0.0.1".into(), port: 623 };
+    let creds = Credentials { username: "admin".into(), password: "pw".into() };
+    median_call(&host, &bmc, &creds).await; // warm-up
+
+    // The recorder is process-wide and cannot be removed: all rounds without it come first.
+    let without: Vec<Duration> = futures::future::join_all((0..ROUNDS).map(|_| median_call(&host, &bmc, &creds))).await;
+    let handle = metrics_exporter_prometheus::PrometheusBuilder::new().install_recorder().expect("install the recorder");
+    let with: Vec<Duration> = futures::future::join_all((0..ROUNDS).map(|_| median_call(&host, &bmc, &creds))).await;
+    assert!(handle.render().contains("metalhost_plugin_call_duration_seconds"), "the calls were recorded");
+
+    let best = |v: &[Duration]| v.iter().min().copied().unwrap_or_default();
+    let (w, wo) = (best(&with), best(&without));
+    println!("plugin call median, {CALLS} calls x {ROUNDS} rounds (best round): without metrics {:.1} us", wo.as_secs_f64() * 1e6);
+    println!("plugin call median, {CALLS} calls x {ROUNDS} rounds (best round): with a Prometheus recorder {:.1} us", w.as_secs_f64() * 1e6);
+    println!("ratio with/without: {:.3}", w.as_secs_f64() / wo.as_secs_f64().max(1e-12));
+}
