@@ -3,4 +3,5 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 (cd plugins && cargo build -q --release --target wasm32-wasip2)
-cargo bench -q -p metalhost-plugin-host --bench runtime
+# Workspace-wide, like every build here: `-p` unifies features differently and rebuilds wasmtime.
+cargo bench -q --workspace --bench runtime

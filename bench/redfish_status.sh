@@ -4,5 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 (cd plugins && cargo build -q --release --target wasm32-wasip2)
-cargo build --release -q -p metalhost
-METALHOST_BIN_DIR="$PWD/target/release" cargo bench -q -p metalhost-tests --bench redfish_status
+# Workspace-wide with the benches, like every build here: `-p` unifies features differently and
+# rebuilds wasmtime.
+cargo build --release -q --workspace --bins --benches
+METALHOST_BIN_DIR="$PWD/target/release" cargo bench -q --workspace --bench redfish_status

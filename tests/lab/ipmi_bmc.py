@@ -6,13 +6,15 @@ Written from the IPMI 2.0 spec, independently of the ipmi-lan plugin, and proven
 Capabilities, Get Channel Cipher Suites, Open Session, RAKP 1/3, and inside a session: Set Session
 Privilege Level, Get Chassis Status, Chassis Control, Set/Get System Boot Options, Close Session.
 
-  ipmi_bmc.py --port 0 --user admin [--suites 17,3] [--drop-every 3] [--state-dir DIR] [--bmcs N] [--trace FILE]
+  ipmi_bmc.py --port 0 --user admin [--suites 17,3] [--drop-every 3] [--lose-reset-reply] [--state-dir DIR] [--bmcs N] [--trace FILE]
 
 The password comes from $IPMI_BMC_PASSWORD (never argv). Prints "ready PORT" once bound. With
 --state-dir it keeps `power` (0/1), `boot` ("pxe once efi"...) and `calls.log` there, like the
 ipmi_sim chassis hook; `received` counts datagrams. --bmcs N serves N BMCs (benchmarks) on
 consecutive ports from PORT, or free ports listed in DIR/ports with PORT 0, each with its own
-power state, in memory.
+power state, in memory. Inside a session a packet whose sequence number was already accepted is
+discarded (the RMCP+ replay check); --lose-reset-reply runs the first hard reset but loses its reply,
+as a lossy network would.
 """
 import argparse
 import hashlib
@@ -44,6 +46,7 @@ class Bmc:
         self.key = password.encode()[:20].ljust(20, b"\0")
         self.suites = [int(s) for s in args.suites.split(",")]
         self.state_dir = state_dir
+        self.lose_reset_reply = args.lose_reset_reply
         self.power = 0
         self.boot = "none"
         self.sessions = {}
@@ -100,6 +103,10 @@ class Bmc:
             if hmac.compare_digest(mac(h, s["k1"], pkt[4:-icv])[:icv], pkt[-icv:]) is False:
                 self.log("integrity check failed")
                 return None
+        if seq in s["seen"]:
+            self.log(f"duplicate sequence number {seq} discarded")
+            return None
+        s["seen"] = s["seen"][-15:] + [seq]
         if ptype & 0x80:
             iv, ct = payload[:16], payload[16:]
             d = Cipher(algorithms.AES(s["aes"]), modes.CBC(iv)).decryptor()
@@ -107,6 +114,10 @@ class Bmc:
             payload = plain[: len(plain) - plain[-1] - 1]
         resp = self.command(s, payload)
         if resp is None:
+            return None
+        if self.lose_reset_reply and payload[1] >> 2 == 0x00 and payload[5] == 0x02 and payload[6] & 0x0F == 0x03:
+            self.lose_reset_reply = False
+            self.log("reply to chassis control 3 lost")
             return None
         out = self.wrap(s, 0xC0, resp)
         if payload[5] == 0x3C:  # Close Session: answered inside the session, then forgotten
@@ -137,7 +148,7 @@ class Bmc:
             return self.wrap(None, 0x11, bytes([tag, 0x11, 0, 0]) + struct.pack("<I", console_sid))
         self.next_id += 1
         sid = self.next_id
-        self.sessions[sid] = {"suite": suite, "console_sid": console_sid, "seq": 0}
+        self.sessions[sid] = {"suite": suite, "console_sid": console_sid, "seq": 0, "seen": []}
         body = bytes([tag, 0, 4, 0]) + struct.pack("<II", console_sid, sid) + p[8:32]
         self.log(f"open session suite {suite}")
         return self.wrap(None, 0x11, body)
@@ -237,6 +248,7 @@ def main():
     ap.add_argument("--user", default="admin")
     ap.add_argument("--suites", default="17,3")
     ap.add_argument("--drop-every", type=int, default=0)
+    ap.add_argument("--lose-reset-reply", action="store_true")
     ap.add_argument("--state-dir")
     ap.add_argument("--bmcs", type=int, default=1)
     ap.add_argument("--trace", help="append every datagram in and out, in hex, to this file")

@@ -17,6 +17,8 @@ pub struct LabBmcOptions {
     pub suites: String,
     /// Drop every Nth datagram received (0: none).
     pub drop_every: u32,
+    /// Run the first hard reset but lose its reply (a retransmitted reset must not run again).
+    pub lose_reset_reply: bool,
     /// How many BMCs on consecutive ports (benchmarks); 1 keeps its state in `state_dir`.
     pub bmcs: u32,
     /// First port; 0 picks a free one (only with one BMC).
@@ -25,7 +27,15 @@ pub struct LabBmcOptions {
 
 impl Default for LabBmcOptions {
     fn default() -> Self {
-        LabBmcOptions { username: "admin".into(), password: "lab-bmc-pw".into(), suites: "17,3".into(), drop_every: 0, bmcs: 1, port: 0 }
+        LabBmcOptions {
+            username: "admin".into(),
+            password: "lab-bmc-pw".into(),
+            suites: "17,3".into(),
+            drop_every: 0,
+            lose_reset_reply: false,
+            bmcs: 1,
+            port: 0,
+        }
     }
 }
 
@@ -48,6 +58,7 @@ impl LabBmc {
             .arg(workspace_root().join("tests/lab/ipmi_bmc.py"))
             .args(["--port", &opts.port.to_string(), "--user", &opts.username, "--suites", &opts.suites])
             .args(["--drop-every", &opts.drop_every.to_string(), "--bmcs", &opts.bmcs.to_string()])
+            .args(opts.lose_reset_reply.then_some("--lose-reset-reply"))
             .arg("--state-dir")
             .arg(dir.path())
             .env_clear()

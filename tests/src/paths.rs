@@ -70,13 +70,15 @@ pub fn plugin_spec(crate_name: &str, kind: metalhost_plugin_host::PluginKind) ->
     }
 }
 
-/// The `[[plugin]]` entries every lab daemon loads: ipmitool for the BMCs (granted `ipmitool`)
-/// and juniper for the emulator's EX model (legacy syntax).
+/// The `[[plugin]]` entries every lab daemon loads: ipmitool (granted `ipmitool`) and ipmi-lan for
+/// the BMCs, and juniper for the emulator's EX model (legacy syntax).
 pub fn lab_plugins_toml() -> String {
     format!(
         "\n[[plugin]]\nname = \"ipmitool\"\nkind = \"power\"\npath = \"{}\"\nexec = [\"ipmitool\"]\n\
+         \n[[plugin]]\nname = \"ipmi-lan\"\nkind = \"power\"\npath = \"{}\"\n\
          \n[[plugin]]\nname = \"juniper\"\nkind = \"switch\"\npath = \"{}\"\nconfig = {{ syntax = \"legacy\" }}\n",
         plugin_wasm("ipmitool").display(),
+        plugin_wasm("ipmi-lan").display(),
         plugin_wasm("juniper").display()
     )
 }

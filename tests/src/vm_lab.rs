@@ -163,11 +163,13 @@ pub struct VmOptions {
     pub skip_clean: bool,
     /// More `[netboot]` settings, e.g. `tftp_root = "..."`.
     pub netboot_extra: String,
+    /// The nodes' power plugin: `ipmi-lan` (RMCP+ in the sandbox) or `ipmitool`; both are loaded.
+    pub power_driver: &'static str,
 }
 
 impl Default for VmOptions {
     fn default() -> Self {
-        VmOptions { vms: 2, agent_timeout_s: 300, skip_clean: false, netboot_extra: String::new() }
+        VmOptions { vms: 2, agent_timeout_s: 300, skip_clean: false, netboot_extra: String::new(), power_driver: "ipmitool" }
     }
 }
 
@@ -268,7 +270,7 @@ config = {{ hostsdir = "{hosts}", scriptsdir = "{scripts}" }}
                     "/v1/nodes",
                     &json!({"name": name, "mac": mac, "ip": ip, "cpus": 1, "ram_mb": 512, "disk_gb": 1,
                             "bmc_address": "127.0.0.1", "bmc_port": sim.port, "bmc_username": "admin",
-                            "bmc_password": BMC_PASSWORD, "power_driver": "ipmitool", "switch_id": sw["id"],
+                            "bmc_password": BMC_PASSWORD, "power_driver": opts.power_driver, "switch_id": sw["id"],
                             "switch_port": port}),
                 )
                 .await;

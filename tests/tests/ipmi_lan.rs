@@ -166,6 +166,22 @@ async fn every_third_datagram_lost() {
     assert!(lab.received() > 30, "the BMC saw {} datagrams", lab.received());
 }
 
+/// The reply to a hard reset is lost: the plugin resends the same packet (same session sequence
+/// number), the BMC's replay check discards it, and the node is reset once, not twice.
+#[tokio::test]
+async fn a_reset_whose_reply_is_lost_runs_once() {
+    let lab = LabBmc::start(&LabBmcOptions { lose_reset_reply: true, ..Default::default() });
+    let (host, _dir) = host_with(&[("timeout-ms", "150"), ("retries", "2")]).await;
+    let driver = host.power("ipmi-lan").expect("driver");
+    let (bmc, pw) = (Bmc { host: "127.0.0.1".into(), port: lab.port }, creds("lab-bmc-pw"));
+    driver.set_power_state(&bmc, &pw, PowerAction::On).await.expect("on");
+    driver.set_power_state(&bmc, &pw, PowerAction::Reboot).await.expect("reboot, its reply lost");
+    let calls = lab.calls();
+    assert_eq!(calls.lines().filter(|l| *l == "chassis control 3").count(), 1, "one reset, not one per retransmission: {calls}");
+    assert!(calls.contains("reply to chassis control 3 lost") && calls.contains("duplicate sequence number"), "{calls}");
+    assert!(lab.powered());
+}
+
 #[tokio::test]
 async fn suite_17_wrong_password_and_user_are_auth_failed() {
     let lab = LabBmc::start(&LabBmcOptions { suites: "17".into(), ..Default::default() });

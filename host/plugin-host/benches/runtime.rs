@@ -94,6 +94,11 @@ async fn per_call(host: &PluginHost, bmc: &Bmc, creds: &Credentials) -> Vec<Dura
     times
 }
 
+/// The machine's 1-minute load average, printed with the figures (the cores are often shared).
+fn load() -> String {
+    std::fs::read_to_string("/proc/loadavg").ok().and_then(|l| l.split_whitespace().next().map(str::to_owned)).unwrap_or_else(|| "?".into())
+}
+
 fn us(d: Duration) -> f64 {
     d.as_secs_f64() * 1e6
 }
@@ -126,6 +131,7 @@ async fn main() {
     let (bm, bp) = (percentile(&before, 0.5), percentile(&before, 0.99));
     let (wm, wp) = (percentile(&wasm, 0.5), percentile(&wasm, 0.99));
     let (nm, np) = (percentile(&native, 0.5), percentile(&native, 0.99));
+    println!("load average (1 min) at the end of the per-call runs: {}", load());
     println!("per call, {CALLS} calls: wasm, on-demand allocator (baseline): median {:.1} us, p99 {:.1} us", us(bm), us(bp));
     println!(
         "per call, {CALLS} calls: wasm, pooling allocator (new store + instantiate + configure + get-power-state, stub exec): median {:.1} us, p99 {:.1} us",

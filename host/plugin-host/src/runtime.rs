@@ -460,9 +460,11 @@ fn pool_config() -> PoolingAllocationConfig {
         .max_memories_per_component(8)
         .max_tables_per_component(32)
         .max_core_instances_per_component(32)
-        // Keep what a small plugin touches resident: resetting it is a memset, not a page fault.
-        .linear_memory_keep_resident(1 << 20)
-        .table_keep_resident(64 << 10);
+        // Nothing kept resident: with 1 MiB the reset memset all of it after every call; giving the
+        // pages back costs a page fault per page the next call touches, and measured cheaper
+        // (median 45 -> 32 us per call in benches/runtime.rs, bench/README.md).
+        .linear_memory_keep_resident(0)
+        .table_keep_resident(0);
     pool
 }
 

@@ -1,6 +1,7 @@
 //! The power operations in IPMI terms, on any [`Transport`]: chassis status, chassis control with
-//! the 0.2.0 contract's semantics (on/off/reboot return once the BMC reports the result; reboot
-//! of an off node powers it on), and boot flags (parameter 5).
+//! the 0.2.0 contract's semantics (on/off return once the BMC reports the result; reboot of an off
+//! node powers it on, of an on node is one hard reset, never repeated by a retransmission), and
+//! boot flags (parameter 5).
 
 use std::time::{Duration, Instant};
 
@@ -53,8 +54,18 @@ impl Driver {
                 ));
             }
         };
-        s.call(&format!("Chassis Control ({control:?})"), &commands::chassis_control(control))?;
-        // A reset keeps the chassis on; on/off are polled until the BMC reports the new state.
+        let name = format!("Chassis Control ({control:?})");
+        if control == Control::HardReset {
+            // A reset cannot be read back from the chassis state, so it is never sent twice: a
+            // BMC still answering after every copy went unanswered lost our reply, not the reset.
+            if s.call_at_most_once(&name, &commands::chassis_control(control))?.is_none() {
+                is_on(&mut s)?;
+            }
+            return Ok(());
+        }
+        // On and off are idempotent: resending them is harmless, and they are polled until the BMC
+        // reports the new state.
+        s.call(&name, &commands::chassis_control(control))?;
         let deadline = Instant::now() + self.power_wait;
         loop {
             if is_on(&mut s)? == want {

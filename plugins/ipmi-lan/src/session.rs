@@ -226,27 +226,51 @@ impl<'t, T: Transport> Session<'t, T> {
         self.rq_seq = (self.rq_seq + 1) & 0x3f;
         let message = req.encode(self.rq_seq);
         for _ in 0..=self.options.retries {
-            self.out_seq = self.out_seq.wrapping_add(1).max(1);
-            let mut iv = [0u8; 16];
-            self.transport.fill_random(&mut iv)?;
-            let packet = Packet { payload_type: PayloadType::Ipmi, session_id: self.bmc_session_id, seq: self.out_seq, payload: message.clone() };
-            let bytes = rmcp::encode_v20(&packet, Some(&self.keys), iv);
+            let bytes = self.seal(&message)?;
             let Some(reply) = self.transport.exchange(&bytes, self.options.timeout_ms)? else { continue };
-            let packet = rmcp::decode_v20(&reply, Some(&self.keys)).map_err(parse(name))?;
-            let resp = Response::decode(&packet.payload).map_err(parse(name))?;
-            if !resp.answers(req, self.rq_seq) {
-                return Err(SessionError::Parse(format!("{name}: the answer is for another request")));
-            }
-            if resp.completion != 0 {
-                return Err(SessionError::CommandFailed(format!(
-                    "{name} failed: completion code {:#04x} ({})",
-                    resp.completion,
-                    completion_text(resp.completion)
-                )));
-            }
-            return Ok(resp.data);
+            return self.answer(name, req, &reply);
         }
         Err(SessionError::Unreachable(format!("no answer to {name} after {} tries of {} ms", self.options.retries + 1, self.options.timeout_ms)))
+    }
+
+    /// For a command that must not run twice (a reset): a lost packet is sent again byte for byte,
+    /// with the same session sequence number, which a BMC discards once it has accepted it (the
+    /// RMCP+ replay check). So when only the reply was lost the copy does nothing, and the command
+    /// runs at most once. `Ok(None)`: no copy was answered, and whether it ran is unknown.
+    pub fn call_at_most_once(&mut self, name: &str, req: &Request) -> Result<Option<Vec<u8>>, SessionError> {
+        self.rq_seq = (self.rq_seq + 1) & 0x3f;
+        let bytes = self.seal(&req.encode(self.rq_seq))?;
+        for _ in 0..=self.options.retries {
+            if let Some(reply) = self.transport.exchange(&bytes, self.options.timeout_ms)? {
+                return self.answer(name, req, &reply).map(Some);
+            }
+        }
+        Ok(None)
+    }
+
+    /// The next authenticated, encrypted packet carrying `message`.
+    fn seal(&mut self, message: &[u8]) -> Result<Vec<u8>, SessionError> {
+        self.out_seq = self.out_seq.wrapping_add(1).max(1);
+        let mut iv = [0u8; 16];
+        self.transport.fill_random(&mut iv)?;
+        let packet = Packet { payload_type: PayloadType::Ipmi, session_id: self.bmc_session_id, seq: self.out_seq, payload: message.to_vec() };
+        Ok(rmcp::encode_v20(&packet, Some(&self.keys), iv))
+    }
+
+    fn answer(&self, name: &str, req: &Request, reply: &[u8]) -> Result<Vec<u8>, SessionError> {
+        let packet = rmcp::decode_v20(reply, Some(&self.keys)).map_err(parse(name))?;
+        let resp = Response::decode(&packet.payload).map_err(parse(name))?;
+        if !resp.answers(req, self.rq_seq) {
+            return Err(SessionError::Parse(format!("{name}: the answer is for another request")));
+        }
+        if resp.completion != 0 {
+            return Err(SessionError::CommandFailed(format!(
+                "{name} failed: completion code {:#04x} ({})",
+                resp.completion,
+                completion_text(resp.completion)
+            )));
+        }
+        Ok(resp.data)
     }
 }
 
