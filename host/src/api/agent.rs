@@ -7,12 +7,13 @@ use axum::http::request::Parts;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use metalhost_wire::{Heartbeat, LookupRequest, LookupResponse, Progress, TaskResult};
+use metalhost_wire::{ConsoleLines, Heartbeat, LookupRequest, LookupResponse, MAX_CONSOLE_LINES_PER_POST, Progress, TaskResult};
 use rand::RngCore;
 
 use super::error::{ApiError, ApiJson, ApiResult};
 use crate::app::AppState;
 use crate::domain::{MacAddr, NodeId, TaskId};
+use crate::store::console::{self, Source};
 use crate::store::images;
 use crate::store::nodes;
 use crate::store::switches::Key;
@@ -26,6 +27,7 @@ pub fn router() -> Router<AppState> {
         .route("/v1/agent/task/{id}/progress", post(progress))
         .route("/v1/agent/task/{id}/result", post(result))
         .route("/v1/agent/heartbeat", post(heartbeat))
+        .route("/v1/agent/console", post(console))
 }
 
 fn random_token() -> String {
@@ -138,5 +140,15 @@ async fn result(
 
 async fn heartbeat(State(state): State<AppState>, AgentNode(node): AgentNode, ApiJson(_beat): ApiJson<Heartbeat>) -> ApiResult<StatusCode> {
     state.store.call(move |c| tasks::heartbeat(c, node)).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// The agent's own lines, which it also prints to the node's console: the node's console log
+/// (store/console.rs) until the power world can describe a serial console (issue 17).
+async fn console(State(state): State<AppState>, AgentNode(node): AgentNode, ApiJson(posted): ApiJson<ConsoleLines>) -> ApiResult<StatusCode> {
+    if posted.lines.len() > MAX_CONSOLE_LINES_PER_POST {
+        return Err(ApiError::BadRequest(format!("at most {MAX_CONSOLE_LINES_PER_POST} lines per post")));
+    }
+    state.store.call(move |c| console::append(c, node, Source::Agent, &posted.lines)).await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -2,7 +2,7 @@
 
 use std::net::IpAddr;
 
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::routing::get;
 use axum::{Json, Router};
@@ -13,6 +13,7 @@ use super::validate;
 use crate::app::AppState;
 use crate::domain::{Hostname, MacAddr, Secret, SwitchId, SwitchPort};
 use crate::pool;
+use crate::store::console::{self, ConsoleLine};
 use crate::store::events::{self, Event};
 use crate::store::last_error::LastError;
 use crate::store::nodes::{self, NewNode, Node, NodeUpdate};
@@ -23,6 +24,7 @@ pub fn router() -> Router<AppState> {
         .route("/v1/nodes", get(list).post(create))
         .route("/v1/nodes/{id}", get(show).patch(update).delete(remove))
         .route("/v1/nodes/{id}/events", get(list_events))
+        .route("/v1/nodes/{id}/console-log", get(console_log))
 }
 
 /// A node as clients see it: no BMC password.
@@ -227,4 +229,24 @@ async fn list_events(State(state): State<AppState>, Path(id): Path<String>) -> A
         })
         .await?;
     Ok(Json(list))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConsoleQuery {
+    /// The newest lines wanted; the whole ring by default.
+    limit: Option<i64>,
+}
+
+async fn console_log(State(state): State<AppState>, Path(id): Path<String>, Query(q): Query<ConsoleQuery>) -> ApiResult<Json<Vec<ConsoleLine>>> {
+    let key = Key::parse(&id);
+    let limit = q.limit.unwrap_or(console::MAX_LINES).clamp(0, console::MAX_LINES);
+    let lines = state
+        .store
+        .call(move |c| {
+            let node = nodes::get(c, &key)?;
+            console::tail(c, node.id, limit)
+        })
+        .await?;
+    Ok(Json(lines))
 }
