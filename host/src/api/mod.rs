@@ -10,14 +10,14 @@ mod node_actions;
 mod nodes;
 mod plugins;
 mod switches;
-mod validate;
+pub mod validate;
 
 use axum::Router;
 use axum::routing::get;
 
 use crate::app::AppState;
 
-pub use auth::bearer;
+pub use auth::{bearer, is_operator};
 
 /// The whole API: the operator routes behind the bearer token, plus unauthenticated health.
 pub fn router(state: AppState) -> Router {
@@ -38,6 +38,7 @@ pub fn router(state: AppState) -> Router {
         .merge(agent::router())
         .merge(images::data_router())
         .merge(boot::public_router())
+        .merge(crate::ui::router(state.clone()))
         .route("/healthz", get(|| async { "ok" }))
         .route_layer(axum::middleware::from_fn(crate::metrics::track_http))
         .layer(tower_http::trace::TraceLayer::new_for_http())
