@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use metalhost_wire::{AgentTask, Heartbeat, LookupRequest, LookupResponse, Progress, TaskResult};
+use metalhost_wire::{AgentTask, ConsoleLines, Heartbeat, LookupRequest, LookupResponse, MAX_CONSOLE_LINES_PER_POST, Progress, TaskResult};
 use serde::Serialize;
 
 use crate::download::Backoff;
@@ -228,14 +228,36 @@ impl Session {
                     last_beat = Some(Instant::now());
                 }
                 sent = session.send_progress(task, progress.load(Ordering::Relaxed), sent, total);
+                session.send_console();
                 match stopped.recv_timeout(Duration::from_secs(1)) {
                     Err(RecvTimeoutError::Timeout) => {}
                     _ => break,
                 }
             }
             session.send_progress(task, progress.load(Ordering::Relaxed), sent, total);
+            session.send_console();
         });
         Reporter { written, stop, thread: Some(thread) }
+    }
+
+    /// Posts the lines logged since the last call for the node's console log. Silent on failure
+    /// (a log line about it would only add to the queue); an older host without the endpoint
+    /// just never gets them.
+    pub fn send_console(&self) {
+        loop {
+            let lines = crate::console::take(MAX_CONSOLE_LINES_PER_POST);
+            if lines.is_empty() {
+                return;
+            }
+            let batch = ConsoleLines { lines };
+            match self.post("/v1/agent/console", &batch) {
+                Answer::Ok(_) | Answer::Refused(..) => {}
+                Answer::Unauthorized | Answer::Failed(_) => {
+                    crate::console::put_back(batch.lines);
+                    return;
+                }
+            }
+        }
     }
 
     /// Posts `now` if it moved since `sent`; returns what the host was last told.

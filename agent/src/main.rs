@@ -3,6 +3,7 @@
 
 mod api;
 mod clean;
+mod console;
 mod decode;
 mod deploy;
 mod disk_io;
@@ -84,9 +85,11 @@ fn parse_compression(s: &str) -> Result<Compression, String> {
     }
 }
 
-/// One line per event on stderr.
+/// One line per event on stderr (the node's console), also kept for the host's console log.
 pub fn log(message: impl AsRef<str>) {
-    eprintln!("[agent] {}", message.as_ref());
+    let line = format!("[agent] {}", message.as_ref());
+    eprintln!("{line}");
+    console::keep(line);
 }
 
 fn main() -> ExitCode {
@@ -156,10 +159,13 @@ fn run_agent(args: &Args) -> ExitCode {
         }
     };
     log(format!("task {} {}: {}", task.id, if result.success { "succeeded" } else { "failed" }, result.message));
+    // Before the result: once it is in, the host may stop taking this node's token.
+    session.send_console();
     let delivered = session.report(task.id, &result);
     if delivered {
         log(format!("task {} result delivered", task.id));
     }
+    session.send_console();
     let code = match (delivered, result.success) {
         (false, _) => ExitCode::from(EXIT_UNREPORTED),
         (true, true) => ExitCode::SUCCESS,

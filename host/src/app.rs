@@ -28,6 +28,8 @@ pub struct AppState {
     pub provisioner: Arc<crate::provision::Provisioner>,
     /// Notified when the netboot plugin asks for a reload (SIGHUP to a supervised dnsmasq).
     pub netboot_reload: Arc<tokio::sync::Notify>,
+    /// Signed-in web view browsers.
+    pub ui_sessions: Arc<crate::ui::Sessions>,
 }
 
 pub struct App {
@@ -79,6 +81,7 @@ impl App {
             task_events: Arc::new(tokio::sync::Notify::new()),
             provisioner: Arc::default(),
             netboot_reload: reload,
+            ui_sessions: Arc::default(),
             store,
             plugins: Arc::new(plugins),
             operator_token: Arc::new(operator_token),

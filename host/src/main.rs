@@ -11,6 +11,7 @@ mod netboot;
 mod pool;
 mod provision;
 mod store;
+mod ui;
 mod work;
 
 use clap::Parser;

@@ -4,6 +4,7 @@
 //! leaves nothing running.
 
 pub mod agent_lab;
+pub mod browser;
 pub mod daemon;
 pub mod deploy_lab;
 pub mod fake_switch;

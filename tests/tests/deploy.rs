@@ -107,6 +107,18 @@ async fn a_corrupt_image_puts_the_node_in_error_with_the_agents_message() {
     let n = lab.wait_node("node1", &["error"], Duration::from_secs(90)).await;
     let err = metalhost_tests::daemon::failure_line(&n["last_error"]);
     assert!(err.contains("sha256 mismatch") && err.contains(img["sha256"].as_str().unwrap_or("?")), "{err}");
+    // The failed step points at the console log, which holds the agent's own account.
+    let (_, events) = lab.daemon.get("/v1/nodes/node1/events").await;
+    let failed = events
+        .as_array()
+        .expect("events")
+        .iter()
+        .find(|e| e["kind"] == "step" && e["message"].as_str().is_some_and(|m| m.contains("sha256 mismatch")));
+    assert!(failed.is_some_and(|e| e["message"].as_str().unwrap_or("").contains("console log: metalhost node console-log node1")), "{events:#}");
+    let out = lab.daemon.cli(&["node", "console-log", "node1"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let log = String::from_utf8_lossy(&out.stdout);
+    assert!(log.contains("[agent]") && log.contains("sha256 mismatch"), "{log}");
     assert_eq!(lab.switch.port_vlan("ge-0/0/1"), Some(100), "the port must not reach the tenant VLAN");
 }
 

@@ -6,7 +6,7 @@ use axum::extract::{FromRequestParts, Path, State};
 use axum::http::StatusCode;
 use axum::http::request::Parts;
 use axum::response::{IntoResponse, Response};
-use metalhost_wire::{Heartbeat, LookupRequest, LookupResponse, Progress, TaskResult};
+use metalhost_wire::{ConsoleLines, Heartbeat, LookupRequest, LookupResponse, MAX_CONSOLE_LINES_PER_POST, Progress, TaskResult};
 use rand::RngCore;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -14,6 +14,7 @@ use utoipa_axum::routes;
 use super::error::{ApiError, ApiJson, ApiResult};
 use crate::app::AppState;
 use crate::domain::{MacAddr, NodeId, TaskId};
+use crate::store::console::{self, Source};
 use crate::store::images;
 use crate::store::nodes;
 use crate::store::switches::Key;
@@ -26,7 +27,7 @@ pub fn public_router() -> OpenApiRouter<AppState> {
 
 /// The agent's calls with its node token.
 pub fn router() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new().routes(routes!(task)).routes(routes!(progress)).routes(routes!(result)).routes(routes!(heartbeat))
+    OpenApiRouter::new().routes(routes!(task)).routes(routes!(progress)).routes(routes!(result)).routes(routes!(heartbeat)).routes(routes!(console))
 }
 
 fn random_token() -> String {
@@ -151,5 +152,17 @@ async fn result(
     responses((status = 204, description = "Recorded.")))]
 async fn heartbeat(State(state): State<AppState>, AgentNode(node): AgentNode, ApiJson(_beat): ApiJson<Heartbeat>) -> ApiResult<StatusCode> {
     state.store.call(move |c| tasks::heartbeat(c, node)).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// The agent's own lines, which it also prints to the node's console: the node's console log
+/// (store/console.rs) until the power world can describe a serial console (issue 17).
+#[utoipa::path(post, path = "/v1/agent/console", operation_id = "agent_console", tag = "agent", request_body = ConsoleLines,
+    responses((status = 204, description = "Kept in the node's console log.")))]
+async fn console(State(state): State<AppState>, AgentNode(node): AgentNode, ApiJson(posted): ApiJson<ConsoleLines>) -> ApiResult<StatusCode> {
+    if posted.lines.len() > MAX_CONSOLE_LINES_PER_POST {
+        return Err(ApiError::BadRequest(format!("at most {MAX_CONSOLE_LINES_PER_POST} lines per post")));
+    }
+    state.store.call(move |c| console::append(c, node, Source::Agent, &posted.lines)).await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -39,6 +39,11 @@ pub enum ApiError {
 pub type ApiResult<T> = Result<T, ApiError>;
 
 impl ApiError {
+    /// The HTTP status this error answers with (the web view shows it too).
+    pub fn status(&self) -> StatusCode {
+        self.status_and_code().0
+    }
+
     fn status_and_code(&self) -> (StatusCode, &'static str) {
         match self {
             ApiError::Driver { kind, .. } => (driver_status(*kind), kind.as_str()),

@@ -15,20 +15,21 @@ mod nodes;
 mod openapi;
 mod plugins;
 mod switches;
-mod validate;
+pub mod validate;
 
 use axum::Router;
 use utoipa_axum::router::OpenApiRouter;
 
 use crate::app::AppState;
 
-pub use auth::bearer;
+pub use auth::{bearer, is_operator};
 
 /// The whole API: the operator routes behind the bearer token, the agent's and the netboot's
 /// routes with their own checks, health, and the document that describes them all.
 pub fn router(state: AppState) -> Router {
     let (router, _) = documented_router(&state).split_for_parts();
-    router.route_layer(axum::middleware::from_fn(crate::metrics::track_http)).layer(tower_http::trace::TraceLayer::new_for_http()).with_state(state)
+    // The web view is HTML for people, not part of the API document; it has its own session auth.
+    router.merge(crate::ui::router(state.clone())).route_layer(axum::middleware::from_fn(crate::metrics::track_http)).layer(tower_http::trace::TraceLayer::new_for_http()).with_state(state)
 }
 
 /// The OpenAPI document alone, as `/v1/openapi.json` serves it.

@@ -3,7 +3,7 @@
 use std::net::IpAddr;
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 use utoipa_axum::router::OpenApiRouter;
@@ -14,13 +14,14 @@ use super::validate;
 use crate::app::AppState;
 use crate::domain::{Hostname, MacAddr, Secret, SwitchId, SwitchPort};
 use crate::pool;
+use crate::store::console::{self, ConsoleLine};
 use crate::store::events::{self, Event};
 use crate::store::last_error::LastError;
 use crate::store::nodes::{self, NewNode, Node, NodeUpdate};
 use crate::store::switches::Key;
 
 pub fn router() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new().routes(routes!(list, create)).routes(routes!(show, update, remove)).routes(routes!(list_events))
+    OpenApiRouter::new().routes(routes!(list, create)).routes(routes!(show, update, remove)).routes(routes!(list_events)).routes(routes!(console_log))
 }
 
 /// A node as clients see it: no BMC password.
@@ -246,4 +247,29 @@ async fn list_events(State(state): State<AppState>, Path(id): Path<String>) -> A
         })
         .await?;
     Ok(Json(list))
+}
+
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct ConsoleQuery {
+    /// The newest lines wanted; the whole ring by default.
+    limit: Option<i64>,
+}
+
+/// What the node printed while it was being deployed or cleaned (a bounded ring, oldest first).
+#[utoipa::path(get, path = "/v1/nodes/{id}/console-log", operation_id = "node_console_log", tag = "nodes",
+    params(("id" = String, Path, description = "The node's id or name."), ConsoleQuery),
+    responses((status = 200, description = "The newest lines, oldest first.", body = Vec<ConsoleLine>)))]
+async fn console_log(State(state): State<AppState>, Path(id): Path<String>, Query(q): Query<ConsoleQuery>) -> ApiResult<Json<Vec<ConsoleLine>>> {
+    let key = Key::parse(&id);
+    let limit = q.limit.unwrap_or(console::MAX_LINES).clamp(0, console::MAX_LINES);
+    let lines = state
+        .store
+        .call(move |c| {
+            let node = nodes::get(c, &key)?;
+            console::tail(c, node.id, limit)
+        })
+        .await?;
+    Ok(Json(lines))
 }

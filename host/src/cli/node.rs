@@ -23,6 +23,13 @@ pub enum NodeCommand {
     Delete { node: String },
     /// Show a node's state changes and workflow steps.
     Events { node: String },
+    /// Show what the node printed while deploying, cleaning or inspecting (the newest lines).
+    ConsoleLog {
+        node: String,
+        /// How many of the newest lines (default: all the host keeps).
+        #[arg(long)]
+        lines: Option<u32>,
+    },
     /// Power the node on, off, reboot it, or read its power state from the BMC.
     Power {
         node: String,
@@ -188,6 +195,18 @@ pub async fn run(client: &Client, out: &Printer, cmd: NodeCommand) -> Result<(),
                 &list,
                 &[("AT", "at"), ("KIND", "kind"), ("FROM", "from_state"), ("TO", "to_state"), ("MS", "duration_ms"), ("MESSAGE", "message")],
             );
+        }
+        NodeCommand::ConsoleLog { node, lines } => {
+            let query = lines.map(|n| format!("?limit={n}")).unwrap_or_default();
+            let log = client.get(&format!("/v1/nodes/{}/console-log{query}", segment(&node))).await?;
+            if out.json {
+                super::output::json(&log);
+            } else {
+                for line in log.as_array().into_iter().flatten() {
+                    let at = line["at"].as_str().map(super::output::local_time).unwrap_or_default();
+                    println!("{at} {:<5} {}", line["source"].as_str().unwrap_or(""), line["text"].as_str().unwrap_or(""));
+                }
+            }
         }
         NodeCommand::Power { node, action } => {
             let path = format!("/v1/nodes/{}/power", segment(&node));

@@ -215,10 +215,19 @@ where
     let message = match &outcome {
         Ok(_) if attempt > 1 => format!("{name}: ok after {attempt} attempts"),
         Ok(_) => format!("{name}: ok"),
-        Err(e) => format!("{name}: {e}"),
+        Err(e) => format!("{name}: {e}{}", console_pointer(run).await),
     };
     record(run, EventKind::Step, message, Some(elapsed)).await;
     outcome.map_err(|fault| fault.at(name))
+}
+
+/// Where a failed step's reader finds what the node printed, when it printed anything.
+async fn console_pointer(run: &Run<'_>) -> String {
+    let node = run.node.id;
+    match run.state.store.call(move |c| crate::store::console::has_lines(c, node)).await {
+        Ok(true) => format!(" (console log: metalhost node console-log {})", run.node.name),
+        _ => String::new(),
+    }
 }
 
 /// Appends a node event; a failure to record is logged, never fails the step.

@@ -110,7 +110,20 @@ const MIGRATIONS: &[&str] = &[
     ALTER TABLE nodes ADD COLUMN last_error_detail TEXT;
     ALTER TABLE instances ADD COLUMN last_error_detail TEXT;
     "#,
+    // 3: each node's console log, a bounded ring (store/console.rs).
+    CONSOLE_LINES,
 ];
+
+pub(super) const CONSOLE_LINES: &str = r#"
+    CREATE TABLE console_lines (
+        id      INTEGER PRIMARY KEY,
+        node_id INTEGER NOT NULL REFERENCES nodes(id) ON DELETE CASCADE,
+        at      INTEGER NOT NULL,
+        source  TEXT NOT NULL,
+        text    TEXT NOT NULL
+    );
+    CREATE INDEX console_lines_node ON console_lines(node_id, id);
+    "#;
 
 pub fn apply(conn: &mut Connection) -> Result<()> {
     let current: usize = conn.pragma_query_value(None, "user_version", |row| row.get::<_, i64>(0)).map(|v| usize::try_from(v).unwrap_or(0))?;

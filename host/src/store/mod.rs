@@ -3,6 +3,7 @@
 //! Callers send closures with [`Store::call`] and await the answer. Transactions are short and never
 //! span a plugin call.
 
+pub mod console;
 pub mod events;
 pub mod images;
 pub mod instances;

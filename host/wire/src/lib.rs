@@ -118,6 +118,16 @@ pub struct Heartbeat {
     pub task_id: Option<i64>,
 }
 
+/// `POST /v1/agent/console`: lines the agent printed (to the node's console too), oldest first.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ConsoleLines {
+    pub lines: Vec<String>,
+}
+
+/// At most this many lines in one `ConsoleLines` post; the host refuses more.
+pub const MAX_CONSOLE_LINES_PER_POST: usize = 500;
+
 /// Error body of every API error: `{"error": {"code", "message"}}`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]

@@ -1,0 +1,80 @@
+//! `/ui/instances`: every instance with its node's progress, a create form and delete buttons
+//! (both go through a confirmation page, `actions.rs`).
+
+use std::collections::HashMap;
+
+use axum::extract::State;
+use axum::response::Html;
+use maud::html;
+
+use super::error::UiResult;
+use super::page::{self, Nav, badge};
+use crate::app::AppState;
+use crate::domain::{NodeId, ProvisionState};
+use crate::store::instances::{self, Instance};
+use crate::store::tasks::{self, Task};
+use crate::store::{images, nodes};
+
+/// An instance with what the page shows of its node.
+struct Row {
+    instance: Instance,
+    node: Option<(i64, String, ProvisionState)>,
+    task: Option<Task>,
+}
+
+pub async fn page(State(state): State<AppState>) -> UiResult<Html<String>> {
+    let (rows, images, available) = state
+        .store
+        .call(|c| {
+            let mut rows = Vec::new();
+            for instance in instances::list(c)? {
+                let (node, task) = match instance.node_id {
+                    Some(id) => {
+                        let n = nodes::get_by_id(c, NodeId(id))?;
+                        let task = tasks::latest_for_node(c, n.id)?;
+                        (Some((n.id.0, n.name, n.state)), task)
+                    }
+                    None => (None, None),
+                };
+                rows.push(Row { instance, node, task });
+            }
+            let images = images::list(c)?;
+            let available: Vec<String> = nodes::list_in_state(c, ProvisionState::Available)?.into_iter().map(|n| n.name).collect();
+            Ok((rows, images, available))
+        })
+        .await?;
+    let image_names: HashMap<i64, &str> = images.iter().map(|i| (i.id, i.name.as_str())).collect();
+    let body = html! {
+        h1 { "Instances" }
+        @if rows.is_empty() { p.empty { "No instances." } } @else {
+            div.scroll { table {
+                thead { tr { th { "Instance" } th { "State" } th { "Image" } th { "Node" } th { "Progress" } th { "Created (UTC)" } th { "Last error" } th {} } }
+                tbody { @for r in &rows {
+                    tr {
+                        td { (r.instance.name) }
+                        td { (badge(r.instance.state.as_str())) }
+                        td { (image_names.get(&r.instance.image_id).copied().unwrap_or("?")) }
+                        td { @if let Some((id, name, st)) = &r.node { a href={ "/ui/nodes/" (id) } { (name) } " " (badge(st.as_str())) } }
+                        td.nowrap { @if let Some(t) = &r.task { @if t.bytes_written > 0 { (page::bytes(t.bytes_written)) } } }
+                        td.nowrap { (page::utc(r.instance.created_at)) }
+                        td.err { @if let Some(e) = &r.instance.last_error { (e) } }
+                        td { form method="post" action={ "/ui/instances/" (r.instance.id) "/delete" } { button.danger type="submit" { "Delete" } } }
+                    }
+                } }
+            } }
+        }
+        h2 { "Create an instance" }
+        @if images.is_empty() { p.hint { "Upload an image first (" code { "metalhost image add" } ")." } } @else {
+            form.create method="post" action="/ui/instances" {
+                label { "Name (optional) " input type="text" name="name" pattern="[A-Za-z0-9._-]{1,63}"; }
+                label { "Image " select name="image" required { @for i in &images { option value=(i.name) { (i.name) } } } }
+                label { "Node " select name="node" {
+                    option value="" { "first available that fits" }
+                    @for n in &available { option value=(n) { (n) } }
+                } }
+                button type="submit" { "Create…" }
+            }
+        }
+    };
+    Ok(Html(page::shell("Instances", Nav::Instances, body).into_string()))
+}

@@ -1,0 +1,155 @@
+//! `/ui/nodes/{id}`: one node's facts, actions, and a live part (state, the agent's progress,
+//! events with durations) that the page's script refreshes from `/ui/nodes/{id}/live`.
+
+use axum::extract::{Path, State};
+use axum::response::Html;
+use maud::{Markup, html};
+
+use super::error::UiResult;
+use super::page::{self, Nav, badge};
+use crate::app::AppState;
+use crate::domain::ProvisionState;
+use crate::store::console::{self, ConsoleLine};
+use crate::store::events::{self, Event};
+use crate::store::nodes::{self, Node};
+use crate::store::switches::{self, Key};
+use crate::store::tasks::{self, Task};
+
+/// The newest events shown; the CLI and API have them all.
+const EVENTS_SHOWN: usize = 200;
+/// The newest console lines shown (`metalhost node console-log` has the whole ring).
+const CONSOLE_SHOWN: i64 = 300;
+
+/// Everything one node's page shows, read in one store call.
+struct NodeData {
+    node: Node,
+    switch: String,
+    events: Vec<Event>,
+    events_total: usize,
+    task: Option<Task>,
+    console: Vec<ConsoleLine>,
+}
+
+async fn load(state: &AppState, id: String) -> UiResult<NodeData> {
+    let key = Key::parse(&id);
+    let data = state
+        .store
+        .call(move |c| {
+            let node = nodes::get(c, &key)?;
+            let switch = switches::get_by_id(c, node.switch_id).map(|s| s.name).unwrap_or_else(|_| format!("#{}", node.switch_id.0));
+            let mut events = events::list(c, node.id)?;
+            let events_total = events.len();
+            events.reverse();
+            events.truncate(EVENTS_SHOWN);
+            let task = tasks::latest_for_node(c, node.id)?;
+            let console = console::tail(c, node.id, CONSOLE_SHOWN)?;
+            Ok(NodeData { node, switch, events, events_total, task, console })
+        })
+        .await?;
+    Ok(data)
+}
+
+pub async fn page(State(state): State<AppState>, Path(id): Path<String>) -> UiResult<Html<String>> {
+    let data = load(&state, id).await?;
+    let n = &data.node;
+    let body = html! {
+        h1 { (n.name) }
+        (facts(&data))
+        (actions(n))
+        section #live data-live={ "/ui/nodes/" (n.id.0) "/live" } { (live_part(&data)) }
+    };
+    Ok(Html(page::shell(&n.name, Nav::Pool, body).into_string()))
+}
+
+/// The part the script polls: it changes while a workflow runs.
+pub async fn live(State(state): State<AppState>, Path(id): Path<String>) -> UiResult<Html<String>> {
+    let data = load(&state, id).await?;
+    Ok(Html(live_part(&data).into_string()))
+}
+
+fn facts(data: &NodeData) -> Markup {
+    let n = &data.node;
+    html! {
+        dl.facts {
+            dt { "MAC" } dd { (n.mac) }
+            dt { "IP" } dd { (n.ip) }
+            dt { "Size" } dd { (n.cpus) " CPUs, " (n.ram_mb) " MB RAM, " (n.disk_gb) " GB disk" }
+            dt { "BMC" } dd { (n.bmc_address) ":" (n.bmc_port) " as " (n.bmc_username) " via " (n.power_driver) }
+            dt { "Switch port" } dd { (data.switch) " " (n.switch_port) }
+            dt { "Maintenance" } dd { @if n.maintenance { "on: no automatic actions" } @else { "off" } }
+        }
+    }
+}
+
+fn live_part(data: &NodeData) -> Markup {
+    let n = &data.node;
+    html! {
+        dl.facts.status {
+            dt { "State" } dd #node-state { (badge(n.state.as_str())) }
+            dt { "Power" } dd #node-power { (n.power_state) }
+            dt { "Network" } dd { (n.network) @if let Some(v) = n.vlan { " (VLAN " (v.id()) ")" } }
+            dt { "Instance" } dd { @if let Some(i) = n.instance_id { a href="/ui/instances" { "#" (i.0) } } @else { "none" } }
+            @if let Some(deadline) = n.state_deadline { dt { "Deadline" } dd { (page::utc(deadline)) " UTC" } }
+        }
+        @if let Some(e) = &n.last_error { p.flash.bad #last-error { (e) } }
+        @if let Some(t) = &data.task { (progress(t, n.state)) }
+        h2 { "Console log" }
+        @if data.console.is_empty() {
+            p.hint #console-empty { "Nothing recorded yet: lines appear while the node deploys, cleans or inspects." }
+        } @else {
+            pre.console #console-log { @for l in &data.console { (page::utc(l.at)) " " (l.text) "\n" } }
+        }
+        h2 { "Events" }
+        @if data.events_total > data.events.len() { p.hint { "The newest " (data.events.len()) " of " (data.events_total) "." } }
+        div.scroll {
+            table.events {
+                thead { tr { th { "Time (UTC)" } th { "Kind" } th { "Change" } th { "Message" } th.num { "Took" } } }
+                tbody {
+                    @for e in &data.events {
+                        tr class={ "k-" (e.kind) } {
+                            td.nowrap { (page::utc(e.at)) }
+                            td { (e.kind) }
+                            td.nowrap { @if let (Some(f), Some(t)) = (&e.from_state, &e.to_state) { (f) " → " (t) } }
+                            td { (e.message) }
+                            td.num { @if let Some(ms) = e.duration_ms { (page::duration(ms)) } }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The agent's latest task: what it does and how far it got.
+fn progress(task: &Task, state: ProvisionState) -> Markup {
+    let running = state.expects_agent();
+    html! {
+        div.task #task {
+            p { "Agent task #" (task.id.0) ": " (task.kind) ", " (task.state)
+                @if task.bytes_written > 0 { ", " (page::bytes(task.bytes_written)) @if let Some(t) = task.total_bytes { " of " (page::bytes(t)) } " written" } }
+            @if running { @if let Some(total) = task.total_bytes.filter(|t| *t > 0) {
+                progress value=(task.bytes_written.min(total)) max=(total) {}
+            } }
+            @if let Some(m) = &task.message { p.hint { (m) } }
+        }
+    }
+}
+
+fn actions(n: &Node) -> Markup {
+    let form = |action: &str, label: &str| {
+        html! {
+            form method="post" action={ "/ui/nodes/" (n.id.0) "/action" } {
+                input type="hidden" name="action" value=(action);
+                button type="submit" { (label) }
+            }
+        }
+    };
+    html! {
+        div.actions {
+            (form("power-on", "Power on"))
+            (form("power-off", "Power off"))
+            (form("reboot", "Reboot"))
+            (form("recover", "Recover"))
+        }
+    }
+}

@@ -1,0 +1,195 @@
+//! The web view at `/ui`: sessions and headers over plain HTTP, then real headless Chromium
+//! signing in, creating an instance through the confirmation page and watching the process-agent
+//! lab's deploy change state on the node page. Screenshots go to `target/test-artifacts/web_ui/`.
+
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use metalhost_tests::browser::Browser;
+use metalhost_tests::daemon::{Daemon, TOKEN};
+use metalhost_tests::deploy_lab::{DeployLab, Options, image};
+use metalhost_tests::paths;
+use reqwest::StatusCode;
+use reqwest::header::{CONTENT_SECURITY_POLICY, LOCATION, SET_COOKIE};
+use serde_json::json;
+
+fn artifacts() -> PathBuf {
+    paths::target_dir().join("test-artifacts/web_ui")
+}
+
+fn no_redirects() -> reqwest::Client {
+    reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().expect("client")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pages_need_a_session_that_only_the_token_opens() {
+    let daemon = Daemon::start();
+    let http = no_redirects();
+    let origin = daemon.url.clone();
+
+    let r = http.get(format!("{}/ui", daemon.url)).send().await.expect("get");
+    assert_eq!((r.status(), r.headers()[LOCATION].to_str().ok()), (StatusCode::SEE_OTHER, Some("/ui/login")));
+    // The bearer token does not open pages, and a page session does not open the API.
+    let r = http.get(format!("{}/ui", daemon.url)).bearer_auth(TOKEN).send().await.expect("get");
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+
+    let wrong = http.post(format!("{}/ui/login", daemon.url)).header("origin", &origin).form(&[("token", "nope")]).send().await.expect("post");
+    assert_eq!(wrong.status(), StatusCode::UNAUTHORIZED);
+    assert!(wrong.headers().get(SET_COOKIE).is_none());
+    let cross =
+        http.post(format!("{}/ui/login", daemon.url)).header("origin", "http://evil.example").form(&[("token", TOKEN)]).send().await.expect("post");
+    assert_eq!(cross.status(), StatusCode::FORBIDDEN, "a cross-site sign-in is refused");
+    let bare = http.post(format!("{}/ui/login", daemon.url)).form(&[("token", TOKEN)]).send().await.expect("post");
+    assert_eq!(bare.status(), StatusCode::FORBIDDEN, "a post that names no origin is refused");
+
+    let ok = http.post(format!("{}/ui/login", daemon.url)).header("origin", &origin).form(&[("token", TOKEN)]).send().await.expect("post");
+    assert_eq!(ok.status(), StatusCode::SEE_OTHER);
+    let cookie = ok.headers()[SET_COOKIE].to_str().expect("ascii").to_owned();
+    for flag in ["HttpOnly", "SameSite=Strict", "Path=/ui"] {
+        assert!(cookie.contains(flag), "{cookie}");
+    }
+    assert!(!cookie.contains(TOKEN), "the cookie is a session id, not the token");
+    let session = cookie.split(';').next().expect("pair").to_owned();
+
+    let page = http.get(format!("{}/ui", daemon.url)).header("cookie", &session).send().await.expect("get");
+    assert_eq!(page.status(), StatusCode::OK);
+    assert!(page.headers()[CONTENT_SECURITY_POLICY].to_str().expect("csp").contains("script-src 'self'"));
+    assert!(!page.text().await.expect("body").contains(TOKEN));
+    let api = http.get(format!("{}/v1/nodes", daemon.url)).header("cookie", &session).send().await.expect("get");
+    assert_eq!(api.status(), StatusCode::UNAUTHORIZED, "the API takes the bearer token only");
+
+    // Operators' and plugins' text is escaped: an image URL with markup in it.
+    let evil = "http://192.0.2.1/<script>alert(1)</script>.img";
+    let (status, _) = daemon.post("/v1/images", &json!({"name": "evil", "url": evil, "sha256": "ab".repeat(32)})).await;
+    assert_eq!(status, StatusCode::CREATED);
+    let images = http.get(format!("{}/ui/images", daemon.url)).header("cookie", &session).send().await.expect("get").text().await.expect("body");
+    assert!(!images.contains("<script>alert(1)"), "{images}");
+    assert!(images.contains("&lt;script&gt;alert(1)&lt;/script&gt;"), "{images}");
+
+    let out = http.post(format!("{}/ui/logout", daemon.url)).header("origin", &origin).header("cookie", &session).send().await.expect("post");
+    assert_eq!(out.status(), StatusCode::SEE_OTHER);
+    let after = http.get(format!("{}/ui", daemon.url)).header("cookie", &session).send().await.expect("get");
+    assert_eq!(after.status(), StatusCode::SEE_OTHER, "a signed-out session opens nothing");
+}
+
+/// Every URL the browser was on and every page source it saw, checked for the token at the end.
+#[derive(Default)]
+struct Seen {
+    urls: Vec<String>,
+    sources: Vec<String>,
+}
+
+impl Seen {
+    async fn record(&mut self, browser: &Browser) {
+        self.urls.push(browser.url().await);
+        self.sources.push(browser.source().await);
+    }
+}
+
+/// The elements that reach past the right edge of the window, to say what overflows.
+const WIDEST: &str = "return [...document.querySelectorAll('body *')].filter(e => e.getBoundingClientRect().right > window.innerWidth + 1 \
+    && !e.closest('.scroll')).slice(0, 5).map(e => e.tagName + '.' + e.className + ' ' + Math.round(e.getBoundingClientRect().right));";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chromium_signs_in_and_watches_a_deploy() {
+    let lab = DeployLab::start(Options::default()).await;
+    lab.upload("os", &image(6 << 20, 7));
+    let base = lab.daemon.url.clone();
+    let shots = artifacts();
+    let browser = Browser::start().await;
+    let mut seen = Seen::default();
+
+    browser.goto(&format!("{base}/ui")).await;
+    assert!(browser.url().await.ends_with("/ui/login"), "{}", browser.url().await);
+    seen.record(&browser).await;
+    browser.screenshot(&shots.join("1-sign-in.png")).await;
+    browser.type_into("#token", TOKEN).await;
+    browser.click("button[type=submit]").await;
+    browser.wait_url(|u| u == format!("{base}/ui")).await;
+    seen.record(&browser).await;
+    assert!(browser.source().await.contains("node1"));
+
+    // The session is invisible to scripts and nothing is kept in web storage.
+    let cookies = browser.cookies().await;
+    let session = cookies.as_array().and_then(|c| c.iter().find(|c| c["name"] == "metalhost_session")).expect("session cookie").clone();
+    assert_eq!((session["httpOnly"].as_bool(), session["sameSite"].as_str()), (Some(true), Some("Strict")), "{session}");
+    let script_view = browser.execute("return [document.cookie, sessionStorage.length, localStorage.length];").await;
+    assert_eq!(script_view, json!(["", 0, 0]));
+    browser.screenshot(&shots.join("2-pool.png")).await;
+
+    // Create an instance on node1 through the form and its confirmation page.
+    browser.goto(&format!("{base}/ui/instances")).await;
+    seen.record(&browser).await;
+    browser.execute("document.querySelector('select[name=node]').value = 'node1';").await;
+    browser.click("form.create button[type=submit]").await;
+    // The confirmation page answers the post at the same URL: wait for its content.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while browser.find("section.confirm").await.is_none() {
+        assert!(Instant::now() < deadline, "no confirmation page: {}", browser.source().await);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    seen.record(&browser).await;
+    assert!(browser.text(".question").await.contains("Deploy image os"), "{}", browser.source().await);
+    browser.screenshot(&shots.join("3-confirm.png")).await;
+    browser.click("section.confirm button.danger").await;
+    let node_url = browser.wait_url(|u| u.starts_with(&format!("{base}/ui/nodes/"))).await;
+    seen.record(&browser).await;
+
+    // The page refreshes itself: the state badge moves without a reload until the node is active.
+    let mut states = BTreeSet::new();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let state = browser.text("#node-state").await;
+        if !state.is_empty() && states.insert(state.clone()) {
+            browser.screenshot(&shots.join(format!("4-node-{state}.png"))).await;
+        }
+        if state == "active" || state == "error" {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the page never showed active; saw {states:?}\n{}", lab.daemon.log());
+        tokio::time::sleep(Duration::from_millis(150)).await;
+    }
+    println!("states the node page showed: {states:?}");
+    assert_eq!(browser.url().await, node_url, "no navigation: the script refreshed the page");
+    assert!(states.contains("active"), "{states:?}");
+    assert!(states.iter().any(|s| ["deploying", "wait-agent", "activating"].contains(&s.as_str())), "saw no deploy state: {states:?}");
+    assert!(browser.find("[data-refreshed]").await.is_some(), "the live part was refreshed");
+    let events = browser.text("table.events").await;
+    assert!(events.contains("agent writes the image: ok"), "{events}");
+    // The console log holds what the agent printed on the node.
+    let console = browser.text("#console-log").await;
+    assert!(console.contains("[agent]") && console.contains("(deploy) received"), "{console}");
+    let out = lab.daemon.cli(&["node", "console-log", "node1"]);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("(deploy) received"), "{}", String::from_utf8_lossy(&out.stderr));
+    seen.record(&browser).await;
+    browser.screenshot(&shots.join("5-node-active.png")).await;
+
+    // Phone width: nothing is wider than the screen (tables scroll in their own box).
+    browser.resize(390, 844).await;
+    for (page, shot) in [(node_url.clone(), "6-phone-node.png"), (format!("{base}/ui"), "7-phone-pool.png")] {
+        browser.goto(&page).await;
+        seen.record(&browser).await;
+        let overflow = browser.execute("return document.documentElement.scrollWidth - window.innerWidth;").await;
+        if overflow.as_i64().is_none_or(|o| o > 0) {
+            let wide = browser.execute(WIDEST).await;
+            panic!("{page} overflows a phone screen by {overflow}px: {wide}");
+        }
+        browser.screenshot(&shots.join(shot)).await;
+    }
+
+    browser.click("form.signout button").await;
+    browser.wait_url(|u| u.ends_with("/ui/login")).await;
+    browser.goto(&format!("{base}/ui")).await;
+    assert!(browser.url().await.ends_with("/ui/login"), "signed out");
+    seen.record(&browser).await;
+    browser.close().await;
+
+    for url in &seen.urls {
+        assert!(!url.contains(TOKEN), "the token reached a URL: {url}");
+    }
+    for source in &seen.sources {
+        assert!(!source.contains(TOKEN), "the token is in a page source");
+    }
+    assert_eq!(seen.urls.len(), seen.sources.len());
+}
