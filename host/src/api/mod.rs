@@ -29,7 +29,11 @@ pub use auth::{bearer, is_operator};
 pub fn router(state: AppState) -> Router {
     let (router, _) = documented_router(&state).split_for_parts();
     // The web view is HTML for people, not part of the API document; it has its own session auth.
-    router.merge(crate::ui::router(state.clone())).route_layer(axum::middleware::from_fn(crate::metrics::track_http)).layer(tower_http::trace::TraceLayer::new_for_http()).with_state(state)
+    router
+        .merge(crate::ui::router(state.clone()))
+        .route_layer(axum::middleware::from_fn(crate::metrics::track_http))
+        .layer(tower_http::trace::TraceLayer::new_for_http())
+        .with_state(state)
 }
 
 /// The OpenAPI document alone, as `/v1/openapi.json` serves it.
