@@ -3,5 +3,5 @@
 # the ratio to raw rusqlite inserts measured in the same run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-cargo build --release -q -p metalhost
-METALHOST_BIN_DIR="$PWD/target/release" cargo bench -q -p metalhost-tests --bench enroll
+cargo build --release -q --workspace --bins
+METALHOST_BIN_DIR="$PWD/target/release" cargo bench -q --workspace --bench enroll

@@ -4,5 +4,5 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 (cd plugins && cargo build -q --release --target wasm32-wasip2)
-cargo bench -q -p metalhost-plugin-host --bench metrics_cost
+cargo bench -q --workspace --bench metrics_cost
 bench/enroll.sh
