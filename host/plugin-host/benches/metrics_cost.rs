@@ -53,9 +53,15 @@ async fn main() {
     median_call(&host, &bmc, &creds).await; // warm-up
 
     // The recorder is process-wide and cannot be removed: all rounds without it come first.
-    let without: Vec<Duration> = futures::future::join_all((0..ROUNDS).map(|_| median_call(&host, &bmc, &creds))).await;
+    let mut without = Vec::new();
+    for _ in 0..ROUNDS {
+        without.push(median_call(&host, &bmc, &creds).await);
+    }
     let handle = metrics_exporter_prometheus::PrometheusBuilder::new().install_recorder().expect("install the recorder");
-    let with: Vec<Duration> = futures::future::join_all((0..ROUNDS).map(|_| median_call(&host, &bmc, &creds))).await;
+    let mut with = Vec::new();
+    for _ in 0..ROUNDS {
+        with.push(median_call(&host, &bmc, &creds).await);
+    }
     assert!(handle.render().contains("metalhost_plugin_call_duration_seconds"), "the calls were recorded");
 
     let best = |v: &[Duration]| v.iter().min().copied().unwrap_or_default();
