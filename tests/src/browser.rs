@@ -123,12 +123,13 @@ impl Browser {
         self.raw("POST", &format!("/element/{element}/value"), Some(json!({"text": text}))).await;
     }
 
-    /// The rendered text of the first element matching `css` (empty when there is none).
+    /// The rendered text of the first element matching `css` (empty when there is none). Read in
+    /// one script, not find-then-read: the node page replaces its live part every 1.5 s, and an
+    /// element found a moment before may be gone ("stale element reference").
     pub async fn text(&self, css: &str) -> String {
-        match self.find(css).await {
-            Some(element) => self.raw("GET", &format!("/element/{element}/text"), None).await.as_str().unwrap_or_default().to_owned(),
-            None => String::new(),
-        }
+        let script = "const e = document.querySelector(arguments[0]); return e ? e.innerText.trim() : '';";
+        let value = self.raw("POST", "/execute/sync", Some(json!({"script": script, "args": [css]}))).await;
+        value.as_str().unwrap_or_default().to_owned()
     }
 
     pub async fn execute(&self, script: &str) -> Value {
