@@ -4,17 +4,14 @@
 //!
 //! Run with `bench/metrics_cost.sh`.
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use metalhost_plugin_host::{Bmc, Credentials, PluginHost, PluginKind, PluginSpec, PowerState};
+use metalhost_plugin_host::{Bmc, Credentials, PluginHost, PowerState};
+
+mod common;
 
 const CALLS: usize = 5_000;
 const ROUNDS: usize = 3;
-
-fn stub(_program: &str, _args: &[String]) -> String {
-    "Chassis Power is on\n".to_owned()
-}
 
 async fn median_call(host: &PluginHost, bmc: &Bmc, creds: &Credentials) -> Duration {
     let driver = host.power("ipmitool").expect("driver");
@@ -31,23 +28,9 @@ async fn median_call(host: &PluginHost, bmc: &Bmc, creds: &Credentials) -> Durat
 
 #[tokio::main]
 async fn main() {
-    let wasm = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../plugins/target/wasm32-wasip2/release/ipmitool.wasm");
     let cache = tempfile::tempdir().expect("tmp");
     let host = PluginHost::new(cache.path()).expect("runtime");
-    host.set_exec_stub(Arc::new(stub));
-    let spec = PluginSpec {
-        name: "ipmitool".into(),
-        kind: PluginKind::Power,
-        path: wasm,
-        sha256: None,
-        exec: vec!["ipmitool".into()],
-        dirs: vec![],
-        memory_mb: 64,
-        call_timeout_s: 30,
-        config: Default::default(),
-        network: None,
-    };
-    assert!(host.load(&[spec]).await[0].loaded, "build the plugins first");
+    common::load_ipmitool(&host).await;
     let bmc = Bmc { host: "10.0.0.1".into(), port: 623 };
     let creds = Credentials { username: "admin".into(), password: "pw".into() };
     median_call(&host, &bmc, &creds).await; // warm-up

@@ -5,20 +5,17 @@
 //!
 //! Build the plugins first: `cd plugins && cargo build --release --target wasm32-wasip2`.
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
-use metalhost_plugin_host::{Bmc, Credentials, PluginHost, PluginKind, PluginSpec, PowerState};
+use metalhost_plugin_host::{Bmc, Credentials, PluginHost, PowerState};
+
+mod common;
 
 const CALLS: usize = 10_000;
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[((sorted.len() as f64 - 1.0) * p) as usize]
-}
-
-fn stub(_program: &str, _args: &[String]) -> String {
-    "Chassis Power is on\n".to_owned()
 }
 
 /// What the plugin does for get-power-state, natively: build the argv and env, "run", parse.
@@ -50,31 +47,12 @@ fn native_get_power_state(bmc: &Bmc, creds: &Credentials) -> Option<PowerState> 
     .collect();
     let env = [("IPMI_PASSWORD".to_string(), creds.password.clone())];
     std::hint::black_box(&env);
-    let out = stub("ipmitool", &args);
+    let out = common::stub("ipmitool", &args);
     match out.lines().find(|l| l.starts_with("Chassis Power is"))?.strip_prefix("Chassis Power is ")? {
         "on" => Some(PowerState::On),
         "off" => Some(PowerState::Off),
         _ => None,
     }
-}
-
-async fn loaded(host: &PluginHost) {
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../plugins/target/wasm32-wasip2/release/ipmitool.wasm");
-    host.set_exec_stub(Arc::new(stub));
-    let spec = PluginSpec {
-        name: "ipmitool".into(),
-        kind: PluginKind::Power,
-        path: root,
-        sha256: None,
-        exec: vec!["ipmitool".into()],
-        dirs: vec![],
-        memory_mb: 64,
-        call_timeout_s: 30,
-        config: Default::default(),
-        network: None,
-    };
-    let status = host.load(&[spec]).await;
-    assert!(status[0].loaded, "{:?}", status[0].error);
 }
 
 /// Per-call times of `CALLS` sequential get-power-state calls, sorted.
@@ -111,12 +89,12 @@ async fn main() {
     // The baseline: the same runtime with wasmtime's on-demand allocator (before issue 14).
     let cache = tempfile::tempdir().expect("tmp");
     let unpooled = PluginHost::new_unpooled(cache.path()).expect("runtime");
-    loaded(&unpooled).await;
+    common::load_ipmitool(&unpooled).await;
     let before = per_call(&unpooled, &bmc, &creds).await;
     drop(unpooled);
 
     let host = PluginHost::new(cache.path()).expect("runtime");
-    loaded(&host).await;
+    common::load_ipmitool(&host).await;
     let wasm = per_call(&host, &bmc, &creds).await;
     let driver = host.power("ipmitool").expect("driver");
 
