@@ -30,6 +30,8 @@ pub struct AppState {
     pub netboot_reload: Arc<tokio::sync::Notify>,
     /// Signed-in web view browsers.
     pub ui_sessions: Arc<crate::ui::Sessions>,
+    /// Live serial consoles, one per node at most.
+    pub consoles: Arc<crate::console::Consoles>,
 }
 
 pub struct App {
@@ -82,6 +84,7 @@ impl App {
             provisioner: Arc::default(),
             netboot_reload: reload,
             ui_sessions: Arc::default(),
+            consoles: Arc::default(),
             store,
             plugins: Arc::new(plugins),
             operator_token: Arc::new(operator_token),

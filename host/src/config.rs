@@ -60,6 +60,8 @@ pub struct FileConfig {
     pub secrets: SecretsConfig,
     #[serde(default)]
     pub metrics: crate::metrics::MetricsConfig,
+    #[serde(default)]
+    pub console: ConsoleConfig,
     #[serde(default, rename = "plugin")]
     pub plugins: Vec<crate::drivers::PluginSpec>,
 }
@@ -89,6 +91,25 @@ pub struct PowerSyncConfig {
 impl Default for PowerSyncConfig {
     fn default() -> Self {
         PowerSyncConfig { interval: Duration::from_secs(60), concurrency: 16, jitter: Duration::from_millis(250) }
+    }
+}
+
+/// `[console]`: recording nodes' serial consoles into their console logs.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ConsoleConfig {
+    /// While a workflow runs on a node whose power plugin describes a serial console, record
+    /// what the node prints into its console log.
+    pub record: bool,
+    /// Go on recording this long after the workflow ended (`record_after_s`), so the log shows
+    /// the deployed OS's first boot.
+    #[serde(rename = "record_after_s", with = "seconds")]
+    pub record_after: Duration,
+}
+
+impl Default for ConsoleConfig {
+    fn default() -> Self {
+        ConsoleConfig { record: true, record_after: Duration::from_secs(120) }
     }
 }
 
@@ -269,6 +290,7 @@ pub struct Config {
     pub exec: metalhost_plugin_host::ExecPolicy,
     pub secrets: SecretsConfig,
     pub metrics: crate::metrics::MetricsConfig,
+    pub console: ConsoleConfig,
     pub plugins: Vec<crate::drivers::PluginSpec>,
 }
 
@@ -318,6 +340,7 @@ impl Config {
             exec: file.exec,
             secrets: file.secrets,
             metrics: file.metrics,
+            console: file.console,
             plugins: file.plugins,
         })
     }

@@ -159,6 +159,13 @@ pub async fn set_boot_device(host: &PluginHost, node: &Node, device: BootDevice,
         .await
 }
 
+/// Opens the node's serial console as its power plugin describes it (0.2.0 plugins with a
+/// console grant).
+pub async fn open_console(host: &PluginHost, node: &Node) -> Result<ph::ConsoleProcess, DriverFailure> {
+    let (bmc, creds) = bmc_of(node);
+    async { Ok(host.power(&node.power_driver)?.open_console(&bmc, &creds).await?) }.instrument(node_span(node)).await
+}
+
 /// How the host reaches a switch: its stored credentials and the key it trusts.
 pub fn netconf_target(switch: &Switch) -> metalhost_netconf::Target {
     metalhost_netconf::Target {

@@ -25,6 +25,12 @@ impl IpmiSim {
         IpmiSim { inner, username: username.to_owned(), password: password.to_owned() }
     }
 
+    /// A BMC whose Serial over LAN reaches a raw TCP console at `127.0.0.1:sol_port`.
+    pub fn start_with_sol(username: &str, password: &str, sol_port: u16) -> IpmiSim {
+        let inner = sim::IpmiSim::start_with_sol(username, password, Some(sol_port)).unwrap_or_else(|e| panic!("{e}"));
+        IpmiSim { inner, username: username.to_owned(), password: password.to_owned() }
+    }
+
     /// Installs the program the hook runs, detached, on power-on (with the boot device as $1).
     pub fn on_power_on(&self, script: &str) {
         self.inner.on_power_on(script).expect("write on-power-on");

@@ -66,6 +66,7 @@ pub fn plugin_spec(crate_name: &str, kind: metalhost_plugin_host::PluginKind) ->
         memory_mb: 64,
         call_timeout_s: 30,
         config: Default::default(),
+        console: vec![],
         network: None,
     }
 }

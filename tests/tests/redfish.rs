@@ -125,6 +125,7 @@ async fn a_plugin_reaches_its_bmc_and_nothing_else() {
         .into_iter()
         .map(|mode| PluginSpec {
             name: mode.to_owned(),
+            console: vec![],
             network: Some(network.clone()),
             config: BTreeMap::from([("mode".to_owned(), mode.to_owned())]),
             ..plugin_spec("net-escape", PluginKind::Power)

@@ -138,6 +138,7 @@ pub(crate) async fn load(
         memory_mb: 64,
         call_timeout_s: opts.call_timeout_s,
         config,
+        console: vec![],
         network: None,
     };
     let started = Instant::now();

@@ -177,28 +177,54 @@ impl Confiner {
     /// Sets up `command` to run confined with `workdir` as its only writable place. The working dir
     /// (and the files in it) are handed to the exec user first.
     pub fn apply(&self, command: &mut tokio::process::Command, workdir: &Path, program: &Path) -> std::io::Result<()> {
+        self.confine(command, workdir, program, Leader::Group)
+    }
+
+    /// As [`Confiner::apply`], for a program that runs on a terminal (a serial console): its
+    /// stdin, stdout and stderr must already be the pty's slave side. The program leads a new
+    /// session with that terminal as its controlling one (so it gets a process group of its own
+    /// as well), and has no CPU-time limit: a console stays open as long as someone watches it,
+    /// and ends when the last viewer leaves.
+    pub fn apply_terminal(&self, command: &mut tokio::process::Command, workdir: &Path, program: &Path) -> std::io::Result<()> {
+        self.confine(command, workdir, program, Leader::Session)
+    }
+
+    fn confine(&self, command: &mut tokio::process::Command, workdir: &Path, program: &Path, leader: Leader) -> std::io::Result<()> {
         let s = &self.summary;
         if s.user_switched {
             chown_tree(workdir, s.uid, s.gid)?;
             command.uid(s.uid).gid(s.gid);
         }
-        command.process_group(0);
+        if leader == Leader::Group {
+            // A session leader (below) gets its own group from setsid, which refuses to run in
+            // a process that already leads one.
+            command.process_group(0);
+        }
         let ruleset = match s.landlock_abi {
             Some(_) => self.ruleset(workdir, program)?,
             None => None,
         };
         let mut limits = vec![
-            (libc::RLIMIT_CPU, s.cpu_s),
             (libc::RLIMIT_FSIZE, s.file_size_mb.saturating_mul(1 << 20)),
             (libc::RLIMIT_NOFILE, s.open_files),
             // No core dumps: a crashed tool's memory holds the BMC password.
             (libc::RLIMIT_CORE, 0),
         ];
+        if leader == Leader::Group {
+            limits.push((libc::RLIMIT_CPU, s.cpu_s));
+        }
         if let Some(processes) = s.processes {
             limits.push((libc::RLIMIT_NPROC, processes));
         }
         let hook = move || -> std::io::Result<()> {
             // Runs in the forked child before exec: only async-signal-safe syscalls, no allocation.
+            if leader == Leader::Session {
+                // Before the seccomp filter, which refuses setsid. stdin is the pty's slave.
+                // SAFETY: setsid and ioctl with integer arguments only.
+                if unsafe { libc::setsid() } < 0 || unsafe { libc::ioctl(0, libc::TIOCSCTTY, 0) } != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+            }
             for (resource, value) in &limits {
                 let limit = libc::rlimit { rlim_cur: *value, rlim_max: *value };
                 // SAFETY: setrlimit reads a valid rlimit struct; it only lowers this child's limits.
@@ -253,6 +279,68 @@ impl Confiner {
             .map_err(fail)?;
         Ok(created.into())
     }
+}
+
+/// How a confined program is kept apart from the daemon's own processes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Leader {
+    /// Its own process group (exec).
+    Group,
+    /// Its own session, with a controlling terminal (a console).
+    Session,
+}
+
+/// A pseudo-terminal: the daemon keeps `master`, the program gets `slave` as stdin, stdout and
+/// stderr. The master is non-blocking, for the async runtime.
+pub struct Pty {
+    pub master: OwnedFd,
+    pub slave: OwnedFd,
+}
+
+/// Opens a pty pair, 80x24, both ends close-on-exec (the child gets the slave through dup2).
+pub fn open_pty() -> std::io::Result<Pty> {
+    use std::os::fd::FromRawFd;
+    let mut master: libc::c_int = -1;
+    let mut slave: libc::c_int = -1;
+    let size = libc::winsize { ws_row: 24, ws_col: 80, ws_xpixel: 0, ws_ypixel: 0 };
+    // SAFETY: openpty writes two fds into the given ints; name and termios may be null.
+    if unsafe { libc::openpty(&mut master, &mut slave, std::ptr::null_mut(), std::ptr::null(), &size) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: both fds were just opened by openpty and are owned by nothing else.
+    let (master, slave) = unsafe { (OwnedFd::from_raw_fd(master), OwnedFd::from_raw_fd(slave)) };
+    for fd in [&master, &slave] {
+        // SAFETY: fcntl on an open fd with integer arguments.
+        unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_SETFD, libc::FD_CLOEXEC) };
+    }
+    // SAFETY: as above; the master is read and written through tokio's AsyncFd.
+    let flags = unsafe { libc::fcntl(master.as_raw_fd(), libc::F_GETFL) };
+    if flags < 0 || unsafe { libc::fcntl(master.as_raw_fd(), libc::F_SETFL, flags | libc::O_NONBLOCK) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(Pty { master, slave })
+}
+
+/// The pty master, registered with tokio's reactor for reading and writing.
+pub fn async_master(master: OwnedFd) -> std::io::Result<tokio::io::unix::AsyncFd<OwnedFd>> {
+    let interest = tokio::io::Interest::READABLE | tokio::io::Interest::WRITABLE;
+    // SAFETY: an OwnedFd is a valid open fd, stays open until the AsyncFd (its owner) drops it,
+    // and its as_raw_fd never changes.
+    unsafe { tokio::io::unix::AsyncFd::register_with_interest(master, interest) }.map_err(std::io::Error::from)
+}
+
+/// One `read(2)` on a raw fd (the pty master), for tokio's AsyncFd.
+pub fn read_fd(fd: &OwnedFd, buf: &mut [u8]) -> std::io::Result<usize> {
+    // SAFETY: reads at most buf.len() bytes into buf from an open fd.
+    let n = unsafe { libc::read(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
+    usize::try_from(n).map_err(|_| std::io::Error::last_os_error())
+}
+
+/// One `write(2)` on a raw fd (the pty master).
+pub fn write_fd(fd: &OwnedFd, buf: &[u8]) -> std::io::Result<usize> {
+    // SAFETY: writes at most buf.len() bytes from buf to an open fd.
+    let n = unsafe { libc::write(fd.as_raw_fd(), buf.as_ptr().cast(), buf.len()) };
+    usize::try_from(n).map_err(|_| std::io::Error::last_os_error())
 }
 
 /// Kills a process group when dropped: whatever the program left behind dies with the call,

@@ -292,6 +292,36 @@ impl PowerDriver<'_> {
     }
 }
 
+impl PowerDriver<'_> {
+    /// Opens the node's serial console: asks the plugin how (`describe-console`), then runs that
+    /// program on a pty if the operator granted it to this plugin for consoles. A 0.1.0 plugin
+    /// cannot describe one: `unsupported`.
+    pub async fn open_console(&self, bmc: &Bmc, creds: &Credentials) -> CallResult<crate::ConsoleProcess> {
+        let op = "describe-console";
+        if !matches!(self.plugin.pre, Pre::Power2(_)) {
+            let message = format!("a serial console needs a {} plugin; this one was built for {}", crate::CONTRACT_0_2, self.plugin.contract);
+            return Err(driver(&self.plugin, op, DriverError::Unsupported(message)));
+        }
+        let (b, c) = wit_bmc2(bmc, creds);
+        let access = with_instance!(self.host, &self.plugin, op, None, Some(bmc), Power2, |store, inst| {
+            inst.metalhost_drivers_power()
+                .call_describe_console(store, &b, &c)
+                .await
+                .map_err(|e| classify(&self.plugin, op, e))?
+                .map_err(|e| driver(&self.plugin, op, e))
+        })?;
+        let types2::ConsoleAccess::Command(cmd) = access;
+        let command = crate::ConsoleCommand { program: cmd.program, args: cmd.args, env: cmd.env, quit: cmd.quit };
+        crate::console::spawn(&self.plugin.name, &self.plugin.console_grants, &command, self.host.confiner()).map_err(|e| {
+            let failure = match e {
+                crate::ConsoleError::NotPermitted(m) => DriverError::InvalidConfig(m),
+                crate::ConsoleError::SpawnFailed(m) => DriverError::CommandFailed(m),
+            };
+            CallError { plugin: self.plugin.name.to_string(), operation: "console", failure: CallFailure::Driver(failure) }
+        })
+    }
+}
+
 /// A loaded switch plugin.
 pub struct SwitchDriver<'a> {
     host: &'a PluginHost,

@@ -55,7 +55,7 @@ pub enum ExecError {
 }
 
 /// Environment keys a plugin may not set: they would change what the granted program really runs.
-fn forbidden_env(key: &str) -> bool {
+pub(crate) fn forbidden_env(key: &str) -> bool {
     key.starts_with("LD_") || key == "PATH" || key.is_empty() || key.contains('=')
 }
 

@@ -10,6 +10,7 @@ mod budget;
 mod cache;
 mod classify;
 mod confine;
+mod console;
 mod drivers;
 mod error;
 mod exec;
@@ -23,6 +24,7 @@ mod world;
 
 pub use budget::{ERROR_CAP, LOG_CALL_BUDGET, LOG_LINE_CAP};
 pub use confine::{Confinement, Confiner, ExecPolicy};
+pub use console::{ConsoleCommand, ConsoleError, ConsoleProcess};
 pub use drivers::{
     Bmc, BootDevice, BootEntry, BootMode, Credentials, NetbootDriver, PowerAction, PowerDriver, PowerState, SwitchDescription, SwitchDriver,
     SwitchSession, Vlan,

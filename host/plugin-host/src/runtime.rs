@@ -51,6 +51,8 @@ pub(crate) struct Loaded {
     pub name: Arc<str>,
     pub spec: Arc<PluginSpec>,
     pub grants: Arc<BTreeMap<String, PathBuf>>,
+    /// Programs it may name as a console (0.2.0 power plugins).
+    pub console_grants: Arc<BTreeMap<String, PathBuf>>,
     pub config: Arc<Vec<(String, String)>>,
     pub pre: Pre,
     /// The contract the component was built for (one of `CONTRACTS`).
@@ -219,7 +221,7 @@ impl PluginHost {
         {
             return Err(fail(format!("sha256 pin mismatch for {}: expected {pin}, got {sha256}", spec.path.display())));
         }
-        if !spec.exec.is_empty()
+        if !(spec.exec.is_empty() && spec.console.is_empty())
             && let Some(reason) = self.confiner.refusal()
         {
             return Err(fail(reason));
@@ -228,6 +230,11 @@ impl PluginHost {
         for program in &spec.exec {
             let (name, path) = crate::exec::resolve(program).map_err(&fail)?;
             grants.insert(name, path);
+        }
+        let mut console_grants = BTreeMap::new();
+        for program in &spec.console {
+            let (name, path) = crate::exec::resolve(program).map_err(&fail)?;
+            console_grants.insert(name, path);
         }
         for dir in &spec.dirs {
             if !dir.is_dir() {
@@ -263,6 +270,9 @@ impl PluginHost {
             }
             _ => None,
         };
+        if !console_grants.is_empty() && (contract != CONTRACT_0_2 || spec.kind != PluginKind::Power) {
+            return Err(fail(format!("console grants are for {CONTRACT_0_2} power plugins, which describe their consoles; this is a {} plugin built for {contract}", spec.kind)));
+        }
         let pre = self
             .instance_pre(&component, spec.kind, contract)
             .map_err(|e| fail(format!("does not fit the {} world of {contract}: {e}", spec.kind.world())))?;
@@ -270,6 +280,7 @@ impl PluginHost {
             name: spec.name.as_str().into(),
             spec: Arc::new(spec.clone()),
             grants: Arc::new(grants.clone()),
+            console_grants: Arc::new(console_grants.clone()),
             config: Arc::new(spec.config.iter().map(|(k, v)| (k.clone(), v.clone())).collect()),
             pre,
             contract,
@@ -285,10 +296,11 @@ impl PluginHost {
             kind: spec.kind,
             // A plugin's own text is cut like its errors.
             version: cap(info.version, 128),
-            confinement: (!grants.is_empty()).then(|| self.confiner.summary().clone()),
+            confinement: (!(grants.is_empty() && console_grants.is_empty())).then(|| self.confiner.summary().clone()),
             sha256: Some(sha256.clone()),
             grants: Some(Grants {
                 exec: grants,
+                console: console_grants,
                 dirs: spec.dirs.clone(),
                 memory_mb: spec.memory_mb,
                 call_timeout_s: spec.call_timeout_s,
@@ -323,6 +335,10 @@ impl PluginHost {
                 Pre::Netboot(netboot::NetbootBackendPre::new(linker.instantiate_pre(component)?)?)
             }
         })
+    }
+
+    pub(crate) fn confiner(&self) -> &Confiner {
+        &self.confiner
     }
 
     pub(crate) fn get(&self, name: &str, kind: PluginKind, operation: &'static str) -> Result<Loaded, CallError> {

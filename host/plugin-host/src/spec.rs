@@ -55,6 +55,10 @@ pub struct PluginSpec {
     /// Programs the plugin may run (names on PATH or absolute paths).
     #[serde(default)]
     pub exec: Vec<String>,
+    /// Programs a 0.2.0 power plugin may name as a node's serial console (`describe-console`);
+    /// the host runs them on a pty, confined like `exec`.
+    #[serde(default)]
+    pub console: Vec<String>,
     /// Host directories preopened read-write at the same path inside the guest (netboot backends).
     #[serde(default)]
     pub dirs: Vec<PathBuf>,
@@ -85,6 +89,9 @@ pub struct Grants {
     /// Program name → absolute path.
     #[cfg_attr(feature = "openapi", schema(value_type = BTreeMap<String, String>))]
     pub exec: BTreeMap<String, PathBuf>,
+    /// Console programs: name → absolute path (0.2.0 power plugins).
+    #[cfg_attr(feature = "openapi", schema(value_type = BTreeMap<String, String>))]
+    pub console: BTreeMap<String, PathBuf>,
     #[cfg_attr(feature = "openapi", schema(value_type = Vec<String>))]
     pub dirs: Vec<PathBuf>,
     pub memory_mb: u64,

@@ -7,6 +7,7 @@
 mod agent;
 mod auth;
 mod boot;
+pub(crate) mod console;
 pub mod error;
 mod images;
 mod instances;
@@ -56,6 +57,7 @@ fn documented_router(state: &AppState) -> OpenApiRouter<AppState> {
         .merge(instances::router())
         .merge(boot::operator_router())
         .merge(node_actions::router())
+        .merge(console::router())
         .route_layer(axum::middleware::from_fn_with_state(state.clone(), auth::require_operator));
     let operator = openapi::secured(operator, &[openapi::OPERATOR]);
     let agent = openapi::secured(agent::router(), &[openapi::NODE_TOKEN]);

@@ -27,6 +27,10 @@ impl Client {
         Client { http: reqwest::Client::new(), base: base.trim_end_matches('/').to_owned(), token }
     }
 
+    pub fn token(&self) -> Option<&str> {
+        self.token.as_deref()
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
     }

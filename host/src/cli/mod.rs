@@ -1,6 +1,7 @@
 //! The `metalhost` command line: `serve` runs the daemon, every other command talks to it over REST.
 
 pub mod client;
+mod console;
 mod image;
 mod instance;
 mod node;

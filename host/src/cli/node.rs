@@ -30,6 +30,14 @@ pub enum NodeCommand {
         #[arg(long)]
         lines: Option<u32>,
     },
+    /// Attach this terminal to the node's serial console (Ctrl-] detaches). Needs a power plugin
+    /// that describes a console (ipmi-lan) and its console grant.
+    Console {
+        node: String,
+        /// Only watch: what is typed is not sent (another session may be typing).
+        #[arg(long)]
+        watch: bool,
+    },
     /// Power the node on, off, reboot it, or read its power state from the BMC.
     Power {
         node: String,
@@ -208,6 +216,7 @@ pub async fn run(client: &Client, out: &Printer, cmd: NodeCommand) -> Result<(),
                 }
             }
         }
+        NodeCommand::Console { node, watch } => super::console::attach(client, &segment(&node), watch).await?,
         NodeCommand::Power { node, action } => {
             let path = format!("/v1/nodes/{}/power", segment(&node));
             let answer = if action == "status" { client.get(&path).await? } else { client.put(&path, &json!({ "action": action })).await? };

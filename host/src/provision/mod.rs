@@ -63,7 +63,10 @@ pub fn kick(state: &AppState, node: NodeId) {
     let span = tracing::info_span!("runner", node = node.0, instance = tracing::field::Empty);
     tokio::spawn(
         async move {
+            // The node boots during its workflow: its serial console goes to its console log.
+            let recording = crate::console::recorder::start(&state, node);
             let outcome = drive(&state, node).await;
+            drop(recording);
             state.provisioner.running.lock().unwrap_or_else(|p| p.into_inner()).remove(&node.0);
             if let Err(e) = outcome {
                 tracing::error!("workflow runner stopped: {e}");

@@ -20,12 +20,15 @@ pub const MAX_LINE_BYTES: usize = 1024;
 pub enum Source {
     /// The metalhost agent on the node: its own lines, which it also prints to the console.
     Agent,
+    /// The node's serial console, recorded by the daemon (`console/recorder.rs`).
+    Serial,
 }
 
 impl Source {
     pub fn as_str(self) -> &'static str {
         match self {
             Source::Agent => "agent",
+            Source::Serial => "serial",
         }
     }
 }

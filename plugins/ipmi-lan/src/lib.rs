@@ -22,6 +22,8 @@ use crate::session::{Options, SessionError, Transport};
 
 struct IpmiLan {
     driver: Driver,
+    /// `sol-program`: the console grant's name for ipmitool (default `ipmitool`).
+    sol_program: String,
 }
 
 /// `cipher-suites = "17,3"`: the suites to use, most preferred first; only 3 and 17 are spoken.
@@ -58,8 +60,9 @@ impl Plugin for IpmiLan {
             power_wait: Duration::from_secs(config.parse("power-wait-s")?.unwrap_or(20)),
             poll: Duration::from_millis(config.parse("poll-ms")?.unwrap_or(200)),
         };
+        let sol_program = config.get("sol-program").unwrap_or_else(|| "ipmitool".to_owned());
         config.finish()?;
-        Ok(IpmiLan { driver })
+        Ok(IpmiLan { driver, sol_program })
     }
 }
 
@@ -128,6 +131,26 @@ impl PowerManager for IpmiLan {
         let efi = mode.map(|m| matches!(m, BootMode::Uefi));
         self.driver.set_boot(&mut Datagrams, &creds.username, &creds.password, target, persistent, efi).map_err(|e| driver_error(bmc, e))
     }
+
+    /// Serial over LAN through `ipmitool sol activate` (the program the operator granted for
+    /// consoles), on the suite this driver negotiates, which also proves the credentials first.
+    fn describe_console(&self, bmc: &BmcAddress, creds: &Credentials) -> Result<ConsoleAccess, DriverError> {
+        let suite = self.driver.negotiate(&mut Datagrams, &creds.username, &creds.password).map_err(|e| driver_error(bmc, e))?;
+        Ok(ConsoleAccess::Command(sol_command(&self.sol_program, bmc, creds, suite)))
+    }
+}
+
+/// `ipmitool -E` reads the password from `IPMI_PASSWORD`, so it never reaches argv. `~.` after a
+/// carriage return is ipmitool's escape: it deactivates the SOL payload before exiting, so the
+/// BMC frees its console at once.
+fn sol_command(program: &str, bmc: &BmcAddress, creds: &Credentials, suite: Suite) -> ConsoleCommand {
+    let args = ["-I", "lanplus", "-H", &bmc.host, "-p", &bmc.port.to_string(), "-U", &creds.username, "-E", "-C", &suite.id().to_string(), "sol", "activate"];
+    ConsoleCommand {
+        program: program.to_owned(),
+        args: args.iter().map(|a| (*a).to_owned()).collect(),
+        env: vec![("IPMI_PASSWORD".to_owned(), creds.password.clone())],
+        quit: "\r~.".to_owned(),
+    }
 }
 
 metalhost_plugin_sdk::export_power2!(IpmiLan);
@@ -135,6 +158,18 @@ metalhost_plugin_sdk::export_power2!(IpmiLan);
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_console_command_keeps_the_password_out_of_argv() {
+        let bmc = BmcAddress { host: "10.0.0.9".into(), port: 6230 };
+        let creds = Credentials { username: "admin".into(), password: "s3cret-pw".into() };
+        let cmd = sol_command("ipmitool", &bmc, &creds, Suite::Three);
+        assert_eq!(cmd.program, "ipmitool");
+        assert!(cmd.args.iter().all(|a| !a.contains("s3cret-pw")), "{:?}", cmd.args);
+        assert_eq!(cmd.args.join(" "), "-I lanplus -H 10.0.0.9 -p 6230 -U admin -E -C 3 sol activate");
+        assert_eq!(cmd.env, [("IPMI_PASSWORD".to_owned(), "s3cret-pw".to_owned())]);
+        assert_eq!(cmd.quit, "\r~.");
+    }
 
     #[test]
     fn suite_preference_parses() {

@@ -30,6 +30,12 @@ impl Driver {
         Session::open(t, self.options.clone(), user, password)
     }
 
+    /// Opens (and closes) a session: checks the credentials and learns the cipher suite the
+    /// BMC and this driver agree on, which a console program must then use too.
+    pub fn negotiate<T: Transport>(&self, t: &mut T, user: &str, password: &str) -> Result<crate::codec::suite::Suite, SessionError> {
+        Ok(self.session(t, user, password)?.suite())
+    }
+
     pub fn power_is_on<T: Transport>(&self, t: &mut T, user: &str, password: &str) -> Result<bool, SessionError> {
         let mut s = self.session(t, user, password)?;
         is_on(&mut s)

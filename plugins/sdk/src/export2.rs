@@ -2,7 +2,7 @@
 //! through the host's `http` and `datagram` capabilities (no `exec`).
 
 use crate::DriverError;
-use crate::bindings::power2::metalhost::drivers::types::{BmcAddress, BootDevice, BootMode, Credentials, PowerAction, PowerState};
+use crate::bindings::power2::metalhost::drivers::types::{BmcAddress, BootDevice, BootMode, ConsoleAccess, Credentials, PowerAction, PowerState};
 
 /// A BMC driver of the 0.2.0 `power-manager` world. Every call names the BMC; the host lets the
 /// plugin's `http` and `datagram` reach that address and no other, for that call.
@@ -22,6 +22,14 @@ pub trait PowerManager: crate::Plugin {
         persistent: bool,
         mode: Option<BootMode>,
     ) -> Result<(), DriverError>;
+
+    /// How the host reaches the node's serial console: a program from the operator's console
+    /// grant, run on a terminal (the password in its environment, never in its arguments). The
+    /// default says the driver has none.
+    fn describe_console(&self, bmc: &BmcAddress, creds: &Credentials) -> Result<ConsoleAccess, DriverError> {
+        let _ = (bmc, creds);
+        Err(DriverError::Unsupported(format!("{} offers no serial console", <Self as crate::Plugin>::NAME)))
+    }
 }
 
 /// Exports a [`power2::PowerManager`](crate::power2::PowerManager) as a 0.2.0 `power-manager`
@@ -51,6 +59,10 @@ macro_rules! export_power2 {
                     mode: Option<__t::BootMode>,
                 ) -> Result<(), __t::DriverError> {
                     Ok(<$ty as $crate::power2::PowerManager>::set_boot_device(&*Self::plugin()?, &bmc, &creds, device, persistent, mode)?)
+                }
+
+                fn describe_console(bmc: __t::BmcAddress, creds: __t::Credentials) -> Result<__t::ConsoleAccess, __t::DriverError> {
+                    Ok(<$ty as $crate::power2::PowerManager>::describe_console(&*Self::plugin()?, &bmc, &creds)?)
                 }
             }
 

@@ -69,7 +69,9 @@ pub mod power {
 /// Everything a 0.2.0 power plugin needs: it talks to its BMC itself, through [`http`] or
 /// [`datagram`], which the host scopes to the call's BMC. Export it with `export_power2!`.
 pub mod power2 {
-    pub use crate::bindings::power2::metalhost::drivers::types::{BmcAddress, BootDevice, BootMode, Credentials, PowerAction, PowerState};
+    pub use crate::bindings::power2::metalhost::drivers::types::{
+        BmcAddress, BootDevice, BootMode, ConsoleAccess, ConsoleCommand, Credentials, PowerAction, PowerState,
+    };
     pub use crate::export2::PowerManager;
     pub use crate::{datagram, http};
 

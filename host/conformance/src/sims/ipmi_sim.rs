@@ -52,6 +52,13 @@ fn setup(what: &str, e: std::io::Error) -> Error {
 impl IpmiSim {
     /// A BMC with one admin user; `ipmi_sim` must be on PATH (Debian: `apt install openipmi`).
     pub fn start(username: &str, password: &str) -> Result<IpmiSim, Error> {
+        IpmiSim::start_with_sol(username, password, None)
+    }
+
+    /// As [`IpmiSim::start`], with Serial over LAN bridged to a raw TCP console at
+    /// `127.0.0.1:sol_port` (a QEMU `-serial` socket, say). ipmi_sim connects when SOL is first
+    /// activated and then keeps reconnecting (about every 10 s) whenever the connection drops.
+    pub fn start_with_sol(username: &str, password: &str, sol_port: Option<u16>) -> Result<IpmiSim, Error> {
         let program = super::which("ipmi_sim").ok_or(Error::MissingTool { tool: "ipmi_sim".into(), kind: "power", hint: "apt install openipmi" })?;
         let dir = tempfile::tempdir().map_err(|e| setup("dir", e))?;
         let state = dir.path().join("state");
@@ -61,12 +68,13 @@ impl IpmiSim {
         std::fs::write(&hook, HOOK).map_err(|e| setup("hook", e))?;
         std::fs::set_permissions(&hook, std::os::unix::fs::PermissionsExt::from_mode(0o755)).map_err(|e| setup("hook", e))?;
         let port = free_udp_port()?;
+        let sol = sol_port.map(|p| format!("  sol \"tcp:127.0.0.1:{p}\" 115200\n")).unwrap_or_default();
         // The test password lives in lan.conf (0600 in a private temp dir), not on ipmi_sim's argv.
         let lan = format!(
             "name \"conformance\"\nset_working_mc 0x20\n  startlan 1\n    addr 127.0.0.1 {port}\n    priv_limit admin\n\
              \x20   allowed_auths_callback none md2 md5 straight\n    allowed_auths_user none md2 md5 straight\n\
              \x20   allowed_auths_operator none md2 md5 straight\n    allowed_auths_admin none md2 md5 straight\n\
-             \x20   guid a123456789abcdefa123456789abcdef\n  endlan\n  chassis_control \"{} {} 0x20\"\n\
+             \x20   guid a123456789abcdefa123456789abcdef\n  endlan\n  chassis_control \"{} {} 0x20\"\n{sol}\
              \x20 user 2 true  \"{username}\" \"{password}\" admin 10 none md2 md5 straight\n",
             hook.display(),
             state.display()

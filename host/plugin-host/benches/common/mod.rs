@@ -24,6 +24,7 @@ pub async fn load_ipmitool(host: &PluginHost) {
         memory_mb: 64,
         call_timeout_s: 30,
         config: Default::default(),
+        console: vec![],
         network: None,
     };
     let status = host.load(&[spec]).await;

@@ -1,0 +1,91 @@
+//! Helpers for the serial-console tests: a node's console stand-in (a TCP port that ipmi_sim's
+//! Serial over LAN connects to), and a WebSocket client for `GET /v1/nodes/{id}/console`.
+
+use std::io::{Read, Write};
+use std::net::TcpListener;
+use std::time::Duration;
+
+use futures::{SinkExt, StreamExt};
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::protocol::Message;
+use tokio_tungstenite::tungstenite::{Error as WsError, http};
+
+use crate::daemon::{Daemon, TOKEN};
+
+/// A serial console that answers every byte typed with its upper case, as a node's shell echoes
+/// what it is sent; ipmi_sim bridges SOL to it. It prints `banner` on every connection.
+pub struct UppercaseConsole {
+    pub port: u16,
+}
+
+impl UppercaseConsole {
+    pub fn start(banner: &'static str) -> UppercaseConsole {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind console port");
+        let port = listener.local_addr().expect("addr").port();
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(mut stream) = stream else { return };
+                std::thread::spawn(move || {
+                    let _ = stream.write_all(banner.as_bytes());
+                    let mut buf = [0u8; 1024];
+                    while let Ok(n) = stream.read(&mut buf) {
+                        if n == 0 || stream.write_all(&buf[..n].to_ascii_uppercase()).is_err() {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        UppercaseConsole { port }
+    }
+}
+
+pub type Socket = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// Opens a node's console WebSocket; a refusal is its HTTP status and the body's message.
+pub async fn open(daemon: &Daemon, node: &str, query: &str, token: Option<&str>) -> Result<Socket, (u16, String)> {
+    let url = format!("{}/v1/nodes/{node}/console{query}", daemon.url.replacen("http://", "ws://", 1));
+    let mut request = url.into_client_request().expect("request");
+    if let Some(token) = token {
+        request.headers_mut().insert(http::header::AUTHORIZATION, http::HeaderValue::from_str(&format!("Bearer {token}")).expect("header"));
+    }
+    match tokio_tungstenite::connect_async(request).await {
+        Ok((socket, _)) => Ok(socket),
+        Err(WsError::Http(response)) => {
+            let body = response.body().as_deref().map(String::from_utf8_lossy).unwrap_or_default().into_owned();
+            let message = serde_json::from_str::<serde_json::Value>(&body)
+                .ok()
+                .and_then(|v| v.pointer("/error/message").and_then(|m| m.as_str()).map(str::to_owned))
+                .unwrap_or(body);
+            Err((response.status().as_u16(), message))
+        }
+        Err(e) => Err((0, e.to_string())),
+    }
+}
+
+/// Opens a console as the operator; panics on refusal.
+pub async fn attach(daemon: &Daemon, node: &str, query: &str) -> Socket {
+    open(daemon, node, query, Some(TOKEN)).await.unwrap_or_else(|(status, m)| panic!("console refused: {status} {m}"))
+}
+
+/// Types `typed` (again every 2 s: SOL drops what a console printed before ipmi_sim reached it)
+/// until the console's output holds `needle`; returns everything read.
+pub async fn type_until(socket: &mut Socket, typed: &[u8], needle: &str, within: Duration) -> String {
+    let mut seen = Vec::new();
+    let deadline = tokio::time::Instant::now() + within;
+    while tokio::time::Instant::now() < deadline && !String::from_utf8_lossy(&seen).contains(needle) {
+        if !typed.is_empty() {
+            socket.send(Message::Binary(typed.to_vec().into())).await.expect("type");
+        }
+        let round = tokio::time::Instant::now() + Duration::from_secs(2);
+        while let Ok(Some(Ok(message))) = tokio::time::timeout_at(round.min(deadline), socket.next()).await {
+            if let Message::Binary(bytes) = message {
+                seen.extend_from_slice(&bytes);
+            }
+            if String::from_utf8_lossy(&seen).contains(needle) {
+                break;
+            }
+        }
+    }
+    String::from_utf8_lossy(&seen).into_owned()
+}
