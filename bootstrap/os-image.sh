@@ -2,7 +2,8 @@
 # Builds the tiny BIOS-bootable demo OS image the lab deploys: 32 MiB raw, syslinux MBR + one FAT16
 # partition at 1 MiB holding syslinux, the bootstrap's kernel and a small initramfs whose /init prints
 #   metalhost-demo-os: booted mac=<MAC> kernel=<version>
-# on ttyS0, then idles (or powers off with --poweroff). No loop devices: mkfs/syslinux work at an offset
+# on ttyS0, then runs a shell on ttyS0 (the serial console an operator attaches to; or powers off with
+# --poweroff). No loop devices: mkfs/syslinux work at an offset
 # (loop devices are not available in the lab's containers). Deterministic: fixed volume id and timestamps, so the same inputs give
 # the same bytes (its sha256 is printed).
 # usage: bootstrap/os-image.sh OUT.img [--bootstrap DIR] [--poweroff]
@@ -49,7 +50,8 @@ EOF
 if [ "$action" = poweroff ]; then
   echo 'echo "metalhost-demo-os: powering off"; sync; poweroff -f' >> "$work/root/init"
 else
-  echo 'while :; do sleep 3600; done' >> "$work/root/init"
+  # A shell on the serial console, started again when it exits (PID 1 must not end).
+  echo 'while :; do sh -i </dev/ttyS0 >/dev/ttyS0 2>&1; sleep 1; done' >> "$work/root/init"
 fi
 chmod 755 "$work/root/init"
 find "$work/root" -exec touch -h -d @0 {} +

@@ -32,6 +32,8 @@ pub struct AppState {
     pub ui_sessions: Arc<crate::ui::Sessions>,
     /// Live serial consoles, one per node at most.
     pub consoles: Arc<crate::console::Consoles>,
+    /// Which nodes' consoles are being recorded into their console logs.
+    pub recorders: Arc<crate::console::recorder::Recorders>,
 }
 
 pub struct App {
@@ -85,6 +87,7 @@ impl App {
             netboot_reload: reload,
             ui_sessions: Arc::default(),
             consoles: Arc::default(),
+            recorders: Arc::default(),
             store,
             plugins: Arc::new(plugins),
             operator_token: Arc::new(operator_token),

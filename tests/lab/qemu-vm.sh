@@ -13,6 +13,9 @@
 #   --disk FILE            raw disk as virtio /dev/vda (create with truncate -s 64M FILE)
 #   --kernel F --initrd F --append ARGS   direct kernel boot instead of firmware boot
 #   --serial LOG           serial console (ttyS0) appended to LOG: a node's log survives power cycles
+#   --serial-tcp PORT      also serve the serial console on 127.0.0.1:PORT (raw TCP, as a BMC's SOL
+#                          reaches it: ipmi_sim's `sol "tcp:..."`); qemu waits for that client to
+#                          connect before the VM starts, so nothing the node prints is lost
 #   --qemu-log FILE        qemu's own stdout/stderr, default LOG.qemu
 #   --mem MB               default 512
 #   --pidfile FILE         daemonize and write qemu's PID to FILE, then return
@@ -23,7 +26,7 @@
 # (ipmi_sim reads the hook's stdout to EOF). -no-reboot: a guest reboot ends qemu like a poweroff.
 set -eu
 boot=c name=vm ns="" net="" mac=52:54:00:00:00:01 nic=virtio disk="" kernel="" initrd="" append=""
-serial="" qlog="" mem=512 pidfile=""
+serial="" serial_tcp="" qlog="" mem=512 pidfile=""
 die() { echo "qemu-vm.sh: $*" >&2; exit 64; }
 case "${1:-}" in --*|"") ;; *) boot=$1; shift ;; esac
 while [ $# -gt 0 ]; do
@@ -32,7 +35,7 @@ while [ $# -gt 0 ]; do
     --boot) boot=$2 ;; --name) name=$2 ;; --ns) ns=$2 ;; --net) net=$2 ;; --mac) mac=$2 ;;
     --nic) nic=$2 ;; --disk) disk=$2 ;; --kernel) kernel=$2 ;; --initrd) initrd=$2 ;;
     --append) append=$2 ;; --serial) serial=$2 ;; --qemu-log) qlog=$2 ;; --mem) mem=$2 ;;
-    --pidfile) pidfile=$2 ;;
+    --pidfile) pidfile=$2 ;; --serial-tcp) serial_tcp=$2 ;;
     *) die "unknown option $1" ;;
   esac
   shift 2
@@ -42,9 +45,14 @@ qlog=${qlog:-$serial.qemu}
 case $boot in pxe|n|network) order=n ;; *) order=c ;; esac
 case $nic in virtio) model=virtio-net-pci ;; e1000) model=e1000 ;; *) die "--nic virtio|e1000" ;; esac
 
+if [ -n "$serial_tcp" ]; then
+  chardev="socket,id=con0,host=127.0.0.1,port=$serial_tcp,server=on,wait=on,logfile=$serial,logappend=on"
+else
+  chardev="file,id=con0,path=$serial,append=on"
+fi
 set -- qemu-system-x86_64 -name "$name" -accel tcg -m "$mem" -smp 1 -no-reboot \
   -display none -monitor none -nodefaults -vga none \
-  -chardev "file,id=con0,path=$serial,append=on" -serial chardev:con0
+  -chardev "$chardev" -serial chardev:con0
 case $net in
   tap:*) set -- "$@" -netdev "tap,id=n0,ifname=${net#tap:},script=no,downscript=no" ;;
   user:*) set -- "$@" -netdev "user,id=n0,restrict=on,guestfwd=tcp:10.0.2.100:80-cmd:busybox nc 127.0.0.1 ${net#user:}" ;;

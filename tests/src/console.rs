@@ -89,3 +89,98 @@ pub async fn type_until(socket: &mut Socket, typed: &[u8], needle: &str, within:
     }
     String::from_utf8_lossy(&seen).into_owned()
 }
+
+/// The console programs running against this BMC port: (pid, argv).
+pub fn sol_programs(bmc_port: u16) -> Vec<(u32, Vec<String>)> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Some(pid) = entry.file_name().to_str().and_then(|p| p.parse::<u32>().ok()) else { continue };
+        let Ok(raw) = std::fs::read(entry.path().join("cmdline")) else { continue };
+        let argv: Vec<String> = raw.split(|b| *b == 0).filter(|a| !a.is_empty()).map(|a| String::from_utf8_lossy(a).into_owned()).collect();
+        let ours = argv.first().is_some_and(|a| a.ends_with("ipmitool")) && argv.windows(2).any(|w| w[0] == "-p" && w[1] == bmc_port.to_string());
+        if ours && argv.iter().any(|a| a == "activate") {
+            found.push((pid, argv));
+        }
+    }
+    found
+}
+
+pub async fn wait_no_sol_program(bmc_port: u16) {
+    for _ in 0..50 {
+        if sol_programs(bmc_port).is_empty() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("the console program outlived its last viewer: {:?}", sol_programs(bmc_port));
+}
+
+/// A detached tmux session on a server of its own (its own socket), running one command in a
+/// pane of a real terminal: what an operator's terminal shows is read back with `capture-pane`.
+/// The server is killed by its PID on drop.
+pub struct TmuxPane {
+    socket: String,
+    server_pid: Option<u32>,
+}
+
+impl TmuxPane {
+    pub fn start(command: &str, env: &[(&str, &str)]) -> TmuxPane {
+        let socket = format!("metalhost-test-{}-{}", std::process::id(), rand_suffix());
+        let mut tmux = std::process::Command::new("tmux");
+        tmux.args(["-L", &socket, "-f", "/dev/null", "new-session", "-d", "-x", "160", "-y", "50", "-s", "console"])
+            // The pane stays after the command exits, so its last words can be read.
+            .arg(format!("{command}; echo \"[exit status $?]\"; sleep 600"));
+        for (k, v) in env {
+            tmux.env(k, v);
+        }
+        let status = tmux.status().expect("run tmux");
+        assert!(status.success(), "tmux new-session failed");
+        let mut pane = TmuxPane { socket, server_pid: None };
+        pane.server_pid = pane.tmux(&["display-message", "-p", "#{pid}"]).trim().parse().ok();
+        pane
+    }
+
+    fn tmux(&self, args: &[&str]) -> String {
+        let out = std::process::Command::new("tmux").arg("-L").arg(&self.socket).args(args).output().expect("run tmux");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// The pane's screen and scrollback.
+    pub fn screen(&self) -> String {
+        self.tmux(&["capture-pane", "-p", "-J", "-S", "-200", "-t", "console"])
+    }
+
+    /// `tmux send-keys`: literal text, or key names such as `Enter` and `C-]`.
+    pub fn send_keys(&self, keys: &[&str]) {
+        let mut args = vec!["send-keys", "-t", "console"];
+        args.extend_from_slice(keys);
+        self.tmux(&args);
+    }
+
+    pub async fn wait_for(&self, needle: &str, within: Duration) -> String {
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            let screen = self.screen();
+            if screen.contains(needle) || tokio::time::Instant::now() >= deadline {
+                return screen;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+}
+
+fn rand_suffix() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u64(0);
+    h.finish() % 1_000_000
+}
+
+impl Drop for TmuxPane {
+    fn drop(&mut self) {
+        // The server we started, by its PID: its panes (and what runs in them) end with it.
+        if let Some(pid) = self.server_pid {
+            let _ = std::process::Command::new("kill").arg("-TERM").arg(pid.to_string()).status();
+        }
+    }
+}

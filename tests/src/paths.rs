@@ -1,5 +1,6 @@
 //! Where the workspace's built artifacts are, building them on first use.
 
+use sha2::Digest;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
@@ -71,12 +72,13 @@ pub fn plugin_spec(crate_name: &str, kind: metalhost_plugin_host::PluginKind) ->
     }
 }
 
-/// The `[[plugin]]` entries every lab daemon loads: ipmitool (granted `ipmitool`) and ipmi-lan for
+/// The `[[plugin]]` entries every lab daemon loads: ipmitool (granted `ipmitool`) and ipmi-lan (its
+/// console grant `ipmitool`, for `sol activate`) for
 /// the BMCs, and juniper for the emulator's EX model (legacy syntax).
 pub fn lab_plugins_toml() -> String {
     format!(
         "\n[[plugin]]\nname = \"ipmitool\"\nkind = \"power\"\npath = \"{}\"\nexec = [\"ipmitool\"]\n\
-         \n[[plugin]]\nname = \"ipmi-lan\"\nkind = \"power\"\npath = \"{}\"\n\
+         \n[[plugin]]\nname = \"ipmi-lan\"\nkind = \"power\"\npath = \"{}\"\nconsole = [\"ipmitool\"]\n\
          \n[[plugin]]\nname = \"juniper\"\nkind = \"switch\"\npath = \"{}\"\nconfig = {{ syntax = \"legacy\" }}\n",
         plugin_wasm("ipmitool").display(),
         plugin_wasm("ipmi-lan").display(),
@@ -121,7 +123,10 @@ pub fn demo_os_image() -> PathBuf {
     static BUILT: OnceLock<PathBuf> = OnceLock::new();
     BUILT
         .get_or_init(|| {
-            let image = target_dir().join("lab/demo-os.img");
+            // Named by the script's hash: a changed script builds a new image.
+            let script = std::fs::read(workspace_root().join("bootstrap/os-image.sh")).expect("read os-image.sh");
+            let tag = hex::encode(&sha2::Sha256::digest(&script)[..6]);
+            let image = target_dir().join(format!("lab/demo-os-{tag}.img"));
             if !image.exists() {
                 let status = Command::new(workspace_root().join("bootstrap/os-image.sh"))
                     .arg(&image)

@@ -155,6 +155,11 @@ impl VmNode {
     }
 }
 
+/// A TCP port nobody listens on right now (in the lab netns: the test thread is in it).
+fn free_tcp_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("probe a free tcp port")
+}
+
 pub struct VmOptions {
     pub vms: usize,
     /// How long the agent has to write (or clean) the disk.
@@ -165,11 +170,14 @@ pub struct VmOptions {
     pub netboot_extra: String,
     /// The nodes' power plugin: `ipmi-lan` (RMCP+ in the sandbox) or `ipmitool`; both are loaded.
     pub power_driver: &'static str,
+    /// Each VM's serial console also on a TCP port its BMC's Serial over LAN reaches (needs the
+    /// `ipmi-lan` driver, which describes the console; QEMU waits for the BMC to connect).
+    pub sol: bool,
 }
 
 impl Default for VmOptions {
     fn default() -> Self {
-        VmOptions { vms: 2, agent_timeout_s: 300, skip_clean: false, netboot_extra: String::new(), power_driver: "ipmitool" }
+        VmOptions { vms: 2, agent_timeout_s: 300, skip_clean: false, netboot_extra: String::new(), power_driver: "ipmitool", sol: false }
     }
 }
 
@@ -248,7 +256,12 @@ config = {{ hostsdir = "{hosts}", scriptsdir = "{scripts}" }}
         let qemu_vm = paths::workspace_root().join("tests/lab/qemu-vm.sh");
         let mut nodes = Vec::new();
         for i in 1..=opts.vms {
-            let sim = IpmiSim::start("admin", BMC_PASSWORD);
+            let sol_port = opts.sol.then(free_tcp_port);
+            let sim = match sol_port {
+                Some(port) => IpmiSim::start_with_sol("admin", BMC_PASSWORD, port),
+                None => IpmiSim::start("admin", BMC_PASSWORD),
+            };
+            let serial_tcp = sol_port.map(|p| format!(" --serial-tcp {p}")).unwrap_or_default();
             let name = format!("vm{i}");
             let mac = format!("52:54:00:00:99:{i:02x}");
             let ip = format!("10.99.0.{}", 10 + i);
@@ -258,7 +271,7 @@ config = {{ hostsdir = "{hosts}", scriptsdir = "{scripts}" }}
             // Foreground on purpose: the hook kills this PID on power-off and sees a guest
             // poweroff as the process ending.
             sim.on_power_on(&format!(
-                "#!/bin/sh\nexec {} \"$1\" --name {name} --net tap:tap{} --mac {mac} --disk {} --serial {}\n",
+                "#!/bin/sh\nexec {} \"$1\" --name {name} --net tap:tap{} --mac {mac} --disk {} --serial {}{serial_tcp}\n",
                 qemu_vm.display(),
                 i - 1,
                 disk.display(),

@@ -7,7 +7,7 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use futures::SinkExt;
-use metalhost_tests::console::{UppercaseConsole, attach, open, type_until};
+use metalhost_tests::console::{UppercaseConsole, attach, open, sol_programs, type_until, wait_no_sol_program};
 use metalhost_tests::daemon::{Daemon, TOKEN, node_body, switch_body};
 use metalhost_tests::ipmi_sim::IpmiSim;
 use metalhost_tests::paths::{host_binary, plugin_wasm};
@@ -34,31 +34,6 @@ async fn add_node(daemon: &Daemon, i: u32, switch: i64, bmc_port: u16, driver: &
     let (status, node) = daemon.post("/v1/nodes", &body).await;
     assert!(status.is_success(), "{status} {node}");
     node["name"].as_str().expect("name").to_owned()
-}
-
-/// The console programs running against this BMC port: (pid, argv).
-fn sol_programs(bmc_port: u16) -> Vec<(u32, Vec<String>)> {
-    let mut found = Vec::new();
-    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
-        let Some(pid) = entry.file_name().to_str().and_then(|p| p.parse::<u32>().ok()) else { continue };
-        let Ok(raw) = std::fs::read(entry.path().join("cmdline")) else { continue };
-        let argv: Vec<String> = raw.split(|b| *b == 0).filter(|a| !a.is_empty()).map(|a| String::from_utf8_lossy(a).into_owned()).collect();
-        let ours = argv.first().is_some_and(|a| a.ends_with("ipmitool")) && argv.windows(2).any(|w| w[0] == "-p" && w[1] == bmc_port.to_string());
-        if ours && argv.iter().any(|a| a == "activate") {
-            found.push((pid, argv));
-        }
-    }
-    found
-}
-
-async fn wait_no_sol_program(bmc_port: u16) {
-    for _ in 0..50 {
-        if sol_programs(bmc_port).is_empty() {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("the console program outlived its last viewer: {:?}", sol_programs(bmc_port));
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -103,7 +78,27 @@ async fn a_node_console_types_through_ipmi_sol_and_ends_with_its_last_viewer() {
     let mut again = attach(&daemon, &node, "").await;
     let seen = type_until(&mut again, b"again\r", "AGAIN", Duration::from_secs(30)).await;
     assert!(seen.contains("AGAIN"), "the console did not open a second time: {seen:?}\n{}", daemon.log());
-    let _ = again.close(None).await;
+    // A console program killed outright leaves the BMC's SOL payload active: viewers are told
+    // the console ended, and the next attach frees the payload (Deactivate Payload) and works.
+    let programs = sol_programs(bmc.port);
+    let killed = programs.first().expect("a console program").0;
+    let _ = Command::new("kill").args(["-KILL", &killed.to_string()]).status();
+    let mut ended = String::new();
+    while let Ok(Some(message)) = tokio::time::timeout(Duration::from_secs(10), futures::StreamExt::next(&mut again)).await {
+        match message {
+            Ok(Message::Close(Some(frame))) => {
+                ended = frame.reason.to_string();
+                break;
+            }
+            Ok(_) => {}
+            Err(_) => break,
+        }
+    }
+    assert!(ended.contains("console ended"), "viewers were not told: {ended:?}");
+    let mut after_kill = attach(&daemon, &node, "").await;
+    let seen = type_until(&mut after_kill, b"after kill\r", "AFTER KILL", Duration::from_secs(30)).await;
+    assert!(seen.contains("AFTER KILL"), "a stale SOL payload kept the console shut: {seen:?}\n{}", daemon.log());
+    let _ = after_kill.close(None).await;
     wait_no_sol_program(bmc.port).await;
 }
 
@@ -129,6 +124,10 @@ async fn consoles_are_refused_with_a_clear_error() {
     assert_eq!(status, 404, "{message}");
     let (status, message) = open(&daemon, &granted, "?mode=shout", Some(TOKEN)).await.err().expect("bad mode");
     assert_eq!(status, 400, "{message}");
+    // This BMC has no Serial over LAN: the plugin says so before any program runs.
+    let (status, message) = open(&daemon, &granted, "", Some(TOKEN)).await.err().expect("no SOL");
+    assert_eq!(status, 501, "{message}");
+    assert!(message.contains("no Serial over LAN"), "{message}");
     // A wrong BMC password: the plugin's session check fails before any program runs.
     let (_, node) = daemon.patch(&format!("/v1/nodes/{granted}"), &json!({ "bmc_password": "wrong-pw" })).await;
     assert!(node["name"].is_string(), "{node}");

@@ -10,6 +10,8 @@ use serde_json::json;
 use sha2::{Digest, Sha256};
 
 use metalhost_conformance::sims::netns::Netns;
+use metalhost_tests::console::TmuxPane;
+use metalhost_tests::daemon::TOKEN;
 use metalhost_tests::vm_lab::{self, LabNetns, PROVISIONING_VLAN, TENANT_VLAN, VmLab, VmOptions, in_lab_netns};
 
 const DEPLOY: Duration = Duration::from_secs(360);
@@ -18,7 +20,9 @@ const DEPLOY: Duration = Duration::from_secs(360);
 fn two_vms_deploy_boot_from_disk_destroy_and_a_corrupt_image_fails_alone() {
     vm_lab::prepare();
     let netns = in_lab_netns(2, || async {
-        let lab = VmLab::start(VmOptions::default()).await;
+        // The native IPMI plugin drives the BMCs, and their Serial over LAN carries each VM's
+        // console to the daemon (recorded into the console log, and `node console`).
+        let lab = VmLab::start(VmOptions { power_driver: "ipmi-lan", sol: true, ..VmOptions::default() }).await;
         let (image, gz) = lab.demo_os_gz();
         let image_sha = hex::encode(Sha256::digest(&image));
         let uploaded = lab.upload("demo-os", &gz);
@@ -45,6 +49,37 @@ fn two_vms_deploy_boot_from_disk_destroy_and_a_corrupt_image_fails_alone() {
             assert_eq!(vm.sim.boot_device().as_deref(), Some("default"), "{}", vm.name);
             assert!(vm.sim.powered(), "{}", vm.name);
         }
+
+        // The daemon recorded each VM's serial console: the bootstrap's DHCP line and, after the
+        // workflow ended, the deployed OS's first boot.
+        for vm in &lab.nodes {
+            let marker = format!("metalhost-demo-os: booted mac={}", vm.mac);
+            let log = serial_log_with(&lab, &vm.name, &marker).await;
+            assert!(log.iter().any(|l| l.contains(&marker)), "{}: no OS marker in the console log:\n{}", vm.name, log.join("\n"));
+            assert!(log.iter().any(|l| l.contains(&format!("dhcp: eth0 is {}/24", vm.ip))), "{}: no bootstrap line:\n{}", vm.name, log.join("\n"));
+        }
+        // `metalhost node console` in a terminal: the screen so far, then a shell on the VM's
+        // serial port answers what is typed; Ctrl-] detaches and the CLI exits cleanly.
+        let vm = &lab.nodes[1];
+        let pane = TmuxPane::start(
+            &format!("{} node console {}", metalhost_tests::paths::host_binary("metalhost").display(), vm.name),
+            &[("METALHOST_URL", lab.daemon.url.as_str()), ("METALHOST_TOKEN", TOKEN)],
+        );
+        let screen = pane.wait_for("attached to", Duration::from_secs(30)).await;
+        assert!(screen.contains("attached to"), "{screen}");
+        let mut answered = String::new();
+        for _ in 0..10 {
+            pane.send_keys(&["echo sum=$((6*7))", "Enter"]);
+            answered = pane.wait_for("sum=42", Duration::from_secs(6)).await;
+            if answered.contains("sum=42") {
+                break;
+            }
+        }
+        assert!(answered.contains("sum=42"), "the VM's shell did not answer through SOL:\n{answered}\n{}", lab.post_mortem());
+        pane.send_keys(&["C-]"]);
+        let screen = pane.wait_for("[exit status", Duration::from_secs(10)).await;
+        assert!(screen.contains("detached") && screen.contains("[exit status 0]"), "{screen}");
+        drop(pane);
 
         // Destroy one: cleaned, back on provisioning, powered off; the other is left alone.
         let (a, b) = (&lab.nodes[0], &lab.nodes[1]);
@@ -86,6 +121,26 @@ fn two_vms_deploy_boot_from_disk_destroy_and_a_corrupt_image_fails_alone() {
         assert!(b.sim.powered());
     });
     assert!(!LabNetns::exists(&netns), "the lab netns {netns} is left behind");
+}
+
+/// The node's console-log lines recorded from its serial console, once one holds `needle` (or
+/// after 120 s).
+async fn serial_log_with(lab: &VmLab, node: &str, needle: &str) -> Vec<String> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
+    loop {
+        let (_, lines) = lab.daemon.get(&format!("/v1/nodes/{node}/console-log")).await;
+        let serial: Vec<String> = lines
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|l| l["source"] == "serial")
+            .map(|l| l["text"].as_str().unwrap_or("").to_owned())
+            .collect();
+        if serial.iter().any(|l| l.contains(needle)) || tokio::time::Instant::now() >= deadline {
+            return serial;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
 }
 
 fn stored_files(dir: &std::path::Path) -> Vec<std::path::PathBuf> {

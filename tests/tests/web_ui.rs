@@ -193,3 +193,83 @@ async fn chromium_signs_in_and_watches_a_deploy() {
     }
     assert_eq!(seen.urls.len(), seen.sources.len());
 }
+
+/// The node page's live console in Chromium: it opens the node's serial console (ipmi-lan's
+/// `ipmitool sol activate` against ipmi_sim, whose SOL reaches a console answering in upper
+/// case), types a line, shows the answer, and closing it ends the console program.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chromium_types_at_a_node_console() {
+    use metalhost_tests::console::{UppercaseConsole, sol_programs, wait_no_sol_program};
+    use metalhost_tests::daemon::{node_body, switch_body};
+    use metalhost_tests::ipmi_sim::IpmiSim;
+
+    let console = UppercaseConsole::start("");
+    let bmc = IpmiSim::start_with_sol("admin", "ui-sol-pw", console.port);
+    let daemon = Daemon::start_with(&format!(
+        "[[plugin]]\nname = \"ipmi-lan\"\nkind = \"power\"\npath = \"{}\"\nconsole = [\"ipmitool\"]\n",
+        paths::plugin_wasm("ipmi-lan").display()
+    ));
+    let (_, switch) = daemon.post("/v1/switches", &switch_body("sw1", "sw-pw")).await;
+    let mut body = node_body(1, switch["id"].as_i64().expect("id"), "ui-sol-pw");
+    body["bmc_port"] = json!(bmc.port);
+    body["power_driver"] = json!("ipmi-lan");
+    let (status, node) = daemon.post("/v1/nodes", &body).await;
+    assert!(status.is_success(), "{node}");
+    let base = daemon.url.clone();
+    let shots = artifacts();
+    let browser = Browser::start().await;
+    browser.goto(&format!("{base}/ui/login")).await;
+    browser.type_into("#token", TOKEN).await;
+    browser.click("button[type=submit]").await;
+    browser.wait_url(|u| u == format!("{base}/ui")).await;
+    browser.goto(&format!("{base}/ui/nodes/{}", node["id"])).await;
+
+    browser.click("#console-open").await;
+    let deadline = Instant::now() + Duration::from_secs(40);
+    let mut screen = String::new();
+    while !screen.contains("HELLO FROM CHROMIUM") {
+        assert!(Instant::now() < deadline, "the console never answered: {screen:?} ({})\n{}", browser.text("#console-status").await, daemon.log());
+        if browser.text("#console-status").await == "Attached." {
+            browser.type_into("#console-line", "hello from chromium").await;
+            browser.execute("document.querySelector('#console-form').requestSubmit();").await;
+        }
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        screen = browser.text("#console-screen").await;
+    }
+    browser.screenshot(&shots.join("8-live-console.png")).await;
+    assert_eq!(sol_programs(bmc.port).len(), 1);
+    assert!(!browser.source().await.contains(TOKEN), "the token is in the page");
+
+    browser.click("#console-close").await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !browser.text("#console-status").await.starts_with("Closed") {
+        assert!(Instant::now() < deadline, "{}", browser.text("#console-status").await);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    wait_no_sol_program(bmc.port).await;
+
+    // Another site cannot attach with the browser's cookie: the Origin must be the daemon's.
+    let (status, _) = daemon.get(&format!("/v1/nodes/{}/console", node["name"].as_str().unwrap_or(""))).await;
+    assert_eq!(status, 400, "plain GET without upgrade");
+    let cookies = browser.cookies().await;
+    let session = cookies.as_array().and_then(|c| c.iter().find(|c| c["name"] == "metalhost_session")).expect("session cookie");
+    let attempt = |origin: &'static str| {
+        no_redirects()
+            .get(format!("{base}/ui/nodes/{}/console", node["id"]))
+            .header("cookie", format!("metalhost_session={}", session["value"].as_str().unwrap_or("")))
+            .header("origin", origin)
+            .header("connection", "upgrade")
+            .header("upgrade", "websocket")
+            .header("sec-websocket-version", "13")
+            .header("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ==")
+            .send()
+    };
+    let refused = attempt("http://evil.example").await.expect("request");
+    assert_eq!(refused.status(), StatusCode::BAD_REQUEST, "a foreign Origin attached");
+    assert!(sol_programs(bmc.port).is_empty(), "a refused attach started a console");
+    let own = base.clone().leak();
+    let accepted = attempt(own).await.expect("request");
+    assert_eq!(accepted.status(), StatusCode::SWITCHING_PROTOCOLS, "the daemon's own Origin is refused");
+    drop(accepted);
+    browser.close().await;
+}

@@ -1,6 +1,6 @@
 //! All host bindings of the contract, generated in one place: the three worlds of the frozen
 //! `wit/drivers.wit` (0.1.0), which share `types` and `log` so one set of Rust types serves every
-//! plugin kind, and the power world of the open `wit/drivers-0.2.0.wit` (`power2`). Each version
+//! plugin kind, and the power world of the frozen `wit/drivers-0.2.0.wit` (`power2`). Each version
 //! is read from its own file: a WIT directory holds one package only.
 
 pub mod power {

@@ -302,6 +302,14 @@ impl PowerDriver<'_> {
             let message = format!("a serial console needs a {} plugin; this one was built for {}", crate::CONTRACT_0_2, self.plugin.contract);
             return Err(driver(&self.plugin, op, DriverError::Unsupported(message)));
         }
+        if self.plugin.console_grants.is_empty() {
+            // Said before the BMC is asked: no program of this plugin's could run anyway.
+            let message = format!(
+                "plugin {:?} has no console grant: its [[plugin]] entry needs console = [\"<program>\"] (\"ipmitool\" for ipmi-lan)",
+                self.plugin.name
+            );
+            return Err(CallError { plugin: self.plugin.name.to_string(), operation: "console", failure: CallFailure::Driver(DriverError::InvalidConfig(message)) });
+        }
         let (b, c) = wit_bmc2(bmc, creds);
         let access = with_instance!(self.host, &self.plugin, op, None, Some(bmc), Power2, |store, inst| {
             inst.metalhost_drivers_power()

@@ -28,7 +28,7 @@ use crate::world::check_world;
 
 /// The frozen contract every plugin kind has a world in.
 pub const CONTRACT: &str = "metalhost:drivers@0.1.0";
-/// The open contract: power plugins with BMC-scoped `http` and `datagram` (`wit/drivers-0.2.0.wit`).
+/// The second contract (frozen): power plugins with BMC-scoped `http` and `datagram` and a described console (`wit/drivers-0.2.0.wit`).
 pub const CONTRACT_0_2: &str = "metalhost:drivers@0.2.0";
 /// Every contract this host loads components of.
 pub const CONTRACTS: [&str; 2] = [CONTRACT, CONTRACT_0_2];

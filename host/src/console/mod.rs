@@ -126,7 +126,7 @@ impl Session {
             let why = loop {
                 tokio::select! {
                     read = process.read(&mut buf) => match read {
-                        Ok(0) => break "the console program ended".to_owned(),
+                        Ok(0) => break pump.last_words(),
                         Ok(n) => pump.printed(&buf[..n]),
                         Err(e) => break format!("reading the console failed: {e}"),
                     },
@@ -161,6 +161,21 @@ impl Session {
         }
         // No receiver is fine: the backlog keeps the screen for whoever comes next.
         let _ = self.output.send(Bytes::copy_from_slice(bytes));
+    }
+}
+
+impl Session {
+    /// Why the program ended, in its own last line when it printed one (ipmitool: "SOL session
+    /// closed by BMC", "SOL payload already active on another session", ...).
+    fn last_words(&self) -> String {
+        let backlog = self.backlog.lock().unwrap_or_else(|p| p.into_inner());
+        let tail: Vec<u8> = backlog.iter().rev().take(512).rev().copied().collect();
+        let text = String::from_utf8_lossy(&tail);
+        let last = text.lines().map(|l| l.trim_matches(|c: char| c.is_control() || c.is_whitespace())).rfind(|l| !l.is_empty());
+        match last {
+            Some(line) => format!("the console program ended: {}", line.chars().filter(|c| !c.is_control()).take(200).collect::<String>()),
+            None => "the console program ended".to_owned(),
+        }
     }
 }
 

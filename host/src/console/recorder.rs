@@ -3,9 +3,12 @@
 //! deployed OS's first one. The recorder is a watcher like any other: an operator can attach to
 //! the same console while it records.
 
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::sync::oneshot;
+use tokio::sync::Notify;
 use tokio::time::Instant;
 
 use super::{ConsoleError, Event, Role};
@@ -14,99 +17,162 @@ use crate::domain::NodeId;
 use crate::store::console::{self, MAX_LINE_BYTES, Source};
 use crate::store::nodes;
 
-/// Wait before trying a console again that could not be opened or ended.
-const RETRY: Duration = Duration::from_secs(10);
+/// Waits before trying a console again that could not be opened or ended: the first short (a BMC
+/// may end SOL at a power cycle, and what the node prints meanwhile is lost), then doubling.
+const RETRY_FIRST: Duration = Duration::from_millis(500);
+const RETRY_MAX: Duration = Duration::from_secs(10);
+/// A session that lasted this long resets the wait to [`RETRY_FIRST`].
+const STEADY: Duration = Duration::from_secs(10);
 /// Lines are written to the store at most this often.
 const FLUSH: Duration = Duration::from_millis(500);
 
-/// Recording of one node's console. Dropping it ends the recording after `record_after`.
-pub struct Recording {
-    _workflow: oneshot::Sender<()>,
+/// The nodes being recorded: one recorder per node, however many workflows overlap its window
+/// (a destroy started while the deploy's `record_after` runs), so no line is kept twice.
+#[derive(Default)]
+pub struct Recorders {
+    nodes: Mutex<HashMap<i64, Arc<Window>>>,
 }
 
-/// Starts recording the node's console, unless `[console] record` is off.
+/// How many workflows a node's recorder serves right now.
+#[derive(Default)]
+struct Window {
+    workflows: AtomicUsize,
+    changed: Notify,
+}
+
+/// Recording of one node's console for one workflow. Dropping it lets the recording end
+/// `record_after` later, unless another workflow on the node started meanwhile.
+pub struct Recording {
+    window: Arc<Window>,
+}
+
+impl Drop for Recording {
+    fn drop(&mut self) {
+        self.window.workflows.fetch_sub(1, Ordering::SeqCst);
+        self.window.changed.notify_one();
+    }
+}
+
+/// Records the node's console while the returned guard lives, unless `[console] record` is off.
 pub fn start(state: &AppState, node: NodeId) -> Option<Recording> {
     if !state.config.console.record {
         return None;
     }
-    let (workflow, done) = oneshot::channel();
-    tokio::spawn(record(state.clone(), node, done));
-    Some(Recording { _workflow: workflow })
+    let mut nodes = state.recorders.nodes.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some(window) = nodes.get(&node.0) {
+        window.workflows.fetch_add(1, Ordering::SeqCst);
+        window.changed.notify_one();
+        return Some(Recording { window: window.clone() });
+    }
+    let window = Arc::new(Window { workflows: AtomicUsize::new(1), changed: Notify::new() });
+    nodes.insert(node.0, window.clone());
+    tokio::spawn(record(state.clone(), node, window.clone()));
+    Some(Recording { window })
 }
 
-async fn record(state: AppState, id: NodeId, mut workflow: oneshot::Receiver<()>) {
-    // Set once the workflow ended.
-    let mut until: Option<Instant> = None;
-    let mut lines = Lines::default();
-    loop {
-        if until.is_some_and(|t| Instant::now() >= t) {
-            return;
+/// When the recording ends: never while a workflow runs, else `record_after` after the last one.
+struct Until {
+    at: Option<Instant>,
+}
+
+impl Until {
+    fn update(&mut self, window: &Window, after: Duration) {
+        if window.workflows.load(Ordering::SeqCst) > 0 {
+            self.at = None;
+        } else if self.at.is_none() {
+            self.at = Some(Instant::now() + after);
         }
-        let node = match state.store.call(move |c| nodes::get_by_id(c, id)).await {
-            Ok(node) => node,
-            Err(_) => return,
-        };
-        let mut viewer = match state.consoles.attach(&state.plugins, &node, Role::Watcher).await {
-            Ok(viewer) => viewer,
-            Err(ConsoleError::Driver(f)) if f.kind.is_transient() => {
-                tracing::debug!(node = id.0, "console not recorded yet: {f}");
-                if wait(RETRY, &mut workflow, &mut until, &state).await {
-                    return;
-                }
-                continue;
-            }
-            Err(e) => {
-                // No console (a 0.1.0 plugin, a BMC without one) or no grant: nothing to record.
-                tracing::info!(node = id.0, "console not recorded: {e}");
+    }
+
+    async fn reached(&self) {
+        match self.at {
+            Some(t) => tokio::time::sleep_until(t).await,
+            None => std::future::pending().await,
+        }
+    }
+}
+
+async fn record(state: AppState, id: NodeId, window: Arc<Window>) {
+    let after = state.config.console.record_after;
+    let mut until = Until { at: None };
+    let mut retry = RETRY_FIRST;
+    loop {
+        until.update(&window, after);
+        let over = until.at.is_some_and(|t| Instant::now() >= t);
+        if over || !record_once(&state, id, &window, &mut until, &mut retry).await {
+            // Unregister unless a workflow arrived meanwhile (it found this recorder registered).
+            let mut nodes = state.recorders.nodes.lock().unwrap_or_else(|p| p.into_inner());
+            if window.workflows.load(Ordering::SeqCst) == 0 || !over {
+                nodes.remove(&id.0);
                 return;
             }
-        };
-        let mut flush = tokio::time::interval(FLUSH);
-        let ended = loop {
-            let stop = async {
-                match until {
-                    Some(t) => tokio::time::sleep_until(t).await,
-                    None => std::future::pending().await,
-                }
-            };
-            tokio::select! {
-                event = viewer.next() => match event {
-                    Event::Output(bytes) => lines.push(&bytes),
-                    Event::Missed(n) => lines.note(&format!("[metalhost: {n} chunks of console output missed]")),
-                    Event::Ended(why) => break Some(why),
-                },
-                _ = &mut workflow, if until.is_none() => until = Some(Instant::now() + state.config.console.record_after),
-                () = stop => break None,
-                _ = flush.tick() => save(&state, id, lines.take()).await,
-            }
-        };
-        lines.finish();
-        save(&state, id, lines.take()).await;
-        match ended {
-            None => return,
-            Some(why) => {
-                tracing::debug!(node = id.0, "recorded console ended: {why}");
-                drop(viewer);
-                if wait(RETRY, &mut workflow, &mut until, &state).await {
-                    return;
-                }
-            }
         }
     }
 }
 
-/// Sleeps `pause`, noting when the workflow ends; true when the recording is over.
-async fn wait(pause: Duration, workflow: &mut oneshot::Receiver<()>, until: &mut Option<Instant>, state: &AppState) -> bool {
-    let wake = Instant::now() + pause;
-    if until.is_none() {
+/// One console session recorded until it ends or the window closes. False: there is nothing to
+/// record on this node (no console, no grant, node gone).
+async fn record_once(state: &AppState, id: NodeId, window: &Window, until: &mut Until, retry: &mut Duration) -> bool {
+    let after = state.config.console.record_after;
+    let Ok(node) = state.store.call(move |c| nodes::get_by_id(c, id)).await else { return false };
+    let mut viewer = match state.consoles.attach(&state.plugins, &node, Role::Watcher).await {
+        Ok(viewer) => viewer,
+        Err(ConsoleError::Driver(f)) if f.kind.is_transient() => {
+            tracing::debug!(node = id.0, "console not recorded yet: {f}");
+            pause(window, until, after, next_retry(retry)).await;
+            return true;
+        }
+        Err(e) => {
+            // No console (a 0.1.0 plugin, a BMC without one) or no grant: nothing to record.
+            tracing::info!(node = id.0, "console not recorded: {e}");
+            return false;
+        }
+    };
+    let opened = Instant::now();
+    let mut lines = Lines::default();
+    let mut flush = tokio::time::interval(FLUSH);
+    let ended = loop {
         tokio::select! {
-            _ = workflow => *until = Some(Instant::now() + state.config.console.record_after),
-            () = tokio::time::sleep_until(wake) => {}
+            event = viewer.next() => match event {
+                Event::Output(bytes) => lines.push(&bytes),
+                Event::Missed(n) => lines.note(&format!("[metalhost: {n} chunks of console output missed]")),
+                Event::Ended(why) => break Some(why),
+            },
+            () = window.changed.notified() => until.update(window, after),
+            () = until.reached() => break None,
+            _ = flush.tick() => save(state, id, lines.take()).await,
+        }
+    };
+    lines.finish();
+    save(state, id, lines.take()).await;
+    drop(viewer);
+    if let Some(why) = ended {
+        tracing::debug!(node = id.0, "recorded console ended: {why}");
+        if opened.elapsed() >= STEADY {
+            *retry = RETRY_FIRST;
+        }
+        pause(window, until, after, next_retry(retry)).await;
+    }
+    true
+}
+
+/// The wait before the next attempt; doubles the one after it, up to [`RETRY_MAX`].
+fn next_retry(retry: &mut Duration) -> Duration {
+    let now = *retry;
+    *retry = (now * 2).min(RETRY_MAX);
+    now
+}
+
+/// Waits `pause` (or until the window closes), following the node's workflows meanwhile.
+async fn pause(window: &Window, until: &mut Until, after: Duration, pause: Duration) {
+    let wake = Instant::now() + pause;
+    loop {
+        tokio::select! {
+            () = window.changed.notified() => until.update(window, after),
+            () = until.reached() => return,
+            () = tokio::time::sleep_until(wake) => return,
         }
     }
-    let wake = until.map_or(wake, |t| t.min(wake));
-    tokio::time::sleep_until(wake).await;
-    until.is_some_and(|t| Instant::now() >= t)
 }
 
 async fn save(state: &AppState, node: NodeId, lines: Vec<String>) {

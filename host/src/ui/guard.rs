@@ -31,7 +31,7 @@ pub async fn headers_and_origin(request: Request, next: Next) -> Response {
 
 /// A browser says where a post comes from in `Sec-Fetch-Site`, or at least `Origin`; a post that
 /// says neither is not from a browser form of ours.
-fn same_origin(headers: &HeaderMap) -> bool {
+pub fn same_origin(headers: &HeaderMap) -> bool {
     if let Some(site) = headers.get("sec-fetch-site") {
         return site == "same-origin";
     }

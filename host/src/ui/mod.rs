@@ -30,6 +30,7 @@ pub fn router(state: AppState) -> Router<AppState> {
         .route("/ui", get(pool::page))
         .route("/ui/nodes/{id}", get(node::page))
         .route("/ui/nodes/{id}/live", get(node::live))
+        .route("/ui/nodes/{id}/console", get(node::console))
         .route("/ui/nodes/{id}/action", post(actions::node_action))
         .route("/ui/instances", get(instances::page).post(actions::create_instance))
         .route("/ui/instances/{id}/delete", post(actions::delete_instance))

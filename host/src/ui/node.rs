@@ -57,8 +57,45 @@ pub async fn page(State(state): State<AppState>, Path(id): Path<String>) -> UiRe
         (facts(&data))
         (actions(n))
         section #live data-live={ "/ui/nodes/" (n.id.0) "/live" } { (live_part(&data)) }
+        (live_console(n.id.0))
     };
     Ok(Html(page::shell(&n.name, Nav::Pool, body).into_string()))
+}
+
+/// The node's serial console, opened on demand by the script (`/ui/nodes/{id}/console`, a
+/// WebSocket): what it prints, and a line to type. Outside the polled part, so a refresh does
+/// not close it.
+fn live_console(id: i64) -> Markup {
+    html! {
+        section.live-console #live-console data-console={ "/ui/nodes/" (id) "/console" } {
+            h2 { "Live console" }
+            p.hint #console-status { "Closed. Opening it starts the node's console program (its power plugin must describe one); it ends when every viewer has left." }
+            button #console-open type="button" { "Open console" }
+            button #console-close type="button" hidden { "Close" }
+            pre.console.terminal #console-screen hidden {}
+            form #console-form hidden {
+                label for="console-line" { "Type a line (sent with Enter)" }
+                input #console-line type="text" autocomplete="off" spellcheck="false";
+            }
+        }
+    }
+}
+
+/// The console's WebSocket for the page above. The session cookie opened `/ui`; the Origin
+/// must be this daemon's (the cookie is SameSite=Strict too), so no other site can attach.
+pub async fn console(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    headers: axum::http::HeaderMap,
+    upgrade: Result<axum::extract::WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
+) -> UiResult<axum::response::Response> {
+    if !super::guard::same_origin(&headers) {
+        return Err(crate::api::error::ApiError::BadRequest("the console opens from this daemon's own pages only".into()).into());
+    }
+    let data = load(&state, id).await?;
+    let upgrade = upgrade.map_err(|e| crate::api::error::ApiError::BadRequest(format!("this route speaks WebSocket only: {}", e.body_text())))?;
+    let viewer = crate::api::console::attach(&state, &data.node, crate::console::Role::Typist).await?;
+    Ok(upgrade.on_upgrade(move |socket| crate::api::console::serve(socket, viewer)))
 }
 
 /// The part the script polls: it changes while a workflow runs.

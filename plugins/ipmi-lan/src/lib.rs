@@ -133,9 +133,10 @@ impl PowerManager for IpmiLan {
     }
 
     /// Serial over LAN through `ipmitool sol activate` (the program the operator granted for
-    /// consoles), on the suite this driver negotiates, which also proves the credentials first.
+    /// consoles), on the suite this driver negotiates, which also proves the credentials first;
+    /// a SOL payload left active by a dead session is freed first.
     fn describe_console(&self, bmc: &BmcAddress, creds: &Credentials) -> Result<ConsoleAccess, DriverError> {
-        let suite = self.driver.negotiate(&mut Datagrams, &creds.username, &creds.password).map_err(|e| driver_error(bmc, e))?;
+        let suite = self.driver.prepare_console(&mut Datagrams, &creds.username, &creds.password).map_err(|e| driver_error(bmc, e))?;
         Ok(ConsoleAccess::Command(sol_command(&self.sol_program, bmc, creds, suite)))
     }
 }

@@ -30,10 +30,17 @@ impl Driver {
         Session::open(t, self.options.clone(), user, password)
     }
 
-    /// Opens (and closes) a session: checks the credentials and learns the cipher suite the
-    /// BMC and this driver agree on, which a console program must then use too.
-    pub fn negotiate<T: Transport>(&self, t: &mut T, user: &str, password: &str) -> Result<crate::codec::suite::Suite, SessionError> {
-        Ok(self.session(t, user, password)?.suite())
+    /// Readies the BMC for a console program: opens a session (which checks the credentials and
+    /// learns the cipher suite the program must use too) and frees a Serial over LAN payload a
+    /// dead session left active, as Ironic's IPMI consoles do before `sol activate`.
+    pub fn prepare_console<T: Transport>(&self, t: &mut T, user: &str, password: &str) -> Result<crate::codec::suite::Suite, SessionError> {
+        let mut s = self.session(t, user, password)?;
+        let tolerated = [commands::SOL_NOT_ACTIVE, commands::INVALID_COMMAND];
+        let (completion, _) = s.call_tolerating("Deactivate Payload (SOL)", &commands::deactivate_sol(), &tolerated)?;
+        if completion == commands::INVALID_COMMAND {
+            return Err(SessionError::Unsupported("the BMC has no Serial over LAN (it does not know Deactivate Payload)".into()));
+        }
+        Ok(s.suite())
     }
 
     pub fn power_is_on<T: Transport>(&self, t: &mut T, user: &str, password: &str) -> Result<bool, SessionError> {

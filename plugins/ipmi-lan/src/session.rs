@@ -223,12 +223,18 @@ impl<'t, T: Transport> Session<'t, T> {
     /// `command-failed` naming it. A lost packet is sent again with the next session sequence
     /// number (BMCs refuse a repeated one) and the same request sequence number.
     pub fn call(&mut self, name: &str, req: &Request) -> Result<Vec<u8>, SessionError> {
+        self.call_tolerating(name, req, &[]).map(|(_, data)| data)
+    }
+
+    /// As [`Session::call`], with completion codes in `tolerated` taken as answers: returns the
+    /// completion code with the data.
+    pub fn call_tolerating(&mut self, name: &str, req: &Request, tolerated: &[u8]) -> Result<(u8, Vec<u8>), SessionError> {
         self.rq_seq = (self.rq_seq + 1) & 0x3f;
         let message = req.encode(self.rq_seq);
         for _ in 0..=self.options.retries {
             let bytes = self.seal(&message)?;
             let Some(reply) = self.transport.exchange(&bytes, self.options.timeout_ms)? else { continue };
-            return self.answer(name, req, &reply);
+            return self.answer(name, req, &reply, tolerated);
         }
         Err(SessionError::Unreachable(format!("no answer to {name} after {} tries of {} ms", self.options.retries + 1, self.options.timeout_ms)))
     }
@@ -242,7 +248,7 @@ impl<'t, T: Transport> Session<'t, T> {
         let bytes = self.seal(&req.encode(self.rq_seq))?;
         for _ in 0..=self.options.retries {
             if let Some(reply) = self.transport.exchange(&bytes, self.options.timeout_ms)? {
-                return self.answer(name, req, &reply).map(Some);
+                return self.answer(name, req, &reply, &[]).map(|(_, data)| Some(data));
             }
         }
         Ok(None)
@@ -257,20 +263,20 @@ impl<'t, T: Transport> Session<'t, T> {
         Ok(rmcp::encode_v20(&packet, Some(&self.keys), iv))
     }
 
-    fn answer(&self, name: &str, req: &Request, reply: &[u8]) -> Result<Vec<u8>, SessionError> {
+    fn answer(&self, name: &str, req: &Request, reply: &[u8], tolerated: &[u8]) -> Result<(u8, Vec<u8>), SessionError> {
         let packet = rmcp::decode_v20(reply, Some(&self.keys)).map_err(parse(name))?;
         let resp = Response::decode(&packet.payload).map_err(parse(name))?;
         if !resp.answers(req, self.rq_seq) {
             return Err(SessionError::Parse(format!("{name}: the answer is for another request")));
         }
-        if resp.completion != 0 {
+        if resp.completion != 0 && !tolerated.contains(&resp.completion) {
             return Err(SessionError::CommandFailed(format!(
                 "{name} failed: completion code {:#04x} ({})",
                 resp.completion,
                 completion_text(resp.completion)
             )));
         }
-        Ok(resp.data)
+        Ok((resp.completion, resp.data))
     }
 }
 

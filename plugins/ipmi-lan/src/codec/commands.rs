@@ -75,6 +75,19 @@ pub fn close_session(bmc_session_id: u32) -> Request {
     Request::new(NETFN_APP, 0x3c, bmc_session_id.to_le_bytes())
 }
 
+/// Deactivate Payload (App 0x49) for Serial over LAN (payload type 1), instance 1: frees a console
+/// a dead session left active, so the next `sol activate` is not refused as "already active on
+/// another session" (`ipmitool sol deactivate` sends the same). Completion code 0x80 answers that
+/// it was not active.
+pub fn deactivate_sol() -> Request {
+    Request::new(NETFN_APP, 0x49, [0x01, 0x01, 0, 0, 0, 0])
+}
+
+/// Deactivate Payload's "payload already deactivated".
+pub const SOL_NOT_ACTIVE: u8 = 0x80;
+/// The completion code of a command the BMC does not know.
+pub const INVALID_COMMAND: u8 = 0xc1;
+
 /// Get Chassis Status (Chassis 0x01).
 pub fn chassis_status() -> Request {
     Request::new(NETFN_CHASSIS, 0x01, [])
@@ -173,6 +186,12 @@ pub fn completion_text(code: u8) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn deactivate_sol_names_payload_type_1_instance_1() {
+        let req = deactivate_sol();
+        assert_eq!((req.netfn, req.cmd, req.data.as_slice()), (NETFN_APP, 0x49, &[1u8, 1, 0, 0, 0, 0][..]));
+    }
 
     #[test]
     fn cipher_suites_as_openbmc_lists_them() {
