@@ -328,9 +328,23 @@ config = {{ hostsdir = "{hosts}", scriptsdir = "{scripts}" }}
     pub fn post_mortem(&self) -> String {
         let mut text = String::new();
         for n in &self.nodes {
-            text.push_str(&format!("--- {} console ---\n{}\n--- {} BMC hook ---\n{}\n", n.name, n.console(), n.name, n.sim.hook_log()));
+            let qemu = std::fs::read_to_string(n.serial.with_extension("serial.qemu")).unwrap_or_default();
+            text.push_str(&format!(
+                "--- {} console ---\n{}\n--- {} BMC hook ---\n{}\n--- {} BMC calls ---\n{}\n--- {} qemu ---\n{qemu}\n",
+                n.name,
+                n.console(),
+                n.name,
+                n.sim.hook_log(),
+                n.name,
+                n.sim.calls(),
+                n.name
+            ));
         }
         let log = self.daemon.log();
+        let consoles: Vec<&str> = log.lines().filter(|l| l.contains("console") && !l.contains("datagram")).collect();
+        text.push_str("--- daemon log: consoles ---\n");
+        text.push_str(&consoles.join("\n"));
+        text.push('\n');
         let tail: Vec<&str> = log.lines().rev().take(80).collect();
         text.push_str("--- daemon log (tail) ---\n");
         for line in tail.iter().rev() {

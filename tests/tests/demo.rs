@@ -15,6 +15,8 @@ fn scripts_demo_runs_the_vm_lab_end_to_end() {
     for expected in [
         "[8/8]",
         "metalhost-demo-os: booted mac=52:54:00:00:d0:01",
+        // The default power driver is ipmi-lan, whose console the daemon records over SOL.
+        "serial metalhost-demo-os: booted mac=52:54:00:00:d0:01",
         "\"members\": [200]",
         "instance web1 destroyed",
         "first MiB of vm1's disk after cleaning: 0 non-zero bytes",

@@ -39,7 +39,7 @@ fn two_vms_deploy_boot_from_disk_destroy_and_a_corrupt_image_fails_alone() {
         }
         for vm in &lab.nodes {
             // The VM booted the deployed OS from its disk: the marker names its own NIC.
-            let console = vm.wait_os_boots(1, Duration::from_secs(120)).await;
+            let console = wait_os_boot(&lab, vm).await;
             assert!(console.contains(&format!("metalhost-demo-os: booted mac={}", vm.mac)), "{}: {console}", vm.name);
             // The bootstrap before it got its reservation from the supervised dnsmasq.
             assert!(console.contains(&format!("dhcp: eth0 is {}/24", vm.ip)), "{}: {console}", vm.name);
@@ -121,6 +121,16 @@ fn two_vms_deploy_boot_from_disk_destroy_and_a_corrupt_image_fails_alone() {
         assert!(b.sim.powered());
     });
     assert!(!LabNetns::exists(&netns), "the lab netns {netns} is left behind");
+}
+
+/// The VM's serial file once the deployed OS booted (within 120 s), or the lab's post-mortem.
+async fn wait_os_boot(lab: &VmLab, vm: &metalhost_tests::vm_lab::VmNode) -> String {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
+    while vm.os_boots() < 1 {
+        assert!(tokio::time::Instant::now() < deadline, "{}: the deployed OS did not boot within 120 s\n{}", vm.name, lab.post_mortem());
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    vm.console()
 }
 
 /// The node's console-log lines recorded from its serial console, once one holds `needle` (or

@@ -28,13 +28,17 @@ pub async fn run(opts: &Options, capture: &Capture, report: &mut Report) -> Resu
     }
     let driver = loaded.host.power(&loaded.name).map_err(|e| Error::Setup(e.to_string()))?;
     let password = canary("pw");
-    let sim = IpmiSim::start("admin", &password)?;
+    // SOL configured (to a port nothing listens on): a plugin can describe its console.
+    let sim = IpmiSim::start_with_sol("admin", &password, Some(unused_tcp_port()))?;
     let watch = ArgvWatch::start(vec![sim.pid()]);
     let bmc = Bmc { host: "127.0.0.1".into(), port: sim.port };
     let creds = Credentials { username: "admin".into(), password: password.clone() };
 
     lifecycle(&driver, &sim, &bmc, &creds, report).await;
     error_mapping(&driver, &bmc, &password, report).await?;
+    if datagram {
+        report.push(console_description(&driver, &bmc, &creds).await);
+    }
 
     let argv = watch.finish();
     drop(sim);
@@ -167,6 +171,32 @@ async fn error_mapping(driver: &PowerDriver<'_>, bmc: &Bmc, password: &str, repo
     };
     report.push(Check::new("error mapping: no BMC listening is unreachable", outcome, Some(elapsed)));
     Ok(())
+}
+
+/// A 0.2.0 plugin's `describe-console`: `unsupported`, or a program for the host to run with the
+/// password in its environment only (argv is world-readable) and the BMC it was asked about.
+pub(crate) async fn console_description(driver: &PowerDriver<'_>, bmc: &Bmc, creds: &Credentials) -> Check {
+    const NAME: &str = "describe-console: password only in the environment";
+    let (outcome, elapsed) = timed(driver.describe_console(bmc, creds)).await;
+    let result = match outcome {
+        Err(e) if matches!(e.driver(), Some(metalhost_plugin_host::DriverError::Unsupported(_))) => {
+            return Check::pass(NAME, format!("no console (unsupported: {})", e.failure), Some(elapsed));
+        }
+        Err(e) => Err(format!("describe-console failed: {e}")),
+        Ok(cmd) if cmd.args.iter().any(|a| a.contains(&creds.password)) => {
+            Err(format!("the password is in the console program's argv ({} ...): pass it in its env", cmd.program))
+        }
+        Ok(cmd) if cmd.program.contains('/') => Err(format!("the program {:?} must be a name from the console grant, not a path", cmd.program)),
+        Ok(cmd) => Ok(format!("{} {} (env: {})", cmd.program, cmd.args.join(" "), cmd.env.iter().map(|(k, _)| k.as_str()).collect::<Vec<_>>().join(", "))),
+    };
+    match result {
+        Ok(detail) => Check::pass(NAME, detail, Some(elapsed)),
+        Err(detail) => Check::fail(NAME, detail, Some(elapsed)),
+    }
+}
+
+fn unused_tcp_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).unwrap_or(9)
 }
 
 fn bmc_user() -> String {

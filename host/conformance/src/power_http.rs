@@ -30,6 +30,7 @@ pub async fn run(opts: &Options, loaded: Loaded, capture: &Capture, report: &mut
     let creds = Credentials { username: "admin".into(), password: password.clone() };
 
     lifecycle(&driver, &sushy, &bmc, &creds, report).await;
+    report.push(crate::power::console_description(&driver, &bmc, &creds).await);
 
     let wrong = Credentials { username: "admin".into(), password: canary("wrong") };
     let (out, elapsed) = timed(driver.get_power_state(&bmc, &wrong)).await;

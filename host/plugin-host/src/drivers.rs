@@ -293,22 +293,13 @@ impl PowerDriver<'_> {
 }
 
 impl PowerDriver<'_> {
-    /// Opens the node's serial console: asks the plugin how (`describe-console`), then runs that
-    /// program on a pty if the operator granted it to this plugin for consoles. A 0.1.0 plugin
-    /// cannot describe one: `unsupported`.
-    pub async fn open_console(&self, bmc: &Bmc, creds: &Credentials) -> CallResult<crate::ConsoleProcess> {
+    /// What the plugin says its console is (`describe-console`), without running it. A 0.1.0
+    /// plugin cannot describe one: `unsupported`.
+    pub async fn describe_console(&self, bmc: &Bmc, creds: &Credentials) -> CallResult<crate::ConsoleCommand> {
         let op = "describe-console";
         if !matches!(self.plugin.pre, Pre::Power2(_)) {
             let message = format!("a serial console needs a {} plugin; this one was built for {}", crate::CONTRACT_0_2, self.plugin.contract);
             return Err(driver(&self.plugin, op, DriverError::Unsupported(message)));
-        }
-        if self.plugin.console_grants.is_empty() {
-            // Said before the BMC is asked: no program of this plugin's could run anyway.
-            let message = format!(
-                "plugin {:?} has no console grant: its [[plugin]] entry needs console = [\"<program>\"] (\"ipmitool\" for ipmi-lan)",
-                self.plugin.name
-            );
-            return Err(CallError { plugin: self.plugin.name.to_string(), operation: "console", failure: CallFailure::Driver(DriverError::InvalidConfig(message)) });
         }
         let (b, c) = wit_bmc2(bmc, creds);
         let access = with_instance!(self.host, &self.plugin, op, None, Some(bmc), Power2, |store, inst| {
@@ -319,7 +310,21 @@ impl PowerDriver<'_> {
                 .map_err(|e| driver(&self.plugin, op, e))
         })?;
         let types2::ConsoleAccess::Command(cmd) = access;
-        let command = crate::ConsoleCommand { program: cmd.program, args: cmd.args, env: cmd.env, quit: cmd.quit };
+        Ok(crate::ConsoleCommand { program: cmd.program, args: cmd.args, env: cmd.env, quit: cmd.quit })
+    }
+
+    /// Opens the node's serial console: asks the plugin how (`describe-console`), then runs that
+    /// program on a pty if the operator granted it to this plugin for consoles.
+    pub async fn open_console(&self, bmc: &Bmc, creds: &Credentials) -> CallResult<crate::ConsoleProcess> {
+        if self.plugin.console_grants.is_empty() && matches!(self.plugin.pre, Pre::Power2(_)) {
+            // Said before the BMC is asked: no program of this plugin's could run anyway.
+            let message = format!(
+                "plugin {:?} has no console grant: its [[plugin]] entry needs console = [\"<program>\"] (\"ipmitool\" for ipmi-lan)",
+                self.plugin.name
+            );
+            return Err(CallError { plugin: self.plugin.name.to_string(), operation: "console", failure: CallFailure::Driver(DriverError::InvalidConfig(message)) });
+        }
+        let command = self.describe_console(bmc, creds).await?;
         crate::console::spawn(&self.plugin.name, &self.plugin.console_grants, &command, self.host.confiner()).map_err(|e| {
             let failure = match e {
                 crate::ConsoleError::NotPermitted(m) => DriverError::InvalidConfig(m),
