@@ -55,7 +55,7 @@ async fn a_node_console_types_through_ipmi_sol_and_ends_with_its_last_viewer() {
     assert!(!daemon.log().contains(BMC_PASSWORD), "the password reached the daemon's log");
 
     // One typist per node; watchers join the same session and see what is typed.
-    let (status, message) = open(&daemon, &node, "", Some(TOKEN)).await.err().expect("a second typist is refused");
+    let (status, message) = open(&daemon, &node, "", Some(TOKEN)).await.expect_err("a second typist is refused");
     assert_eq!(status, 409, "{message}");
     assert!(message.contains("in use"), "{message}");
     let mut watcher = attach(&daemon, &node, "?mode=watch").await;
@@ -112,26 +112,26 @@ async fn consoles_are_refused_with_a_clear_error() {
     let ungranted = add_node(&daemon, 2, switch, bmc.port, "ipmi-lan-no-console").await;
     let old_contract = add_node(&daemon, 3, switch, bmc.port, "ipmitool").await;
 
-    let (status, _) = open(&daemon, &granted, "", None).await.err().expect("no token");
+    let (status, _) = open(&daemon, &granted, "", None).await.expect_err("no token");
     assert_eq!(status, 401);
-    let (status, message) = open(&daemon, &ungranted, "", Some(TOKEN)).await.err().expect("no grant");
+    let (status, message) = open(&daemon, &ungranted, "", Some(TOKEN)).await.expect_err("no grant");
     assert_eq!(status, 422, "{message}");
     assert!(message.contains("console grant") && message.contains("ipmitool"), "{message}");
-    let (status, message) = open(&daemon, &old_contract, "", Some(TOKEN)).await.err().expect("0.1.0");
+    let (status, message) = open(&daemon, &old_contract, "", Some(TOKEN)).await.expect_err("0.1.0");
     assert_eq!(status, 501, "{message}");
     assert!(message.contains("0.2.0"), "{message}");
-    let (status, message) = open(&daemon, "no-such-node", "", Some(TOKEN)).await.err().expect("unknown");
+    let (status, message) = open(&daemon, "no-such-node", "", Some(TOKEN)).await.expect_err("unknown");
     assert_eq!(status, 404, "{message}");
-    let (status, message) = open(&daemon, &granted, "?mode=shout", Some(TOKEN)).await.err().expect("bad mode");
+    let (status, message) = open(&daemon, &granted, "?mode=shout", Some(TOKEN)).await.expect_err("bad mode");
     assert_eq!(status, 400, "{message}");
     // This BMC has no Serial over LAN: the plugin says so before any program runs.
-    let (status, message) = open(&daemon, &granted, "", Some(TOKEN)).await.err().expect("no SOL");
+    let (status, message) = open(&daemon, &granted, "", Some(TOKEN)).await.expect_err("no SOL");
     assert_eq!(status, 501, "{message}");
     assert!(message.contains("no Serial over LAN"), "{message}");
     // A wrong BMC password: the plugin's session check fails before any program runs.
     let (_, node) = daemon.patch(&format!("/v1/nodes/{granted}"), &json!({ "bmc_password": "wrong-pw" })).await;
     assert!(node["name"].is_string(), "{node}");
-    let (status, message) = open(&daemon, &granted, "", Some(TOKEN)).await.err().expect("auth");
+    let (status, message) = open(&daemon, &granted, "", Some(TOKEN)).await.expect_err("auth");
     assert_eq!(status, 502, "{message}");
     assert!(message.contains("auth-failed"), "{message}");
     assert!(sol_programs(bmc.port).is_empty());

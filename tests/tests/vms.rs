@@ -139,13 +139,8 @@ async fn serial_log_with(lab: &VmLab, node: &str, needle: &str) -> Vec<String> {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
     loop {
         let (_, lines) = lab.daemon.get(&format!("/v1/nodes/{node}/console-log")).await;
-        let serial: Vec<String> = lines
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter(|l| l["source"] == "serial")
-            .map(|l| l["text"].as_str().unwrap_or("").to_owned())
-            .collect();
+        let serial: Vec<String> =
+            lines.as_array().into_iter().flatten().filter(|l| l["source"] == "serial").map(|l| l["text"].as_str().unwrap_or("").to_owned()).collect();
         if serial.iter().any(|l| l.contains(needle)) || tokio::time::Instant::now() >= deadline {
             return serial;
         }

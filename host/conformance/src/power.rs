@@ -187,7 +187,9 @@ pub(crate) async fn console_description(driver: &PowerDriver<'_>, bmc: &Bmc, cre
             Err(format!("the password is in the console program's argv ({} ...): pass it in its env", cmd.program))
         }
         Ok(cmd) if cmd.program.contains('/') => Err(format!("the program {:?} must be a name from the console grant, not a path", cmd.program)),
-        Ok(cmd) => Ok(format!("{} {} (env: {})", cmd.program, cmd.args.join(" "), cmd.env.iter().map(|(k, _)| k.as_str()).collect::<Vec<_>>().join(", "))),
+        Ok(cmd) => {
+            Ok(format!("{} {} (env: {})", cmd.program, cmd.args.join(" "), cmd.env.iter().map(|(k, _)| k.as_str()).collect::<Vec<_>>().join(", ")))
+        }
     };
     match result {
         Ok(detail) => Check::pass(NAME, detail, Some(elapsed)),

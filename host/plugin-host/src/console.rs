@@ -57,7 +57,12 @@ pub struct ConsoleProcess {
 }
 
 /// Starts `command` on a new pty if the plugin was granted its program for consoles.
-pub fn spawn(plugin: &str, granted: &BTreeMap<String, PathBuf>, command: &ConsoleCommand, confiner: &Confiner) -> Result<ConsoleProcess, ConsoleError> {
+pub fn spawn(
+    plugin: &str,
+    granted: &BTreeMap<String, PathBuf>,
+    command: &ConsoleCommand,
+    confiner: &Confiner,
+) -> Result<ConsoleProcess, ConsoleError> {
     let granted_path = if command.program.contains('/') { None } else { granted.get(&command.program) };
     let Some(path) = granted_path else {
         let allowed: Vec<&str> = granted.keys().map(String::as_str).collect();
@@ -96,6 +101,12 @@ pub fn spawn(plugin: &str, granted: &BTreeMap<String, PathBuf>, command: &Consol
     let master = async_master(master).map_err(|e| spawn_failed("pty", e))?;
     tracing::info!(plugin, program = %command.program, pid = child.id(), "console started");
     Ok(ConsoleProcess { master, child, group, quit: command.quit.clone().into_bytes(), _workdir: workdir })
+}
+
+impl std::fmt::Debug for ConsoleProcess {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ConsoleProcess").field("pid", &self.child.id()).finish_non_exhaustive()
+    }
 }
 
 impl ConsoleProcess {
@@ -206,11 +217,11 @@ mod tests {
 
     #[tokio::test]
     async fn a_program_outside_the_console_grant_is_refused() {
-        let err = spawn("t", &granted("sh"), &ConsoleCommand { program: "cat".into(), ..sh("", &[]) }, &confiner()).err().expect("refused");
+        let err = spawn("t", &granted("sh"), &ConsoleCommand { program: "cat".into(), ..sh("", &[]) }, &confiner()).expect_err("refused");
         assert!(err.to_string().contains("\"cat\"") && err.to_string().contains("console grant (sh)"), "{err}");
-        let err = spawn("t", &granted("sh"), &ConsoleCommand { program: "/bin/sh".into(), ..sh("", &[]) }, &confiner()).err().expect("refused");
+        let err = spawn("t", &granted("sh"), &ConsoleCommand { program: "/bin/sh".into(), ..sh("", &[]) }, &confiner()).expect_err("refused");
         assert!(matches!(err, ConsoleError::NotPermitted(_)), "{err}");
-        let err = spawn("t", &granted("sh"), &sh("true", &[("LD_PRELOAD", "/tmp/x.so")]), &confiner()).err().expect("refused");
+        let err = spawn("t", &granted("sh"), &sh("true", &[("LD_PRELOAD", "/tmp/x.so")]), &confiner()).expect_err("refused");
         assert!(err.to_string().contains("LD_PRELOAD"), "{err}");
     }
 
@@ -226,7 +237,8 @@ mod tests {
         console.close().await;
         tokio::time::sleep(Duration::from_millis(300)).await;
         for p in [pid.to_string(), child] {
-            let alive = std::fs::read_to_string(format!("/proc/{p}/stat")).is_ok_and(|s| !s.rsplit(')').next().unwrap_or("").trim_start().starts_with('Z'));
+            let alive =
+                std::fs::read_to_string(format!("/proc/{p}/stat")).is_ok_and(|s| !s.rsplit(')').next().unwrap_or("").trim_start().starts_with('Z'));
             assert!(!alive, "process {p} outlived the console");
         }
     }

@@ -322,7 +322,11 @@ impl PowerDriver<'_> {
                 "plugin {:?} has no console grant: its [[plugin]] entry needs console = [\"<program>\"] (\"ipmitool\" for ipmi-lan)",
                 self.plugin.name
             );
-            return Err(CallError { plugin: self.plugin.name.to_string(), operation: "console", failure: CallFailure::Driver(DriverError::InvalidConfig(message)) });
+            return Err(CallError {
+                plugin: self.plugin.name.to_string(),
+                operation: "console",
+                failure: CallFailure::Driver(DriverError::InvalidConfig(message)),
+            });
         }
         let command = self.describe_console(bmc, creds).await?;
         crate::console::spawn(&self.plugin.name, &self.plugin.console_grants, &command, self.host.confiner()).map_err(|e| {

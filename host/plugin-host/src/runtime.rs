@@ -271,7 +271,10 @@ impl PluginHost {
             _ => None,
         };
         if !console_grants.is_empty() && (contract != CONTRACT_0_2 || spec.kind != PluginKind::Power) {
-            return Err(fail(format!("console grants are for {CONTRACT_0_2} power plugins, which describe their consoles; this is a {} plugin built for {contract}", spec.kind)));
+            return Err(fail(format!(
+                "console grants are for {CONTRACT_0_2} power plugins, which describe their consoles; this is a {} plugin built for {contract}",
+                spec.kind
+            )));
         }
         let pre = self
             .instance_pre(&component, spec.kind, contract)

@@ -26,7 +26,8 @@ pub async fn attach(client: &Client, node_segment: &str, watch: bool) -> Result<
     };
     let mut request = ws_url.as_str().into_client_request().map_err(|e| CliError::Usage(format!("invalid console URL {ws_url}: {e}")))?;
     if let Some(token) = client.token() {
-        let value = http::HeaderValue::from_str(&format!("Bearer {token}")).map_err(|_| CliError::Usage("the token is not a valid header value".into()))?;
+        let value =
+            http::HeaderValue::from_str(&format!("Bearer {token}")).map_err(|_| CliError::Usage("the token is not a valid header value".into()))?;
         request.headers_mut().insert(http::header::AUTHORIZATION, value);
     }
     let (socket, _) = tokio_tungstenite::connect_async(request).await.map_err(refused)?;

@@ -45,8 +45,11 @@ pub enum ConsoleError {
 #[derive(Default)]
 pub struct Consoles {
     /// One slot per node that ever had a console; the async lock serialises opening and closing.
-    slots: Mutex<HashMap<i64, Arc<tokio::sync::Mutex<Option<Arc<Session>>>>>>,
+    slots: Mutex<HashMap<i64, Slot>>,
 }
+
+/// A node's console, if open; its lock is held while the console opens or closes.
+type Slot = Arc<tokio::sync::Mutex<Option<Arc<Session>>>>;
 
 struct Session {
     output: broadcast::Sender<Bytes>,
@@ -80,7 +83,7 @@ pub enum Event {
 }
 
 impl Consoles {
-    fn slot(&self, node: i64) -> Arc<tokio::sync::Mutex<Option<Arc<Session>>>> {
+    fn slot(&self, node: i64) -> Slot {
         let mut slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
         slots.entry(node).or_default().clone()
     }
@@ -109,7 +112,7 @@ impl Consoles {
 }
 
 impl Session {
-    fn start(process: metalhost_plugin_host::ConsoleProcess, slot: Arc<tokio::sync::Mutex<Option<Arc<Session>>>>, node: i64) -> Arc<Session> {
+    fn start(process: metalhost_plugin_host::ConsoleProcess, slot: Slot, node: i64) -> Arc<Session> {
         let (input, mut typed) = mpsc::channel::<Vec<u8>>(64);
         let session = Arc::new(Session {
             output: broadcast::channel(CHANNEL_CHUNKS).0,
