@@ -32,6 +32,9 @@ pub enum SessionError {
     Unsupported(String),
 }
 
+/// How long a command that must not run twice waits for its answer before a copy is sent.
+pub const AT_MOST_ONCE_WAIT_MS: u32 = 5000;
+
 /// How hard to try: each request waits `timeout_ms` for its answer and is sent `retries` more
 /// times before the BMC counts as unreachable.
 #[derive(Debug, Clone)]
@@ -243,11 +246,16 @@ impl<'t, T: Transport> Session<'t, T> {
     /// with the same session sequence number, which a BMC discards once it has accepted it (the
     /// RMCP+ replay check). So when only the reply was lost the copy does nothing, and the command
     /// runs at most once. `Ok(None)`: no copy was answered, and whether it ran is unknown.
+    ///
+    /// Each copy waits at least [`AT_MOST_ONCE_WAIT_MS`] for the answer: not every BMC keeps the
+    /// replay check (OpenIPMI's `ipmi_sim` ran a reset once per copy), and one that runs the
+    /// command before it answers (a chassis hook restarting a machine) must answer first.
     pub fn call_at_most_once(&mut self, name: &str, req: &Request) -> Result<Option<Vec<u8>>, SessionError> {
         self.rq_seq = (self.rq_seq + 1) & 0x3f;
         let bytes = self.seal(&req.encode(self.rq_seq))?;
+        let wait = self.options.timeout_ms.max(AT_MOST_ONCE_WAIT_MS);
         for _ in 0..=self.options.retries {
-            if let Some(reply) = self.transport.exchange(&bytes, self.options.timeout_ms)? {
+            if let Some(reply) = self.transport.exchange(&bytes, wait)? {
                 return self.answer(name, req, &reply, &[]).map(|(_, data)| Some(data));
             }
         }
