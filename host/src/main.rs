@@ -6,6 +6,7 @@ mod cli;
 mod config;
 mod domain;
 mod drivers;
+mod inventory;
 mod metrics;
 mod netboot;
 mod pool;

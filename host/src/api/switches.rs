@@ -10,7 +10,7 @@ use utoipa_axum::routes;
 use super::error::{ApiError, ApiJson, ApiResult};
 use super::validate;
 use crate::app::AppState;
-use crate::domain::{Hostname, Secret};
+use crate::domain::{ChassisId, Hostname, Secret};
 use crate::store::switches::{self, Key, NewSwitch, Switch};
 
 pub fn router() -> OpenApiRouter<AppState> {
@@ -29,6 +29,8 @@ pub struct SwitchView {
     pub description: String,
     pub host_key: Option<String>,
     pub host_key_pinned: bool,
+    /// The LLDP chassis id it announces: inspection fills in a node's port from it.
+    pub chassis_id: Option<String>,
 }
 
 impl From<Switch> for SwitchView {
@@ -43,6 +45,7 @@ impl From<Switch> for SwitchView {
             description: s.description,
             host_key: s.host_key,
             host_key_pinned: s.host_key_pinned,
+            chassis_id: s.chassis_id,
         }
     }
 }
@@ -62,6 +65,9 @@ pub struct CreateSwitch {
     description: String,
     /// Pin the SSH host key (`SHA256:...`) instead of trusting the first one seen.
     host_key: Option<String>,
+    /// The LLDP chassis id the switch announces (a MAC, or its text): nodes inspected behind it
+    /// get their switch port from their LLDP neighbour.
+    chassis_id: Option<String>,
 }
 
 #[utoipa::path(post, path = "/v1/switches", operation_id = "create_switch", tag = "switches", request_body = CreateSwitch,
@@ -88,6 +94,7 @@ async fn create(State(state): State<AppState>, ApiJson(req): ApiJson<CreateSwitc
         driver: req.driver,
         description: req.description,
         pinned_host_key: req.host_key,
+        chassis_id: req.chassis_id.as_deref().map(str::parse::<ChassisId>).transpose()?,
     };
     let switch = state.store.call(move |c| switches::insert(c, new)).await?;
     tracing::info!(switch = switch.id.0, name = %switch.name, "switch added");

@@ -36,6 +36,10 @@ pub enum SwitchCommand {
         /// Pin the SSH host key fingerprint (`SHA256:...`) instead of trusting the first one seen.
         #[arg(long)]
         host_key: Option<String>,
+        /// The LLDP chassis id the switch announces (often its base MAC): inspection then fills in
+        /// the switch port of nodes cabled to it.
+        #[arg(long)]
+        chassis_id: Option<String>,
     },
     /// List switches.
     List,
@@ -49,12 +53,13 @@ pub enum SwitchCommand {
 
 pub async fn run(client: &Client, out: &Printer, cmd: SwitchCommand) -> Result<(), CliError> {
     match cmd {
-        SwitchCommand::Add { address, name, port, username, password, password_file, driver, description, host_key } => {
+        SwitchCommand::Add { address, name, port, username, password, password_file, driver, description, host_key, chassis_id } => {
             let password = secret_from(password, password_file.as_deref(), "password")?
                 .ok_or_else(|| CliError::Usage("a password is needed: --password-file, --password or METALHOST_SWITCH_PASSWORD".into()))?;
             let body = json!({
                 "name": name, "address": address, "port": port, "username": username, "password": password,
                 "driver": driver, "description": description, "host_key": host_key,
+                "chassis_id": chassis_id,
             });
             out.one(&client.post("/v1/switches", &body).await?);
         }
