@@ -15,6 +15,10 @@
 #   --serial LOG           serial console (ttyS0) appended to LOG: a node's log survives power cycles
 #   --qemu-log FILE        qemu's own stdout/stderr, default LOG.qemu
 #   --mem MB               default 512
+#   --smp N                CPUs, default 1
+#   --uefi VARS            boot with OVMF (Debian ovmf) instead of SeaBIOS: its code read-only, VARS the
+#                          VM's own copy of the variable store (made from OVMF_VARS_4M.fd if missing),
+#                          so boot entries the firmware writes survive power cycles and stay per VM
 #   --pidfile FILE         daemonize and write qemu's PID to FILE, then return
 #
 # Without --pidfile it execs qemu in the foreground, so the caller's PID *is* the VM: that is how the
@@ -23,7 +27,7 @@
 # (ipmi_sim reads the hook's stdout to EOF). -no-reboot: a guest reboot ends qemu like a poweroff.
 set -eu
 boot=c name=vm ns="" net="" mac=52:54:00:00:00:01 nic=virtio disk="" kernel="" initrd="" append=""
-serial="" qlog="" mem=512 pidfile=""
+serial="" qlog="" mem=512 pidfile="" smp=1 vars=""
 die() { echo "qemu-vm.sh: $*" >&2; exit 64; }
 case "${1:-}" in --*|"") ;; *) boot=$1; shift ;; esac
 while [ $# -gt 0 ]; do
@@ -32,7 +36,7 @@ while [ $# -gt 0 ]; do
     --boot) boot=$2 ;; --name) name=$2 ;; --ns) ns=$2 ;; --net) net=$2 ;; --mac) mac=$2 ;;
     --nic) nic=$2 ;; --disk) disk=$2 ;; --kernel) kernel=$2 ;; --initrd) initrd=$2 ;;
     --append) append=$2 ;; --serial) serial=$2 ;; --qemu-log) qlog=$2 ;; --mem) mem=$2 ;;
-    --pidfile) pidfile=$2 ;;
+    --pidfile) pidfile=$2 ;; --smp) smp=$2 ;; --uefi) vars=$2 ;;
     *) die "unknown option $1" ;;
   esac
   shift 2
@@ -42,9 +46,16 @@ qlog=${qlog:-$serial.qemu}
 case $boot in pxe|n|network) order=n ;; *) order=c ;; esac
 case $nic in virtio) model=virtio-net-pci ;; e1000) model=e1000 ;; *) die "--nic virtio|e1000" ;; esac
 
-set -- qemu-system-x86_64 -name "$name" -accel tcg -m "$mem" -smp 1 -no-reboot \
+set -- qemu-system-x86_64 -name "$name" -accel tcg -m "$mem" -smp "$smp" -no-reboot \
   -display none -monitor none -nodefaults -vga none \
   -chardev "file,id=con0,path=$serial,append=on" -serial chardev:con0
+if [ -n "$vars" ]; then
+  ovmf=/usr/share/OVMF
+  [ -r $ovmf/OVMF_CODE_4M.fd ] || die "--uefi needs Debian's ovmf package ($ovmf/OVMF_CODE_4M.fd)"
+  [ -e "$vars" ] || cp $ovmf/OVMF_VARS_4M.fd "$vars"
+  set -- "$@" -drive "if=pflash,format=raw,unit=0,readonly=on,file=$ovmf/OVMF_CODE_4M.fd" \
+    -drive "if=pflash,format=raw,unit=1,file=$vars"
+fi
 case $net in
   tap:*) set -- "$@" -netdev "tap,id=n0,ifname=${net#tap:},script=no,downscript=no" ;;
   user:*) set -- "$@" -netdev "user,id=n0,restrict=on,guestfwd=tcp:10.0.2.100:80-cmd:busybox nc 127.0.0.1 ${net#user:}" ;;
