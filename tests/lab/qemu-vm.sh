@@ -62,16 +62,26 @@ case $net in
   "") ;;
   *) die "--net tap:TAP or user:PORT" ;;
 esac
+# SeaBIOS takes `-boot order`; OVMF takes the devices' bootindex (its fw_cfg boot order), so under
+# --uefi the boot device is said that way: the NIC first for pxe, the disk first otherwise.
+nic_index="" disk_index=""
+if [ -n "$vars" ]; then
+  if [ $order = n ]; then nic_index=,bootindex=1 disk_index=,bootindex=2; else nic_index=,bootindex=2 disk_index=,bootindex=1; fi
+fi
 if [ -n "$net" ]; then
   # A direct kernel boot needs no NIC option ROM (romfile= skips loading it); firmware boot uses its iPXE.
   if [ -n "$kernel" ]; then set -- "$@" -device "$model,netdev=n0,mac=$mac,romfile="
-  else set -- "$@" -device "$model,netdev=n0,mac=$mac"; fi
+  else set -- "$@" -device "$model,netdev=n0,mac=$mac$nic_index"; fi
 fi
-[ -n "$disk" ] && set -- "$@" -drive "file=$disk,format=raw,if=virtio"
+if [ -n "$disk" ] && [ -n "$vars" ]; then
+  set -- "$@" -drive "file=$disk,format=raw,if=none,id=d0" -device "virtio-blk-pci,drive=d0$disk_index"
+elif [ -n "$disk" ]; then
+  set -- "$@" -drive "file=$disk,format=raw,if=virtio"
+fi
 if [ -n "$kernel" ]; then
   set -- "$@" -kernel "$kernel" -append "$append"
   [ -n "$initrd" ] && set -- "$@" -initrd "$initrd"
-else
+elif [ -z "$vars" ]; then
   set -- "$@" -boot "order=$order"
 fi
 [ -n "$ns" ] && set -- ip netns exec "$ns" "$@"

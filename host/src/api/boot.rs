@@ -43,11 +43,9 @@ async fn bootstrap_file(State(state): State<AppState>, Path(file): Path<String>)
 async fn generic_script(State(state): State<AppState>) -> Response {
     let base = &state.public_url;
     let fallback = if state.config.discovery.enabled {
-        let deploy = &state.config.deploy;
-        let kernel = deploy.kernel_url.clone().unwrap_or_else(|| format!("{base}/v1/bootstrap/vmlinuz"));
-        let initrd = deploy.initrd_url.clone().unwrap_or_else(|| format!("{base}/v1/bootstrap/initrd.gz"));
-        let args = format!("{} metalhost.api={base}", deploy.kernel_args);
-        format!("echo metalhost: ${{mac}} is not enrolled: bootstrap for discovery\nkernel {kernel} {}\ninitrd {initrd}\nboot\n", args.trim())
+        let kernel = state.config.deploy.kernel_url.clone().unwrap_or_else(|| format!("{base}/v1/bootstrap/vmlinuz"));
+        let (initrd, args) = (crate::provision::initrd_url(&state), crate::provision::kernel_args(&state));
+        format!("echo metalhost: ${{mac}} is not enrolled: bootstrap for discovery\nkernel {kernel} {args}\ninitrd {initrd}\nboot\n")
     } else {
         "echo metalhost: no boot entry for ${mac}: not being provisioned\nsleep 10\nexit\n".to_owned()
     };

@@ -16,6 +16,7 @@ mod steps;
 pub use failure::{Fault, StepFailure};
 pub use operator::{move_port, power_state, set_boot_device, set_power};
 pub use start::{DeployRequest, recover, start_deploy, start_destroy, start_inspect};
+pub use steps::{initrd_url, kernel_args};
 
 use std::collections::{HashMap, HashSet};
 use std::future::Future;

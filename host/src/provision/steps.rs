@@ -288,9 +288,23 @@ pub fn boot_entry(state: &AppState, node: &Node) -> BootEntry {
         ip: node.ip.to_string(),
         hostname: node.name.clone(),
         kernel_url: deploy.kernel_url.clone().unwrap_or_else(|| format!("{base}/v1/bootstrap/vmlinuz")),
-        initrd_url: deploy.initrd_url.clone().unwrap_or_else(|| format!("{base}/v1/bootstrap/initrd.gz")),
-        kernel_args: format!("{} metalhost.api={base}", deploy.kernel_args).trim().to_owned(),
+        initrd_url: initrd_url(state),
+        kernel_args: kernel_args(state),
     }
+}
+
+pub fn initrd_url(state: &AppState) -> String {
+    let base = &state.public_url;
+    state.config.deploy.initrd_url.clone().unwrap_or_else(|| format!("{base}/v1/bootstrap/initrd.gz"))
+}
+
+/// The configured arguments, where the agent finds the API, and `initrd=` naming the initramfs as
+/// iPXE keeps it: a kernel started through its EFI stub (UEFI iPXE) loads its initramfs by that
+/// name; under BIOS the kernel ignores the argument.
+pub fn kernel_args(state: &AppState) -> String {
+    let initrd = initrd_url(state);
+    let name = initrd.rsplit('/').next().unwrap_or("initrd.gz");
+    format!("{} metalhost.api={} initrd={name}", state.config.deploy.kernel_args, state.public_url).trim().to_owned()
 }
 
 async fn netboot_put(run: &Run<'_>) -> Result<(), StepFailure> {
