@@ -63,10 +63,13 @@ case $net in
   *) die "--net tap:TAP or user:PORT" ;;
 esac
 # SeaBIOS takes `-boot order`; OVMF takes the devices' bootindex (its fw_cfg boot order), so under
-# --uefi the boot device is said that way: the NIC first for pxe, the disk first otherwise.
+# --uefi the boot device is said that way: the NIC first for pxe, the disk first otherwise. And under
+# --uefi the NIC has no iPXE option ROM: OVMF's own driver and PXE client boot it, as a server's UEFI
+# firmware does (DHCP client arch 7, an EFI iPXE over TFTP), instead of QEMU's iPXE ROM.
 nic_index="" disk_index=""
 if [ -n "$vars" ]; then
   if [ $order = n ]; then nic_index=,bootindex=1 disk_index=,bootindex=2; else nic_index=,bootindex=2 disk_index=,bootindex=1; fi
+  nic_index="$nic_index,romfile="
 fi
 if [ -n "$net" ]; then
   # A direct kernel boot needs no NIC option ROM (romfile= skips loading it); firmware boot uses its iPXE.
