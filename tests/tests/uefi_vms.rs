@@ -1,8 +1,10 @@
 //! UEFI and BIOS machines in one run: an OVMF VM (Debian `ovmf`, its own VARS copy) and a SeaBIOS VM
 //! netboot through the daemon's dnsmasq (plain UEFI PXE gets the EFI iPXE by client arch over TFTP),
 //! the OVMF one is inspected and learns it boots UEFI, and both are deployed three times with the
-//! demo OS image, which each boots from disk (syslinux for BIOS, systemd-boot for UEFI). Prints the
-//! `instance create` → OS booted figures (median of 3 each).
+//! demo OS image, which each boots from disk (syslinux for BIOS, systemd-boot for UEFI). The BMCs are
+//! driven by the 0.2.0 `ipmi-lan` plugin, so the UEFI node's boot device calls carry the EFI flag
+//! (ipmi_sim clears the boot flags once it has booted, so they cannot be read back afterwards).
+//! Prints the `instance create` → OS booted figures (median of 3 each).
 
 use std::time::{Duration, Instant};
 
@@ -22,6 +24,7 @@ fn an_ovmf_and_a_seabios_vm_deploy_and_boot_from_disk_again_and_again() {
             skip_clean: true,
             netboot_extra: "tftp_root = \"/usr/lib/ipxe\"\n".into(),
             extra_config: "[inspection]\nlldp_wait_s = 1\n".into(),
+            power_driver: "ipmi-lan",
             ..VmOptions::default()
         };
         let lab = VmLab::start(opts).await;
