@@ -270,6 +270,15 @@ async fn bad_reports_are_refused_and_write_nothing() {
         d.post("/v1/switches", &json!({"name": "tor1", "address": "127.0.0.1", "port": 830, "username": "admin", "password": "pw", "driver": "juniper", "chassis_id": "00-1C-73-AA-BB-01"})).await;
     assert_eq!(status, StatusCode::CREATED, "{sw}");
     assert_eq!(sw["chassis_id"], "00:1c:73:aa:bb:01", "the chassis id is kept normalised");
+    // A switch registered before its chassis id was known gets one later; two cannot share one.
+    let (status, _) = d.post("/v1/switches", &switch_body("tor2", "pw")).await;
+    assert_eq!(status, StatusCode::CREATED);
+    let out = d.cli(&["switch", "update", "tor2", "--chassis-id", "00:1C:73:AA:BB:02", "--json"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let tor2: Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(tor2["chassis_id"], "00:1c:73:aa:bb:02");
+    let (status, body) = d.patch("/v1/switches/tor2", &json!({"chassis_id": "00:1c:73:aa:bb:01"})).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
     let http = reqwest::Client::new();
     let post_raw = |body: Vec<u8>| {
         let request = http.post(format!("{}/v1/agent/discover", d.url)).header("content-type", "application/json").body(body);

@@ -14,7 +14,7 @@ use crate::domain::{ChassisId, Hostname, Secret};
 use crate::store::switches::{self, Key, NewSwitch, Switch};
 
 pub fn router() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new().routes(routes!(list, create)).routes(routes!(show, remove)).routes(routes!(check))
+    OpenApiRouter::new().routes(routes!(list, create)).routes(routes!(show, update, remove)).routes(routes!(check))
 }
 
 /// A switch as clients see it: no password.
@@ -113,6 +113,25 @@ async fn list(State(state): State<AppState>) -> ApiResult<Json<Vec<SwitchView>>>
 async fn show(State(state): State<AppState>, Path(id): Path<String>) -> ApiResult<Json<SwitchView>> {
     let key = Key::parse(&id);
     let switch = state.store.call(move |c| switches::get(c, &key)).await?;
+    Ok(Json(switch.into()))
+}
+
+/// What can change on a registered switch without re-adding it.
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateSwitch {
+    /// The LLDP chassis id it announces (a MAC, or its text).
+    chassis_id: Option<String>,
+}
+
+/// Sets what the switch announces over LLDP, so inspections behind it find their ports.
+#[utoipa::path(patch, path = "/v1/switches/{id}", operation_id = "update_switch", tag = "switches", params(("id" = String, Path, description = "The switch's id or name.")), request_body = UpdateSwitch,
+    responses((status = 200, description = "The switch as changed.", body = SwitchView)))]
+async fn update(State(state): State<AppState>, Path(id): Path<String>, ApiJson(req): ApiJson<UpdateSwitch>) -> ApiResult<Json<SwitchView>> {
+    let chassis = req.chassis_id.as_deref().map(str::parse::<ChassisId>).transpose()?;
+    let key = Key::parse(&id);
+    let switch = state.store.call(move |c| switches::set_chassis_id(c, &key, chassis)).await?;
+    tracing::info!(switch = switch.id.0, "switch updated");
     Ok(Json(switch.into()))
 }
 

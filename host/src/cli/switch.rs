@@ -45,6 +45,12 @@ pub enum SwitchCommand {
     List,
     /// Show one switch (by id or name).
     Show { switch: String },
+    /// Set the LLDP chassis id a registered switch announces.
+    Update {
+        switch: String,
+        #[arg(long)]
+        chassis_id: String,
+    },
     /// Delete a switch no node uses any more.
     Delete { switch: String },
     /// Connect and report reachability, NETCONF capabilities and model, changing nothing.
@@ -85,6 +91,9 @@ pub async fn run(client: &Client, out: &Printer, cmd: SwitchCommand) -> Result<(
             if report["reachable"] != serde_json::Value::Bool(true) {
                 return Err(CliError::Usage(format!("switch {switch} is not reachable")));
             }
+        }
+        SwitchCommand::Update { switch, chassis_id } => {
+            out.one(&client.patch(&format!("/v1/switches/{}", segment(&switch)), &json!({ "chassis_id": chassis_id })).await?);
         }
         SwitchCommand::Delete { switch } => {
             client.delete(&format!("/v1/switches/{}", segment(&switch))).await?;

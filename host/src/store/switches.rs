@@ -129,6 +129,24 @@ pub fn get_by_id(conn: &Connection, id: SwitchId) -> Result<Switch> {
     get(conn, &Key::Id(id.0))
 }
 
+/// Sets (or with None leaves) the LLDP chassis id; another switch with the same id is a conflict.
+pub fn set_chassis_id(conn: &mut Connection, key: &Key, chassis: Option<ChassisId>) -> Result<Switch> {
+    let tx = conn.transaction()?;
+    let switch = get(&tx, key)?;
+    if let Some(chassis) = chassis {
+        let holder: Option<String> = tx
+            .query_row("SELECT name FROM switches WHERE chassis_id = ?1 AND id <> ?2", params![chassis.as_str(), switch.id.0], |r| r.get(0))
+            .optional()?;
+        if let Some(holder) = holder {
+            return Err(StoreError::Conflict(format!("switch {holder:?} already has chassis id {chassis}")));
+        }
+        tx.execute("UPDATE switches SET chassis_id = ?2 WHERE id = ?1", params![switch.id.0, chassis.as_str()])?;
+    }
+    let switch = get_by_id(&tx, switch.id)?;
+    tx.commit()?;
+    Ok(switch)
+}
+
 /// The switch that announces this LLDP chassis id, if one is registered with it.
 pub fn find_by_chassis(conn: &Connection, chassis: &ChassisId) -> Result<Option<Switch>> {
     Ok(conn.query_row(&format!("SELECT {COLUMNS} FROM switches WHERE chassis_id = ?1"), [chassis.as_str()], from_row).optional()?)
