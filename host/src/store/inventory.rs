@@ -151,3 +151,105 @@ pub fn enlist(conn: &mut Connection, report: &str, facts: &Facts) -> Result<Node
     tx.commit()?;
     Ok(node)
 }
+
+#[cfg(test)]
+mod tests {
+    use metalhost_wire::{CpuInfo, DiskInfo, InventoryReport, LldpNeighbor, NicInfo};
+
+    use super::*;
+    use crate::domain::{BootMode, Secret, SwitchId};
+    use crate::store::nodes::{NewNode, Transition};
+    use crate::store::switches::{Key, NewSwitch};
+
+    fn db(dir: &std::path::Path) -> Connection {
+        let mut conn = Connection::open_in_memory().expect("db");
+        super::super::migrations::apply(&mut conn).expect("migrations");
+        let key = super::super::seal::SealKey::create(&dir.join("key")).expect("key");
+        super::super::seal::register(&conn, &key).expect("seal functions");
+        let switch = NewSwitch {
+            name: "tor1".into(),
+            address: "127.0.0.1".parse().expect("address"),
+            port: 830,
+            username: "admin".into(),
+            password: Secret::new("pw"),
+            driver: "juniper".into(),
+            description: String::new(),
+            pinned_host_key: None,
+            chassis_id: Some("02:00:00:99:00:01".parse().expect("chassis")),
+        };
+        switches::insert(&mut conn, switch).expect("switch");
+        for (i, port) in [(1, "ge-0/0/1"), (2, "ge-0/0/2")] {
+            let node = NewNode {
+                name: format!("n{i}"),
+                mac: format!("52:54:00:00:00:0{i}").parse().expect("mac"),
+                ip: format!("10.0.0.{i}").parse().expect("ip"),
+                cpus: 1,
+                ram_mb: 1,
+                disk_gb: 1,
+                bmc_address: "127.0.0.1".parse().expect("bmc"),
+                bmc_port: 623,
+                bmc_username: "admin".into(),
+                bmc_password: Secret::new("pw"),
+                power_driver: "ipmitool".into(),
+                switch_id: SwitchId(1),
+                switch_port: port.parse().expect("port"),
+                boot_mode: BootMode::Bios,
+            };
+            nodes::insert(&mut conn, node).expect("node");
+        }
+        conn
+    }
+
+    fn report(port: &str) -> (String, Facts) {
+        let report = InventoryReport {
+            cpu: CpuInfo { count: 8, model: "cpu".into() },
+            memory_bytes: 16 << 30,
+            disks: vec![DiskInfo { name: "sda".into(), size_bytes: 100 << 30, ..DiskInfo::default() }],
+            nics: vec![NicInfo { name: "eth0".into(), mac: "52:54:00:00:00:01".into(), link: true, ..NicInfo::default() }],
+            lldp: vec![LldpNeighbor { interface: "eth0".into(), chassis_id: "02:00:00:99:00:01".into(), port_id: port.into(), system_name: None }],
+            ..InventoryReport::default()
+        };
+        let facts = crate::inventory::check(&report).expect("facts");
+        (serde_json::to_string(&report).expect("json"), facts)
+    }
+
+    fn inspecting(conn: &Connection, node: i64) {
+        let t = Transition {
+            node: NodeId(node),
+            from: &[],
+            to: ProvisionState::Inspecting,
+            message: "test",
+            deadline: None,
+            duration_ms: None,
+            error: None,
+        };
+        nodes::transition(conn, t).expect("inspecting");
+    }
+
+    #[test]
+    fn a_report_is_taken_only_while_inspecting_and_never_steals_a_port() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let mut conn = db(dir.path());
+        let (json, facts) = report("ge-0/0/2");
+        assert!(matches!(record(&mut conn, NodeId(1), &json, &facts), Err(StoreError::Conflict(_))), "n1 is not inspecting");
+        assert!(get(&conn, NodeId(1)).expect("get").is_none(), "a refused report writes nothing");
+
+        // LLDP names n2's port: the facts are taken, the port is not.
+        inspecting(&conn, 1);
+        let n1 = record(&mut conn, NodeId(1), &json, &facts).expect("record");
+        assert_eq!((n1.cpus, n1.ram_mb, n1.disk_gb, n1.switch_port.as_str()), (8, 16384, 100, "ge-0/0/1"));
+        let events = super::super::events::list(&conn, NodeId(1)).expect("events");
+        assert!(events.iter().any(|e| e.message.contains("given to node \"n2\"")), "{events:?}");
+
+        // A free port is taken.
+        let (json, facts) = report("ge-0/0/7");
+        let n1 = record(&mut conn, NodeId(1), &json, &facts).expect("record");
+        assert_eq!(n1.switch_port, "ge-0/0/7");
+        assert!(get(&conn, NodeId(1)).expect("get").is_some_and(|s| s.report.contains("ge-0/0/7")));
+
+        // n2 reporting n1's MAC is refused.
+        inspecting(&conn, 2);
+        assert!(matches!(record(&mut conn, NodeId(2), &json, &facts), Err(StoreError::Conflict(m)) if m.contains("belongs to node \"n1\"")));
+        assert_eq!(switches::get(&conn, &Key::Id(1)).expect("switch").chassis_id.as_deref(), Some("02:00:00:99:00:01"));
+    }
+}
