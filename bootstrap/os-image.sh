@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
-# Builds the tiny BIOS-bootable demo OS image the lab deploys: 32 MiB raw, syslinux MBR + one FAT16
-# partition at 1 MiB holding syslinux, the bootstrap's kernel and a small initramfs whose /init prints
+# Builds the tiny demo OS image the lab deploys, bootable by BIOS and UEFI alike: 32 MiB raw, an MBR
+# with one FAT16 partition at 1 MiB, typed EFI System (0xEF), holding the bootstrap's kernel and a
+# small initramfs, and two loaders reading the same files: syslinux (the MBR's boot code chains to it
+# under BIOS) and systemd-boot as the removable-media path EFI/BOOT/BOOTX64.EFI (UEFI firmware finds it
+# without any boot entry, so a freshly written disk boots). The initramfs's /init prints
 #   metalhost-demo-os: booted mac=<MAC> kernel=<version>
 # on ttyS0, then runs a shell on ttyS0 (the serial console an operator attaches to; or powers off with
 # --poweroff). No loop devices: mkfs/syslinux work at an offset
@@ -21,11 +24,13 @@ while [ $# -gt 0 ]; do
     *) echo "os-image.sh: unknown option $1" >&2; exit 64 ;;
   esac
 done
-for tool in sfdisk mkfs.vfat syslinux mcopy cpio gzip; do
+for tool in sfdisk mkfs.vfat syslinux mcopy mmd cpio gzip; do
   command -v "$tool" >/dev/null || { echo "os-image.sh: missing $tool (run scripts/setup)" >&2; exit 1; }
 done
 mbr=/usr/lib/syslinux/mbr/mbr.bin
 [ -f "$mbr" ] || { echo "os-image.sh: missing $mbr (syslinux-common)" >&2; exit 1; }
+sdboot=/usr/lib/systemd/boot/efi/systemd-bootx64.efi
+[ -f "$sdboot" ] || { echo "os-image.sh: missing $sdboot (systemd-boot-efi)" >&2; exit 1; }
 if [ ! -s "$bootstrap/vmlinuz" ] || [ ! -s "$bootstrap/initrd.gz" ]; then "$here/build.sh" "$bootstrap"; fi
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
@@ -66,41 +71,64 @@ LABEL os
   INITRD initrd.gz
   APPEND console=ttyS0 quiet panic=-1 metalhost.demo-os=1
 CFG
-touch -d "2020-01-01 00:00:00 UTC" "$work/vmlinuz" "$work/initrd.gz" "$work/syslinux.cfg"
+# systemd-boot: no menu, the one entry, the same kernel, initramfs and command line.
+printf 'default os.conf\ntimeout 0\n' > "$work/loader.conf"
+printf 'title metalhost demo OS\nlinux /vmlinuz\ninitrd /initrd.gz\noptions console=ttyS0 quiet panic=-1 metalhost.demo-os=1\n' > "$work/os.conf"
+cp "$sdboot" "$work/BOOTX64.EFI"
+touch -d "2020-01-01 00:00:00 UTC" "$work/vmlinuz" "$work/initrd.gz" "$work/syslinux.cfg" "$work/loader.conf" "$work/os.conf" "$work/BOOTX64.EFI"
 
 img="$work/os.img"
 truncate -s 32M "$img"
 echo 'label: dos
-start=2048, type=6, bootable' | sfdisk -q "$img"
+start=2048, type=ef, bootable' | sfdisk -q "$img"
 # A fixed disk identifier (sfdisk picks a random one) and mkfs --invariant (fixed volume id and
 # times) keep the image deterministic; so does normalise_fat_times below.
 printf '\x4d\x48\x44\x4d' | dd of="$img" bs=1 seek=440 conv=notrunc status=none
 mkfs.vfat -F 16 -n METALHOST --invariant --offset 2048 "$img" $(( (32*1024*1024 - 1048576) / 1024 )) >/dev/null
 syslinux --offset 1048576 --install "$img"
-MTOOLS_SKIP_CHECK=1 mcopy -i "$img@@1M" "$work/vmlinuz" "$work/initrd.gz" "$work/syslinux.cfg" ::/
-# syslinux and mcopy stamp files with "now": set every root directory entry's times to 2020-01-01.
+export MTOOLS_SKIP_CHECK=1
+mcopy -i "$img@@1M" "$work/vmlinuz" "$work/initrd.gz" "$work/syslinux.cfg" ::/
+mmd -i "$img@@1M" ::/EFI ::/EFI/BOOT ::/loader ::/loader/entries
+mcopy -i "$img@@1M" "$work/BOOTX64.EFI" ::/EFI/BOOT/
+mcopy -i "$img@@1M" "$work/loader.conf" ::/loader/
+mcopy -i "$img@@1M" "$work/os.conf" ::/loader/entries/
+# syslinux, mcopy and mmd stamp files with "now": set every directory entry's times to 2020-01-01,
+# in the root directory and in the subdirectories (EFI/BOOT, loader/entries: one cluster each).
 python3 - "$img" 1048576 <<'PY'
 import struct, sys
 path, part = sys.argv[1], int(sys.argv[2])
+day = ((2020 - 1980) << 9) | (1 << 5) | 1
 with open(path, 'r+b') as f:
     f.seek(part)
     bs = f.read(512)
     bps, = struct.unpack_from('<H', bs, 11)
+    spc = bs[13]
     reserved, = struct.unpack_from('<H', bs, 14)
     nfats = bs[16]
     root_entries, = struct.unpack_from('<H', bs, 17)
     spf, = struct.unpack_from('<H', bs, 22)
     root = part + (reserved + nfats * spf) * bps
-    f.seek(root)
-    entries = bytearray(f.read(root_entries * 32))
-    day = ((2020 - 1980) << 9) | (1 << 5) | 1
-    for off in range(0, len(entries), 32):
-        if entries[off] in (0x00, 0xE5):
-            continue
-        struct.pack_into('<BHHH', entries, off + 13, 0, 0, day, day)  # creation 10 ms, time, date; access date
-        struct.pack_into('<HH', entries, off + 22, 0, day)            # write time, date
-    f.seek(root)
-    f.write(entries)
+    data = root + root_entries * 32
+    def normalise(offset, size):
+        f.seek(offset)
+        entries = bytearray(f.read(size))
+        subdirs = []
+        for off in range(0, len(entries), 32):
+            if entries[off] == 0x00:
+                break
+            if entries[off] == 0xE5 or entries[off + 11] == 0x0F:  # deleted, long-name part
+                continue
+            struct.pack_into('<BHHH', entries, off + 13, 0, 0, day, day)  # creation 10 ms, time, date; access date
+            struct.pack_into('<HH', entries, off + 22, 0, day)            # write time, date
+            name = bytes(entries[off:off + 11])
+            if entries[off + 11] & 0x10 and not name.startswith(b'.'):
+                cluster, = struct.unpack_from('<H', entries, off + 26)
+                subdirs.append(data + (cluster - 2) * spc * bps)
+        f.seek(offset)
+        f.write(entries)
+        for sub in subdirs:
+            normalise(sub, spc * bps)
+    normalise(root, root_entries * 32)
 PY
 dd if="$mbr" of="$img" bs=440 count=1 conv=notrunc status=none
 mkdir -p "$(dirname "$out")"

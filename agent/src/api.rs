@@ -7,7 +7,10 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use metalhost_wire::{AgentTask, ConsoleLines, Heartbeat, LookupRequest, LookupResponse, MAX_CONSOLE_LINES_PER_POST, Progress, TaskResult};
+use metalhost_wire::{
+    AgentTask, ConsoleLines, DiscoverResponse, Heartbeat, InventoryReport, LookupRequest, LookupResponse, MAX_CONSOLE_LINES_PER_POST, Progress,
+    TaskResult,
+};
 use serde::Serialize;
 
 use crate::download::Backoff;
@@ -56,21 +59,62 @@ impl Client {
     }
 
     /// Retries with capped exponential backoff and jitter until the host knows this node and
-    /// expects an agent on it (404 until then: not enrolled yet, or no task planned).
-    pub fn lookup_until_found(&self, macs: &[String]) -> Session {
+    /// expects an agent on it (404 until then: not enrolled yet, or no task planned). After the
+    /// first 404 it offers the host this machine once for enlistment (`report` inspects it);
+    /// a host with discovery off answers 404 and the lookups go on.
+    pub fn lookup_or_enlist(&self, macs: &[String], report: impl FnOnce() -> InventoryReport) -> Found {
         let mut backoff = Backoff::new(Duration::from_millis(250), Duration::from_secs(15));
+        let mut report = Some(report);
         loop {
             match self.lookup(macs) {
                 Lookup::Found(found) => {
                     log(format!("looked up as node {}", found.node_id));
-                    return Session::new(self.clone(), macs.to_vec(), found);
+                    return Found::Node(Session::new(self.clone(), macs.to_vec(), found));
                 }
-                Lookup::NotFound => log(format!("lookup: 404, no node expecting an agent has MACs {}; retrying", macs.join(", "))),
+                Lookup::NotFound => {
+                    log(format!("lookup: 404, no node expecting an agent has MACs {}", macs.join(", ")));
+                    if let Some(report) = report.take()
+                        && let Some(enlisted) = self.discover(&report())
+                    {
+                        return Found::Enlisted(enlisted);
+                    }
+                }
                 Lookup::Failed(why) => log(format!("lookup: {why}; retrying")),
             }
             std::thread::sleep(backoff.next_delay());
         }
     }
+
+    /// Offers this machine's inventory for enlistment; the node it became, if the host took it.
+    fn discover(&self, report: &InventoryReport) -> Option<DiscoverResponse> {
+        match self.http.post(&self.url("/v1/agent/discover")).send_json(report) {
+            Ok(response) => match response.into_json::<DiscoverResponse>() {
+                Ok(enlisted) => Some(enlisted),
+                Err(e) => {
+                    log(format!("discover: unreadable answer: {e}"));
+                    None
+                }
+            },
+            Err(ureq::Error::Status(404, _)) => {
+                log("discover: the host does not enlist unknown machines (discovery is off); waiting to be enrolled");
+                None
+            }
+            Err(ureq::Error::Status(code, r)) => {
+                log(format!("discover: HTTP {code}: {}", error_text(r)));
+                None
+            }
+            Err(e) => {
+                log(format!("discover: {e}"));
+                None
+            }
+        }
+    }
+}
+
+/// What the lookup ended in: a node expecting this agent, or a new node enlisted from its report.
+pub enum Found {
+    Node(Session),
+    Enlisted(DiscoverResponse),
 }
 
 /// The error text of an API answer: the `message` of an `ErrorBody`, else the raw body.
@@ -179,6 +223,16 @@ impl Session {
         match self.call("POST", path, Some(body)) {
             Answer::Unauthorized if self.renew_token() => self.call("POST", path, Some(body)),
             other => other,
+        }
+    }
+
+    /// Posts the inspection's inventory; the error text when the host refused it.
+    pub fn send_inventory(&self, report: &InventoryReport) -> Result<(), String> {
+        match self.post("/v1/agent/inventory", report) {
+            Answer::Ok(_) => Ok(()),
+            Answer::Unauthorized => Err("inventory: 401 and no new token".to_owned()),
+            Answer::Refused(code, why) => Err(format!("inventory refused: HTTP {code}: {why}")),
+            Answer::Failed(why) => Err(format!("inventory not delivered: {why}")),
         }
     }
 

@@ -30,6 +30,8 @@ pub enum Error {
     ReadBackMismatch { path: PathBuf, wrote: String, read: String },
     #[error("cleaning {}: {source}", path.display())]
     Clean { path: PathBuf, source: io::Error },
+    #[error("{0}")]
+    Report(String),
     #[error("internal: {0}")]
     Internal(&'static str),
 }

@@ -1,5 +1,6 @@
 //! `metalhost-agent`: runs on a PXE-booted node. It looks itself up by MAC, polls for its task,
-//! writes an image to disk or cleans the disks, reports, and exits or powers off.
+//! writes an image to disk, cleans the disks or inspects the hardware, reports, and exits or
+//! powers off. A machine the host does not know is offered once for enlistment.
 
 mod api;
 mod clean;
@@ -10,6 +11,8 @@ mod disk_io;
 mod disks;
 mod download;
 mod error;
+mod inventory;
+mod lldp;
 mod sys;
 
 use std::path::{Path, PathBuf};
@@ -17,7 +20,9 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
-use metalhost_wire::{AfterTask, Compression, TaskResult, TaskWork};
+use std::time::Duration;
+
+use metalhost_wire::{AfterTask, Compression, DISCOVERY_LLDP_WAIT_S, InspectTask, TaskResult, TaskWork};
 
 /// Exit codes, for whoever runs the agent (the bootstrap /init, tests).
 const EXIT_TASK_FAILED: u8 = 1;
@@ -128,7 +133,22 @@ fn run_agent(args: &Args) -> ExitCode {
     log(format!("agent {} for {api}, MACs {}", env!("CARGO_PKG_VERSION"), macs.join(", ")));
     let client = api::Client::new(&api);
     let task = loop {
-        let session = Arc::new(client.lookup_until_found(&macs));
+        let report = || {
+            log(format!("inspecting this machine for enlistment (listening for LLDP for {DISCOVERY_LLDP_WAIT_S} s)"));
+            inventory::gather(Duration::from_secs(DISCOVERY_LLDP_WAIT_S))
+        };
+        let session = match client.lookup_or_enlist(&macs, report) {
+            api::Found::Node(session) => Arc::new(session),
+            api::Found::Enlisted(node) => {
+                log(format!("enlisted as node {} ({}): {}", node.name, node.node_id, node.message));
+                if args.disk.is_none() && !args.once {
+                    log("powering off until the operator completes the node");
+                    let e = sys::power_off();
+                    log(format!("power off failed: {e}"));
+                }
+                return ExitCode::SUCCESS;
+            }
+        };
         if let Some(task) = session.next_task() {
             break (session, task);
         }
@@ -137,6 +157,7 @@ fn run_agent(args: &Args) -> ExitCode {
     let kind = match &task.work {
         TaskWork::Deploy(_) => "deploy",
         TaskWork::Clean(_) => "clean",
+        TaskWork::Inspect(_) => "inspect",
     };
     log(format!("task {} ({kind}) received", task.id));
     let total = match &task.work {
@@ -148,6 +169,7 @@ fn run_agent(args: &Args) -> ExitCode {
     let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| match &task.work {
         TaskWork::Deploy(work) => deploy::run(client.http(), work, args.disk.as_deref(), &|n| reporter.set_written(n)),
         TaskWork::Clean(work) => clean::run(work, args.disk.as_deref()),
+        TaskWork::Inspect(work) => inspect(&session, work),
     }));
     reporter.stop();
     let result = match outcome {
@@ -177,6 +199,26 @@ fn run_agent(args: &Args) -> ExitCode {
         log(format!("power off failed: {e}"));
     }
     code
+}
+
+/// The inspect task: gather the inventory, deliver it; the summary is the task's message.
+fn inspect(session: &api::Session, work: &InspectTask) -> Result<String, error::Error> {
+    log(format!("inspecting: listening for LLDP for {} s", work.lldp_wait_s));
+    let started = std::time::Instant::now();
+    let report = inventory::gather(Duration::from_secs(work.lldp_wait_s));
+    let summary = format!(
+        "inventory: {} CPUs, {} MiB, {} disks, {} NICs, {} LLDP neighbours, {:?} firmware ({} ms)",
+        report.cpu.count,
+        report.memory_bytes >> 20,
+        report.disks.len(),
+        report.nics.len(),
+        report.lldp.len(),
+        report.boot_mode,
+        started.elapsed().as_millis()
+    );
+    log(&summary);
+    session.send_inventory(&report).map_err(error::Error::Report)?;
+    Ok(summary)
 }
 
 /// The deploy pipeline on its own: no lookup, no reports.

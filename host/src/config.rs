@@ -55,6 +55,10 @@ pub struct FileConfig {
     #[serde(default)]
     pub netboot: NetbootConfig,
     #[serde(default)]
+    pub inspection: InspectionConfig,
+    #[serde(default)]
+    pub discovery: DiscoveryConfig,
+    #[serde(default)]
     pub exec: metalhost_plugin_host::ExecPolicy,
     #[serde(default)]
     pub secrets: SecretsConfig,
@@ -190,6 +194,33 @@ impl Default for DeployConfig {
     }
 }
 
+/// Inspection: the agent reads the node's hardware and listens for LLDP.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct InspectionConfig {
+    /// How long the agent listens for LLDP on each NIC with a link (`lldp_wait_s`, seconds; switches
+    /// send every 30 s by default, so a lab that sends its own frames sets this low).
+    #[serde(rename = "lldp_wait_s", with = "seconds")]
+    pub lldp_wait: Duration,
+    /// Deadline of the whole inspection, boot included (`timeout_s`, seconds).
+    #[serde(rename = "timeout_s", with = "seconds")]
+    pub timeout: Duration,
+}
+
+impl Default for InspectionConfig {
+    fn default() -> Self {
+        InspectionConfig { lldp_wait: Duration::from_secs(35), timeout: Duration::from_secs(900) }
+    }
+}
+
+/// Enlistment of machines nobody enrolled: off unless the operator turns it on.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DiscoveryConfig {
+    /// Unknown MACs that PXE-boot get the bootstrap, and their agent's report becomes an `enrolled` node.
+    pub enabled: bool,
+}
+
 /// Netboot: the bootstrap files this daemon serves, and optionally a dnsmasq it supervises.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -210,8 +241,11 @@ pub struct NetbootConfig {
     pub dhcp_range: String,
     /// Also send IPv6 router advertisements (iPXE waits ~15 s for one otherwise).
     pub ipv6_ra: bool,
-    /// TFTP root holding `undionly.kpxe` for PXE firmware that is not iPXE.
+    /// TFTP root holding `undionly.kpxe` (BIOS) and the EFI iPXE for PXE firmware that is not iPXE.
     pub tftp_root: Option<PathBuf>,
+    /// The EFI iPXE in the TFTP root that x86-64 UEFI firmware gets: Debian's `ipxe` package ships
+    /// `ipxe.efi` (its own NIC drivers) and `snponly.efi` (the firmware's network stack).
+    pub efi_boot_file: String,
 }
 
 impl Default for NetbootConfig {
@@ -226,6 +260,7 @@ impl Default for NetbootConfig {
             dhcp_range: "10.99.0.100,10.99.0.199,255.255.255.0,1h".into(),
             ipv6_ra: true,
             tftp_root: None,
+            efi_boot_file: "ipxe.efi".into(),
         }
     }
 }
@@ -287,6 +322,8 @@ pub struct Config {
     pub network: NetworkConfig,
     pub deploy: DeployConfig,
     pub netboot: NetbootConfig,
+    pub inspection: InspectionConfig,
+    pub discovery: DiscoveryConfig,
     pub exec: metalhost_plugin_host::ExecPolicy,
     pub secrets: SecretsConfig,
     pub metrics: crate::metrics::MetricsConfig,
@@ -324,6 +361,10 @@ impl Config {
         if file.network.provisioning_vlan == file.network.tenant_vlan {
             return Err(ConfigError::Invalid("network.provisioning_vlan and network.tenant_vlan must differ".into()));
         }
+        let efi = &file.netboot.efi_boot_file;
+        if efi.is_empty() || !efi.chars().all(|c| c.is_ascii_alphanumeric() || "._-/".contains(c)) {
+            return Err(ConfigError::Invalid(format!("netboot.efi_boot_file {efi:?}: a file name in the TFTP root (letters, digits, . _ - /)")));
+        }
         let listen = args.listen.or(file.listen).unwrap_or_else(default_listen);
         let public_url = args.public_url.clone().or(file.public_url).map(|u| u.trim_end_matches('/').to_owned());
         Ok(Config {
@@ -337,6 +378,8 @@ impl Config {
             network: file.network,
             deploy: file.deploy,
             netboot: file.netboot,
+            inspection: file.inspection,
+            discovery: file.discovery,
             exec: file.exec,
             secrets: file.secrets,
             metrics: file.metrics,

@@ -5,7 +5,7 @@
 
 use tracing::Instrument;
 
-use crate::domain::{BootDevice, FailureKind, PowerAction, PowerState, Vlan};
+use crate::domain::{BootDevice, BootMode, FailureKind, PowerAction, PowerState, Vlan};
 use crate::store::nodes::Node;
 use crate::store::switches::Switch;
 
@@ -152,11 +152,18 @@ pub async fn set_power(host: &PluginHost, node: &Node, action: PowerAction) -> R
     async { Ok(host.power(&node.power_driver)?.set_power_state(&bmc, &creds, power_action(action)).await?) }.instrument(node_span(node)).await
 }
 
+/// Sets the boot device. A UEFI node's 0.2.0 plugin is also told the boot mode (the EFI flag of the
+/// BMC's boot override); a BIOS node's override is left as before (no mode: the BMC keeps its
+/// own), and a 0.1.0 plugin's contract has no such flag at all.
 pub async fn set_boot_device(host: &PluginHost, node: &Node, device: BootDevice, persistent: bool) -> Result<(), DriverFailure> {
     let (bmc, creds) = bmc_of(node);
-    async { Ok(host.power(&node.power_driver)?.set_boot_device(&bmc, &creds, boot_device(device), persistent).await?) }
-        .instrument(node_span(node))
-        .await
+    async {
+        let driver = host.power(&node.power_driver)?;
+        let mode = (driver.contract() == metalhost_plugin_host::CONTRACT_0_2 && node.boot_mode == BootMode::Uefi).then_some(ph::BootMode::Uefi);
+        Ok(driver.set_boot_device_in(&bmc, &creds, boot_device(device), persistent, mode).await?)
+    }
+    .instrument(node_span(node))
+    .await
 }
 
 /// Opens the node's serial console as its power plugin describes it (0.2.0 plugins with a

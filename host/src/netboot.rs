@@ -41,7 +41,13 @@ pub fn dnsmasq_config(config: &Config, public_url: &str, run_dir: &Path) -> Stri
     if let Some(tftp) = &nb.tftp_root {
         lines.push("enable-tftp".to_owned());
         lines.push(format!("tftp-root={}", tftp.display()));
-        lines.push("dhcp-boot=tag:!ipxe,undionly.kpxe".to_owned());
+        // Plain PXE firmware names its architecture in option 93: 0 is BIOS, 7 and 9 are x86-64
+        // UEFI (OVMF sends 7). Each gets an iPXE it can run; the tag sets exclude each other, so
+        // their order does not matter.
+        lines.push("dhcp-match=set:efi64,option:client-arch,7".to_owned());
+        lines.push("dhcp-match=set:efi64,option:client-arch,9".to_owned());
+        lines.push(format!("dhcp-boot=tag:!ipxe,tag:efi64,{}", nb.efi_boot_file));
+        lines.push("dhcp-boot=tag:!ipxe,tag:!efi64,undionly.kpxe".to_owned());
     }
     if nb.ipv6_ra {
         // The 2019 iPXE waits for an IPv6 router advertisement as well as DHCPv4.
@@ -154,7 +160,10 @@ mod tests {
             "dhcp-hostsdir=/var/lib/mh/netboot/hosts",
             "dhcp-match=set:ipxe,175",
             "dhcp-boot=tag:ipxe,http://10.99.0.1:8080/v1/boot/boot.ipxe",
-            "dhcp-boot=tag:!ipxe,undionly.kpxe",
+            "dhcp-match=set:efi64,option:client-arch,7",
+            "dhcp-match=set:efi64,option:client-arch,9",
+            "dhcp-boot=tag:!ipxe,tag:efi64,ipxe.efi",
+            "dhcp-boot=tag:!ipxe,tag:!efi64,undionly.kpxe",
             "tftp-root=/srv/tftp",
             "enable-ra",
             "dhcp-range=::,constructor:br0,ra-only,64,1h",

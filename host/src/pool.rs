@@ -2,7 +2,7 @@
 //! background tasks that watch the pool.
 
 use crate::app::AppState;
-use crate::domain::{FailureKind, NodeId, ProvisionState};
+use crate::domain::{FailureKind, NodeId, ProvisionState, SwitchPort};
 use crate::store::StoreError;
 use crate::store::last_error::LastError;
 use crate::store::nodes::{self, Node, Transition};
@@ -15,6 +15,9 @@ pub async fn validate_node(state: &AppState, id: NodeId) -> Result<Node, StoreEr
         return Ok(node);
     }
     let problem = match state.plugins.power(&node.power_driver) {
+        _ if node.needs_bmc() || SwitchPort::is_unknown(&node.switch_port) => {
+            Some(LastError { step: Some("validate".into()), plugin: None, operation: None, kind: None, message: incomplete(&node) })
+        }
         Ok(_) => None,
         Err(e) => Some(LastError {
             step: Some("validate".into()),
@@ -52,6 +55,18 @@ pub async fn validate_node(state: &AppState, id: NodeId) -> Result<Node, StoreEr
         })
         .await?;
     Ok(node)
+}
+
+/// What an enlisted node still lacks, as the operator's next command.
+fn incomplete(node: &Node) -> String {
+    let mut missing = Vec::new();
+    if node.needs_bmc() {
+        missing.push("BMC credentials (--bmc-address, --bmc-username, --bmc-password, --power-driver)");
+    }
+    if SwitchPort::is_unknown(&node.switch_port) {
+        missing.push("its switch port (--switch-id, --switch-port: no LLDP neighbour was a registered switch)");
+    }
+    format!("discovered node needs {}: complete it with `metalhost node update {}`", missing.join(" and "), node.name)
 }
 
 /// At startup, plugins may have appeared or gone: re-check every enrolled node.

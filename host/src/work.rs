@@ -1,7 +1,7 @@
 //! What the host asks an agent to do: the options stored with a task, and how a stored task becomes
 //! the wire `AgentTask` the agent receives.
 
-use metalhost_wire::{AfterTask, AgentTask, CleanMethod, CleanTask, DeployTask, TaskWork};
+use metalhost_wire::{AfterTask, AgentTask, CleanMethod, CleanTask, DeployTask, InspectTask, TaskWork};
 use serde::{Deserialize, Serialize};
 
 use crate::domain::{Compression, TaskKind};
@@ -17,6 +17,10 @@ pub struct TaskOptions {
     pub disks: Vec<String>,
     /// True: the agent powers the node off when done (the real flow); false: it exits.
     pub poweroff: bool,
+    /// Inspection: how long the agent listens for LLDP.
+    pub lldp_wait_s: u64,
+    /// Inspection: the state the node goes back to afterwards (`available` or `enrolled`).
+    pub return_to: Option<String>,
 }
 
 impl TaskOptions {
@@ -60,6 +64,7 @@ pub fn render(task: &Task, image: Option<&Image>, public_url: &str, image_token:
             })
         }
         TaskKind::Clean => TaskWork::Clean(CleanTask { disks: options.disks.clone(), method: CleanMethod::Metadata }),
+        TaskKind::Inspect => TaskWork::Inspect(InspectTask { lldp_wait_s: options.lldp_wait_s }),
     };
     Some(AgentTask { id: task.id.0, work, after: if options.poweroff { AfterTask::Poweroff } else { AfterTask::Exit } })
 }

@@ -11,6 +11,7 @@ pub mod deploy_lab;
 pub mod fake_switch;
 pub mod ipmi_bmc;
 pub mod ipmi_sim;
+pub mod lldp;
 pub mod openapi;
 pub mod paths;
 pub mod vm_lab;

@@ -27,6 +27,8 @@ pub const SWITCH_PASSWORD: &str = "vm-lab-switch-pw";
 pub const DISK_BYTES: u64 = 64 << 20;
 /// What the demo OS prints on ttyS0 once it has booted from disk.
 pub const OS_MARKER: &str = "metalhost-demo-os: booted";
+/// The LLDP chassis id the lab's switch is registered with (what a test's LLDP frames announce).
+pub const SWITCH_CHASSIS_ID: &str = "02:00:00:99:00:01";
 pub const PROVISIONING_VLAN: u16 = 100;
 pub const TENANT_VLAN: u16 = 200;
 
@@ -173,11 +175,54 @@ pub struct VmOptions {
     /// Each VM's serial console also on a TCP port its BMC's Serial over LAN reaches (needs the
     /// `ipmi-lan` driver, which describes the console; QEMU waits for the BMC to connect).
     pub sol: bool,
+    /// Each VM's CPUs and memory (QEMU `-smp`, `-m`).
+    pub smp: u32,
+    pub mem_mb: u32,
+    /// Which VMs (by index) boot OVMF instead of SeaBIOS.
+    pub uefi: Vec<usize>,
+    /// More daemon config: whole sections (`[inspection]`, `[discovery]`).
+    pub extra_config: String,
 }
 
 impl Default for VmOptions {
     fn default() -> Self {
-        VmOptions { vms: 2, agent_timeout_s: 300, skip_clean: false, netboot_extra: String::new(), power_driver: "ipmitool", sol: false }
+        VmOptions {
+            vms: 2,
+            agent_timeout_s: 300,
+            skip_clean: false,
+            netboot_extra: String::new(),
+            power_driver: "ipmitool",
+            smp: 1,
+            mem_mb: 512,
+            uefi: Vec::new(),
+            extra_config: String::new(),
+            sol: false,
+        }
+    }
+}
+
+/// A VM nobody enrolled, PXE-booting on its own (no BMC); stopped by PID on drop.
+pub struct UnknownVm {
+    pub mac: String,
+    pub serial: PathBuf,
+    child: std::process::Child,
+}
+
+impl UnknownVm {
+    pub fn console(&self) -> String {
+        String::from_utf8_lossy(&std::fs::read(&self.serial).unwrap_or_default()).into_owned()
+    }
+
+    /// Whether QEMU has ended (the guest powered off).
+    pub fn ended(&mut self) -> bool {
+        self.child.try_wait().ok().flatten().is_some()
+    }
+}
+
+impl Drop for UnknownVm {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 
@@ -226,6 +271,8 @@ hosts_dir = "{hosts}"
 scripts_dir = "{scripts}"
 {netboot_extra}
 
+{extra_config}
+
 {plugins}
 [[plugin]]
 name = "dnsmasq"
@@ -238,6 +285,7 @@ config = {{ hostsdir = "{hosts}", scriptsdir = "{scripts}" }}
             agent_timeout = opts.agent_timeout_s,
             skip_clean = opts.skip_clean,
             netboot_extra = opts.netboot_extra,
+            extra_config = opts.extra_config,
             bootstrap = paths::bootstrap_dir().display(),
             hosts = hosts.display(),
             scripts = scripts.display(),
@@ -249,7 +297,7 @@ config = {{ hostsdir = "{hosts}", scriptsdir = "{scripts}" }}
             .post(
                 "/v1/switches",
                 &json!({"name": "tor1", "address": "127.0.0.1", "port": switch.port, "username": "admin",
-                        "password": SWITCH_PASSWORD, "driver": "juniper"}),
+                        "password": SWITCH_PASSWORD, "driver": "juniper", "chassis_id": SWITCH_CHASSIS_ID}),
             )
             .await;
         assert_eq!(status, 201, "{sw}");
@@ -270,12 +318,16 @@ config = {{ hostsdir = "{hosts}", scriptsdir = "{scripts}" }}
             let serial = dir.path().join(format!("{name}.serial"));
             // Foreground on purpose: the hook kills this PID on power-off and sees a guest
             // poweroff as the process ending.
+            let uefi =
+                if opts.uefi.contains(&(i - 1)) { format!(" --uefi {}", dir.path().join(format!("{name}.vars")).display()) } else { String::new() };
             sim.on_power_on(&format!(
-                "#!/bin/sh\nexec {} \"$1\" --name {name} --net tap:tap{} --mac {mac} --disk {} --serial {}{serial_tcp}\n",
+                "#!/bin/sh\nexec {} \"$1\" --name {name} --net tap:tap{} --mac {mac} --disk {} --serial {} --smp {} --mem {}{uefi}{serial_tcp}\n",
                 qemu_vm.display(),
                 i - 1,
                 disk.display(),
-                serial.display()
+                serial.display(),
+                opts.smp,
+                opts.mem_mb
             ));
             let port = format!("ge-0/0/{i}");
             let (status, node) = daemon
@@ -292,6 +344,26 @@ config = {{ hostsdir = "{hosts}", scriptsdir = "{scripts}" }}
             nodes.push(VmNode { id: node["id"].as_i64().expect("id"), name, mac, ip, port, sim, disk, serial });
         }
         VmLab { daemon, switch, nodes, dir }
+    }
+
+    /// Starts a VM with a MAC no node has on tap `tap`, PXE-booting (as an unknown machine that
+    /// someone just cabled and powered on), with the lab's CPUs and memory and a disk of DISK_BYTES.
+    pub fn boot_unknown(&self, tap: usize, mac: &str, smp: u32, mem_mb: u32) -> UnknownVm {
+        let name = format!("unknown{tap}");
+        let disk = self.dir.path().join(format!("{name}.disk"));
+        std::fs::File::create(&disk).and_then(|f| f.set_len(DISK_BYTES)).expect("disk");
+        let serial = self.dir.path().join(format!("{name}.serial"));
+        let child = Command::new(paths::workspace_root().join("tests/lab/qemu-vm.sh"))
+            .arg("pxe")
+            .args(["--name", &name, "--net", &format!("tap:tap{tap}"), "--mac", mac, "--smp", &smp.to_string(), "--mem", &mem_mb.to_string()])
+            .arg("--disk")
+            .arg(&disk)
+            .arg("--serial")
+            .arg(&serial)
+            .stdin(std::process::Stdio::null())
+            .spawn()
+            .expect("start qemu-vm.sh");
+        UnknownVm { mac: mac.to_owned(), serial, child }
     }
 
     /// Uploads a file as an image through the CLI; returns its JSON.

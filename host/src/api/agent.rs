@@ -2,11 +2,15 @@
 //! lookup is by MAC and only for nodes that expect an agent; everything else needs the node token.
 
 use axum::Json;
+use axum::body::Bytes;
 use axum::extract::{FromRequestParts, Path, State};
 use axum::http::StatusCode;
 use axum::http::request::Parts;
 use axum::response::{IntoResponse, Response};
-use metalhost_wire::{ConsoleLines, Heartbeat, LookupRequest, LookupResponse, MAX_CONSOLE_LINES_PER_POST, Progress, TaskResult};
+use metalhost_wire::{
+    ConsoleLines, DiscoverResponse, Heartbeat, InventoryReport, LookupRequest, LookupResponse, MAX_CONSOLE_LINES_PER_POST, MAX_INVENTORY_BYTES,
+    Progress, TaskResult,
+};
 use rand::RngCore;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -14,6 +18,7 @@ use utoipa_axum::routes;
 use super::error::{ApiError, ApiJson, ApiResult};
 use crate::app::AppState;
 use crate::domain::{MacAddr, NodeId, TaskId};
+use crate::inventory::{self, Facts};
 use crate::store::console::{self, Source};
 use crate::store::images;
 use crate::store::nodes;
@@ -22,12 +27,18 @@ use crate::store::tasks;
 
 /// What the bootstrap calls before it has a token: the agent binary and the lookup.
 pub fn public_router() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new().routes(routes!(binary)).routes(routes!(lookup))
+    OpenApiRouter::new().routes(routes!(binary)).routes(routes!(lookup)).routes(routes!(discover))
 }
 
 /// The agent's calls with its node token.
 pub fn router() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new().routes(routes!(task)).routes(routes!(progress)).routes(routes!(result)).routes(routes!(heartbeat)).routes(routes!(console))
+    OpenApiRouter::new()
+        .routes(routes!(task))
+        .routes(routes!(progress))
+        .routes(routes!(result))
+        .routes(routes!(heartbeat))
+        .routes(routes!(console))
+        .routes(routes!(inventory))
 }
 
 fn random_token() -> String {
@@ -165,4 +176,44 @@ async fn console(State(state): State<AppState>, AgentNode(node): AgentNode, ApiJ
     }
     state.store.call(move |c| console::append(c, node, Source::Agent, &posted.lines)).await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// A report as posted: at most `MAX_INVENTORY_BYTES`, valid JSON of the right shape, and a
+/// machine by `inventory::check`; else a 400 and nothing is written. Returns the report as
+/// re-serialised (what is stored is what was checked) and its facts.
+fn parse_report(body: &[u8]) -> Result<(String, Facts), ApiError> {
+    if body.len() > MAX_INVENTORY_BYTES {
+        return Err(ApiError::BadRequest(format!("the inventory report is {} bytes, more than {MAX_INVENTORY_BYTES}", body.len())));
+    }
+    let report: InventoryReport = serde_json::from_slice(body).map_err(|e| ApiError::BadRequest(format!("invalid inventory report: {e}")))?;
+    let facts = inventory::check(&report).map_err(|e| ApiError::BadRequest(e.to_string()))?;
+    let json = serde_json::to_string(&report).map_err(|e| ApiError::Internal(e.to_string()))?;
+    Ok((json, facts))
+}
+
+/// The inspecting node's hardware: kept as its inventory, and its facts and switch port follow.
+#[utoipa::path(post, path = "/v1/agent/inventory", operation_id = "agent_inventory", tag = "agent", request_body = InventoryReport,
+    responses((status = 204, description = "Kept; the node's facts follow it.")))]
+async fn inventory(State(state): State<AppState>, AgentNode(node): AgentNode, body: Bytes) -> ApiResult<StatusCode> {
+    let (report, facts) = parse_report(&body)?;
+    let summary = facts.summary();
+    let node = state.store.call(move |c| crate::store::inventory::record(c, node, &report, &facts)).await?;
+    tracing::info!(node = node.id.0, "inventory reported: {summary}");
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Enlistment: an agent whose MACs no node has offers its machine. With `[discovery] enabled` it
+/// becomes an `enrolled` node that waits for its BMC credentials; otherwise 404 and nothing is written.
+#[utoipa::path(post, path = "/v1/agent/discover", operation_id = "agent_discover", tag = "agent", request_body = InventoryReport,
+    responses((status = 201, description = "Enlisted as a new enrolled node.", body = DiscoverResponse)))]
+async fn discover(State(state): State<AppState>, body: Bytes) -> ApiResult<(StatusCode, Json<DiscoverResponse>)> {
+    if !state.config.discovery.enabled {
+        return Err(ApiError::NotFound("discovery is off ([discovery] enabled = false): enlistment".into()));
+    }
+    let (report, facts) = parse_report(&body)?;
+    let node = state.store.call(move |c| crate::store::inventory::enlist(c, &report, &facts)).await?;
+    tracing::info!(node = node.id.0, name = %node.name, mac = %node.mac, "machine enlisted by discovery");
+    let node = crate::pool::validate_node(&state, node.id).await?;
+    let message = node.last_error.as_ref().map_or_else(|| "enlisted".to_owned(), |e| e.message.clone());
+    Ok((StatusCode::CREATED, Json(DiscoverResponse { node_id: node.id.0, name: node.name, message })))
 }

@@ -36,14 +36,21 @@ async fn bootstrap_file(State(state): State<AppState>, Path(file): Path<String>)
     Ok(([(header::CONTENT_TYPE, "application/octet-stream")], bytes).into_response())
 }
 
-/// Chains to the node's own script, or says clearly on the console that there is none.
+/// Chains to the node's own script. A MAC without one gets the bootstrap when discovery is on
+/// (its agent offers the machine for enlistment); otherwise the console says there is no entry.
 #[utoipa::path(get, path = "/v1/boot/boot.ipxe", operation_id = "boot_script", tag = "netboot",
     responses((status = 200, description = "An iPXE script.", body = String, content_type = "text/plain")))]
 async fn generic_script(State(state): State<AppState>) -> Response {
     let base = &state.public_url;
-    let script = format!(
-        "#!ipxe\necho metalhost: netboot of ${{mac}}\nchain {base}/v1/boot/nodes/${{mac:hexhyp}}.ipxe || goto none\n:none\necho metalhost: no boot entry for ${{mac}}: not being provisioned\nsleep 10\nexit\n"
-    );
+    let fallback = if state.config.discovery.enabled {
+        let kernel = state.config.deploy.kernel_url.clone().unwrap_or_else(|| format!("{base}/v1/bootstrap/vmlinuz"));
+        let (initrd, args) = (crate::provision::initrd_url(&state), crate::provision::kernel_args(&state));
+        format!("echo metalhost: ${{mac}} is not enrolled: bootstrap for discovery\nkernel {kernel} {args}\ninitrd {initrd}\nboot\n")
+    } else {
+        "echo metalhost: no boot entry for ${mac}: not being provisioned\nsleep 10\nexit\n".to_owned()
+    };
+    let script =
+        format!("#!ipxe\necho metalhost: netboot of ${{mac}}\nchain {base}/v1/boot/nodes/${{mac:hexhyp}}.ipxe || goto none\n:none\n{fallback}");
     ([(header::CONTENT_TYPE, "text/plain")], script).into_response()
 }
 

@@ -1,4 +1,4 @@
-//! Operator actions on one node: power, boot device, network, recover. The work is in
+//! Operator actions on one node: power, boot device, network, recover, inspect. The work is in
 //! `provision` (operator actions and `recover`); these handlers parse, call and map errors.
 
 use axum::Json;
@@ -16,7 +16,12 @@ use crate::provision;
 use crate::store::switches::Key;
 
 pub fn router() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new().routes(routes!(set_power, get_power)).routes(routes!(set_boot_device)).routes(routes!(set_network)).routes(routes!(recover))
+    OpenApiRouter::new()
+        .routes(routes!(set_power, get_power))
+        .routes(routes!(set_boot_device))
+        .routes(routes!(set_network))
+        .routes(routes!(recover))
+        .routes(routes!(inspect))
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -104,5 +109,14 @@ async fn set_network(State(state): State<AppState>, Path(id): Path<String>, ApiJ
     responses((status = 202, description = "Recovery started.", body = NodeView)))]
 async fn recover(State(state): State<AppState>, Path(id): Path<String>) -> ApiResult<(StatusCode, Json<NodeView>)> {
     let node = provision::recover(&state, Key::parse(&id)).await?;
+    Ok((StatusCode::ACCEPTED, Json(node.into())))
+}
+
+/// Boots the node into the agent to read its hardware and its LLDP neighbours, then powers it off
+/// and puts it back in the state it was in (`available` or `enrolled`).
+#[utoipa::path(post, path = "/v1/nodes/{id}/inspect", operation_id = "inspect_node", tag = "node actions", params(("id" = String, Path, description = "The node's id or name.")),
+    responses((status = 202, description = "Inspection started.", body = NodeView)))]
+async fn inspect(State(state): State<AppState>, Path(id): Path<String>) -> ApiResult<(StatusCode, Json<NodeView>)> {
+    let node = provision::start_inspect(&state, Key::parse(&id)).await?;
     Ok((StatusCode::ACCEPTED, Json(node.into())))
 }

@@ -12,7 +12,7 @@ use utoipa_axum::routes;
 use super::error::{ApiError, ApiJson, ApiResult};
 use super::validate;
 use crate::app::AppState;
-use crate::domain::{Hostname, MacAddr, Secret, SwitchId, SwitchPort};
+use crate::domain::{BootMode, Hostname, MacAddr, Secret, SwitchId, SwitchPort};
 use crate::pool;
 use crate::store::console::{self, ConsoleLine};
 use crate::store::events::{self, Event};
@@ -21,7 +21,12 @@ use crate::store::nodes::{self, NewNode, Node, NodeUpdate};
 use crate::store::switches::Key;
 
 pub fn router() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new().routes(routes!(list, create)).routes(routes!(show, update, remove)).routes(routes!(list_events)).routes(routes!(console_log))
+    OpenApiRouter::new()
+        .routes(routes!(list, create))
+        .routes(routes!(show, update, remove))
+        .routes(routes!(list_events))
+        .routes(routes!(console_log))
+        .routes(routes!(inventory))
 }
 
 /// A node as clients see it: no BMC password.
@@ -55,6 +60,8 @@ pub struct NodeView {
     #[serde(serialize_with = "crate::domain::time::as_rfc3339_opt")]
     #[schema(value_type = Option<String>, format = DateTime)]
     pub state_deadline: Option<i64>,
+    /// bios or uefi: set by the operator or learnt by inspection.
+    pub boot_mode: String,
 }
 
 impl From<Node> for NodeView {
@@ -81,6 +88,7 @@ impl From<Node> for NodeView {
             last_error: n.last_error,
             instance_id: n.instance_id.map(|i| i.0),
             state_deadline: n.state_deadline,
+            boot_mode: n.boot_mode.to_string(),
         }
     }
 }
@@ -103,6 +111,8 @@ pub struct CreateNode {
     power_driver: String,
     switch_id: i64,
     switch_port: String,
+    /// bios (default) or uefi.
+    boot_mode: Option<String>,
 }
 
 fn parse_ip(value: &str) -> Result<IpAddr, ApiError> {
@@ -131,6 +141,7 @@ impl CreateNode {
             power_driver: self.power_driver,
             switch_id: SwitchId(self.switch_id),
             switch_port: self.switch_port.parse::<SwitchPort>()?,
+            boot_mode: self.boot_mode.as_deref().map(str::parse).transpose()?.unwrap_or(BootMode::Bios),
         })
     }
 }
@@ -153,6 +164,8 @@ pub struct UpdateNode {
     switch_id: Option<i64>,
     switch_port: Option<String>,
     maintenance: Option<bool>,
+    /// bios or uefi.
+    boot_mode: Option<String>,
 }
 
 impl UpdateNode {
@@ -184,6 +197,7 @@ impl UpdateNode {
             switch_id: self.switch_id.map(SwitchId),
             switch_port: self.switch_port.map(|p| p.parse()).transpose()?,
             maintenance: self.maintenance,
+            boot_mode: self.boot_mode.as_deref().map(str::parse).transpose()?,
         })
     }
 }
@@ -272,4 +286,33 @@ async fn console_log(State(state): State<AppState>, Path(id): Path<String>, Quer
         })
         .await?;
     Ok(Json(lines))
+}
+
+/// A node's last inventory report, as its agent sent it.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct InventoryView {
+    pub node: String,
+    /// When the agent reported it (RFC 3339 UTC).
+    #[serde(serialize_with = "crate::domain::time::as_rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
+    pub reported_at: i64,
+    pub report: metalhost_wire::InventoryReport,
+}
+
+/// The hardware the node's last inspection (or its enlistment) found: 404 until it has one.
+#[utoipa::path(get, path = "/v1/nodes/{id}/inventory", operation_id = "node_inventory", tag = "nodes", params(("id" = String, Path, description = "The node's id or name.")),
+    responses((status = 200, description = "The last report.", body = InventoryView)))]
+async fn inventory(State(state): State<AppState>, Path(id): Path<String>) -> ApiResult<Json<InventoryView>> {
+    let key = Key::parse(&id);
+    let (node, stored) = state
+        .store
+        .call(move |c| {
+            let node = nodes::get(c, &key)?;
+            let stored = crate::store::inventory::get(c, node.id)?;
+            Ok((node, stored))
+        })
+        .await?;
+    let stored = stored.ok_or_else(|| ApiError::NotFound(format!("inventory of node {:?}: inspect it first", node.name)))?;
+    let report = serde_json::from_str(&stored.report).map_err(|e| ApiError::Internal(format!("stored inventory of node {}: {e}", node.id)))?;
+    Ok(Json(InventoryView { node: node.name, reported_at: stored.reported_at, report }))
 }

@@ -10,11 +10,11 @@ use utoipa_axum::routes;
 use super::error::{ApiError, ApiJson, ApiResult};
 use super::validate;
 use crate::app::AppState;
-use crate::domain::{Hostname, Secret};
+use crate::domain::{ChassisId, Hostname, Secret};
 use crate::store::switches::{self, Key, NewSwitch, Switch};
 
 pub fn router() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new().routes(routes!(list, create)).routes(routes!(show, remove)).routes(routes!(check))
+    OpenApiRouter::new().routes(routes!(list, create)).routes(routes!(show, update, remove)).routes(routes!(check))
 }
 
 /// A switch as clients see it: no password.
@@ -29,6 +29,8 @@ pub struct SwitchView {
     pub description: String,
     pub host_key: Option<String>,
     pub host_key_pinned: bool,
+    /// The LLDP chassis id it announces: inspection fills in a node's port from it.
+    pub chassis_id: Option<String>,
 }
 
 impl From<Switch> for SwitchView {
@@ -43,6 +45,7 @@ impl From<Switch> for SwitchView {
             description: s.description,
             host_key: s.host_key,
             host_key_pinned: s.host_key_pinned,
+            chassis_id: s.chassis_id,
         }
     }
 }
@@ -62,6 +65,9 @@ pub struct CreateSwitch {
     description: String,
     /// Pin the SSH host key (`SHA256:...`) instead of trusting the first one seen.
     host_key: Option<String>,
+    /// The LLDP chassis id the switch announces (a MAC, or its text): nodes inspected behind it
+    /// get their switch port from their LLDP neighbour.
+    chassis_id: Option<String>,
 }
 
 #[utoipa::path(post, path = "/v1/switches", operation_id = "create_switch", tag = "switches", request_body = CreateSwitch,
@@ -88,6 +94,7 @@ async fn create(State(state): State<AppState>, ApiJson(req): ApiJson<CreateSwitc
         driver: req.driver,
         description: req.description,
         pinned_host_key: req.host_key,
+        chassis_id: req.chassis_id.as_deref().map(str::parse::<ChassisId>).transpose()?,
     };
     let switch = state.store.call(move |c| switches::insert(c, new)).await?;
     tracing::info!(switch = switch.id.0, name = %switch.name, "switch added");
@@ -106,6 +113,25 @@ async fn list(State(state): State<AppState>) -> ApiResult<Json<Vec<SwitchView>>>
 async fn show(State(state): State<AppState>, Path(id): Path<String>) -> ApiResult<Json<SwitchView>> {
     let key = Key::parse(&id);
     let switch = state.store.call(move |c| switches::get(c, &key)).await?;
+    Ok(Json(switch.into()))
+}
+
+/// What can change on a registered switch without re-adding it.
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateSwitch {
+    /// The LLDP chassis id it announces (a MAC, or its text).
+    chassis_id: Option<String>,
+}
+
+/// Sets what the switch announces over LLDP, so inspections behind it find their ports.
+#[utoipa::path(patch, path = "/v1/switches/{id}", operation_id = "update_switch", tag = "switches", params(("id" = String, Path, description = "The switch's id or name.")), request_body = UpdateSwitch,
+    responses((status = 200, description = "The switch as changed.", body = SwitchView)))]
+async fn update(State(state): State<AppState>, Path(id): Path<String>, ApiJson(req): ApiJson<UpdateSwitch>) -> ApiResult<Json<SwitchView>> {
+    let chassis = req.chassis_id.as_deref().map(str::parse::<ChassisId>).transpose()?;
+    let key = Key::parse(&id);
+    let switch = state.store.call(move |c| switches::set_chassis_id(c, &key, chassis)).await?;
+    tracing::info!(switch = switch.id.0, "switch updated");
     Ok(Json(switch.into()))
 }
 

@@ -64,6 +64,16 @@ pub enum NodeCommand {
     },
     /// Retry a node in error cleanly: power off, port to provisioning, clean, available.
     Recover { node: String },
+    /// Boot an available or enrolled node into the agent to read its hardware and LLDP neighbours;
+    /// it is powered off and back in its state afterwards.
+    Inspect {
+        node: String,
+        /// Wait until the inspection is over and print the node.
+        #[arg(long)]
+        wait: bool,
+    },
+    /// Show the hardware the node's last inspection (or enlistment) found.
+    Inventory { node: String },
 }
 
 #[derive(Debug, Args)]
@@ -101,6 +111,9 @@ pub struct AddNode {
     switch_id: i64,
     #[arg(long)]
     switch_port: String,
+    /// How the node's firmware boots: bios (default) or uefi.
+    #[arg(long, value_parser = ["bios", "uefi"])]
+    boot_mode: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -137,6 +150,8 @@ pub struct UpdateNode {
     /// Stop (true) or allow (false) automatic actions on this node.
     #[arg(long)]
     maintenance: Option<bool>,
+    #[arg(long, value_parser = ["bios", "uefi"])]
+    boot_mode: Option<String>,
 }
 
 pub const NODE_COLUMNS: &[(&str, &str)] = &[
@@ -163,7 +178,7 @@ pub async fn run(client: &Client, out: &Printer, cmd: NodeCommand) -> Result<(),
                 "name": a.name, "mac": a.mac, "ip": a.ip, "cpus": a.cpus, "ram_mb": a.ram_mb, "disk_gb": a.disk_gb,
                 "bmc_address": a.bmc_address, "bmc_port": a.bmc_port, "bmc_username": a.bmc_username,
                 "bmc_password": password, "power_driver": a.power_driver, "switch_id": a.switch_id,
-                "switch_port": a.switch_port,
+                "switch_port": a.switch_port, "boot_mode": a.boot_mode,
             });
             out.one(&client.post("/v1/nodes", &body).await?);
         }
@@ -191,6 +206,7 @@ pub async fn run(client: &Client, out: &Printer, cmd: NodeCommand) -> Result<(),
             put("switch_id", u.switch_id.map(Value::from));
             put("switch_port", u.switch_port.map(Value::from));
             put("maintenance", u.maintenance.map(Value::from));
+            put("boot_mode", u.boot_mode.map(Value::from));
             out.one(&client.patch(&format!("/v1/nodes/{}", segment(&u.node)), &Value::Object(body)).await?);
         }
         NodeCommand::Delete { node } => {
@@ -230,6 +246,22 @@ pub async fn run(client: &Client, out: &Printer, cmd: NodeCommand) -> Result<(),
             out.one(&client.put(&format!("/v1/nodes/{}/network", segment(&node)), &json!({ "network": network, "vlan": vlan })).await?);
         }
         NodeCommand::Recover { node } => out.one(&client.post(&format!("/v1/nodes/{}/recover", segment(&node)), &json!({})).await?),
+        NodeCommand::Inspect { node, wait } => {
+            let started = client.post(&format!("/v1/nodes/{}/inspect", segment(&node)), &json!({})).await?;
+            if !wait {
+                out.one(&started);
+                return Ok(());
+            }
+            loop {
+                tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+                let now = client.get(&format!("/v1/nodes/{}", segment(&node))).await?;
+                if now["state"] != "inspecting" {
+                    out.one(&now);
+                    break;
+                }
+            }
+        }
+        NodeCommand::Inventory { node } => out.one(&client.get(&format!("/v1/nodes/{}/inventory", segment(&node))).await?),
     }
     Ok(())
 }

@@ -36,11 +36,21 @@ pub enum SwitchCommand {
         /// Pin the SSH host key fingerprint (`SHA256:...`) instead of trusting the first one seen.
         #[arg(long)]
         host_key: Option<String>,
+        /// The LLDP chassis id the switch announces (often its base MAC): inspection then fills in
+        /// the switch port of nodes cabled to it.
+        #[arg(long)]
+        chassis_id: Option<String>,
     },
     /// List switches.
     List,
     /// Show one switch (by id or name).
     Show { switch: String },
+    /// Set the LLDP chassis id a registered switch announces.
+    Update {
+        switch: String,
+        #[arg(long)]
+        chassis_id: String,
+    },
     /// Delete a switch no node uses any more.
     Delete { switch: String },
     /// Connect and report reachability, NETCONF capabilities and model, changing nothing.
@@ -49,12 +59,13 @@ pub enum SwitchCommand {
 
 pub async fn run(client: &Client, out: &Printer, cmd: SwitchCommand) -> Result<(), CliError> {
     match cmd {
-        SwitchCommand::Add { address, name, port, username, password, password_file, driver, description, host_key } => {
+        SwitchCommand::Add { address, name, port, username, password, password_file, driver, description, host_key, chassis_id } => {
             let password = secret_from(password, password_file.as_deref(), "password")?
                 .ok_or_else(|| CliError::Usage("a password is needed: --password-file, --password or METALHOST_SWITCH_PASSWORD".into()))?;
             let body = json!({
                 "name": name, "address": address, "port": port, "username": username, "password": password,
                 "driver": driver, "description": description, "host_key": host_key,
+                "chassis_id": chassis_id,
             });
             out.one(&client.post("/v1/switches", &body).await?);
         }
@@ -80,6 +91,9 @@ pub async fn run(client: &Client, out: &Printer, cmd: SwitchCommand) -> Result<(
             if report["reachable"] != serde_json::Value::Bool(true) {
                 return Err(CliError::Usage(format!("switch {switch} is not reachable")));
             }
+        }
+        SwitchCommand::Update { switch, chassis_id } => {
+            out.one(&client.patch(&format!("/v1/switches/{}", segment(&switch)), &json!({ "chassis_id": chassis_id })).await?);
         }
         SwitchCommand::Delete { switch } => {
             client.delete(&format!("/v1/switches/{}", segment(&switch))).await?;

@@ -8,8 +8,8 @@ pub mod time;
 
 pub use failure::FailureKind;
 pub use ids::{ImageId, InstanceId, NodeId, SwitchId, TaskId};
-pub use net::{Hostname, MacAddr, SwitchPort, Vlan};
-pub use state::{BootDevice, Compression, InstanceState, NetworkKind, PowerAction, PowerState, ProvisionState, TaskKind, TaskState};
+pub use net::{ChassisId, Hostname, MacAddr, SwitchPort, Vlan};
+pub use state::{BootDevice, BootMode, Compression, InstanceState, NetworkKind, PowerAction, PowerState, ProvisionState, TaskKind, TaskState};
 
 /// A value that failed to parse, with a message fit for an operator.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -106,9 +106,22 @@ impl fmt::Display for Vlan {
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct SwitchPort(String);
 
+/// What an enlisted node's port is called until LLDP or the operator says which it is.
+const UNKNOWN_PORT_PREFIX: &str = "unknown-";
+
 impl SwitchPort {
     pub fn as_str(&self) -> &str {
         &self.0
+    }
+
+    /// The stand-in port of a node enlisted without an LLDP match: unique per MAC.
+    pub fn unknown_for(mac: &MacAddr) -> SwitchPort {
+        SwitchPort(format!("{UNKNOWN_PORT_PREFIX}{}", mac.to_string().replace(':', "")))
+    }
+
+    /// Whether a stored port name is such a stand-in.
+    pub fn is_unknown(port: &str) -> bool {
+        port.starts_with(UNKNOWN_PORT_PREFIX)
     }
 }
 
@@ -131,9 +144,49 @@ impl fmt::Display for SwitchPort {
     }
 }
 
+/// What a switch announces as its LLDP chassis id: a MAC (normalised like `MacAddr`), else up to
+/// 128 characters of text. A node's LLDP neighbour is matched to a switch by this.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ChassisId(String);
+
+impl ChassisId {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl FromStr for ChassisId {
+    type Err = ParseError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let s = s.trim();
+        if let Ok(mac) = s.parse::<MacAddr>() {
+            return Ok(ChassisId(mac.to_string()));
+        }
+        if s.is_empty() || s.chars().count() > 128 || s.chars().any(char::is_control) {
+            return Err(ParseError(format!("invalid chassis id {s:?}: a MAC or 1-128 printable characters")));
+        }
+        Ok(ChassisId(s.to_owned()))
+    }
+}
+
+impl fmt::Display for ChassisId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn chassis_ids_normalise_macs_and_keep_text() {
+        assert_eq!("00-1C-73-AA-BB-01".parse::<ChassisId>().unwrap().as_str(), "00:1c:73:aa:bb:01");
+        assert_eq!(" tor1.lab ".parse::<ChassisId>().unwrap().as_str(), "tor1.lab");
+        assert!("".parse::<ChassisId>().is_err());
+        assert!("a\nb".parse::<ChassisId>().is_err());
+    }
 
     #[test]
     fn mac_parses_both_separators_and_normalises() {

@@ -54,6 +54,7 @@ string_enum!(
         Active => "active",
         Deleting => "deleting",
         Cleaning => "cleaning",
+        Inspecting => "inspecting",
         Error => "error",
     }
 );
@@ -61,13 +62,18 @@ string_enum!(
 impl ProvisionState {
     /// States in which a workflow is running: each has a deadline and ends in a stable state or `error`.
     pub fn is_transitional(self) -> bool {
-        matches!(self, Self::Deploying | Self::WaitAgent | Self::Activating | Self::Deleting | Self::Cleaning)
+        matches!(self, Self::Deploying | Self::WaitAgent | Self::Activating | Self::Deleting | Self::Cleaning | Self::Inspecting)
     }
 
     /// States in which the node's agent may call in. `deploying` and `deleting` count because the
     /// agent can boot before the host has recorded the next state.
     pub fn expects_agent(self) -> bool {
-        matches!(self, Self::Deploying | Self::WaitAgent | Self::Deleting | Self::Cleaning)
+        matches!(self, Self::Deploying | Self::WaitAgent | Self::Deleting | Self::Cleaning | Self::Inspecting)
+    }
+
+    /// States an inspection may start from, and returns to.
+    pub fn can_be_inspected(self) -> bool {
+        matches!(self, Self::Enrolled | Self::Available)
     }
 
     /// The lifecycle's edges. Any state may fail into `error`.
@@ -92,6 +98,10 @@ impl ProvisionState {
                 | (Error, Cleaning)
                 | (Error, Available)
                 | (Error, Enrolled)
+                | (Enrolled, Inspecting)
+                | (Available, Inspecting)
+                | (Inspecting, Enrolled)
+                | (Inspecting, Available)
         )
     }
 }
@@ -118,6 +128,7 @@ string_enum!(
     TaskKind {
         Deploy => "deploy",
         Clean => "clean",
+        Inspect => "inspect",
     }
 );
 
@@ -172,6 +183,14 @@ string_enum!(
 );
 
 string_enum!(
+    /// How a node's firmware boots: legacy BIOS or UEFI. Set by the operator or learnt by inspection.
+    BootMode {
+        Bios => "bios",
+        Uefi => "uefi",
+    }
+);
+
+string_enum!(
     BootDevice {
         Pxe => "pxe",
         Disk => "disk",
@@ -200,6 +219,11 @@ mod tests {
         assert!(!Available.can_become(Active));
         assert!(!Active.can_become(Available));
         assert!(Active.can_become(Error));
+        for from in [Enrolled, Available] {
+            assert!(from.can_be_inspected() && from.can_become(Inspecting) && Inspecting.can_become(from));
+        }
+        assert!(!Active.can_become(Inspecting) && !Inspecting.can_become(Active));
+        assert!(Inspecting.is_transitional() && Inspecting.expects_agent());
     }
 
     #[test]

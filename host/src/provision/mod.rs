@@ -3,6 +3,8 @@
 //! The node's state is written before each side effect. One runner per node reads the state and
 //! performs the next step, so a restarted daemon resumes every node from where its state says: the
 //! driver steps are idempotent, and agent waits pick up the task already in the database.
+//! Inspection is one state, `inspecting`: its runner boots the agent while the task is pending,
+//! then waits for it, and returns the node to the state the task says.
 //! `start.rs` is the API's way in: each function there owns its transaction and kicks the runner.
 
 mod failure;
@@ -13,7 +15,8 @@ mod steps;
 
 pub use failure::{Fault, StepFailure};
 pub use operator::{move_port, power_state, set_boot_device, set_power};
-pub use start::{DeployRequest, recover, start_deploy, start_destroy};
+pub use start::{DeployRequest, recover, start_deploy, start_destroy, start_inspect};
+pub use steps::{initrd_url, kernel_args};
 
 use std::collections::{HashMap, HashSet};
 use std::future::Future;
@@ -111,6 +114,7 @@ async fn drive(state: &AppState, id: NodeId) -> Result<(), StoreError> {
                 ProvisionState::WaitAgent => steps::wait_deploy(&run).await,
                 ProvisionState::Activating => steps::activate(&run).await,
                 ProvisionState::Deleting => steps::delete(&run).await,
+                ProvisionState::Inspecting => steps::inspect(&run).await,
                 _ => steps::wait_clean(&run).await,
             }
         };
@@ -132,6 +136,7 @@ fn state_step(state: ProvisionState) -> &'static str {
         ProvisionState::Deploying => "deploy",
         ProvisionState::Activating => "activate",
         ProvisionState::Deleting => "delete",
+        ProvisionState::Inspecting => "inspect",
         _ => "workflow",
     }
 }

@@ -2,12 +2,14 @@
 //! runner. The API calls these and only maps their errors.
 
 use crate::app::AppState;
-use crate::domain::{InstanceId, InstanceState, NodeId, ProvisionState, deadline_in};
+use crate::domain::{InstanceId, InstanceState, NodeId, ProvisionState, TaskKind, deadline_in};
 use crate::store::StoreError;
 use crate::store::instances::{self, Claim, Instance};
 use crate::store::last_error::LastError;
 use crate::store::nodes::{self, Node, Transition};
 use crate::store::switches::Key;
+use crate::store::tasks::{self, NewTask};
+use crate::work::TaskOptions;
 
 /// What an instance asks for: an image, and a node by name or by size.
 pub struct DeployRequest {
@@ -121,6 +123,57 @@ pub async fn recover(state: &AppState, node: Key) -> Result<Node, StoreError> {
             Ok(node)
         })
         .await?;
+    super::kick(state, node.id);
+    Ok(node)
+}
+
+/// Inspection: the node goes `inspecting` (from `available` or `enrolled`) with its inspect task
+/// queued in the same transaction; its runner boots it into the agent, waits for the report,
+/// powers it off and puts it back in the state it came from.
+pub async fn start_inspect(state: &AppState, node: Key) -> Result<Node, StoreError> {
+    let config = &state.config;
+    let deadline = deadline_in(config.inspection.timeout);
+    let options =
+        TaskOptions { poweroff: config.deploy.agent_poweroff, lldp_wait_s: config.inspection.lldp_wait.as_secs(), ..TaskOptions::default() };
+    let node = state
+        .store
+        .call(move |c| {
+            let tx = c.transaction()?;
+            let node = nodes::get(&tx, &node)?;
+            if node.maintenance {
+                return Err(StoreError::Conflict(format!("node {:?} is in maintenance: turn it off first", node.name)));
+            }
+            if !node.state.can_be_inspected() {
+                return Err(StoreError::Conflict(format!(
+                    "node {:?} is {}: only an available or enrolled node can be inspected",
+                    node.name, node.state
+                )));
+            }
+            if node.needs_bmc() {
+                return Err(StoreError::Conflict(format!(
+                    "node {:?} has no BMC yet: give it one with `metalhost node update` before inspecting it",
+                    node.name
+                )));
+            }
+            let options = TaskOptions { return_to: Some(node.state.to_string()), ..options };
+            let node = nodes::transition(
+                &tx,
+                Transition {
+                    node: node.id,
+                    from: &[node.state],
+                    to: ProvisionState::Inspecting,
+                    message: "inspection: boot the agent, read the hardware, listen for LLDP",
+                    deadline: Some(deadline),
+                    duration_ms: None,
+                    error: None,
+                },
+            )?;
+            tasks::create(&tx, NewTask { node: node.id, kind: TaskKind::Inspect, payload: options.to_json(), image: None, deadline })?;
+            tx.commit()?;
+            Ok(node)
+        })
+        .await?;
+    tracing::info!(node = node.id.0, "inspection started");
     super::kick(state, node.id);
     Ok(node)
 }

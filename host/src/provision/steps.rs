@@ -66,6 +66,56 @@ pub async fn activate(run: &Run<'_>) -> Result<(), StepFailure> {
         .map_err(|source| StepFailure::Store { step: "record active", source })
 }
 
+/// inspecting: while the task is pending, port → provisioning (unless there), netboot entry, boot
+/// PXE, power on; then the task's result decides; netboot entry removed, power off, and back to
+/// the state the node came from. The report itself arrived before the result (api/agent.rs).
+pub async fn inspect(run: &Run<'_>) -> Result<(), StepFailure> {
+    let id = run.node.id;
+    let task = run
+        .state
+        .store
+        .call(move |c| tasks::latest_for_node(c, id))
+        .await
+        .map_err(|source| StepFailure::Store { step: "read inspect task", source })?
+        .filter(|t| t.kind == TaskKind::Inspect)
+        .ok_or_else(|| Fault::Internal("the node has no inspect task".into()).at("read inspect task"))?;
+    let return_to = TaskOptions::from_json(&task.payload)
+        .return_to
+        .and_then(|s| s.parse::<ProvisionState>().ok())
+        .filter(|s| s.can_be_inspected())
+        .unwrap_or(ProvisionState::Enrolled);
+    if task.state == TaskState::Pending {
+        if run.node.network != NetworkKind::Provisioning {
+            move_port(run, NetworkKind::Provisioning, "switch port -> provisioning").await?;
+        }
+        netboot_put(run).await?;
+        pxe_and_power_on(run).await?;
+    }
+    wait_task(run, TaskKind::Inspect, "agent inspects the hardware").await?;
+    netboot_remove(run).await?;
+    power_off(run, "powered off after inspection").await?;
+    let message = format!("inspected: back to {return_to}");
+    run.state
+        .store
+        .call(move |c| {
+            let back = nodes::Transition {
+                node: id,
+                from: &[ProvisionState::Inspecting],
+                to: return_to,
+                message: &message,
+                deadline: None,
+                duration_ms: None,
+                error: None,
+            };
+            nodes::transition(c, back)
+        })
+        .await
+        .map_err(|source| StepFailure::Store { step: "record inspected", source })?;
+    // An enrolled node may have learnt what it lacked (its switch port); either way it is judged again.
+    crate::pool::validate_node(run.state, id).await.map_err(|source| StepFailure::Store { step: "validate", source })?;
+    Ok(())
+}
+
 /// deleting: power off, port → provisioning, then clean (or straight to available).
 pub async fn delete(run: &Run<'_>) -> Result<(), StepFailure> {
     let deploy = &run.state.config.deploy;
@@ -238,9 +288,23 @@ pub fn boot_entry(state: &AppState, node: &Node) -> BootEntry {
         ip: node.ip.to_string(),
         hostname: node.name.clone(),
         kernel_url: deploy.kernel_url.clone().unwrap_or_else(|| format!("{base}/v1/bootstrap/vmlinuz")),
-        initrd_url: deploy.initrd_url.clone().unwrap_or_else(|| format!("{base}/v1/bootstrap/initrd.gz")),
-        kernel_args: format!("{} metalhost.api={base}", deploy.kernel_args).trim().to_owned(),
+        initrd_url: initrd_url(state),
+        kernel_args: kernel_args(state),
     }
+}
+
+pub fn initrd_url(state: &AppState) -> String {
+    let base = &state.public_url;
+    state.config.deploy.initrd_url.clone().unwrap_or_else(|| format!("{base}/v1/bootstrap/initrd.gz"))
+}
+
+/// The configured arguments, where the agent finds the API, and `initrd=` naming the initramfs as
+/// iPXE keeps it: a kernel started through its EFI stub (UEFI iPXE) loads its initramfs by that
+/// name; under BIOS the kernel ignores the argument.
+pub fn kernel_args(state: &AppState) -> String {
+    let initrd = initrd_url(state);
+    let name = initrd.rsplit('/').next().unwrap_or("initrd.gz");
+    format!("{} metalhost.api={} initrd={name}", state.config.deploy.kernel_args, state.public_url).trim().to_owned()
 }
 
 async fn netboot_put(run: &Run<'_>) -> Result<(), StepFailure> {

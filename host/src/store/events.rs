@@ -36,6 +36,8 @@ pub enum EventKind {
     Maintenance,
     /// An operator set the boot device.
     BootDevice,
+    /// An inventory report changed the node's facts or its switch port (inspection, enlistment).
+    Inventory,
 }
 
 impl EventKind {
@@ -47,6 +49,7 @@ impl EventKind {
             EventKind::Power => "power",
             EventKind::Maintenance => "maintenance",
             EventKind::BootDevice => "boot-device",
+            EventKind::Inventory => "inventory",
         }
     }
 }

@@ -112,6 +112,18 @@ const MIGRATIONS: &[&str] = &[
     "#,
     // 3: each node's console log, a bounded ring (store/console.rs).
     CONSOLE_LINES,
+    // 4: inspection (store/inventory.rs): each node's last hardware report, its firmware's boot
+    // mode, and the LLDP chassis id by which a switch is recognised from a node's side.
+    r#"
+    CREATE TABLE node_inventory (
+        node_id     INTEGER PRIMARY KEY REFERENCES nodes(id) ON DELETE CASCADE,
+        report      TEXT NOT NULL,
+        reported_at INTEGER NOT NULL
+    );
+    ALTER TABLE nodes ADD COLUMN boot_mode TEXT NOT NULL DEFAULT 'bios';
+    ALTER TABLE switches ADD COLUMN chassis_id TEXT;
+    CREATE UNIQUE INDEX switches_chassis_id ON switches(chassis_id) WHERE chassis_id IS NOT NULL;
+    "#,
 ];
 
 pub(super) const CONSOLE_LINES: &str = r#"

@@ -7,6 +7,7 @@ pub mod console;
 pub mod events;
 pub mod images;
 pub mod instances;
+pub mod inventory;
 pub mod last_error;
 mod migrations;
 pub mod nodes;

@@ -8,7 +8,9 @@ use super::events::{self, EventKind, NewEvent};
 use super::last_error::LastError;
 use super::switches::Key;
 use super::{Result, StoreError};
-use crate::domain::{Hostname, InstanceId, MacAddr, NetworkKind, NodeId, PowerState, ProvisionState, Secret, SwitchId, SwitchPort, Vlan, now_ms};
+use crate::domain::{
+    BootMode, Hostname, InstanceId, MacAddr, NetworkKind, NodeId, PowerState, ProvisionState, Secret, SwitchId, SwitchPort, Vlan, now_ms,
+};
 
 /// A node as stored. Holds the BMC password: never serialise this type to a client.
 #[derive(Debug, Clone)]
@@ -36,6 +38,14 @@ pub struct Node {
     pub instance_id: Option<InstanceId>,
     /// When the current transitional state must be over (Unix ms).
     pub state_deadline: Option<i64>,
+    pub boot_mode: BootMode,
+}
+
+impl Node {
+    /// A node enlisted by discovery has no BMC yet: the operator gives it one with `node update`.
+    pub fn needs_bmc(&self) -> bool {
+        self.bmc_address.is_empty() || self.bmc_username.is_empty() || self.power_driver.is_empty()
+    }
 }
 
 /// Validated input for a new node.
@@ -53,6 +63,7 @@ pub struct NewNode {
     pub power_driver: String,
     pub switch_id: SwitchId,
     pub switch_port: SwitchPort,
+    pub boot_mode: BootMode,
 }
 
 /// Validated changes to a node; `None` leaves a field as it is.
@@ -72,6 +83,7 @@ pub struct NodeUpdate {
     pub switch_id: Option<SwitchId>,
     pub switch_port: Option<SwitchPort>,
     pub maintenance: Option<bool>,
+    pub boot_mode: Option<BootMode>,
 }
 
 impl NodeUpdate {
@@ -91,7 +103,7 @@ impl NodeUpdate {
 
 const COLUMNS: &str = "id, name, mac, ip, cpus, ram_mb, disk_gb, bmc_address, bmc_port, bmc_username, unseal('nodes.bmc_password', bmc_password), \
      power_driver, switch_id, switch_port, state, power_state, network, vlan, maintenance, last_error, instance_id, \
-     state_deadline, last_error_detail";
+     state_deadline, last_error_detail, boot_mode";
 
 fn from_row(row: &Row<'_>) -> rusqlite::Result<Node> {
     Ok(Node {
@@ -121,12 +133,19 @@ fn from_row(row: &Row<'_>) -> rusqlite::Result<Node> {
         last_error: LastError::from_columns(row.get(19)?, row.get(22)?),
         instance_id: row.get::<_, Option<i64>>(20)?.map(InstanceId),
         state_deadline: row.get(21)?,
+        boot_mode: super::parse_col(row, 23)?,
     })
 }
 
 /// The explicit uniqueness and reference checks, shared by insert and update, so a rejected request
 /// gets a precise message and writes nothing.
-fn check_unique(tx: &Transaction<'_>, this: Option<NodeId>, name: Option<&str>, mac: Option<&MacAddr>, port: Option<(SwitchId, &str)>) -> Result<()> {
+pub(super) fn check_unique(
+    tx: &Transaction<'_>,
+    this: Option<NodeId>,
+    name: Option<&str>,
+    mac: Option<&MacAddr>,
+    port: Option<(SwitchId, &str)>,
+) -> Result<()> {
     let other = this.map_or(-1, |id| id.0);
     if let Some(mac) = mac {
         let holder: Option<String> =
@@ -164,8 +183,8 @@ pub fn insert(conn: &mut Connection, new: NewNode) -> Result<Node> {
     let now = now_ms();
     tx.execute(
         "INSERT INTO nodes (name, mac, ip, cpus, ram_mb, disk_gb, bmc_address, bmc_port, bmc_username, bmc_password,
-                            power_driver, switch_id, switch_port, state, created_at, updated_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, seal('nodes.bmc_password', ?10), ?11, ?12, ?13, ?14, ?15, ?15)",
+                            power_driver, switch_id, switch_port, state, created_at, updated_at, boot_mode)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, seal('nodes.bmc_password', ?10), ?11, ?12, ?13, ?14, ?15, ?15, ?16)",
         params![
             new.name,
             new.mac.to_string(),
@@ -181,7 +200,8 @@ pub fn insert(conn: &mut Connection, new: NewNode) -> Result<Node> {
             new.switch_id.0,
             new.switch_port.as_str(),
             ProvisionState::Enrolled.as_str(),
-            now
+            now,
+            new.boot_mode.as_str()
         ],
     )?;
     let id = NodeId(tx.last_insert_rowid());
@@ -280,6 +300,9 @@ pub fn update(conn: &mut Connection, key: &Key, change: NodeUpdate) -> Result<No
     }
     if let Some(v) = change.switch_port {
         changes.push(("switch_port", Box::new(v.as_str().to_owned())));
+    }
+    if let Some(v) = change.boot_mode {
+        changes.push(("boot_mode", Box::new(v.as_str())));
     }
     if let Some(v) = change.maintenance {
         changes.push(("maintenance", Box::new(v)));
@@ -397,7 +420,7 @@ pub fn set_network(conn: &Connection, id: NodeId, network: NetworkKind, vlan: Op
 /// Nodes in a state a workflow is driving.
 pub fn list_transitional(conn: &Connection) -> Result<Vec<Node>> {
     let mut stmt = conn.prepare_cached(&format!(
-        "SELECT {COLUMNS} FROM nodes WHERE state IN ('deploying', 'wait-agent', 'activating', 'deleting', 'cleaning') ORDER BY id"
+        "SELECT {COLUMNS} FROM nodes WHERE state IN ('deploying', 'wait-agent', 'activating', 'deleting', 'cleaning', 'inspecting') ORDER BY id"
     ))?;
     let rows = stmt.query_map([], from_row)?;
     Ok(rows.collect::<rusqlite::Result<_>>()?)

@@ -3,7 +3,7 @@
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
 use super::{Result, StoreError};
-use crate::domain::{Hostname, Secret, SwitchId, now_ms};
+use crate::domain::{ChassisId, Hostname, Secret, SwitchId, now_ms};
 
 /// A switch as stored. Holds its password: never serialise this type to a client.
 #[derive(Debug, Clone)]
@@ -19,6 +19,8 @@ pub struct Switch {
     /// The SSH host key fingerprint: pinned by the operator, or learned on first use.
     pub host_key: Option<String>,
     pub host_key_pinned: bool,
+    /// The LLDP chassis id it announces, by which inspection recognises it.
+    pub chassis_id: Option<String>,
 }
 
 pub struct NewSwitch {
@@ -30,6 +32,7 @@ pub struct NewSwitch {
     pub driver: String,
     pub description: String,
     pub pinned_host_key: Option<String>,
+    pub chassis_id: Option<ChassisId>,
 }
 
 /// A row looked up by id or by name, as the CLI and the URL paths allow.
@@ -54,7 +57,8 @@ impl std::fmt::Display for Key {
     }
 }
 
-const COLUMNS: &str = "id, name, address, port, username, unseal('switches.password', password), driver, description, host_key, host_key_pinned";
+const COLUMNS: &str =
+    "id, name, address, port, username, unseal('switches.password', password), driver, description, host_key, host_key_pinned, chassis_id";
 
 fn from_row(row: &Row<'_>) -> rusqlite::Result<Switch> {
     Ok(Switch {
@@ -68,6 +72,7 @@ fn from_row(row: &Row<'_>) -> rusqlite::Result<Switch> {
         description: row.get(7)?,
         host_key: row.get(8)?,
         host_key_pinned: row.get(9)?,
+        chassis_id: row.get(10)?,
     })
 }
 
@@ -77,9 +82,15 @@ pub fn insert(conn: &mut Connection, new: NewSwitch) -> Result<Switch> {
     if taken {
         return Err(StoreError::Conflict(format!("a switch named {:?} already exists", new.name)));
     }
+    if let Some(chassis) = &new.chassis_id {
+        let holder: Option<String> = tx.query_row("SELECT name FROM switches WHERE chassis_id = ?1", [chassis.as_str()], |r| r.get(0)).optional()?;
+        if let Some(holder) = holder {
+            return Err(StoreError::Conflict(format!("switch {holder:?} already has chassis id {chassis}")));
+        }
+    }
     tx.execute(
-        "INSERT INTO switches (name, address, port, username, password, driver, description, host_key, host_key_pinned, created_at)
-         VALUES (?1, ?2, ?3, ?4, seal('switches.password', ?5), ?6, ?7, ?8, ?9, ?10)",
+        "INSERT INTO switches (name, address, port, username, password, driver, description, host_key, host_key_pinned, created_at, chassis_id)
+         VALUES (?1, ?2, ?3, ?4, seal('switches.password', ?5), ?6, ?7, ?8, ?9, ?10, ?11)",
         params![
             new.name,
             new.address.as_str(),
@@ -90,7 +101,8 @@ pub fn insert(conn: &mut Connection, new: NewSwitch) -> Result<Switch> {
             new.description,
             new.pinned_host_key,
             new.pinned_host_key.is_some(),
-            now_ms()
+            now_ms(),
+            new.chassis_id.as_ref().map(ChassisId::as_str)
         ],
     )?;
     let id = tx.last_insert_rowid();
@@ -115,6 +127,29 @@ pub fn get(conn: &Connection, key: &Key) -> Result<Switch> {
 
 pub fn get_by_id(conn: &Connection, id: SwitchId) -> Result<Switch> {
     get(conn, &Key::Id(id.0))
+}
+
+/// Sets (or with None leaves) the LLDP chassis id; another switch with the same id is a conflict.
+pub fn set_chassis_id(conn: &mut Connection, key: &Key, chassis: Option<ChassisId>) -> Result<Switch> {
+    let tx = conn.transaction()?;
+    let switch = get(&tx, key)?;
+    if let Some(chassis) = chassis {
+        let holder: Option<String> = tx
+            .query_row("SELECT name FROM switches WHERE chassis_id = ?1 AND id <> ?2", params![chassis.as_str(), switch.id.0], |r| r.get(0))
+            .optional()?;
+        if let Some(holder) = holder {
+            return Err(StoreError::Conflict(format!("switch {holder:?} already has chassis id {chassis}")));
+        }
+        tx.execute("UPDATE switches SET chassis_id = ?2 WHERE id = ?1", params![switch.id.0, chassis.as_str()])?;
+    }
+    let switch = get_by_id(&tx, switch.id)?;
+    tx.commit()?;
+    Ok(switch)
+}
+
+/// The switch that announces this LLDP chassis id, if one is registered with it.
+pub fn find_by_chassis(conn: &Connection, chassis: &ChassisId) -> Result<Option<Switch>> {
+    Ok(conn.query_row(&format!("SELECT {COLUMNS} FROM switches WHERE chassis_id = ?1"), [chassis.as_str()], from_row).optional()?)
 }
 
 pub fn delete(conn: &mut Connection, key: &Key) -> Result<()> {

@@ -40,6 +40,7 @@ pub struct AgentTask {
 pub enum TaskWork {
     Deploy(DeployTask),
     Clean(CleanTask),
+    Inspect(InspectTask),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -92,6 +93,115 @@ pub struct CleanTask {
 pub enum CleanMethod {
     /// Partition tables, signatures, and the first and last MiB of each disk (discard where supported).
     Metadata,
+}
+
+/// Report the node's hardware (`POST /v1/agent/inventory`), then the result.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct InspectTask {
+    /// How long to listen for LLDP frames on each NIC that has a link.
+    pub lldp_wait_s: u64,
+}
+
+/// How long an agent that found no node listens for LLDP before it reports itself for enlistment.
+pub const DISCOVERY_LLDP_WAIT_S: u64 = 5;
+
+/// At most this many bytes in one inventory report; the host refuses bigger ones.
+pub const MAX_INVENTORY_BYTES: usize = 64 * 1024;
+
+/// What the agent found on the node: `POST /v1/agent/inventory` (inspection, node token) or
+/// `POST /v1/agent/discover` (enlistment of an unknown machine, no token).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct InventoryReport {
+    pub cpu: CpuInfo,
+    /// Installed memory in bytes (the memory blocks the kernel sees, else MemTotal).
+    pub memory_bytes: u64,
+    pub disks: Vec<DiskInfo>,
+    pub nics: Vec<NicInfo>,
+    pub system: SystemInfo,
+    pub boot_mode: FirmwareBootMode,
+    pub lldp: Vec<LldpNeighbor>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct CpuInfo {
+    /// Logical CPUs online.
+    pub count: u32,
+    pub model: String,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct DiskInfo {
+    pub name: String,
+    pub size_bytes: u64,
+    pub model: Option<String>,
+    pub serial: Option<String>,
+    pub rotational: bool,
+    pub wwn: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct NicInfo {
+    pub name: String,
+    pub mac: String,
+    pub driver: Option<String>,
+    /// The kernel sees a carrier.
+    pub link: bool,
+    /// Link speed in Mbit/s, when the driver tells.
+    pub speed_mbps: Option<u32>,
+    /// The NIC's IPv4 address (the one DHCP gave the bootstrap), if any.
+    pub ipv4: Option<String>,
+}
+
+/// From DMI (SMBIOS): who made the machine.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct SystemInfo {
+    pub vendor: Option<String>,
+    pub product: Option<String>,
+    pub serial: Option<String>,
+}
+
+/// How the firmware booted the bootstrap.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum FirmwareBootMode {
+    #[default]
+    Bios,
+    Uefi,
+}
+
+/// A switch seen through LLDP on one of the node's NICs.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct LldpNeighbor {
+    /// The node's NIC that heard it.
+    pub interface: String,
+    /// A MAC as aa:bb:cc:dd:ee:ff when the chassis id is one, else its text.
+    pub chassis_id: String,
+    pub port_id: String,
+    pub system_name: Option<String>,
+}
+
+/// `POST /v1/agent/discover`: the node the report was enlisted as.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct DiscoverResponse {
+    pub node_id: i64,
+    pub name: String,
+    /// What the operator must still do.
+    pub message: String,
 }
 
 /// `POST /v1/agent/task/{id}/progress`.
