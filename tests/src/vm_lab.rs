@@ -122,6 +122,37 @@ pub struct VmNode {
     pub disk: PathBuf,
     /// The VM's serial console, appended across power cycles.
     pub serial: PathBuf,
+    /// With SOL: the wire between the BMC's serial port and the VM's (`tests/lab/serial_wire.py`).
+    _wire: Option<SerialWire>,
+}
+
+/// `tests/lab/serial_wire.py`, killed by PID on drop.
+struct SerialWire(std::process::Child);
+
+impl SerialWire {
+    /// ipmi_sim connects to `bmc_port`; the wire connects to the VM's QEMU on `vm_port`.
+    fn start(bmc_port: u16, vm_port: u16) -> SerialWire {
+        let child = Command::new("python3")
+            .arg(paths::workspace_root().join("tests/lab/serial_wire.py"))
+            .args([bmc_port.to_string(), vm_port.to_string()])
+            .stdin(std::process::Stdio::null())
+            .spawn()
+            .expect("start tests/lab/serial_wire.py");
+        // Listening before ipmi_sim first connects.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", bmc_port)).is_err() {
+            assert!(Instant::now() < deadline, "serial_wire.py did not listen on {bmc_port}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        SerialWire(child)
+    }
+}
+
+impl Drop for SerialWire {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }
 
 impl VmNode {
@@ -304,9 +335,14 @@ config = {{ hostsdir = "{hosts}", scriptsdir = "{scripts}" }}
         let qemu_vm = paths::workspace_root().join("tests/lab/qemu-vm.sh");
         let mut nodes = Vec::new();
         for i in 1..=opts.vms {
+            // With SOL, the BMC's serial port is wired to the VM's for good (a QEMU per power cycle).
             let sol_port = opts.sol.then(free_tcp_port);
-            let sim = match sol_port {
-                Some(port) => IpmiSim::start_with_sol("admin", BMC_PASSWORD, port),
+            let wire = sol_port.map(|vm_port| {
+                let bmc_port = free_tcp_port();
+                (bmc_port, SerialWire::start(bmc_port, vm_port))
+            });
+            let sim = match &wire {
+                Some((bmc_port, _)) => IpmiSim::start_with_sol("admin", BMC_PASSWORD, *bmc_port),
                 None => IpmiSim::start("admin", BMC_PASSWORD),
             };
             let serial_tcp = sol_port.map(|p| format!(" --serial-tcp {p}")).unwrap_or_default();
@@ -341,7 +377,8 @@ config = {{ hostsdir = "{hosts}", scriptsdir = "{scripts}" }}
                 .await;
             assert_eq!(status, 201, "{node}");
             assert_eq!(node["state"], "available", "{node}");
-            nodes.push(VmNode { id: node["id"].as_i64().expect("id"), name, mac, ip, port, sim, disk, serial });
+            let _wire = wire.map(|(_, wire)| wire);
+            nodes.push(VmNode { id: node["id"].as_i64().expect("id"), name, mac, ip, port, sim, disk, serial, _wire });
         }
         VmLab { daemon, switch, nodes, dir }
     }
