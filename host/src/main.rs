@@ -21,6 +21,7 @@ use clap::Parser;
 use cli::{Cli, Command};
 
 fn main() -> std::process::ExitCode {
+    quiet_library_backtraces();
     let cli = Cli::parse();
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
@@ -69,5 +70,19 @@ fn init_logging(json: bool) {
         builder.json().init();
     } else {
         builder.init();
+    }
+}
+
+/// wasmtime builds (and drops) an error value while tearing down a plugin's store; with
+/// `RUST_BACKTRACE=1` in the environment every such value captures a backtrace, which multiplied a
+/// plugin call's cost (bench/README.md, issue 14). `RUST_LIB_BACKTRACE=0` turns capture off for
+/// error values only: panics still print a backtrace when `RUST_BACKTRACE` asks for one. An
+/// operator's explicit `RUST_LIB_BACKTRACE` wins.
+#[allow(unsafe_code)]
+fn quiet_library_backtraces() {
+    if std::env::var_os("RUST_LIB_BACKTRACE").is_none() {
+        // SAFETY: first thing in `main`, before the async runtime or any other thread exists,
+        // so nothing can read the environment concurrently.
+        unsafe { std::env::set_var("RUST_LIB_BACKTRACE", "0") };
     }
 }

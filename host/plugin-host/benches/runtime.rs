@@ -1,6 +1,6 @@
 //! Runtime overhead (issues 3 and 14): instantiate + configure + get-power-state of the real
-//! ipmitool plugin through a stub exec, with the pooling allocator against the on-demand one
-//! measured in the same run, against the same work as a native Rust call, and a power-sync sized
+//! ipmitool plugin through a stub exec, with the daemon's allocator set-up against the on-demand
+//! one and the earlier madvise pool measured in the same run, against the same work as a native Rust call, and a power-sync sized
 //! sweep of 10,000 calls at the daemon's default concurrency (16).
 //!
 //! Build the plugins first: `cd plugins && cargo build --release --target wasm32-wasip2`.
@@ -8,11 +8,13 @@
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
-use metalhost_plugin_host::{Bmc, Credentials, PluginHost, PowerState};
+use metalhost_plugin_host::{Allocation, Bmc, Credentials, PluginHost, PowerState};
 
 mod common;
 
 const CALLS: usize = 10_000;
+/// Issue 14: "median <= 15 us (44 us today)", today being the on-demand allocator.
+const GOAL_RATIO: f64 = 15.0 / 44.0;
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[((sorted.len() as f64 - 1.0) * p) as usize]
@@ -81,18 +83,37 @@ fn us(d: Duration) -> f64 {
     d.as_secs_f64() * 1e6
 }
 
-#[tokio::main]
-async fn main() {
+/// Per-call times with the runtime built for `allocation`, sorted.
+async fn per_call_with(allocation: Allocation, bmc: &Bmc, creds: &Credentials) -> Vec<Duration> {
+    let cache = tempfile::tempdir().expect("tmp");
+    let host = PluginHost::with_allocation(cache.path(), allocation).expect("runtime");
+    common::load_ipmitool(&host).await;
+    per_call(&host, bmc, creds).await
+}
+
+fn main() {
+    // As the daemon does (host/src/main.rs): no backtrace captured in wasmtime's error values, so
+    // the figures do not depend on the caller's `RUST_BACKTRACE`.
+    if std::env::var_os("RUST_LIB_BACKTRACE").is_none() {
+        #[allow(unsafe_code)]
+        // SAFETY: before the runtime starts, no other thread reads the environment.
+        unsafe {
+            std::env::set_var("RUST_LIB_BACKTRACE", "0")
+        };
+    }
+    tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime").block_on(run());
+}
+
+async fn run() {
     let bmc = Bmc { host: "10.0.0.1".into(), port: 623 };
     let creds = Credentials { username: "admin".into(), password: "pw".into() };
 
-    // The baseline: the same runtime with wasmtime's on-demand allocator (before issue 14).
-    let cache = tempfile::tempdir().expect("tmp");
-    let unpooled = PluginHost::new_unpooled(cache.path()).expect("runtime");
-    common::load_ipmitool(&unpooled).await;
-    let before = per_call(&unpooled, &bmc, &creds).await;
-    drop(unpooled);
+    // The baselines, measured in the same run: wasmtime's on-demand allocator (issue 3) and the
+    // pool as first configured (slots given back with madvise after every call).
+    let on_demand = per_call_with(Allocation::OnDemand, &bmc, &creds).await;
+    let madvise = per_call_with(Allocation::PooledMadvise, &bmc, &creds).await;
 
+    let cache = tempfile::tempdir().expect("tmp");
     let host = PluginHost::new(cache.path()).expect("runtime");
     common::load_ipmitool(&host).await;
     let wasm = per_call(&host, &bmc, &creds).await;
@@ -106,22 +127,29 @@ async fn main() {
         assert_eq!(s, Some(PowerState::On));
     }
     native.sort();
-    let (bm, bp) = (percentile(&before, 0.5), percentile(&before, 0.99));
+    let (om, op) = (percentile(&on_demand, 0.5), percentile(&on_demand, 0.99));
+    let (mm, mp) = (percentile(&madvise, 0.5), percentile(&madvise, 0.99));
     let (wm, wp) = (percentile(&wasm, 0.5), percentile(&wasm, 0.99));
     let (nm, np) = (percentile(&native, 0.5), percentile(&native, 0.99));
+    let ratio = |a: Duration, b: Duration| a.as_secs_f64() / b.as_secs_f64().max(1e-9);
     println!("load average (1 min) at the end of the per-call runs: {}", load());
-    println!("per call, {CALLS} calls: wasm, on-demand allocator (baseline): median {:.1} us, p99 {:.1} us", us(bm), us(bp));
+    println!("per call, {CALLS} calls: wasm, on-demand allocator (issue 3 baseline): median {:.1} us, p99 {:.1} us", us(om), us(op));
+    println!("per call, {CALLS} calls: wasm, pool with madvise reset (previous): median {:.1} us, p99 {:.1} us", us(mm), us(mp));
     println!(
-        "per call, {CALLS} calls: wasm, pooling allocator (new store + instantiate + configure + get-power-state, stub exec): median {:.1} us, p99 {:.1} us",
+        "per call, {CALLS} calls: wasm, pool with PAGEMAP_SCAN reset, no async machinery (new store + instantiate + configure + get-power-state, stub exec): median {:.1} us, p99 {:.1} us",
         us(wm),
         us(wp)
     );
     println!("per call, {CALLS} calls: native Rust, same work: median {:.2} us, p99 {:.2} us", us(nm), us(np));
+    println!("ratio (median): current/on-demand {:.2}; current/madvise pool {:.2}; wasm/native {:.0}x", ratio(wm, om), ratio(wm, mm), ratio(wm, nm));
+    // Issue 14's goal, "median <= 15 us (44 us today)", was set against the on-demand allocator on
+    // the machine of the time; the ratio against the same baseline in this run carries it to any
+    // machine, the absolute figure is printed too.
     println!(
-        "ratio wasm/native (median): {:.0}x; pooled/on-demand (median): {:.2}; target median <= 15 us -> {}",
-        wm.as_secs_f64() / nm.as_secs_f64().max(1e-9),
-        wm.as_secs_f64() / bm.as_secs_f64().max(1e-9),
-        if wm <= Duration::from_micros(15) { "met" } else { "MISSED" }
+        "target: current/on-demand <= 15/44 = {:.2} -> {}; absolute median <= 15 us -> {}",
+        GOAL_RATIO,
+        if ratio(wm, om) <= GOAL_RATIO { "met" } else { "MISSED" },
+        if wm <= Duration::from_micros(15) { "met" } else { "MISSED (machine-dependent)" }
     );
 
     let started = Instant::now();

@@ -31,6 +31,6 @@ pub use drivers::{
 };
 pub use error::{CallError, CallFailure, CallResult, DriverError};
 pub use net::{NetworkSpec, Scheme};
-pub use runtime::{CONTRACT, CONTRACT_0_2, CONTRACTS, MAX_MEMORY_MB, PluginHost, RuntimeError};
+pub use runtime::{Allocation, CONTRACT, CONTRACT_0_2, CONTRACTS, MAX_MEMORY_MB, PluginHost, RuntimeError};
 pub use spec::{Grants, PluginKind, PluginSpec, PluginStatus};
 pub use state::{ExecStub, ReloadHook};

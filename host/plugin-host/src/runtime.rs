@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
 use wasmtime::component::{Component, HasSelf, Linker};
-use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, StoreLimitsBuilder, UpdateDeadline};
+use wasmtime::{Config, Enabled, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, StoreLimitsBuilder, UpdateDeadline};
 use wasmtime_wasi::{FsPerms, WasiCtx};
 
 use crate::bindings::{netboot, power, power2, switch, types};
@@ -87,19 +87,19 @@ impl PluginHost {
         PluginHost::with_exec_policy(cache_dir, &ExecPolicy::default())
     }
 
-    /// The runtime without the pooling allocator: what benchmarks measure the pool against.
+    /// The runtime with an earlier allocator set-up: what benchmarks measure the current one against.
     #[doc(hidden)]
-    pub fn new_unpooled(cache_dir: &Path) -> Result<PluginHost, RuntimeError> {
-        PluginHost::build(cache_dir, &ExecPolicy::default(), false)
+    pub fn with_allocation(cache_dir: &Path, allocation: Allocation) -> Result<PluginHost, RuntimeError> {
+        PluginHost::build(cache_dir, &ExecPolicy::default(), allocation)
     }
 
     /// One engine with epoch interruption, ticked by a background thread for as long as it lives;
     /// every program a plugin runs is confined by `policy`.
     pub fn with_exec_policy(cache_dir: &Path, policy: &ExecPolicy) -> Result<PluginHost, RuntimeError> {
-        PluginHost::build(cache_dir, policy, true)
+        PluginHost::build(cache_dir, policy, Allocation::Pooled)
     }
 
-    fn build(cache_dir: &Path, policy: &ExecPolicy, pooled: bool) -> Result<PluginHost, RuntimeError> {
+    fn build(cache_dir: &Path, policy: &ExecPolicy, allocation: Allocation) -> Result<PluginHost, RuntimeError> {
         let confiner = Confiner::new(policy).map_err(RuntimeError::ExecPolicy)?;
         match confiner.refusal() {
             Some(reason) => tracing::error!("exec confinement: {reason}"),
@@ -112,8 +112,18 @@ impl PluginHost {
         }
         let mut config = Config::new();
         config.epoch_interruption(true);
-        if pooled {
-            config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool_config()));
+        match allocation {
+            Allocation::OnDemand => {}
+            Allocation::PooledMadvise => {
+                config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool_config(allocation)));
+            }
+            Allocation::Pooled => {
+                // Plugins are synchronous components driven through `call_async` fibers; the
+                // component-model-async machinery a store otherwise sets up (and tears down on drop)
+                // is unused: a quarter of a call's cost (bench/README.md, issue 14).
+                config.concurrency_support(false);
+                config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool_config(allocation)));
+            }
         }
         let engine = Engine::new(&config).map_err(|e| RuntimeError::Engine(e.to_string()))?;
         std::fs::create_dir_all(cache_dir).map_err(|source| RuntimeError::Cache { path: cache_dir.to_owned(), source })?;
@@ -464,10 +474,23 @@ fn kind_of(kind: types::PluginKind) -> PluginKind {
     }
 }
 
+/// How instances get their memory, tables and stacks. Only `Pooled` serves plugins; the others
+/// are the baselines `benches/runtime.rs` measures it against in the same run.
+#[doc(hidden)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Allocation {
+    /// wasmtime's default: every call maps and unmaps its own memory (issue 3).
+    OnDemand,
+    /// Pooled slots given back with `madvise` after every call (issue 14's first step).
+    PooledMadvise,
+    /// Pooled slots whose dirty pages are found with `PAGEMAP_SCAN` and restored in place.
+    Pooled,
+}
+
 /// A fresh instance per call: pooled slots (memory, tables, stacks) are reused instead of mapped
-/// and unmapped every time, which is most of a call's sandbox cost. Slots are sized for the
-/// largest plugin memory cap; the per-plugin cap is the store limiter's.
-fn pool_config() -> PoolingAllocationConfig {
+/// and unmapped every time. Slots are sized for the largest plugin memory cap; the per-plugin cap
+/// is the store limiter's.
+fn pool_config(allocation: Allocation) -> PoolingAllocationConfig {
     let mut pool = PoolingAllocationConfig::new();
     let max_memory = usize::try_from(MAX_MEMORY_MB << 20).unwrap_or(usize::MAX);
     pool.total_component_instances(POOL_INSTANCES)
@@ -478,14 +501,29 @@ fn pool_config() -> PoolingAllocationConfig {
         .max_memory_size(max_memory)
         .max_memories_per_component(8)
         .max_tables_per_component(32)
-        .max_core_instances_per_component(32)
-        // Nothing kept resident: with 1 MiB the reset memset all of it after every call; giving the
-        // pages back costs a page fault per page the next call touches, and measured cheaper
-        // (median 45 -> 32 us per call in benches/runtime.rs, bench/README.md).
-        .linear_memory_keep_resident(0)
-        .table_keep_resident(0);
+        .max_core_instances_per_component(32);
+    if allocation == Allocation::PooledMadvise {
+        // Nothing kept resident: every page a call touched is given back with `madvise`, which
+        // costs a TLB shootdown now and a page fault per page on the next call.
+        pool.linear_memory_keep_resident(0).table_keep_resident(0);
+        return pool;
+    }
+    // With `PAGEMAP_SCAN` (Linux 6.7+; wasmtime falls back to `madvise` without it) a freed slot's
+    // dirty pages are found and copied back from the module's image in place: no syscall per
+    // page, no TLB shootdown, no fault on the next call. Up to `KEEP_RESIDENT` stays resident per
+    // warm slot, and at most `WARM_SLOTS` slots stay warm, which bounds what the pool holds.
+    pool.pagemap_scan(Enabled::Auto)
+        .linear_memory_keep_resident(KEEP_RESIDENT)
+        .table_keep_resident(KEEP_RESIDENT_TABLES)
+        .max_unused_warm_slots(WARM_SLOTS);
     pool
 }
+
+/// Bytes of a warm slot's linear memory kept resident (and restored in place) between calls.
+const KEEP_RESIDENT: usize = 2 << 20;
+const KEEP_RESIDENT_TABLES: usize = 64 << 10;
+/// Freed slots that keep their module's image and pages for the next call of the same plugin.
+const WARM_SLOTS: u32 = 32;
 
 struct PluginInfoOut {
     version: String,
