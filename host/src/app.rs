@@ -52,12 +52,12 @@ impl App {
             Some(token) => token.clone(),
             None => generated_token(&config)?,
         };
-        let db_path = config.database_path();
+        let database = config.database.clone();
         let key_path = config.secrets_key_path();
-        let store = tokio::task::spawn_blocking(move || Store::open(&db_path, &key_path))
+        let store = tokio::task::spawn_blocking(move || Store::open(&database, &key_path))
             .await
             .context("database open task failed")?
-            .with_context(|| format!("cannot open database {}", config.database_path().display()))?;
+            .with_context(|| format!("cannot open database {}", config.database))?;
 
         // The netboot plugin's granted dirs must exist before plugins load.
         for dir in [config.hosts_dir(), config.scripts_dir()] {

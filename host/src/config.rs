@@ -44,6 +44,12 @@ pub struct FileConfig {
     pub token_file: Option<PathBuf>,
     pub public_url: Option<String>,
     pub log_json: Option<bool>,
+    /// `sqlite:///path/metalhost.db` (default: `<data_dir>/metalhost.db`) or
+    /// `postgres://user@host:5432/dbname` for several daemons sharing one pool. Never a password
+    /// here: it goes in `database_password_file`.
+    pub database: Option<String>,
+    /// A file holding the PostgreSQL password (first line).
+    pub database_password_file: Option<PathBuf>,
     #[serde(default)]
     pub power_sync: PowerSyncConfig,
     #[serde(default)]
@@ -313,6 +319,7 @@ impl AgentConfig {
 pub struct Config {
     pub listen: SocketAddr,
     pub data_dir: PathBuf,
+    pub database: crate::store::Database,
     /// None: a token is generated and written to `<data_dir>/operator-token`.
     pub token: Option<Secret>,
     pub public_url: Option<String>,
@@ -329,6 +336,45 @@ pub struct Config {
     pub metrics: crate::metrics::MetricsConfig,
     pub console: ConsoleConfig,
     pub plugins: Vec<crate::drivers::PluginSpec>,
+}
+
+/// The `database` key, checked: a known scheme, and no password in a URL (it would show in
+/// logs, `ps` of tools and backups of the config).
+fn database(url: Option<&str>, password_file: Option<&Path>, data_dir: &Path) -> Result<crate::store::Database, ConfigError> {
+    use crate::store::Database;
+    let invalid = |why: String| ConfigError::Invalid(format!("database: {why}"));
+    let database = match url {
+        None => Database::Sqlite(data_dir.join("metalhost.db")),
+        Some(url) if url.starts_with("sqlite://") => {
+            let path = &url["sqlite://".len()..];
+            if path.is_empty() {
+                return Err(invalid("sqlite:// needs a path, as in sqlite:///var/lib/metalhost/metalhost.db".into()));
+            }
+            Database::Sqlite(PathBuf::from(path))
+        }
+        Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
+            let config: postgres::Config = url.parse().map_err(|e: postgres::Error| invalid(format!("not a PostgreSQL URL: {e}")))?;
+            if config.get_password().is_some() {
+                return Err(invalid("the URL holds a password: put it in database_password_file instead".into()));
+            }
+            let password = match password_file {
+                Some(path) => {
+                    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
+                    Some(Secret::new(text.lines().next().unwrap_or_default().to_owned()))
+                }
+                None => None,
+            };
+            Database::Postgres { url: url.to_owned(), password }
+        }
+        Some(other) => {
+            let scheme = other.split("://").next().unwrap_or(other);
+            return Err(invalid(format!("unknown scheme {scheme:?}: use sqlite:///path or postgres://user@host/db")));
+        }
+    };
+    if password_file.is_some() && matches!(database, Database::Sqlite(_)) {
+        return Err(invalid("database_password_file is only for postgres:// databases".into()));
+    }
+    Ok(database)
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -365,11 +411,14 @@ impl Config {
         if efi.is_empty() || !efi.chars().all(|c| c.is_ascii_alphanumeric() || "._-/".contains(c)) {
             return Err(ConfigError::Invalid(format!("netboot.efi_boot_file {efi:?}: a file name in the TFTP root (letters, digits, . _ - /)")));
         }
+        let data_dir = args.data_dir.clone().or(file.data_dir).unwrap_or_else(|| PathBuf::from("/var/lib/metalhost"));
+        let database = database(file.database.as_deref(), file.database_password_file.as_deref(), &data_dir)?;
         let listen = args.listen.or(file.listen).unwrap_or_else(default_listen);
         let public_url = args.public_url.clone().or(file.public_url).map(|u| u.trim_end_matches('/').to_owned());
         Ok(Config {
             listen,
-            data_dir: args.data_dir.clone().or(file.data_dir).unwrap_or_else(|| PathBuf::from("/var/lib/metalhost")),
+            data_dir,
+            database,
             token,
             public_url,
             log_json: args.log_json || file.log_json.unwrap_or(false),
@@ -386,10 +435,6 @@ impl Config {
             console: file.console,
             plugins: file.plugins,
         })
-    }
-
-    pub fn database_path(&self) -> PathBuf {
-        self.data_dir.join("metalhost.db")
     }
 
     pub fn secrets_key_path(&self) -> PathBuf {

@@ -28,6 +28,8 @@ pub struct Daemon {
     document: tokio::sync::OnceCell<ApiDocument>,
     /// Benchmarks turn the document check off: it costs the client CPU the daemon shares.
     check_document: bool,
+    /// The PostgreSQL database the daemon's pool is in, when it runs on PostgreSQL.
+    pub pg_database: Option<String>,
 }
 
 impl Daemon {
@@ -40,7 +42,15 @@ impl Daemon {
         let sync = if extra_config.contains("power_sync") { "" } else { "power_sync = { interval_s = 0 }\n" };
         // Loopback on a free port, unless the test listens elsewhere (the VM lab's bridge address).
         let listen = if extra_config.lines().any(|l| l.trim_start().starts_with("listen")) { "" } else { "listen = \"127.0.0.1:0\"\n" };
-        let config = format!("{listen}data_dir = \"{}\"\n{sync}{extra_config}\n", data_dir.display());
+        // METALHOST_TEST_DATABASE=postgres: the same test, with the pool on PostgreSQL.
+        let (database, pg_database) = if crate::postgres::requested() && !extra_config.contains("database") {
+            let server = crate::postgres::PgServer::shared();
+            let name = server.create_database();
+            (format!("database = \"{}\"\ndatabase_password_file = \"{}\"\n", server.url(&name), server.password_file().display()), Some(name))
+        } else {
+            (String::new(), None)
+        };
+        let config = format!("{listen}data_dir = \"{}\"\n{database}{sync}{extra_config}\n", data_dir.display());
         std::fs::write(&config_path, config).expect("write config");
         let log_path = dir.path().join("daemon.log");
         let mut daemon = Daemon {
@@ -53,6 +63,7 @@ impl Daemon {
             http: reqwest::Client::new(),
             document: Default::default(),
             check_document: true,
+            pg_database,
         };
         daemon.spawn();
         daemon
@@ -152,6 +163,20 @@ impl Daemon {
 
     pub fn data_path(&self) -> &Path {
         &self.data_dir
+    }
+
+    /// Runs SQL straight on the daemon's database, SQLite or PostgreSQL (while it is stopped, to
+    /// plant what the API cannot make).
+    pub fn exec_sql(&self, sql: &str) {
+        match &self.pg_database {
+            Some(name) => {
+                crate::postgres::PgServer::shared().psql(name, sql).unwrap_or_else(|e| panic!("{sql}: {e}"));
+            }
+            None => {
+                let db = rusqlite::Connection::open(self.data_dir.join("metalhost.db")).expect("open db");
+                db.execute_batch(sql).unwrap_or_else(|e| panic!("{sql}: {e}"));
+            }
+        }
     }
 
     /// An HTTP call with the operator token; returns the status and the JSON body (Null if empty).

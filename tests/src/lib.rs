@@ -14,4 +14,5 @@ pub mod ipmi_sim;
 pub mod lldp;
 pub mod openapi;
 pub mod paths;
+pub mod postgres;
 pub mod vm_lab;

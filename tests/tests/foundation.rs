@@ -117,15 +117,12 @@ async fn deleting_a_node_that_holds_an_instance_is_a_conflict() {
     let sw = add_switch(&d, "sw1").await;
     let (_, node) = d.post("/v1/nodes", &node_body(7, sw, BMC_PASSWORD)).await;
     d.stop();
-    {
-        let db = rusqlite::Connection::open(d.data_path().join("metalhost.db")).expect("open db");
-        db.execute_batch(
-            "INSERT INTO images (id, name, url, sha256, compression, created_at) VALUES (1, 'img', 'http://x/i', 'ab', 'none', 0);
-             INSERT INTO instances (id, name, image_id, state, created_at, updated_at) VALUES (1, 'inst', 1, 'active', 0, 0);",
-        )
-        .expect("plant instance");
-        db.execute("UPDATE nodes SET instance_id = 1 WHERE id = ?1", [node["id"].as_i64()]).expect("assign");
-    }
+    d.exec_sql(&format!(
+        "INSERT INTO images (id, name, url, sha256, compression, created_at) VALUES (1, 'img', 'http://x/i', 'ab', 'none', 0);
+         INSERT INTO instances (id, name, image_id, state, created_at, updated_at) VALUES (1, 'inst', 1, 'active', 0, 0);
+         UPDATE nodes SET instance_id = 1 WHERE id = {};",
+        node["id"]
+    ));
     d.restart();
     let (status, answer) = d.delete(&format!("/v1/nodes/{}", node["id"])).await;
     assert_eq!(status, StatusCode::CONFLICT, "{answer}");

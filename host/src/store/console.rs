@@ -6,7 +6,7 @@
 //! U+FFFD, so reading the log can never drive the reader's terminal, and each line is cut at
 //! [`MAX_LINE_BYTES`].
 
-use rusqlite::{Connection, params};
+use super::db::{Db, params};
 
 use super::Result;
 use crate::domain::{NodeId, now_ms};
@@ -57,36 +57,33 @@ fn clean(line: &str) -> String {
 }
 
 /// Appends lines in order, then drops what the ring no longer holds; one transaction.
-pub fn append(conn: &mut Connection, node: NodeId, source: Source, lines: &[String]) -> Result<()> {
+pub fn append(conn: &mut Db, node: NodeId, source: Source, lines: &[String]) -> Result<()> {
     let tx = conn.transaction()?;
-    {
-        let mut insert = tx.prepare_cached("INSERT INTO console_lines (node_id, at, source, text) VALUES (?1, ?2, ?3, ?4)")?;
-        let at = now_ms();
-        for line in lines {
-            insert.execute(params![node.0, at, source.as_str(), clean(line)])?;
-        }
-        tx.prepare_cached(
-            "DELETE FROM console_lines WHERE node_id = ?1 AND id <=
-               (SELECT id FROM console_lines WHERE node_id = ?1 ORDER BY id DESC LIMIT 1 OFFSET ?2)",
-        )?
-        .execute(params![node.0, MAX_LINES])?;
+    let at = now_ms();
+    for line in lines {
+        tx.execute("INSERT INTO console_lines (node_id, at, source, text) VALUES (?1, ?2, ?3, ?4)", params![node.0, at, source.as_str(), clean(line)])?;
     }
+    tx.execute(
+        "DELETE FROM console_lines WHERE node_id = ?1 AND id <=
+           (SELECT id FROM console_lines WHERE node_id = ?1 ORDER BY id DESC LIMIT 1 OFFSET ?2)",
+        params![node.0, MAX_LINES],
+    )?;
     tx.commit()?;
     Ok(())
 }
 
 /// The newest `limit` lines, oldest first.
-pub fn tail(conn: &Connection, node: NodeId, limit: i64) -> Result<Vec<ConsoleLine>> {
-    let mut stmt = conn.prepare_cached(
-        "SELECT at, source, text FROM (SELECT id, at, source, text FROM console_lines WHERE node_id = ?1 ORDER BY id DESC LIMIT ?2)
+pub fn tail(conn: &Db, node: NodeId, limit: i64) -> Result<Vec<ConsoleLine>> {
+    conn.query_map(
+        "SELECT at, source, text FROM (SELECT id, at, source, text FROM console_lines WHERE node_id = ?1 ORDER BY id DESC LIMIT ?2) AS newest
          ORDER BY id",
-    )?;
-    let rows = stmt.query_map(params![node.0, limit], |row| Ok(ConsoleLine { at: row.get(0)?, source: row.get(1)?, text: row.get(2)? }))?;
-    Ok(rows.collect::<rusqlite::Result<_>>()?)
+        params![node.0, limit],
+        |row| Ok(ConsoleLine { at: row.get(0)?, source: row.get(1)?, text: row.get(2)? }),
+    )
 }
 
-pub fn has_lines(conn: &Connection, node: NodeId) -> Result<bool> {
-    Ok(conn.prepare_cached("SELECT EXISTS (SELECT 1 FROM console_lines WHERE node_id = ?1)")?.query_row([node.0], |r| r.get(0))?)
+pub fn has_lines(conn: &Db, node: NodeId) -> Result<bool> {
+    conn.query_row("SELECT EXISTS (SELECT 1 FROM console_lines WHERE node_id = ?1)", params![node.0], |r| r.get(0))
 }
 
 #[cfg(test)]
@@ -104,9 +101,9 @@ mod tests {
 
     #[test]
     fn the_ring_keeps_the_newest_lines() {
-        let mut conn = Connection::open_in_memory().expect("db");
-        conn.execute_batch("CREATE TABLE nodes (id INTEGER PRIMARY KEY); INSERT INTO nodes (id) VALUES (1);").expect("nodes");
-        conn.execute_batch(super::super::migrations::CONSOLE_LINES).expect("table");
+        let mut conn = Db::sqlite(rusqlite::Connection::open_in_memory().expect("db"), super::super::seal::SealKey::throwaway());
+        conn.batch("CREATE TABLE nodes (id INTEGER PRIMARY KEY); INSERT INTO nodes (id) VALUES (1);").expect("nodes");
+        conn.batch(super::super::migrations::CONSOLE_LINES).expect("table");
         let lines: Vec<String> = (0..MAX_LINES + 5).map(|i| format!("line {i}")).collect();
         append(&mut conn, NodeId(1), Source::Agent, &lines).expect("append");
         let kept = tail(&conn, NodeId(1), MAX_LINES + 100).expect("tail");

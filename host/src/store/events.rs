@@ -1,6 +1,6 @@
 //! The append-only node event log: every state change, workflow step, retry and power drift.
 
-use rusqlite::{Connection, params};
+use super::db::{Db, params};
 
 use super::Result;
 use crate::domain::{NodeId, ProvisionState, now_ms};
@@ -69,12 +69,11 @@ impl<'a> NewEvent<'a> {
     }
 }
 
-pub fn append(conn: &Connection, event: NewEvent<'_>) -> Result<()> {
-    conn.prepare_cached(
+pub fn append(conn: &Db, event: NewEvent<'_>) -> Result<()> {
+    conn.execute(
         "INSERT INTO node_events (node_id, at, kind, from_state, to_state, message, duration_ms)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-    )?
-    .execute(params![
+        params![
         event.node.0,
         now_ms(),
         event.kind.as_str(),
@@ -86,12 +85,12 @@ pub fn append(conn: &Connection, event: NewEvent<'_>) -> Result<()> {
     Ok(())
 }
 
-pub fn list(conn: &Connection, node: NodeId) -> Result<Vec<Event>> {
-    let mut stmt = conn.prepare_cached(
+pub fn list(conn: &Db, node: NodeId) -> Result<Vec<Event>> {
+    conn.query_map(
         "SELECT id, node_id, at, kind, from_state, to_state, message, duration_ms
          FROM node_events WHERE node_id = ?1 ORDER BY id",
-    )?;
-    let rows = stmt.query_map([node.0], |row| {
+        params![node.0],
+        |row| {
         Ok(Event {
             id: row.get(0)?,
             node_id: row.get(1)?,
@@ -102,6 +101,6 @@ pub fn list(conn: &Connection, node: NodeId) -> Result<Vec<Event>> {
             message: row.get(6)?,
             duration_ms: row.get(7)?,
         })
-    })?;
-    Ok(rows.collect::<rusqlite::Result<_>>()?)
+        },
+    )
 }

@@ -1,6 +1,6 @@
 //! Images: uploaded files kept in the data dir, or external URLs, each with its sha256.
 
-use rusqlite::{Connection, OptionalExtension, Row, params};
+use super::db::{Db, Row, params};
 
 use super::switches::Key;
 use super::{Result, StoreError};
@@ -42,7 +42,7 @@ pub struct NewImage {
 
 const COLUMNS: &str = "id, name, url, file, sha256, size, compression, created_at";
 
-fn from_row(row: &Row<'_>) -> rusqlite::Result<Image> {
+fn from_row(row: &Row<'_>) -> Result<Image> {
     Ok(Image {
         id: row.get(0)?,
         name: row.get(1)?,
@@ -50,57 +50,51 @@ fn from_row(row: &Row<'_>) -> rusqlite::Result<Image> {
         file: row.get(3)?,
         sha256: row.get(4)?,
         size: row.get(5)?,
-        compression: super::parse_col(row, 6)?,
+        compression: row.parse(6)?,
         created_at: row.get(7)?,
     })
 }
 
-pub fn name_taken(conn: &Connection, name: &str) -> Result<bool> {
-    Ok(conn.query_row("SELECT EXISTS(SELECT 1 FROM images WHERE name = ?1)", [name], |r| r.get(0))?)
+pub fn name_taken(conn: &Db, name: &str) -> Result<bool> {
+    conn.query_row("SELECT EXISTS(SELECT 1 FROM images WHERE name = ?1)", params![name], |r| r.get(0))
 }
 
-pub fn insert(conn: &mut Connection, new: NewImage) -> Result<Image> {
+pub fn insert(conn: &mut Db, new: NewImage) -> Result<Image> {
     let tx = conn.transaction()?;
     if name_taken(&tx, &new.name)? {
         return Err(StoreError::Conflict(format!("an image named {:?} already exists", new.name)));
     }
-    tx.execute(
-        "INSERT INTO images (name, url, file, sha256, size, compression, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+    let id: i64 = tx.query_row(
+        "INSERT INTO images (name, url, file, sha256, size, compression, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) RETURNING id",
         params![new.name, new.url, new.file, new.sha256, new.size, new.compression.as_str(), now_ms()],
+        |r| r.get(0),
     )?;
-    let id = tx.last_insert_rowid();
     let image = get(&tx, &Key::Id(id))?;
     tx.commit()?;
     Ok(image)
 }
 
-pub fn list(conn: &Connection) -> Result<Vec<Image>> {
-    let mut stmt = conn.prepare_cached(&format!("SELECT {COLUMNS} FROM images ORDER BY id"))?;
-    let rows = stmt.query_map([], from_row)?;
-    Ok(rows.collect::<rusqlite::Result<_>>()?)
+pub fn list(conn: &Db) -> Result<Vec<Image>> {
+    conn.query_map(&format!("SELECT {COLUMNS} FROM images ORDER BY id"), params![], from_row)
 }
 
-pub fn get(conn: &Connection, key: &Key) -> Result<Image> {
+pub fn get(conn: &Db, key: &Key) -> Result<Image> {
     let found = match key {
-        Key::Id(id) => conn.query_row(&format!("SELECT {COLUMNS} FROM images WHERE id = ?1"), [id], from_row).optional()?,
-        Key::Name(n) => conn.query_row(&format!("SELECT {COLUMNS} FROM images WHERE name = ?1"), [n], from_row).optional()?,
+        Key::Id(id) => conn.query_opt(&format!("SELECT {COLUMNS} FROM images WHERE id = ?1"), params![id], from_row)?,
+        Key::Name(n) => conn.query_opt(&format!("SELECT {COLUMNS} FROM images WHERE name = ?1"), params![n], from_row)?,
     };
     found.ok_or_else(|| StoreError::NotFound(format!("image {key}")))
 }
 
 /// Deletes the row and returns it (the caller removes the file). Refused while an instance uses it.
-pub fn delete(conn: &mut Connection, key: &Key) -> Result<Image> {
+pub fn delete(conn: &mut Db, key: &Key) -> Result<Image> {
     let tx = conn.transaction()?;
     let image = get(&tx, key)?;
-    let users: Vec<String> = {
-        let mut stmt = tx.prepare("SELECT name FROM instances WHERE image_id = ?1 ORDER BY id LIMIT 5")?;
-        let rows = stmt.query_map([image.id], |r| r.get(0))?;
-        rows.collect::<rusqlite::Result<_>>()?
-    };
+    let users: Vec<String> = tx.query_map("SELECT name FROM instances WHERE image_id = ?1 ORDER BY id LIMIT 5", params![image.id], |r| r.get(0))?;
     if !users.is_empty() {
         return Err(StoreError::Conflict(format!("image {:?} is used by instances: {}; delete them first", image.name, users.join(", "))));
     }
-    tx.execute("DELETE FROM images WHERE id = ?1", [image.id])?;
+    tx.execute("DELETE FROM images WHERE id = ?1", params![image.id])?;
     tx.commit()?;
     Ok(image)
 }

@@ -1,6 +1,6 @@
 //! Instances and the atomic claim of a node for one.
 
-use rusqlite::{Connection, OptionalExtension, Row, params};
+use super::db::{Db, Row, params};
 
 use super::last_error::LastError;
 use super::nodes::{self, Node, Transition};
@@ -29,13 +29,13 @@ pub struct Instance {
 const SELECT: &str = "SELECT i.id, i.name, i.image_id, n.id, i.state, i.last_error, i.created_at, i.updated_at, i.last_error_detail
      FROM instances i LEFT JOIN nodes n ON n.instance_id = i.id";
 
-fn from_row(row: &Row<'_>) -> rusqlite::Result<Instance> {
+fn from_row(row: &Row<'_>) -> Result<Instance> {
     Ok(Instance {
         id: row.get(0)?,
         name: row.get(1)?,
         image_id: row.get(2)?,
         node_id: row.get(3)?,
-        state: super::parse_col(row, 4)?,
+        state: row.parse(4)?,
         last_error: LastError::from_columns(row.get(5)?, row.get(8)?),
         created_at: row.get(6)?,
         updated_at: row.get(7)?,
@@ -56,7 +56,7 @@ pub struct Claim {
 
 /// In one transaction: picks the first available node that fits (or the named one), creates the
 /// instance, and moves the node to `deploying`. Two claims can never get the same node.
-pub fn claim(conn: &mut Connection, claim: Claim) -> Result<(Instance, Node)> {
+pub fn claim(conn: &mut Db, claim: Claim) -> Result<(Instance, Node)> {
     let tx = conn.transaction()?;
     let image = images::get(&tx, &claim.image).map_err(|e| match e {
         StoreError::NotFound(what) => StoreError::Unprocessable(format!("{what} does not exist")),
@@ -80,14 +80,13 @@ pub fn claim(conn: &mut Connection, claim: Claim) -> Result<(Instance, Node)> {
         }
         None => {
             let id: Option<i64> = tx
-                .query_row(
+                .query_opt(
                     "SELECT id FROM nodes WHERE state = 'available' AND maintenance = 0 AND instance_id IS NULL
                        AND cpus >= ?1 AND ram_mb >= ?2 AND disk_gb >= ?3
                      ORDER BY cpus, ram_mb, disk_gb, id LIMIT 1",
                     params![claim.cpus, claim.ram_mb, claim.disk_gb],
                     |r| r.get(0),
-                )
-                .optional()?;
+                )?;
             let Some(id) = id else {
                 return Err(StoreError::Conflict(format!(
                     "no available node fits cpus >= {}, ram_mb >= {}, disk_gb >= {}",
@@ -98,16 +97,16 @@ pub fn claim(conn: &mut Connection, claim: Claim) -> Result<(Instance, Node)> {
         }
     };
     let name = claim.name.unwrap_or_else(|| format!("instance-{}", node.name));
-    let taken: bool = tx.query_row("SELECT EXISTS(SELECT 1 FROM instances WHERE name = ?1)", [&name], |r| r.get(0))?;
+    let taken: bool = tx.query_row("SELECT EXISTS(SELECT 1 FROM instances WHERE name = ?1)", params![&name], |r| r.get(0))?;
     if taken {
         return Err(StoreError::Conflict(format!("an instance named {name:?} already exists")));
     }
     let now = now_ms();
-    tx.execute(
-        "INSERT INTO instances (name, image_id, state, created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?4)",
+    let instance_id: i64 = tx.query_row(
+        "INSERT INTO instances (name, image_id, state, created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?4) RETURNING id",
         params![name, image.id, InstanceState::Deploying.as_str(), now],
+        |r| r.get(0),
     )?;
-    let instance_id = tx.last_insert_rowid();
     tx.execute("UPDATE nodes SET instance_id = ?2 WHERE id = ?1", params![node.id.0, instance_id])?;
     let message = format!("claimed for instance {name:?} (image {:?})", image.name);
     let node = nodes::transition(
@@ -127,21 +126,19 @@ pub fn claim(conn: &mut Connection, claim: Claim) -> Result<(Instance, Node)> {
     Ok((instance, node))
 }
 
-pub fn get(conn: &Connection, key: &Key) -> Result<Instance> {
+pub fn get(conn: &Db, key: &Key) -> Result<Instance> {
     let found = match key {
-        Key::Id(id) => conn.query_row(&format!("{SELECT} WHERE i.id = ?1"), [id], from_row).optional()?,
-        Key::Name(n) => conn.query_row(&format!("{SELECT} WHERE i.name = ?1"), [n], from_row).optional()?,
+        Key::Id(id) => conn.query_opt(&format!("{SELECT} WHERE i.id = ?1"), params![id], from_row)?,
+        Key::Name(n) => conn.query_opt(&format!("{SELECT} WHERE i.name = ?1"), params![n], from_row)?,
     };
     found.ok_or_else(|| StoreError::NotFound(format!("instance {key}")))
 }
 
-pub fn list(conn: &Connection) -> Result<Vec<Instance>> {
-    let mut stmt = conn.prepare_cached(&format!("{SELECT} ORDER BY i.id"))?;
-    let rows = stmt.query_map([], from_row)?;
-    Ok(rows.collect::<rusqlite::Result<_>>()?)
+pub fn list(conn: &Db) -> Result<Vec<Instance>> {
+    conn.query_map(&format!("{SELECT} ORDER BY i.id"), params![], from_row)
 }
 
-pub fn set_state(conn: &Connection, id: InstanceId, state: InstanceState, last_error: Option<&LastError>) -> Result<()> {
+pub fn set_state(conn: &Db, id: InstanceId, state: InstanceState, last_error: Option<&LastError>) -> Result<()> {
     conn.execute(
         "UPDATE instances SET state = ?2, last_error = ?3, last_error_detail = ?4, updated_at = ?5 WHERE id = ?1",
         params![id.0, state.as_str(), last_error.map(ToString::to_string), last_error.map(LastError::to_json), now_ms()],
@@ -150,8 +147,8 @@ pub fn set_state(conn: &Connection, id: InstanceId, state: InstanceState, last_e
 }
 
 /// Removes the instance once its node is clean; the node's link goes with it.
-pub fn remove(conn: &Connection, id: InstanceId) -> Result<()> {
-    conn.execute("UPDATE nodes SET instance_id = NULL WHERE instance_id = ?1", [id.0])?;
-    conn.execute("DELETE FROM instances WHERE id = ?1", [id.0])?;
+pub fn remove(conn: &Db, id: InstanceId) -> Result<()> {
+    conn.execute("UPDATE nodes SET instance_id = NULL WHERE instance_id = ?1", params![id.0])?;
+    conn.execute("DELETE FROM instances WHERE id = ?1", params![id.0])?;
     Ok(())
 }

@@ -2,7 +2,7 @@
 //! boot mode, its switch port when an LLDP neighbour is a registered switch; and the enlistment of
 //! an unknown machine from its report. Each is one transaction; a refused report writes nothing.
 
-use rusqlite::{Connection, OptionalExtension, Transaction, params};
+use super::db::{Db, params};
 
 use super::events::{self, EventKind, NewEvent};
 use super::nodes::{self, Node};
@@ -16,20 +16,19 @@ pub struct Stored {
     pub reported_at: i64,
 }
 
-pub fn get(conn: &Connection, node: NodeId) -> Result<Option<Stored>> {
+pub fn get(conn: &Db, node: NodeId) -> Result<Option<Stored>> {
     Ok(conn
-        .query_row("SELECT report, reported_at FROM node_inventory WHERE node_id = ?1", [node.0], |r| {
+        .query_opt("SELECT report, reported_at FROM node_inventory WHERE node_id = ?1", params![node.0], |r| {
             Ok(Stored { report: r.get(0)?, reported_at: r.get(1)? })
-        })
-        .optional()?)
+        })?)
 }
 
 /// Refuses a report naming a MAC that another node has: it is that node's machine, or a lie.
-fn check_macs(tx: &Transaction<'_>, this: Option<NodeId>, macs: &[MacAddr]) -> Result<()> {
+fn check_macs(tx: &Db, this: Option<NodeId>, macs: &[MacAddr]) -> Result<()> {
     let other = this.map_or(-1, |id| id.0);
     for mac in macs {
         let holder: Option<String> =
-            tx.query_row("SELECT name FROM nodes WHERE mac = ?1 AND id <> ?2", params![mac.to_string(), other], |r| r.get(0)).optional()?;
+            tx.query_opt("SELECT name FROM nodes WHERE mac = ?1 AND id <> ?2", params![mac.to_string(), other], |r| r.get(0))?;
         if let Some(holder) = holder {
             return Err(StoreError::Conflict(format!("the report names MAC {mac}, which belongs to node {holder:?}")));
         }
@@ -37,7 +36,7 @@ fn check_macs(tx: &Transaction<'_>, this: Option<NodeId>, macs: &[MacAddr]) -> R
     Ok(())
 }
 
-fn save_report(tx: &Transaction<'_>, node: NodeId, report: &str) -> Result<()> {
+fn save_report(tx: &Db, node: NodeId, report: &str) -> Result<()> {
     tx.execute(
         "INSERT INTO node_inventory (node_id, report, reported_at) VALUES (?1, ?2, ?3)
          ON CONFLICT (node_id) DO UPDATE SET report = excluded.report, reported_at = excluded.reported_at",
@@ -47,7 +46,7 @@ fn save_report(tx: &Transaction<'_>, node: NodeId, report: &str) -> Result<()> {
 }
 
 /// The first neighbour that is a registered switch, and the port it names.
-fn lldp_port(tx: &Transaction<'_>, facts: &Facts) -> Result<Option<(switches::Switch, SwitchPort)>> {
+fn lldp_port(tx: &Db, facts: &Facts) -> Result<Option<(switches::Switch, SwitchPort)>> {
     for n in &facts.neighbours {
         if let Some(switch) = switches::find_by_chassis(tx, &n.chassis)? {
             return Ok(Some((switch, n.port.clone())));
@@ -57,19 +56,18 @@ fn lldp_port(tx: &Transaction<'_>, facts: &Facts) -> Result<Option<(switches::Sw
 }
 
 /// Which node holds a switch port, other than `this`.
-fn port_holder(tx: &Transaction<'_>, this: Option<NodeId>, switch: &switches::Switch, port: &SwitchPort) -> Result<Option<String>> {
+fn port_holder(tx: &Db, this: Option<NodeId>, switch: &switches::Switch, port: &SwitchPort) -> Result<Option<String>> {
     Ok(tx
-        .query_row(
+        .query_opt(
             "SELECT name FROM nodes WHERE switch_id = ?1 AND switch_port = ?2 AND id <> ?3",
             params![switch.id.0, port.as_str(), this.map_or(-1, |id| id.0)],
             |r| r.get(0),
-        )
-        .optional()?)
+        )?)
 }
 
 /// An inspection's report: kept, and the node's CPUs, RAM, disk and boot mode follow it; an LLDP
 /// neighbour that is a registered switch gives the node its port (unless another node has it).
-pub fn record(conn: &mut Connection, node: NodeId, report: &str, facts: &Facts) -> Result<Node> {
+pub fn record(conn: &mut Db, node: NodeId, report: &str, facts: &Facts) -> Result<Node> {
     let tx = conn.transaction()?;
     let before = nodes::get_by_id(&tx, node)?;
     if before.state != ProvisionState::Inspecting {
@@ -104,13 +102,13 @@ pub fn record(conn: &mut Connection, node: NodeId, report: &str, facts: &Facts) 
 /// Enlistment: a new `enrolled` node from an unknown machine's report, named after its boot NIC,
 /// on the switch port LLDP names, else on the first switch with a stand-in port. Without any
 /// switch registered there is nowhere to put it.
-pub fn enlist(conn: &mut Connection, report: &str, facts: &Facts) -> Result<Node> {
+pub fn enlist(conn: &mut Db, report: &str, facts: &Facts) -> Result<Node> {
     let tx = conn.transaction()?;
     check_macs(&tx, None, &facts.macs)?;
     let (switch, port, how) = match lldp_port(&tx, facts)? {
         Some((switch, port)) if port_holder(&tx, None, &switch, &port)?.is_none() => (switch, port, "from LLDP"),
         _ => {
-            let first: Option<i64> = tx.query_row("SELECT id FROM switches ORDER BY id LIMIT 1", [], |r| r.get(0)).optional()?;
+            let first: Option<i64> = tx.query_opt("SELECT id FROM switches ORDER BY id LIMIT 1", params![], |r| r.get(0))?;
             let Some(first) = first else {
                 return Err(StoreError::Unprocessable("no switch is registered: add the provisioning switch before enlisting machines".into()));
             };
@@ -122,10 +120,11 @@ pub fn enlist(conn: &mut Connection, report: &str, facts: &Facts) -> Result<Node
     let ip = facts.boot_ip.map_or_else(|| "0.0.0.0".to_owned(), |ip| ip.to_string());
     let now = now_ms();
     // No BMC yet: empty address, user and driver are what `Node::needs_bmc` tells by.
-    tx.execute(
+    let id = NodeId(tx.query_row(
         "INSERT INTO nodes (name, mac, ip, cpus, ram_mb, disk_gb, bmc_address, bmc_port, bmc_username, bmc_password,
                             power_driver, switch_id, switch_port, state, created_at, updated_at, boot_mode)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, '', 623, '', seal('nodes.bmc_password', ''), '', ?7, ?8, ?9, ?10, ?10, ?11)",
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, '', 623, '', ?12, '', ?7, ?8, ?9, ?10, ?10, ?11)
+         RETURNING id",
         params![
             name,
             facts.boot_mac.to_string(),
@@ -137,10 +136,11 @@ pub fn enlist(conn: &mut Connection, report: &str, facts: &Facts) -> Result<Node
             port.as_str(),
             ProvisionState::Enrolled.as_str(),
             now,
-            facts.boot_mode.as_str()
+            facts.boot_mode.as_str(),
+            tx.seal("nodes.bmc_password", "")?
         ],
-    )?;
-    let id = NodeId(tx.last_insert_rowid());
+        |r| r.get(0),
+    )?);
     let message = format!("enlisted by discovery: {}; switch {:?} port {port} ({how})", facts.summary(), switch.name);
     events::append(
         &tx,
@@ -161,11 +161,10 @@ mod tests {
     use crate::store::nodes::{NewNode, Transition};
     use crate::store::switches::{Key, NewSwitch};
 
-    fn db(dir: &std::path::Path) -> Connection {
-        let mut conn = Connection::open_in_memory().expect("db");
-        super::super::migrations::apply(&mut conn).expect("migrations");
+    fn db(dir: &std::path::Path) -> Db {
         let key = super::super::seal::SealKey::create(&dir.join("key")).expect("key");
-        super::super::seal::register(&conn, &key).expect("seal functions");
+        let mut conn = Db::sqlite(rusqlite::Connection::open_in_memory().expect("db"), key);
+        super::super::migrations::apply(&mut conn).expect("migrations");
         let switch = NewSwitch {
             name: "tor1".into(),
             address: "127.0.0.1".parse().expect("address"),
@@ -213,7 +212,7 @@ mod tests {
         (serde_json::to_string(&report).expect("json"), facts)
     }
 
-    fn inspecting(conn: &Connection, node: i64) {
+    fn inspecting(conn: &Db, node: i64) {
         let t = Transition {
             node: NodeId(node),
             from: &[],

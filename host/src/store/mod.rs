@@ -1,9 +1,12 @@
-//! The SQLite store: one connection owned by one thread, so no rusqlite call runs on an async worker.
+//! The store: one database connection, SQLite (the default) or PostgreSQL, owned by one thread, so
+//! no database call runs on an async worker.
 //!
 //! Callers send closures with [`Store::call`] and await the answer. Transactions are short and never
-//! span a plugin call.
+//! span a plugin call. The SQL lives in this module's files, written once for both engines
+//! (store/db.rs).
 
 pub mod console;
+pub mod db;
 pub mod events;
 pub mod images;
 pub mod instances;
@@ -15,11 +18,13 @@ pub mod seal;
 pub mod switches;
 pub mod tasks;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 
-use rusqlite::Connection;
+pub use db::{Db, DbError};
 use tokio::sync::oneshot;
+
+use crate::domain::Secret;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -32,18 +37,44 @@ pub enum StoreError {
     #[error("{0}")]
     Unprocessable(String),
     #[error("database error: {0}")]
-    Db(#[from] rusqlite::Error),
+    Db(DbError),
     #[error("database migration failed: {0}")]
     Migration(String),
     #[error(transparent)]
     Seal(#[from] seal::SealError),
+    #[error("cannot connect to the database {url}: {message}")]
+    Connect { url: String, message: String },
     #[error("the database thread has stopped")]
     Closed,
 }
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
-type Job = Box<dyn FnOnce(&mut Connection) + Send>;
+type Job = Box<dyn FnOnce(&mut Db) + Send>;
+
+/// Where the pool lives: `database = "sqlite:///var/lib/metalhost/metalhost.db"` (the default, one
+/// daemon) or `"postgres://user@host:5432/metalhost"` (several daemons, one pool).
+#[derive(Clone)]
+pub enum Database {
+    Sqlite(PathBuf),
+    /// The URL carries no password (config refuses one there); it comes from a file, as a Secret.
+    Postgres { url: String, password: Option<Secret> },
+}
+
+impl std::fmt::Debug for Database {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{self}")
+    }
+}
+
+impl std::fmt::Display for Database {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Database::Sqlite(path) => write!(f, "sqlite://{}", path.display()),
+            Database::Postgres { url, .. } => f.write_str(url),
+        }
+    }
+}
 
 /// A cheap, cloneable handle to the database thread.
 #[derive(Clone)]
@@ -53,48 +84,82 @@ pub struct Store {
 
 impl Store {
     /// Opens (or creates) the database, applies pending migrations, loads (or makes) the key that
-    /// seals passwords and seals any still stored in clear, and starts its thread.
-    pub fn open(path: &Path, key_path: &Path) -> Result<Store> {
-        let mut conn = Connection::open(path)?;
-        configure(&conn)?;
-        migrations::apply(&mut conn)?;
-        let key = seal::load_key(&conn, key_path)?;
-        seal::register(&conn, &key)?;
-        seal::seal_plaintext_rows(&conn)?;
-        Ok(Self::spawn(conn))
-    }
-
-    fn spawn(mut conn: Connection) -> Store {
+    /// seals passwords and seals any still stored in clear, and starts its thread. The connection
+    /// is made on that thread: the PostgreSQL client runs its own small runtime, which must not
+    /// start inside tokio's.
+    pub fn open(database: &Database, key_path: &Path) -> Result<Store> {
+        let (ready_tx, ready_rx) = mpsc::channel::<Result<()>>();
         let (jobs, rx) = mpsc::channel::<Job>();
+        let database = database.clone();
+        let key_path = key_path.to_owned();
         std::thread::Builder::new()
             .name("metalhost-store".into())
             .spawn(move || {
+                let mut db = match connect(&database, &key_path) {
+                    Ok(db) => {
+                        let _ = ready_tx.send(Ok(()));
+                        db
+                    }
+                    Err(e) => {
+                        let _ = ready_tx.send(Err(e));
+                        return;
+                    }
+                };
                 // Ends when every Store handle is dropped.
                 while let Ok(job) = rx.recv() {
-                    job(&mut conn);
+                    db.reconnect_if_closed();
+                    job(&mut db);
                 }
             })
-            .map(|_| ())
-            .unwrap_or_else(|e| tracing::error!("cannot start the database thread: {e}"));
-        Store { jobs }
+            .map_err(|e| StoreError::Connect { url: "(thread)".into(), message: format!("cannot start the database thread: {e}") })?;
+        ready_rx.recv().map_err(|_| StoreError::Closed)??;
+        Ok(Store { jobs })
     }
 
     /// Runs `f` on the database thread and returns its result.
     pub async fn call<T, F>(&self, f: F) -> Result<T>
     where
         T: Send + 'static,
-        F: FnOnce(&mut Connection) -> Result<T> + Send + 'static,
+        F: FnOnce(&mut Db) -> Result<T> + Send + 'static,
     {
         let (tx, rx) = oneshot::channel();
-        let job: Job = Box::new(move |conn| {
-            let _ = tx.send(f(conn));
+        let job: Job = Box::new(move |db| {
+            let _ = tx.send(f(db));
         });
         self.jobs.send(job).map_err(|_| StoreError::Closed)?;
         rx.await.map_err(|_| StoreError::Closed)?
     }
 }
 
-fn configure(conn: &Connection) -> Result<()> {
+fn connect(database: &Database, key_path: &Path) -> Result<Db> {
+    // The key is read after the migrations, from a database that may already hold sealed values;
+    // until then the connection carries a throwaway key that nothing is sealed with.
+    let mut db = match database {
+        Database::Sqlite(path) => {
+            let conn = rusqlite::Connection::open(path)?;
+            configure(&conn)?;
+            Db::sqlite(conn, seal::SealKey::throwaway())
+        }
+        Database::Postgres { url, password } => {
+            let mut config: postgres::Config =
+                url.parse().map_err(|e: postgres::Error| StoreError::Connect { url: url.clone(), message: e.to_string() })?;
+            if let Some(password) = password {
+                config.password(password.expose());
+            }
+            config.application_name("metalhost").connect_timeout(std::time::Duration::from_secs(10));
+            // Loopback or a unix socket in the tests; TLS to a remote server is future work (see note).
+            let client = config.connect(postgres::NoTls).map_err(|e| StoreError::Connect { url: url.clone(), message: DbError::from(e).to_string() })?;
+            Db::postgres(client, config, seal::SealKey::throwaway())
+        }
+    };
+    migrations::apply(&mut db)?;
+    let key = seal::load_key(&db, key_path)?;
+    db.set_key(key);
+    seal::seal_plaintext_rows(&mut db)?;
+    Ok(db)
+}
+
+fn configure(conn: &rusqlite::Connection) -> Result<()> {
     conn.pragma_update(None, "journal_mode", "WAL")?;
     conn.pragma_update(None, "synchronous", "NORMAL")?;
     conn.pragma_update(None, "foreign_keys", "ON")?;
@@ -106,17 +171,8 @@ fn configure(conn: &Connection) -> Result<()> {
 
 /// True when `e` is a UNIQUE/FOREIGN KEY/CHECK violation: a last line of defence behind the
 /// explicit checks, which give better messages.
-pub fn is_constraint(e: &rusqlite::Error) -> bool {
-    matches!(e, rusqlite::Error::SqliteFailure(err, _) if err.code == rusqlite::ErrorCode::ConstraintViolation)
-}
-
-/// Reads a text column into a type that parses from it (states, kinds, addresses).
-pub(crate) fn parse_col<T: std::str::FromStr>(row: &rusqlite::Row<'_>, idx: usize) -> rusqlite::Result<T>
-where
-    T::Err: std::fmt::Display,
-{
-    let text: String = row.get(idx)?;
-    text.parse().map_err(|e: T::Err| rusqlite::Error::FromSqlConversionFailure(idx, rusqlite::types::Type::Text, e.to_string().into()))
+pub fn is_constraint(e: &DbError) -> bool {
+    e.is_constraint()
 }
 
 /// Serialises a typed column by its text form, so the API shows what the database holds.

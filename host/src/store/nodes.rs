@@ -2,7 +2,7 @@
 
 use std::net::IpAddr;
 
-use rusqlite::{Connection, OptionalExtension, Row, Transaction, params};
+use super::db::{Db, Row, ToValue, Value, params};
 
 use super::events::{self, EventKind, NewEvent};
 use super::last_error::LastError;
@@ -101,46 +101,46 @@ impl NodeUpdate {
     }
 }
 
-const COLUMNS: &str = "id, name, mac, ip, cpus, ram_mb, disk_gb, bmc_address, bmc_port, bmc_username, unseal('nodes.bmc_password', bmc_password), \
+const COLUMNS: &str = "id, name, mac, ip, cpus, ram_mb, disk_gb, bmc_address, bmc_port, bmc_username, bmc_password, \
      power_driver, switch_id, switch_port, state, power_state, network, vlan, maintenance, last_error, instance_id, \
      state_deadline, last_error_detail, boot_mode";
 
-fn from_row(row: &Row<'_>) -> rusqlite::Result<Node> {
+fn from_row(row: &Row<'_>) -> Result<Node> {
     Ok(Node {
         id: NodeId(row.get(0)?),
         name: row.get(1)?,
-        mac: super::parse_col(row, 2)?,
-        ip: super::parse_col(row, 3)?,
+        mac: row.parse(2)?,
+        ip: row.parse(3)?,
         cpus: row.get(4)?,
         ram_mb: row.get(5)?,
         disk_gb: row.get(6)?,
         bmc_address: row.get(7)?,
         bmc_port: row.get(8)?,
         bmc_username: row.get(9)?,
-        bmc_password: Secret::new(row.get::<_, String>(10)?),
+        bmc_password: row.unseal(10, "nodes.bmc_password")?,
         power_driver: row.get(11)?,
         switch_id: SwitchId(row.get(12)?),
         switch_port: row.get(13)?,
-        state: super::parse_col(row, 14)?,
-        power_state: super::parse_col(row, 15)?,
-        network: super::parse_col(row, 16)?,
+        state: row.parse(14)?,
+        power_state: row.parse(15)?,
+        network: row.parse(16)?,
         vlan: row
-            .get::<_, Option<i64>>(17)?
+            .get::<Option<i64>>(17)?
             .map(Vlan::new)
             .transpose()
-            .map_err(|e| rusqlite::Error::FromSqlConversionFailure(17, rusqlite::types::Type::Integer, e.to_string().into()))?,
+            .map_err(|e| super::StoreError::Db(super::DbError::Column { index: 17, message: e.to_string() }))?,
         maintenance: row.get(18)?,
         last_error: LastError::from_columns(row.get(19)?, row.get(22)?),
-        instance_id: row.get::<_, Option<i64>>(20)?.map(InstanceId),
+        instance_id: row.get::<Option<i64>>(20)?.map(InstanceId),
         state_deadline: row.get(21)?,
-        boot_mode: super::parse_col(row, 23)?,
+        boot_mode: row.parse(23)?,
     })
 }
 
 /// The explicit uniqueness and reference checks, shared by insert and update, so a rejected request
 /// gets a precise message and writes nothing.
 pub(super) fn check_unique(
-    tx: &Transaction<'_>,
+    tx: &Db,
     this: Option<NodeId>,
     name: Option<&str>,
     mac: Option<&MacAddr>,
@@ -149,7 +149,7 @@ pub(super) fn check_unique(
     let other = this.map_or(-1, |id| id.0);
     if let Some(mac) = mac {
         let holder: Option<String> =
-            tx.query_row("SELECT name FROM nodes WHERE mac = ?1 AND id <> ?2", params![mac.to_string(), other], |r| r.get(0)).optional()?;
+            tx.query_opt("SELECT name FROM nodes WHERE mac = ?1 AND id <> ?2", params![mac.to_string(), other], |r| r.get(0))?;
         if let Some(holder) = holder {
             return Err(StoreError::Conflict(format!("MAC {mac} is already enrolled as node {holder:?}")));
         }
@@ -161,15 +161,14 @@ pub(super) fn check_unique(
         }
     }
     if let Some((switch_id, port)) = port {
-        let exists: bool = tx.query_row("SELECT EXISTS(SELECT 1 FROM switches WHERE id = ?1)", [switch_id.0], |r| r.get(0))?;
+        let exists: bool = tx.query_row("SELECT EXISTS(SELECT 1 FROM switches WHERE id = ?1)", params![switch_id.0], |r| r.get(0))?;
         if !exists {
             return Err(StoreError::Unprocessable(format!("switch {switch_id} does not exist")));
         }
         let holder: Option<String> = tx
-            .query_row("SELECT name FROM nodes WHERE switch_id = ?1 AND switch_port = ?2 AND id <> ?3", params![switch_id.0, port, other], |r| {
+            .query_opt("SELECT name FROM nodes WHERE switch_id = ?1 AND switch_port = ?2 AND id <> ?3", params![switch_id.0, port, other], |r| {
                 r.get(0)
-            })
-            .optional()?;
+            })?;
         if let Some(holder) = holder {
             return Err(StoreError::Conflict(format!("port {port} of switch {switch_id} is already given to node {holder:?}")));
         }
@@ -177,14 +176,15 @@ pub(super) fn check_unique(
     Ok(())
 }
 
-pub fn insert(conn: &mut Connection, new: NewNode) -> Result<Node> {
+pub fn insert(conn: &mut Db, new: NewNode) -> Result<Node> {
     let tx = conn.transaction()?;
     check_unique(&tx, None, Some(&new.name), Some(&new.mac), Some((new.switch_id, new.switch_port.as_str())))?;
     let now = now_ms();
-    tx.execute(
+    let id = NodeId(tx.query_row(
         "INSERT INTO nodes (name, mac, ip, cpus, ram_mb, disk_gb, bmc_address, bmc_port, bmc_username, bmc_password,
                             power_driver, switch_id, switch_port, state, created_at, updated_at, boot_mode)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, seal('nodes.bmc_password', ?10), ?11, ?12, ?13, ?14, ?15, ?15, ?16)",
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?15, ?16)
+         RETURNING id",
         params![
             new.name,
             new.mac.to_string(),
@@ -195,7 +195,7 @@ pub fn insert(conn: &mut Connection, new: NewNode) -> Result<Node> {
             new.bmc_address.as_str(),
             new.bmc_port,
             new.bmc_username,
-            new.bmc_password.expose(),
+            tx.seal("nodes.bmc_password", new.bmc_password.expose())?,
             new.power_driver,
             new.switch_id.0,
             new.switch_port.as_str(),
@@ -203,8 +203,8 @@ pub fn insert(conn: &mut Connection, new: NewNode) -> Result<Node> {
             now,
             new.boot_mode.as_str()
         ],
-    )?;
-    let id = NodeId(tx.last_insert_rowid());
+        |r| r.get(0),
+    )?);
     events::append(
         &tx,
         NewEvent { node: id, kind: EventKind::State, from: None, to: Some(ProvisionState::Enrolled), message: "enrolled", duration_ms: None },
@@ -214,41 +214,36 @@ pub fn insert(conn: &mut Connection, new: NewNode) -> Result<Node> {
     Ok(node)
 }
 
-pub fn list(conn: &Connection) -> Result<Vec<Node>> {
-    let mut stmt = conn.prepare_cached(&format!("SELECT {COLUMNS} FROM nodes ORDER BY id"))?;
-    let rows = stmt.query_map([], from_row)?;
-    Ok(rows.collect::<rusqlite::Result<_>>()?)
+pub fn list(conn: &Db) -> Result<Vec<Node>> {
+    conn.query_map(&format!("SELECT {COLUMNS} FROM nodes ORDER BY id"), params![], from_row)
 }
 
-pub fn list_in_state(conn: &Connection, state: ProvisionState) -> Result<Vec<Node>> {
-    let mut stmt = conn.prepare_cached(&format!("SELECT {COLUMNS} FROM nodes WHERE state = ?1 ORDER BY id"))?;
-    let rows = stmt.query_map([state.as_str()], from_row)?;
-    Ok(rows.collect::<rusqlite::Result<_>>()?)
+pub fn list_in_state(conn: &Db, state: ProvisionState) -> Result<Vec<Node>> {
+    conn.query_map(&format!("SELECT {COLUMNS} FROM nodes WHERE state = ?1 ORDER BY id"), params![state.as_str()], from_row)
 }
 
-pub fn get(conn: &Connection, key: &Key) -> Result<Node> {
+pub fn get(conn: &Db, key: &Key) -> Result<Node> {
     let found = match key {
-        Key::Id(id) => conn.query_row(&format!("SELECT {COLUMNS} FROM nodes WHERE id = ?1"), [id], from_row).optional()?,
-        Key::Name(name) => conn.query_row(&format!("SELECT {COLUMNS} FROM nodes WHERE name = ?1"), [name], from_row).optional()?,
+        Key::Id(id) => conn.query_opt(&format!("SELECT {COLUMNS} FROM nodes WHERE id = ?1"), params![id], from_row)?,
+        Key::Name(name) => conn.query_opt(&format!("SELECT {COLUMNS} FROM nodes WHERE name = ?1"), params![name], from_row)?,
     };
     found.ok_or_else(|| StoreError::NotFound(format!("node {key}")))
 }
 
-pub fn get_by_id(conn: &Connection, id: NodeId) -> Result<Node> {
+pub fn get_by_id(conn: &Db, id: NodeId) -> Result<Node> {
     get(conn, &Key::Id(id.0))
 }
 
-pub fn find_by_macs(conn: &Connection, macs: &[MacAddr]) -> Result<Option<Node>> {
-    let mut stmt = conn.prepare_cached(&format!("SELECT {COLUMNS} FROM nodes WHERE mac = ?1"))?;
+pub fn find_by_macs(conn: &Db, macs: &[MacAddr]) -> Result<Option<Node>> {
     for mac in macs {
-        if let Some(node) = stmt.query_row([mac.to_string()], from_row).optional()? {
+        if let Some(node) = conn.query_opt(&format!("SELECT {COLUMNS} FROM nodes WHERE mac = ?1"), params![mac.to_string()], from_row)? {
             return Ok(Some(node));
         }
     }
     Ok(None)
 }
 
-pub fn update(conn: &mut Connection, key: &Key, change: NodeUpdate) -> Result<Node> {
+pub fn update(conn: &mut Db, key: &Key, change: NodeUpdate) -> Result<Node> {
     let tx = conn.transaction()?;
     let node = get(&tx, key)?;
     if change.changes_hardware() && (node.state.is_transitional() || node.state == ProvisionState::Active) {
@@ -261,69 +256,66 @@ pub fn update(conn: &mut Connection, key: &Key, change: NodeUpdate) -> Result<No
     let port_changes = change.switch_id.is_some() || change.switch_port.is_some();
     let port = change.switch_port.as_ref().map_or(node.switch_port.as_str(), |p| p.as_str());
     check_unique(&tx, Some(node.id), change.name.as_deref(), change.mac.as_ref(), port_changes.then_some((switch_id, port)))?;
-    let mut changes: Vec<(&str, Box<dyn rusqlite::ToSql>)> = Vec::new();
+    let mut changes: Vec<(&str, Value)> = Vec::new();
     if let Some(v) = change.name {
-        changes.push(("name", Box::new(v)));
+        changes.push(("name", v.to_value()));
     }
     if let Some(v) = change.mac {
-        changes.push(("mac", Box::new(v.to_string())));
+        changes.push(("mac", v.to_string().to_value()));
     }
     if let Some(v) = change.ip {
-        changes.push(("ip", Box::new(v.to_string())));
+        changes.push(("ip", v.to_string().to_value()));
     }
     if let Some(v) = change.cpus {
-        changes.push(("cpus", Box::new(v)));
+        changes.push(("cpus", v.to_value()));
     }
     if let Some(v) = change.ram_mb {
-        changes.push(("ram_mb", Box::new(v)));
+        changes.push(("ram_mb", v.to_value()));
     }
     if let Some(v) = change.disk_gb {
-        changes.push(("disk_gb", Box::new(v)));
+        changes.push(("disk_gb", v.to_value()));
     }
     if let Some(v) = change.bmc_address {
-        changes.push(("bmc_address", Box::new(v.as_str().to_owned())));
+        changes.push(("bmc_address", v.as_str().to_owned().to_value()));
     }
     if let Some(v) = change.bmc_port {
-        changes.push(("bmc_port", Box::new(v)));
+        changes.push(("bmc_port", v.to_value()));
     }
     if let Some(v) = change.bmc_username {
-        changes.push(("bmc_username", Box::new(v)));
+        changes.push(("bmc_username", v.to_value()));
     }
     if let Some(v) = change.bmc_password {
-        changes.push(("bmc_password", Box::new(v.expose().to_owned())));
+        changes.push(("bmc_password", tx.seal("nodes.bmc_password", v.expose())?.to_value()));
     }
     if let Some(v) = change.power_driver {
-        changes.push(("power_driver", Box::new(v)));
+        changes.push(("power_driver", v.to_value()));
     }
     if let Some(v) = change.switch_id {
-        changes.push(("switch_id", Box::new(v.0)));
+        changes.push(("switch_id", v.0.to_value()));
     }
     if let Some(v) = change.switch_port {
-        changes.push(("switch_port", Box::new(v.as_str().to_owned())));
+        changes.push(("switch_port", v.as_str().to_owned().to_value()));
     }
     if let Some(v) = change.boot_mode {
-        changes.push(("boot_mode", Box::new(v.as_str())));
+        changes.push(("boot_mode", v.as_str().to_value()));
     }
     if let Some(v) = change.maintenance {
-        changes.push(("maintenance", Box::new(v)));
+        changes.push(("maintenance", v.to_value()));
         if v != node.maintenance {
             let message = if v { "maintenance on: no automatic actions" } else { "maintenance off" };
             events::append(&tx, NewEvent::note(node.id, EventKind::Maintenance, message))?;
         }
     }
     if !changes.is_empty() {
-        changes.push(("updated_at", Box::new(now_ms())));
+        changes.push(("updated_at", now_ms().to_value()));
         let assignments: Vec<String> = changes
             .iter()
             .enumerate()
-            .map(|(i, (column, _))| match *column {
-                "bmc_password" => format!("bmc_password = seal('nodes.bmc_password', ?{})", i + 2),
-                _ => format!("{column} = ?{}", i + 2),
-            })
+            .map(|(i, (column, _))| format!("{column} = ?{}", i + 2))
             .collect();
         let sql = format!("UPDATE nodes SET {} WHERE id = ?1", assignments.join(", "));
-        let mut values: Vec<&dyn rusqlite::ToSql> = vec![&node.id.0];
-        values.extend(changes.iter().map(|(_, v)| v.as_ref()));
+        let mut values: Vec<&dyn ToValue> = vec![&node.id.0];
+        values.extend(changes.iter().map(|(_, v)| v as &dyn ToValue));
         tx.execute(&sql, values.as_slice())?;
     }
     let node = get_by_id(&tx, node.id)?;
@@ -331,7 +323,7 @@ pub fn update(conn: &mut Connection, key: &Key, change: NodeUpdate) -> Result<No
     Ok(node)
 }
 
-pub fn delete(conn: &mut Connection, key: &Key) -> Result<()> {
+pub fn delete(conn: &mut Db, key: &Key) -> Result<()> {
     let tx = conn.transaction()?;
     let node = get(&tx, key)?;
     if let Some(instance) = node.instance_id {
@@ -340,7 +332,7 @@ pub fn delete(conn: &mut Connection, key: &Key) -> Result<()> {
     if node.state.is_transitional() {
         return Err(StoreError::Conflict(format!("node {:?} is {}: wait until it settles", node.name, node.state)));
     }
-    tx.execute("DELETE FROM nodes WHERE id = ?1", [node.id.0])?;
+    tx.execute("DELETE FROM nodes WHERE id = ?1", params![node.id.0])?;
     tx.commit()?;
     Ok(())
 }
@@ -358,7 +350,7 @@ pub struct Transition<'a> {
     pub error: Option<&'a LastError>,
 }
 
-pub fn transition(conn: &Connection, t: Transition<'_>) -> Result<Node> {
+pub fn transition(conn: &Db, t: Transition<'_>) -> Result<Node> {
     let node = get_by_id(conn, t.node)?;
     if !t.from.is_empty() && !t.from.contains(&node.state) {
         return Err(StoreError::Conflict(format!(
@@ -397,7 +389,7 @@ pub fn transition(conn: &Connection, t: Transition<'_>) -> Result<Node> {
 }
 
 /// Records a power state read from or set on the BMC; a change is an event.
-pub fn set_power_state(conn: &Connection, id: NodeId, power: PowerState, why: &str) -> Result<bool> {
+pub fn set_power_state(conn: &Db, id: NodeId, power: PowerState, why: &str) -> Result<bool> {
     let node = get_by_id(conn, id)?;
     if node.power_state == power {
         return Ok(false);
@@ -409,7 +401,7 @@ pub fn set_power_state(conn: &Connection, id: NodeId, power: PowerState, why: &s
 }
 
 /// Records which network (and VLAN) the node's port is on now.
-pub fn set_network(conn: &Connection, id: NodeId, network: NetworkKind, vlan: Option<Vlan>) -> Result<()> {
+pub fn set_network(conn: &Db, id: NodeId, network: NetworkKind, vlan: Option<Vlan>) -> Result<()> {
     conn.execute(
         "UPDATE nodes SET network = ?2, vlan = ?3, updated_at = ?4 WHERE id = ?1",
         params![id.0, network.as_str(), vlan.map(Vlan::id), now_ms()],
@@ -418,23 +410,19 @@ pub fn set_network(conn: &Connection, id: NodeId, network: NetworkKind, vlan: Op
 }
 
 /// Nodes in a state a workflow is driving.
-pub fn list_transitional(conn: &Connection) -> Result<Vec<Node>> {
-    let mut stmt = conn.prepare_cached(&format!(
-        "SELECT {COLUMNS} FROM nodes WHERE state IN ('deploying', 'wait-agent', 'activating', 'deleting', 'cleaning', 'inspecting') ORDER BY id"
-    ))?;
-    let rows = stmt.query_map([], from_row)?;
-    Ok(rows.collect::<rusqlite::Result<_>>()?)
+pub fn list_transitional(conn: &Db) -> Result<Vec<Node>> {
+    conn.query_map(
+        &format!(
+            "SELECT {COLUMNS} FROM nodes WHERE state IN ('deploying', 'wait-agent', 'activating', 'deleting', 'cleaning', 'inspecting') ORDER BY id"
+        ),
+        params![],
+        from_row,
+    )
 }
 
 /// How many nodes are in each (state, power state): the pool's gauges at a metrics scrape.
-pub fn count_by_state(conn: &mut Connection) -> Result<Vec<(ProvisionState, PowerState, u64)>> {
-    let mut stmt = conn.prepare_cached("SELECT state, power_state, COUNT(*) FROM nodes GROUP BY state, power_state")?;
-    let rows =
-        stmt.query_map([], |row| Ok((super::parse_col::<ProvisionState>(row, 0)?, super::parse_col::<PowerState>(row, 1)?, row.get::<_, i64>(2)?)))?;
-    let mut counts = Vec::new();
-    for row in rows {
-        let (state, power, n) = row?;
-        counts.push((state, power, u64::try_from(n).unwrap_or(0)));
-    }
-    Ok(counts)
+pub fn count_by_state(conn: &mut Db) -> Result<Vec<(ProvisionState, PowerState, u64)>> {
+    conn.query_map("SELECT state, power_state, COUNT(*) FROM nodes GROUP BY state, power_state", params![], |row| {
+        Ok((row.parse::<ProvisionState>(0)?, row.parse::<PowerState>(1)?, row.get::<u64>(2)?))
+    })
 }

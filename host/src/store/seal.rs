@@ -1,7 +1,7 @@
 //! Passwords sealed at rest: BMC and switch passwords are stored as XChaCha20-Poly1305 ciphertext
-//! under a key kept in a file outside the database. The key lives in two SQL functions registered
-//! on the store's one connection, `seal(label, text)` and `unseal(label, sealed)`, so plaintext is
-//! only ever a bound parameter and a result row: it never reaches a page of the database or its WAL.
+//! under a key kept in a file outside the database. The store's connection (store/db.rs) holds the
+//! key and seals a value before binding it and opens it after reading it, so plaintext never
+//! reaches a page of the database, its WAL, or a PostgreSQL server.
 //! The label (`nodes.bmc_password`, ...) is the associated data, so a value cannot be moved to
 //! another column and still open.
 
@@ -11,8 +11,7 @@ use std::path::{Path, PathBuf};
 
 use chacha20poly1305::aead::{Aead, AeadCore, KeyInit, OsRng, Payload};
 use chacha20poly1305::{XChaCha20Poly1305, XNonce};
-use rusqlite::Connection;
-use rusqlite::functions::FunctionFlags;
+use super::db::{Db, params};
 
 /// Every sealed value starts with this; the version leaves room for another scheme.
 pub const PREFIX: &str = "sealed:v1:";
@@ -69,6 +68,11 @@ impl SealKey {
         Ok(SealKey { cipher: XChaCha20Poly1305::new(&key.into()), path: path.to_owned() })
     }
 
+    /// A random key that lives only in memory, for a connection before its real key is loaded.
+    pub fn throwaway() -> SealKey {
+        SealKey { cipher: XChaCha20Poly1305::new(&XChaCha20Poly1305::generate_key(&mut OsRng)), path: PathBuf::from("(in memory)") }
+    }
+
     /// Makes a new random key file, mode 0600; refuses to overwrite one.
     pub fn create(path: &Path) -> Result<SealKey, SealError> {
         let fail = |source| SealError::Create { path: path.to_owned(), source };
@@ -76,8 +80,18 @@ impl SealKey {
             std::fs::create_dir_all(dir).map_err(fail)?;
         }
         let key = XChaCha20Poly1305::generate_key(&mut OsRng);
-        let mut file = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path).map_err(fail)?;
-        file.write_all(format!("{}\n", hex::encode(key)).as_bytes()).and_then(|()| file.sync_all()).map_err(fail)?;
+        // Written whole under a private name, then linked into place: a daemon starting beside this
+        // one never reads half a key, and an existing key is never overwritten (link refuses).
+        let partial = path.with_extension(format!("partial.{}", std::process::id()));
+        let written = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&partial)
+            .and_then(|mut file| file.write_all(format!("{}\n", hex::encode(key)).as_bytes()).and_then(|()| file.sync_all()))
+            .and_then(|()| std::fs::hard_link(&partial, path));
+        let _ = std::fs::remove_file(&partial);
+        written.map_err(fail)?;
         Ok(SealKey { cipher: XChaCha20Poly1305::new(&key), path: path.to_owned() })
     }
 
@@ -102,27 +116,11 @@ impl SealKey {
     }
 }
 
-/// Registers `seal(label, text)` and `unseal(label, sealed)` on the connection.
-pub fn register(conn: &Connection, key: &SealKey) -> rusqlite::Result<()> {
-    let sealer = key.clone();
-    conn.create_scalar_function("seal", 2, FunctionFlags::SQLITE_UTF8, move |ctx| {
-        let (label, text): (String, String) = (ctx.get(0)?, ctx.get(1)?);
-        sealer.seal(&label, &text).map_err(|e| rusqlite::Error::UserFunctionError(e.into()))
-    })?;
-    let opener = key.clone();
-    conn.create_scalar_function("unseal", 2, FunctionFlags::SQLITE_UTF8 | FunctionFlags::SQLITE_DETERMINISTIC, move |ctx| {
-        let (label, stored): (String, String) = (ctx.get(0)?, ctx.get(1)?);
-        opener.unseal(&label, &stored).map_err(|e| rusqlite::Error::UserFunctionError(e.into()))
-    })
-}
-
 /// One sealed value of the database, if it holds any (to tell a wrong key at start).
-pub fn any_sealed(conn: &Connection) -> rusqlite::Result<Option<(&'static str, String)>> {
+pub fn any_sealed(db: &Db) -> super::Result<Option<(&'static str, String)>> {
     for (table, column, label) in SEALED_COLUMNS {
-        let found: Option<String> = conn
-            .query_row(&format!("SELECT {column} FROM {table} WHERE {column} LIKE '{PREFIX}%' LIMIT 1"), [], |r| r.get(0))
-            .map(Some)
-            .or_else(|e| if e == rusqlite::Error::QueryReturnedNoRows { Ok(None) } else { Err(e) })?;
+        let found: Option<String> =
+            db.query_opt(&format!("SELECT {column} FROM {table} WHERE {column} LIKE '{PREFIX}%' LIMIT 1"), params![], |r| r.get(0))?;
         if let Some(value) = found {
             return Ok(Some((label, value)));
         }
@@ -131,16 +129,21 @@ pub fn any_sealed(conn: &Connection) -> rusqlite::Result<Option<(&'static str, S
 }
 
 /// Loads the key, or makes one when the database has nothing sealed yet.
-pub fn load_key(conn: &Connection, path: &Path) -> Result<SealKey, super::StoreError> {
+pub fn load_key(db: &Db, path: &Path) -> Result<SealKey, super::StoreError> {
     let key = if path.exists() {
         SealKey::read(path)?
-    } else if any_sealed(conn)?.is_some() {
+    } else if any_sealed(db)?.is_some() {
         return Err(SealError::Missing { path: path.to_owned() }.into());
     } else {
         tracing::info!(path = %path.display(), "generated the key that seals passwords at rest; back it up apart from the database");
-        SealKey::create(path)?
+        match SealKey::create(path) {
+            Ok(key) => key,
+            // Another daemon of the same pool made it a moment ago (they share one key).
+            Err(SealError::Create { source, .. }) if source.kind() == std::io::ErrorKind::AlreadyExists => SealKey::read(path)?,
+            Err(e) => return Err(e.into()),
+        }
     };
-    if let Some((label, value)) = any_sealed(conn)?
+    if let Some((label, value)) = any_sealed(db)?
         && key.unseal(label, &value).is_err()
     {
         return Err(SealError::WrongKey { path: path.to_owned() }.into());
@@ -148,19 +151,30 @@ pub fn load_key(conn: &Connection, path: &Path) -> Result<SealKey, super::StoreE
     Ok(key)
 }
 
-/// Seals any password still stored in clear (a database from before sealing), then rewrites the
-/// file and empties the WAL so no old page keeps the plaintext. Returns how many were sealed.
-pub fn seal_plaintext_rows(conn: &Connection) -> rusqlite::Result<usize> {
+/// Seals any password still stored in clear (a database from before sealing); on SQLite then
+/// rewrites the file and empties the WAL so no old page keeps the plaintext. Returns how many
+/// were sealed.
+pub fn seal_plaintext_rows(db: &mut Db) -> super::Result<usize> {
     let mut sealed = 0;
+    let tx = db.transaction()?;
     for (table, column, label) in SEALED_COLUMNS {
-        sealed += conn.execute(&format!("UPDATE {table} SET {column} = seal('{label}', {column}) WHERE {column} NOT LIKE '{PREFIX}%'"), [])?;
+        let clear: Vec<(i64, String)> = tx.query_map(
+            &format!("SELECT id, {column} FROM {table} WHERE {column} NOT LIKE '{PREFIX}%'"),
+            params![],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )?;
+        for (id, plain) in clear {
+            let value = tx.seal(label, &plain)?;
+            sealed += tx.execute(&format!("UPDATE {table} SET {column} = ?2 WHERE id = ?1"), params![id, value])?;
+        }
     }
+    tx.commit()?;
     if sealed > 0 {
-        // secure_delete (set at open) zeroes freed content; VACUUM rewrites every page; the
-        // TRUNCATE checkpoints leave the WAL empty.
-        conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
-        conn.execute_batch("VACUUM")?;
-        conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
+        if !db.is_postgres() {
+            // secure_delete (set at open) zeroes freed content; VACUUM rewrites every page; the
+            // TRUNCATE checkpoints leave the WAL empty.
+            db.batch("PRAGMA wal_checkpoint(TRUNCATE); VACUUM; PRAGMA wal_checkpoint(TRUNCATE);")?;
+        }
         tracing::info!(sealed, "sealed passwords that were stored in clear");
     }
     Ok(sealed)

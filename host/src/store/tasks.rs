@@ -1,7 +1,7 @@
 //! Agent tasks and the tokens that scope the agent's access: node tokens for a node's agent endpoints,
 //! image tokens for one task's image. Tokens are stored as sha256 hashes only.
 
-use rusqlite::{Connection, OptionalExtension, Row, params};
+use super::db::{Db, Row, params};
 use sha2::{Digest, Sha256};
 
 use super::{Result, StoreError};
@@ -26,22 +26,14 @@ pub struct Task {
 
 const COLUMNS: &str = "id, node_id, kind, state, payload, image_id, deadline, last_heartbeat, bytes_written, total_bytes, message, created_at";
 
-fn parse<T: std::str::FromStr>(row: &Row<'_>, idx: usize) -> rusqlite::Result<T>
-where
-    T::Err: std::fmt::Display,
-{
-    let text: String = row.get(idx)?;
-    text.parse().map_err(|e: T::Err| rusqlite::Error::FromSqlConversionFailure(idx, rusqlite::types::Type::Text, e.to_string().into()))
-}
-
-fn from_row(row: &Row<'_>) -> rusqlite::Result<Task> {
+fn from_row(row: &Row<'_>) -> Result<Task> {
     Ok(Task {
         id: TaskId(row.get(0)?),
         node: NodeId(row.get(1)?),
-        kind: parse(row, 2)?,
-        state: parse(row, 3)?,
+        kind: row.parse(2)?,
+        state: row.parse(3)?,
         payload: row.get(4)?,
-        image: row.get::<_, Option<i64>>(5)?.map(ImageId),
+        image: row.get::<Option<i64>>(5)?.map(ImageId),
         deadline: row.get(6)?,
         last_heartbeat: row.get(7)?,
         bytes_written: row.get(8)?,
@@ -65,45 +57,44 @@ pub struct NewTask {
 
 /// Creates a pending task; any earlier unfinished task of the node is failed as superseded, so a
 /// node never has two tasks in flight.
-pub fn create(conn: &Connection, new: NewTask) -> Result<Task> {
+pub fn create(conn: &Db, new: NewTask) -> Result<Task> {
     let now = now_ms();
     conn.execute(
         "UPDATE tasks SET state = 'failed', message = 'superseded by a newer task', updated_at = ?2
          WHERE node_id = ?1 AND state IN ('pending', 'running')",
         params![new.node.0, now],
     )?;
-    conn.execute(
+    let id = conn.query_row(
         "INSERT INTO tasks (node_id, kind, state, payload, image_id, deadline, created_at, updated_at)
-         VALUES (?1, ?2, 'pending', ?3, ?4, ?5, ?6, ?6)",
+         VALUES (?1, ?2, 'pending', ?3, ?4, ?5, ?6, ?6) RETURNING id",
         params![new.node.0, new.kind.as_str(), new.payload, new.image.map(|i| i.0), new.deadline, now],
+        |r| r.get(0),
     )?;
-    get(conn, TaskId(conn.last_insert_rowid()))
+    get(conn, TaskId(id))
 }
 
-pub fn get(conn: &Connection, id: TaskId) -> Result<Task> {
-    conn.query_row(&format!("SELECT {COLUMNS} FROM tasks WHERE id = ?1"), [id.0], from_row)
-        .optional()?
+pub fn get(conn: &Db, id: TaskId) -> Result<Task> {
+    conn.query_opt(&format!("SELECT {COLUMNS} FROM tasks WHERE id = ?1"), params![id.0], from_row)?
         .ok_or_else(|| StoreError::NotFound(format!("task {id}")))
 }
 
 /// The node's unfinished task, if any.
-pub fn open_for_node(conn: &Connection, node: NodeId) -> Result<Option<Task>> {
+pub fn open_for_node(conn: &Db, node: NodeId) -> Result<Option<Task>> {
     Ok(conn
-        .query_row(
+        .query_opt(
             &format!("SELECT {COLUMNS} FROM tasks WHERE node_id = ?1 AND state IN ('pending', 'running') ORDER BY id DESC LIMIT 1"),
-            [node.0],
+            params![node.0],
             from_row,
-        )
-        .optional()?)
+        )?)
 }
 
 /// The node's most recent task, finished or not.
-pub fn latest_for_node(conn: &Connection, node: NodeId) -> Result<Option<Task>> {
-    Ok(conn.query_row(&format!("SELECT {COLUMNS} FROM tasks WHERE node_id = ?1 ORDER BY id DESC LIMIT 1"), [node.0], from_row).optional()?)
+pub fn latest_for_node(conn: &Db, node: NodeId) -> Result<Option<Task>> {
+    Ok(conn.query_opt(&format!("SELECT {COLUMNS} FROM tasks WHERE node_id = ?1 ORDER BY id DESC LIMIT 1"), params![node.0], from_row)?)
 }
 
 /// Hands the task to the agent: running, heartbeat now, and a fresh image token (only its hash kept).
-pub fn start(conn: &Connection, id: TaskId, image_token: Option<&str>) -> Result<()> {
+pub fn start(conn: &Db, id: TaskId, image_token: Option<&str>) -> Result<()> {
     let now = now_ms();
     conn.execute(
         "UPDATE tasks SET state = 'running', last_heartbeat = ?2, image_token_hash = ?3, updated_at = ?2
@@ -113,7 +104,7 @@ pub fn start(conn: &Connection, id: TaskId, image_token: Option<&str>) -> Result
     Ok(())
 }
 
-fn require_open(conn: &Connection, id: TaskId, node: NodeId) -> Result<Task> {
+fn require_open(conn: &Db, id: TaskId, node: NodeId) -> Result<Task> {
     let task = get(conn, id)?;
     if task.node != node {
         return Err(StoreError::NotFound(format!("task {id}")));
@@ -128,7 +119,7 @@ fn require_open(conn: &Connection, id: TaskId, node: NodeId) -> Result<Task> {
     Ok(task)
 }
 
-pub fn progress(conn: &Connection, id: TaskId, node: NodeId, bytes: u64, total: Option<u64>) -> Result<()> {
+pub fn progress(conn: &Db, id: TaskId, node: NodeId, bytes: u64, total: Option<u64>) -> Result<()> {
     require_open(conn, id, node)?;
     let now = now_ms();
     conn.execute(
@@ -138,19 +129,19 @@ pub fn progress(conn: &Connection, id: TaskId, node: NodeId, bytes: u64, total: 
     Ok(())
 }
 
-pub fn heartbeat(conn: &Connection, node: NodeId) -> Result<()> {
+pub fn heartbeat(conn: &Db, node: NodeId) -> Result<()> {
     let now = now_ms();
     conn.execute("UPDATE tasks SET last_heartbeat = ?2, updated_at = ?2 WHERE node_id = ?1 AND state = 'running'", params![node.0, now])?;
     Ok(())
 }
 
 /// Records the agent's result. Returns the finished task.
-pub fn finish(conn: &Connection, id: TaskId, node: NodeId, success: bool, message: &str) -> Result<Task> {
+pub fn finish(conn: &Db, id: TaskId, node: NodeId, success: bool, message: &str) -> Result<Task> {
     require_open(conn, id, node)?;
     fail_or_succeed(conn, id, success, message)
 }
 
-pub fn fail_or_succeed(conn: &Connection, id: TaskId, success: bool, message: &str) -> Result<Task> {
+pub fn fail_or_succeed(conn: &Db, id: TaskId, success: bool, message: &str) -> Result<Task> {
     let state = if success { TaskState::Succeeded } else { TaskState::Failed };
     conn.execute(
         "UPDATE tasks SET state = ?2, message = ?3, image_token_hash = NULL, updated_at = ?4
@@ -161,9 +152,8 @@ pub fn fail_or_succeed(conn: &Connection, id: TaskId, success: bool, message: &s
 }
 
 /// Open tasks whose agent went quiet or whose deadline passed, with the reason each failed.
-pub fn overdue(conn: &Connection, now: i64, heartbeat_timeout_ms: i64) -> Result<Vec<(Task, String)>> {
-    let mut stmt = conn.prepare_cached(&format!("SELECT {COLUMNS} FROM tasks WHERE state IN ('pending', 'running')"))?;
-    let open: Vec<Task> = stmt.query_map([], from_row)?.collect::<rusqlite::Result<_>>()?;
+pub fn overdue(conn: &Db, now: i64, heartbeat_timeout_ms: i64) -> Result<Vec<(Task, String)>> {
+    let open: Vec<Task> = conn.query_map(&format!("SELECT {COLUMNS} FROM tasks WHERE state IN ('pending', 'running')"), params![], from_row)?;
     Ok(open
         .into_iter()
         .filter_map(|task| {
@@ -185,36 +175,34 @@ pub fn overdue(conn: &Connection, now: i64, heartbeat_timeout_ms: i64) -> Result
 }
 
 /// The open task an image token was issued for.
-pub fn by_image_token(conn: &Connection, token: &str) -> Result<Option<Task>> {
+pub fn by_image_token(conn: &Db, token: &str) -> Result<Option<Task>> {
     Ok(conn
-        .query_row(
+        .query_opt(
             &format!("SELECT {COLUMNS} FROM tasks WHERE image_token_hash = ?1 AND state IN ('pending', 'running')"),
-            [hash_token(token)],
+            params![hash_token(token)],
             from_row,
-        )
-        .optional()?)
+        )?)
 }
 
 /// Stores a node token (hashed) valid until `expires_at`.
-pub fn issue_node_token(conn: &Connection, node: NodeId, token: &str, expires_at: i64) -> Result<()> {
+pub fn issue_node_token(conn: &Db, node: NodeId, token: &str, expires_at: i64) -> Result<()> {
     let now = now_ms();
-    conn.execute("DELETE FROM node_tokens WHERE expires_at < ?1", [now])?;
+    conn.execute("DELETE FROM node_tokens WHERE expires_at < ?1", params![now])?;
     conn.execute("INSERT INTO node_tokens (token_hash, node_id, expires_at) VALUES (?1, ?2, ?3)", params![hash_token(token), node.0, expires_at])?;
     Ok(())
 }
 
 /// The node a token belongs to, if the token exists and has not expired.
-pub fn node_for_token(conn: &Connection, token: &str) -> Result<Option<NodeId>> {
+pub fn node_for_token(conn: &Db, token: &str) -> Result<Option<NodeId>> {
     Ok(conn
-        .query_row("SELECT node_id FROM node_tokens WHERE token_hash = ?1 AND expires_at >= ?2", params![hash_token(token), now_ms()], |r| {
-            r.get::<_, i64>(0)
-        })
-        .optional()?
+        .query_opt("SELECT node_id FROM node_tokens WHERE token_hash = ?1 AND expires_at >= ?2", params![hash_token(token), now_ms()], |r| {
+            r.get::<i64>(0)
+        })?
         .map(NodeId))
 }
 
 /// Ends every agent token of a node (when its agent work is over).
-pub fn revoke_node_tokens(conn: &Connection, node: NodeId) -> Result<()> {
-    conn.execute("DELETE FROM node_tokens WHERE node_id = ?1", [node.0])?;
+pub fn revoke_node_tokens(conn: &Db, node: NodeId) -> Result<()> {
+    conn.execute("DELETE FROM node_tokens WHERE node_id = ?1", params![node.0])?;
     Ok(())
 }
