@@ -79,6 +79,10 @@ impl From<StoreError> for ApiError {
             StoreError::Db(ref db) if crate::store::is_constraint(db) => {
                 ApiError::Conflict(format!("the request conflicts with existing data ({db})"))
             }
+            StoreError::Db(ref db) if db.is_unavailable() => {
+                tracing::warn!("database unavailable: {db}");
+                ApiError::Unavailable(format!("the database is unavailable ({db}); retry"))
+            }
             other => ApiError::Internal(other.to_string()),
         }
     }

@@ -61,7 +61,10 @@ pub fn append(conn: &mut Db, node: NodeId, source: Source, lines: &[String]) -> 
     let tx = conn.transaction()?;
     let at = now_ms();
     for line in lines {
-        tx.execute("INSERT INTO console_lines (node_id, at, source, text) VALUES (?1, ?2, ?3, ?4)", params![node.0, at, source.as_str(), clean(line)])?;
+        tx.execute(
+            "INSERT INTO console_lines (node_id, at, source, text) VALUES (?1, ?2, ?3, ?4)",
+            params![node.0, at, source.as_str(), clean(line)],
+        )?;
     }
     tx.execute(
         "DELETE FROM console_lines WHERE node_id = ?1 AND id <=

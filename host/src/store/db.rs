@@ -45,6 +45,17 @@ impl DbError {
             _ => false,
         }
     }
+
+    /// The database could not be reached (the session ended, the server is down or restarting):
+    /// worth a retry, unlike an error in the query.
+    pub fn is_unavailable(&self) -> bool {
+        match self {
+            // Class 57 is operator intervention (admin shutdown, terminated session); class 08 a
+            // connection exception; no code at all an I/O failure.
+            DbError::Postgres(e) => e.is_closed() || e.code().is_none_or(|c| c.code().starts_with("57") || c.code().starts_with("08")),
+            _ => false,
+        }
+    }
 }
 
 impl From<rusqlite::Error> for StoreError {
@@ -236,6 +247,7 @@ fn column(index: usize, message: &str) -> StoreError {
 }
 
 /// Which engine, and its connection.
+#[allow(clippy::large_enum_variant, reason = "one per daemon, never moved")]
 enum Engine {
     Sqlite(rusqlite::Connection),
     /// The client needs `&mut` to query; the store's one thread owns it, so a RefCell is enough.
@@ -269,10 +281,7 @@ impl Db {
     }
 
     pub(super) fn postgres(client: postgres::Client, config: postgres::Config, key: SealKey) -> Db {
-        Db {
-            engine: Engine::Postgres { client: RefCell::new(client), statements: RefCell::new(HashMap::new()), config: Box::new(config) },
-            key,
-        }
+        Db { engine: Engine::Postgres { client: RefCell::new(client), statements: RefCell::new(HashMap::new()), config: Box::new(config) }, key }
     }
 
     /// Connects again if the PostgreSQL server closed the session; the call that found it closed

@@ -74,14 +74,15 @@ pub fn append(conn: &Db, event: NewEvent<'_>) -> Result<()> {
         "INSERT INTO node_events (node_id, at, kind, from_state, to_state, message, duration_ms)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
         params![
-        event.node.0,
-        now_ms(),
-        event.kind.as_str(),
-        event.from.map(|s| s.as_str()),
-        event.to.map(|s| s.as_str()),
-        event.message,
-        event.duration_ms
-    ])?;
+            event.node.0,
+            now_ms(),
+            event.kind.as_str(),
+            event.from.map(|s| s.as_str()),
+            event.to.map(|s| s.as_str()),
+            event.message,
+            event.duration_ms
+        ],
+    )?;
     Ok(())
 }
 
@@ -91,16 +92,16 @@ pub fn list(conn: &Db, node: NodeId) -> Result<Vec<Event>> {
          FROM node_events WHERE node_id = ?1 ORDER BY id",
         params![node.0],
         |row| {
-        Ok(Event {
-            id: row.get(0)?,
-            node_id: row.get(1)?,
-            at: row.get(2)?,
-            kind: row.get(3)?,
-            from_state: row.get(4)?,
-            to_state: row.get(5)?,
-            message: row.get(6)?,
-            duration_ms: row.get(7)?,
-        })
+            Ok(Event {
+                id: row.get(0)?,
+                node_id: row.get(1)?,
+                at: row.get(2)?,
+                kind: row.get(3)?,
+                from_state: row.get(4)?,
+                to_state: row.get(5)?,
+                message: row.get(6)?,
+                duration_ms: row.get(7)?,
+            })
         },
     )
 }

@@ -79,14 +79,13 @@ pub fn claim(conn: &mut Db, claim: Claim) -> Result<(Instance, Node)> {
             node
         }
         None => {
-            let id: Option<i64> = tx
-                .query_opt(
-                    "SELECT id FROM nodes WHERE state = 'available' AND maintenance = 0 AND instance_id IS NULL
+            let id: Option<i64> = tx.query_opt(
+                "SELECT id FROM nodes WHERE state = 'available' AND maintenance = 0 AND instance_id IS NULL
                        AND cpus >= ?1 AND ram_mb >= ?2 AND disk_gb >= ?3
                      ORDER BY cpus, ram_mb, disk_gb, id LIMIT 1",
-                    params![claim.cpus, claim.ram_mb, claim.disk_gb],
-                    |r| r.get(0),
-                )?;
+                params![claim.cpus, claim.ram_mb, claim.disk_gb],
+                |r| r.get(0),
+            )?;
             let Some(id) = id else {
                 return Err(StoreError::Conflict(format!(
                     "no available node fits cpus >= {}, ram_mb >= {}, disk_gb >= {}",

@@ -17,10 +17,9 @@ pub struct Stored {
 }
 
 pub fn get(conn: &Db, node: NodeId) -> Result<Option<Stored>> {
-    Ok(conn
-        .query_opt("SELECT report, reported_at FROM node_inventory WHERE node_id = ?1", params![node.0], |r| {
-            Ok(Stored { report: r.get(0)?, reported_at: r.get(1)? })
-        })?)
+    conn.query_opt("SELECT report, reported_at FROM node_inventory WHERE node_id = ?1", params![node.0], |r| {
+        Ok(Stored { report: r.get(0)?, reported_at: r.get(1)? })
+    })
 }
 
 /// Refuses a report naming a MAC that another node has: it is that node's machine, or a lie.
@@ -57,12 +56,11 @@ fn lldp_port(tx: &Db, facts: &Facts) -> Result<Option<(switches::Switch, SwitchP
 
 /// Which node holds a switch port, other than `this`.
 fn port_holder(tx: &Db, this: Option<NodeId>, switch: &switches::Switch, port: &SwitchPort) -> Result<Option<String>> {
-    Ok(tx
-        .query_opt(
-            "SELECT name FROM nodes WHERE switch_id = ?1 AND switch_port = ?2 AND id <> ?3",
-            params![switch.id.0, port.as_str(), this.map_or(-1, |id| id.0)],
-            |r| r.get(0),
-        )?)
+    tx.query_opt(
+        "SELECT name FROM nodes WHERE switch_id = ?1 AND switch_port = ?2 AND id <> ?3",
+        params![switch.id.0, port.as_str(), this.map_or(-1, |id| id.0)],
+        |r| r.get(0),
+    )
 }
 
 /// An inspection's report: kept, and the node's CPUs, RAM, disk and boot mode follow it; an LLDP

@@ -58,7 +58,10 @@ type Job = Box<dyn FnOnce(&mut Db) + Send>;
 pub enum Database {
     Sqlite(PathBuf),
     /// The URL carries no password (config refuses one there); it comes from a file, as a Secret.
-    Postgres { url: String, password: Option<Secret> },
+    Postgres {
+        url: String,
+        password: Option<Secret>,
+    },
 }
 
 impl std::fmt::Debug for Database {
@@ -148,7 +151,8 @@ fn connect(database: &Database, key_path: &Path) -> Result<Db> {
             }
             config.application_name("metalhost").connect_timeout(std::time::Duration::from_secs(10));
             // Loopback or a unix socket in the tests; TLS to a remote server is future work (see note).
-            let client = config.connect(postgres::NoTls).map_err(|e| StoreError::Connect { url: url.clone(), message: DbError::from(e).to_string() })?;
+            let client =
+                config.connect(postgres::NoTls).map_err(|e| StoreError::Connect { url: url.clone(), message: DbError::from(e).to_string() })?;
             Db::postgres(client, config, seal::SealKey::throwaway())
         }
     };

@@ -139,13 +139,7 @@ fn from_row(row: &Row<'_>) -> Result<Node> {
 
 /// The explicit uniqueness and reference checks, shared by insert and update, so a rejected request
 /// gets a precise message and writes nothing.
-pub(super) fn check_unique(
-    tx: &Db,
-    this: Option<NodeId>,
-    name: Option<&str>,
-    mac: Option<&MacAddr>,
-    port: Option<(SwitchId, &str)>,
-) -> Result<()> {
+pub(super) fn check_unique(tx: &Db, this: Option<NodeId>, name: Option<&str>, mac: Option<&MacAddr>, port: Option<(SwitchId, &str)>) -> Result<()> {
     let other = this.map_or(-1, |id| id.0);
     if let Some(mac) = mac {
         let holder: Option<String> =
@@ -165,8 +159,8 @@ pub(super) fn check_unique(
         if !exists {
             return Err(StoreError::Unprocessable(format!("switch {switch_id} does not exist")));
         }
-        let holder: Option<String> = tx
-            .query_opt("SELECT name FROM nodes WHERE switch_id = ?1 AND switch_port = ?2 AND id <> ?3", params![switch_id.0, port, other], |r| {
+        let holder: Option<String> =
+            tx.query_opt("SELECT name FROM nodes WHERE switch_id = ?1 AND switch_port = ?2 AND id <> ?3", params![switch_id.0, port, other], |r| {
                 r.get(0)
             })?;
         if let Some(holder) = holder {
@@ -308,11 +302,7 @@ pub fn update(conn: &mut Db, key: &Key, change: NodeUpdate) -> Result<Node> {
     }
     if !changes.is_empty() {
         changes.push(("updated_at", now_ms().to_value()));
-        let assignments: Vec<String> = changes
-            .iter()
-            .enumerate()
-            .map(|(i, (column, _))| format!("{column} = ?{}", i + 2))
-            .collect();
+        let assignments: Vec<String> = changes.iter().enumerate().map(|(i, (column, _))| format!("{column} = ?{}", i + 2)).collect();
         let sql = format!("UPDATE nodes SET {} WHERE id = ?1", assignments.join(", "));
         let mut values: Vec<&dyn ToValue> = vec![&node.id.0];
         values.extend(changes.iter().map(|(_, v)| v as &dyn ToValue));

@@ -9,9 +9,9 @@ use std::io::Write;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
+use super::db::{Db, params};
 use chacha20poly1305::aead::{Aead, AeadCore, KeyInit, OsRng, Payload};
 use chacha20poly1305::{XChaCha20Poly1305, XNonce};
-use super::db::{Db, params};
 
 /// Every sealed value starts with this; the version leaves room for another scheme.
 pub const PREFIX: &str = "sealed:v1:";
@@ -158,11 +158,10 @@ pub fn seal_plaintext_rows(db: &mut Db) -> super::Result<usize> {
     let mut sealed = 0;
     let tx = db.transaction()?;
     for (table, column, label) in SEALED_COLUMNS {
-        let clear: Vec<(i64, String)> = tx.query_map(
-            &format!("SELECT id, {column} FROM {table} WHERE {column} NOT LIKE '{PREFIX}%'"),
-            params![],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )?;
+        let clear: Vec<(i64, String)> =
+            tx.query_map(&format!("SELECT id, {column} FROM {table} WHERE {column} NOT LIKE '{PREFIX}%'"), params![], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })?;
         for (id, plain) in clear {
             let value = tx.seal(label, &plain)?;
             sealed += tx.execute(&format!("UPDATE {table} SET {column} = ?2 WHERE id = ?1"), params![id, value])?;

@@ -57,8 +57,7 @@ impl std::fmt::Display for Key {
     }
 }
 
-const COLUMNS: &str =
-    "id, name, address, port, username, password, driver, description, host_key, host_key_pinned, chassis_id";
+const COLUMNS: &str = "id, name, address, port, username, password, driver, description, host_key, host_key_pinned, chassis_id";
 
 fn from_row(row: &Row<'_>) -> Result<Switch> {
     Ok(Switch {
@@ -133,8 +132,8 @@ pub fn set_chassis_id(conn: &mut Db, key: &Key, chassis: Option<ChassisId>) -> R
     let tx = conn.transaction()?;
     let switch = get(&tx, key)?;
     if let Some(chassis) = chassis {
-        let holder: Option<String> = tx
-            .query_opt("SELECT name FROM switches WHERE chassis_id = ?1 AND id <> ?2", params![chassis.as_str(), switch.id.0], |r| r.get(0))?;
+        let holder: Option<String> =
+            tx.query_opt("SELECT name FROM switches WHERE chassis_id = ?1 AND id <> ?2", params![chassis.as_str(), switch.id.0], |r| r.get(0))?;
         if let Some(holder) = holder {
             return Err(StoreError::Conflict(format!("switch {holder:?} already has chassis id {chassis}")));
         }
@@ -147,7 +146,7 @@ pub fn set_chassis_id(conn: &mut Db, key: &Key, chassis: Option<ChassisId>) -> R
 
 /// The switch that announces this LLDP chassis id, if one is registered with it.
 pub fn find_by_chassis(conn: &Db, chassis: &ChassisId) -> Result<Option<Switch>> {
-    Ok(conn.query_opt(&format!("SELECT {COLUMNS} FROM switches WHERE chassis_id = ?1"), params![chassis.as_str()], from_row)?)
+    conn.query_opt(&format!("SELECT {COLUMNS} FROM switches WHERE chassis_id = ?1"), params![chassis.as_str()], from_row)
 }
 
 pub fn delete(conn: &mut Db, key: &Key) -> Result<()> {

@@ -80,17 +80,16 @@ pub fn get(conn: &Db, id: TaskId) -> Result<Task> {
 
 /// The node's unfinished task, if any.
 pub fn open_for_node(conn: &Db, node: NodeId) -> Result<Option<Task>> {
-    Ok(conn
-        .query_opt(
-            &format!("SELECT {COLUMNS} FROM tasks WHERE node_id = ?1 AND state IN ('pending', 'running') ORDER BY id DESC LIMIT 1"),
-            params![node.0],
-            from_row,
-        )?)
+    conn.query_opt(
+        &format!("SELECT {COLUMNS} FROM tasks WHERE node_id = ?1 AND state IN ('pending', 'running') ORDER BY id DESC LIMIT 1"),
+        params![node.0],
+        from_row,
+    )
 }
 
 /// The node's most recent task, finished or not.
 pub fn latest_for_node(conn: &Db, node: NodeId) -> Result<Option<Task>> {
-    Ok(conn.query_opt(&format!("SELECT {COLUMNS} FROM tasks WHERE node_id = ?1 ORDER BY id DESC LIMIT 1"), params![node.0], from_row)?)
+    conn.query_opt(&format!("SELECT {COLUMNS} FROM tasks WHERE node_id = ?1 ORDER BY id DESC LIMIT 1"), params![node.0], from_row)
 }
 
 /// Hands the task to the agent: running, heartbeat now, and a fresh image token (only its hash kept).
@@ -176,12 +175,11 @@ pub fn overdue(conn: &Db, now: i64, heartbeat_timeout_ms: i64) -> Result<Vec<(Ta
 
 /// The open task an image token was issued for.
 pub fn by_image_token(conn: &Db, token: &str) -> Result<Option<Task>> {
-    Ok(conn
-        .query_opt(
-            &format!("SELECT {COLUMNS} FROM tasks WHERE image_token_hash = ?1 AND state IN ('pending', 'running')"),
-            params![hash_token(token)],
-            from_row,
-        )?)
+    conn.query_opt(
+        &format!("SELECT {COLUMNS} FROM tasks WHERE image_token_hash = ?1 AND state IN ('pending', 'running')"),
+        params![hash_token(token)],
+        from_row,
+    )
 }
 
 /// Stores a node token (hashed) valid until `expires_at`.
