@@ -1,7 +1,7 @@
 //! The agent's side of `/v1/agent/*`: lookup with backoff, task polling, a background reporter for
 //! heartbeats and progress, and the result. Tokens go in headers only, never in a log line.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{RecvTimeoutError, Sender, channel};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -19,9 +19,13 @@ use crate::log;
 /// How long a result is retried before the agent gives up on delivering it.
 const RESULT_PATIENCE: Duration = Duration::from_secs(300);
 
+/// The daemons this agent may talk to: one URL, or several daemons of one pool, comma separated
+/// (`--api http://a:8080,http://b:8080`). Every call goes to the current one; a call that cannot
+/// reach it moves the agent on to the next, since any daemon of the pool serves any agent.
 #[derive(Clone)]
 pub struct Client {
-    base: String,
+    bases: Arc<Vec<String>>,
+    current: Arc<AtomicUsize>,
     http: ureq::Agent,
 }
 
@@ -32,17 +36,35 @@ enum Lookup {
 }
 
 impl Client {
-    pub fn new(base: &str) -> Client {
+    pub fn new(api: &str) -> Client {
         let http = ureq::AgentBuilder::new().timeout_connect(Duration::from_secs(5)).timeout_read(Duration::from_secs(30)).build();
-        Client { base: base.trim_end_matches('/').to_owned(), http }
+        let bases: Vec<String> = api.split(',').map(|b| b.trim().trim_end_matches('/').to_owned()).filter(|b| !b.is_empty()).collect();
+        let bases = if bases.is_empty() { vec![String::new()] } else { bases };
+        Client { bases: Arc::new(bases), current: Arc::new(AtomicUsize::new(0)), http }
+    }
+
+    /// After a transport failure (not an HTTP answer): the next daemon, if there is another.
+    fn fail_over(&self, why: &str) {
+        if self.bases.len() > 1 {
+            let next = self.current.fetch_add(1, Ordering::Relaxed).wrapping_add(1) % self.bases.len();
+            log(format!("API unreachable ({why}); switching to {}", self.bases[next]));
+        }
     }
 
     pub fn http(&self) -> ureq::Agent {
         self.http.clone()
     }
 
+    /// `url` on the pool's other daemons, when it is served by one of them (an uploaded image).
+    pub fn mirrors(&self, url: &str) -> Vec<String> {
+        let Some((base, path)) = self.bases.iter().find_map(|b| url.strip_prefix(b.as_str()).filter(|p| p.starts_with('/')).map(|p| (b, p))) else {
+            return Vec::new();
+        };
+        self.bases.iter().filter(|b| *b != base).map(|b| format!("{b}{path}")).collect()
+    }
+
     fn url(&self, path: &str) -> String {
-        format!("{}{path}", self.base)
+        format!("{}{path}", self.bases[self.current.load(Ordering::Relaxed) % self.bases.len()])
     }
 
     fn lookup(&self, macs: &[String]) -> Lookup {
@@ -54,7 +76,11 @@ impl Client {
             },
             Err(ureq::Error::Status(404, _)) => Lookup::NotFound,
             Err(ureq::Error::Status(code, r)) => Lookup::Failed(format!("HTTP {code}: {}", error_text(r))),
-            Err(e) => Lookup::Failed(e.to_string()),
+            Err(e) => {
+                let why = e.to_string();
+                self.fail_over(&why);
+                Lookup::Failed(why)
+            }
         }
     }
 
@@ -163,7 +189,11 @@ impl Session {
             Ok(r) => Answer::Ok(Box::new(r)),
             Err(ureq::Error::Status(401, _)) => Answer::Unauthorized,
             Err(ureq::Error::Status(code, r)) => Answer::Refused(code, error_text(r)),
-            Err(e) => Answer::Failed(e.to_string()),
+            Err(e) => {
+                let why = e.to_string();
+                self.client.fail_over(&why);
+                Answer::Failed(why)
+            }
         }
     }
 
@@ -357,5 +387,24 @@ mod erased {
         fn json(&self) -> String {
             serde_json::to_string(self).unwrap_or_default()
         }
+    }
+}
+
+#[cfg(test)]
+mod pool_tests {
+    use super::*;
+
+    #[test]
+    fn several_daemons_give_mirrors_and_fail_over_in_turn() {
+        let c = Client::new("http://a:1, http://b:2/,http://c:3");
+        assert_eq!(c.url("/v1/x"), "http://a:1/v1/x");
+        assert_eq!(c.mirrors("http://b:2/v1/images/4/data"), ["http://a:1/v1/images/4/data", "http://c:3/v1/images/4/data"]);
+        assert!(c.mirrors("http://elsewhere/img").is_empty(), "an external image has no mirrors");
+        c.fail_over("refused");
+        assert_eq!(c.url("/v1/x"), "http://b:2/v1/x");
+        c.fail_over("refused");
+        c.fail_over("refused");
+        assert_eq!(c.url("/v1/x"), "http://a:1/v1/x", "round and round");
+        assert!(Client::new("http://one").mirrors("http://one/v1/images/1/data").is_empty());
     }
 }

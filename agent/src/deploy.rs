@@ -59,7 +59,14 @@ impl Outcome {
 }
 
 /// Runs a deploy task: picks the disk, streams the image, verifies. The message is for the host.
-pub fn run(http: ureq::Agent, work: &DeployTask, disk_override: Option<&Path>, progress: &(dyn Fn(u64) + Sync)) -> Result<String> {
+/// `mirrors`: the image at the pool's other daemons, when it is served by one (api::Client::mirrors).
+pub fn run(
+    http: ureq::Agent,
+    work: &DeployTask,
+    mirrors: Vec<String>,
+    disk_override: Option<&Path>,
+    progress: &(dyn Fn(u64) + Sync),
+) -> Result<String> {
     let target = match disk_override {
         Some(file) => file.to_owned(),
         None => {
@@ -72,7 +79,7 @@ pub fn run(http: ureq::Agent, work: &DeployTask, disk_override: Option<&Path>, p
     };
     log(format!("deploying {} ({}) to {}", work.image_url, compression_name(work.compression), target.display()));
     let plan = Plan { compression: work.compression, sha256: Some(work.sha256.clone()), verify_readback: work.verify_readback };
-    let source = Download::new(http, work.image_url.clone(), work.image_token.clone());
+    let source = Download::new(http, work.image_url.clone(), work.image_token.clone()).with_mirrors(mirrors);
     let outcome = write_image(source, &plan, &target, progress)?;
     Ok(outcome.summary(&target, &plan))
 }

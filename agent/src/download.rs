@@ -22,6 +22,9 @@ pub struct Download {
     skip: u64,
     failures: u32,
     backoff: Backoff,
+    /// The same bytes elsewhere (the image path on the pool's other daemons): a failed attempt
+    /// moves on to the next, resuming at the same offset.
+    mirrors: Vec<String>,
 }
 
 impl Download {
@@ -36,7 +39,14 @@ impl Download {
             skip: 0,
             failures: 0,
             backoff: Backoff::new(Duration::from_millis(250), Duration::from_secs(8)),
+            mirrors: Vec::new(),
         }
+    }
+
+    /// Other URLs serving the same image, tried in turn after a failed attempt.
+    pub fn with_mirrors(mut self, mirrors: Vec<String>) -> Download {
+        self.mirrors = mirrors;
+        self
     }
 
     fn open(&mut self) -> Result<(), Failure> {
@@ -89,6 +99,11 @@ impl Download {
         self.failures += 1;
         if self.failures >= ATTEMPTS {
             return Err(io::Error::other(format!("gave up at byte {} after {} attempts: {why}", self.offset, self.failures)));
+        }
+        if !self.mirrors.is_empty() {
+            let next = self.mirrors.remove(0);
+            self.mirrors.push(std::mem::replace(&mut self.url, next));
+            log(format!("download: switching to {}", self.url));
         }
         let wait = self.backoff.next_delay();
         log(format!("download interrupted at byte {} ({why}); resuming with Range in {} ms", self.offset, wait.as_millis()));

@@ -39,7 +39,8 @@ const EXIT_UNREPORTED: u8 = 3;
                   are checked against their sha256."
 )]
 struct Args {
-    /// The metalhost API base URL; default: `metalhost.api=URL` from /proc/cmdline.
+    /// The metalhost API base URL, or several daemons of one pool comma separated (tried in turn
+    /// when one cannot be reached); default: `metalhost.api=URL` from /proc/cmdline.
     #[arg(long)]
     api: Option<String>,
     /// MAC address to look up with (repeatable); default: every NIC in /sys/class/net but lo.
@@ -167,7 +168,9 @@ fn run_agent(args: &Args) -> ExitCode {
     let reporter = session.start_reporter(task.id, total);
     // Even a bug must end in a reported failure, not a silent node.
     let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| match &task.work {
-        TaskWork::Deploy(work) => deploy::run(client.http(), work, args.disk.as_deref(), &|n| reporter.set_written(n)),
+        TaskWork::Deploy(work) => {
+            deploy::run(client.http(), work, client.mirrors(&work.image_url), args.disk.as_deref(), &|n| reporter.set_written(n))
+        }
         TaskWork::Clean(work) => clean::run(work, args.disk.as_deref()),
         TaskWork::Inspect(work) => inspect(&session, work),
     }));

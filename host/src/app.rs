@@ -34,6 +34,8 @@ pub struct AppState {
     pub consoles: Arc<crate::console::Consoles>,
     /// Which nodes' consoles are being recorded into their console logs.
     pub recorders: Arc<crate::console::recorder::Recorders>,
+    /// This daemon as the pool's other daemons see it (store/cluster.rs).
+    pub member: Arc<crate::store::cluster::Member>,
 }
 
 pub struct App {
@@ -80,6 +82,11 @@ impl App {
             hook.notify_one();
             Ok(())
         }));
+        let member = Arc::new(crate::store::cluster::Member {
+            name: config.cluster.name.clone().unwrap_or_else(|| format!("{}:{}", hostname(), bound.port())).into(),
+            url: public_url.to_string(),
+            started_at: crate::domain::now_ms(),
+        });
         let state = AppState {
             public_url,
             task_events: Arc::new(tokio::sync::Notify::new()),
@@ -88,6 +95,7 @@ impl App {
             ui_sessions: Arc::default(),
             consoles: Arc::default(),
             recorders: Arc::default(),
+            member,
             store,
             plugins: Arc::new(plugins),
             operator_token: Arc::new(operator_token),
@@ -100,7 +108,7 @@ impl App {
     pub async fn run(self, shutdown: impl std::future::Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
         let App { listener, state } = self;
         crate::pool::revalidate_enrolled(&state).await;
-        crate::provision::resume_all(&state).await;
+        // The first heartbeat (which resumes this daemon's nodes) comes at once from the loop.
         let background = crate::pool::spawn_background(state.clone());
         let dnsmasq = if state.config.netboot.dnsmasq {
             Some(crate::netboot::supervise(&state.config, &state.public_url, state.netboot_reload.clone()).context("cannot start dnsmasq")?)
@@ -131,6 +139,11 @@ impl App {
         tracing::info!("metalhost stopped");
         result.context("server failed")
     }
+}
+
+/// This machine's name, for the default daemon name.
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname").map(|h| h.trim().to_owned()).unwrap_or_else(|_| "metalhost".to_owned())
 }
 
 /// Without a configured token the daemon makes one and keeps it in the data dir (mode 0600),

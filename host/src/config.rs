@@ -72,6 +72,8 @@ pub struct FileConfig {
     pub metrics: crate::metrics::MetricsConfig,
     #[serde(default)]
     pub console: ConsoleConfig,
+    #[serde(default)]
+    pub cluster: ClusterConfig,
     #[serde(default, rename = "plugin")]
     pub plugins: Vec<crate::drivers::PluginSpec>,
 }
@@ -120,6 +122,25 @@ pub struct ConsoleConfig {
 impl Default for ConsoleConfig {
     fn default() -> Self {
         ConsoleConfig { record: true, record_after: Duration::from_secs(120) }
+    }
+}
+
+/// `[cluster]`: several daemons sharing one PostgreSQL pool (store/cluster.rs).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ClusterConfig {
+    /// This daemon's name in the pool, unique among its daemons and kept across restarts, so a
+    /// restarted daemon finds the leases it still holds. Default: `<hostname>:<API port>`.
+    pub name: Option<String>,
+    /// How long a node's lease lasts without renewal (`lease_ttl_s`): a daemon that stops
+    /// heartbeating loses its nodes to the others after this. Heartbeats come every third of it.
+    #[serde(rename = "lease_ttl_s", with = "seconds")]
+    pub lease_ttl: Duration,
+}
+
+impl Default for ClusterConfig {
+    fn default() -> Self {
+        ClusterConfig { name: None, lease_ttl: Duration::from_secs(15) }
     }
 }
 
@@ -335,6 +356,7 @@ pub struct Config {
     pub secrets: SecretsConfig,
     pub metrics: crate::metrics::MetricsConfig,
     pub console: ConsoleConfig,
+    pub cluster: ClusterConfig,
     pub plugins: Vec<crate::drivers::PluginSpec>,
 }
 
@@ -413,6 +435,14 @@ impl Config {
         }
         let data_dir = args.data_dir.clone().or(file.data_dir).unwrap_or_else(|| PathBuf::from("/var/lib/metalhost"));
         let database = database(file.database.as_deref(), file.database_password_file.as_deref(), &data_dir)?;
+        if file.cluster.lease_ttl < Duration::from_secs(3) {
+            return Err(ConfigError::Invalid("cluster.lease_ttl_s must be at least 3 (heartbeats come every third of it)".into()));
+        }
+        if let Some(name) = &file.cluster.name
+            && (name.is_empty() || name.len() > 128 || name.chars().any(char::is_control))
+        {
+            return Err(ConfigError::Invalid(format!("cluster.name {name:?}: 1 to 128 printable characters")));
+        }
         let listen = args.listen.or(file.listen).unwrap_or_else(default_listen);
         let public_url = args.public_url.clone().or(file.public_url).map(|u| u.trim_end_matches('/').to_owned());
         Ok(Config {
@@ -433,6 +463,7 @@ impl Config {
             secrets: file.secrets,
             metrics: file.metrics,
             console: file.console,
+            cluster: file.cluster,
             plugins: file.plugins,
         })
     }

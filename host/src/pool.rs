@@ -88,7 +88,7 @@ pub async fn revalidate_enrolled(state: &AppState) {
 /// Starts the daemon's background loops; the handle stops them all.
 pub fn spawn_background(state: AppState) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
-        tokio::join!(task_watchdog(state.clone()), power_sync(state.clone()));
+        tokio::join!(task_watchdog(state.clone()), power_sync(state.clone()), crate::provision::heartbeat(state.clone()));
     })
 }
 
@@ -184,20 +184,26 @@ pub async fn power_sync_sweep(state: &AppState) -> SweepReport {
                 }
                 // Never closed, so this only waits for a free slot.
                 let _slot = slots.acquire_owned().await.map_err(|_| ())?;
-                match crate::drivers::power_state(&state.plugins, &node).await {
-                    Ok(power) => {
-                        let id = node.id;
-                        state
-                            .store
-                            .call(move |c| nodes::set_power_state(c, id, power, "power sync found a different state"))
-                            .await
-                            .map_err(|e| tracing::warn!(node = node.id.0, "power sync: {e}"))
+                // Several daemons on one pool: each idle node is synced by the daemon that gets
+                // its lease for the call; one daemon alone needs none.
+                let lease = if state.store.is_shared() {
+                    let (owner, id, ttl_ms) = (state.member.name.clone(), node.id, crate::provision::lease_ttl_ms(state));
+                    match state.store.call(move |c| crate::store::cluster::acquire(c, id, &owner, ttl_ms)).await {
+                        Ok(Some(lease)) => Some(lease),
+                        Ok(None) => return Ok(false),
+                        Err(e) => {
+                            tracing::warn!(node = node.id.0, "power sync: {e}");
+                            return Err(());
+                        }
                     }
-                    Err(e) => {
-                        tracing::debug!(node = node.id.0, "power sync: {e}");
-                        Err(())
-                    }
+                } else {
+                    None
+                };
+                let outcome = sync_one(state, &node, lease.clone()).await;
+                if let Some(lease) = lease {
+                    let _ = state.store.call(move |c| crate::store::cluster::release(c, &lease)).await;
                 }
+                outcome
             }
         })
         .collect::<FuturesUnordered<_>>()
@@ -207,5 +213,29 @@ pub async fn power_sync_sweep(state: &AppState) -> SweepReport {
         checked: results.len(),
         drifted: results.iter().filter(|r| matches!(r, Ok(true))).count(),
         failed: results.iter().filter(|r| r.is_err()).count(),
+    }
+}
+
+/// Reads one node's power state and records a change (fenced by the lease when there is one).
+async fn sync_one(state: &AppState, node: &Node, lease: Option<crate::store::cluster::Lease>) -> Result<bool, ()> {
+    let read = async {
+        match crate::drivers::power_state(&state.plugins, node).await {
+            Ok(power) => {
+                let id = node.id;
+                state
+                    .store
+                    .call(move |c| nodes::set_power_state(c, id, power, "power sync found a different state"))
+                    .await
+                    .map_err(|e| tracing::warn!(node = node.id.0, "power sync: {e}"))
+            }
+            Err(e) => {
+                tracing::debug!(node = node.id.0, "power sync: {e}");
+                Err(())
+            }
+        }
+    };
+    match lease {
+        Some(lease) => crate::store::FENCE.scope(lease, read).await,
+        None => read.await,
     }
 }

@@ -74,7 +74,7 @@ impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         match e {
             StoreError::NotFound(what) => ApiError::NotFound(format!("{what} not found")),
-            StoreError::Conflict(m) => ApiError::Conflict(m),
+            StoreError::Conflict(m) | StoreError::LeaseLost(m) => ApiError::Conflict(m),
             StoreError::Unprocessable(m) => ApiError::Unprocessable(m),
             StoreError::Db(ref db) if crate::store::is_constraint(db) => {
                 ApiError::Conflict(format!("the request conflicts with existing data ({db})"))

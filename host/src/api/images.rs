@@ -177,6 +177,64 @@ async fn remove(State(state): State<AppState>, Path(id): Path<String>) -> ApiRes
     Ok(StatusCode::NO_CONTENT)
 }
 
+/// Copies an uploaded image from a live peer daemon into this daemon's image dir, verifying its
+/// sha256 before it becomes visible (written under a temporary name, then renamed). `token` is
+/// the caller's (operator or image token): tokens live in the shared database, so the peer
+/// accepts it too.
+async fn fetch_from_peers(state: &AppState, sha256: &str, id: i64, path: &std::path::Path, token: &str) -> Result<(), ApiError> {
+    let me = state.member.name.clone();
+    let ttl_ms = crate::provision::lease_ttl_ms(state);
+    let peers = state.store.call(move |c| crate::store::cluster::peers(c, &me, ttl_ms)).await?;
+    if peers.is_empty() {
+        return Err(ApiError::Internal(format!("image {id}'s file is missing here ({}) and no peer daemon is alive", path.display())));
+    }
+    let client = reqwest::Client::builder()
+        .connect_timeout(std::time::Duration::from_secs(5))
+        .build()
+        .map_err(|e| ApiError::Internal(format!("http client: {e}")))?;
+    let partial = path.with_extension(format!("peer-{}", std::process::id()));
+    let mut failures = Vec::new();
+    for peer in peers {
+        match fetch_one(&client, &peer, id, token, &partial, sha256).await {
+            Ok(bytes) => {
+                tokio::fs::rename(&partial, path).await.map_err(|e| ApiError::Internal(format!("rename {}: {e}", partial.display())))?;
+                tracing::info!(image = id, %peer, bytes, "fetched the image from a peer daemon; sha256 verified");
+                return Ok(());
+            }
+            Err(why) => {
+                let _ = tokio::fs::remove_file(&partial).await;
+                tracing::warn!(image = id, %peer, "cannot fetch the image from this peer: {why}");
+                failures.push(format!("{peer}: {why}"));
+            }
+        }
+    }
+    Err(ApiError::Unavailable(format!("image {id} is not on this daemon and no peer gave a verified copy ({})", failures.join("; "))))
+}
+
+async fn fetch_one(client: &reqwest::Client, peer: &str, id: i64, token: &str, to: &std::path::Path, sha256: &str) -> Result<u64, String> {
+    let response =
+        client.get(format!("{}/v1/images/{id}/data", peer.trim_end_matches('/'))).bearer_auth(token).send().await.map_err(|e| e.to_string())?;
+    if !response.status().is_success() {
+        return Err(format!("answered {}", response.status()));
+    }
+    let mut out = tokio::fs::File::create(to).await.map_err(|e| format!("create {}: {e}", to.display()))?;
+    let mut hasher = Sha256::new();
+    let mut bytes = 0u64;
+    let mut stream = response.bytes_stream();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|e| e.to_string())?;
+        hasher.update(&chunk);
+        bytes += chunk.len() as u64;
+        out.write_all(&chunk).await.map_err(|e| format!("write: {e}"))?;
+    }
+    out.sync_all().await.map_err(|e| format!("sync: {e}"))?;
+    let got = hex::encode(hasher.finalize());
+    if got != sha256 {
+        return Err(format!("sha256 {got} is not the image's {sha256}"));
+    }
+    Ok(bytes)
+}
+
 /// `bytes=N-` or `bytes=N-M`: the one range form downloads use to resume.
 fn parse_range(headers: &HeaderMap, size: u64) -> Result<Option<(u64, u64)>, ApiError> {
     let Some(value) = headers.get(header::RANGE) else { return Ok(None) };
@@ -203,9 +261,11 @@ fn parse_range(headers: &HeaderMap, size: u64) -> Result<Option<(u64, u64)>, Api
 async fn data(State(state): State<AppState>, Path(id): Path<i64>, headers: HeaderMap) -> ApiResult<Response> {
     let token = super::bearer(&headers).unwrap_or("").to_owned();
     let operator = super::auth::is_operator(&state, &token);
+    let lookup_token = token.clone();
     let image = state
         .store
         .call(move |c| {
+            let token = lookup_token;
             let image = images::get(c, &Key::Id(id))?;
             if operator {
                 return Ok(Some(image));
@@ -223,7 +283,15 @@ async fn data(State(state): State<AppState>, Path(id): Path<i64>, headers: Heade
     let Some(file) = image.file else {
         return Err(ApiError::Conflict(format!("image {:?} is external: fetch it from its url", image.name)));
     };
-    let path = state.config.data_dir.join("images").join(file);
+    let path = state.config.data_dir.join("images").join(&file);
+    if !tokio::fs::try_exists(&path).await.unwrap_or(false) {
+        // Uploaded through another daemon of the pool: fetch it from one that has it, once.
+        let lock = state.provisioner.image_lock(image.id);
+        let _guard = lock.lock().await;
+        if !tokio::fs::try_exists(&path).await.unwrap_or(false) {
+            fetch_from_peers(&state, &image.sha256, image.id, &path, &token).await?;
+        }
+    }
     let mut handle = tokio::fs::File::open(&path).await.map_err(|e| ApiError::Internal(format!("open {}: {e}", path.display())))?;
     let size = handle.metadata().await.map_err(|e| ApiError::Internal(format!("stat image: {e}")))?.len();
     let range = parse_range(&headers, size)?;

@@ -8,6 +8,7 @@ mod agent;
 mod auth;
 mod boot;
 pub(crate) mod console;
+mod daemons;
 pub mod error;
 mod images;
 mod instances;
@@ -53,6 +54,7 @@ fn documented_router(state: &AppState) -> OpenApiRouter<AppState> {
         .merge(switches::router())
         .merge(nodes::router())
         .merge(plugins::router())
+        .merge(daemons::router())
         .merge(images::router())
         .merge(instances::router())
         .merge(boot::operator_router())

@@ -53,6 +53,15 @@ pub enum Command {
     /// Inspect the loaded driver plugins; `new` and `test` are the local vendor kit.
     #[command(subcommand)]
     Plugin(plugin::PluginCommand),
+    /// The daemons sharing this pool (several on one PostgreSQL database).
+    #[command(subcommand)]
+    Daemon(DaemonCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DaemonCommand {
+    /// Every daemon of the pool: alive or not, since when, last heartbeat, node leases held.
+    List,
 }
 
 /// How a command's answer is shown.
@@ -98,6 +107,14 @@ pub async fn run_client(cli: Cli) -> Result<(), CliError> {
             Ok(())
         }
         Command::Plugin(cmd) => plugin::run(&client, &printer, cmd).await,
+        Command::Daemon(DaemonCommand::List) => {
+            let list = client.get("/v1/daemons").await?;
+            printer.list(
+                &list,
+                &[("NAME", "name"), ("ALIVE", "alive"), ("NODES", "nodes"), ("STARTED", "started_at"), ("HEARTBEAT", "heartbeat_at"), ("URL", "url")],
+            );
+            Ok(())
+        }
     }
 }
 

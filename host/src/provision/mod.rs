@@ -30,19 +30,26 @@ use crate::app::AppState;
 use crate::domain::{InstanceState, NodeId, ProvisionState, deadline_in, time_left};
 use crate::store::events::{self, EventKind, NewEvent};
 use crate::store::nodes::{self, Node, Transition};
-use crate::store::{StoreError, instances};
+use crate::store::{FENCE, StoreError, cluster, instances};
 
 /// Which nodes have a runner, and the per-switch locks that serialise switch changes.
 #[derive(Default)]
 pub struct Provisioner {
     running: Mutex<HashSet<i64>>,
     switch_locks: Mutex<HashMap<i64, Arc<tokio::sync::Mutex<()>>>>,
+    image_locks: Mutex<HashMap<i64, Arc<tokio::sync::Mutex<()>>>>,
 }
 
 impl Provisioner {
     pub fn switch_lock(&self, switch: i64) -> Arc<tokio::sync::Mutex<()>> {
         let mut locks = self.switch_locks.lock().unwrap_or_else(|p| p.into_inner());
         locks.entry(switch).or_default().clone()
+    }
+
+    /// One fetch of an image from a peer daemon at a time (api/images.rs).
+    pub fn image_lock(&self, image: i64) -> Arc<tokio::sync::Mutex<()>> {
+        let mut locks = self.image_locks.lock().unwrap_or_else(|p| p.into_inner());
+        locks.entry(image).or_default().clone()
     }
 }
 
@@ -54,7 +61,9 @@ pub(crate) struct Run<'a> {
     pub retry_until: Option<Instant>,
 }
 
-/// Starts the node's runner unless one is already going.
+/// Starts the node's runner unless one is already going here. The runner first takes the node's
+/// lease (store/cluster.rs): if another live daemon holds it, that daemon drives the node and
+/// this one does nothing. Every store call of the runner is fenced by the lease.
 pub fn kick(state: &AppState, node: NodeId) {
     {
         let mut running = state.provisioner.running.lock().unwrap_or_else(|p| p.into_inner());
@@ -66,29 +75,70 @@ pub fn kick(state: &AppState, node: NodeId) {
     let span = tracing::info_span!("runner", node = node.0, instance = tracing::field::Empty);
     tokio::spawn(
         async move {
-            // The node boots during its workflow: its serial console goes to its console log.
-            let recording = crate::console::recorder::start(&state, node);
-            let outcome = drive(&state, node).await;
-            drop(recording);
-            state.provisioner.running.lock().unwrap_or_else(|p| p.into_inner()).remove(&node.0);
-            if let Err(e) = outcome {
-                tracing::error!("workflow runner stopped: {e}");
+            let owner = state.member.name.clone();
+            let ttl_ms = lease_ttl_ms(&state);
+            match state.store.call(move |c| cluster::acquire(c, node, &owner, ttl_ms)).await {
+                Ok(Some(lease)) => {
+                    // The node boots during its workflow: its serial console goes to its console log.
+                    let recording = crate::console::recorder::start(&state, node);
+                    let outcome = FENCE.scope(lease.clone(), drive(&state, node)).await;
+                    drop(recording);
+                    if let Err(e) = state.store.call(move |c| cluster::release(c, &lease)).await {
+                        tracing::warn!("cannot release the node's lease (it expires by itself): {e}");
+                    }
+                    match outcome {
+                        Err(StoreError::LeaseLost(why)) => tracing::warn!("workflow runner stopped, another daemon drives the node: {why}"),
+                        Err(e) => tracing::error!("workflow runner stopped: {e}"),
+                        Ok(()) => {}
+                    }
+                }
+                Ok(None) => tracing::debug!("another daemon holds the node's lease"),
+                Err(e) => tracing::error!("cannot take the node's lease: {e}"),
             }
+            state.provisioner.running.lock().unwrap_or_else(|p| p.into_inner()).remove(&node.0);
         }
         .instrument(span),
     );
 }
 
-/// At startup: every node left in a transitional state gets its runner back.
+pub(crate) fn lease_ttl_ms(state: &AppState) -> i64 {
+    i64::try_from(state.config.cluster.lease_ttl.as_millis()).unwrap_or(i64::MAX / 4)
+}
+
+/// At startup, and at every heartbeat: every node left in a transitional state whose lease is
+/// free, expired or this daemon's gets its runner (back). After a restart that is the daemon's
+/// own nodes; after another daemon died, its nodes once their leases ran out.
 pub async fn resume_all(state: &AppState) {
-    match state.store.call(|c| nodes::list_transitional(c)).await {
+    let me = state.member.name.clone();
+    match state.store.call(move |c| cluster::orphans(c, &me)).await {
         Ok(list) => {
             for node in list {
-                tracing::info!(node = node.id.0, state = %node.state, "resuming workflow after restart");
-                kick(state, node.id);
+                let running = state.provisioner.running.lock().unwrap_or_else(|p| p.into_inner()).contains(&node.0);
+                if !running {
+                    tracing::info!(node = node.0, "resuming the node's workflow");
+                    kick(state, node);
+                }
             }
         }
         Err(e) => tracing::error!("cannot list nodes to resume: {e}"),
+    }
+}
+
+/// Heartbeats every third of the lease TTL: renews this daemon's leases and takes over the nodes
+/// of daemons that stopped.
+pub async fn heartbeat(state: AppState) {
+    let ttl = state.config.cluster.lease_ttl;
+    let mut tick = tokio::time::interval(ttl / 3);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let me = state.member.clone();
+        let ttl_ms = lease_ttl_ms(&state);
+        if let Err(e) = state.store.call(move |c| cluster::heartbeat(c, &me, ttl_ms)).await {
+            tracing::error!("heartbeat failed: {e}");
+            continue;
+        }
+        resume_all(&state).await;
     }
 }
 

@@ -38,6 +38,8 @@ pub enum EventKind {
     BootDevice,
     /// An inventory report changed the node's facts or its switch port (inspection, enlistment).
     Inventory,
+    /// A daemon took over a node whose lease another daemon let expire (store/cluster.rs).
+    Lease,
 }
 
 impl EventKind {
@@ -50,6 +52,7 @@ impl EventKind {
             EventKind::Maintenance => "maintenance",
             EventKind::BootDevice => "boot-device",
             EventKind::Inventory => "inventory",
+            EventKind::Lease => "lease",
         }
     }
 }

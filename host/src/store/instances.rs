@@ -68,6 +68,9 @@ pub fn claim(conn: &mut Db, claim: Claim) -> Result<(Instance, Node)> {
                 StoreError::NotFound(what) => StoreError::Unprocessable(format!("{what} does not exist")),
                 other => other,
             })?;
+            // Read again under the row lock: another daemon may have claimed it meanwhile.
+            nodes::lock(&tx, node.id)?;
+            let node = nodes::get_by_id(&tx, node.id)?;
             if node.state != ProvisionState::Available || node.maintenance || node.instance_id.is_some() {
                 return Err(StoreError::Conflict(format!(
                     "node {:?} is {}{}: it cannot take an instance",
@@ -79,10 +82,15 @@ pub fn claim(conn: &mut Db, claim: Claim) -> Result<(Instance, Node)> {
             node
         }
         None => {
+            // On PostgreSQL, concurrent claims on other daemons skip the rows this one locks, so
+            // they never pick the same node and never wait for each other.
+            let lock = if tx.is_postgres() { " FOR UPDATE SKIP LOCKED" } else { "" };
             let id: Option<i64> = tx.query_opt(
-                "SELECT id FROM nodes WHERE state = 'available' AND maintenance = 0 AND instance_id IS NULL
+                &format!(
+                    "SELECT id FROM nodes WHERE state = 'available' AND maintenance = 0 AND instance_id IS NULL
                        AND cpus >= ?1 AND ram_mb >= ?2 AND disk_gb >= ?3
-                     ORDER BY cpus, ram_mb, disk_gb, id LIMIT 1",
+                     ORDER BY cpus, ram_mb, disk_gb, id LIMIT 1{lock}"
+                ),
                 params![claim.cpus, claim.ram_mb, claim.disk_gb],
                 |r| r.get(0),
             )?;

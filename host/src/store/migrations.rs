@@ -125,6 +125,20 @@ const MIGRATIONS: &[&str] = &[
     ALTER TABLE switches ADD COLUMN chassis_id TEXT;
     CREATE UNIQUE INDEX switches_chassis_id ON switches(chassis_id) WHERE chassis_id IS NOT NULL;
     "#,
+    // 5: several daemons on one pool (store/cluster.rs): who is alive, and which daemon drives
+    // each node (its lease: owner, epoch, expiry in Unix ms).
+    r#"
+    CREATE TABLE daemons (
+        name         TEXT PRIMARY KEY,
+        url          TEXT NOT NULL,
+        started_at   INTEGER NOT NULL,
+        heartbeat_at INTEGER NOT NULL
+    );
+    ALTER TABLE nodes ADD COLUMN lease_owner TEXT;
+    ALTER TABLE nodes ADD COLUMN lease_epoch INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE nodes ADD COLUMN lease_expires INTEGER;
+    CREATE INDEX nodes_lease_owner ON nodes(lease_owner);
+    "#,
 ];
 
 pub(super) const CONSOLE_LINES: &str = r#"

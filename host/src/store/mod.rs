@@ -5,6 +5,7 @@
 //! span a plugin call. The SQL lives in this module's files, written once for both engines
 //! (store/db.rs).
 
+pub mod cluster;
 pub mod console;
 pub mod db;
 pub mod events;
@@ -46,6 +47,9 @@ pub enum StoreError {
     Connect { url: String, message: String },
     #[error("the database thread has stopped")]
     Closed,
+    /// A runner's write refused because its daemon no longer holds the node's lease (fencing).
+    #[error("{0}")]
+    LeaseLost(String),
 }
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
@@ -79,10 +83,16 @@ impl std::fmt::Display for Database {
     }
 }
 
+tokio::task_local! {
+    /// The lease of the node whose runner this task is: every store call it makes is fenced by it.
+    pub static FENCE: cluster::Lease;
+}
+
 /// A cheap, cloneable handle to the database thread.
 #[derive(Clone)]
 pub struct Store {
     jobs: mpsc::Sender<Job>,
+    shared: bool,
 }
 
 impl Store {
@@ -93,6 +103,7 @@ impl Store {
     pub fn open(database: &Database, key_path: &Path) -> Result<Store> {
         let (ready_tx, ready_rx) = mpsc::channel::<Result<()>>();
         let (jobs, rx) = mpsc::channel::<Job>();
+        let shared = matches!(database, Database::Postgres { .. });
         let database = database.clone();
         let key_path = key_path.to_owned();
         std::thread::Builder::new()
@@ -116,18 +127,29 @@ impl Store {
             })
             .map_err(|e| StoreError::Connect { url: "(thread)".into(), message: format!("cannot start the database thread: {e}") })?;
         ready_rx.recv().map_err(|_| StoreError::Closed)??;
-        Ok(Store { jobs })
+        Ok(Store { jobs, shared })
     }
 
-    /// Runs `f` on the database thread and returns its result.
+    /// Whether several daemons may share this pool (PostgreSQL); SQLite serves one daemon.
+    pub fn is_shared(&self) -> bool {
+        self.shared
+    }
+
+    /// Runs `f` on the database thread and returns its result. Inside a node's runner (which sets
+    /// [`FENCE`]) `f` runs only while the runner's daemon still holds the node's lease.
     pub async fn call<T, F>(&self, f: F) -> Result<T>
     where
         T: Send + 'static,
         F: FnOnce(&mut Db) -> Result<T> + Send + 'static,
     {
+        let fence = FENCE.try_with(Clone::clone).ok();
         let (tx, rx) = oneshot::channel();
         let job: Job = Box::new(move |db| {
-            let _ = tx.send(f(db));
+            let result = match &fence {
+                Some(lease) => cluster::check(db, lease).and_then(|()| f(db)),
+                None => f(db),
+            };
+            let _ = tx.send(result);
         });
         self.jobs.send(job).map_err(|_| StoreError::Closed)?;
         rx.await.map_err(|_| StoreError::Closed)?

@@ -341,6 +341,7 @@ pub struct Transition<'a> {
 }
 
 pub fn transition(conn: &Db, t: Transition<'_>) -> Result<Node> {
+    lock(conn, t.node)?;
     let node = get_by_id(conn, t.node)?;
     if !t.from.is_empty() && !t.from.contains(&node.state) {
         return Err(StoreError::Conflict(format!(
@@ -378,6 +379,15 @@ pub fn transition(conn: &Db, t: Transition<'_>) -> Result<Node> {
     get_by_id(conn, t.node)
 }
 
+/// On PostgreSQL, locks the node's row until the caller's transaction ends, so two daemons' read,
+/// check, write sequences on one node cannot interleave. SQLite has one writer at a time already.
+pub fn lock(conn: &Db, id: NodeId) -> Result<()> {
+    if conn.is_postgres() {
+        conn.query_map("SELECT id FROM nodes WHERE id = ?1 FOR UPDATE", params![id.0], |_| Ok(()))?;
+    }
+    Ok(())
+}
+
 /// Records a power state read from or set on the BMC; a change is an event.
 pub fn set_power_state(conn: &Db, id: NodeId, power: PowerState, why: &str) -> Result<bool> {
     let node = get_by_id(conn, id)?;
@@ -397,17 +407,6 @@ pub fn set_network(conn: &Db, id: NodeId, network: NetworkKind, vlan: Option<Vla
         params![id.0, network.as_str(), vlan.map(Vlan::id), now_ms()],
     )?;
     Ok(())
-}
-
-/// Nodes in a state a workflow is driving.
-pub fn list_transitional(conn: &Db) -> Result<Vec<Node>> {
-    conn.query_map(
-        &format!(
-            "SELECT {COLUMNS} FROM nodes WHERE state IN ('deploying', 'wait-agent', 'activating', 'deleting', 'cleaning', 'inspecting') ORDER BY id"
-        ),
-        params![],
-        from_row,
-    )
 }
 
 /// How many nodes are in each (state, power state): the pool's gauges at a metrics scrape.
