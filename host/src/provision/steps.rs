@@ -12,7 +12,7 @@ use crate::domain::{
 use crate::drivers::{self, BootEntry};
 use crate::store::nodes::{self, Node};
 use crate::store::tasks::{self, NewTask};
-use crate::store::{instances, switches};
+use crate::store::{cluster, instances, switches};
 use crate::work::TaskOptions;
 
 /// deploying: port → provisioning, deploy task, netboot entry, boot PXE, power on → wait-agent.
@@ -245,6 +245,11 @@ pub(crate) async fn move_port_to(run: &Run<'_>, network: NetworkKind, vlan: Vlan
         let switch = run.state.store.call(move |c| switches::get_by_id(c, switch_id)).await?;
         let lock = run.state.provisioner.switch_lock(switch.id.0);
         let _guard = lock.lock().await;
+        // Other daemons of the pool change this switch too: one at a time across all of them.
+        while !run.state.store.call(move |c| cluster::try_lock_switch(c, switch_id)).await? {
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        let _pool_guard = PoolSwitchLock { store: run.state.store.clone(), switch: switch_id };
         let fingerprint = drivers::move_port(&run.state.plugins, &switch, run.node, vlan, vlan_name).await?;
         run.state
             .store
@@ -258,6 +263,24 @@ pub(crate) async fn move_port_to(run: &Run<'_>, network: NetworkKind, vlan: Vlan
         Ok(())
     })
     .await
+}
+
+/// Releases the pool-wide switch lock however the step ends (done, failed, or cancelled by its
+/// deadline), so no other daemon waits on a lock nobody uses.
+struct PoolSwitchLock {
+    store: crate::store::Store,
+    switch: crate::domain::SwitchId,
+}
+
+impl Drop for PoolSwitchLock {
+    fn drop(&mut self) {
+        let (store, switch) = (self.store.clone(), self.switch);
+        tokio::spawn(async move {
+            if let Err(e) = store.call(move |c| cluster::unlock_switch(c, switch)).await {
+                tracing::warn!("cannot release the pool-wide switch lock (it goes with the session): {e}");
+            }
+        });
+    }
 }
 
 async fn pxe_and_power_on(run: &Run<'_>) -> Result<(), StepFailure> {

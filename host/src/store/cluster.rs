@@ -11,7 +11,7 @@
 use super::db::{Db, params};
 use super::events::{self, EventKind, NewEvent};
 use super::{Result, StoreError};
-use crate::domain::{NodeId, now_ms};
+use crate::domain::{NodeId, SwitchId, now_ms};
 
 /// A node's lease as its holder knows it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -111,6 +111,26 @@ pub fn orphans(conn: &Db, me: &str) -> Result<Vec<NodeId>> {
         params![me, now_ms()],
         |r| Ok(NodeId(r.get(0)?)),
     )
+}
+
+/// The advisory-lock class of switch locks ("mh").
+const SWITCH_LOCK_CLASS: i32 = 0x6d68;
+
+/// Takes the pool-wide lock on a switch's configuration, if no other daemon has it. On PostgreSQL
+/// it is a session advisory lock: a daemon that dies drops it with its session. SQLite has one
+/// daemon, whose in-process lock is enough.
+pub fn try_lock_switch(conn: &Db, switch: SwitchId) -> Result<bool> {
+    if !conn.is_postgres() {
+        return Ok(true);
+    }
+    conn.query_row("SELECT pg_try_advisory_lock(?1, ?2)", params![SWITCH_LOCK_CLASS, switch.0], |r| r.get(0))
+}
+
+pub fn unlock_switch(conn: &Db, switch: SwitchId) -> Result<()> {
+    if conn.is_postgres() {
+        conn.query_row("SELECT pg_advisory_unlock(?1, ?2)", params![SWITCH_LOCK_CLASS, switch.0], |r| r.get::<bool>(0))?;
+    }
+    Ok(())
 }
 
 /// A daemon of the pool, for `GET /v1/daemons`.
