@@ -110,10 +110,11 @@ clean_timeout_s = 120
                 let api: Vec<&str> = (0..3).map(|k| urls[(i + k) % 3].as_str()).collect();
                 let delay = if setup.agent_delay_s > 0 { format!("sleep {}\n", setup.agent_delay_s) } else { String::new() };
                 sim.on_power_on(&format!(
-                    "#!/bin/sh\n[ \"$1\" = pxe ] || exec sleep 100000\n{delay}exec {} --api {} --mac {mac} --disk {}\n",
+                    "#!/bin/sh\n[ \"$1\" = pxe ] || exec sleep 100000\n{delay}exec {} --api {} --mac {mac} --disk {} >>{} 2>&1\n",
                     paths::host_binary("metalhost-agent").display(),
                     api.join(","),
-                    disk.display()
+                    disk.display(),
+                    dir.path().join(format!("agent{i}.log")).display()
                 ));
                 let port = sim.port;
                 (Some(sim), port)
@@ -162,17 +163,26 @@ clean_timeout_s = 120
             if nodes.iter().all(|n| n["state"] == state) {
                 return nodes;
             }
-            let stuck: Vec<String> = nodes.iter().map(|n| format!("{}={}", n["name"], n["state"])).collect();
-            assert!(
-                nodes.iter().all(|n| n["state"] != "error") && Instant::now() < deadline,
-                "not all {state}: {stuck:?}\n{}",
-                self.logs()
-            );
+            let stuck: Vec<String> = nodes
+                .iter()
+                .map(|n| {
+                    if n["state"] == "error" { format!("{}=error: {}", n["name"], n["last_error"]) } else { format!("{}={}", n["name"], n["state"]) }
+                })
+                .collect();
+            assert!(nodes.iter().all(|n| n["state"] != "error") && Instant::now() < deadline, "not all {state}: {stuck:?}\n{}", self.logs());
             tokio::time::sleep(Duration::from_millis(500)).await;
         }
     }
 
     fn logs(&self) -> String {
+        if let Ok(dir) = std::env::var("CLUSTER_LOG_DIR") {
+            for (i, d) in self.daemons.iter().enumerate() {
+                let _ = std::fs::write(format!("{dir}/d{i}.log"), d.log());
+            }
+            for i in 1..=self.nodes.len() {
+                let _ = std::fs::copy(self.dir.path().join(format!("agent{i}.log")), format!("{dir}/agent{i}.log"));
+            }
+        }
         self.daemons.iter().enumerate().map(|(i, d)| format!("--- d{i} log (tail)\n{}", tail(&d.log(), 60))).collect()
     }
 
@@ -204,7 +214,8 @@ async fn twelve_nodes_deploy_through_three_daemons() {
     let lab = Cluster::start(Setup { nodes: 12, agent_delay_s: 0, bare: false }).await;
     let bytes = image(2 << 20, 9);
     lab.upload(&bytes);
-    let creates = (0..12).map(|i| lab.daemons[i % 3].post("/v1/instances", &json!({"image": "os", "name": format!("inst{i}")})));
+    let bodies: Vec<Value> = (0..12).map(|i| json!({"image": "os", "name": format!("inst{i}")})).collect();
+    let creates = bodies.iter().enumerate().map(|(i, body)| lab.daemons[i % 3].post("/v1/instances", body));
     let answers = futures::future::join_all(creates).await;
     assert!(answers.iter().all(|(s, _)| *s == StatusCode::CREATED), "{answers:?}");
     let nodes = lab.wait_all("active", Duration::from_secs(240)).await;
@@ -237,13 +248,15 @@ async fn a_killed_daemons_nodes_are_taken_over() {
     let mut lab = Cluster::start(Setup { nodes: 6, agent_delay_s: 4, bare: false }).await;
     let bytes = image(1 << 20, 3);
     lab.upload(&bytes);
-    let creates = (0..6).map(|i| lab.daemons[i % 3].post("/v1/instances", &json!({"image": "os"})));
+    let body = json!({"image": "os"});
+    let creates = (0..6).map(|i| lab.daemons[i % 3].post("/v1/instances", &body));
     assert!(futures::future::join_all(creates).await.iter().all(|(s, _)| *s == StatusCode::CREATED));
     // Wait until every node is leased, then kill the busiest daemon while the agents still sleep.
     let deadline = Instant::now() + Duration::from_secs(30);
     let busiest = loop {
         let list = lab.daemon_list(0).await;
-        let held: HashMap<String, u64> = list.iter().map(|d| (d["name"].as_str().unwrap_or("").to_owned(), d["nodes"].as_u64().unwrap_or(0))).collect();
+        let held: HashMap<String, u64> =
+            list.iter().map(|d| (d["name"].as_str().unwrap_or("").to_owned(), d["nodes"].as_u64().unwrap_or(0))).collect();
         if held.values().sum::<u64>() == 6 {
             let (name, _) = held.iter().max_by_key(|(_, n)| **n).expect("a daemon");
             break name.trim_start_matches('d').parse::<usize>().expect("index");
@@ -312,7 +325,8 @@ async fn a_daemon_cut_off_past_its_lease_is_fenced() {
 async fn fifty_creates_on_ten_nodes_accept_exactly_ten() {
     let lab = Cluster::start(Setup { nodes: 10, agent_delay_s: 0, bare: true }).await;
     lab.upload(&image(4096, 1));
-    let creates = (0..50).map(|i| lab.daemons[i % 3].post("/v1/instances", &json!({"image": "os"})));
+    let body = json!({"image": "os"});
+    let creates = (0..50).map(|i| lab.daemons[i % 3].post("/v1/instances", &body));
     let answers = futures::future::join_all(creates).await;
     let created: Vec<&Value> = answers.iter().filter(|(s, _)| *s == StatusCode::CREATED).map(|(_, b)| b).collect();
     let refused = answers.iter().filter(|(s, b)| *s == StatusCode::CONFLICT && b.to_string().contains("no available node")).count();

@@ -177,6 +177,9 @@ async fn remove(State(state): State<AppState>, Path(id): Path<String>) -> ApiRes
     Ok(StatusCode::NO_CONTENT)
 }
 
+/// Marks a daemon's request for an image to a peer daemon.
+const PEER_HEADER: &str = "x-metalhost-peer";
+
 /// Copies an uploaded image from a live peer daemon into this daemon's image dir, verifying its
 /// sha256 before it becomes visible (written under a temporary name, then renamed). `token` is
 /// the caller's (operator or image token): tokens live in the shared database, so the peer
@@ -217,6 +220,9 @@ async fn fetch_one(client: &reqwest::Client, peer: &str, id: i64, token: &str, t
     if !response.status().is_success() {
         return Err(format!("answered {}", response.status()));
     }
+    if let Some(dir) = to.parent() {
+        tokio::fs::create_dir_all(dir).await.map_err(|e| format!("create {}: {e}", dir.display()))?;
+    }
     let mut out = tokio::fs::File::create(to).await.map_err(|e| format!("create {}: {e}", to.display()))?;
     let mut hasher = Sha256::new();
     let mut bytes = 0u64;
@@ -254,9 +260,10 @@ fn parse_range(headers: &HeaderMap, size: u64) -> Result<Option<(u64, u64)>, Api
 }
 
 #[utoipa::path(get, path = "/v1/images/{id}/data", operation_id = "image_data", tag = "images",
-    params(("id" = i64, Path, description = "The image's id."), ("Range" = Option<String>, Header, description = "bytes=START-[END]")),
+    params(("id" = i64, Path, description = "The image's id."), ("Range" = Option<String>, Header, description = "bytes=START-[END]"),
+        ("X-Metalhost-Peer" = Option<String>, Header, description = "Set by a daemon of the same pool fetching an image it lacks: answer 404 rather than fetch from another peer.")),
     responses(
-        (status = 200, description = "The whole image.", body = String, content_type = "application/octet-stream"),
+        (status = 200, description = "The whole image (a daemon that lacks an uploaded image first copies it from a peer daemon and checks its sha256).", body = String, content_type = "application/octet-stream"),
         (status = 206, description = "The requested range.", body = String, content_type = "application/octet-stream")))]
 async fn data(State(state): State<AppState>, Path(id): Path<i64>, headers: HeaderMap) -> ApiResult<Response> {
     let token = super::bearer(&headers).unwrap_or("").to_owned();
@@ -285,6 +292,11 @@ async fn data(State(state): State<AppState>, Path(id): Path<i64>, headers: Heade
     };
     let path = state.config.data_dir.join("images").join(&file);
     if !tokio::fs::try_exists(&path).await.unwrap_or(false) {
+        // A peer asking: answer with what is here, never ask on (two daemons lacking the image
+        // would each wait for the other).
+        if headers.contains_key(PEER_HEADER) {
+            return Err(ApiError::NotFound(format!("image {}'s file is not on this daemon", image.id)));
+        }
         // Uploaded through another daemon of the pool: fetch it from one that has it, once.
         let lock = state.provisioner.image_lock(image.id);
         let _guard = lock.lock().await;
