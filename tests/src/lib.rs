@@ -5,6 +5,7 @@
 
 pub mod agent_lab;
 pub mod browser;
+pub mod cluster_lab;
 pub mod console;
 pub mod daemon;
 pub mod deploy_lab;
