@@ -134,7 +134,11 @@ clean_timeout_s = {agent_timeout}
                 let api: Vec<&str> = (0..urls.len()).map(|k| urls[(i + k) % urls.len()].as_str()).collect();
                 let delay = if setup.no_agents {
                     "exec sleep 100000\n".to_owned()
-                } else if setup.agent_delay_s > 0 { format!("sleep {}\n", setup.agent_delay_s) } else { String::new() };
+                } else if setup.agent_delay_s > 0 {
+                    format!("sleep {}\n", setup.agent_delay_s)
+                } else {
+                    String::new()
+                };
                 sim.on_power_on(&format!(
                     "#!/bin/sh\n[ \"$1\" = pxe ] || exec sleep 100000\n{delay}exec {} --api {} --mac {mac} --disk {} >>{} 2>&1\n",
                     paths::host_binary("metalhost-agent").display(),
@@ -232,4 +236,3 @@ pub fn tail(text: &str, lines: usize) -> String {
     let all: Vec<&str> = text.lines().collect();
     all[all.len().saturating_sub(lines)..].join("\n")
 }
-
