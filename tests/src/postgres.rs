@@ -72,7 +72,13 @@ impl PgServer {
             socket_dir.display()
         );
         // Stops the server (SIGINT: fast shutdown) when our stdin closes, i.e. when the test process ends.
-        let watcher_script = format!("{server} >>'{}' 2>&1 & pid=$!; cat >/dev/null; kill -INT $pid; wait $pid", log.display());
+        // Then removes the cluster (the temp dir is never dropped: the server lives in a static).
+        let watcher_script = format!(
+            "{server} >>'{}' 2>&1 & pid=$!; cat >/dev/null; kill -INT $pid; wait $pid; rm -rf '{}'/* '{}'",
+            log.display(),
+            dir.path().display(),
+            dir.path().display()
+        );
         let watcher = Command::new("runuser")
             .args(["-u", "postgres", "--", "sh", "-c", &watcher_script])
             .stdin(Stdio::piped())

@@ -19,6 +19,17 @@ async fn twelve_nodes_deploy_through_three_daemons() {
     let lab = Cluster::start(Setup { nodes: 12, ..Setup::default() }).await;
     let bytes = image(2 << 20, 9);
     lab.upload(&bytes);
+    // A peer's request to a daemon that lacks the image is answered at once, never passed on
+    // (two daemons lacking it would otherwise wait for each other).
+    let peer_ask = reqwest::Client::new()
+        .get(format!("{}/v1/images/1/data", lab.daemons[1].url))
+        .bearer_auth(metalhost_tests::daemon::TOKEN)
+        .header("x-metalhost-peer", "1")
+        .timeout(Duration::from_secs(5))
+        .send()
+        .await
+        .expect("answer");
+    assert_eq!(peer_ask.status(), StatusCode::NOT_FOUND);
     let bodies: Vec<Value> = (0..12).map(|i| json!({"image": "os", "name": format!("inst{i}")})).collect();
     let creates = bodies.iter().enumerate().map(|(i, body)| lab.daemons[i % 3].post("/v1/instances", body));
     let answers = futures::future::join_all(creates).await;
@@ -29,6 +40,7 @@ async fn twelve_nodes_deploy_through_three_daemons() {
     lab.check_disks(&bytes);
     let fetched: usize = lab.daemons[1..].iter().map(|d| d.log().matches("fetched the image from a peer daemon").count()).sum();
     assert!(fetched >= 1, "daemons 1 and 2 served the image after fetching it:\n{}", lab.logs());
+
     for (i, d) in lab.daemons.iter().enumerate() {
         assert!(d.log().contains("runner{node="), "daemon d{i} drove no node: the creates were spread over all three");
     }

@@ -180,6 +180,10 @@ async fn remove(State(state): State<AppState>, Path(id): Path<String>) -> ApiRes
 /// Marks a daemon's request for an image to a peer daemon.
 const PEER_HEADER: &str = "x-metalhost-peer";
 
+/// How long a request waits for another's copy from a peer, and how long a peer may stay silent
+/// (before its answer, or between two chunks) before the copy is given up.
+const PEER_WAIT: std::time::Duration = std::time::Duration::from_secs(20);
+
 /// Copies an uploaded image from a live peer daemon into this daemon's image dir, verifying its
 /// sha256 before it becomes visible (written under a temporary name, then renamed). `token` is
 /// the caller's (operator or image token): tokens live in the shared database, so the peer
@@ -197,6 +201,7 @@ async fn fetch_from_peers(state: &AppState, sha256: &str, id: i64, path: &std::p
         .map_err(|e| ApiError::Internal(format!("http client: {e}")))?;
     let partial = path.with_extension(format!("peer-{}", std::process::id()));
     let mut failures = Vec::new();
+    tracing::info!(image = id, peers = peers.len(), "copying the image from a peer daemon");
     for peer in peers {
         match fetch_one(&client, &peer, id, token, &partial, sha256).await {
             Ok(bytes) => {
@@ -215,8 +220,9 @@ async fn fetch_from_peers(state: &AppState, sha256: &str, id: i64, path: &std::p
 }
 
 async fn fetch_one(client: &reqwest::Client, peer: &str, id: i64, token: &str, to: &std::path::Path, sha256: &str) -> Result<u64, String> {
+    let request = client.get(format!("{}/v1/images/{id}/data", peer.trim_end_matches('/'))).bearer_auth(token).header(PEER_HEADER, "1").send();
     let response =
-        client.get(format!("{}/v1/images/{id}/data", peer.trim_end_matches('/'))).bearer_auth(token).send().await.map_err(|e| e.to_string())?;
+        tokio::time::timeout(PEER_WAIT, request).await.map_err(|_| format!("no answer in {} s", PEER_WAIT.as_secs()))?.map_err(|e| e.to_string())?;
     if !response.status().is_success() {
         return Err(format!("answered {}", response.status()));
     }
@@ -227,7 +233,7 @@ async fn fetch_one(client: &reqwest::Client, peer: &str, id: i64, token: &str, t
     let mut hasher = Sha256::new();
     let mut bytes = 0u64;
     let mut stream = response.bytes_stream();
-    while let Some(chunk) = stream.next().await {
+    while let Some(chunk) = tokio::time::timeout(PEER_WAIT, stream.next()).await.map_err(|_| format!("silent for {} s", PEER_WAIT.as_secs()))? {
         let chunk = chunk.map_err(|e| e.to_string())?;
         hasher.update(&chunk);
         bytes += chunk.len() as u64;
@@ -299,7 +305,12 @@ async fn data(State(state): State<AppState>, Path(id): Path<i64>, headers: Heade
         }
         // Uploaded through another daemon of the pool: fetch it from one that has it, once.
         let lock = state.provisioner.image_lock(image.id);
-        let _guard = lock.lock().await;
+        // Never wait without end behind another request's copy: the caller retries (an agent
+        // moves on to another daemon of the pool, where the image may already be).
+        let Ok(_guard) = tokio::time::timeout(PEER_WAIT, lock.lock()).await else {
+            tracing::warn!(image = image.id, "still copying the image from a peer daemon; asked the caller to retry");
+            return Err(ApiError::Unavailable(format!("image {} is being copied from a peer daemon; retry", image.id)));
+        };
         if !tokio::fs::try_exists(&path).await.unwrap_or(false) {
             fetch_from_peers(&state, &image.sha256, image.id, &path, &token).await?;
         }
