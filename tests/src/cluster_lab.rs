@@ -71,40 +71,11 @@ impl Cluster {
             (0..switch_count).map(|_| FakeSwitch::start_releasing_locks("juniper_generic", "admin", SWITCH_PASSWORD)).collect();
         let mut daemons = Vec::new();
         for i in 0..setup.daemons {
-            let database = if setup.sqlite {
-                String::new()
-            } else {
-                format!("database = \"{}\"\ndatabase_password_file = \"{}\"\n", server.url(&db), server.password_file().display())
-            };
+            let database = if setup.sqlite { String::new() } else { server.database_config(&db) };
             let config = format!(
-                r#"{database}
-[cluster]
-name = "d{i}"
-lease_ttl_s = {LEASE_TTL_S}
-
-[secrets]
-key_file = "{key}"
-
-[agent]
-poll_interval_s = 1
-heartbeat_interval_s = 1
-heartbeat_timeout_s = 30
-
-[network]
-provisioning_vlan = 100
-tenant_vlan = 200
-
-[deploy]
-agent_poweroff = false
-step_timeout_s = 90
-retry_initial_ms = 200
-retry_max_ms = 2000
-agent_timeout_s = {agent_timeout}
-clean_timeout_s = {agent_timeout}
-{plugins}"#,
-                agent_timeout = setup.agent_timeout_s,
+                "{database}\n[cluster]\nname = \"d{i}\"\nlease_ttl_s = {LEASE_TTL_S}\n\n[secrets]\nkey_file = \"{key}\"\n{lab}",
                 key = key.display(),
-                plugins = paths::lab_plugins_toml(),
+                lab = crate::deploy_lab::lab_config(30, 90, setup.agent_timeout_s),
             );
             daemons.push(Daemon::start_with(&config));
         }

@@ -46,7 +46,7 @@ impl Daemon {
         let (database, pg_database) = if crate::postgres::requested() && !extra_config.contains("database") {
             let server = crate::postgres::PgServer::shared();
             let name = server.create_database();
-            (format!("database = \"{}\"\ndatabase_password_file = \"{}\"\n", server.url(&name), server.password_file().display()), Some(name))
+            (server.database_config(&name), Some(name))
         } else {
             (String::new(), None)
         };

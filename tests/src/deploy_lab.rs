@@ -60,19 +60,15 @@ impl Default for Options {
     }
 }
 
-impl DeployLab {
-    pub async fn start(opts: Options) -> DeployLab {
-        let switch = if opts.switch_releases_locks {
-            FakeSwitch::start_releasing_locks("juniper_generic", "admin", SWITCH_PASSWORD)
-        } else {
-            FakeSwitch::start("juniper_generic", "admin", SWITCH_PASSWORD)
-        };
-        let config = format!(
-            r#"{extra}
+/// The daemon config of a process-agent lab: quick agent polls, the lab's VLANs, short retries, the
+/// given deadlines, and the lab's plugins (shared with `cluster_lab.rs`).
+pub fn lab_config(heartbeat_timeout_s: u64, step_timeout_s: u64, agent_timeout_s: u64) -> String {
+    format!(
+        r#"
 [agent]
 poll_interval_s = 1
 heartbeat_interval_s = 1
-heartbeat_timeout_s = 20
+heartbeat_timeout_s = {heartbeat_timeout_s}
 
 [network]
 provisioning_vlan = 100
@@ -80,17 +76,24 @@ tenant_vlan = 200
 
 [deploy]
 agent_poweroff = false
-step_timeout_s = {step_timeout}
+step_timeout_s = {step_timeout_s}
 retry_initial_ms = 200
 retry_max_ms = 2000
-agent_timeout_s = {agent_timeout}
-clean_timeout_s = {agent_timeout}
+agent_timeout_s = {agent_timeout_s}
+clean_timeout_s = {agent_timeout_s}
 {plugins}"#,
-            step_timeout = opts.step_timeout_s,
-            agent_timeout = opts.agent_timeout_s,
-            plugins = paths::lab_plugins_toml(),
-            extra = opts.extra_config,
-        );
+        plugins = paths::lab_plugins_toml(),
+    )
+}
+
+impl DeployLab {
+    pub async fn start(opts: Options) -> DeployLab {
+        let switch = if opts.switch_releases_locks {
+            FakeSwitch::start_releasing_locks("juniper_generic", "admin", SWITCH_PASSWORD)
+        } else {
+            FakeSwitch::start("juniper_generic", "admin", SWITCH_PASSWORD)
+        };
+        let config = format!("{}\n{}", opts.extra_config, lab_config(20, opts.step_timeout_s, opts.agent_timeout_s));
         let daemon = Daemon::start_with(&config);
         let dir = tempfile::tempdir().expect("tmp");
         let switch_port = if opts.dead_switch { crate::fake_switch::free_tcp_port() } else { switch.port };

@@ -126,10 +126,9 @@ impl PgServer {
         &self.password_file
     }
 
-    /// The config lines that put a daemon on a fresh database of this server.
-    pub fn daemon_config(&self) -> String {
-        let db = self.create_database();
-        format!("database = \"{}\"\ndatabase_password_file = \"{}\"\n", self.url(&db), self.password_file.display())
+    /// The config lines that put a daemon on `database` of this server.
+    pub fn database_config(&self, database: &str) -> String {
+        format!("database = \"{}\"\ndatabase_password_file = \"{}\"\n", self.url(database), self.password_file.display())
     }
 
     /// Ends every connection to `database` but the caller's: a daemon cut off from its pool.

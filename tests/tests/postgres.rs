@@ -13,7 +13,7 @@ const BMC_PASSWORD: &str = "pg-bmc-password-4711";
 const SWITCH_PASSWORD: &str = "pg-switch-password-0815";
 
 fn pg_daemon(server: &PgServer, database: &str) -> Daemon {
-    Daemon::start_with(&format!("database = \"{}\"\ndatabase_password_file = \"{}\"\n", server.url(database), server.password_file().display()))
+    Daemon::start_with(&server.database_config(database))
 }
 
 /// Passwords reach PostgreSQL sealed: a dump of the whole database holds neither.
@@ -48,12 +48,7 @@ async fn daemons_starting_together_migrate_once() {
     let db = server.create_database();
     let key_dir = tempfile::tempdir().expect("tmp");
     let key = key_dir.path().join("secrets.key");
-    let config = format!(
-        "database = \"{}\"\ndatabase_password_file = \"{}\"\n[secrets]\nkey_file = \"{}\"\n",
-        server.url(&db),
-        server.password_file().display(),
-        key.display()
-    );
+    let config = format!("{}[secrets]\nkey_file = \"{}\"\n", server.database_config(&db), key.display());
     let daemons: Vec<Daemon> = std::thread::scope(|s| {
         let started: Vec<_> = (0..3).map(|_| s.spawn(|| Daemon::start_with(&config))).collect();
         started.into_iter().map(|h| h.join().expect("daemon")).collect()

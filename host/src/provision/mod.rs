@@ -61,14 +61,14 @@ pub(crate) struct Run<'a> {
     pub retry_until: Option<Instant>,
 }
 
-/// Starts the node's runner unless one is already going here. The runner first takes the node's
+/// Starts the node's runner unless one is already going here; false when one was. The runner first takes the node's
 /// lease (store/cluster.rs): if another live daemon holds it, that daemon drives the node and
 /// this one does nothing. Every store call of the runner is fenced by the lease.
-pub fn kick(state: &AppState, node: NodeId) {
+pub fn kick(state: &AppState, node: NodeId) -> bool {
     {
         let mut running = state.provisioner.running.lock().unwrap_or_else(|p| p.into_inner());
         if !running.insert(node.0) {
-            return;
+            return false;
         }
     }
     let state = state.clone();
@@ -99,6 +99,7 @@ pub fn kick(state: &AppState, node: NodeId) {
         }
         .instrument(span),
     );
+    true
 }
 
 pub(crate) fn lease_ttl_ms(state: &AppState) -> i64 {
@@ -113,10 +114,8 @@ pub async fn resume_all(state: &AppState) {
     match state.store.call(move |c| cluster::orphans(c, &me)).await {
         Ok(list) => {
             for node in list {
-                let running = state.provisioner.running.lock().unwrap_or_else(|p| p.into_inner()).contains(&node.0);
-                if !running {
+                if kick(state, node) {
                     tracing::info!(node = node.0, "resuming the node's workflow");
-                    kick(state, node);
                 }
             }
         }

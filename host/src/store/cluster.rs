@@ -27,13 +27,7 @@ pub struct Lease {
 pub fn acquire(conn: &mut Db, node: NodeId, owner: &std::sync::Arc<str>, ttl_ms: i64) -> Result<Option<Lease>> {
     let tx = conn.transaction()?;
     let now = now_ms();
-    let before: Option<(Option<String>, i64, Option<i64>)> =
-        tx.query_opt("SELECT lease_owner, lease_epoch, lease_expires FROM nodes WHERE id = ?1", params![node.0], |r| {
-            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
-        })?;
-    let Some((previous, _, expired_at)) = before else {
-        return Err(StoreError::NotFound(format!("node {node}")));
-    };
+    let (previous, _, expired_at) = lease_row(&tx, node)?;
     let epoch: Option<i64> = tx.query_opt(
         "UPDATE nodes SET lease_owner = ?2, lease_epoch = lease_epoch + 1, lease_expires = ?3
          WHERE id = ?1 AND (lease_owner IS NULL OR lease_owner = ?2 OR lease_expires < ?4)
@@ -65,21 +59,24 @@ pub fn release(conn: &Db, lease: &Lease) -> Result<()> {
 /// The fence: Ok only while the node's lease is still exactly `lease`.
 pub fn check(conn: &Db, lease: &Lease) -> Result<()> {
     let now = now_ms();
-    let held: Option<(Option<String>, i64, Option<i64>)> =
-        conn.query_opt("SELECT lease_owner, lease_epoch, lease_expires FROM nodes WHERE id = ?1", params![lease.node.0], |r| {
-            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
-        })?;
-    match held {
-        Some((Some(owner), epoch, expires)) if owner == lease.owner.as_ref() && epoch == lease.epoch && expires.is_some_and(|at| at >= now) => Ok(()),
-        Some((owner, epoch, _)) => Err(StoreError::LeaseLost(format!(
+    match lease_row(conn, lease.node)? {
+        (Some(owner), epoch, expires) if owner == lease.owner.as_ref() && epoch == lease.epoch && expires.is_some_and(|at| at >= now) => Ok(()),
+        (owner, epoch, _) => Err(StoreError::LeaseLost(format!(
             "daemon {} no longer holds node {}'s lease (epoch {}): now {} (epoch {epoch})",
             lease.owner,
             lease.node,
             lease.epoch,
             owner.map_or_else(|| "nobody".to_owned(), |o| format!("daemon {o}"))
         ))),
-        None => Err(StoreError::NotFound(format!("node {}", lease.node))),
     }
+}
+
+/// The node's lease as stored: owner, epoch, expiry.
+fn lease_row(conn: &Db, node: NodeId) -> Result<(Option<String>, i64, Option<i64>)> {
+    conn.query_opt("SELECT lease_owner, lease_epoch, lease_expires FROM nodes WHERE id = ?1", params![node.0], |r| {
+        Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+    })?
+    .ok_or_else(|| StoreError::NotFound(format!("node {node}")))
 }
 
 /// Who this daemon is, as it heartbeats.
