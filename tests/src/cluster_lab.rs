@@ -145,6 +145,15 @@ impl Cluster {
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     }
 
+    /// Waits until every other daemon has copied the upload from daemon 0 (their heartbeats do).
+    pub async fn wait_image_everywhere(&self) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !self.daemons[1..].iter().all(|d| d.log().contains("fetched the image from a peer daemon")) {
+            assert!(Instant::now() < deadline, "the image was not copied to every daemon:\n{}", self.logs());
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
     /// Any live daemon's view of every node.
     pub async fn nodes(&self) -> Vec<Value> {
         for d in &self.daemons {

@@ -64,6 +64,8 @@ async fn a_killed_daemons_nodes_are_taken_over() {
     let mut lab = Cluster::start(Setup { nodes: 6, agent_delay_s: 4, ..Setup::default() }).await;
     let bytes = image(1 << 20, 3);
     lab.upload(&bytes);
+    // Killing the daemon that took the upload must not lose the image: the others copy it first.
+    lab.wait_image_everywhere().await;
     let body = json!({"image": "os"});
     let creates = (0..6).map(|i| lab.daemons[i % 3].post("/v1/instances", &body));
     assert!(futures::future::join_all(creates).await.iter().all(|(s, _)| *s == StatusCode::CREATED));

@@ -184,6 +184,30 @@ const PEER_HEADER: &str = "x-metalhost-peer";
 /// (before its answer, or between two chunks) before the copy is given up.
 const PEER_WAIT: std::time::Duration = std::time::Duration::from_secs(20);
 
+/// On a shared pool, at each heartbeat: copies every uploaded image this daemon lacks from a live
+/// peer, so the pool keeps its images when the daemon that took the upload dies. An image another
+/// request is copying right now is left to it.
+pub(crate) async fn replicate(state: &AppState) {
+    let list = match state.store.call(|c| images::list(c)).await {
+        Ok(list) => list,
+        Err(e) => return tracing::warn!("image copies: cannot list images: {e}"),
+    };
+    for image in list {
+        let Some(file) = &image.file else { continue };
+        let path = state.config.data_dir.join("images").join(file);
+        if tokio::fs::try_exists(&path).await.unwrap_or(false) {
+            continue;
+        }
+        let lock = state.provisioner.image_lock(image.id);
+        let Ok(_guard) = lock.try_lock() else { continue };
+        if !tokio::fs::try_exists(&path).await.unwrap_or(false)
+            && let Err(e) = fetch_from_peers(state, &image.sha256, image.id, &path, state.operator_token.expose()).await
+        {
+            tracing::warn!(image = image.id, "image not copied from a peer yet: {e}");
+        }
+    }
+}
+
 /// Copies an uploaded image from a live peer daemon into this daemon's image dir, verifying its
 /// sha256 before it becomes visible (written under a temporary name, then renamed). `token` is
 /// the caller's (operator or image token): tokens live in the shared database, so the peer

@@ -11,6 +11,7 @@ pub(crate) mod console;
 mod daemons;
 pub mod error;
 mod images;
+pub(crate) use images::replicate as replicate_images;
 mod instances;
 mod node_actions;
 mod nodes;

@@ -138,6 +138,9 @@ pub async fn heartbeat(state: AppState) {
             continue;
         }
         resume_all(&state).await;
+        if state.store.is_shared() {
+            crate::api::replicate_images(&state).await;
+        }
     }
 }
 
