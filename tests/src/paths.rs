@@ -20,7 +20,9 @@ pub fn target_dir() -> PathBuf {
 }
 
 /// A host binary of this workspace (`metalhost`, `metalhost-agent`), built (debug) if needed.
-/// Benchmarks point `METALHOST_BIN_DIR` at a release build instead.
+/// `METALHOST_BIN_DIR` names a dir holding them already built, and nothing is built: benchmarks point
+/// it at a release build, `scripts/test` at the workspace build it just made (so the test binaries it
+/// runs side by side never wait on cargo's lock, or relink a binary another test is running).
 pub fn host_binary(name: &str) -> PathBuf {
     if let Ok(dir) = std::env::var("METALHOST_BIN_DIR") {
         return PathBuf::from(dir).join(name);
@@ -38,7 +40,8 @@ pub fn host_binary(name: &str) -> PathBuf {
 }
 
 /// A plugin component built for wasm32-wasip2 (`ipmitool`, `freeipmi`, `juniper`, test plugins...).
-/// All plugins are built once per test process; cargo makes concurrent builds safe.
+/// All plugins are built once per test process; cargo makes concurrent builds safe. Always into
+/// `plugins/target`, where this looks for them, whatever `CARGO_TARGET_DIR` says.
 pub fn plugin_wasm(crate_name: &str) -> PathBuf {
     static BUILT: OnceLock<()> = OnceLock::new();
     let plugins = workspace_root().join("plugins");
@@ -46,6 +49,7 @@ pub fn plugin_wasm(crate_name: &str) -> PathBuf {
         let status = Command::new(env!("CARGO"))
             .args(["build", "--quiet", "--release", "--target", "wasm32-wasip2"])
             .current_dir(&plugins)
+            .env("CARGO_TARGET_DIR", plugins.join("target"))
             .status()
             .expect("run cargo build for plugins");
         assert!(status.success(), "cargo build of the plugins failed");
