@@ -52,6 +52,7 @@ impl Daemon {
         };
         let config = format!("{listen}data_dir = \"{}\"\n{database}{sync}{extra_config}\n", data_dir.display());
         std::fs::write(&config_path, config).expect("write config");
+        plugin_cache::seed(&data_dir);
         let log_path = dir.path().join("daemon.log");
         let mut daemon = Daemon {
             child: None,
@@ -103,6 +104,7 @@ impl Daemon {
             if let Some(addr) = fresh.split("metalhost is serving addr=").nth(1) {
                 let addr: String = addr.chars().take_while(|c| !c.is_whitespace()).collect();
                 self.url = format!("http://{addr}");
+                plugin_cache::publish(&self.data_dir);
                 return;
             }
             if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
@@ -269,6 +271,61 @@ impl Daemon {
 impl Drop for Daemon {
     fn drop(&mut self) {
         self.stop();
+    }
+}
+
+/// Compiled plugin components shared by the test daemons. A daemon keeps each plugin compiled by
+/// Cranelift in `<data_dir>/plugin-cache/<key>.cwasm`, the key covering the wasm's sha256 and
+/// wasmtime's version and configuration; in a fresh data dir it compiles every plugin it loads,
+/// seconds of CPU each in a debug build, and the suite starts over a hundred daemons, several at
+/// once when test binaries run side by side (`scripts/run-tests`), where starved starts then missed
+/// their deadline. So a new daemon's cache starts with what other test daemons compiled
+/// (`<target>/lab/plugin-cache`), and what it compiled itself goes there once it serves. The daemon
+/// treats these entries as its own (wasmtime refuses one from another version or configuration, and
+/// the daemon then compiles); the tests that check compiling and caching use their own cache dirs.
+pub mod plugin_cache {
+    use std::path::{Path, PathBuf};
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    fn shared() -> PathBuf {
+        crate::paths::target_dir().join("lab/plugin-cache")
+    }
+
+    fn entries(dir: &Path) -> Vec<PathBuf> {
+        let files = std::fs::read_dir(dir).into_iter().flatten().flatten().map(|e| e.path());
+        files.filter(|p| p.extension().is_some_and(|x| x == "cwasm")).collect()
+    }
+
+    /// Links (or copies) the shared entries into the daemon's cache dir before it starts.
+    pub fn seed(data_dir: &Path) {
+        let found = entries(&shared());
+        let own = data_dir.join("plugin-cache");
+        if found.is_empty() || std::fs::create_dir_all(&own).is_err() {
+            return;
+        }
+        for entry in found {
+            let Some(name) = entry.file_name() else { continue };
+            // The daemon replaces a stale entry by renaming a new file over it, never writes into
+            // one: a hard link shares nothing it could change.
+            let _ = std::fs::hard_link(&entry, own.join(name)).or_else(|_| std::fs::copy(&entry, own.join(name)).map(|_| ()));
+        }
+    }
+
+    /// Adds what the daemon compiled to the shared entries (whole files only: renamed into place).
+    pub fn publish(data_dir: &Path) {
+        let shared = shared();
+        for entry in entries(&data_dir.join("plugin-cache")) {
+            let Some(name) = entry.file_name() else { continue };
+            if shared.join(name).exists() || std::fs::create_dir_all(&shared).is_err() {
+                continue;
+            }
+            static PARTS: AtomicUsize = AtomicUsize::new(0);
+            let part = PARTS.fetch_add(1, Ordering::Relaxed);
+            let partial = shared.join(format!(".{}.{}-{part}", name.to_string_lossy(), std::process::id()));
+            if std::fs::copy(&entry, &partial).and_then(|_| std::fs::rename(&partial, shared.join(name))).is_err() {
+                let _ = std::fs::remove_file(&partial);
+            }
+        }
     }
 }
 
