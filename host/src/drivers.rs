@@ -159,7 +159,7 @@ pub async fn set_boot_device(host: &PluginHost, node: &Node, device: BootDevice,
     let (bmc, creds) = bmc_of(node);
     async {
         let driver = host.power(&node.power_driver)?;
-        let mode = (driver.contract() == metalhost_plugin_host::CONTRACT_0_2 && node.boot_mode == BootMode::Uefi).then_some(ph::BootMode::Uefi);
+        let mode = (driver.contract() == ph::Contract::V0_2 && node.boot_mode == BootMode::Uefi).then_some(ph::BootMode::Uefi);
         Ok(driver.set_boot_device_in(&bmc, &creds, boot_device(device), persistent, mode).await?)
     }
     .instrument(node_span(node))
