@@ -119,11 +119,14 @@ fn node_span(node: &Node) -> tracing::Span {
     tracing::info_span!("driver", node = node.id.0, node_name = %node.name, instance = node.instance_id.map(|i| i.0))
 }
 
+/// The domain's actions are the contract's (0.2.0), case for case.
 fn power_action(action: PowerAction) -> ph::PowerAction {
     match action {
         PowerAction::On => ph::PowerAction::On,
         PowerAction::Off => ph::PowerAction::Off,
         PowerAction::Reboot => ph::PowerAction::Reboot,
+        PowerAction::GracefulOff => ph::PowerAction::GracefulOff,
+        PowerAction::GracefulReboot => ph::PowerAction::GracefulReboot,
     }
 }
 
@@ -147,14 +150,15 @@ pub async fn power_state(host: &PluginHost, node: &Node) -> Result<PowerState, D
     .await
 }
 
+/// A graceful action needs a 0.2.0 plugin: a 0.1.0 one answers `unsupported`.
 pub async fn set_power(host: &PluginHost, node: &Node, action: PowerAction) -> Result<(), DriverFailure> {
     let (bmc, creds) = bmc_of(node);
     async { Ok(host.power(&node.power_driver)?.set_power_state(&bmc, &creds, power_action(action)).await?) }.instrument(node_span(node)).await
 }
 
 /// Sets the boot device. A UEFI node's 0.2.0 plugin is also told the boot mode (the EFI flag of the
-/// BMC's boot override); a BIOS node's override is left as before (no mode: the BMC keeps its
-/// own), and a 0.1.0 plugin's contract has no such flag at all.
+/// BMC's boot override); a legacy (BIOS) node's override is left as before (no mode: the BMC keeps
+/// its own), and a 0.1.0 plugin's contract has no such flag at all.
 pub async fn set_boot_device(host: &PluginHost, node: &Node, device: BootDevice, persistent: bool) -> Result<(), DriverFailure> {
     let (bmc, creds) = bmc_of(node);
     async {

@@ -40,7 +40,7 @@ struct PowerView {
 #[utoipa::path(put, path = "/v1/nodes/{id}/power", operation_id = "set_node_power", tag = "node actions", params(("id" = String, Path, description = "The node's id or name.")), request_body = PowerRequest,
     responses((status = 200, description = "The power state after the action.", body = PowerView)))]
 async fn set_power(State(state): State<AppState>, Path(id): Path<String>, ApiJson(req): ApiJson<PowerRequest>) -> ApiResult<Json<PowerView>> {
-    let action: PowerAction = req.action.parse()?;
+    let action = PowerAction::parse_operator(&req.action)?;
     let (node, power) = provision::set_power(&state, Key::parse(&id), action).await?;
     Ok(Json(PowerView { node: node.name, power_state: power.to_string() }))
 }

@@ -141,7 +141,7 @@ impl CreateNode {
             power_driver: self.power_driver,
             switch_id: SwitchId(self.switch_id),
             switch_port: self.switch_port.parse::<SwitchPort>()?,
-            boot_mode: self.boot_mode.as_deref().map(str::parse).transpose()?.unwrap_or(BootMode::Bios),
+            boot_mode: self.boot_mode.as_deref().map(str::parse).transpose()?.unwrap_or(BootMode::Legacy),
         })
     }
 }

@@ -190,7 +190,7 @@ mod tests {
                 power_driver: "ipmitool".into(),
                 switch_id: SwitchId(1),
                 switch_port: port.parse().expect("port"),
-                boot_mode: BootMode::Bios,
+                boot_mode: BootMode::Legacy,
             };
             nodes::insert(&mut conn, node).expect("node");
         }

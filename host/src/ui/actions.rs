@@ -76,6 +76,9 @@ impl NodeAction {
             NodeAction::Power(PowerAction::On) => "Power on",
             NodeAction::Power(PowerAction::Off) => "Power off",
             NodeAction::Power(PowerAction::Reboot) => "Reboot",
+            // Not offered by `parse` (nor by the API: `PowerAction::OPERATOR`).
+            NodeAction::Power(PowerAction::GracefulOff) => "Shut down",
+            NodeAction::Power(PowerAction::GracefulReboot) => "Restart",
             NodeAction::Recover => "Recover (power off, back to provisioning, clean)",
         }
     }
