@@ -219,7 +219,7 @@ pub async fn power_sync_sweep(state: &AppState) -> SweepReport {
 /// Reads one node's power state and records a change (fenced by the lease when there is one).
 async fn sync_one(state: &AppState, node: &Node, lease: Option<crate::store::cluster::Lease>) -> Result<bool, ()> {
     let read = async {
-        match crate::drivers::power_state(&state.plugins, node).await {
+        match crate::drivers::power_state(&state.plugins, &node.bmc()).await {
             Ok(power) => {
                 let id = node.id;
                 state

@@ -161,7 +161,7 @@ struct CheckView {
 async fn check(State(state): State<AppState>, Path(id): Path<String>) -> ApiResult<Json<CheckView>> {
     let key = Key::parse(&id);
     let switch = state.store.call(move |c| switches::get(c, &key)).await?;
-    let outcome = crate::drivers::describe_switch(&state.plugins, &switch).await;
+    let outcome = crate::drivers::describe_switch(&state.plugins, &switch.access()).await;
     Ok(Json(match outcome {
         Ok((description, fingerprint)) => {
             if !fingerprint.is_empty() && switch.host_key.is_none() {

@@ -1,11 +1,13 @@
 //! Domain types: ids, addresses, states and their transitions. Pure: no SQLite, axum or wasmtime here.
 
+mod access;
 mod failure;
 mod ids;
 mod net;
 mod state;
 pub mod time;
 
+pub use access::{Bmc, NodeLabel, SwitchAccess};
 pub use failure::FailureKind;
 pub use ids::{ImageId, InstanceId, NodeId, SwitchId, TaskId};
 pub use net::{ChassisId, Hostname, MacAddr, SwitchPort, Vlan};

@@ -30,7 +30,7 @@ async fn record_power(state: &AppState, node: &Node, power: PowerState, why: &'s
 pub async fn set_power(state: &AppState, key: Key, action: PowerAction) -> Result<(Node, PowerState), StepFailure> {
     const STEP: &str = "power (operator)";
     let node = idle_node(state, key, STEP).await?;
-    drivers::set_power(&state.plugins, &node, action).await.map_err(|e| Fault::from(e).at(STEP))?;
+    drivers::set_power(&state.plugins, &node.bmc(), action).await.map_err(|e| Fault::from(e).at(STEP))?;
     let power = if action == PowerAction::Off { PowerState::Off } else { PowerState::On };
     record_power(state, &node, power, "set by the operator", STEP).await?;
     Ok((node, power))
@@ -40,7 +40,7 @@ pub async fn set_power(state: &AppState, key: Key, action: PowerAction) -> Resul
 pub async fn power_state(state: &AppState, key: Key) -> Result<(Node, PowerState), StepFailure> {
     const STEP: &str = "read power (operator)";
     let node = state.store.call(move |c| nodes::get(c, &key)).await.map_err(|source| StepFailure::Store { step: STEP, source })?;
-    let power = drivers::power_state(&state.plugins, &node).await.map_err(|e| Fault::from(e).at(STEP))?;
+    let power = drivers::power_state(&state.plugins, &node.bmc()).await.map_err(|e| Fault::from(e).at(STEP))?;
     record_power(state, &node, power, "read by the operator", STEP).await?;
     Ok((node, power))
 }
@@ -48,7 +48,7 @@ pub async fn power_state(state: &AppState, key: Key) -> Result<(Node, PowerState
 pub async fn set_boot_device(state: &AppState, key: Key, device: BootDevice, persistent: bool) -> Result<(), StepFailure> {
     const STEP: &str = "boot device (operator)";
     let node = idle_node(state, key, STEP).await?;
-    drivers::set_boot_device(&state.plugins, &node, device, persistent).await.map_err(|e| Fault::from(e).at(STEP))?;
+    drivers::set_boot_device(&state.plugins, &node.bmc(), device, persistent).await.map_err(|e| Fault::from(e).at(STEP))?;
     let message = format!("boot device set to {device} ({})", if persistent { "persistent" } else { "next boot" });
     let id = node.id;
     state

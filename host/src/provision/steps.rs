@@ -37,7 +37,8 @@ pub async fn wait_deploy(run: &Run<'_>) -> Result<(), StepFailure> {
 pub async fn activate(run: &Run<'_>) -> Result<(), StepFailure> {
     netboot_remove(run).await?;
     move_port(run, NetworkKind::Tenant, "switch port -> tenant").await?;
-    step(run, "boot device -> disk", || async { Ok(drivers::set_boot_device(&run.state.plugins, run.node, BootDevice::Disk, true).await?) }).await?;
+    step(run, "boot device -> disk", || async { Ok(drivers::set_boot_device(&run.state.plugins, &run.node.bmc(), BootDevice::Disk, true).await?) })
+        .await?;
     power_on_or_reboot(run, "reboot from disk").await?;
     let id = run.node.id;
     let instance = run.node.instance_id;
@@ -140,7 +141,7 @@ pub async fn wait_clean(run: &Run<'_>) -> Result<(), StepFailure> {
 }
 
 async fn power_off(run: &Run<'_>, why: &'static str) -> Result<(), StepFailure> {
-    step(run, "power off", || async { Ok(drivers::set_power(&run.state.plugins, run.node, PowerAction::Off).await?) }).await?;
+    step(run, "power off", || async { Ok(drivers::set_power(&run.state.plugins, &run.node.bmc(), PowerAction::Off).await?) }).await?;
     record_power(run.state, run.node.id, PowerState::Off, why).await;
     Ok(())
 }
@@ -250,7 +251,7 @@ pub(crate) async fn move_port_to(run: &Run<'_>, network: NetworkKind, vlan: Vlan
             tokio::time::sleep(std::time::Duration::from_millis(50)).await;
         }
         let _pool_guard = PoolSwitchLock { store: run.state.store.clone(), switch: switch_id };
-        let fingerprint = drivers::move_port(&run.state.plugins, &switch, run.node, vlan, vlan_name).await?;
+        let fingerprint = drivers::move_port(&run.state.plugins, &switch.access(), &run.node.label(), &run.node.switch_port, vlan, vlan_name).await?;
         run.state
             .store
             .call(move |c| {
@@ -284,14 +285,15 @@ impl Drop for PoolSwitchLock {
 }
 
 async fn pxe_and_power_on(run: &Run<'_>) -> Result<(), StepFailure> {
-    step(run, "boot device -> pxe", || async { Ok(drivers::set_boot_device(&run.state.plugins, run.node, BootDevice::Pxe, false).await?) }).await?;
+    step(run, "boot device -> pxe", || async { Ok(drivers::set_boot_device(&run.state.plugins, &run.node.bmc(), BootDevice::Pxe, false).await?) })
+        .await?;
     power_on_or_reboot(run, "power on into the bootstrap").await
 }
 
 /// Powers the node on, or cycles it if it is already on: one `reboot` call, which the plugin
 /// contract defines as exactly that, rather than a power read followed by a second call.
 async fn power_on_or_reboot(run: &Run<'_>, name: &'static str) -> Result<(), StepFailure> {
-    step(run, name, || async { Ok(drivers::set_power(&run.state.plugins, run.node, PowerAction::Reboot).await?) }).await?;
+    step(run, name, || async { Ok(drivers::set_power(&run.state.plugins, &run.node.bmc(), PowerAction::Reboot).await?) }).await?;
     record_power(run.state, run.node.id, PowerState::On, name).await;
     Ok(())
 }
@@ -333,10 +335,13 @@ pub fn kernel_args(state: &AppState) -> String {
 async fn netboot_put(run: &Run<'_>) -> Result<(), StepFailure> {
     let Some(plugin) = run.state.config.deploy.netboot_plugin.as_deref() else { return Ok(()) };
     let entry = boot_entry(run.state, run.node);
-    step(run, "netboot entry -> write", || async { Ok(drivers::netboot_put(&run.state.plugins, plugin, run.node, &entry).await?) }).await
+    step(run, "netboot entry -> write", || async { Ok(drivers::netboot_put(&run.state.plugins, plugin, &run.node.label(), &entry).await?) }).await
 }
 
 async fn netboot_remove(run: &Run<'_>) -> Result<(), StepFailure> {
     let Some(plugin) = run.state.config.deploy.netboot_plugin.as_deref() else { return Ok(()) };
-    step(run, "netboot entry -> remove", || async { Ok(drivers::netboot_remove(&run.state.plugins, plugin, run.node).await?) }).await
+    step(run, "netboot entry -> remove", || async {
+        Ok(drivers::netboot_remove(&run.state.plugins, plugin, &run.node.label(), &run.node.mac).await?)
+    })
+    .await
 }

@@ -9,7 +9,8 @@ use super::last_error::LastError;
 use super::switches::Key;
 use super::{Result, StoreError};
 use crate::domain::{
-    BootMode, Hostname, InstanceId, MacAddr, NetworkKind, NodeId, PowerState, ProvisionState, Secret, SwitchId, SwitchPort, Vlan, now_ms,
+    Bmc, BootMode, Hostname, InstanceId, MacAddr, NetworkKind, NodeId, NodeLabel, PowerState, ProvisionState, Secret, SwitchId, SwitchPort, Vlan,
+    now_ms,
 };
 
 /// A node as stored. Holds the BMC password: never serialise this type to a client.
@@ -45,6 +46,24 @@ impl Node {
     /// A node enlisted by discovery has no BMC yet: the operator gives it one with `node update`.
     pub fn needs_bmc(&self) -> bool {
         self.bmc_address.is_empty() || self.bmc_username.is_empty() || self.power_driver.is_empty()
+    }
+
+    /// Which node a driver call acts for.
+    pub fn label(&self) -> NodeLabel {
+        NodeLabel { id: self.id, name: self.name.clone(), instance: self.instance_id }
+    }
+
+    /// What a power or console call needs of this node.
+    pub fn bmc(&self) -> Bmc {
+        Bmc {
+            node: self.label(),
+            address: self.bmc_address.clone(),
+            port: self.bmc_port,
+            username: self.bmc_username.clone(),
+            password: self.bmc_password.clone(),
+            driver: self.power_driver.clone(),
+            boot_mode: self.boot_mode,
+        }
     }
 }
 

@@ -3,7 +3,7 @@
 use super::db::{Db, Row, params};
 
 use super::{Result, StoreError};
-use crate::domain::{ChassisId, Hostname, Secret, SwitchId, now_ms};
+use crate::domain::{ChassisId, Hostname, Secret, SwitchAccess, SwitchId, now_ms};
 
 /// A switch as stored. Holds its password: never serialise this type to a client.
 #[derive(Debug, Clone)]
@@ -21,6 +21,21 @@ pub struct Switch {
     pub host_key_pinned: bool,
     /// The LLDP chassis id it announces, by which inspection recognises it.
     pub chassis_id: Option<String>,
+}
+
+impl Switch {
+    /// What a switch call needs: where, the login, the plugin, the key to trust.
+    pub fn access(&self) -> SwitchAccess {
+        SwitchAccess {
+            name: self.name.clone(),
+            address: self.address.clone(),
+            port: self.port,
+            username: self.username.clone(),
+            password: self.password.clone(),
+            driver: self.driver.clone(),
+            host_key: self.host_key.clone(),
+        }
+    }
 }
 
 pub struct NewSwitch {
