@@ -22,7 +22,7 @@ use std::sync::Arc;
 use clap::{Parser, Subcommand};
 use std::time::Duration;
 
-use metalhost_wire::{AfterTask, Compression, DISCOVERY_LLDP_WAIT_S, InspectTask, TaskResult, TaskWork};
+use metalhost_wire::{AfterTask, AgentFailureKind, Compression, DISCOVERY_LLDP_WAIT_S, InspectTask, TaskResult, TaskWork};
 
 /// Exit codes, for whoever runs the agent (the bootstrap /init, tests).
 const EXIT_TASK_FAILED: u8 = 1;
@@ -176,11 +176,12 @@ fn run_agent(args: &Args) -> ExitCode {
     }));
     reporter.stop();
     let result = match outcome {
-        Ok(Ok(message)) => TaskResult { success: true, message },
-        Ok(Err(e)) => TaskResult { success: false, message: e.to_string() },
+        Ok(Ok(message)) => TaskResult { success: true, message, kind: None },
+        Ok(Err(e)) => TaskResult { success: false, message: e.to_string(), kind: Some(e.kind()) },
         Err(panic) => {
             let what = panic.downcast_ref::<&str>().map(|s| s.to_string()).or_else(|| panic.downcast_ref::<String>().cloned());
-            TaskResult { success: false, message: format!("the agent crashed: {}", what.unwrap_or_else(|| "unknown panic".into())) }
+            let message = format!("the agent crashed: {}", what.unwrap_or_else(|| "unknown panic".into()));
+            TaskResult { success: false, message, kind: Some(AgentFailureKind::Other) }
         }
     };
     log(format!("task {} {}: {}", task.id, if result.success { "succeeded" } else { "failed" }, result.message));
