@@ -149,7 +149,8 @@ async fn result(
     ApiJson(r): ApiJson<TaskResult>,
 ) -> ApiResult<StatusCode> {
     let message = if r.message.trim().is_empty() { if r.success { "done" } else { "failed" }.to_owned() } else { r.message };
-    let task = state.store.call(move |c| tasks::finish(c, TaskId(id), node, r.success, &message)).await?;
+    let kind = (!r.success).then(|| crate::work::failure_kind(r.kind));
+    let task = state.store.call(move |c| tasks::finish(c, TaskId(id), node, r.success, kind, &message)).await?;
     tracing::info!(node = node.0, task = id, state = %task.state, message = task.message.as_deref().unwrap_or(""), "agent reported");
     if task.state == crate::domain::TaskState::Succeeded && task.kind == crate::domain::TaskKind::Deploy {
         let seconds = (crate::domain::now_ms() - task.created_at) as f64 / 1000.0;

@@ -6,8 +6,8 @@ use std::time::Duration;
 use super::{Fault, Run, StepFailure, advance, step};
 use crate::app::AppState;
 use crate::domain::{
-    BootDevice, ImageId, InstanceId, InstanceState, NetworkKind, NodeId, PowerAction, PowerState, ProvisionState, TaskKind, TaskState, Vlan,
-    deadline_in,
+    BootDevice, FailureKind, ImageId, InstanceId, InstanceState, NetworkKind, NodeId, PowerAction, PowerState, ProvisionState, TaskKind, TaskState,
+    Vlan, deadline_in,
 };
 use crate::drivers::{self, BootEntry};
 use crate::store::nodes::{self, Node};
@@ -202,10 +202,12 @@ async fn create_task(
     .await
 }
 
-/// Waits for the node's latest task of `kind` to finish; its failure message becomes the step's.
+/// Waits for the node's latest task of `kind` to finish; its failure message and kind become the
+/// step's. Never retried: a finished task reads the same again (another attempt is a new task).
 async fn wait_task(run: &Run<'_>, kind: TaskKind, name: &'static str) -> Result<(), StepFailure> {
     let id = run.node.id;
-    step(run, name, || async {
+    let once = Run { state: run.state, node: run.node, retry_until: None };
+    step(&once, name, || async {
         loop {
             let notified = run.state.task_events.notified();
             let task = run.state.store.call(move |c| tasks::latest_for_node(c, id)).await?;
@@ -213,11 +215,12 @@ async fn wait_task(run: &Run<'_>, kind: TaskKind, name: &'static str) -> Result<
                 Some(t) if t.kind == kind => match t.state {
                     TaskState::Succeeded => return Ok(()),
                     TaskState::Failed => {
-                        return Err(Fault::Agent(format!("the agent's {kind} task failed: {}", t.message.unwrap_or_default())));
+                        let message = format!("the agent's {kind} task failed: {}", t.message.unwrap_or_default());
+                        return Err(Fault::Agent { kind: t.failure_kind.unwrap_or(FailureKind::Agent), message });
                     }
                     TaskState::Pending | TaskState::Running => {}
                 },
-                _ => return Err(Fault::Agent(format!("the node has no {kind} task"))),
+                _ => return Err(Fault::Agent { kind: FailureKind::Agent, message: format!("the node has no {kind} task") }),
             }
             tokio::select! {
                 _ = notified => {}

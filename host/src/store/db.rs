@@ -235,6 +235,15 @@ impl Row<'_> {
         text.parse().map_err(|e: T::Err| column(index, &e.to_string()))
     }
 
+    /// A nullable text column parsed into a domain type.
+    pub fn parse_opt<T: std::str::FromStr>(&self, index: usize) -> Result<Option<T>>
+    where
+        T::Err: std::fmt::Display,
+    {
+        let text: Option<String> = self.get(index)?;
+        text.map(|t| t.parse().map_err(|e: T::Err| column(index, &e.to_string()))).transpose()
+    }
+
     /// A sealed password column, opened under the store's key; `label` names the column.
     pub fn unseal(&self, index: usize, label: &str) -> Result<Secret> {
         let stored: String = self.get(index)?;
