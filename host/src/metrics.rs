@@ -15,8 +15,8 @@ use axum::{Router, middleware};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use serde::Deserialize;
 
-use crate::app::AppState;
 use crate::domain::{PowerState, ProvisionState};
+use crate::provision::WorkflowCore;
 
 /// `[metrics]`: whether metrics are recorded, and where `/metrics` is served.
 #[derive(Debug, Clone, Deserialize)]
@@ -61,18 +61,23 @@ pub fn handle() -> Option<&'static PrometheusHandle> {
         .as_ref()
 }
 
-/// `/metrics` alone, for the API router (behind the token) or the open listener.
-pub fn router() -> utoipa_axum::router::OpenApiRouter<AppState> {
+/// `/metrics` alone, for the API router (behind the token) or the open listener: generic over
+/// the router's state so both serve it.
+pub fn router<S>() -> utoipa_axum::router::OpenApiRouter<S>
+where
+    S: Clone + Send + Sync + 'static,
+    WorkflowCore: axum::extract::FromRef<S>,
+{
     utoipa_axum::router::OpenApiRouter::new().routes(utoipa_axum::routes!(render))
 }
 
 #[utoipa::path(get, path = "/metrics", operation_id = "metrics", tag = "meta",
     responses((status = 200, description = "Metrics in the Prometheus text format.", body = String, content_type = "text/plain")))]
-async fn render(State(state): State<AppState>) -> Response {
+async fn render(State(core): State<WorkflowCore>) -> Response {
     let Some(handle) = handle() else {
         return (axum::http::StatusCode::SERVICE_UNAVAILABLE, "metrics recorder not installed").into_response();
     };
-    match state.store.call(crate::store::nodes::count_by_state).await {
+    match core.store.call(crate::store::nodes::count_by_state).await {
         Ok(counts) => {
             for s in ProvisionState::ALL {
                 let n = counts.iter().filter(|(state, _, _)| state == s).map(|(_, _, n)| n).sum::<u64>();
@@ -101,8 +106,8 @@ pub async fn track_http(req: Request, next: Next) -> Response {
 }
 
 /// The open listener's app: `/metrics` only, requests tracked like the API's.
-pub fn open_app(state: AppState) -> Router {
-    Router::from(router()).route_layer(middleware::from_fn(track_http)).with_state(state)
+pub fn open_app(core: WorkflowCore) -> Router {
+    Router::from(router()).route_layer(middleware::from_fn(track_http)).with_state(core)
 }
 
 /// A workflow step ended (after its retries).

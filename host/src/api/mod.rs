@@ -11,7 +11,6 @@ pub(crate) mod console;
 mod daemons;
 pub mod error;
 mod images;
-pub(crate) use images::replicate as replicate_images;
 mod instances;
 mod node_actions;
 mod nodes;
@@ -48,7 +47,7 @@ pub fn document(state: &AppState) -> utoipa::openapi::OpenApi {
 
 fn documented_router(state: &AppState) -> OpenApiRouter<AppState> {
     // With `[metrics] listen` set, /metrics is served there, open; otherwise here, behind the token.
-    let metrics = &state.config.metrics;
+    let metrics = &state.core.config.metrics;
     let metrics = if metrics.enabled && metrics.listen.is_none() { crate::metrics::router() } else { OpenApiRouter::new() };
     let operator = OpenApiRouter::new()
         .merge(metrics)

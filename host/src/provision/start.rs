@@ -1,8 +1,8 @@
 //! Starting workflows: each function checks and moves the node in one transaction, then kicks its
 //! runner. The API calls these and only maps their errors.
 
-use crate::app::AppState;
 use crate::domain::{InstanceId, InstanceState, NodeId, ProvisionState, TaskKind, deadline_in};
+use crate::provision::WorkflowCore;
 use crate::store::StoreError;
 use crate::store::instances::{self, Claim, Instance};
 use crate::store::last_error::LastError;
@@ -23,7 +23,7 @@ pub struct DeployRequest {
 
 /// Claims a fitting node for a new instance (one transaction: two claims never get the same node)
 /// and starts its deploy.
-pub async fn start_deploy(state: &AppState, request: DeployRequest) -> Result<(Instance, Node), StoreError> {
+pub async fn start_deploy(core: &WorkflowCore, request: DeployRequest) -> Result<(Instance, Node), StoreError> {
     let claim = Claim {
         name: request.name,
         image: request.image,
@@ -31,20 +31,20 @@ pub async fn start_deploy(state: &AppState, request: DeployRequest) -> Result<(I
         cpus: request.cpus,
         ram_mb: request.ram_mb,
         disk_gb: request.disk_gb,
-        deadline: deadline_in(state.config.deploy.step_timeout),
+        deadline: deadline_in(core.config.deploy.step_timeout),
     };
-    let (instance, node) = state.store.call(move |c| instances::claim(c, claim)).await?;
+    let (instance, node) = core.store.call(move |c| instances::claim(c, claim)).await?;
     tracing::info!(instance = instance.id, node = node.id.0, "instance created: deploying");
-    super::kick(state, node.id);
+    super::kick(core, node.id);
     Ok((instance, node))
 }
 
 /// Destroy: the node goes `deleting` (from `active` or `error`) and its runner does the rest; the
 /// instance disappears once the node is clean. An instance without a node goes at once. Returns the
 /// instance as it is now.
-pub async fn start_destroy(state: &AppState, instance: Key) -> Result<Instance, StoreError> {
-    let deadline = deadline_in(state.config.deploy.step_timeout);
-    let (instance, node) = state
+pub async fn start_destroy(core: &WorkflowCore, instance: Key) -> Result<Instance, StoreError> {
+    let deadline = deadline_in(core.config.deploy.step_timeout);
+    let (instance, node) = core
         .store
         .call(move |c| {
             let tx = c.transaction()?;
@@ -86,16 +86,16 @@ pub async fn start_destroy(state: &AppState, instance: Key) -> Result<Instance, 
         })
         .await?;
     if let Some(node) = node {
-        super::kick(state, node);
+        super::kick(core, node);
     }
     Ok(instance)
 }
 
 /// From `error`: power off, port back to provisioning, clean (unless skip_clean), then available.
 /// An instance the node still holds is destroyed with it.
-pub async fn recover(state: &AppState, node: Key) -> Result<Node, StoreError> {
-    let deadline = deadline_in(state.config.deploy.step_timeout);
-    let node = state
+pub async fn recover(core: &WorkflowCore, node: Key) -> Result<Node, StoreError> {
+    let deadline = deadline_in(core.config.deploy.step_timeout);
+    let node = core
         .store
         .call(move |c| {
             let tx = c.transaction()?;
@@ -123,19 +123,19 @@ pub async fn recover(state: &AppState, node: Key) -> Result<Node, StoreError> {
             Ok(node)
         })
         .await?;
-    super::kick(state, node.id);
+    super::kick(core, node.id);
     Ok(node)
 }
 
 /// Inspection: the node goes `inspecting` (from `available` or `enrolled`) with its inspect task
 /// queued in the same transaction; its runner boots it into the agent, waits for the report,
 /// powers it off and puts it back in the state it came from.
-pub async fn start_inspect(state: &AppState, node: Key) -> Result<Node, StoreError> {
-    let config = &state.config;
+pub async fn start_inspect(core: &WorkflowCore, node: Key) -> Result<Node, StoreError> {
+    let config = &core.config;
     let deadline = deadline_in(config.inspection.timeout);
     let options =
         TaskOptions { poweroff: config.deploy.agent_poweroff, lldp_wait_s: config.inspection.lldp_wait.as_secs(), ..TaskOptions::default() };
-    let node = state
+    let node = core
         .store
         .call(move |c| {
             let tx = c.transaction()?;
@@ -174,6 +174,6 @@ pub async fn start_inspect(state: &AppState, node: Key) -> Result<Node, StoreErr
         })
         .await?;
     tracing::info!(node = node.id.0, "inspection started");
-    super::kick(state, node.id);
+    super::kick(core, node.id);
     Ok(node)
 }

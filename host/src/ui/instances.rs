@@ -9,8 +9,8 @@ use maud::html;
 
 use super::error::UiResult;
 use super::page::{self, Nav, badge};
-use crate::app::AppState;
 use crate::domain::{NodeId, ProvisionState};
+use crate::provision::WorkflowCore;
 use crate::store::instances::{self, Instance};
 use crate::store::tasks::{self, Task};
 use crate::store::{images, nodes};
@@ -22,8 +22,8 @@ struct Row {
     task: Option<Task>,
 }
 
-pub async fn page(State(state): State<AppState>) -> UiResult<Html<String>> {
-    let (rows, images, available) = state
+pub async fn page(State(core): State<WorkflowCore>) -> UiResult<Html<String>> {
+    let (rows, images, available) = core
         .store
         .call(|c| {
             let mut rows = Vec::new();
