@@ -10,27 +10,12 @@ use anyhow::Context;
 use rand::RngCore;
 use tokio::net::TcpListener;
 
+use crate::api::state::AppState;
 use crate::config::Config;
 use crate::domain::Secret;
 use crate::images::Images;
 use crate::provision::{WorkflowCore, lease_ttl_ms};
 use crate::store::Store;
-
-/// The web layer's state: the workflow core (handed to handlers that need only it through
-/// `FromRef`), plus what only the doors use: the operator token and the web view's sessions.
-#[derive(Clone)]
-pub struct AppState {
-    pub core: WorkflowCore,
-    pub operator_token: Arc<Secret>,
-    /// Signed-in web view browsers.
-    pub ui_sessions: Arc<crate::ui::Sessions>,
-}
-
-impl axum::extract::FromRef<AppState> for WorkflowCore {
-    fn from_ref(state: &AppState) -> WorkflowCore {
-        state.core.clone()
-    }
-}
 
 pub struct App {
     listener: TcpListener,
@@ -104,7 +89,7 @@ impl App {
     pub async fn run(self, shutdown: impl std::future::Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
         let App { listener, state } = self;
         let core = &state.core;
-        crate::pool::revalidate_enrolled(core).await;
+        crate::provision::revalidate_enrolled(core).await;
         // The first heartbeat (which resumes this daemon's nodes) comes at once from the loop.
         let background = crate::pool::spawn_background(core.clone());
         let dnsmasq = if core.config.netboot.dnsmasq {
@@ -116,7 +101,7 @@ impl App {
             Some(at) => {
                 let open = TcpListener::bind(at).await.with_context(|| format!("cannot listen on {at} for metrics"))?;
                 tracing::info!(addr = %open.local_addr()?, "metrics are served");
-                let app = crate::metrics::open_app(core.clone());
+                let app = crate::api::metrics::open_app(core.clone());
                 Some(tokio::spawn(async move { axum::serve(open, app).await }))
             }
             None => None,

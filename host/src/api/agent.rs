@@ -16,7 +16,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::error::{ApiError, ApiJson, ApiResult};
-use crate::app::AppState;
+use crate::api::state::AppState;
 use crate::domain::{MacAddr, NodeId, TaskId};
 use crate::inventory::{self, Facts};
 use crate::provision::WorkflowCore;
@@ -60,7 +60,7 @@ where
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
         let core = WorkflowCore::from_ref(state);
-        let token = super::bearer(&parts.headers).unwrap_or("").to_owned();
+        let token = super::auth::bearer(&parts.headers).unwrap_or("").to_owned();
         if token.is_empty() {
             return Err(ApiError::Unauthorized);
         }
@@ -219,7 +219,7 @@ async fn discover(State(core): State<WorkflowCore>, body: Bytes) -> ApiResult<(S
     let (report, facts) = parse_report(&body)?;
     let node = core.store.call(move |c| crate::store::inventory::enlist(c, &report, &facts)).await?;
     tracing::info!(node = node.id.0, name = %node.name, mac = %node.mac, "machine enlisted by discovery");
-    let node = crate::pool::validate_node(&core, node.id).await?;
+    let node = crate::provision::validate_node(&core, node.id).await?;
     let message = node.last_error.as_ref().map_or_else(|| "enlisted".to_owned(), |e| e.message.clone());
     Ok((StatusCode::CREATED, Json(DiscoverResponse { node_id: node.id.0, name: node.name, message })))
 }

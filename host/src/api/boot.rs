@@ -10,7 +10,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::error::{ApiError, ApiResult};
-use crate::app::AppState;
+use crate::api::state::AppState;
 use crate::provision::WorkflowCore;
 
 pub fn public_router() -> OpenApiRouter<AppState> {

@@ -11,7 +11,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::error::{ApiError, ApiResult};
-use crate::app::AppState;
+use crate::api::state::AppState;
 use crate::console::{ConsoleError, Event, Role, Viewer};
 use crate::provision::WorkflowCore;
 use crate::store::nodes::{self, Node};

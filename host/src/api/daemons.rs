@@ -7,7 +7,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::error::ApiResult;
-use crate::app::AppState;
+use crate::api::state::AppState;
 use crate::provision::WorkflowCore;
 use crate::store::cluster::{self, DaemonView};
 

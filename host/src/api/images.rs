@@ -15,7 +15,7 @@ use utoipa_axum::routes;
 
 use super::error::{ApiError, ApiJson, ApiResult};
 use super::validate;
-use crate::app::AppState;
+use crate::api::state::AppState;
 use crate::domain::Compression;
 use crate::images::PEER_HEADER;
 use crate::provision::WorkflowCore;
@@ -164,7 +164,7 @@ fn parse_range(headers: &HeaderMap, size: u64) -> Result<Option<(u64, u64)>, Api
         (status = 200, description = "The whole image (a daemon that lacks an uploaded image first copies it from a peer daemon and checks its sha256).", body = String, content_type = "application/octet-stream"),
         (status = 206, description = "The requested range.", body = String, content_type = "application/octet-stream")))]
 async fn data(State(state): State<AppState>, Path(id): Path<i64>, headers: HeaderMap) -> ApiResult<Response> {
-    let token = super::bearer(&headers).unwrap_or("").to_owned();
+    let token = super::auth::bearer(&headers).unwrap_or("").to_owned();
     let operator = super::auth::is_operator(&state, &token);
     let core = &state.core;
     let lookup_token = token.clone();

@@ -10,7 +10,7 @@ use utoipa_axum::routes;
 
 use super::error::{ApiError, ApiJson, ApiResult};
 use super::validate;
-use crate::app::AppState;
+use crate::api::state::AppState;
 use crate::domain::NodeId;
 use crate::provision::WorkflowCore;
 use crate::provision::{self, DeployRequest};

@@ -10,7 +10,7 @@ use utoipa_axum::routes;
 
 use super::error::{ApiError, ApiJson, ApiResult};
 use super::nodes::NodeView;
-use crate::app::AppState;
+use crate::api::state::AppState;
 use crate::domain::{BootDevice, NetworkKind, PowerAction, Vlan};
 use crate::provision;
 use crate::provision::WorkflowCore;

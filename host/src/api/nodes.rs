@@ -11,9 +11,8 @@ use utoipa_axum::routes;
 
 use super::error::{ApiError, ApiJson, ApiResult};
 use super::validate;
-use crate::app::AppState;
+use crate::api::state::AppState;
 use crate::domain::{BootMode, Hostname, MacAddr, Secret, SwitchId, SwitchPort};
-use crate::pool;
 use crate::provision::WorkflowCore;
 use crate::store::console::{self, ConsoleLine};
 use crate::store::events::{self, Event};
@@ -210,7 +209,7 @@ async fn create(State(core): State<WorkflowCore>, ApiJson(req): ApiJson<CreateNo
     let new = req.validate()?;
     let node = core.store.call(move |c| nodes::insert(c, new)).await?;
     tracing::info!(node = node.id.0, name = %node.name, mac = %node.mac, "node enrolled");
-    let node = pool::validate_node(&core, node.id).await?;
+    let node = crate::provision::validate_node(&core, node.id).await?;
     Ok((StatusCode::CREATED, Json(node.into())))
 }
 
@@ -236,7 +235,7 @@ async fn update(State(core): State<WorkflowCore>, Path(id): Path<String>, ApiJso
     let key = Key::parse(&id);
     let node = core.store.call(move |c| nodes::update(c, &key, change)).await?;
     tracing::info!(node = node.id.0, "node updated");
-    let node = pool::validate_node(&core, node.id).await?;
+    let node = crate::provision::validate_node(&core, node.id).await?;
     Ok(Json(node.into()))
 }
 

@@ -5,7 +5,7 @@ use axum::extract::State;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use crate::app::AppState;
+use crate::api::state::AppState;
 use crate::provision::WorkflowCore;
 
 pub fn router() -> OpenApiRouter<AppState> {

@@ -9,7 +9,7 @@ use utoipa_axum::routes;
 
 use super::error::{ApiError, ApiJson, ApiResult};
 use super::validate;
-use crate::app::AppState;
+use crate::api::state::AppState;
 use crate::domain::{ChassisId, Hostname, Secret};
 use crate::provision::WorkflowCore;
 use crate::store::switches::{self, Key, NewSwitch, Switch};

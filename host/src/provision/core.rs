@@ -10,7 +10,7 @@ use tokio::sync::Notify;
 
 use crate::config::Config;
 use crate::console::Consoles;
-use crate::console::recorder::Recorders;
+use crate::console::recorder::{Recorders, RecordingContext};
 use crate::drivers::PluginHost;
 use crate::images::Images;
 use crate::store::Store;
@@ -44,6 +44,17 @@ impl WorkflowCore {
     /// The lease TTL in the store's milliseconds.
     pub fn lease_ttl_ms(&self) -> i64 {
         lease_ttl_ms(&self.config)
+    }
+
+    /// The part of the core a console recorder works with.
+    pub fn recording(&self) -> RecordingContext {
+        RecordingContext {
+            store: self.store.clone(),
+            plugins: self.plugins.clone(),
+            consoles: self.consoles.clone(),
+            recorders: self.recorders.clone(),
+            config: self.config.clone(),
+        }
     }
 }
 

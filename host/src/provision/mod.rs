@@ -13,12 +13,14 @@ mod operator;
 mod retry;
 mod start;
 mod steps;
+mod validate;
 
 pub use core::{WorkflowCore, lease_ttl_ms};
 pub use failure::{Fault, StepFailure};
 pub use operator::{move_port, power_state, set_boot_device, set_power};
 pub use start::{DeployRequest, recover, start_deploy, start_destroy, start_inspect};
 pub use steps::{initrd_url, kernel_args};
+pub use validate::{revalidate_enrolled, validate_node};
 
 use std::future::Future;
 use std::time::Duration;
@@ -55,7 +57,7 @@ pub fn kick(core: &WorkflowCore, node: NodeId) -> bool {
             match core.store.call(move |c| cluster::acquire(c, node, &owner, ttl_ms)).await {
                 Ok(Some(lease)) => {
                     // The node boots during its workflow: its serial console goes to its console log.
-                    let recording = crate::console::recorder::start(&core, node);
+                    let recording = crate::console::recorder::start(&core.recording(), node);
                     let outcome = FENCE.scope(lease.clone(), drive(&core, node)).await;
                     drop(recording);
                     if let Err(e) = core.store.call(move |c| cluster::release(c, &lease)).await {

@@ -112,7 +112,7 @@ pub async fn inspect(run: &Run<'_>) -> Result<(), StepFailure> {
         .await
         .map_err(|source| StepFailure::Store { step: "record inspected", source })?;
     // An enrolled node may have learnt what it lacked (its switch port); either way it is judged again.
-    crate::pool::validate_node(run.core, id).await.map_err(|source| StepFailure::Store { step: "validate", source })?;
+    crate::provision::validate_node(run.core, id).await.map_err(|source| StepFailure::Store { step: "validate", source })?;
     Ok(())
 }
 
