@@ -17,13 +17,13 @@ use utoipa_axum::routes;
 
 use super::error::{ApiError, ApiJson, ApiResult};
 use crate::api::state::AppState;
+use crate::domain::Key;
 use crate::domain::{MacAddr, NodeId, TaskId};
 use crate::inventory::{self, Facts};
 use crate::provision::WorkflowCore;
 use crate::store::console::{self, Source};
 use crate::store::images;
 use crate::store::nodes;
-use crate::store::switches::Key;
 use crate::store::tasks;
 
 /// What the bootstrap calls before it has a token: the agent binary and the lookup.

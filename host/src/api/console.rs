@@ -13,9 +13,9 @@ use utoipa_axum::routes;
 use super::error::{ApiError, ApiResult};
 use crate::api::state::AppState;
 use crate::console::{ConsoleError, Event, Role, Viewer};
+use crate::domain::Key;
 use crate::provision::WorkflowCore;
 use crate::store::nodes::{self, Node};
-use crate::store::switches::Key;
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new().routes(routes!(console))

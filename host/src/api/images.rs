@@ -17,10 +17,10 @@ use super::error::{ApiError, ApiJson, ApiResult};
 use super::validate;
 use crate::api::state::AppState;
 use crate::domain::Compression;
+use crate::domain::Key;
 use crate::images::PEER_HEADER;
 use crate::provision::WorkflowCore;
 use crate::store::images::{self, Image, NewImage};
-use crate::store::switches::Key;
 use crate::store::tasks;
 
 /// Operator routes.
@@ -73,7 +73,7 @@ async fn register(State(core): State<WorkflowCore>, ApiJson(req): ApiJson<Regist
     };
     let new = NewImage { name: req.name, url: Some(req.url), file: None, sha256: check_sha256(&req.sha256)?, size: req.size, compression };
     let image = core.store.call(move |c| images::insert(c, new)).await?;
-    tracing::info!(image = image.id, name = %image.name, "external image registered");
+    tracing::info!(image = image.id.0, name = %image.name, "external image registered");
     Ok((StatusCode::CREATED, Json(image)))
 }
 
@@ -104,7 +104,7 @@ async fn upload(State(core): State<WorkflowCore>, Query(q): Query<UploadQuery>, 
     let new = NewImage { name: q.name, url: None, file: Some(received.file), sha256: received.sha256, size: Some(size), compression };
     match core.store.call(move |c| images::insert(c, new)).await {
         Ok(image) => {
-            tracing::info!(image = image.id, name = %image.name, size, "image uploaded");
+            tracing::info!(image = image.id.0, name = %image.name, size, "image uploaded");
             Ok((StatusCode::CREATED, Json(image)))
         }
         Err(e) => {
@@ -135,7 +135,7 @@ async fn remove(State(core): State<WorkflowCore>, Path(id): Path<String>) -> Api
     if let Some(file) = image.file {
         core.images.remove(&file).await;
     }
-    tracing::info!(image = image.id, "image deleted");
+    tracing::info!(image = image.id.0, "image deleted");
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -11,12 +11,12 @@ use utoipa_axum::routes;
 use super::error::{ApiError, ApiJson, ApiResult};
 use super::validate;
 use crate::api::state::AppState;
-use crate::domain::NodeId;
+use crate::domain::DeployRequest;
+use crate::domain::Key;
+use crate::provision;
 use crate::provision::WorkflowCore;
-use crate::provision::{self, DeployRequest};
 use crate::store::instances::{self, Instance};
 use crate::store::nodes;
-use crate::store::switches::Key;
 use crate::store::tasks;
 
 pub fn router() -> OpenApiRouter<AppState> {
@@ -60,7 +60,7 @@ async fn view(core: &WorkflowCore, instance: Instance) -> ApiResult<InstanceView
         .store
         .call(move |c| {
             let Some(id) = node_id else { return Ok(None) };
-            let node = nodes::get_by_id(c, NodeId(id))?;
+            let node = nodes::get_by_id(c, id)?;
             let task = tasks::latest_for_node(c, node.id)?;
             Ok(Some((node, task)))
         })

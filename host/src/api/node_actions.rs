@@ -11,10 +11,10 @@ use utoipa_axum::routes;
 use super::error::{ApiError, ApiJson, ApiResult};
 use super::nodes::NodeView;
 use crate::api::state::AppState;
+use crate::domain::Key;
 use crate::domain::{BootDevice, NetworkKind, PowerAction, Vlan};
 use crate::provision;
 use crate::provision::WorkflowCore;
-use crate::store::switches::Key;
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()

@@ -12,13 +12,13 @@ use utoipa_axum::routes;
 use super::error::{ApiError, ApiJson, ApiResult};
 use super::validate;
 use crate::api::state::AppState;
+use crate::domain::Key;
 use crate::domain::{BootMode, Hostname, MacAddr, Secret, SwitchId, SwitchPort};
 use crate::provision::WorkflowCore;
 use crate::store::console::{self, ConsoleLine};
 use crate::store::events::{self, Event};
 use crate::store::last_error::LastError;
 use crate::store::nodes::{self, NewNode, Node, NodeUpdate};
-use crate::store::switches::Key;
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()

@@ -10,9 +10,10 @@ use utoipa_axum::routes;
 use super::error::{ApiError, ApiJson, ApiResult};
 use super::validate;
 use crate::api::state::AppState;
+use crate::domain::Key;
 use crate::domain::{ChassisId, Hostname, Secret};
 use crate::provision::WorkflowCore;
-use crate::store::switches::{self, Key, NewSwitch, Switch};
+use crate::store::switches::{self, NewSwitch, Switch};
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new().routes(routes!(list, create)).routes(routes!(show, update, remove)).routes(routes!(check))

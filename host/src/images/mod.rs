@@ -16,7 +16,7 @@ use rand::RngCore;
 use sha2::{Digest, Sha256};
 use tokio::io::AsyncWriteExt;
 
-use crate::domain::Secret;
+use crate::domain::{ImageId, Secret};
 use crate::store::cluster::Member;
 use crate::store::{Store, StoreError};
 
@@ -30,13 +30,13 @@ pub enum ImageError {
     #[error("the uploaded image is empty")]
     Empty,
     #[error("image {id}'s file is missing here ({}) and no peer daemon is alive", path.display())]
-    NoPeer { id: i64, path: PathBuf },
+    NoPeer { id: ImageId, path: PathBuf },
     #[error("image {id} is not on this daemon and no peer gave a verified copy ({})", failures.join("; "))]
-    NoVerifiedCopy { id: i64, failures: Vec<String> },
+    NoVerifiedCopy { id: ImageId, failures: Vec<String> },
     #[error("image {id} is being copied from a peer daemon; retry")]
-    CopyInProgress { id: i64 },
+    CopyInProgress { id: ImageId },
     #[error("image {id}'s file is not on this daemon")]
-    NotHere { id: i64 },
+    NotHere { id: ImageId },
     #[error("http client: {0}")]
     Client(String),
     #[error(transparent)]
@@ -122,9 +122,9 @@ impl Images {
         }
     }
 
-    fn copy_lock(&self, image: i64) -> Arc<tokio::sync::Mutex<()>> {
+    fn copy_lock(&self, image: ImageId) -> Arc<tokio::sync::Mutex<()>> {
         let mut locks = self.copies.lock().unwrap_or_else(|p| p.into_inner());
-        locks.entry(image).or_default().clone()
+        locks.entry(image.0).or_default().clone()
     }
 }
 

@@ -10,6 +10,7 @@ use sha2::{Digest, Sha256};
 use tokio::io::AsyncWriteExt;
 
 use super::{ImageError, Images};
+use crate::domain::ImageId;
 use crate::store::images::{self, Image};
 
 /// Marks a daemon's request for an image to a peer daemon.
@@ -61,7 +62,7 @@ impl Images {
             if !tokio::fs::try_exists(&path).await.unwrap_or(false)
                 && let Err(e) = self.fetch_from_peers(&image, &path, self.peer_token.expose()).await
             {
-                tracing::warn!(image = image.id, "image not copied from a peer yet: {e}");
+                tracing::warn!(image = image.id.0, "image not copied from a peer yet: {e}");
             }
         }
     }
@@ -83,7 +84,7 @@ impl Images {
         // to another daemon of the pool, where the image may already be).
         let lock = self.copy_lock(image.id);
         let Ok(_guard) = tokio::time::timeout(PEER_WAIT, lock.lock()).await else {
-            tracing::warn!(image = image.id, "still copying the image from a peer daemon; asked the caller to retry");
+            tracing::warn!(image = image.id.0, "still copying the image from a peer daemon; asked the caller to retry");
             return Err(ImageError::CopyInProgress { id: image.id });
         };
         if !tokio::fs::try_exists(&path).await.unwrap_or(false) {
@@ -103,17 +104,17 @@ impl Images {
         let client = reqwest::Client::builder().connect_timeout(Duration::from_secs(5)).build().map_err(|e| ImageError::Client(e.to_string()))?;
         let partial = path.with_extension(format!("peer-{}", std::process::id()));
         let mut failures = Vec::new();
-        tracing::info!(image = id, peers = peers.len(), "copying the image from a peer daemon");
+        tracing::info!(image = id.0, peers = peers.len(), "copying the image from a peer daemon");
         for peer in peers {
             match fetch_one(&client, &peer, id, token, &partial, &image.sha256).await {
                 Ok(bytes) => {
                     tokio::fs::rename(&partial, path).await.map_err(ImageError::io("rename", &partial))?;
-                    tracing::info!(image = id, %peer, bytes, "fetched the image from a peer daemon; sha256 verified");
+                    tracing::info!(image = id.0, %peer, bytes, "fetched the image from a peer daemon; sha256 verified");
                     return Ok(());
                 }
                 Err(why) => {
                     let _ = tokio::fs::remove_file(&partial).await;
-                    tracing::warn!(image = id, %peer, "cannot fetch the image from this peer: {why}");
+                    tracing::warn!(image = id.0, %peer, "cannot fetch the image from this peer: {why}");
                     failures.push(format!("{peer}: {why}"));
                 }
             }
@@ -122,7 +123,7 @@ impl Images {
     }
 }
 
-async fn fetch_one(client: &reqwest::Client, peer: &str, id: i64, token: &str, to: &Path, sha256: &str) -> Result<u64, CopyFailure> {
+async fn fetch_one(client: &reqwest::Client, peer: &str, id: ImageId, token: &str, to: &Path, sha256: &str) -> Result<u64, CopyFailure> {
     let request = client.get(format!("{}/v1/images/{id}/data", peer.trim_end_matches('/'))).bearer_auth(token).header(PEER_HEADER, "1").send();
     let response = tokio::time::timeout(PEER_WAIT, request).await.map_err(|_| CopyFailure::NoAnswer)??;
     if !response.status().is_success() {

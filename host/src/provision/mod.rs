@@ -18,7 +18,7 @@ mod validate;
 pub use core::{WorkflowCore, lease_ttl_ms};
 pub use failure::{Fault, StepFailure};
 pub use operator::{move_port, power_state, set_boot_device, set_power};
-pub use start::{DeployRequest, recover, start_deploy, start_destroy, start_inspect};
+pub use start::{recover, start_deploy, start_destroy, start_inspect};
 pub use steps::{initrd_url, kernel_args};
 pub use validate::{revalidate_enrolled, validate_node};
 
@@ -176,15 +176,7 @@ async fn fail(core: &WorkflowCore, node: &Node, failure: &StepFailure) -> Result
     core.store
         .call(move |c| {
             let tx = c.transaction()?;
-            let to_error = Transition {
-                node: id,
-                from: &[],
-                to: ProvisionState::Error,
-                message: &message,
-                deadline: None,
-                duration_ms: None,
-                error: Some(&record),
-            };
+            let to_error = Transition::failed(id, &message, &record);
             nodes::transition(&tx, to_error)?;
             crate::store::tasks::open_for_node(&tx, id)?
                 .map(|t| crate::store::tasks::fail_or_succeed(&tx, t.id, false, &format!("abandoned: {message}")))
@@ -206,12 +198,7 @@ async fn advance(run: &Run<'_>, to: ProvisionState, message: &str, within: Durat
     let deadline = deadline_in(within);
     run.core
         .store
-        .call(move |c| {
-            nodes::transition(
-                c,
-                Transition { node: id, from: &[from], to, message: &message, deadline: Some(deadline), duration_ms: None, error: None },
-            )
-        })
+        .call(move |c| nodes::transition(c, Transition::until(id, &[from], to, &message, deadline)))
         .await
         .map(|_| ())
         .map_err(|source| StepFailure::Store { step: "record state", source })

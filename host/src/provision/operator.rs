@@ -3,13 +3,13 @@
 //! operator is waiting on the answer and sees the failure's kind in it.
 
 use super::{Fault, Run, StepFailure, steps};
+use crate::domain::Key;
 use crate::domain::{BootDevice, NetworkKind, PowerAction, PowerState, Vlan};
 use crate::drivers;
 use crate::provision::WorkflowCore;
 use crate::store::StoreError;
 use crate::store::events::{self, EventKind, NewEvent};
 use crate::store::nodes::{self, Node};
-use crate::store::switches::Key;
 
 async fn idle_node(core: &WorkflowCore, key: Key, step: &'static str) -> Result<Node, StepFailure> {
     let node = core.store.call(move |c| nodes::get(c, &key)).await.map_err(|source| StepFailure::Store { step, source })?;

@@ -1,40 +1,22 @@
 //! Starting workflows: each function checks and moves the node in one transaction, then kicks its
 //! runner. The API calls these and only maps their errors.
 
-use crate::domain::{InstanceId, InstanceState, NodeId, ProvisionState, TaskKind, deadline_in};
+use crate::domain::Key;
+use crate::domain::{DeployRequest, InstanceState, ProvisionState, TaskKind, deadline_in};
 use crate::provision::WorkflowCore;
 use crate::store::StoreError;
 use crate::store::instances::{self, Claim, Instance};
 use crate::store::last_error::LastError;
 use crate::store::nodes::{self, Node, Transition};
-use crate::store::switches::Key;
 use crate::store::tasks::{self, NewTask};
 use crate::work::TaskOptions;
-
-/// What an instance asks for: an image, and a node by name or by size.
-pub struct DeployRequest {
-    pub name: Option<String>,
-    pub image: Key,
-    pub node: Option<Key>,
-    pub cpus: u32,
-    pub ram_mb: u64,
-    pub disk_gb: u64,
-}
 
 /// Claims a fitting node for a new instance (one transaction: two claims never get the same node)
 /// and starts its deploy.
 pub async fn start_deploy(core: &WorkflowCore, request: DeployRequest) -> Result<(Instance, Node), StoreError> {
-    let claim = Claim {
-        name: request.name,
-        image: request.image,
-        node: request.node,
-        cpus: request.cpus,
-        ram_mb: request.ram_mb,
-        disk_gb: request.disk_gb,
-        deadline: deadline_in(core.config.deploy.step_timeout),
-    };
+    let claim = Claim { request, deadline: deadline_in(core.config.deploy.step_timeout) };
     let (instance, node) = core.store.call(move |c| instances::claim(c, claim)).await?;
-    tracing::info!(instance = instance.id, node = node.id.0, "instance created: deploying");
+    tracing::info!(instance = instance.id.0, node = node.id.0, "instance created: deploying");
     super::kick(core, node.id);
     Ok((instance, node))
 }
@@ -49,13 +31,13 @@ pub async fn start_destroy(core: &WorkflowCore, instance: Key) -> Result<Instanc
         .call(move |c| {
             let tx = c.transaction()?;
             let instance = instances::get(&tx, &instance)?;
-            let id = InstanceId(instance.id);
+            let id = instance.id;
             let Some(node_id) = instance.node_id else {
                 instances::remove(&tx, id)?;
                 tx.commit()?;
                 return Ok((instance, None));
             };
-            let node = nodes::get_by_id(&tx, NodeId(node_id))?;
+            let node = nodes::get_by_id(&tx, node_id)?;
             if node.maintenance {
                 return Err(StoreError::Conflict(format!("node {:?} is in maintenance: turn it off to destroy the instance", node.name)));
             }
@@ -67,20 +49,9 @@ pub async fn start_destroy(core: &WorkflowCore, instance: Key) -> Result<Instanc
             }
             let message = format!("destroy of instance {:?}", instance.name);
             let from = [ProvisionState::Active, ProvisionState::Error];
-            nodes::transition(
-                &tx,
-                Transition {
-                    node: node.id,
-                    from: &from,
-                    to: ProvisionState::Deleting,
-                    message: &message,
-                    deadline: Some(deadline),
-                    duration_ms: None,
-                    error: None,
-                },
-            )?;
+            nodes::transition(&tx, Transition::until(node.id, &from, ProvisionState::Deleting, &message, deadline))?;
             instances::set_state(&tx, id, InstanceState::Deleting, None)?;
-            let instance = instances::get(&tx, &Key::Id(instance.id))?;
+            let instance = instances::get(&tx, &Key::Id(instance.id.0))?;
             tx.commit()?;
             Ok((instance, Some(node.id)))
         })
@@ -104,18 +75,7 @@ pub async fn recover(core: &WorkflowCore, node: Key) -> Result<Node, StoreError>
                 return Err(StoreError::Conflict(format!("node {:?} is in maintenance: turn it off first", node.name)));
             }
             let message = "recover: power off, port to provisioning, clean";
-            let node = nodes::transition(
-                &tx,
-                Transition {
-                    node: node.id,
-                    from: &[ProvisionState::Error],
-                    to: ProvisionState::Deleting,
-                    message,
-                    deadline: Some(deadline),
-                    duration_ms: None,
-                    error: None,
-                },
-            )?;
+            let node = nodes::transition(&tx, Transition::until(node.id, &[ProvisionState::Error], ProvisionState::Deleting, message, deadline))?;
             if let Some(instance) = node.instance_id {
                 instances::set_state(&tx, instance, InstanceState::Deleting, Some(&LastError::text("node recovery destroys it")))?;
             }
@@ -158,15 +118,13 @@ pub async fn start_inspect(core: &WorkflowCore, node: Key) -> Result<Node, Store
             let options = TaskOptions { return_to: Some(node.state.to_string()), ..options };
             let node = nodes::transition(
                 &tx,
-                Transition {
-                    node: node.id,
-                    from: &[node.state],
-                    to: ProvisionState::Inspecting,
-                    message: "inspection: boot the agent, read the hardware, listen for LLDP",
-                    deadline: Some(deadline),
-                    duration_ms: None,
-                    error: None,
-                },
+                Transition::until(
+                    node.id,
+                    &[node.state],
+                    ProvisionState::Inspecting,
+                    "inspection: boot the agent, read the hardware, listen for LLDP",
+                    deadline,
+                ),
             )?;
             tasks::create(&tx, NewTask { node: node.id, kind: TaskKind::Inspect, payload: options.to_json(), image: None, deadline })?;
             tx.commit()?;

@@ -5,8 +5,7 @@ use std::time::Duration;
 
 use super::{Fault, Run, StepFailure, advance, step};
 use crate::domain::{
-    BootDevice, ImageId, InstanceId, InstanceState, NetworkKind, NodeId, PowerAction, PowerState, ProvisionState, TaskKind, TaskState, Vlan,
-    deadline_in,
+    BootDevice, InstanceId, InstanceState, NetworkKind, NodeId, PowerAction, PowerState, ProvisionState, TaskKind, TaskState, Vlan, deadline_in,
 };
 use crate::drivers::{self, BootEntry};
 use crate::provision::WorkflowCore;
@@ -45,15 +44,7 @@ pub async fn activate(run: &Run<'_>) -> Result<(), StepFailure> {
         .store
         .call(move |c| {
             let tx = c.transaction()?;
-            let to_active = nodes::Transition {
-                node: id,
-                from: &[ProvisionState::Activating],
-                to: ProvisionState::Active,
-                message: "instance active",
-                deadline: None,
-                duration_ms: None,
-                error: None,
-            };
+            let to_active = nodes::Transition::settle(id, &[ProvisionState::Activating], ProvisionState::Active, "instance active");
             nodes::transition(&tx, to_active)?;
             if let Some(instance) = instance {
                 instances::set_state(&tx, instance, InstanceState::Active, None)?;
@@ -98,15 +89,7 @@ pub async fn inspect(run: &Run<'_>) -> Result<(), StepFailure> {
     run.core
         .store
         .call(move |c| {
-            let back = nodes::Transition {
-                node: id,
-                from: &[ProvisionState::Inspecting],
-                to: return_to,
-                message: &message,
-                deadline: None,
-                duration_ms: None,
-                error: None,
-            };
+            let back = nodes::Transition::settle(id, &[ProvisionState::Inspecting], return_to, &message);
             nodes::transition(c, back)
         })
         .await
@@ -154,16 +137,7 @@ async fn finish_available(run: &Run<'_>, message: &str) -> Result<(), StepFailur
         .store
         .call(move |c| {
             let tx = c.transaction()?;
-            let to_available = nodes::Transition {
-                node: id,
-                from: &[from],
-                to: ProvisionState::Available,
-                message: &message,
-                deadline: None,
-                duration_ms: None,
-                error: None,
-            };
-            nodes::transition(&tx, to_available)?;
+            nodes::transition(&tx, nodes::Transition::settle(id, &[from], ProvisionState::Available, &message))?;
             if let Some(instance) = instance {
                 instances::remove(&tx, instance)?;
             }
@@ -192,7 +166,7 @@ async fn create_task(
             run.core
                 .store
                 .call(move |c| {
-                    let image = instance.map(|i| instances::get(c, &switches::Key::Id(i.0))).transpose()?.map(|inst| ImageId(inst.image_id));
+                    let image = instance.map(|i| instances::get(c, &crate::domain::Key::Id(i.0))).transpose()?.map(|inst| inst.image_id);
                     tasks::create(c, NewTask { node: id, kind, payload: options.to_json(), image, deadline })
                 })
                 .await?;

@@ -42,15 +42,7 @@ pub async fn validate_node(core: &WorkflowCore, id: NodeId) -> Result<Node, Stor
         .call(move |c| {
             nodes::transition(
                 c,
-                Transition {
-                    node: id,
-                    from: &[ProvisionState::Enrolled, ProvisionState::Available],
-                    to,
-                    message: &message,
-                    deadline: None,
-                    duration_ms: None,
-                    error: problem.as_ref(),
-                },
+                Transition::settle(id, &[ProvisionState::Enrolled, ProvisionState::Available], to, &message).with_error(problem.as_ref()),
             )
         })
         .await?;

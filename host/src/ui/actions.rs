@@ -14,12 +14,13 @@ use super::error::{UiError, UiResult};
 use super::page::{self, Nav};
 use crate::api::error::ApiError;
 use crate::api::validate;
+use crate::domain::DeployRequest;
+use crate::domain::Key;
 use crate::domain::PowerAction;
+use crate::provision;
 use crate::provision::WorkflowCore;
-use crate::provision::{self, DeployRequest};
 use crate::store::instances;
 use crate::store::nodes;
-use crate::store::switches::Key;
 
 fn see_other(to: &str) -> Response {
     match HeaderValue::from_str(to) {
@@ -134,7 +135,7 @@ pub async fn create_instance(State(core): State<WorkflowCore>, Form(form): Form<
     }
     let request = DeployRequest { name, image: Key::parse(&form.image), node: node.as_deref().map(Key::parse), cpus: 0, ram_mb: 0, disk_gb: 0 };
     let (instance, node) = provision::start_deploy(&core, request).await?;
-    tracing::info!(instance = instance.id, node = node.id.0, "web view created an instance");
+    tracing::info!(instance = instance.id.0, node = node.id.0, "web view created an instance");
     Ok(see_other(&format!("/ui/nodes/{}", node.id.0)))
 }
 
@@ -150,7 +151,7 @@ pub async fn delete_instance(State(core): State<WorkflowCore>, Path(id): Path<St
         let question = html! { "Delete instance " strong { (instance.name) } "? Its node is powered off and its disks are cleaned." };
         return Ok(confirm_page(question, &format!("/ui/instances/{}/delete", instance.id), &[], "Delete", "/ui/instances").into_response());
     }
-    provision::start_destroy(&core, Key::Id(instance.id)).await?;
-    tracing::info!(instance = instance.id, "web view deleted an instance");
+    provision::start_destroy(&core, Key::Id(instance.id.0)).await?;
+    tracing::info!(instance = instance.id.0, "web view deleted an instance");
     Ok(see_other("/ui/instances"))
 }

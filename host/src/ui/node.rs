@@ -7,12 +7,13 @@ use maud::{Markup, html};
 
 use super::error::UiResult;
 use super::page::{self, Nav, badge};
+use crate::domain::Key;
 use crate::domain::ProvisionState;
 use crate::provision::WorkflowCore;
 use crate::store::console::{self, ConsoleLine};
 use crate::store::events::{self, Event};
 use crate::store::nodes::{self, Node};
-use crate::store::switches::{self, Key};
+use crate::store::switches;
 use crate::store::tasks::{self, Task};
 
 /// The newest events shown; the CLI and API have them all.
