@@ -6,8 +6,8 @@ use super::db::{Db, Row, ToValue, Value, params};
 
 use super::events::{self, EventKind, NewEvent};
 use super::last_error::LastError;
-use super::switches::Key;
 use super::{Result, StoreError};
+use crate::domain::Key;
 use crate::domain::{
     BootMode, Hostname, InstanceId, MacAddr, NetworkKind, NodeId, PowerState, ProvisionState, Secret, SwitchId, SwitchPort, Vlan, now_ms,
 };
@@ -338,6 +338,28 @@ pub struct Transition<'a> {
     pub deadline: Option<i64>,
     pub duration_ms: Option<i64>,
     pub error: Option<&'a LastError>,
+}
+
+impl<'a> Transition<'a> {
+    /// Into a stable state (no deadline), from one of `from`.
+    pub fn settle(node: NodeId, from: &'a [ProvisionState], to: ProvisionState, message: &'a str) -> Self {
+        Transition { node, from, to, message, deadline: None, duration_ms: None, error: None }
+    }
+
+    /// Into a transitional state, from one of `from`, which must be over by `deadline` (Unix ms).
+    pub fn until(node: NodeId, from: &'a [ProvisionState], to: ProvisionState, message: &'a str, deadline: i64) -> Self {
+        Transition { node, from, to, message, deadline: Some(deadline), duration_ms: None, error: None }
+    }
+
+    /// From any state into `error`, keeping the failure as the node's `last_error`.
+    pub fn failed(node: NodeId, message: &'a str, error: &'a LastError) -> Self {
+        Transition { node, from: &[], to: ProvisionState::Error, message, deadline: None, duration_ms: None, error: Some(error) }
+    }
+
+    /// The record kept as `last_error` when the node lands in `enrolled` or `error`.
+    pub fn with_error(self, error: Option<&'a LastError>) -> Self {
+        Transition { error, ..self }
+    }
 }
 
 pub fn transition(conn: &Db, t: Transition<'_>) -> Result<Node> {
