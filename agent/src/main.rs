@@ -22,7 +22,7 @@ use std::sync::Arc;
 use clap::{Parser, Subcommand};
 use std::time::Duration;
 
-use metalhost_wire::{AfterTask, Compression, DISCOVERY_LLDP_WAIT_S, InspectTask, TaskResult, TaskWork};
+use metalhost_wire::{AfterTask, AgentFailureKind, AgentTask, Compression, DISCOVERY_LLDP_WAIT_S, InspectTask, TaskResult, TaskWork};
 
 /// Exit codes, for whoever runs the agent (the bootstrap /init, tests).
 const EXIT_TASK_FAILED: u8 = 1;
@@ -133,56 +133,8 @@ fn run_agent(args: &Args) -> ExitCode {
     }
     log(format!("agent {} for {api}, MACs {}", env!("CARGO_PKG_VERSION"), macs.join(", ")));
     let client = api::Client::new(&api);
-    let task = loop {
-        let report = || {
-            log(format!("inspecting this machine for enlistment (listening for LLDP for {DISCOVERY_LLDP_WAIT_S} s)"));
-            inventory::gather(Duration::from_secs(DISCOVERY_LLDP_WAIT_S))
-        };
-        let session = match client.lookup_or_enlist(&macs, report) {
-            api::Found::Node(session) => Arc::new(session),
-            api::Found::Enlisted(node) => {
-                log(format!("enlisted as node {} ({}): {}", node.name, node.node_id, node.message));
-                if args.disk.is_none() && !args.once {
-                    log("powering off until the operator completes the node");
-                    let e = sys::power_off();
-                    log(format!("power off failed: {e}"));
-                }
-                return ExitCode::SUCCESS;
-            }
-        };
-        if let Some(task) = session.next_task() {
-            break (session, task);
-        }
-    };
-    let (session, task) = task;
-    let kind = match &task.work {
-        TaskWork::Deploy(_) => "deploy",
-        TaskWork::Clean(_) => "clean",
-        TaskWork::Inspect(_) => "inspect",
-    };
-    log(format!("task {} ({kind}) received", task.id));
-    let total = match &task.work {
-        TaskWork::Deploy(d) if d.compression == Compression::None => d.size,
-        _ => None,
-    };
-    let reporter = session.start_reporter(task.id, total);
-    // Even a bug must end in a reported failure, not a silent node.
-    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| match &task.work {
-        TaskWork::Deploy(work) => {
-            deploy::run(client.http(), work, client.mirrors(&work.image_url), args.disk.as_deref(), &|n| reporter.set_written(n))
-        }
-        TaskWork::Clean(work) => clean::run(work, args.disk.as_deref()),
-        TaskWork::Inspect(work) => inspect(&session, work),
-    }));
-    reporter.stop();
-    let result = match outcome {
-        Ok(Ok(message)) => TaskResult { success: true, message },
-        Ok(Err(e)) => TaskResult { success: false, message: e.to_string() },
-        Err(panic) => {
-            let what = panic.downcast_ref::<&str>().map(|s| s.to_string()).or_else(|| panic.downcast_ref::<String>().cloned());
-            TaskResult { success: false, message: format!("the agent crashed: {}", what.unwrap_or_else(|| "unknown panic".into())) }
-        }
-    };
+    let Some((session, task)) = find_task(&client, &macs, args) else { return ExitCode::SUCCESS };
+    let result = run_task(&client, &session, &task, args);
     log(format!("task {} {}: {}", task.id, if result.success { "succeeded" } else { "failed" }, result.message));
     // Before the result: once it is in, the host may stop taking this node's token.
     session.send_console();
@@ -202,6 +154,65 @@ fn run_agent(args: &Args) -> ExitCode {
         log(format!("power off failed: {e}"));
     }
     code
+}
+
+/// Looks the node up (offering it for enlistment after a 404) until it has a task. None when the
+/// machine was enlisted instead: there is nothing to do until the operator completes the node.
+fn find_task(client: &api::Client, macs: &[String], args: &Args) -> Option<(Arc<api::Session>, AgentTask)> {
+    loop {
+        let report = || {
+            log(format!("inspecting this machine for enlistment (listening for LLDP for {DISCOVERY_LLDP_WAIT_S} s)"));
+            inventory::gather(Duration::from_secs(DISCOVERY_LLDP_WAIT_S))
+        };
+        let session = match client.lookup_or_enlist(macs, report) {
+            api::Found::Node(session) => Arc::new(session),
+            api::Found::Enlisted(node) => {
+                log(format!("enlisted as node {} ({}): {}", node.name, node.node_id, node.message));
+                if args.disk.is_none() && !args.once {
+                    log("powering off until the operator completes the node");
+                    let e = sys::power_off();
+                    log(format!("power off failed: {e}"));
+                }
+                return None;
+            }
+        };
+        if let Some(task) = session.next_task() {
+            return Some((session, task));
+        }
+    }
+}
+
+/// Runs the task with progress reported in the background; its result, a failure with its kind.
+fn run_task(client: &api::Client, session: &Arc<api::Session>, task: &AgentTask, args: &Args) -> TaskResult {
+    let kind = match &task.work {
+        TaskWork::Deploy(_) => "deploy",
+        TaskWork::Clean(_) => "clean",
+        TaskWork::Inspect(_) => "inspect",
+    };
+    log(format!("task {} ({kind}) received", task.id));
+    let total = match &task.work {
+        TaskWork::Deploy(d) if d.compression == Compression::None => d.size,
+        _ => None,
+    };
+    let reporter = session.start_reporter(task.id, total);
+    // Even a bug must end in a reported failure, not a silent node.
+    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| match &task.work {
+        TaskWork::Deploy(work) => {
+            deploy::run(client.http(), work, client.mirrors(&work.image_url), args.disk.as_deref(), &|n| reporter.set_written(n))
+        }
+        TaskWork::Clean(work) => clean::run(work, args.disk.as_deref()),
+        TaskWork::Inspect(work) => inspect(session, work),
+    }));
+    reporter.stop();
+    match outcome {
+        Ok(Ok(message)) => TaskResult { success: true, message, kind: None },
+        Ok(Err(e)) => TaskResult { success: false, message: e.to_string(), kind: Some(e.kind()) },
+        Err(panic) => {
+            let what = panic.downcast_ref::<&str>().map(|s| s.to_string()).or_else(|| panic.downcast_ref::<String>().cloned());
+            let message = format!("the agent crashed: {}", what.unwrap_or_else(|| "unknown panic".into()));
+            TaskResult { success: false, message, kind: Some(AgentFailureKind::Other) }
+        }
+    }
 }
 
 /// The inspect task: gather the inventory, deliver it; the summary is the task's message.

@@ -10,33 +10,12 @@ use anyhow::Context;
 use rand::RngCore;
 use tokio::net::TcpListener;
 
+use crate::api::state::AppState;
 use crate::config::Config;
 use crate::domain::Secret;
+use crate::images::Images;
+use crate::provision::{WorkflowCore, lease_ttl_ms};
 use crate::store::Store;
-
-/// Everything a request handler or a background task needs; cheap to clone.
-#[derive(Clone)]
-pub struct AppState {
-    pub store: Store,
-    pub plugins: Arc<PluginHost>,
-    pub operator_token: Arc<Secret>,
-    pub config: Arc<Config>,
-    /// Base URL agents reach this daemon at (config `public_url`, else the bound address).
-    pub public_url: Arc<str>,
-    /// Woken whenever a task finishes, so workflows need not wait for their next poll.
-    pub task_events: Arc<tokio::sync::Notify>,
-    pub provisioner: Arc<crate::provision::Provisioner>,
-    /// Notified when the netboot plugin asks for a reload (SIGHUP to a supervised dnsmasq).
-    pub netboot_reload: Arc<tokio::sync::Notify>,
-    /// Signed-in web view browsers.
-    pub ui_sessions: Arc<crate::ui::Sessions>,
-    /// Live serial consoles, one per node at most.
-    pub consoles: Arc<crate::console::Consoles>,
-    /// Which nodes' consoles are being recorded into their console logs.
-    pub recorders: Arc<crate::console::recorder::Recorders>,
-    /// This daemon as the pool's other daemons see it (store/cluster.rs).
-    pub member: Arc<crate::store::cluster::Member>,
-}
 
 pub struct App {
     listener: TcpListener,
@@ -87,39 +66,42 @@ impl App {
             url: public_url.to_string(),
             started_at: crate::domain::now_ms(),
         });
-        let state = AppState {
+        let operator_token = Arc::new(operator_token);
+        let images = Images::new(&config.data_dir, store.clone(), member.clone(), lease_ttl_ms(&config), operator_token.clone());
+        let core = WorkflowCore {
             public_url,
             task_events: Arc::new(tokio::sync::Notify::new()),
-            provisioner: Arc::default(),
+            runners: Arc::default(),
             netboot_reload: reload,
-            ui_sessions: Arc::default(),
             consoles: Arc::default(),
             recorders: Arc::default(),
             member,
+            images: Arc::new(images),
             store,
             plugins: Arc::new(plugins),
-            operator_token: Arc::new(operator_token),
             config: Arc::new(config),
         };
+        let state = AppState { core, operator_token, ui_sessions: Arc::default() };
         Ok(App { listener, state })
     }
 
     /// Serves until `shutdown` completes, then finishes in-flight requests and returns.
     pub async fn run(self, shutdown: impl std::future::Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
         let App { listener, state } = self;
-        crate::pool::revalidate_enrolled(&state).await;
+        let core = &state.core;
+        crate::provision::revalidate_enrolled(core).await;
         // The first heartbeat (which resumes this daemon's nodes) comes at once from the loop.
-        let background = crate::pool::spawn_background(state.clone());
-        let dnsmasq = if state.config.netboot.dnsmasq {
-            Some(crate::netboot::supervise(&state.config, &state.public_url, state.netboot_reload.clone()).context("cannot start dnsmasq")?)
+        let background = crate::pool::spawn_background(core.clone());
+        let dnsmasq = if core.config.netboot.dnsmasq {
+            Some(crate::netboot::supervise(&core.config, &core.public_url, core.netboot_reload.clone()).context("cannot start dnsmasq")?)
         } else {
             None
         };
-        let metrics = match state.config.metrics.listen.filter(|_| state.config.metrics.enabled) {
+        let metrics = match core.config.metrics.listen.filter(|_| core.config.metrics.enabled) {
             Some(at) => {
                 let open = TcpListener::bind(at).await.with_context(|| format!("cannot listen on {at} for metrics"))?;
                 tracing::info!(addr = %open.local_addr()?, "metrics are served");
-                let app = crate::metrics::open_app(state.clone());
+                let app = crate::api::metrics::open_app(core.clone());
                 Some(tokio::spawn(async move { axum::serve(open, app).await }))
             }
             None => None,

@@ -1,13 +1,12 @@
-//! The daemon's view of its drivers: one call per hardware action, in domain types, each failure
-//! typed by kind and naming the plugin and the operation. Wraps metalhost-plugin-host so workflows
-//! never see wasmtime. Every call runs in a `driver` span carrying the node (and instance), so the
-//! runtime's `plugin_call` span and the plugin's log lines sit under the node they acted for.
+//! The daemon's view of its drivers: one call per hardware action, in domain types (a node's `Bmc`,
+//! a `SwitchAccess`, never a store row), each failure typed by kind and naming the plugin and the
+//! operation. Wraps metalhost-plugin-host so workflows never see wasmtime. Every call runs in a
+//! `driver` span carrying the node (and instance), so the runtime's `plugin_call` span and the
+//! plugin's log lines sit under the node they acted for.
 
 use tracing::Instrument;
 
-use crate::domain::{BootDevice, BootMode, FailureKind, PowerAction, PowerState, Vlan};
-use crate::store::nodes::Node;
-use crate::store::switches::Switch;
+use crate::domain::{Bmc, BootDevice, BootMode, FailureKind, MacAddr, NodeLabel, PowerAction, PowerState, SwitchAccess, Vlan};
 
 // The runtime's request types are plain data (no wasmtime in them), so workflows use them as they are.
 use metalhost_plugin_host as ph;
@@ -107,23 +106,26 @@ pub fn command_failed_kind(message: &str) -> FailureKind {
     }
 }
 
-fn bmc_of(node: &Node) -> (ph::Bmc, ph::Credentials) {
+fn bmc_of(bmc: &Bmc) -> (ph::Bmc, ph::Credentials) {
     (
-        ph::Bmc { host: node.bmc_address.clone(), port: node.bmc_port },
-        ph::Credentials { username: node.bmc_username.clone(), password: node.bmc_password.expose().to_owned() },
+        ph::Bmc { host: bmc.address.clone(), port: bmc.port },
+        ph::Credentials { username: bmc.username.clone(), password: bmc.password.expose().to_owned() },
     )
 }
 
 /// The span every driver call for a node runs in.
-fn node_span(node: &Node) -> tracing::Span {
-    tracing::info_span!("driver", node = node.id.0, node_name = %node.name, instance = node.instance_id.map(|i| i.0))
+fn node_span(node: &NodeLabel) -> tracing::Span {
+    tracing::info_span!("driver", node = node.id.0, node_name = %node.name, instance = node.instance.map(|i| i.0))
 }
 
+/// The domain's actions are the contract's (0.2.0), case for case.
 fn power_action(action: PowerAction) -> ph::PowerAction {
     match action {
         PowerAction::On => ph::PowerAction::On,
         PowerAction::Off => ph::PowerAction::Off,
         PowerAction::Reboot => ph::PowerAction::Reboot,
+        PowerAction::GracefulOff => ph::PowerAction::GracefulOff,
+        PowerAction::GracefulReboot => ph::PowerAction::GracefulReboot,
     }
 }
 
@@ -134,47 +136,48 @@ fn boot_device(device: BootDevice) -> ph::BootDevice {
     }
 }
 
-pub async fn power_state(host: &PluginHost, node: &Node) -> Result<PowerState, DriverFailure> {
-    let (bmc, creds) = bmc_of(node);
+pub async fn power_state(host: &PluginHost, bmc: &Bmc) -> Result<PowerState, DriverFailure> {
+    let (address, creds) = bmc_of(bmc);
     async {
-        let state = host.power(&node.power_driver)?.get_power_state(&bmc, &creds).await?;
+        let state = host.power(&bmc.driver)?.get_power_state(&address, &creds).await?;
         Ok(match state {
             ph::PowerState::On => PowerState::On,
             ph::PowerState::Off => PowerState::Off,
         })
     }
-    .instrument(node_span(node))
+    .instrument(node_span(&bmc.node))
     .await
 }
 
-pub async fn set_power(host: &PluginHost, node: &Node, action: PowerAction) -> Result<(), DriverFailure> {
-    let (bmc, creds) = bmc_of(node);
-    async { Ok(host.power(&node.power_driver)?.set_power_state(&bmc, &creds, power_action(action)).await?) }.instrument(node_span(node)).await
+/// A graceful action needs a 0.2.0 plugin: a 0.1.0 one answers `unsupported`.
+pub async fn set_power(host: &PluginHost, bmc: &Bmc, action: PowerAction) -> Result<(), DriverFailure> {
+    let (address, creds) = bmc_of(bmc);
+    async { Ok(host.power(&bmc.driver)?.set_power_state(&address, &creds, power_action(action)).await?) }.instrument(node_span(&bmc.node)).await
 }
 
 /// Sets the boot device. A UEFI node's 0.2.0 plugin is also told the boot mode (the EFI flag of the
-/// BMC's boot override); a BIOS node's override is left as before (no mode: the BMC keeps its
-/// own), and a 0.1.0 plugin's contract has no such flag at all.
-pub async fn set_boot_device(host: &PluginHost, node: &Node, device: BootDevice, persistent: bool) -> Result<(), DriverFailure> {
-    let (bmc, creds) = bmc_of(node);
+/// BMC's boot override); a legacy (BIOS) node's override is left as before (no mode: the BMC keeps
+/// its own), and a 0.1.0 plugin's contract has no such flag at all.
+pub async fn set_boot_device(host: &PluginHost, bmc: &Bmc, device: BootDevice, persistent: bool) -> Result<(), DriverFailure> {
+    let (address, creds) = bmc_of(bmc);
     async {
-        let driver = host.power(&node.power_driver)?;
-        let mode = (driver.contract() == metalhost_plugin_host::CONTRACT_0_2 && node.boot_mode == BootMode::Uefi).then_some(ph::BootMode::Uefi);
-        Ok(driver.set_boot_device_in(&bmc, &creds, boot_device(device), persistent, mode).await?)
+        let driver = host.power(&bmc.driver)?;
+        let mode = (driver.contract() == ph::Contract::V0_2 && bmc.boot_mode == BootMode::Uefi).then_some(ph::BootMode::Uefi);
+        Ok(driver.set_boot_device_in(&address, &creds, boot_device(device), persistent, mode).await?)
     }
-    .instrument(node_span(node))
+    .instrument(node_span(&bmc.node))
     .await
 }
 
 /// Opens the node's serial console as its power plugin describes it (0.2.0 plugins with a
 /// console grant).
-pub async fn open_console(host: &PluginHost, node: &Node) -> Result<ph::ConsoleProcess, DriverFailure> {
-    let (bmc, creds) = bmc_of(node);
-    async { Ok(host.power(&node.power_driver)?.open_console(&bmc, &creds).await?) }.instrument(node_span(node)).await
+pub async fn open_console(host: &PluginHost, bmc: &Bmc) -> Result<ph::ConsoleProcess, DriverFailure> {
+    let (address, creds) = bmc_of(bmc);
+    async { Ok(host.power(&bmc.driver)?.open_console(&address, &creds).await?) }.instrument(node_span(&bmc.node)).await
 }
 
 /// How the host reaches a switch: its stored credentials and the key it trusts.
-pub fn netconf_target(switch: &Switch) -> metalhost_netconf::Target {
+pub fn netconf_target(switch: &SwitchAccess) -> metalhost_netconf::Target {
     metalhost_netconf::Target {
         address: switch.address.clone(),
         port: switch.port,
@@ -186,11 +189,18 @@ pub fn netconf_target(switch: &Switch) -> metalhost_netconf::Target {
     }
 }
 
-/// Puts the node's port in access mode on `vlan` (creating the VLAN if needed) and reads it back.
-/// Returns the switch's SSH host key fingerprint so a first-use key can be remembered.
-pub async fn move_port(host: &PluginHost, switch: &Switch, node: &Node, vlan: Vlan, vlan_name: &str) -> Result<String, DriverFailure> {
-    let port = node.switch_port.as_str();
-    let span = tracing::info_span!("driver", node = node.id.0, node_name = %node.name, instance = node.instance_id.map(|i| i.0), switch = %switch.name, port);
+/// Puts the node's switch `port` in access mode on `vlan` (creating the VLAN if needed) and reads
+/// it back. Returns the switch's SSH host key fingerprint so a first-use key can be remembered.
+pub async fn move_port(
+    host: &PluginHost,
+    switch: &SwitchAccess,
+    node: &NodeLabel,
+    port: &str,
+    vlan: Vlan,
+    vlan_name: &str,
+) -> Result<String, DriverFailure> {
+    let span =
+        tracing::info_span!("driver", node = node.id.0, node_name = %node.name, instance = node.instance.map(|i| i.0), switch = %switch.name, port);
     async {
         let driver = host.switch(&switch.driver)?;
         let session = driver.session(netconf_target(switch));
@@ -219,7 +229,7 @@ pub async fn move_port(host: &PluginHost, switch: &Switch, node: &Node, vlan: Vl
 }
 
 /// Read-only: reachability, NETCONF capabilities, model and syntax.
-pub async fn describe_switch(host: &PluginHost, switch: &Switch) -> Result<(ph::SwitchDescription, String), DriverFailure> {
+pub async fn describe_switch(host: &PluginHost, switch: &SwitchAccess) -> Result<(ph::SwitchDescription, String), DriverFailure> {
     let driver = host.switch(&switch.driver)?;
     let session = driver.session(netconf_target(switch));
     let outcome = session.describe().await;
@@ -228,12 +238,12 @@ pub async fn describe_switch(host: &PluginHost, switch: &Switch) -> Result<(ph::
     Ok((outcome?, fingerprint))
 }
 
-pub async fn netboot_put(host: &PluginHost, plugin: &str, node: &Node, entry: &BootEntry) -> Result<(), DriverFailure> {
+pub async fn netboot_put(host: &PluginHost, plugin: &str, node: &NodeLabel, entry: &BootEntry) -> Result<(), DriverFailure> {
     async { Ok(host.netboot(plugin)?.put_host(entry).await?) }.instrument(node_span(node)).await
 }
 
-pub async fn netboot_remove(host: &PluginHost, plugin: &str, node: &Node) -> Result<(), DriverFailure> {
-    let mac = node.mac.to_string();
+pub async fn netboot_remove(host: &PluginHost, plugin: &str, node: &NodeLabel, mac: &MacAddr) -> Result<(), DriverFailure> {
+    let mac = mac.to_string();
     async { Ok(host.netboot(plugin)?.remove_host(&mac).await?) }.instrument(node_span(node)).await
 }
 

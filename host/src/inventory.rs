@@ -116,7 +116,7 @@ pub fn check(report: &InventoryReport) -> Result<Facts, Invalid> {
         ram_mb: (report.memory_bytes >> 20).max(1),
         disk_gb: (largest >> 30).max(1),
         boot_mode: match report.boot_mode {
-            FirmwareBootMode::Bios => BootMode::Bios,
+            FirmwareBootMode::Bios => BootMode::Legacy,
             FirmwareBootMode::Uefi => BootMode::Uefi,
         },
         macs,

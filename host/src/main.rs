@@ -7,6 +7,7 @@ mod config;
 mod console;
 mod domain;
 mod drivers;
+mod images;
 mod inventory;
 mod metrics;
 mod netboot;

@@ -2,21 +2,16 @@
 //! things happen, through the `metrics` facade (provision steps and retries, plugin calls in the
 //! runtime, agent results, the task watchdog, power sync, every HTTP request); the pool's gauges
 //! (nodes by state and by power state) are read from the store at each scrape, so they are never
-//! stale. Served on the operator listener behind the token, or open on `[metrics] listen`.
+//! stale. Served (api/metrics.rs) on the operator listener behind the token, or open on
+//! `[metrics] listen`.
 
 use std::sync::OnceLock;
-use std::time::Instant;
 
-use axum::extract::{MatchedPath, Request, State};
-use axum::http::header;
-use axum::middleware::Next;
-use axum::response::{IntoResponse, Response};
-use axum::{Router, middleware};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use serde::Deserialize;
 
-use crate::app::AppState;
 use crate::domain::{PowerState, ProvisionState};
+use crate::store::Store;
 
 /// `[metrics]`: whether metrics are recorded, and where `/metrics` is served.
 #[derive(Debug, Clone, Deserialize)]
@@ -61,18 +56,9 @@ pub fn handle() -> Option<&'static PrometheusHandle> {
         .as_ref()
 }
 
-/// `/metrics` alone, for the API router (behind the token) or the open listener.
-pub fn router() -> utoipa_axum::router::OpenApiRouter<AppState> {
-    utoipa_axum::router::OpenApiRouter::new().routes(utoipa_axum::routes!(render))
-}
-
-#[utoipa::path(get, path = "/metrics", operation_id = "metrics", tag = "meta",
-    responses((status = 200, description = "Metrics in the Prometheus text format.", body = String, content_type = "text/plain")))]
-async fn render(State(state): State<AppState>) -> Response {
-    let Some(handle) = handle() else {
-        return (axum::http::StatusCode::SERVICE_UNAVAILABLE, "metrics recorder not installed").into_response();
-    };
-    match state.store.call(crate::store::nodes::count_by_state).await {
+/// Sets the node gauges (by state and by power state) from the store, just before a scrape.
+pub async fn refresh_node_gauges(store: &Store) {
+    match store.call(crate::store::nodes::count_by_state).await {
         Ok(counts) => {
             for s in ProvisionState::ALL {
                 let n = counts.iter().filter(|(state, _, _)| state == s).map(|(_, _, n)| n).sum::<u64>();
@@ -85,24 +71,6 @@ async fn render(State(state): State<AppState>) -> Response {
         }
         Err(e) => tracing::warn!("metrics: cannot count nodes: {e}"),
     }
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], handle.render()).into_response()
-}
-
-/// Counts and times every request by its route template (`/v1/nodes/{id}`, never the id itself).
-pub async fn track_http(req: Request, next: Next) -> Response {
-    let route = req.extensions().get::<MatchedPath>().map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
-    let method = req.method().as_str().to_owned();
-    let started = Instant::now();
-    let response = next.run(req).await;
-    let status = response.status().as_u16().to_string();
-    metrics::counter!("metalhost_http_requests_total", "route" => route.clone(), "method" => method.clone(), "status" => status).increment(1);
-    metrics::histogram!("metalhost_http_request_duration_seconds", "route" => route, "method" => method).record(started.elapsed().as_secs_f64());
-    response
-}
-
-/// The open listener's app: `/metrics` only, requests tracked like the API's.
-pub fn open_app(state: AppState) -> Router {
-    Router::from(router()).route_layer(middleware::from_fn(track_http)).with_state(state)
 }
 
 /// A workflow step ended (after its retries).

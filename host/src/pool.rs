@@ -1,105 +1,25 @@
-//! Node pool rules that need more than the store: validation against the loaded drivers, and the
-//! background tasks that watch the pool.
+//! The background tasks that watch the pool: the task watchdog, power sync, and the workflow
+//! core's heartbeat.
 
-use crate::app::AppState;
-use crate::domain::{FailureKind, NodeId, ProvisionState, SwitchPort};
-use crate::store::StoreError;
-use crate::store::last_error::LastError;
-use crate::store::nodes::{self, Node, Transition};
-
-/// `enrolled` → `available` once the node's power driver is loaded and its switch is known;
-/// otherwise the node stays `enrolled` with `last_error` saying why.
-pub async fn validate_node(state: &AppState, id: NodeId) -> Result<Node, StoreError> {
-    let node = state.store.call(move |c| nodes::get_by_id(c, id)).await?;
-    if node.state != ProvisionState::Enrolled && node.state != ProvisionState::Available {
-        return Ok(node);
-    }
-    let problem = match state.plugins.power(&node.power_driver) {
-        _ if node.needs_bmc() || SwitchPort::is_unknown(&node.switch_port) => {
-            Some(LastError { step: Some("validate".into()), plugin: None, operation: None, kind: None, message: incomplete(&node) })
-        }
-        Ok(_) => None,
-        Err(e) => Some(LastError {
-            step: Some("validate".into()),
-            plugin: Some(node.power_driver.clone()),
-            operation: None,
-            kind: Some(FailureKind::NotLoaded),
-            message: format!("validation failed: power driver {:?}: {e}", node.power_driver),
-        }),
-    };
-    let (to, message) = match &problem {
-        None => (ProvisionState::Available, "validated: power driver loaded, switch known".to_owned()),
-        Some(problem) => (ProvisionState::Enrolled, problem.message.clone()),
-    };
-    if to == node.state && node.last_error == problem {
-        return Ok(node);
-    }
-    if to == ProvisionState::Available && node.state == ProvisionState::Available {
-        return Ok(node);
-    }
-    let node = state
-        .store
-        .call(move |c| {
-            nodes::transition(
-                c,
-                Transition {
-                    node: id,
-                    from: &[ProvisionState::Enrolled, ProvisionState::Available],
-                    to,
-                    message: &message,
-                    deadline: None,
-                    duration_ms: None,
-                    error: problem.as_ref(),
-                },
-            )
-        })
-        .await?;
-    Ok(node)
-}
-
-/// What an enlisted node still lacks, as the operator's next command.
-fn incomplete(node: &Node) -> String {
-    let mut missing = Vec::new();
-    if node.needs_bmc() {
-        missing.push("BMC credentials (--bmc-address, --bmc-username, --bmc-password, --power-driver)");
-    }
-    if SwitchPort::is_unknown(&node.switch_port) {
-        missing.push("its switch port (--switch-id, --switch-port: no LLDP neighbour was a registered switch)");
-    }
-    format!("discovered node needs {}: complete it with `metalhost node update {}`", missing.join(" and "), node.name)
-}
-
-/// At startup, plugins may have appeared or gone: re-check every enrolled node.
-pub async fn revalidate_enrolled(state: &AppState) {
-    let enrolled = match state.store.call(|c| nodes::list_in_state(c, ProvisionState::Enrolled)).await {
-        Ok(list) => list,
-        Err(e) => {
-            tracing::error!("cannot list enrolled nodes: {e}");
-            return;
-        }
-    };
-    for node in enrolled {
-        if let Err(e) = validate_node(state, node.id).await {
-            tracing::warn!(node = node.id.0, "validation failed: {e}");
-        }
-    }
-}
+use crate::domain::ProvisionState;
+use crate::provision::WorkflowCore;
+use crate::store::nodes::{self, Node};
 
 /// Starts the daemon's background loops; the handle stops them all.
-pub fn spawn_background(state: AppState) -> tokio::task::JoinHandle<()> {
+pub fn spawn_background(core: WorkflowCore) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
-        tokio::join!(task_watchdog(state.clone()), power_sync(state.clone()), crate::provision::heartbeat(state.clone()));
+        tokio::join!(task_watchdog(core.clone()), power_sync(core.clone()), crate::provision::heartbeat(core.clone()));
     })
 }
 
 /// Fails agent tasks whose agent went silent or whose deadline passed, so no task waits forever.
-async fn task_watchdog(state: AppState) {
-    let timeout_ms = i64::try_from(state.config.agent.heartbeat_timeout.as_millis()).unwrap_or(i64::MAX / 4);
+async fn task_watchdog(core: WorkflowCore) {
+    let timeout_ms = i64::try_from(core.config.agent.heartbeat_timeout.as_millis()).unwrap_or(i64::MAX / 4);
     let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
-        let failed = state
+        let failed = core
             .store
             .call(move |c| {
                 let overdue = crate::store::tasks::overdue(c, crate::domain::now_ms(), timeout_ms)?;
@@ -117,7 +37,7 @@ async fn task_watchdog(state: AppState) {
                 for (node, task, reason) in list {
                     tracing::warn!(node = node.0, task = task.0, %reason, "agent task failed");
                 }
-                state.task_events.notify_waiters();
+                core.task_events.notify_waiters();
             }
             Ok(_) => {}
             Err(e) => tracing::error!("task watchdog: {e}"),
@@ -134,15 +54,15 @@ pub struct SweepReport {
 }
 
 /// Every `interval`, reads the power state of every idle node.
-async fn power_sync(state: AppState) {
-    let Some(interval) = state.config.power_sync_interval() else { return };
+async fn power_sync(core: WorkflowCore) {
+    let Some(interval) = core.config.power_sync_interval() else { return };
     let mut tick = tokio::time::interval(interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     tick.tick().await;
     loop {
         tick.tick().await;
         let started = std::time::Instant::now();
-        let report = power_sync_sweep(&state).await;
+        let report = power_sync_sweep(&core).await;
         crate::metrics::power_sync(report.checked, report.drifted, report.failed);
         tracing::info!(
             checked = report.checked,
@@ -159,11 +79,11 @@ async fn power_sync(state: AppState) {
 /// held: a sleeping call in a slot made a 10,000-node sweep last `nodes × jitter / 2 /
 /// concurrency` (78 s at the defaults) with the BMCs idle. Nodes a workflow drives, or in
 /// maintenance, are left alone. A changed power state is recorded as an event.
-pub async fn power_sync_sweep(state: &AppState) -> SweepReport {
+pub async fn power_sync_sweep(core: &WorkflowCore) -> SweepReport {
     use futures::StreamExt;
     use futures::stream::FuturesUnordered;
     use rand::Rng;
-    let nodes = match state.store.call(|c| nodes::list(c)).await {
+    let nodes = match core.store.call(|c| nodes::list(c)).await {
         Ok(list) => list,
         Err(e) => {
             tracing::error!("power sync: cannot list nodes: {e}");
@@ -171,8 +91,8 @@ pub async fn power_sync_sweep(state: &AppState) -> SweepReport {
         }
     };
     let idle: Vec<Node> = nodes.into_iter().filter(|n| !n.maintenance && !n.state.is_transitional() && n.state != ProvisionState::Enrolled).collect();
-    let slots = std::sync::Arc::new(tokio::sync::Semaphore::new(state.config.power_sync.concurrency.max(1)));
-    let jitter_ms = u64::try_from(state.config.power_sync.jitter.as_millis()).unwrap_or(u64::MAX);
+    let slots = std::sync::Arc::new(tokio::sync::Semaphore::new(core.config.power_sync.concurrency.max(1)));
+    let jitter_ms = u64::try_from(core.config.power_sync.jitter.as_millis()).unwrap_or(u64::MAX);
     let results: Vec<Result<bool, ()>> = idle
         .into_iter()
         .map(|node| {
@@ -186,9 +106,9 @@ pub async fn power_sync_sweep(state: &AppState) -> SweepReport {
                 let _slot = slots.acquire_owned().await.map_err(|_| ())?;
                 // Several daemons on one pool: each idle node is synced by the daemon that gets
                 // its lease for the call; one daemon alone needs none.
-                let lease = if state.store.is_shared() {
-                    let (owner, id, ttl_ms) = (state.member.name.clone(), node.id, crate::provision::lease_ttl_ms(state));
-                    match state.store.call(move |c| crate::store::cluster::acquire(c, id, &owner, ttl_ms)).await {
+                let lease = if core.store.is_shared() {
+                    let (owner, id, ttl_ms) = (core.member.name.clone(), node.id, core.lease_ttl_ms());
+                    match core.store.call(move |c| crate::store::cluster::acquire(c, id, &owner, ttl_ms)).await {
                         Ok(Some(lease)) => Some(lease),
                         Ok(None) => return Ok(false),
                         Err(e) => {
@@ -199,9 +119,9 @@ pub async fn power_sync_sweep(state: &AppState) -> SweepReport {
                 } else {
                     None
                 };
-                let outcome = sync_one(state, &node, lease.clone()).await;
+                let outcome = sync_one(core, &node, lease.clone()).await;
                 if let Some(lease) = lease {
-                    let _ = state.store.call(move |c| crate::store::cluster::release(c, &lease)).await;
+                    let _ = core.store.call(move |c| crate::store::cluster::release(c, &lease)).await;
                 }
                 outcome
             }
@@ -217,13 +137,12 @@ pub async fn power_sync_sweep(state: &AppState) -> SweepReport {
 }
 
 /// Reads one node's power state and records a change (fenced by the lease when there is one).
-async fn sync_one(state: &AppState, node: &Node, lease: Option<crate::store::cluster::Lease>) -> Result<bool, ()> {
+async fn sync_one(core: &WorkflowCore, node: &Node, lease: Option<crate::store::cluster::Lease>) -> Result<bool, ()> {
     let read = async {
-        match crate::drivers::power_state(&state.plugins, node).await {
+        match crate::drivers::power_state(&core.plugins, &node.bmc()).await {
             Ok(power) => {
                 let id = node.id;
-                state
-                    .store
+                core.store
                     .call(move |c| nodes::set_power_state(c, id, power, "power sync found a different state"))
                     .await
                     .map_err(|e| tracing::warn!(node = node.id.0, "power sync: {e}"))

@@ -1,10 +1,10 @@
-//! What the host asks an agent to do: the options stored with a task, and how a stored task becomes
-//! the wire `AgentTask` the agent receives.
+//! What the host asks an agent to do: the options stored with a task, how a stored task becomes
+//! the wire `AgentTask` the agent receives, and what the kind of a failed result means here.
 
-use metalhost_wire::{AfterTask, AgentTask, CleanMethod, CleanTask, DeployTask, InspectTask, TaskWork};
+use metalhost_wire::{AfterTask, AgentFailureKind, AgentTask, CleanMethod, CleanTask, DeployTask, InspectTask, TaskWork};
 use serde::{Deserialize, Serialize};
 
-use crate::domain::{Compression, TaskKind};
+use crate::domain::{Compression, FailureKind, TaskKind};
 use crate::store::images::Image;
 use crate::store::tasks::Task;
 
@@ -67,4 +67,35 @@ pub fn render(task: &Task, image: Option<&Image>, public_url: &str, image_token:
         TaskKind::Inspect => TaskWork::Inspect(InspectTask { lldp_wait_s: options.lldp_wait_s }),
     };
     Some(AgentTask { id: task.id.0, work, after: if options.poweroff { AfterTask::Poweroff } else { AfterTask::Exit } })
+}
+
+/// The host's kind for an agent's failed task. A download that failed is the transfer between the
+/// pool and the node (transient: another task may get the image); a disk that failed or an image
+/// that did not verify is the node failing what it was asked (permanent). An agent that did not
+/// say (an older agent) or said something else stays a plain agent failure.
+pub fn failure_kind(kind: Option<AgentFailureKind>) -> FailureKind {
+    match kind {
+        Some(AgentFailureKind::Download) => FailureKind::Transport,
+        Some(AgentFailureKind::Disk | AgentFailureKind::Verify) => FailureKind::CommandFailed,
+        Some(AgentFailureKind::Other) | None => FailureKind::Agent,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_failed_download_is_worth_another_task() {
+        let cases = [
+            (Some(AgentFailureKind::Download), FailureKind::Transport, true),
+            (Some(AgentFailureKind::Disk), FailureKind::CommandFailed, false),
+            (Some(AgentFailureKind::Verify), FailureKind::CommandFailed, false),
+            (Some(AgentFailureKind::Other), FailureKind::Agent, false),
+            (None, FailureKind::Agent, false),
+        ];
+        for (wire, kind, transient) in cases {
+            assert_eq!((failure_kind(wire), failure_kind(wire).is_transient()), (kind, transient), "{wire:?}");
+        }
+    }
 }

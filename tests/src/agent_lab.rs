@@ -30,6 +30,13 @@ pub fn task_state(d: &Daemon, task: i64) -> (String, Option<String>) {
     db.query_row("SELECT state, message FROM tasks WHERE id = ?1", [task], |r| Ok((r.get(0)?, r.get(1)?))).expect("task row")
 }
 
+/// The failure kind the daemon recorded for a task (migration 6), if any.
+pub fn task_failure_kind(d: &Daemon, task: i64) -> Option<String> {
+    let db = rusqlite::Connection::open(d.data_path().join("metalhost.db")).expect("open db");
+    db.busy_timeout(std::time::Duration::from_secs(5)).expect("busy timeout");
+    db.query_row("SELECT failure_kind FROM tasks WHERE id = ?1", [task], |r| r.get(0)).expect("task row")
+}
+
 pub fn now_ms() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
 }

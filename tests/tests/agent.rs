@@ -4,7 +4,7 @@
 use std::io::Write;
 use std::path::Path;
 
-use metalhost_tests::agent_lab::{plant_task, run_agent, task_state};
+use metalhost_tests::agent_lab::{plant_task, run_agent, task_failure_kind, task_state};
 use metalhost_tests::daemon::{Daemon, node_body, switch_body};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
@@ -118,6 +118,24 @@ async fn a_corrupt_image_fails_the_task_with_the_agents_message() {
     assert_eq!(state, "failed");
     let message = message.unwrap_or_default();
     assert!(message.contains("sha256") && message.contains(image["sha256"].as_str().unwrap_or("?")), "{message}");
+    // A failed check fails the same way again: a permanent kind, not the agent's plain one.
+    assert_eq!(task_failure_kind(&lab.d, task).as_deref(), Some("command-failed"));
+}
+
+#[tokio::test]
+async fn a_failed_download_is_a_transport_failure() {
+    let lab = lab_with("").await;
+    // An external image its server does not have: the agent gives up at once on a 404.
+    let url = format!("{}/no-such-image.img", lab.d.url);
+    let (status, image) = lab.d.post("/v1/images", &json!({"name": "gone", "url": url, "sha256": "ab".repeat(32)})).await;
+    assert_eq!(status, StatusCode::CREATED, "{image}");
+    let task = plant_task(&lab.d, lab.node, "deploy", image["id"].as_i64(), "{}", 120);
+    let out = run_agent(&lab.d.url, &lab.mac, &disk(&lab, 2 << 20), 120);
+    assert!(!out.status.success(), "the agent should exit non-zero when the download fails");
+    let (state, message) = task_state(&lab.d, task);
+    assert_eq!(state, "failed");
+    assert!(message.as_deref().unwrap_or_default().contains("HTTP 404"), "{message:?}");
+    assert_eq!(task_failure_kind(&lab.d, task).as_deref(), Some("transport"));
 }
 
 /// A proxy in front of the daemon that cuts the first image download after `cut` bytes.

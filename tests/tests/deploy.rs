@@ -107,6 +107,7 @@ async fn a_corrupt_image_puts_the_node_in_error_with_the_agents_message() {
     let n = lab.wait_node("node1", &["error"], Duration::from_secs(90)).await;
     let err = metalhost_tests::daemon::failure_line(&n["last_error"]);
     assert!(err.contains("sha256 mismatch") && err.contains(img["sha256"].as_str().unwrap_or("?")), "{err}");
+    assert_eq!(n["last_error"]["kind"], "command-failed", "the agent's kind, not a plain agent failure: {n}");
     // The failed step points at the console log, which holds the agent's own account.
     let (_, events) = lab.daemon.get("/v1/nodes/node1/events").await;
     let failed = events

@@ -228,7 +228,7 @@ mod tests {
     fn the_host_and_the_wit_agree_on_the_contract() {
         let wit = include_str!("../../../wit/drivers.wit");
         let package = wit.lines().find_map(|l| l.strip_prefix("package ")).map(|p| p.trim_end_matches(';'));
-        assert_eq!(package, Some(metalhost_plugin_host::CONTRACT));
+        assert_eq!(package, Some(metalhost_plugin_host::Contract::V0_1.as_str()));
     }
 
     #[test]

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use metalhost_plugin_host::{BootEntry, CallError, DriverError};
+use metalhost_plugin_host::{BootEntry, CallError, DriverError, NetbootDriver};
 
 use crate::sims::dnsmasq::Dnsmasq;
 use crate::sims::netns::Netns;
@@ -89,15 +89,26 @@ pub async fn run(opts: &Options, report: &mut Report) -> Result<(), Error> {
     }));
     let driver = loaded.host.netboot(&loaded.name).map_err(|e| Error::Setup(e.to_string()))?;
 
+    check_put_host(&driver, &netns, &hosts, &scripts, report).await?;
+    check_refuses_injection(&driver, &hosts, &scripts, report).await;
+    check_remove_host(&driver, &netns, &mut dnsmasq, &scripts, &reloads, report).await?;
+    drop(dnsmasq);
+    drop(netns);
+    Ok(())
+}
+
+/// `put-host`: dnsmasq serves the reservation, the iPXE script is where the daemon serves it from,
+/// and a second call replaces the first.
+async fn check_put_host(driver: &NetbootDriver<'_>, netns: &Netns, hosts: &Path, scripts: &Path, report: &mut Report) -> Result<(), Error> {
     let started = Instant::now();
     let out = driver.put_host(&entry("node1")).await;
     let elapsed = started.elapsed();
     let outcome = match out {
         Err(e) => Err(shown(e)),
-        Ok(()) => match lease_until(&netns, |l| l == Some(RESERVED_IP))? {
+        Ok(()) => match lease_until(netns, |l| l == Some(RESERVED_IP))? {
             Some(ip) if ip == RESERVED_IP => Ok(format!("dnsmasq leases {ip} to {MAC}")),
             other => {
-                Err(format!("dnsmasq does not serve the reservation: {MAC} got {other:?}, expected {RESERVED_IP} (hosts dir: {:?})", files(&hosts)))
+                Err(format!("dnsmasq does not serve the reservation: {MAC} got {other:?}, expected {RESERVED_IP} (hosts dir: {:?})", files(hosts)))
             }
         },
     };
@@ -111,7 +122,7 @@ pub async fn run(opts: &Options, report: &mut Report) -> Result<(), Error> {
         } else {
             Check::fail(
                 "put-host (iPXE script)",
-                format!("scripts dir must hold {SCRIPT}: #!ipxe, kernel URL + args, initrd URL (it has {:?})", files(&scripts)),
+                format!("scripts dir must hold {SCRIPT}: #!ipxe, kernel URL + args, initrd URL (it has {:?})", files(scripts)),
                 None,
             )
         },
@@ -121,25 +132,41 @@ pub async fn run(opts: &Options, report: &mut Report) -> Result<(), Error> {
     let out = driver.put_host(&entry("node1-renamed")).await;
     report.push(Check::new("put-host (replace)", out.map(|()| "replaced".into()).map_err(shown), Some(started.elapsed())));
 
-    let before = (files(&hosts), files(&scripts));
+    Ok(())
+}
+
+/// A hostname holding a dnsmasq directive is refused as invalid-config and writes nothing.
+async fn check_refuses_injection(driver: &NetbootDriver<'_>, hosts: &Path, scripts: &Path, report: &mut Report) {
+    let before = (files(hosts), files(scripts));
     let started = Instant::now();
     let out = driver.put_host(&BootEntry { mac: "52:54:00:aa:00:02".into(), ..entry("node2\ndhcp-boot=evil") }).await;
     let elapsed = started.elapsed();
     let outcome = match out {
         Ok(()) => Err("a hostname holding a newline (a dnsmasq directive) was accepted".into()),
         Err(e) if !matches!(e.driver(), Some(DriverError::InvalidConfig(_))) => Err(format!("wrong error mapping: expected invalid-config, got {e}")),
-        Err(_) if (files(&hosts), files(&scripts)) != before => Err("refused, but files were written".into()),
+        Err(_) if (files(hosts), files(scripts)) != before => Err("refused, but files were written".into()),
         Err(e) => Ok(e.to_string()),
     };
     report.push(Check::new("put-host refuses injection (invalid-config)", outcome, Some(elapsed)));
 
-    let leftovers: Vec<String> = files(&hosts).into_iter().chain(files(&scripts)).filter(|f| f.starts_with('.')).collect();
+    let leftovers: Vec<String> = files(hosts).into_iter().chain(files(scripts)).filter(|f| f.starts_with('.')).collect();
     report.push(if leftovers.is_empty() {
         Check::pass("no temp files left", "no dot-files in the granted dirs", None)
     } else {
         Check::fail("no temp files left", format!("left behind: {leftovers:?}"), None)
     });
+}
 
+/// `remove-host`: the reservation is forgotten after the reload the plugin asks for, and removing
+/// what is not there is fine.
+async fn check_remove_host(
+    driver: &NetbootDriver<'_>,
+    netns: &Netns,
+    dnsmasq: &mut Dnsmasq,
+    scripts: &Path,
+    reloads: &AtomicUsize,
+    report: &mut Report,
+) -> Result<(), Error> {
     let started = Instant::now();
     let out = driver.remove_host(MAC).await;
     let elapsed = started.elapsed();
@@ -149,7 +176,7 @@ pub async fn run(opts: &Options, report: &mut Report) -> Result<(), Error> {
             Err("remove-host must ask the host to reload dnsmasq (service.reload): deleted reservations stay served until then".into())
         }
         Ok(()) if scripts.join(SCRIPT).exists() => Err(format!("{SCRIPT} is still there")),
-        Ok(()) => match lease_until(&netns, |l| l != Some(RESERVED_IP))? {
+        Ok(()) => match lease_until(netns, |l| l != Some(RESERVED_IP))? {
             Some(ip) if ip == RESERVED_IP => Err(format!("dnsmasq still leases the reservation {ip} after removal")),
             lease if !dnsmasq.alive() => Err(format!("dnsmasq died after the reload (lease {lease:?}): {}", dnsmasq.log())),
             lease => Ok(format!("reservation forgotten ({MAC} now gets {lease:?})")),
@@ -160,7 +187,5 @@ pub async fn run(opts: &Options, report: &mut Report) -> Result<(), Error> {
     let started = Instant::now();
     let out = driver.remove_host(MAC).await;
     report.push(Check::new("remove-host (nothing there is fine)", out.map(|()| "ok".into()).map_err(shown), Some(started.elapsed())));
-    drop(dnsmasq);
-    drop(netns);
     Ok(())
 }

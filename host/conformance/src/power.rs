@@ -15,7 +15,7 @@ pub async fn run(opts: &Options, capture: &Capture, report: &mut Report) -> Resu
     let Some(loaded) = load(opts, opts.exec.clone(), Vec::new(), opts.config.clone(), report).await? else { return Ok(()) };
     // A 0.2.0 plugin speaking IPMI over LAN runs the same checks against ipmi_sim with no exec
     // grant: its datagrams are its only way out (ARCHITECTURE.md, plugin-host).
-    let datagram = loaded.contract == metalhost_plugin_host::CONTRACT_0_2;
+    let datagram = loaded.contract == metalhost_plugin_host::Contract::V0_2.as_str();
     if datagram && opts.power_bmc != crate::PowerBmc::Ipmi {
         return crate::power_http::run(opts, loaded, capture, report).await;
     }

@@ -50,7 +50,7 @@ impl Report {
         Report {
             plugin: wasm.display().to_string(),
             kind,
-            contract: metalhost_plugin_host::CONTRACT,
+            contract: metalhost_plugin_host::Contract::V0_1.as_str(),
             plugin_version: String::new(),
             sha256: String::new(),
             passed: true,

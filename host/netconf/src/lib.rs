@@ -109,61 +109,82 @@ pub struct Session {
     timings: Timings,
 }
 
+impl Target {
+    fn unreachable(&self, reason: String) -> Error {
+        Error::Unreachable { address: self.address.clone(), port: self.port, reason }
+    }
+
+    fn transport(&self, reason: String) -> Error {
+        Error::Transport { address: self.address.clone(), port: self.port, reason }
+    }
+
+    fn timeout(&self, after: Duration, during: &str) -> Error {
+        Error::Timeout { address: self.address.clone(), port: self.port, after, during: during.into() }
+    }
+}
+
+/// TCP, then the SSH handshake, both within the connect budget; the server's key is checked on
+/// the way. Returns the handle and the key's fingerprint.
+async fn ssh_handshake(target: &Target, started: Instant) -> Result<(client::Handle<HostKeyCheck>, String)> {
+    let tcp = tokio::net::TcpStream::connect((target.address.as_str(), target.port));
+    let stream = match tokio::time::timeout(target.connect_timeout, tcp).await {
+        Err(_) => return Err(target.unreachable(format!("no TCP connection within {:?}", target.connect_timeout))),
+        Ok(Err(e)) => return Err(target.unreachable(format!("tcp connect: {e}"))),
+        Ok(Ok(stream)) => stream,
+    };
+    // Small request/reply messages: Nagle's algorithm would only add latency.
+    if let Err(e) = stream.set_nodelay(true) {
+        tracing::debug!(switch = %target.address, "set_nodelay failed: {e}");
+    }
+
+    let seen = Arc::new(Mutex::new(None));
+    let check = HostKeyCheck { expected: target.expected_host_key.clone(), seen: seen.clone() };
+    let config = Arc::new(client::Config { inactivity_timeout: Some(target.read_timeout * 4), ..Default::default() });
+    let handshake_budget = target.connect_timeout.saturating_sub(started.elapsed());
+    let handle = match tokio::time::timeout(handshake_budget, client::connect_stream(config, stream, check)).await {
+        Err(_) => return Err(target.timeout(target.connect_timeout, "the ssh handshake")),
+        Ok(Err(russh::Error::UnknownKey)) => {
+            return Err(Error::HostKeyMismatch {
+                address: target.address.clone(),
+                port: target.port,
+                expected: target.expected_host_key.clone().unwrap_or_default(),
+                actual: seen.lock().ok().and_then(|s| s.clone()).unwrap_or_default(),
+            });
+        }
+        Ok(Err(e)) => return Err(target.transport(format!("ssh handshake: {e}"))),
+        Ok(Ok(handle)) => handle,
+    };
+    let fingerprint = seen.lock().ok().and_then(|s| s.clone()).unwrap_or_default();
+    Ok((handle, fingerprint))
+}
+
+/// Password authentication, a session channel and the `netconf` subsystem on it, each step within
+/// the read timeout.
+async fn netconf_channel(target: &Target, handle: &mut client::Handle<HostKeyCheck>) -> Result<Channel<client::Msg>> {
+    let auth = tokio::time::timeout(target.read_timeout, handle.authenticate_password(&target.username, &target.password))
+        .await
+        .map_err(|_| target.timeout(target.read_timeout, "authentication"))?
+        .map_err(|e| target.transport(format!("authentication: {e}")))?;
+    if !auth.success() {
+        return Err(Error::AuthFailed { address: target.address.clone(), port: target.port, username: target.username.clone() });
+    }
+    let channel = tokio::time::timeout(target.read_timeout, handle.channel_open_session())
+        .await
+        .map_err(|_| target.timeout(target.read_timeout, "opening a channel"))?
+        .map_err(|e| target.transport(format!("open channel: {e}")))?;
+    // The subsystem's success reply turns up later in `wait()`; `read_message` skips it.
+    tokio::time::timeout(target.read_timeout, channel.request_subsystem(true, "netconf"))
+        .await
+        .map_err(|_| target.timeout(target.read_timeout, "the netconf subsystem request"))?
+        .map_err(|e| target.transport(format!("netconf subsystem: {e}")))?;
+    Ok(channel)
+}
+
 impl Session {
     pub async fn connect(target: &Target) -> Result<Session> {
         let started = Instant::now();
-        let (address, port) = (target.address.clone(), target.port);
-        let unreachable = |reason: String| Error::Unreachable { address: address.clone(), port, reason };
-        let transport = |reason: String| Error::Transport { address: address.clone(), port, reason };
-        let timeout = |after: Duration, during: &str| Error::Timeout { address: address.clone(), port, after, during: during.into() };
-
-        let tcp = tokio::net::TcpStream::connect((target.address.as_str(), target.port));
-        let stream = match tokio::time::timeout(target.connect_timeout, tcp).await {
-            Err(_) => return Err(unreachable(format!("no TCP connection within {:?}", target.connect_timeout))),
-            Ok(Err(e)) => return Err(unreachable(format!("tcp connect: {e}"))),
-            Ok(Ok(stream)) => stream,
-        };
-        // Small request/reply messages: Nagle's algorithm would only add latency.
-        if let Err(e) = stream.set_nodelay(true) {
-            tracing::debug!(switch = %address, "set_nodelay failed: {e}");
-        }
-
-        let seen = Arc::new(Mutex::new(None));
-        let check = HostKeyCheck { expected: target.expected_host_key.clone(), seen: seen.clone() };
-        let config = Arc::new(client::Config { inactivity_timeout: Some(target.read_timeout * 4), ..Default::default() });
-        let handshake_budget = target.connect_timeout.saturating_sub(started.elapsed());
-        let mut handle = match tokio::time::timeout(handshake_budget, client::connect_stream(config, stream, check)).await {
-            Err(_) => return Err(timeout(target.connect_timeout, "the ssh handshake")),
-            Ok(Err(russh::Error::UnknownKey)) => {
-                return Err(Error::HostKeyMismatch {
-                    address,
-                    port,
-                    expected: target.expected_host_key.clone().unwrap_or_default(),
-                    actual: seen.lock().ok().and_then(|s| s.clone()).unwrap_or_default(),
-                });
-            }
-            Ok(Err(e)) => return Err(transport(format!("ssh handshake: {e}"))),
-            Ok(Ok(handle)) => handle,
-        };
-        let fingerprint = seen.lock().ok().and_then(|s| s.clone()).unwrap_or_default();
-
-        let auth = tokio::time::timeout(target.read_timeout, handle.authenticate_password(&target.username, &target.password))
-            .await
-            .map_err(|_| timeout(target.read_timeout, "authentication"))?
-            .map_err(|e| transport(format!("authentication: {e}")))?;
-        if !auth.success() {
-            return Err(Error::AuthFailed { address, port, username: target.username.clone() });
-        }
-        let channel = tokio::time::timeout(target.read_timeout, handle.channel_open_session())
-            .await
-            .map_err(|_| timeout(target.read_timeout, "opening a channel"))?
-            .map_err(|e| transport(format!("open channel: {e}")))?;
-        // The subsystem's success reply turns up later in `wait()`; `read_message` skips it.
-        tokio::time::timeout(target.read_timeout, channel.request_subsystem(true, "netconf"))
-            .await
-            .map_err(|_| timeout(target.read_timeout, "the netconf subsystem request"))?
-            .map_err(|e| transport(format!("netconf subsystem: {e}")))?;
-
+        let (mut handle, fingerprint) = ssh_handshake(target, started).await?;
+        let channel = netconf_channel(target, &mut handle).await?;
         let mut session = Session {
             handle,
             channel,
@@ -172,18 +193,13 @@ impl Session {
             framing: Framing::EndOfMessage,
             next_id: 101,
             buffer: Vec::new(),
-            address,
-            port,
+            address: target.address.clone(),
+            port: target.port,
             read_timeout: target.read_timeout,
             broken: false,
             timings: Timings::default(),
         };
-        // Hellos always use end-of-message framing; the negotiated framing applies after them.
-        let hello = session.read_message("the server hello").await?;
-        session.capabilities =
-            message::hello_capabilities(&hello).ok_or_else(|| session.transport(format!("expected a hello, got {}", excerpt(&hello))))?;
-        session.send(&framing::encode_eom(&message::client_hello())).await?;
-        session.framing = message::negotiate(&[message::BASE_10, message::BASE_11], &session.capabilities);
+        session.exchange_hellos().await?;
         session.timings.connect = started.elapsed();
         stats::record_session(session.timings.connect);
         tracing::debug!(
@@ -192,6 +208,17 @@ impl Session {
             "netconf session open"
         );
         Ok(session)
+    }
+
+    /// Reads the server's hello, sends ours, and picks the framing both announce. Hellos always
+    /// use end-of-message framing; the negotiated framing applies after them.
+    async fn exchange_hellos(&mut self) -> Result<()> {
+        let hello = self.read_message("the server hello").await?;
+        self.capabilities =
+            message::hello_capabilities(&hello).ok_or_else(|| self.transport(format!("expected a hello, got {}", excerpt(&hello))))?;
+        self.send(&framing::encode_eom(&message::client_hello())).await?;
+        self.framing = message::negotiate(&[message::BASE_10, message::BASE_11], &self.capabilities);
+        Ok(())
     }
 
     pub fn server_capabilities(&self) -> &[String] {

@@ -48,5 +48,3 @@ pub mod power2 {
         exports: { default: async },
     });
 }
-
-pub use power::metalhost::drivers::types;

@@ -3,7 +3,7 @@
 
 use wasmtime::Trap;
 
-use crate::bindings::{power2, types};
+use crate::bindings::power2::metalhost::drivers::types;
 use crate::budget::{ERROR_CAP, cap};
 use crate::error::{CallError, CallFailure, DriverError};
 use crate::runtime::Loaded;
@@ -12,15 +12,16 @@ pub(crate) fn trap(plugin: &Loaded, operation: &'static str, message: String) ->
     CallError { plugin: plugin.name.to_string(), operation, failure: CallFailure::Trap(cap(message, ERROR_CAP)) }
 }
 
-/// Sorts a wasmtime error into deadline, memory cap or trap.
-pub(crate) fn classify(plugin: &Loaded, operation: &'static str, e: wasmtime::Error) -> CallError {
-    let chain: Vec<String> = e.chain().map(|c| c.to_string()).collect();
+/// Sorts a wasmtime error into deadline, memory cap or trap. `memory_refused`: the store's limiter
+/// refused a growth (`limits.rs`), so the trap is the cap's.
+pub(crate) fn classify(plugin: &Loaded, operation: &'static str, e: wasmtime::Error, memory_refused: bool) -> CallError {
     let failure = if e.downcast_ref::<Trap>() == Some(&Trap::Interrupt) {
         CallFailure::Deadline(plugin.spec.call_timeout_s)
-    } else if chain.iter().any(|c| c.contains("forcing trap when growing memory")) {
+    } else if memory_refused {
         CallFailure::Memory(plugin.spec.memory_mb)
     } else {
-        let detail = chain.into_iter().filter(|c| !c.starts_with("error while executing at wasm backtrace")).collect::<Vec<_>>().join(": ");
+        let chain = e.chain().map(|c| c.to_string()).filter(|c| !c.starts_with("error while executing at wasm backtrace"));
+        let detail = chain.collect::<Vec<_>>().join(": ");
         CallFailure::Trap(cap(if detail.is_empty() { e.to_string() } else { detail }, ERROR_CAP))
     };
     let err = CallError { plugin: plugin.name.to_string(), operation, failure };
@@ -33,23 +34,10 @@ pub(crate) fn driver(plugin: &Loaded, operation: &'static str, e: impl Into<Driv
     CallError { plugin: plugin.name.to_string(), operation, failure: CallFailure::Driver(e.capped()) }
 }
 
+/// The newest contract's `driver-error`; 0.1.0's is converted in `v0_1.rs`.
 impl From<types::DriverError> for DriverError {
     fn from(e: types::DriverError) -> DriverError {
-        match e {
-            types::DriverError::Unreachable(m) => DriverError::Unreachable(m),
-            types::DriverError::AuthFailed(m) => DriverError::AuthFailed(m),
-            types::DriverError::CommandFailed(m) => DriverError::CommandFailed(m),
-            types::DriverError::ParseError(m) => DriverError::ParseError(m),
-            types::DriverError::NotFound(m) => DriverError::NotFound(m),
-            types::DriverError::Unsupported(m) => DriverError::Unsupported(m),
-            types::DriverError::InvalidConfig(m) => DriverError::InvalidConfig(m),
-        }
-    }
-}
-
-impl From<power2::metalhost::drivers::types::DriverError> for DriverError {
-    fn from(e: power2::metalhost::drivers::types::DriverError) -> DriverError {
-        use power2::metalhost::drivers::types::DriverError as E;
+        use types::DriverError as E;
         match e {
             E::Unreachable(m) => DriverError::Unreachable(m),
             E::AuthFailed(m) => DriverError::AuthFailed(m),

@@ -1,47 +1,40 @@
-//! The engine, loading (sha256 pin, grants, world check in `world.rs`, compile through `cache.rs`),
-//! and per-call stores. How failures are classified lives in `classify.rs`.
+//! The engine, the set of loaded plugins (each loaded by `load.rs`), and per-call stores. How a
+//! call runs is `call.rs`; how failures are classified, `classify.rs`.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
-use sha2::{Digest, Sha256};
-use wasmtime::component::{Component, HasSelf, Linker};
-use wasmtime::{Config, Enabled, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, StoreLimitsBuilder, UpdateDeadline};
+use wasmtime::{Config, Enabled, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, UpdateDeadline};
 use wasmtime_wasi::{FsPerms, WasiCtx};
 
-use crate::bindings::{netboot, power, power2, switch, types};
-use crate::budget::{LogBudget, cap};
-use crate::cache::compile;
-use crate::classify::{classify, driver, trap};
+use crate::bindings::{netboot, switch};
+use crate::budget::LogBudget;
 use crate::confine::{Confiner, ExecPolicy};
+use crate::contract::Contract;
 use crate::drivers::Bmc;
 use crate::error::{CallError, CallFailure};
+use crate::limits::Limits;
+use crate::load::LoadError;
 use crate::net::BmcScope;
 use crate::net::http::HttpClient;
 use crate::net::imports::CallNetwork;
 use crate::netconf_session::SharedSession;
-use crate::spec::{Grants, PluginKind, PluginSpec, PluginStatus};
+use crate::power::PowerPre;
+use crate::spec::{PluginKind, PluginSpec, PluginStatus};
 use crate::state::{ExecStub, PluginState, ReloadHook};
-use crate::world::check_world;
-
-/// The frozen contract every plugin kind has a world in.
-pub const CONTRACT: &str = "metalhost:drivers@0.1.0";
-/// The second contract (frozen): power plugins with BMC-scoped `http` and `datagram` and a described console (`wit/drivers-0.2.0.wit`).
-pub const CONTRACT_0_2: &str = "metalhost:drivers@0.2.0";
-/// Every contract this host loads components of.
-pub const CONTRACTS: [&str; 2] = [CONTRACT, CONTRACT_0_2];
 /// The largest `memory_mb` a plugin may have: each pooled instance slot is sized for it.
 pub const MAX_MEMORY_MB: u64 = 1024;
 /// Instances that can exist at once across all plugin calls (the pool's slots).
 const POOL_INSTANCES: u32 = 512;
 const EPOCH_TICK: Duration = Duration::from_millis(10);
 
+/// A plugin ready to instantiate, by kind.
 #[derive(Clone)]
 pub(crate) enum Pre {
-    Power(power::PowerManagerPre<PluginState>),
-    Power2(power2::PowerManagerPre<PluginState>),
+    /// Either contract, spoken to in the newest one's terms (`power.rs`).
+    Power(PowerPre),
     Switch(switch::SwitchManagerPre<PluginState>),
     Netboot(netboot::NetbootBackendPre<PluginState>),
 }
@@ -55,8 +48,8 @@ pub(crate) struct Loaded {
     pub console_grants: Arc<BTreeMap<String, PathBuf>>,
     pub config: Arc<Vec<(String, String)>>,
     pub pre: Pre,
-    /// The contract the component was built for (one of `CONTRACTS`).
-    pub contract: &'static str,
+    /// The contract the component was built for.
+    pub contract: Contract,
     /// 0.2.0 power plugins: the client their `http` calls go through.
     pub http: Option<Arc<HttpClient>>,
 }
@@ -72,9 +65,9 @@ pub enum RuntimeError {
 }
 
 pub struct PluginHost {
-    engine: Engine,
-    cache_dir: PathBuf,
-    confiner: Arc<Confiner>,
+    pub(crate) engine: Engine,
+    pub(crate) cache_dir: PathBuf,
+    pub(crate) confiner: Arc<Confiner>,
     loaded: RwLock<HashMap<String, Loaded>>,
     statuses: RwLock<Vec<PluginStatus>>,
     exec_stub: RwLock<Option<ExecStub>>,
@@ -171,7 +164,7 @@ impl PluginHost {
         let mut loaded = HashMap::new();
         for spec in specs {
             let outcome = if loaded.contains_key(&spec.name) || statuses.iter().any(|s: &PluginStatus| s.name == spec.name) {
-                Err((None, format!("another [[plugin]] entry already uses the name {:?}", spec.name)))
+                Err(LoadError::DuplicateName(spec.name.clone()))
             } else {
                 self.load_one(spec).await
             };
@@ -180,18 +173,18 @@ impl PluginHost {
                     loaded.insert(spec.name.clone(), plugin);
                     status
                 }
-                Err((sha256, reason)) => {
+                Err(reason) => {
                     tracing::warn!(plugin = %spec.name, "plugin not loaded: {reason}");
                     PluginStatus {
                         name: spec.name.clone(),
                         kind: spec.kind,
                         version: String::new(),
-                        sha256,
+                        sha256: reason.sha256().map(str::to_owned),
                         grants: None,
                         contract: String::new(),
                         confinement: None,
                         loaded: false,
-                        error: Some(reason),
+                        error: Some(reason.to_string()),
                     }
                 }
             };
@@ -208,146 +201,6 @@ impl PluginHost {
 
     pub fn status(&self) -> Vec<PluginStatus> {
         self.statuses.read().map(|s| s.clone()).unwrap_or_default()
-    }
-
-    async fn load_one(&self, spec: &PluginSpec) -> Result<(Loaded, PluginStatus), (Option<String>, String)> {
-        // Reading and compiling take milliseconds to seconds: keep them off the async workers.
-        let path = spec.path.clone();
-        let read = tokio::task::spawn_blocking(move || {
-            std::fs::read(&path).map(|bytes| {
-                let sha256 = hex::encode(Sha256::digest(&bytes));
-                (bytes, sha256)
-            })
-        })
-        .await;
-        let (bytes, sha256) = match read {
-            Ok(Ok(read)) => read,
-            Ok(Err(e)) => return Err((None, format!("cannot read {}: {e}", spec.path.display()))),
-            Err(e) => return Err((None, format!("reading {} failed: {e}", spec.path.display()))),
-        };
-        let fail = |reason: String| (Some(sha256.clone()), reason);
-        if let Some(pin) = &spec.sha256
-            && !pin.eq_ignore_ascii_case(&sha256)
-        {
-            return Err(fail(format!("sha256 pin mismatch for {}: expected {pin}, got {sha256}", spec.path.display())));
-        }
-        if !(spec.exec.is_empty() && spec.console.is_empty())
-            && let Some(reason) = self.confiner.refusal()
-        {
-            return Err(fail(reason));
-        }
-        let mut grants = BTreeMap::new();
-        for program in &spec.exec {
-            let (name, path) = crate::exec::resolve(program).map_err(&fail)?;
-            grants.insert(name, path);
-        }
-        let mut console_grants = BTreeMap::new();
-        for program in &spec.console {
-            let (name, path) = crate::exec::resolve(program).map_err(&fail)?;
-            console_grants.insert(name, path);
-        }
-        for dir in &spec.dirs {
-            if !dir.is_dir() {
-                return Err(fail(format!("granted dir {} does not exist", dir.display())));
-            }
-        }
-        if spec.memory_mb > MAX_MEMORY_MB {
-            return Err(fail(format!("memory_mb = {} is more than this host allows a plugin ({MAX_MEMORY_MB})", spec.memory_mb)));
-        }
-        let (engine, cache_dir, key) = (self.engine.clone(), self.cache_dir.clone(), sha256.clone());
-        let component = tokio::task::spawn_blocking(move || compile(&engine, &cache_dir, &bytes, &key))
-            .await
-            .map_err(|e| fail(format!("compiling failed: {e}")))?
-            .map_err(|e| fail(format!("not a valid component: {e}")))?;
-        let contract = check_world(&self.engine, &component, spec.kind).map_err(&fail)?;
-        let http = match (&spec.network, contract) {
-            (Some(_), CONTRACT) => {
-                return Err(fail(format!(
-                    "network settings are for {CONTRACT_0_2} power plugins; this component was built for {CONTRACT} (it has no network)"
-                )));
-            }
-            (network, CONTRACT_0_2) => {
-                let network = network.clone().unwrap_or_default();
-                if network.insecure {
-                    tracing::warn!(plugin = %spec.name, "BMC certificates are not verified for this plugin (network.insecure = true)");
-                }
-                // Reads the CA bundle: off the async workers.
-                let client = tokio::task::spawn_blocking(move || HttpClient::new(&network))
-                    .await
-                    .map_err(|e| fail(format!("building the HTTP client failed: {e}")))?
-                    .map_err(|e| fail(format!("invalid network settings: {e}")))?;
-                Some(Arc::new(client))
-            }
-            _ => None,
-        };
-        if !console_grants.is_empty() && (contract != CONTRACT_0_2 || spec.kind != PluginKind::Power) {
-            return Err(fail(format!(
-                "console grants are for {CONTRACT_0_2} power plugins, which describe their consoles; this is a {} plugin built for {contract}",
-                spec.kind
-            )));
-        }
-        let pre = self
-            .instance_pre(&component, spec.kind, contract)
-            .map_err(|e| fail(format!("does not fit the {} world of {contract}: {e}", spec.kind.world())))?;
-        let loaded = Loaded {
-            name: spec.name.as_str().into(),
-            spec: Arc::new(spec.clone()),
-            grants: Arc::new(grants.clone()),
-            console_grants: Arc::new(console_grants.clone()),
-            config: Arc::new(spec.config.iter().map(|(k, v)| (k.clone(), v.clone())).collect()),
-            pre,
-            contract,
-            http,
-        };
-        // Validate once: the plugin must say what it is, and accept its config.
-        let info = self.info(&loaded).await.map_err(|e| fail(e.to_string()))?;
-        if info.kind != spec.kind {
-            return Err(fail(format!("the plugin says it is a {} plugin, the config declares {}", info.kind, spec.kind)));
-        }
-        let status = PluginStatus {
-            name: spec.name.clone(),
-            kind: spec.kind,
-            // A plugin's own text is cut like its errors.
-            version: cap(info.version, 128),
-            confinement: (!(grants.is_empty() && console_grants.is_empty())).then(|| self.confiner.summary().clone()),
-            sha256: Some(sha256.clone()),
-            grants: Some(Grants {
-                exec: grants,
-                console: console_grants,
-                dirs: spec.dirs.clone(),
-                memory_mb: spec.memory_mb,
-                call_timeout_s: spec.call_timeout_s,
-                network: (contract == CONTRACT_0_2).then(|| format!("the call's BMC only; {}", spec.network.clone().unwrap_or_default().describe())),
-            }),
-            contract: contract.to_owned(),
-            loaded: true,
-            error: None,
-        };
-        Ok((loaded, status))
-    }
-
-    /// Only the imports of the plugin's own world are in its linker, plus WASI.
-    fn instance_pre(&self, component: &Component, kind: PluginKind, contract: &str) -> wasmtime::Result<Pre> {
-        let mut linker: Linker<PluginState> = Linker::new(&self.engine);
-        wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
-        if contract == CONTRACT_0_2 {
-            power2::PowerManager::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)?;
-            return Ok(Pre::Power2(power2::PowerManagerPre::new(linker.instantiate_pre(component)?)?));
-        }
-        Ok(match kind {
-            PluginKind::Power => {
-                power::PowerManager::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)?;
-                Pre::Power(power::PowerManagerPre::new(linker.instantiate_pre(component)?)?)
-            }
-            PluginKind::Switch => {
-                switch::SwitchManager::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)?;
-                Pre::Switch(switch::SwitchManagerPre::new(linker.instantiate_pre(component)?)?)
-            }
-            PluginKind::Netboot => {
-                netboot::NetbootBackend::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)?;
-                Pre::Netboot(netboot::NetbootBackendPre::new(linker.instantiate_pre(component)?)?)
-            }
-        })
     }
 
     pub(crate) fn confiner(&self) -> &Confiner {
@@ -384,7 +237,7 @@ impl PluginHost {
             wasi.preopened_dir(dir, &guest, FsPerms::ReadWrite).map_err(|e| format!("preopen {}: {e}", dir.display()))?;
         }
         let memory = usize::try_from(plugin.spec.memory_mb.saturating_mul(1 << 20)).unwrap_or(usize::MAX);
-        let limits = StoreLimitsBuilder::new().memory_size(memory).instances(32).tables(32).memories(8).trap_on_grow_failure(true).build();
+        let limits = Limits::new(memory);
         let deadline = Instant::now() + Duration::from_secs(plugin.spec.call_timeout_s);
         let state = PluginState {
             wasi: wasi.build(),
@@ -408,69 +261,6 @@ impl PluginHost {
         store.set_epoch_deadline(1);
         store.epoch_deadline_callback(move |_| Ok(if Instant::now() >= deadline { UpdateDeadline::Interrupt } else { UpdateDeadline::Yield(1) }));
         Ok(store)
-    }
-
-    async fn info(&self, plugin: &Loaded) -> Result<PluginInfoOut, CallError> {
-        let op = "info";
-        let mut store = self.store(plugin, None, None).map_err(|e| trap(plugin, op, e))?;
-        let fail = |e| classify(plugin, op, e);
-        let configure = |e| classify(plugin, "configure", e);
-        let (version, kind) = match &plugin.pre {
-            Pre::Power(pre) => {
-                let i = pre.instantiate_async(&mut store).await.map_err(fail)?;
-                let info = i.metalhost_drivers_plugin().call_info(&mut store).await.map_err(fail)?;
-                i.metalhost_drivers_plugin()
-                    .call_configure(&mut store, &plugin.config)
-                    .await
-                    .map_err(configure)?
-                    .map_err(|e| driver(plugin, "configure", e))?;
-                (info.version, kind_of(info.kind))
-            }
-            Pre::Power2(pre) => {
-                let i = pre.instantiate_async(&mut store).await.map_err(fail)?;
-                let info = i.metalhost_drivers_plugin().call_info(&mut store).await.map_err(fail)?;
-                i.metalhost_drivers_plugin()
-                    .call_configure(&mut store, &plugin.config)
-                    .await
-                    .map_err(configure)?
-                    .map_err(|e| driver(plugin, "configure", e))?;
-                let kind = match info.kind {
-                    power2::metalhost::drivers::types::PluginKind::Power => PluginKind::Power,
-                    power2::metalhost::drivers::types::PluginKind::Switch => PluginKind::Switch,
-                    power2::metalhost::drivers::types::PluginKind::Netboot => PluginKind::Netboot,
-                };
-                (info.version, kind)
-            }
-            Pre::Switch(pre) => {
-                let i = pre.instantiate_async(&mut store).await.map_err(fail)?;
-                let info = i.metalhost_drivers_plugin().call_info(&mut store).await.map_err(fail)?;
-                i.metalhost_drivers_plugin()
-                    .call_configure(&mut store, &plugin.config)
-                    .await
-                    .map_err(configure)?
-                    .map_err(|e| driver(plugin, "configure", e))?;
-                (info.version, kind_of(info.kind))
-            }
-            Pre::Netboot(pre) => {
-                let i = pre.instantiate_async(&mut store).await.map_err(fail)?;
-                let info = i.metalhost_drivers_plugin().call_info(&mut store).await.map_err(fail)?;
-                i.metalhost_drivers_plugin()
-                    .call_configure(&mut store, &plugin.config)
-                    .await
-                    .map_err(configure)?
-                    .map_err(|e| driver(plugin, "configure", e))?;
-                (info.version, kind_of(info.kind))
-            }
-        };
-        Ok(PluginInfoOut { version, kind })
-    }
-}
-
-fn kind_of(kind: types::PluginKind) -> PluginKind {
-    match kind {
-        types::PluginKind::Power => PluginKind::Power,
-        types::PluginKind::Switch => PluginKind::Switch,
-        types::PluginKind::Netboot => PluginKind::Netboot,
     }
 }
 
@@ -524,8 +314,3 @@ const KEEP_RESIDENT: usize = 2 << 20;
 const KEEP_RESIDENT_TABLES: usize = 64 << 10;
 /// Freed slots that keep their module's image and pages for the next call of the same plugin.
 const WARM_SLOTS: u32 = 32;
-
-struct PluginInfoOut {
-    version: String,
-    kind: PluginKind,
-}

@@ -6,15 +6,16 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use wasmtime::StoreLimits;
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use crate::bindings::netboot::metalhost::drivers::service;
-use crate::bindings::power::metalhost::drivers::{exec, log, types};
+use crate::bindings::power::metalhost::drivers::{exec, types};
+use crate::bindings::power2::metalhost::drivers::log;
 use crate::bindings::switch::metalhost::drivers::netconf;
 use crate::budget::LogBudget;
 use crate::confine::Confiner;
+use crate::limits::Limits;
 use crate::netconf_session::SharedSession;
 
 /// Replaces real process execution in benchmarks: (program, args) → stdout.
@@ -24,7 +25,7 @@ pub type ReloadHook = Arc<dyn Fn() -> Result<(), String> + Send + Sync>;
 pub struct PluginState {
     pub wasi: WasiCtx,
     pub table: ResourceTable,
-    pub limits: StoreLimits,
+    pub limits: Limits,
     pub plugin: Arc<str>,
     pub exec_grants: Arc<BTreeMap<String, PathBuf>>,
     pub confiner: Arc<Confiner>,
@@ -45,6 +46,7 @@ impl WasiView for PluginState {
 
 impl types::Host for PluginState {}
 
+/// The newest contract's `log`; 0.1.0's comes here through `v0_1.rs`.
 impl log::Host for PluginState {
     async fn log(&mut self, level: log::Level, message: String) -> wasmtime::Result<()> {
         let Some(message) = self.log_budget.admit(message) else { return Ok(()) };

@@ -3,7 +3,7 @@
 
 use axum::Json;
 use axum::body::Bytes;
-use axum::extract::{FromRequestParts, Path, State};
+use axum::extract::{FromRef, FromRequestParts, Path, State};
 use axum::http::StatusCode;
 use axum::http::request::Parts;
 use axum::response::{IntoResponse, Response};
@@ -16,13 +16,14 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::error::{ApiError, ApiJson, ApiResult};
-use crate::app::AppState;
+use crate::api::state::AppState;
+use crate::domain::Key;
 use crate::domain::{MacAddr, NodeId, TaskId};
 use crate::inventory::{self, Facts};
+use crate::provision::WorkflowCore;
 use crate::store::console::{self, Source};
 use crate::store::images;
 use crate::store::nodes;
-use crate::store::switches::Key;
 use crate::store::tasks;
 
 /// What the bootstrap calls before it has a token: the agent binary and the lookup.
@@ -50,23 +51,28 @@ fn random_token() -> String {
 /// The node whose valid node token the request carries.
 pub struct AgentNode(pub NodeId);
 
-impl FromRequestParts<AppState> for AgentNode {
+impl<S> FromRequestParts<S> for AgentNode
+where
+    S: Send + Sync,
+    WorkflowCore: FromRef<S>,
+{
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
-        let token = super::bearer(&parts.headers).unwrap_or("").to_owned();
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let core = WorkflowCore::from_ref(state);
+        let token = super::auth::bearer(&parts.headers).unwrap_or("").to_owned();
         if token.is_empty() {
             return Err(ApiError::Unauthorized);
         }
-        let node = state.store.call(move |c| tasks::node_for_token(c, &token)).await?;
+        let node = core.store.call(move |c| tasks::node_for_token(c, &token)).await?;
         node.map(AgentNode).ok_or(ApiError::Unauthorized)
     }
 }
 
 #[utoipa::path(get, path = "/v1/agent/binary", operation_id = "agent_binary", tag = "agent",
     responses((status = 200, description = "The static agent binary.", body = String, content_type = "application/octet-stream")))]
-async fn binary(State(state): State<AppState>) -> ApiResult<Response> {
-    let path = state.config.agent.binary_path();
+async fn binary(State(core): State<WorkflowCore>) -> ApiResult<Response> {
+    let path = core.config.agent.binary_path();
     let bytes =
         tokio::fs::read(&path).await.map_err(|e| ApiError::Unavailable(format!("the agent binary {} is not available: {e}", path.display())))?;
     Ok(([(axum::http::header::CONTENT_TYPE, "application/octet-stream")], bytes).into_response())
@@ -74,16 +80,16 @@ async fn binary(State(state): State<AppState>) -> ApiResult<Response> {
 
 #[utoipa::path(post, path = "/v1/agent/lookup", operation_id = "agent_lookup", tag = "agent", request_body = LookupRequest,
     responses((status = 200, description = "The node and its token.", body = LookupResponse)))]
-async fn lookup(State(state): State<AppState>, ApiJson(req): ApiJson<LookupRequest>) -> ApiResult<Json<LookupResponse>> {
+async fn lookup(State(core): State<WorkflowCore>, ApiJson(req): ApiJson<LookupRequest>) -> ApiResult<Json<LookupResponse>> {
     let macs: Vec<MacAddr> = req.macs.iter().filter_map(|m| m.parse().ok()).collect();
     if macs.is_empty() {
         return Err(ApiError::BadRequest("lookup needs at least one valid MAC address".into()));
     }
     let token = random_token();
-    let expires = crate::domain::deadline_in(state.config.agent.token_ttl);
+    let expires = crate::domain::deadline_in(core.config.agent.token_ttl);
     let shown = req.macs.join(", ");
     let issued = token.clone();
-    let node = state
+    let node = core
         .store
         .call(move |c| {
             let Some(node) = nodes::find_by_macs(c, &macs)? else {
@@ -100,16 +106,16 @@ async fn lookup(State(state): State<AppState>, ApiJson(req): ApiJson<LookupReque
     Ok(Json(LookupResponse {
         node_id: node.id.0,
         node_token: token,
-        heartbeat_interval_s: state.config.agent.heartbeat_interval.as_secs(),
-        poll_interval_s: state.config.agent.poll_interval.as_secs(),
+        heartbeat_interval_s: core.config.agent.heartbeat_interval.as_secs(),
+        poll_interval_s: core.config.agent.poll_interval.as_secs(),
     }))
 }
 
 #[utoipa::path(get, path = "/v1/agent/task", operation_id = "agent_task", tag = "agent",
     responses((status = 200, description = "A task, now started.", body = metalhost_wire::AgentTask), (status = 204, description = "No task yet: poll again.")))]
-async fn task(State(state): State<AppState>, AgentNode(node): AgentNode) -> ApiResult<Response> {
-    let public_url = state.public_url.clone();
-    let rendered = state
+async fn task(State(core): State<WorkflowCore>, AgentNode(node): AgentNode) -> ApiResult<Response> {
+    let public_url = core.public_url.clone();
+    let rendered = core
         .store
         .call(move |c| {
             let Some(task) = tasks::open_for_node(c, node)? else { return Ok(None) };
@@ -131,38 +137,39 @@ async fn task(State(state): State<AppState>, AgentNode(node): AgentNode) -> ApiR
 #[utoipa::path(post, path = "/v1/agent/task/{id}/progress", operation_id = "agent_progress", tag = "agent", params(("id" = i64, Path, description = "The task's id.")), request_body = Progress,
     responses((status = 204, description = "Recorded.")))]
 async fn progress(
-    State(state): State<AppState>,
+    State(core): State<WorkflowCore>,
     AgentNode(node): AgentNode,
     Path(id): Path<i64>,
     ApiJson(p): ApiJson<Progress>,
 ) -> ApiResult<StatusCode> {
-    state.store.call(move |c| tasks::progress(c, TaskId(id), node, p.bytes_written, p.total_bytes)).await?;
+    core.store.call(move |c| tasks::progress(c, TaskId(id), node, p.bytes_written, p.total_bytes)).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
 #[utoipa::path(post, path = "/v1/agent/task/{id}/result", operation_id = "agent_result", tag = "agent", params(("id" = i64, Path, description = "The task's id.")), request_body = TaskResult,
     responses((status = 204, description = "Recorded; the workflow goes on.")))]
 async fn result(
-    State(state): State<AppState>,
+    State(core): State<WorkflowCore>,
     AgentNode(node): AgentNode,
     Path(id): Path<i64>,
     ApiJson(r): ApiJson<TaskResult>,
 ) -> ApiResult<StatusCode> {
     let message = if r.message.trim().is_empty() { if r.success { "done" } else { "failed" }.to_owned() } else { r.message };
-    let task = state.store.call(move |c| tasks::finish(c, TaskId(id), node, r.success, &message)).await?;
+    let kind = (!r.success).then(|| crate::work::failure_kind(r.kind));
+    let task = core.store.call(move |c| tasks::finish(c, TaskId(id), node, r.success, kind, &message)).await?;
     tracing::info!(node = node.0, task = id, state = %task.state, message = task.message.as_deref().unwrap_or(""), "agent reported");
     if task.state == crate::domain::TaskState::Succeeded && task.kind == crate::domain::TaskKind::Deploy {
         let seconds = (crate::domain::now_ms() - task.created_at) as f64 / 1000.0;
         crate::metrics::agent_wrote(task.bytes_written, seconds);
     }
-    state.task_events.notify_waiters();
+    core.task_events.notify_waiters();
     Ok(StatusCode::NO_CONTENT)
 }
 
 #[utoipa::path(post, path = "/v1/agent/heartbeat", operation_id = "agent_heartbeat", tag = "agent", request_body = Heartbeat,
     responses((status = 204, description = "Recorded.")))]
-async fn heartbeat(State(state): State<AppState>, AgentNode(node): AgentNode, ApiJson(_beat): ApiJson<Heartbeat>) -> ApiResult<StatusCode> {
-    state.store.call(move |c| tasks::heartbeat(c, node)).await?;
+async fn heartbeat(State(core): State<WorkflowCore>, AgentNode(node): AgentNode, ApiJson(_beat): ApiJson<Heartbeat>) -> ApiResult<StatusCode> {
+    core.store.call(move |c| tasks::heartbeat(c, node)).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -170,11 +177,11 @@ async fn heartbeat(State(state): State<AppState>, AgentNode(node): AgentNode, Ap
 /// (store/console.rs) until the power world can describe a serial console (issue 17).
 #[utoipa::path(post, path = "/v1/agent/console", operation_id = "agent_console", tag = "agent", request_body = ConsoleLines,
     responses((status = 204, description = "Kept in the node's console log.")))]
-async fn console(State(state): State<AppState>, AgentNode(node): AgentNode, ApiJson(posted): ApiJson<ConsoleLines>) -> ApiResult<StatusCode> {
+async fn console(State(core): State<WorkflowCore>, AgentNode(node): AgentNode, ApiJson(posted): ApiJson<ConsoleLines>) -> ApiResult<StatusCode> {
     if posted.lines.len() > MAX_CONSOLE_LINES_PER_POST {
         return Err(ApiError::BadRequest(format!("at most {MAX_CONSOLE_LINES_PER_POST} lines per post")));
     }
-    state.store.call(move |c| console::append(c, node, Source::Agent, &posted.lines)).await?;
+    core.store.call(move |c| console::append(c, node, Source::Agent, &posted.lines)).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -194,10 +201,10 @@ fn parse_report(body: &[u8]) -> Result<(String, Facts), ApiError> {
 /// The inspecting node's hardware: kept as its inventory, and its facts and switch port follow.
 #[utoipa::path(post, path = "/v1/agent/inventory", operation_id = "agent_inventory", tag = "agent", request_body = InventoryReport,
     responses((status = 204, description = "Kept; the node's facts follow it.")))]
-async fn inventory(State(state): State<AppState>, AgentNode(node): AgentNode, body: Bytes) -> ApiResult<StatusCode> {
+async fn inventory(State(core): State<WorkflowCore>, AgentNode(node): AgentNode, body: Bytes) -> ApiResult<StatusCode> {
     let (report, facts) = parse_report(&body)?;
     let summary = facts.summary();
-    let node = state.store.call(move |c| crate::store::inventory::record(c, node, &report, &facts)).await?;
+    let node = core.store.call(move |c| crate::store::inventory::record(c, node, &report, &facts)).await?;
     tracing::info!(node = node.id.0, "inventory reported: {summary}");
     Ok(StatusCode::NO_CONTENT)
 }
@@ -206,14 +213,14 @@ async fn inventory(State(state): State<AppState>, AgentNode(node): AgentNode, bo
 /// becomes an `enrolled` node that waits for its BMC credentials; otherwise 404 and nothing is written.
 #[utoipa::path(post, path = "/v1/agent/discover", operation_id = "agent_discover", tag = "agent", request_body = InventoryReport,
     responses((status = 201, description = "Enlisted as a new enrolled node.", body = DiscoverResponse)))]
-async fn discover(State(state): State<AppState>, body: Bytes) -> ApiResult<(StatusCode, Json<DiscoverResponse>)> {
-    if !state.config.discovery.enabled {
+async fn discover(State(core): State<WorkflowCore>, body: Bytes) -> ApiResult<(StatusCode, Json<DiscoverResponse>)> {
+    if !core.config.discovery.enabled {
         return Err(ApiError::NotFound("discovery is off ([discovery] enabled = false): enlistment".into()));
     }
     let (report, facts) = parse_report(&body)?;
-    let node = state.store.call(move |c| crate::store::inventory::enlist(c, &report, &facts)).await?;
+    let node = core.store.call(move |c| crate::store::inventory::enlist(c, &report, &facts)).await?;
     tracing::info!(node = node.id.0, name = %node.name, mac = %node.mac, "machine enlisted by discovery");
-    let node = crate::pool::validate_node(&state, node.id).await?;
+    let node = crate::provision::validate_node(&core, node.id).await?;
     let message = node.last_error.as_ref().map_or_else(|| "enlisted".to_owned(), |e| e.message.clone());
     Ok((StatusCode::CREATED, Json(DiscoverResponse { node_id: node.id.0, name: node.name, message })))
 }

@@ -7,7 +7,7 @@ use axum::response::Response;
 use subtle::ConstantTimeEq;
 
 use super::error::ApiError;
-use crate::app::AppState;
+use crate::api::state::AppState;
 
 /// The token in an `Authorization: Bearer ...` header, if there is one.
 pub fn bearer(headers: &axum::http::HeaderMap) -> Option<&str> {

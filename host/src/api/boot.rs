@@ -10,7 +10,8 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::error::{ApiError, ApiResult};
-use crate::app::AppState;
+use crate::api::state::AppState;
+use crate::provision::WorkflowCore;
 
 pub fn public_router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new().routes(routes!(bootstrap_file)).routes(routes!(generic_script)).routes(routes!(node_script))
@@ -25,11 +26,11 @@ const BOOTSTRAP_FILES: &[&str] = &["vmlinuz", "initrd.gz", "manifest.json"];
 #[utoipa::path(get, path = "/v1/bootstrap/{file}", operation_id = "bootstrap_file", tag = "netboot",
     params(("file" = String, Path, description = "vmlinuz, initrd.gz or manifest.json")),
     responses((status = 200, description = "The file.", body = String, content_type = "application/octet-stream")))]
-async fn bootstrap_file(State(state): State<AppState>, Path(file): Path<String>) -> ApiResult<Response> {
+async fn bootstrap_file(State(core): State<WorkflowCore>, Path(file): Path<String>) -> ApiResult<Response> {
     if !BOOTSTRAP_FILES.contains(&file.as_str()) {
         return Err(ApiError::NotFound(format!("bootstrap file {file:?}")));
     }
-    let path = state.config.bootstrap_dir().join(&file);
+    let path = core.config.bootstrap_dir().join(&file);
     let bytes = tokio::fs::read(&path)
         .await
         .map_err(|e| ApiError::NotFound(format!("bootstrap file {} ({e}); build it with bootstrap/build.sh", path.display())))?;
@@ -40,11 +41,11 @@ async fn bootstrap_file(State(state): State<AppState>, Path(file): Path<String>)
 /// (its agent offers the machine for enlistment); otherwise the console says there is no entry.
 #[utoipa::path(get, path = "/v1/boot/boot.ipxe", operation_id = "boot_script", tag = "netboot",
     responses((status = 200, description = "An iPXE script.", body = String, content_type = "text/plain")))]
-async fn generic_script(State(state): State<AppState>) -> Response {
-    let base = &state.public_url;
-    let fallback = if state.config.discovery.enabled {
-        let kernel = state.config.deploy.kernel_url.clone().unwrap_or_else(|| format!("{base}/v1/bootstrap/vmlinuz"));
-        let (initrd, args) = (crate::provision::initrd_url(&state), crate::provision::kernel_args(&state));
+async fn generic_script(State(core): State<WorkflowCore>) -> Response {
+    let base = &core.public_url;
+    let fallback = if core.config.discovery.enabled {
+        let kernel = core.config.deploy.kernel_url.clone().unwrap_or_else(|| format!("{base}/v1/bootstrap/vmlinuz"));
+        let (initrd, args) = (crate::provision::initrd_url(&core), crate::provision::kernel_args(&core));
         format!("echo metalhost: ${{mac}} is not enrolled: bootstrap for discovery\nkernel {kernel} {args}\ninitrd {initrd}\nboot\n")
     } else {
         "echo metalhost: no boot entry for ${mac}: not being provisioned\nsleep 10\nexit\n".to_owned()
@@ -57,12 +58,12 @@ async fn generic_script(State(state): State<AppState>) -> Response {
 #[utoipa::path(get, path = "/v1/boot/nodes/{file}", operation_id = "node_boot_script", tag = "netboot",
     params(("file" = String, Path, description = "The MAC with dashes, then .ipxe")),
     responses((status = 200, description = "An iPXE script.", body = String, content_type = "text/plain")))]
-async fn node_script(State(state): State<AppState>, Path(file): Path<String>) -> ApiResult<Response> {
+async fn node_script(State(core): State<WorkflowCore>, Path(file): Path<String>) -> ApiResult<Response> {
     let valid = file.ends_with(".ipxe") && file.chars().all(|c| c.is_ascii_hexdigit() || c == '-' || c == '.' || c.is_ascii_lowercase());
     if !valid || file.contains("..") {
         return Err(ApiError::NotFound(format!("boot script {file:?}")));
     }
-    let path = state.config.scripts_dir().join(&file);
+    let path = core.config.scripts_dir().join(&file);
     let text = tokio::fs::read_to_string(&path).await.map_err(|_| ApiError::NotFound(format!("boot script {file:?}")))?;
     Ok(([(header::CONTENT_TYPE, "text/plain")], text).into_response())
 }
@@ -83,12 +84,12 @@ struct BootstrapFile {
 /// Where the bootstrap image is and whether it is built.
 #[utoipa::path(get, path = "/v1/bootstrap", operation_id = "describe_bootstrap", tag = "netboot",
     responses((status = 200, description = "The bootstrap files, with their URLs and sizes (null: missing).", body = BootstrapView)))]
-async fn describe(State(state): State<AppState>) -> Json<BootstrapView> {
-    let dir = state.config.bootstrap_dir();
+async fn describe(State(core): State<WorkflowCore>) -> Json<BootstrapView> {
+    let dir = core.config.bootstrap_dir();
     let mut files = Vec::new();
     for name in BOOTSTRAP_FILES {
         let size = tokio::fs::metadata(dir.join(name)).await.ok().map(|m| m.len());
-        files.push(BootstrapFile { name: (*name).to_owned(), url: format!("{}/v1/bootstrap/{name}", state.public_url), size });
+        files.push(BootstrapFile { name: (*name).to_owned(), url: format!("{}/v1/bootstrap/{name}", core.public_url), size });
     }
     Json(BootstrapView { dir: dir.display().to_string(), files })
 }

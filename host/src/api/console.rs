@@ -11,10 +11,11 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::error::{ApiError, ApiResult};
-use crate::app::AppState;
+use crate::api::state::AppState;
 use crate::console::{ConsoleError, Event, Role, Viewer};
+use crate::domain::Key;
+use crate::provision::WorkflowCore;
 use crate::store::nodes::{self, Node};
-use crate::store::switches::Key;
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new().routes(routes!(console))
@@ -39,7 +40,7 @@ struct ConsoleParams {
         (status = 501, description = "The node's power plugin has no console.", body = metalhost_wire::ErrorBody),
     ))]
 async fn console(
-    State(state): State<AppState>,
+    State(core): State<WorkflowCore>,
     Path(id): Path<String>,
     Query(params): Query<ConsoleParams>,
     upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
@@ -50,15 +51,15 @@ async fn console(
         Some(other) => return Err(ApiError::BadRequest(format!("mode {other:?} is not type or watch"))),
     };
     let key = Key::parse(&id);
-    let node = state.store.call(move |c| nodes::get(c, &key)).await?;
+    let node = core.store.call(move |c| nodes::get(c, &key)).await?;
     let upgrade = upgrade.map_err(|e| ApiError::BadRequest(format!("this route speaks WebSocket only: {}", e.body_text())))?;
-    let viewer = attach(&state, &node, role).await?;
+    let viewer = attach(&core, &node, role).await?;
     Ok(upgrade.on_upgrade(move |socket| serve(socket, viewer)))
 }
 
 /// Joins a node's console for the API or the web view.
-pub(crate) async fn attach(state: &AppState, node: &Node, role: Role) -> ApiResult<Viewer> {
-    state.consoles.attach(&state.plugins, node, role).await.map_err(|e| match e {
+pub(crate) async fn attach(core: &WorkflowCore, node: &Node, role: Role) -> ApiResult<Viewer> {
+    core.consoles.attach(&core.plugins, node, role).await.map_err(|e| match e {
         ConsoleError::Busy { .. } => ApiError::Conflict(e.to_string()),
         ConsoleError::Driver(failure) => failure.into(),
     })

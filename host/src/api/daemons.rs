@@ -7,7 +7,8 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::error::ApiResult;
-use crate::app::AppState;
+use crate::api::state::AppState;
+use crate::provision::WorkflowCore;
 use crate::store::cluster::{self, DaemonView};
 
 pub fn router() -> OpenApiRouter<AppState> {
@@ -16,7 +17,7 @@ pub fn router() -> OpenApiRouter<AppState> {
 
 #[utoipa::path(get, path = "/v1/daemons", operation_id = "list_daemons", tag = "daemons",
     responses((status = 200, description = "Every daemon that has heartbeated in this pool: alive (heard from within the lease TTL), since when, and how many node leases it holds.", body = Vec<DaemonView>)))]
-async fn list(State(state): State<AppState>) -> ApiResult<Json<Vec<DaemonView>>> {
-    let ttl_ms = crate::provision::lease_ttl_ms(&state);
-    Ok(Json(state.store.call(move |c| cluster::list(c, ttl_ms)).await?))
+async fn list(State(core): State<WorkflowCore>) -> ApiResult<Json<Vec<DaemonView>>> {
+    let ttl_ms = core.lease_ttl_ms();
+    Ok(Json(core.store.call(move |c| cluster::list(c, ttl_ms)).await?))
 }

@@ -10,6 +10,7 @@ use metalhost_wire::{ErrorBody, ErrorDetail};
 
 use crate::domain::{FailureKind, ParseError};
 use crate::drivers::DriverFailure;
+use crate::images::ImageError;
 use crate::provision::StepFailure;
 use crate::store::StoreError;
 
@@ -84,6 +85,18 @@ impl From<StoreError> for ApiError {
                 ApiError::Unavailable(format!("the database is unavailable ({db}); retry"))
             }
             other => ApiError::Internal(other.to_string()),
+        }
+    }
+}
+
+impl From<ImageError> for ApiError {
+    fn from(e: ImageError) -> Self {
+        match e {
+            ImageError::Store(e) => e.into(),
+            ImageError::Interrupted(_) | ImageError::Empty => ApiError::BadRequest(e.to_string()),
+            ImageError::NotHere { .. } => ApiError::NotFound(e.to_string()),
+            ImageError::NoVerifiedCopy { .. } | ImageError::CopyInProgress { .. } => ApiError::Unavailable(e.to_string()),
+            ImageError::Io { .. } | ImageError::NoPeer { .. } | ImageError::Client(_) => ApiError::Internal(e.to_string()),
         }
     }
 }

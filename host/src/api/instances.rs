@@ -10,12 +10,13 @@ use utoipa_axum::routes;
 
 use super::error::{ApiError, ApiJson, ApiResult};
 use super::validate;
-use crate::app::AppState;
-use crate::domain::NodeId;
-use crate::provision::{self, DeployRequest};
+use crate::api::state::AppState;
+use crate::domain::DeployRequest;
+use crate::domain::Key;
+use crate::provision;
+use crate::provision::WorkflowCore;
 use crate::store::instances::{self, Instance};
 use crate::store::nodes;
-use crate::store::switches::Key;
 use crate::store::tasks;
 
 pub fn router() -> OpenApiRouter<AppState> {
@@ -53,13 +54,13 @@ fn non_negative(field: &str, v: i64) -> Result<i64, ApiError> {
     if v < 0 { Err(ApiError::BadRequest(format!("{field} must not be negative, got {v}"))) } else { Ok(v) }
 }
 
-async fn view(state: &AppState, instance: Instance) -> ApiResult<InstanceView> {
+async fn view(core: &WorkflowCore, instance: Instance) -> ApiResult<InstanceView> {
     let node_id = instance.node_id;
-    let extra = state
+    let extra = core
         .store
         .call(move |c| {
             let Some(id) = node_id else { return Ok(None) };
-            let node = nodes::get_by_id(c, NodeId(id))?;
+            let node = nodes::get_by_id(c, id)?;
             let task = tasks::latest_for_node(c, node.id)?;
             Ok(Some((node, task)))
         })
@@ -76,7 +77,7 @@ async fn view(state: &AppState, instance: Instance) -> ApiResult<InstanceView> {
 /// Claims a fitting node and starts the deploy; follow it on the instance or the node.
 #[utoipa::path(post, path = "/v1/instances", operation_id = "create_instance", tag = "instances", request_body = CreateInstance,
     responses((status = 201, description = "Deploy started.", body = InstanceView)))]
-async fn create(State(state): State<AppState>, ApiJson(req): ApiJson<CreateInstance>) -> ApiResult<(StatusCode, Json<InstanceView>)> {
+async fn create(State(core): State<WorkflowCore>, ApiJson(req): ApiJson<CreateInstance>) -> ApiResult<(StatusCode, Json<InstanceView>)> {
     if let Some(name) = &req.name {
         validate::name("instance name", name)?;
     }
@@ -88,34 +89,34 @@ async fn create(State(state): State<AppState>, ApiJson(req): ApiJson<CreateInsta
         ram_mb: u64::try_from(non_negative("ram_mb", req.ram_mb)?).unwrap_or(0),
         disk_gb: u64::try_from(non_negative("disk_gb", req.disk_gb)?).unwrap_or(0),
     };
-    let (instance, _) = provision::start_deploy(&state, request).await?;
-    Ok((StatusCode::CREATED, Json(view(&state, instance).await?)))
+    let (instance, _) = provision::start_deploy(&core, request).await?;
+    Ok((StatusCode::CREATED, Json(view(&core, instance).await?)))
 }
 
 #[utoipa::path(get, path = "/v1/instances", operation_id = "list_instances", tag = "instances",
     responses((status = 200, description = "Every instance.", body = Vec<InstanceView>)))]
-async fn list(State(state): State<AppState>) -> ApiResult<Json<Vec<InstanceView>>> {
-    let all = state.store.call(|c| instances::list(c)).await?;
+async fn list(State(core): State<WorkflowCore>) -> ApiResult<Json<Vec<InstanceView>>> {
+    let all = core.store.call(|c| instances::list(c)).await?;
     let mut out = Vec::with_capacity(all.len());
     for instance in all {
-        out.push(view(&state, instance).await?);
+        out.push(view(&core, instance).await?);
     }
     Ok(Json(out))
 }
 
 #[utoipa::path(get, path = "/v1/instances/{id}", operation_id = "show_instance", tag = "instances", params(("id" = String, Path, description = "The instance's id or name.")),
     responses((status = 200, description = "The instance and its deploy progress.", body = InstanceView)))]
-async fn show(State(state): State<AppState>, Path(id): Path<String>) -> ApiResult<Json<InstanceView>> {
+async fn show(State(core): State<WorkflowCore>, Path(id): Path<String>) -> ApiResult<Json<InstanceView>> {
     let key = Key::parse(&id);
-    let instance = state.store.call(move |c| instances::get(c, &key)).await?;
-    Ok(Json(view(&state, instance).await?))
+    let instance = core.store.call(move |c| instances::get(c, &key)).await?;
+    Ok(Json(view(&core, instance).await?))
 }
 
 #[utoipa::path(delete, path = "/v1/instances/{id}", operation_id = "delete_instance", tag = "instances", params(("id" = String, Path, description = "The instance's id or name.")),
     responses((status = 202, description = "Destroy started.", body = InstanceView)))]
 /// Destroy: the node powers off, its port goes back to provisioning and its disks are cleaned; the
 /// instance disappears once the node is back in the pool.
-async fn remove(State(state): State<AppState>, Path(id): Path<String>) -> ApiResult<(StatusCode, Json<InstanceView>)> {
-    let instance = provision::start_destroy(&state, Key::parse(&id)).await?;
-    Ok((StatusCode::ACCEPTED, Json(view(&state, instance).await?)))
+async fn remove(State(core): State<WorkflowCore>, Path(id): Path<String>) -> ApiResult<(StatusCode, Json<InstanceView>)> {
+    let instance = provision::start_destroy(&core, Key::parse(&id)).await?;
+    Ok((StatusCode::ACCEPTED, Json(view(&core, instance).await?)))
 }

@@ -5,27 +5,26 @@
 //! that build the router and cannot leave a route out (ARCHITECTURE.md, "API").
 
 mod agent;
-mod auth;
+pub mod auth;
 mod boot;
 pub(crate) mod console;
 mod daemons;
 pub mod error;
 mod images;
-pub(crate) use images::replicate as replicate_images;
 mod instances;
+pub mod metrics;
 mod node_actions;
 mod nodes;
 mod openapi;
 mod plugins;
+pub mod state;
 mod switches;
 pub mod validate;
 
 use axum::Router;
 use utoipa_axum::router::OpenApiRouter;
 
-use crate::app::AppState;
-
-pub use auth::{bearer, is_operator};
+use state::AppState;
 
 /// The whole API: the operator routes behind the bearer token, the agent's and the netboot's
 /// routes with their own checks, health, and the document that describes them all.
@@ -34,7 +33,7 @@ pub fn router(state: AppState) -> Router {
     // The web view is HTML for people, not part of the API document; it has its own session auth.
     router
         .merge(crate::ui::router(state.clone()))
-        .route_layer(axum::middleware::from_fn(crate::metrics::track_http))
+        .route_layer(axum::middleware::from_fn(metrics::track_http))
         .layer(tower_http::trace::TraceLayer::new_for_http())
         .with_state(state)
 }
@@ -48,8 +47,8 @@ pub fn document(state: &AppState) -> utoipa::openapi::OpenApi {
 
 fn documented_router(state: &AppState) -> OpenApiRouter<AppState> {
     // With `[metrics] listen` set, /metrics is served there, open; otherwise here, behind the token.
-    let metrics = &state.config.metrics;
-    let metrics = if metrics.enabled && metrics.listen.is_none() { crate::metrics::router() } else { OpenApiRouter::new() };
+    let metrics = &state.core.config.metrics;
+    let metrics = if metrics.enabled && metrics.listen.is_none() { metrics::router() } else { OpenApiRouter::new() };
     let operator = OpenApiRouter::new()
         .merge(metrics)
         .merge(switches::router())

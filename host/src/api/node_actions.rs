@@ -10,10 +10,11 @@ use utoipa_axum::routes;
 
 use super::error::{ApiError, ApiJson, ApiResult};
 use super::nodes::NodeView;
-use crate::app::AppState;
+use crate::api::state::AppState;
+use crate::domain::Key;
 use crate::domain::{BootDevice, NetworkKind, PowerAction, Vlan};
 use crate::provision;
-use crate::store::switches::Key;
+use crate::provision::WorkflowCore;
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -39,17 +40,17 @@ struct PowerView {
 
 #[utoipa::path(put, path = "/v1/nodes/{id}/power", operation_id = "set_node_power", tag = "node actions", params(("id" = String, Path, description = "The node's id or name.")), request_body = PowerRequest,
     responses((status = 200, description = "The power state after the action.", body = PowerView)))]
-async fn set_power(State(state): State<AppState>, Path(id): Path<String>, ApiJson(req): ApiJson<PowerRequest>) -> ApiResult<Json<PowerView>> {
-    let action: PowerAction = req.action.parse()?;
-    let (node, power) = provision::set_power(&state, Key::parse(&id), action).await?;
+async fn set_power(State(core): State<WorkflowCore>, Path(id): Path<String>, ApiJson(req): ApiJson<PowerRequest>) -> ApiResult<Json<PowerView>> {
+    let action = PowerAction::parse_operator(&req.action)?;
+    let (node, power) = provision::set_power(&core, Key::parse(&id), action).await?;
     Ok(Json(PowerView { node: node.name, power_state: power.to_string() }))
 }
 
 /// Reads the power state from the BMC now.
 #[utoipa::path(get, path = "/v1/nodes/{id}/power", operation_id = "get_node_power", tag = "node actions", params(("id" = String, Path, description = "The node's id or name.")),
     responses((status = 200, description = "The BMC's answer.", body = PowerView)))]
-async fn get_power(State(state): State<AppState>, Path(id): Path<String>) -> ApiResult<Json<PowerView>> {
-    let (node, power) = provision::power_state(&state, Key::parse(&id)).await?;
+async fn get_power(State(core): State<WorkflowCore>, Path(id): Path<String>) -> ApiResult<Json<PowerView>> {
+    let (node, power) = provision::power_state(&core, Key::parse(&id)).await?;
     Ok(Json(PowerView { node: node.name, power_state: power.to_string() }))
 }
 
@@ -69,9 +70,13 @@ fn yes() -> bool {
 
 #[utoipa::path(put, path = "/v1/nodes/{id}/boot-device", operation_id = "set_node_boot_device", tag = "node actions", params(("id" = String, Path, description = "The node's id or name.")), request_body = BootDeviceRequest,
     responses((status = 204, description = "Set.")))]
-async fn set_boot_device(State(state): State<AppState>, Path(id): Path<String>, ApiJson(req): ApiJson<BootDeviceRequest>) -> ApiResult<StatusCode> {
+async fn set_boot_device(
+    State(core): State<WorkflowCore>,
+    Path(id): Path<String>,
+    ApiJson(req): ApiJson<BootDeviceRequest>,
+) -> ApiResult<StatusCode> {
     let device: BootDevice = req.device.parse()?;
-    provision::set_boot_device(&state, Key::parse(&id), device, req.persistent).await?;
+    provision::set_boot_device(&core, Key::parse(&id), device, req.persistent).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -87,9 +92,9 @@ struct NetworkRequest {
 /// Moves the node's switch port to a network.
 #[utoipa::path(put, path = "/v1/nodes/{id}/network", operation_id = "set_node_network", tag = "node actions", params(("id" = String, Path, description = "The node's id or name.")), request_body = NetworkRequest,
     responses((status = 200, description = "The node on its new network.", body = NodeView)))]
-async fn set_network(State(state): State<AppState>, Path(id): Path<String>, ApiJson(req): ApiJson<NetworkRequest>) -> ApiResult<Json<NodeView>> {
+async fn set_network(State(core): State<WorkflowCore>, Path(id): Path<String>, ApiJson(req): ApiJson<NetworkRequest>) -> ApiResult<Json<NodeView>> {
     let network: NetworkKind = req.network.parse()?;
-    let net = &state.config.network;
+    let net = &core.config.network;
     let (default_vlan, name) = match network {
         NetworkKind::Provisioning => (net.provisioning_vlan, net.provisioning_vlan_name.clone()),
         NetworkKind::Tenant => (net.tenant_vlan, net.tenant_vlan_name.clone()),
@@ -100,15 +105,15 @@ async fn set_network(State(state): State<AppState>, Path(id): Path<String>, ApiJ
         return Err(ApiError::BadRequest("the provisioning network has one VLAN, set in the config".into()));
     }
     let name = if vlan == default_vlan { name } else { format!("tenant-{vlan}") };
-    let node = provision::move_port(&state, Key::parse(&id), network, vlan, &name).await?;
+    let node = provision::move_port(&core, Key::parse(&id), network, vlan, &name).await?;
     Ok(Json(node.into()))
 }
 
 /// Takes a node out of `error`: powers it off, moves its port back, cleans it, and makes it available.
 #[utoipa::path(post, path = "/v1/nodes/{id}/recover", operation_id = "recover_node", tag = "node actions", params(("id" = String, Path, description = "The node's id or name.")),
     responses((status = 202, description = "Recovery started.", body = NodeView)))]
-async fn recover(State(state): State<AppState>, Path(id): Path<String>) -> ApiResult<(StatusCode, Json<NodeView>)> {
-    let node = provision::recover(&state, Key::parse(&id)).await?;
+async fn recover(State(core): State<WorkflowCore>, Path(id): Path<String>) -> ApiResult<(StatusCode, Json<NodeView>)> {
+    let node = provision::recover(&core, Key::parse(&id)).await?;
     Ok((StatusCode::ACCEPTED, Json(node.into())))
 }
 
@@ -116,7 +121,7 @@ async fn recover(State(state): State<AppState>, Path(id): Path<String>) -> ApiRe
 /// and puts it back in the state it was in (`available` or `enrolled`).
 #[utoipa::path(post, path = "/v1/nodes/{id}/inspect", operation_id = "inspect_node", tag = "node actions", params(("id" = String, Path, description = "The node's id or name.")),
     responses((status = 202, description = "Inspection started.", body = NodeView)))]
-async fn inspect(State(state): State<AppState>, Path(id): Path<String>) -> ApiResult<(StatusCode, Json<NodeView>)> {
-    let node = provision::start_inspect(&state, Key::parse(&id)).await?;
+async fn inspect(State(core): State<WorkflowCore>, Path(id): Path<String>) -> ApiResult<(StatusCode, Json<NodeView>)> {
+    let node = provision::start_inspect(&core, Key::parse(&id)).await?;
     Ok((StatusCode::ACCEPTED, Json(node.into())))
 }

@@ -11,14 +11,14 @@ use utoipa_axum::routes;
 
 use super::error::{ApiError, ApiJson, ApiResult};
 use super::validate;
-use crate::app::AppState;
+use crate::api::state::AppState;
+use crate::domain::Key;
 use crate::domain::{BootMode, Hostname, MacAddr, Secret, SwitchId, SwitchPort};
-use crate::pool;
+use crate::provision::WorkflowCore;
 use crate::store::console::{self, ConsoleLine};
 use crate::store::events::{self, Event};
 use crate::store::last_error::LastError;
 use crate::store::nodes::{self, NewNode, Node, NodeUpdate};
-use crate::store::switches::Key;
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -141,7 +141,7 @@ impl CreateNode {
             power_driver: self.power_driver,
             switch_id: SwitchId(self.switch_id),
             switch_port: self.switch_port.parse::<SwitchPort>()?,
-            boot_mode: self.boot_mode.as_deref().map(str::parse).transpose()?.unwrap_or(BootMode::Bios),
+            boot_mode: self.boot_mode.as_deref().map(str::parse).transpose()?.unwrap_or(BootMode::Legacy),
         })
     }
 }
@@ -205,45 +205,45 @@ impl UpdateNode {
 /// Enrol a node: it is validated (its power plugin reads its power state) and becomes `available`.
 #[utoipa::path(post, path = "/v1/nodes", operation_id = "create_node", tag = "nodes", request_body = CreateNode,
     responses((status = 201, description = "Enrolled.", body = NodeView)))]
-async fn create(State(state): State<AppState>, ApiJson(req): ApiJson<CreateNode>) -> ApiResult<(StatusCode, Json<NodeView>)> {
+async fn create(State(core): State<WorkflowCore>, ApiJson(req): ApiJson<CreateNode>) -> ApiResult<(StatusCode, Json<NodeView>)> {
     let new = req.validate()?;
-    let node = state.store.call(move |c| nodes::insert(c, new)).await?;
+    let node = core.store.call(move |c| nodes::insert(c, new)).await?;
     tracing::info!(node = node.id.0, name = %node.name, mac = %node.mac, "node enrolled");
-    let node = pool::validate_node(&state, node.id).await?;
+    let node = crate::provision::validate_node(&core, node.id).await?;
     Ok((StatusCode::CREATED, Json(node.into())))
 }
 
 #[utoipa::path(get, path = "/v1/nodes", operation_id = "list_nodes", tag = "nodes",
     responses((status = 200, description = "Every node.", body = Vec<NodeView>)))]
-async fn list(State(state): State<AppState>) -> ApiResult<Json<Vec<NodeView>>> {
-    let all = state.store.call(|c| nodes::list(c)).await?;
+async fn list(State(core): State<WorkflowCore>) -> ApiResult<Json<Vec<NodeView>>> {
+    let all = core.store.call(|c| nodes::list(c)).await?;
     Ok(Json(all.into_iter().map(NodeView::from).collect()))
 }
 
 #[utoipa::path(get, path = "/v1/nodes/{id}", operation_id = "show_node", tag = "nodes", params(("id" = String, Path, description = "The node's id or name.")),
     responses((status = 200, description = "The node.", body = NodeView)))]
-async fn show(State(state): State<AppState>, Path(id): Path<String>) -> ApiResult<Json<NodeView>> {
+async fn show(State(core): State<WorkflowCore>, Path(id): Path<String>) -> ApiResult<Json<NodeView>> {
     let key = Key::parse(&id);
-    let node = state.store.call(move |c| nodes::get(c, &key)).await?;
+    let node = core.store.call(move |c| nodes::get(c, &key)).await?;
     Ok(Json(node.into()))
 }
 
 #[utoipa::path(patch, path = "/v1/nodes/{id}", operation_id = "update_node", tag = "nodes", params(("id" = String, Path, description = "The node's id or name.")), request_body = UpdateNode,
     responses((status = 200, description = "The node as changed.", body = NodeView)))]
-async fn update(State(state): State<AppState>, Path(id): Path<String>, ApiJson(req): ApiJson<UpdateNode>) -> ApiResult<Json<NodeView>> {
+async fn update(State(core): State<WorkflowCore>, Path(id): Path<String>, ApiJson(req): ApiJson<UpdateNode>) -> ApiResult<Json<NodeView>> {
     let change = req.validate()?;
     let key = Key::parse(&id);
-    let node = state.store.call(move |c| nodes::update(c, &key, change)).await?;
+    let node = core.store.call(move |c| nodes::update(c, &key, change)).await?;
     tracing::info!(node = node.id.0, "node updated");
-    let node = pool::validate_node(&state, node.id).await?;
+    let node = crate::provision::validate_node(&core, node.id).await?;
     Ok(Json(node.into()))
 }
 
 #[utoipa::path(delete, path = "/v1/nodes/{id}", operation_id = "delete_node", tag = "nodes", params(("id" = String, Path, description = "The node's id or name.")),
     responses((status = 204, description = "Deleted.")))]
-async fn remove(State(state): State<AppState>, Path(id): Path<String>) -> ApiResult<StatusCode> {
+async fn remove(State(core): State<WorkflowCore>, Path(id): Path<String>) -> ApiResult<StatusCode> {
     let key = Key::parse(&id);
-    state.store.call(move |c| nodes::delete(c, &key)).await?;
+    core.store.call(move |c| nodes::delete(c, &key)).await?;
     tracing::info!(node = %id, "node deleted");
     Ok(StatusCode::NO_CONTENT)
 }
@@ -251,9 +251,9 @@ async fn remove(State(state): State<AppState>, Path(id): Path<String>) -> ApiRes
 /// The node's event log, oldest first: state changes, steps with durations, retries, power drift.
 #[utoipa::path(get, path = "/v1/nodes/{id}/events", operation_id = "list_node_events", tag = "nodes", params(("id" = String, Path, description = "The node's id or name.")),
     responses((status = 200, description = "The events.", body = Vec<Event>)))]
-async fn list_events(State(state): State<AppState>, Path(id): Path<String>) -> ApiResult<Json<Vec<Event>>> {
+async fn list_events(State(core): State<WorkflowCore>, Path(id): Path<String>) -> ApiResult<Json<Vec<Event>>> {
     let key = Key::parse(&id);
-    let list = state
+    let list = core
         .store
         .call(move |c| {
             let node = nodes::get(c, &key)?;
@@ -275,10 +275,10 @@ pub struct ConsoleQuery {
 #[utoipa::path(get, path = "/v1/nodes/{id}/console-log", operation_id = "node_console_log", tag = "nodes",
     params(("id" = String, Path, description = "The node's id or name."), ConsoleQuery),
     responses((status = 200, description = "The newest lines, oldest first.", body = Vec<ConsoleLine>)))]
-async fn console_log(State(state): State<AppState>, Path(id): Path<String>, Query(q): Query<ConsoleQuery>) -> ApiResult<Json<Vec<ConsoleLine>>> {
+async fn console_log(State(core): State<WorkflowCore>, Path(id): Path<String>, Query(q): Query<ConsoleQuery>) -> ApiResult<Json<Vec<ConsoleLine>>> {
     let key = Key::parse(&id);
     let limit = q.limit.unwrap_or(console::MAX_LINES).clamp(0, console::MAX_LINES);
-    let lines = state
+    let lines = core
         .store
         .call(move |c| {
             let node = nodes::get(c, &key)?;
@@ -302,9 +302,9 @@ pub struct InventoryView {
 /// The hardware the node's last inspection (or its enlistment) found: 404 until it has one.
 #[utoipa::path(get, path = "/v1/nodes/{id}/inventory", operation_id = "node_inventory", tag = "nodes", params(("id" = String, Path, description = "The node's id or name.")),
     responses((status = 200, description = "The last report.", body = InventoryView)))]
-async fn inventory(State(state): State<AppState>, Path(id): Path<String>) -> ApiResult<Json<InventoryView>> {
+async fn inventory(State(core): State<WorkflowCore>, Path(id): Path<String>) -> ApiResult<Json<InventoryView>> {
     let key = Key::parse(&id);
-    let (node, stored) = state
+    let (node, stored) = core
         .store
         .call(move |c| {
             let node = nodes::get(c, &key)?;

@@ -11,7 +11,7 @@ use utoipa::{PartialSchema, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use crate::app::AppState;
+use crate::api::state::AppState;
 
 /// The operator's token (`[api] token` / `METALHOST_TOKEN`).
 pub const OPERATOR: &str = "operator";

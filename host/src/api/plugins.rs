@@ -5,7 +5,8 @@ use axum::extract::State;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use crate::app::AppState;
+use crate::api::state::AppState;
+use crate::provision::WorkflowCore;
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new().routes(routes!(list))
@@ -14,6 +15,6 @@ pub fn router() -> OpenApiRouter<AppState> {
 #[utoipa::path(get, path = "/v1/plugins", operation_id = "list_plugins", tag = "plugins",
     responses((status = 200, description = "Every configured plugin: kind, contract, grants, confinement, load error.", body = Vec<crate::drivers::PluginStatus>)))]
 
-async fn list(State(state): State<AppState>) -> Json<Vec<crate::drivers::PluginStatus>> {
-    Json(state.plugins.status())
+async fn list(State(core): State<WorkflowCore>) -> Json<Vec<crate::drivers::PluginStatus>> {
+    Json(core.plugins.status())
 }

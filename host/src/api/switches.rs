@@ -9,9 +9,11 @@ use utoipa_axum::routes;
 
 use super::error::{ApiError, ApiJson, ApiResult};
 use super::validate;
-use crate::app::AppState;
+use crate::api::state::AppState;
+use crate::domain::Key;
 use crate::domain::{ChassisId, Hostname, Secret};
-use crate::store::switches::{self, Key, NewSwitch, Switch};
+use crate::provision::WorkflowCore;
+use crate::store::switches::{self, NewSwitch, Switch};
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new().routes(routes!(list, create)).routes(routes!(show, update, remove)).routes(routes!(check))
@@ -72,7 +74,7 @@ pub struct CreateSwitch {
 
 #[utoipa::path(post, path = "/v1/switches", operation_id = "create_switch", tag = "switches", request_body = CreateSwitch,
     responses((status = 201, description = "Added.", body = SwitchView)))]
-async fn create(State(state): State<AppState>, ApiJson(req): ApiJson<CreateSwitch>) -> ApiResult<(StatusCode, Json<SwitchView>)> {
+async fn create(State(core): State<WorkflowCore>, ApiJson(req): ApiJson<CreateSwitch>) -> ApiResult<(StatusCode, Json<SwitchView>)> {
     let address: Hostname = req.address.parse()?;
     let name = req.name.unwrap_or_else(|| address.to_string());
     validate::name("switch name", &name)?;
@@ -96,23 +98,23 @@ async fn create(State(state): State<AppState>, ApiJson(req): ApiJson<CreateSwitc
         pinned_host_key: req.host_key,
         chassis_id: req.chassis_id.as_deref().map(str::parse::<ChassisId>).transpose()?,
     };
-    let switch = state.store.call(move |c| switches::insert(c, new)).await?;
+    let switch = core.store.call(move |c| switches::insert(c, new)).await?;
     tracing::info!(switch = switch.id.0, name = %switch.name, "switch added");
     Ok((StatusCode::CREATED, Json(switch.into())))
 }
 
 #[utoipa::path(get, path = "/v1/switches", operation_id = "list_switches", tag = "switches",
     responses((status = 200, description = "Every switch.", body = Vec<SwitchView>)))]
-async fn list(State(state): State<AppState>) -> ApiResult<Json<Vec<SwitchView>>> {
-    let all = state.store.call(|c| switches::list(c)).await?;
+async fn list(State(core): State<WorkflowCore>) -> ApiResult<Json<Vec<SwitchView>>> {
+    let all = core.store.call(|c| switches::list(c)).await?;
     Ok(Json(all.into_iter().map(SwitchView::from).collect()))
 }
 
 #[utoipa::path(get, path = "/v1/switches/{id}", operation_id = "show_switch", tag = "switches", params(("id" = String, Path, description = "The switch's id or name.")),
     responses((status = 200, description = "The switch.", body = SwitchView)))]
-async fn show(State(state): State<AppState>, Path(id): Path<String>) -> ApiResult<Json<SwitchView>> {
+async fn show(State(core): State<WorkflowCore>, Path(id): Path<String>) -> ApiResult<Json<SwitchView>> {
     let key = Key::parse(&id);
-    let switch = state.store.call(move |c| switches::get(c, &key)).await?;
+    let switch = core.store.call(move |c| switches::get(c, &key)).await?;
     Ok(Json(switch.into()))
 }
 
@@ -127,19 +129,19 @@ pub struct UpdateSwitch {
 /// Sets what the switch announces over LLDP, so inspections behind it find their ports.
 #[utoipa::path(patch, path = "/v1/switches/{id}", operation_id = "update_switch", tag = "switches", params(("id" = String, Path, description = "The switch's id or name.")), request_body = UpdateSwitch,
     responses((status = 200, description = "The switch as changed.", body = SwitchView)))]
-async fn update(State(state): State<AppState>, Path(id): Path<String>, ApiJson(req): ApiJson<UpdateSwitch>) -> ApiResult<Json<SwitchView>> {
+async fn update(State(core): State<WorkflowCore>, Path(id): Path<String>, ApiJson(req): ApiJson<UpdateSwitch>) -> ApiResult<Json<SwitchView>> {
     let chassis = req.chassis_id.as_deref().map(str::parse::<ChassisId>).transpose()?;
     let key = Key::parse(&id);
-    let switch = state.store.call(move |c| switches::set_chassis_id(c, &key, chassis)).await?;
+    let switch = core.store.call(move |c| switches::set_chassis_id(c, &key, chassis)).await?;
     tracing::info!(switch = switch.id.0, "switch updated");
     Ok(Json(switch.into()))
 }
 
 #[utoipa::path(delete, path = "/v1/switches/{id}", operation_id = "delete_switch", tag = "switches", params(("id" = String, Path, description = "The switch's id or name.")),
     responses((status = 204, description = "Deleted.")))]
-async fn remove(State(state): State<AppState>, Path(id): Path<String>) -> ApiResult<StatusCode> {
+async fn remove(State(core): State<WorkflowCore>, Path(id): Path<String>) -> ApiResult<StatusCode> {
     let key = Key::parse(&id);
-    state.store.call(move |c| switches::delete(c, &key)).await?;
+    core.store.call(move |c| switches::delete(c, &key)).await?;
     tracing::info!(switch = %id, "switch deleted");
     Ok(StatusCode::NO_CONTENT)
 }
@@ -158,16 +160,16 @@ struct CheckView {
 /// (except remembering a first-use host key).
 #[utoipa::path(get, path = "/v1/switches/{id}/check", operation_id = "check_switch", tag = "switches", params(("id" = String, Path, description = "The switch's id or name.")),
     responses((status = 200, description = "What the switch answered; an unreachable switch is `reachable: false` with its error.", body = CheckView)))]
-async fn check(State(state): State<AppState>, Path(id): Path<String>) -> ApiResult<Json<CheckView>> {
+async fn check(State(core): State<WorkflowCore>, Path(id): Path<String>) -> ApiResult<Json<CheckView>> {
     let key = Key::parse(&id);
-    let switch = state.store.call(move |c| switches::get(c, &key)).await?;
-    let outcome = crate::drivers::describe_switch(&state.plugins, &switch).await;
+    let switch = core.store.call(move |c| switches::get(c, &key)).await?;
+    let outcome = crate::drivers::describe_switch(&core.plugins, &switch.access()).await;
     Ok(Json(match outcome {
         Ok((description, fingerprint)) => {
             if !fingerprint.is_empty() && switch.host_key.is_none() {
                 let id = switch.id;
                 let fp = fingerprint.clone();
-                state.store.call(move |c| switches::learn_host_key(c, id, &fp)).await?;
+                core.store.call(move |c| switches::learn_host_key(c, id, &fp)).await?;
             }
             CheckView {
                 switch: switch.name,

@@ -171,44 +171,10 @@ pub const NODE_COLUMNS: &[(&str, &str)] = &[
 
 pub async fn run(client: &Client, out: &Printer, cmd: NodeCommand) -> Result<(), CliError> {
     match cmd {
-        NodeCommand::Add(a) => {
-            let password = secret_from(a.bmc_password, a.bmc_password_file.as_deref(), "BMC password")?
-                .ok_or_else(|| CliError::Usage("a BMC password is needed: --bmc-password-file, --bmc-password or METALHOST_BMC_PASSWORD".into()))?;
-            let body = json!({
-                "name": a.name, "mac": a.mac, "ip": a.ip, "cpus": a.cpus, "ram_mb": a.ram_mb, "disk_gb": a.disk_gb,
-                "bmc_address": a.bmc_address, "bmc_port": a.bmc_port, "bmc_username": a.bmc_username,
-                "bmc_password": password, "power_driver": a.power_driver, "switch_id": a.switch_id,
-                "switch_port": a.switch_port, "boot_mode": a.boot_mode,
-            });
-            out.one(&client.post("/v1/nodes", &body).await?);
-        }
+        NodeCommand::Add(a) => add(client, out, a).await?,
         NodeCommand::List => out.list(&client.get("/v1/nodes").await?, NODE_COLUMNS),
         NodeCommand::Show { node } => out.one(&client.get(&format!("/v1/nodes/{}", segment(&node))).await?),
-        NodeCommand::Update(u) => {
-            let password = secret_from(u.bmc_password, u.bmc_password_file.as_deref(), "BMC password")?;
-            let mut body = Map::new();
-            let mut put = |key: &str, value: Option<Value>| {
-                if let Some(v) = value {
-                    body.insert(key.to_owned(), v);
-                }
-            };
-            put("name", u.name.map(Value::from));
-            put("mac", u.mac.map(Value::from));
-            put("ip", u.ip.map(Value::from));
-            put("cpus", u.cpus.map(Value::from));
-            put("ram_mb", u.ram_mb.map(Value::from));
-            put("disk_gb", u.disk_gb.map(Value::from));
-            put("bmc_address", u.bmc_address.map(Value::from));
-            put("bmc_port", u.bmc_port.map(Value::from));
-            put("bmc_username", u.bmc_username.map(Value::from));
-            put("bmc_password", password.map(Value::from));
-            put("power_driver", u.power_driver.map(Value::from));
-            put("switch_id", u.switch_id.map(Value::from));
-            put("switch_port", u.switch_port.map(Value::from));
-            put("maintenance", u.maintenance.map(Value::from));
-            put("boot_mode", u.boot_mode.map(Value::from));
-            out.one(&client.patch(&format!("/v1/nodes/{}", segment(&u.node)), &Value::Object(body)).await?);
-        }
+        NodeCommand::Update(u) => update(client, out, u).await?,
         NodeCommand::Delete { node } => {
             client.delete(&format!("/v1/nodes/{}", segment(&node))).await?;
             out.done(&format!("node {node} deleted"));
@@ -220,18 +186,7 @@ pub async fn run(client: &Client, out: &Printer, cmd: NodeCommand) -> Result<(),
                 &[("AT", "at"), ("KIND", "kind"), ("FROM", "from_state"), ("TO", "to_state"), ("MS", "duration_ms"), ("MESSAGE", "message")],
             );
         }
-        NodeCommand::ConsoleLog { node, lines } => {
-            let query = lines.map(|n| format!("?limit={n}")).unwrap_or_default();
-            let log = client.get(&format!("/v1/nodes/{}/console-log{query}", segment(&node))).await?;
-            if out.json {
-                super::output::json(&log);
-            } else {
-                for line in log.as_array().into_iter().flatten() {
-                    let at = line["at"].as_str().map(super::output::local_time).unwrap_or_default();
-                    println!("{at} {:<5} {}", line["source"].as_str().unwrap_or(""), line["text"].as_str().unwrap_or(""));
-                }
-            }
-        }
+        NodeCommand::ConsoleLog { node, lines } => console_log(client, out, &node, lines).await?,
         NodeCommand::Console { node, watch } => super::console::attach(client, &segment(&node), watch).await?,
         NodeCommand::Power { node, action } => {
             let path = format!("/v1/nodes/{}/power", segment(&node));
@@ -246,22 +201,80 @@ pub async fn run(client: &Client, out: &Printer, cmd: NodeCommand) -> Result<(),
             out.one(&client.put(&format!("/v1/nodes/{}/network", segment(&node)), &json!({ "network": network, "vlan": vlan })).await?);
         }
         NodeCommand::Recover { node } => out.one(&client.post(&format!("/v1/nodes/{}/recover", segment(&node)), &json!({})).await?),
-        NodeCommand::Inspect { node, wait } => {
-            let started = client.post(&format!("/v1/nodes/{}/inspect", segment(&node)), &json!({})).await?;
-            if !wait {
-                out.one(&started);
-                return Ok(());
-            }
-            loop {
-                tokio::time::sleep(std::time::Duration::from_secs(2)).await;
-                let now = client.get(&format!("/v1/nodes/{}", segment(&node))).await?;
-                if now["state"] != "inspecting" {
-                    out.one(&now);
-                    break;
-                }
-            }
-        }
+        NodeCommand::Inspect { node, wait } => inspect(client, out, &node, wait).await?,
         NodeCommand::Inventory { node } => out.one(&client.get(&format!("/v1/nodes/{}/inventory", segment(&node))).await?),
     }
     Ok(())
+}
+
+async fn add(client: &Client, out: &Printer, a: AddNode) -> Result<(), CliError> {
+    let password = secret_from(a.bmc_password, a.bmc_password_file.as_deref(), "BMC password")?
+        .ok_or_else(|| CliError::Usage("a BMC password is needed: --bmc-password-file, --bmc-password or METALHOST_BMC_PASSWORD".into()))?;
+    let body = json!({
+        "name": a.name, "mac": a.mac, "ip": a.ip, "cpus": a.cpus, "ram_mb": a.ram_mb, "disk_gb": a.disk_gb,
+        "bmc_address": a.bmc_address, "bmc_port": a.bmc_port, "bmc_username": a.bmc_username,
+        "bmc_password": password, "power_driver": a.power_driver, "switch_id": a.switch_id,
+        "switch_port": a.switch_port, "boot_mode": a.boot_mode,
+    });
+    out.one(&client.post("/v1/nodes", &body).await?);
+    Ok(())
+}
+
+/// Sends only the fields given.
+async fn update(client: &Client, out: &Printer, u: UpdateNode) -> Result<(), CliError> {
+    let password = secret_from(u.bmc_password, u.bmc_password_file.as_deref(), "BMC password")?;
+    let mut body = Map::new();
+    let mut put = |key: &str, value: Option<Value>| {
+        if let Some(v) = value {
+            body.insert(key.to_owned(), v);
+        }
+    };
+    put("name", u.name.map(Value::from));
+    put("mac", u.mac.map(Value::from));
+    put("ip", u.ip.map(Value::from));
+    put("cpus", u.cpus.map(Value::from));
+    put("ram_mb", u.ram_mb.map(Value::from));
+    put("disk_gb", u.disk_gb.map(Value::from));
+    put("bmc_address", u.bmc_address.map(Value::from));
+    put("bmc_port", u.bmc_port.map(Value::from));
+    put("bmc_username", u.bmc_username.map(Value::from));
+    put("bmc_password", password.map(Value::from));
+    put("power_driver", u.power_driver.map(Value::from));
+    put("switch_id", u.switch_id.map(Value::from));
+    put("switch_port", u.switch_port.map(Value::from));
+    put("maintenance", u.maintenance.map(Value::from));
+    put("boot_mode", u.boot_mode.map(Value::from));
+    out.one(&client.patch(&format!("/v1/nodes/{}", segment(&u.node)), &Value::Object(body)).await?);
+    Ok(())
+}
+
+async fn console_log(client: &Client, out: &Printer, node: &str, lines: Option<u32>) -> Result<(), CliError> {
+    let query = lines.map(|n| format!("?limit={n}")).unwrap_or_default();
+    let log = client.get(&format!("/v1/nodes/{}/console-log{query}", segment(node))).await?;
+    if out.json {
+        super::output::json(&log);
+    } else {
+        for line in log.as_array().into_iter().flatten() {
+            let at = line["at"].as_str().map(super::output::local_time).unwrap_or_default();
+            println!("{at} {:<5} {}", line["source"].as_str().unwrap_or(""), line["text"].as_str().unwrap_or(""));
+        }
+    }
+    Ok(())
+}
+
+/// Starts an inspection; with `wait`, polls until the node leaves `inspecting` and shows it.
+async fn inspect(client: &Client, out: &Printer, node: &str, wait: bool) -> Result<(), CliError> {
+    let started = client.post(&format!("/v1/nodes/{}/inspect", segment(node)), &json!({})).await?;
+    if !wait {
+        out.one(&started);
+        return Ok(());
+    }
+    loop {
+        tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+        let now = client.get(&format!("/v1/nodes/{}", segment(node))).await?;
+        if now["state"] != "inspecting" {
+            out.one(&now);
+            return Ok(());
+        }
+    }
 }

@@ -96,7 +96,7 @@ impl Consoles {
         let session = match live {
             Some(session) => session,
             None => {
-                let process = crate::drivers::open_console(plugins, node).await?;
+                let process = crate::drivers::open_console(plugins, &node.bmc()).await?;
                 let session = Session::start(process, slot.clone(), node.id.0);
                 *current = Some(session.clone());
                 session

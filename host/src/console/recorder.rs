@@ -11,9 +11,11 @@ use std::time::Duration;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
-use super::{ConsoleError, Event, Role};
-use crate::app::AppState;
+use super::{ConsoleError, Consoles, Event, Role};
+use crate::config::Config;
 use crate::domain::NodeId;
+use crate::drivers::PluginHost;
+use crate::store::Store;
 use crate::store::console::{self, MAX_LINE_BYTES, Source};
 use crate::store::nodes;
 
@@ -25,6 +27,17 @@ const RETRY_MAX: Duration = Duration::from_secs(10);
 const STEADY: Duration = Duration::from_secs(10);
 /// Lines are written to the store at most this often.
 const FLUSH: Duration = Duration::from_millis(500);
+
+/// What a recorder needs of the workflow core (provision/core.rs builds it), so the console
+/// module never depends on the workflow.
+#[derive(Clone)]
+pub struct RecordingContext {
+    pub store: Store,
+    pub plugins: Arc<PluginHost>,
+    pub consoles: Arc<Consoles>,
+    pub recorders: Arc<Recorders>,
+    pub config: Arc<Config>,
+}
 
 /// The nodes being recorded: one recorder per node, however many workflows overlap its window
 /// (a destroy started while the deploy's `record_after` runs), so no line is kept twice.
@@ -54,11 +67,11 @@ impl Drop for Recording {
 }
 
 /// Records the node's console while the returned guard lives, unless `[console] record` is off.
-pub fn start(state: &AppState, node: NodeId) -> Option<Recording> {
-    if !state.config.console.record {
+pub fn start(ctx: &RecordingContext, node: NodeId) -> Option<Recording> {
+    if !ctx.config.console.record {
         return None;
     }
-    let mut nodes = state.recorders.nodes.lock().unwrap_or_else(|p| p.into_inner());
+    let mut nodes = ctx.recorders.nodes.lock().unwrap_or_else(|p| p.into_inner());
     if let Some(window) = nodes.get(&node.0) {
         window.workflows.fetch_add(1, Ordering::SeqCst);
         window.changed.notify_one();
@@ -66,7 +79,7 @@ pub fn start(state: &AppState, node: NodeId) -> Option<Recording> {
     }
     let window = Arc::new(Window { workflows: AtomicUsize::new(1), changed: Notify::new() });
     nodes.insert(node.0, window.clone());
-    tokio::spawn(record(state.clone(), node, window.clone()));
+    tokio::spawn(record(ctx.clone(), node, window.clone()));
     Some(Recording { window })
 }
 
@@ -92,16 +105,16 @@ impl Until {
     }
 }
 
-async fn record(state: AppState, id: NodeId, window: Arc<Window>) {
-    let after = state.config.console.record_after;
+async fn record(ctx: RecordingContext, id: NodeId, window: Arc<Window>) {
+    let after = ctx.config.console.record_after;
     let mut until = Until { at: None };
     let mut retry = RETRY_FIRST;
     loop {
         until.update(&window, after);
         let over = until.at.is_some_and(|t| Instant::now() >= t);
-        if over || !record_once(&state, id, &window, &mut until, &mut retry).await {
+        if over || !record_once(&ctx, id, &window, &mut until, &mut retry).await {
             // Unregister unless a workflow arrived meanwhile (it found this recorder registered).
-            let mut nodes = state.recorders.nodes.lock().unwrap_or_else(|p| p.into_inner());
+            let mut nodes = ctx.recorders.nodes.lock().unwrap_or_else(|p| p.into_inner());
             if window.workflows.load(Ordering::SeqCst) == 0 || !over {
                 nodes.remove(&id.0);
                 return;
@@ -112,10 +125,10 @@ async fn record(state: AppState, id: NodeId, window: Arc<Window>) {
 
 /// One console session recorded until it ends or the window closes. False: there is nothing to
 /// record on this node (no console, no grant, node gone).
-async fn record_once(state: &AppState, id: NodeId, window: &Window, until: &mut Until, retry: &mut Duration) -> bool {
-    let after = state.config.console.record_after;
-    let Ok(node) = state.store.call(move |c| nodes::get_by_id(c, id)).await else { return false };
-    let mut viewer = match state.consoles.attach(&state.plugins, &node, Role::Watcher).await {
+async fn record_once(ctx: &RecordingContext, id: NodeId, window: &Window, until: &mut Until, retry: &mut Duration) -> bool {
+    let after = ctx.config.console.record_after;
+    let Ok(node) = ctx.store.call(move |c| nodes::get_by_id(c, id)).await else { return false };
+    let mut viewer = match ctx.consoles.attach(&ctx.plugins, &node, Role::Watcher).await {
         Ok(viewer) => viewer,
         Err(ConsoleError::Driver(f)) if f.kind.is_transient() => {
             tracing::debug!(node = id.0, "console not recorded yet: {f}");
@@ -140,11 +153,11 @@ async fn record_once(state: &AppState, id: NodeId, window: &Window, until: &mut 
             },
             () = window.changed.notified() => until.update(window, after),
             () = until.reached() => break None,
-            _ = flush.tick() => save(state, id, lines.take()).await,
+            _ = flush.tick() => save(ctx, id, lines.take()).await,
         }
     };
     lines.finish();
-    save(state, id, lines.take()).await;
+    save(ctx, id, lines.take()).await;
     drop(viewer);
     if let Some(why) = ended {
         tracing::debug!(node = id.0, "recorded console ended: {why}");
@@ -175,11 +188,11 @@ async fn pause(window: &Window, until: &mut Until, after: Duration, pause: Durat
     }
 }
 
-async fn save(state: &AppState, node: NodeId, lines: Vec<String>) {
+async fn save(ctx: &RecordingContext, node: NodeId, lines: Vec<String>) {
     if lines.is_empty() {
         return;
     }
-    if let Err(e) = state.store.call(move |c| console::append(c, node, Source::Serial, &lines)).await {
+    if let Err(e) = ctx.store.call(move |c| console::append(c, node, Source::Serial, &lines)).await {
         tracing::warn!(node = node.0, "cannot keep console lines: {e}");
     }
 }

@@ -1,14 +1,18 @@
 //! Domain types: ids, addresses, states and their transitions. Pure: no SQLite, axum or wasmtime here.
 
+mod access;
 mod failure;
 mod ids;
 mod net;
+mod request;
 mod state;
 pub mod time;
 
+pub use access::{Bmc, NodeLabel, SwitchAccess};
 pub use failure::FailureKind;
-pub use ids::{ImageId, InstanceId, NodeId, SwitchId, TaskId};
+pub use ids::{EventId, ImageId, InstanceId, Key, NodeId, SwitchId, TaskId};
 pub use net::{ChassisId, Hostname, MacAddr, SwitchPort, Vlan};
+pub use request::DeployRequest;
 pub use state::{BootDevice, BootMode, Compression, InstanceState, NetworkKind, PowerAction, PowerState, ProvisionState, TaskKind, TaskState};
 
 /// A value that failed to parse, with a message fit for an operator.

@@ -173,19 +173,42 @@ impl Compression {
 }
 
 string_enum!(
-    /// What an operator or a workflow asks of a node's power. `reboot` powers an off node on and
-    /// cycles an on one (the plugin contract's meaning), so "make sure it boots now" is one call.
+    /// What an operator or a workflow asks of a node's power: the plugin contract's `power-action`
+    /// (`metalhost:drivers@0.2.0`), case for case. `reboot` powers an off node on and cycles an on
+    /// one, so "make sure it boots now" is one call; the graceful ones ask the operating system
+    /// (ACPI), and only a 0.2.0 plugin can (a 0.1.0 one answers `unsupported`).
     PowerAction {
         On => "on",
         Off => "off",
         Reboot => "reboot",
+        GracefulOff => "graceful-off",
+        GracefulReboot => "graceful-reboot",
     }
 );
 
+impl PowerAction {
+    /// What an operator may ask through the API. The graceful actions are not offered there: a
+    /// 0.1.0 plugin cannot do them, and the power state a node ends in is its OS's choice.
+    pub const OPERATOR: &'static [PowerAction] = &[PowerAction::On, PowerAction::Off, PowerAction::Reboot];
+
+    /// An operator's action (one of [`PowerAction::OPERATOR`]); anything else is refused as an
+    /// unknown one.
+    pub fn parse_operator(s: &str) -> Result<PowerAction, ParseError> {
+        match s.parse() {
+            Ok(action) if Self::OPERATOR.contains(&action) => Ok(action),
+            _ => {
+                let expected: Vec<&str> = Self::OPERATOR.iter().map(|a| a.as_str()).collect();
+                Err(ParseError(format!("invalid PowerAction {s:?}: expected one of {}", expected.join(", "))))
+            }
+        }
+    }
+}
+
 string_enum!(
-    /// How a node's firmware boots: legacy BIOS or UEFI. Set by the operator or learnt by inspection.
+    /// How a node's firmware boots: legacy BIOS or UEFI. `Legacy` is the plugin contract's name
+    /// (`boot-mode`); it is stored and shown as `bios`. Set by the operator or learnt by inspection.
     BootMode {
-        Bios => "bios",
+        Legacy => "bios",
         Uefi => "uefi",
     }
 );
@@ -238,6 +261,21 @@ mod tests {
         assert_eq!("reboot".parse::<PowerAction>().unwrap(), PowerAction::Reboot);
         assert!("cycle".parse::<PowerAction>().is_err());
         assert_eq!("pxe".parse::<BootDevice>().unwrap(), BootDevice::Pxe);
+        for a in PowerAction::ALL {
+            assert_eq!(a.as_str().parse::<PowerAction>().unwrap(), *a);
+        }
+        assert_eq!("bios".parse::<BootMode>().unwrap(), BootMode::Legacy);
+        assert_eq!(BootMode::Legacy.as_str(), "bios");
+    }
+
+    #[test]
+    fn operators_are_offered_on_off_and_reboot_only() {
+        assert_eq!(PowerAction::parse_operator("reboot").unwrap(), PowerAction::Reboot);
+        assert_eq!("graceful-off".parse::<PowerAction>().unwrap(), PowerAction::GracefulOff);
+        for refused in ["graceful-off", "graceful-reboot", "cycle"] {
+            let message = PowerAction::parse_operator(refused).unwrap_err().to_string();
+            assert_eq!(message, format!("invalid PowerAction {refused:?}: expected one of on, off, reboot"));
+        }
     }
 
     #[test]

@@ -15,9 +15,9 @@ pub enum Fault {
     Driver(#[from] DriverFailure),
     #[error(transparent)]
     Store(#[from] StoreError),
-    /// The agent's task failed, or there is none to wait for.
-    #[error("{0}")]
-    Agent(String),
+    /// The agent's task failed (the kind its result carried), or there is none to wait for.
+    #[error("{message}")]
+    Agent { kind: FailureKind, message: String },
     /// The node's record does not allow the step (it holds no instance, ...).
     #[error("{0}")]
     Internal(String),
@@ -27,7 +27,7 @@ impl Fault {
     pub fn kind(&self) -> FailureKind {
         match self {
             Fault::Driver(d) => d.kind,
-            Fault::Agent(_) => FailureKind::Agent,
+            Fault::Agent { kind, .. } => *kind,
             Fault::Store(_) | Fault::Internal(_) => FailureKind::Internal,
         }
     }
@@ -36,7 +36,7 @@ impl Fault {
         match self {
             Fault::Driver(source) => StepFailure::Driver { step, source },
             Fault::Store(source) => StepFailure::Store { step, source },
-            Fault::Agent(message) => StepFailure::Agent { step, message },
+            Fault::Agent { kind, message } => StepFailure::Agent { step, kind, message },
             Fault::Internal(message) => StepFailure::Internal { step, message },
         }
     }
@@ -58,7 +58,7 @@ pub enum StepFailure {
         source: StoreError,
     },
     #[error("{step}: {message}")]
-    Agent { step: &'static str, message: String },
+    Agent { step: &'static str, kind: FailureKind, message: String },
     #[error("{step}: the node did not leave {state} within its deadline ({} s)", budget.as_secs())]
     Deadline { step: &'static str, state: ProvisionState, budget: Duration },
     #[error("{step}: {message}")]
@@ -79,7 +79,7 @@ impl StepFailure {
     pub fn kind(&self) -> FailureKind {
         match self {
             StepFailure::Driver { source, .. } => source.kind,
-            StepFailure::Agent { .. } => FailureKind::Agent,
+            StepFailure::Agent { kind, .. } => *kind,
             StepFailure::Deadline { .. } => FailureKind::Deadline,
             StepFailure::Store { .. } | StepFailure::Internal { .. } => FailureKind::Internal,
         }
@@ -120,5 +120,17 @@ mod tests {
             (Some("boot device -> pxe"), Some("ipmitool"), Some("set-boot-device"), Some(FailureKind::AuthFailed))
         );
         assert_eq!(record.to_string(), failure.to_string());
+    }
+
+    #[test]
+    fn an_agent_failure_keeps_the_kind_its_result_carried() {
+        let fault = Fault::Agent { kind: FailureKind::Transport, message: "the agent's deploy task failed: downloading the image: HTTP 503".into() };
+        assert_eq!(fault.kind(), FailureKind::Transport);
+        let failure = fault.at("agent writes the image");
+        assert_eq!(failure.kind(), FailureKind::Transport);
+        let record = failure.to_last_error();
+        assert_eq!((record.kind, record.plugin.as_deref()), (Some(FailureKind::Transport), None));
+        assert_eq!(record.message, "the agent's deploy task failed: downloading the image: HTTP 503");
+        assert_eq!(record.to_string(), "agent writes the image: transport: the agent's deploy task failed: downloading the image: HTTP 503");
     }
 }

@@ -7,56 +7,36 @@
 //! then waits for it, and returns the node to the state the task says.
 //! `start.rs` is the API's way in: each function there owns its transaction and kicks the runner.
 
+mod core;
 mod failure;
 mod operator;
 mod retry;
 mod start;
 mod steps;
+mod validate;
 
+pub use core::{WorkflowCore, lease_ttl_ms};
 pub use failure::{Fault, StepFailure};
 pub use operator::{move_port, power_state, set_boot_device, set_power};
-pub use start::{DeployRequest, recover, start_deploy, start_destroy, start_inspect};
+pub use start::{recover, start_deploy, start_destroy, start_inspect};
 pub use steps::{initrd_url, kernel_args};
+pub use validate::{revalidate_enrolled, validate_node};
 
-use std::collections::{HashMap, HashSet};
 use std::future::Future;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::time::Instant;
 use tracing::Instrument;
 
-use crate::app::AppState;
 use crate::domain::{InstanceState, NodeId, ProvisionState, deadline_in, time_left};
 use crate::store::events::{self, EventKind, NewEvent};
 use crate::store::nodes::{self, Node, Transition};
 use crate::store::{FENCE, StoreError, cluster, instances};
 
-/// Which nodes have a runner, and the per-switch locks that serialise switch changes.
-#[derive(Default)]
-pub struct Provisioner {
-    running: Mutex<HashSet<i64>>,
-    switch_locks: Mutex<HashMap<i64, Arc<tokio::sync::Mutex<()>>>>,
-    image_locks: Mutex<HashMap<i64, Arc<tokio::sync::Mutex<()>>>>,
-}
-
-impl Provisioner {
-    pub fn switch_lock(&self, switch: i64) -> Arc<tokio::sync::Mutex<()>> {
-        let mut locks = self.switch_locks.lock().unwrap_or_else(|p| p.into_inner());
-        locks.entry(switch).or_default().clone()
-    }
-
-    /// One fetch of an image from a peer daemon at a time (api/images.rs).
-    pub fn image_lock(&self, image: i64) -> Arc<tokio::sync::Mutex<()>> {
-        let mut locks = self.image_locks.lock().unwrap_or_else(|p| p.into_inner());
-        locks.entry(image).or_default().clone()
-    }
-}
-
 /// One pass of a node's runner, or one operator action: the node as read, and until when its
 /// steps may retry (None: no retries, the caller is waiting on an answer).
 pub(crate) struct Run<'a> {
-    pub state: &'a AppState,
+    pub core: &'a WorkflowCore,
     pub node: &'a Node,
     pub retry_until: Option<Instant>,
 }
@@ -64,26 +44,23 @@ pub(crate) struct Run<'a> {
 /// Starts the node's runner unless one is already going here; false when one was. The runner first takes the node's
 /// lease (store/cluster.rs): if another live daemon holds it, that daemon drives the node and
 /// this one does nothing. Every store call of the runner is fenced by the lease.
-pub fn kick(state: &AppState, node: NodeId) -> bool {
-    {
-        let mut running = state.provisioner.running.lock().unwrap_or_else(|p| p.into_inner());
-        if !running.insert(node.0) {
-            return false;
-        }
+pub fn kick(core: &WorkflowCore, node: NodeId) -> bool {
+    if !core.runners.claim(node.0) {
+        return false;
     }
-    let state = state.clone();
+    let core = core.clone();
     let span = tracing::info_span!("runner", node = node.0, instance = tracing::field::Empty);
     tokio::spawn(
         async move {
-            let owner = state.member.name.clone();
-            let ttl_ms = lease_ttl_ms(&state);
-            match state.store.call(move |c| cluster::acquire(c, node, &owner, ttl_ms)).await {
+            let owner = core.member.name.clone();
+            let ttl_ms = core.lease_ttl_ms();
+            match core.store.call(move |c| cluster::acquire(c, node, &owner, ttl_ms)).await {
                 Ok(Some(lease)) => {
                     // The node boots during its workflow: its serial console goes to its console log.
-                    let recording = crate::console::recorder::start(&state, node);
-                    let outcome = FENCE.scope(lease.clone(), drive(&state, node)).await;
+                    let recording = crate::console::recorder::start(&core.recording(), node);
+                    let outcome = FENCE.scope(lease.clone(), drive(&core, node)).await;
                     drop(recording);
-                    if let Err(e) = state.store.call(move |c| cluster::release(c, &lease)).await {
+                    if let Err(e) = core.store.call(move |c| cluster::release(c, &lease)).await {
                         tracing::warn!("cannot release the node's lease (it expires by itself): {e}");
                     }
                     match outcome {
@@ -95,26 +72,22 @@ pub fn kick(state: &AppState, node: NodeId) -> bool {
                 Ok(None) => tracing::debug!("another daemon holds the node's lease"),
                 Err(e) => tracing::error!("cannot take the node's lease: {e}"),
             }
-            state.provisioner.running.lock().unwrap_or_else(|p| p.into_inner()).remove(&node.0);
+            core.runners.release(node.0);
         }
         .instrument(span),
     );
     true
 }
 
-pub(crate) fn lease_ttl_ms(state: &AppState) -> i64 {
-    i64::try_from(state.config.cluster.lease_ttl.as_millis()).unwrap_or(i64::MAX / 4)
-}
-
 /// At startup, and at every heartbeat: every node left in a transitional state whose lease is
 /// free, expired or this daemon's gets its runner (back). After a restart that is the daemon's
 /// own nodes; after another daemon died, its nodes once their leases ran out.
-pub async fn resume_all(state: &AppState) {
-    let me = state.member.name.clone();
-    match state.store.call(move |c| cluster::orphans(c, &me)).await {
+pub async fn resume_all(core: &WorkflowCore) {
+    let me = core.member.name.clone();
+    match core.store.call(move |c| cluster::orphans(c, &me)).await {
         Ok(list) => {
             for node in list {
-                if kick(state, node) {
+                if kick(core, node) {
                     tracing::info!(node = node.0, "resuming the node's workflow");
                 }
             }
@@ -125,29 +98,29 @@ pub async fn resume_all(state: &AppState) {
 
 /// Heartbeats every third of the lease TTL: renews this daemon's leases and takes over the nodes
 /// of daemons that stopped.
-pub async fn heartbeat(state: AppState) {
-    let ttl = state.config.cluster.lease_ttl;
+pub async fn heartbeat(core: WorkflowCore) {
+    let ttl = core.config.cluster.lease_ttl;
     let mut tick = tokio::time::interval(ttl / 3);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
-        let me = state.member.clone();
-        let ttl_ms = lease_ttl_ms(&state);
-        if let Err(e) = state.store.call(move |c| cluster::heartbeat(c, &me, ttl_ms)).await {
+        let me = core.member.clone();
+        let ttl_ms = core.lease_ttl_ms();
+        if let Err(e) = core.store.call(move |c| cluster::heartbeat(c, &me, ttl_ms)).await {
             tracing::error!("heartbeat failed: {e}");
             continue;
         }
-        resume_all(&state).await;
-        if state.store.is_shared() {
-            crate::api::replicate_images(&state).await;
+        resume_all(&core).await;
+        if core.store.is_shared() {
+            core.images.replicate().await;
         }
     }
 }
 
 /// Runs the node's workflow until it reaches a stable state, fails, or is put in maintenance.
-async fn drive(state: &AppState, id: NodeId) -> Result<(), StoreError> {
+async fn drive(core: &WorkflowCore, id: NodeId) -> Result<(), StoreError> {
     loop {
-        let node = state.store.call(move |c| nodes::get_by_id(c, id)).await?;
+        let node = core.store.call(move |c| nodes::get_by_id(c, id)).await?;
         if let Some(instance) = node.instance_id {
             tracing::Span::current().record("instance", instance.0);
         }
@@ -158,8 +131,8 @@ async fn drive(state: &AppState, id: NodeId) -> Result<(), StoreError> {
         if !node.state.is_transitional() {
             return Ok(());
         }
-        let budget = node.state_deadline.map_or(state.config.deploy.step_timeout, time_left);
-        let run = Run { state, node: &node, retry_until: Some(Instant::now() + budget) };
+        let budget = node.state_deadline.map_or(core.config.deploy.step_timeout, time_left);
+        let run = Run { core, node: &node, retry_until: Some(Instant::now() + budget) };
         let phase = async {
             match node.state {
                 ProvisionState::Deploying => steps::deploy(&run).await,
@@ -175,7 +148,7 @@ async fn drive(state: &AppState, id: NodeId) -> Result<(), StoreError> {
             Err(_) => Err(StepFailure::Deadline { step: state_step(node.state), state: node.state, budget }),
         };
         if let Err(failure) = outcome {
-            fail(state, &node, &failure).await?;
+            fail(core, &node, &failure).await?;
             return Ok(());
         }
     }
@@ -194,25 +167,16 @@ fn state_step(state: ProvisionState) -> &'static str {
 }
 
 /// The node goes to `error` with the failure as its `last_error`; its instance shows the same.
-async fn fail(state: &AppState, node: &Node, failure: &StepFailure) -> Result<(), StoreError> {
+async fn fail(core: &WorkflowCore, node: &Node, failure: &StepFailure) -> Result<(), StoreError> {
     let id = node.id;
     let record = failure.to_last_error();
     let message = record.to_string();
     tracing::warn!(kind = %failure.kind(), step = failure.step(), %message, "workflow failed");
     let instance = node.instance_id;
-    state
-        .store
+    core.store
         .call(move |c| {
             let tx = c.transaction()?;
-            let to_error = Transition {
-                node: id,
-                from: &[],
-                to: ProvisionState::Error,
-                message: &message,
-                deadline: None,
-                duration_ms: None,
-                error: Some(&record),
-            };
+            let to_error = Transition::failed(id, &message, &record);
             nodes::transition(&tx, to_error)?;
             crate::store::tasks::open_for_node(&tx, id)?
                 .map(|t| crate::store::tasks::fail_or_succeed(&tx, t.id, false, &format!("abandoned: {message}")))
@@ -232,14 +196,9 @@ async fn advance(run: &Run<'_>, to: ProvisionState, message: &str, within: Durat
     let from = run.node.state;
     let message = message.to_owned();
     let deadline = deadline_in(within);
-    run.state
+    run.core
         .store
-        .call(move |c| {
-            nodes::transition(
-                c,
-                Transition { node: id, from: &[from], to, message: &message, deadline: Some(deadline), duration_ms: None, error: None },
-            )
-        })
+        .call(move |c| nodes::transition(c, Transition::until(id, &[from], to, &message, deadline)))
         .await
         .map(|_| ())
         .map_err(|source| StepFailure::Store { step: "record state", source })
@@ -253,7 +212,7 @@ where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<T, Fault>>,
 {
-    let backoff = retry::Backoff { initial: run.state.config.deploy.retry_initial, max: run.state.config.deploy.retry_max };
+    let backoff = retry::Backoff { initial: run.core.config.deploy.retry_initial, max: run.core.config.deploy.retry_max };
     let started = Instant::now();
     let mut attempt = 1;
     let outcome = loop {
@@ -284,7 +243,7 @@ where
 /// Where a failed step's reader finds what the node printed, when it printed anything.
 async fn console_pointer(run: &Run<'_>) -> String {
     let node = run.node.id;
-    match run.state.store.call(move |c| crate::store::console::has_lines(c, node)).await {
+    match run.core.store.call(move |c| crate::store::console::has_lines(c, node)).await {
         Ok(true) => format!(" (console log: metalhost node console-log {})", run.node.name),
         _ => String::new(),
     }
@@ -294,7 +253,7 @@ async fn console_pointer(run: &Run<'_>) -> String {
 async fn record(run: &Run<'_>, kind: EventKind, message: String, duration_ms: Option<i64>) {
     let node = run.node.id;
     let written =
-        run.state.store.call(move |c| events::append(c, NewEvent { node, kind, from: None, to: None, message: &message, duration_ms })).await;
+        run.core.store.call(move |c| events::append(c, NewEvent { node, kind, from: None, to: None, message: &message, duration_ms })).await;
     if let Err(e) = written {
         tracing::warn!("cannot record a {} event: {e}", kind.as_str());
     }

@@ -3,16 +3,16 @@
 //! operator is waiting on the answer and sees the failure's kind in it.
 
 use super::{Fault, Run, StepFailure, steps};
-use crate::app::AppState;
+use crate::domain::Key;
 use crate::domain::{BootDevice, NetworkKind, PowerAction, PowerState, Vlan};
 use crate::drivers;
+use crate::provision::WorkflowCore;
 use crate::store::StoreError;
 use crate::store::events::{self, EventKind, NewEvent};
 use crate::store::nodes::{self, Node};
-use crate::store::switches::Key;
 
-async fn idle_node(state: &AppState, key: Key, step: &'static str) -> Result<Node, StepFailure> {
-    let node = state.store.call(move |c| nodes::get(c, &key)).await.map_err(|source| StepFailure::Store { step, source })?;
+async fn idle_node(core: &WorkflowCore, key: Key, step: &'static str) -> Result<Node, StepFailure> {
+    let node = core.store.call(move |c| nodes::get(c, &key)).await.map_err(|source| StepFailure::Store { step, source })?;
     if node.state.is_transitional() {
         let conflict = StoreError::Conflict(format!("node {:?} is {}: its workflow owns it until it settles", node.name, node.state));
         return Err(StepFailure::Store { step, source: conflict });
@@ -20,50 +20,49 @@ async fn idle_node(state: &AppState, key: Key, step: &'static str) -> Result<Nod
     Ok(node)
 }
 
-async fn record_power(state: &AppState, node: &Node, power: PowerState, why: &'static str, step: &'static str) -> Result<(), StepFailure> {
+async fn record_power(core: &WorkflowCore, node: &Node, power: PowerState, why: &'static str, step: &'static str) -> Result<(), StepFailure> {
     let id = node.id;
-    state.store.call(move |c| nodes::set_power_state(c, id, power, why)).await.map_err(|source| StepFailure::Store { step, source })?;
+    core.store.call(move |c| nodes::set_power_state(c, id, power, why)).await.map_err(|source| StepFailure::Store { step, source })?;
     Ok(())
 }
 
 /// Sets the node's power; returns the node and the power state it now has.
-pub async fn set_power(state: &AppState, key: Key, action: PowerAction) -> Result<(Node, PowerState), StepFailure> {
+pub async fn set_power(core: &WorkflowCore, key: Key, action: PowerAction) -> Result<(Node, PowerState), StepFailure> {
     const STEP: &str = "power (operator)";
-    let node = idle_node(state, key, STEP).await?;
-    drivers::set_power(&state.plugins, &node, action).await.map_err(|e| Fault::from(e).at(STEP))?;
+    let node = idle_node(core, key, STEP).await?;
+    drivers::set_power(&core.plugins, &node.bmc(), action).await.map_err(|e| Fault::from(e).at(STEP))?;
     let power = if action == PowerAction::Off { PowerState::Off } else { PowerState::On };
-    record_power(state, &node, power, "set by the operator", STEP).await?;
+    record_power(core, &node, power, "set by the operator", STEP).await?;
     Ok((node, power))
 }
 
 /// Reads the node's power from its BMC (any state: reading changes nothing).
-pub async fn power_state(state: &AppState, key: Key) -> Result<(Node, PowerState), StepFailure> {
+pub async fn power_state(core: &WorkflowCore, key: Key) -> Result<(Node, PowerState), StepFailure> {
     const STEP: &str = "read power (operator)";
-    let node = state.store.call(move |c| nodes::get(c, &key)).await.map_err(|source| StepFailure::Store { step: STEP, source })?;
-    let power = drivers::power_state(&state.plugins, &node).await.map_err(|e| Fault::from(e).at(STEP))?;
-    record_power(state, &node, power, "read by the operator", STEP).await?;
+    let node = core.store.call(move |c| nodes::get(c, &key)).await.map_err(|source| StepFailure::Store { step: STEP, source })?;
+    let power = drivers::power_state(&core.plugins, &node.bmc()).await.map_err(|e| Fault::from(e).at(STEP))?;
+    record_power(core, &node, power, "read by the operator", STEP).await?;
     Ok((node, power))
 }
 
-pub async fn set_boot_device(state: &AppState, key: Key, device: BootDevice, persistent: bool) -> Result<(), StepFailure> {
+pub async fn set_boot_device(core: &WorkflowCore, key: Key, device: BootDevice, persistent: bool) -> Result<(), StepFailure> {
     const STEP: &str = "boot device (operator)";
-    let node = idle_node(state, key, STEP).await?;
-    drivers::set_boot_device(&state.plugins, &node, device, persistent).await.map_err(|e| Fault::from(e).at(STEP))?;
+    let node = idle_node(core, key, STEP).await?;
+    drivers::set_boot_device(&core.plugins, &node.bmc(), device, persistent).await.map_err(|e| Fault::from(e).at(STEP))?;
     let message = format!("boot device set to {device} ({})", if persistent { "persistent" } else { "next boot" });
     let id = node.id;
-    state
-        .store
+    core.store
         .call(move |c| events::append(c, NewEvent::note(id, EventKind::BootDevice, &message)))
         .await
         .map_err(|source| StepFailure::Store { step: STEP, source })
 }
 
 /// Moves the node's switch port to `vlan` on `network`; returns the node as it is now.
-pub async fn move_port(state: &AppState, key: Key, network: NetworkKind, vlan: Vlan, vlan_name: &str) -> Result<Node, StepFailure> {
+pub async fn move_port(core: &WorkflowCore, key: Key, network: NetworkKind, vlan: Vlan, vlan_name: &str) -> Result<Node, StepFailure> {
     const STEP: &str = "switch port move (operator)";
-    let node = idle_node(state, key, STEP).await?;
-    let run = Run { state, node: &node, retry_until: None };
+    let node = idle_node(core, key, STEP).await?;
+    let run = Run { core, node: &node, retry_until: None };
     steps::move_port_to(&run, network, vlan, vlan_name, STEP).await?;
     let id = node.id;
-    state.store.call(move |c| nodes::get_by_id(c, id)).await.map_err(|source| StepFailure::Store { step: STEP, source })
+    core.store.call(move |c| nodes::get_by_id(c, id)).await.map_err(|source| StepFailure::Store { step: STEP, source })
 }

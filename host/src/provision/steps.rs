@@ -4,12 +4,12 @@
 use std::time::Duration;
 
 use super::{Fault, Run, StepFailure, advance, step};
-use crate::app::AppState;
 use crate::domain::{
-    BootDevice, ImageId, InstanceId, InstanceState, NetworkKind, NodeId, PowerAction, PowerState, ProvisionState, TaskKind, TaskState, Vlan,
+    BootDevice, FailureKind, InstanceId, InstanceState, NetworkKind, NodeId, PowerAction, PowerState, ProvisionState, TaskKind, TaskState, Vlan,
     deadline_in,
 };
 use crate::drivers::{self, BootEntry};
+use crate::provision::WorkflowCore;
 use crate::store::nodes::{self, Node};
 use crate::store::tasks::{self, NewTask};
 use crate::store::{cluster, instances, switches};
@@ -17,7 +17,7 @@ use crate::work::TaskOptions;
 
 /// deploying: port → provisioning, deploy task, netboot entry, boot PXE, power on → wait-agent.
 pub async fn deploy(run: &Run<'_>) -> Result<(), StepFailure> {
-    let deploy = &run.state.config.deploy;
+    let deploy = &run.core.config.deploy;
     move_port(run, NetworkKind::Provisioning, "switch port -> provisioning").await?;
     let instance = run.node.instance_id.ok_or_else(|| Fault::Internal("the node holds no instance".into()).at("create deploy task"))?;
     let options = TaskOptions { verify_readback: deploy.verify_readback, poweroff: deploy.agent_poweroff, ..TaskOptions::default() };
@@ -30,30 +30,23 @@ pub async fn deploy(run: &Run<'_>) -> Result<(), StepFailure> {
 /// wait-agent: the deploy task's result decides.
 pub async fn wait_deploy(run: &Run<'_>) -> Result<(), StepFailure> {
     wait_task(run, TaskKind::Deploy, "agent writes the image").await?;
-    advance(run, ProvisionState::Activating, "image written and verified", run.state.config.deploy.step_timeout).await
+    advance(run, ProvisionState::Activating, "image written and verified", run.core.config.deploy.step_timeout).await
 }
 
 /// activating: remove netboot entry, port → tenant, boot from disk, reboot → active.
 pub async fn activate(run: &Run<'_>) -> Result<(), StepFailure> {
     netboot_remove(run).await?;
     move_port(run, NetworkKind::Tenant, "switch port -> tenant").await?;
-    step(run, "boot device -> disk", || async { Ok(drivers::set_boot_device(&run.state.plugins, run.node, BootDevice::Disk, true).await?) }).await?;
+    step(run, "boot device -> disk", || async { Ok(drivers::set_boot_device(&run.core.plugins, &run.node.bmc(), BootDevice::Disk, true).await?) })
+        .await?;
     power_on_or_reboot(run, "reboot from disk").await?;
     let id = run.node.id;
     let instance = run.node.instance_id;
-    run.state
+    run.core
         .store
         .call(move |c| {
             let tx = c.transaction()?;
-            let to_active = nodes::Transition {
-                node: id,
-                from: &[ProvisionState::Activating],
-                to: ProvisionState::Active,
-                message: "instance active",
-                deadline: None,
-                duration_ms: None,
-                error: None,
-            };
+            let to_active = nodes::Transition::settle(id, &[ProvisionState::Activating], ProvisionState::Active, "instance active");
             nodes::transition(&tx, to_active)?;
             if let Some(instance) = instance {
                 instances::set_state(&tx, instance, InstanceState::Active, None)?;
@@ -72,7 +65,7 @@ pub async fn activate(run: &Run<'_>) -> Result<(), StepFailure> {
 pub async fn inspect(run: &Run<'_>) -> Result<(), StepFailure> {
     let id = run.node.id;
     let task = run
-        .state
+        .core
         .store
         .call(move |c| tasks::latest_for_node(c, id))
         .await
@@ -95,30 +88,22 @@ pub async fn inspect(run: &Run<'_>) -> Result<(), StepFailure> {
     netboot_remove(run).await?;
     power_off(run, "powered off after inspection").await?;
     let message = format!("inspected: back to {return_to}");
-    run.state
+    run.core
         .store
         .call(move |c| {
-            let back = nodes::Transition {
-                node: id,
-                from: &[ProvisionState::Inspecting],
-                to: return_to,
-                message: &message,
-                deadline: None,
-                duration_ms: None,
-                error: None,
-            };
+            let back = nodes::Transition::settle(id, &[ProvisionState::Inspecting], return_to, &message);
             nodes::transition(c, back)
         })
         .await
         .map_err(|source| StepFailure::Store { step: "record inspected", source })?;
     // An enrolled node may have learnt what it lacked (its switch port); either way it is judged again.
-    crate::pool::validate_node(run.state, id).await.map_err(|source| StepFailure::Store { step: "validate", source })?;
+    crate::provision::validate_node(run.core, id).await.map_err(|source| StepFailure::Store { step: "validate", source })?;
     Ok(())
 }
 
 /// deleting: power off, port → provisioning, then clean (or straight to available).
 pub async fn delete(run: &Run<'_>) -> Result<(), StepFailure> {
-    let deploy = &run.state.config.deploy;
+    let deploy = &run.core.config.deploy;
     power_off(run, "powered off for destroy").await?;
     move_port(run, NetworkKind::Provisioning, "switch port -> provisioning").await?;
     if deploy.skip_clean {
@@ -140,8 +125,8 @@ pub async fn wait_clean(run: &Run<'_>) -> Result<(), StepFailure> {
 }
 
 async fn power_off(run: &Run<'_>, why: &'static str) -> Result<(), StepFailure> {
-    step(run, "power off", || async { Ok(drivers::set_power(&run.state.plugins, run.node, PowerAction::Off).await?) }).await?;
-    record_power(run.state, run.node.id, PowerState::Off, why).await;
+    step(run, "power off", || async { Ok(drivers::set_power(&run.core.plugins, &run.node.bmc(), PowerAction::Off).await?) }).await?;
+    record_power(run.core, run.node.id, PowerState::Off, why).await;
     Ok(())
 }
 
@@ -150,20 +135,11 @@ async fn finish_available(run: &Run<'_>, message: &str) -> Result<(), StepFailur
     let from = run.node.state;
     let instance = run.node.instance_id;
     let message = message.to_owned();
-    run.state
+    run.core
         .store
         .call(move |c| {
             let tx = c.transaction()?;
-            let to_available = nodes::Transition {
-                node: id,
-                from: &[from],
-                to: ProvisionState::Available,
-                message: &message,
-                deadline: None,
-                duration_ms: None,
-                error: None,
-            };
-            nodes::transition(&tx, to_available)?;
+            nodes::transition(&tx, nodes::Transition::settle(id, &[from], ProvisionState::Available, &message))?;
             if let Some(instance) = instance {
                 instances::remove(&tx, instance)?;
             }
@@ -189,10 +165,10 @@ async fn create_task(
         let options = options.clone();
         async move {
             let deadline = deadline_in(within);
-            run.state
+            run.core
                 .store
                 .call(move |c| {
-                    let image = instance.map(|i| instances::get(c, &switches::Key::Id(i.0))).transpose()?.map(|inst| ImageId(inst.image_id));
+                    let image = instance.map(|i| instances::get(c, &crate::domain::Key::Id(i.0))).transpose()?.map(|inst| inst.image_id);
                     tasks::create(c, NewTask { node: id, kind, payload: options.to_json(), image, deadline })
                 })
                 .await?;
@@ -202,22 +178,25 @@ async fn create_task(
     .await
 }
 
-/// Waits for the node's latest task of `kind` to finish; its failure message becomes the step's.
+/// Waits for the node's latest task of `kind` to finish; its failure message and kind become the
+/// step's. Never retried: a finished task reads the same again (another attempt is a new task).
 async fn wait_task(run: &Run<'_>, kind: TaskKind, name: &'static str) -> Result<(), StepFailure> {
     let id = run.node.id;
-    step(run, name, || async {
+    let once = Run { core: run.core, node: run.node, retry_until: None };
+    step(&once, name, || async {
         loop {
-            let notified = run.state.task_events.notified();
-            let task = run.state.store.call(move |c| tasks::latest_for_node(c, id)).await?;
+            let notified = run.core.task_events.notified();
+            let task = run.core.store.call(move |c| tasks::latest_for_node(c, id)).await?;
             match task {
                 Some(t) if t.kind == kind => match t.state {
                     TaskState::Succeeded => return Ok(()),
                     TaskState::Failed => {
-                        return Err(Fault::Agent(format!("the agent's {kind} task failed: {}", t.message.unwrap_or_default())));
+                        let message = format!("the agent's {kind} task failed: {}", t.message.unwrap_or_default());
+                        return Err(Fault::Agent { kind: t.failure_kind.unwrap_or(FailureKind::Agent), message });
                     }
                     TaskState::Pending | TaskState::Running => {}
                 },
-                _ => return Err(Fault::Agent(format!("the node has no {kind} task"))),
+                _ => return Err(Fault::Agent { kind: FailureKind::Agent, message: format!("the node has no {kind} task") }),
             }
             tokio::select! {
                 _ = notified => {}
@@ -229,7 +208,7 @@ async fn wait_task(run: &Run<'_>, kind: TaskKind, name: &'static str) -> Result<
 }
 
 async fn move_port(run: &Run<'_>, network: NetworkKind, name: &'static str) -> Result<(), StepFailure> {
-    let net = &run.state.config.network;
+    let net = &run.core.config.network;
     let (vlan, vlan_name) = match network {
         NetworkKind::Tenant => (net.tenant_vlan, net.tenant_vlan_name.as_str()),
         _ => (net.provisioning_vlan, net.provisioning_vlan_name.as_str()),
@@ -242,16 +221,16 @@ pub(crate) async fn move_port_to(run: &Run<'_>, network: NetworkKind, vlan: Vlan
     let switch_id = run.node.switch_id;
     let id = run.node.id;
     step(run, name, || async {
-        let switch = run.state.store.call(move |c| switches::get_by_id(c, switch_id)).await?;
-        let lock = run.state.provisioner.switch_lock(switch.id.0);
+        let switch = run.core.store.call(move |c| switches::get_by_id(c, switch_id)).await?;
+        let lock = run.core.runners.switch_lock(switch.id.0);
         let _guard = lock.lock().await;
         // Other daemons of the pool change this switch too: one at a time across all of them.
-        while !run.state.store.call(move |c| cluster::try_lock_switch(c, switch_id)).await? {
+        while !run.core.store.call(move |c| cluster::try_lock_switch(c, switch_id)).await? {
             tokio::time::sleep(std::time::Duration::from_millis(50)).await;
         }
-        let _pool_guard = PoolSwitchLock { store: run.state.store.clone(), switch: switch_id };
-        let fingerprint = drivers::move_port(&run.state.plugins, &switch, run.node, vlan, vlan_name).await?;
-        run.state
+        let _pool_guard = PoolSwitchLock { store: run.core.store.clone(), switch: switch_id };
+        let fingerprint = drivers::move_port(&run.core.plugins, &switch.access(), &run.node.label(), &run.node.switch_port, vlan, vlan_name).await?;
+        run.core
             .store
             .call(move |c| {
                 if !fingerprint.is_empty() {
@@ -284,59 +263,61 @@ impl Drop for PoolSwitchLock {
 }
 
 async fn pxe_and_power_on(run: &Run<'_>) -> Result<(), StepFailure> {
-    step(run, "boot device -> pxe", || async { Ok(drivers::set_boot_device(&run.state.plugins, run.node, BootDevice::Pxe, false).await?) }).await?;
+    step(run, "boot device -> pxe", || async { Ok(drivers::set_boot_device(&run.core.plugins, &run.node.bmc(), BootDevice::Pxe, false).await?) })
+        .await?;
     power_on_or_reboot(run, "power on into the bootstrap").await
 }
 
 /// Powers the node on, or cycles it if it is already on: one `reboot` call, which the plugin
 /// contract defines as exactly that, rather than a power read followed by a second call.
 async fn power_on_or_reboot(run: &Run<'_>, name: &'static str) -> Result<(), StepFailure> {
-    step(run, name, || async { Ok(drivers::set_power(&run.state.plugins, run.node, PowerAction::Reboot).await?) }).await?;
-    record_power(run.state, run.node.id, PowerState::On, name).await;
+    step(run, name, || async { Ok(drivers::set_power(&run.core.plugins, &run.node.bmc(), PowerAction::Reboot).await?) }).await?;
+    record_power(run.core, run.node.id, PowerState::On, name).await;
     Ok(())
 }
 
-async fn record_power(state: &AppState, id: NodeId, power: PowerState, why: &'static str) {
-    if let Err(e) = state.store.call(move |c| nodes::set_power_state(c, id, power, why)).await {
+async fn record_power(core: &WorkflowCore, id: NodeId, power: PowerState, why: &'static str) {
+    if let Err(e) = core.store.call(move |c| nodes::set_power_state(c, id, power, why)).await {
         tracing::warn!(node = id.0, "cannot record power state: {e}");
     }
 }
 
 /// The kernel command line tells the bootstrap where this daemon is.
-pub fn boot_entry(state: &AppState, node: &Node) -> BootEntry {
-    let base = &state.public_url;
-    let deploy = &state.config.deploy;
+pub fn boot_entry(core: &WorkflowCore, node: &Node) -> BootEntry {
+    let base = &core.public_url;
+    let deploy = &core.config.deploy;
     BootEntry {
         mac: node.mac.to_string(),
         ip: node.ip.to_string(),
         hostname: node.name.clone(),
         kernel_url: deploy.kernel_url.clone().unwrap_or_else(|| format!("{base}/v1/bootstrap/vmlinuz")),
-        initrd_url: initrd_url(state),
-        kernel_args: kernel_args(state),
+        initrd_url: initrd_url(core),
+        kernel_args: kernel_args(core),
     }
 }
 
-pub fn initrd_url(state: &AppState) -> String {
-    let base = &state.public_url;
-    state.config.deploy.initrd_url.clone().unwrap_or_else(|| format!("{base}/v1/bootstrap/initrd.gz"))
+pub fn initrd_url(core: &WorkflowCore) -> String {
+    let base = &core.public_url;
+    core.config.deploy.initrd_url.clone().unwrap_or_else(|| format!("{base}/v1/bootstrap/initrd.gz"))
 }
 
 /// The configured arguments, where the agent finds the API, and `initrd=` naming the initramfs as
 /// iPXE keeps it: a kernel started through its EFI stub (UEFI iPXE) loads its initramfs by that
 /// name; under BIOS the kernel ignores the argument.
-pub fn kernel_args(state: &AppState) -> String {
-    let initrd = initrd_url(state);
+pub fn kernel_args(core: &WorkflowCore) -> String {
+    let initrd = initrd_url(core);
     let name = initrd.rsplit('/').next().unwrap_or("initrd.gz");
-    format!("{} metalhost.api={} initrd={name}", state.config.deploy.kernel_args, state.public_url).trim().to_owned()
+    format!("{} metalhost.api={} initrd={name}", core.config.deploy.kernel_args, core.public_url).trim().to_owned()
 }
 
 async fn netboot_put(run: &Run<'_>) -> Result<(), StepFailure> {
-    let Some(plugin) = run.state.config.deploy.netboot_plugin.as_deref() else { return Ok(()) };
-    let entry = boot_entry(run.state, run.node);
-    step(run, "netboot entry -> write", || async { Ok(drivers::netboot_put(&run.state.plugins, plugin, run.node, &entry).await?) }).await
+    let Some(plugin) = run.core.config.deploy.netboot_plugin.as_deref() else { return Ok(()) };
+    let entry = boot_entry(run.core, run.node);
+    step(run, "netboot entry -> write", || async { Ok(drivers::netboot_put(&run.core.plugins, plugin, &run.node.label(), &entry).await?) }).await
 }
 
 async fn netboot_remove(run: &Run<'_>) -> Result<(), StepFailure> {
-    let Some(plugin) = run.state.config.deploy.netboot_plugin.as_deref() else { return Ok(()) };
-    step(run, "netboot entry -> remove", || async { Ok(drivers::netboot_remove(&run.state.plugins, plugin, run.node).await?) }).await
+    let Some(plugin) = run.core.config.deploy.netboot_plugin.as_deref() else { return Ok(()) };
+    step(run, "netboot entry -> remove", || async { Ok(drivers::netboot_remove(&run.core.plugins, plugin, &run.node.label(), &run.node.mac).await?) })
+        .await
 }

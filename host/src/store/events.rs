@@ -3,12 +3,14 @@
 use super::db::{Db, params};
 
 use super::Result;
-use crate::domain::{NodeId, ProvisionState, now_ms};
+use crate::domain::{EventId, NodeId, ProvisionState, now_ms};
 
 #[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
 pub struct Event {
-    pub id: i64,
-    pub node_id: i64,
+    #[schema(value_type = i64)]
+    pub id: EventId,
+    #[schema(value_type = i64)]
+    pub node_id: NodeId,
     /// Stored as Unix milliseconds; RFC 3339 UTC on the wire.
     #[serde(serialize_with = "crate::domain::time::as_rfc3339")]
     #[schema(value_type = String, format = DateTime)]

@@ -2,13 +2,14 @@
 
 use super::db::{Db, Row, params};
 
-use super::switches::Key;
 use super::{Result, StoreError};
+use crate::domain::Key;
 use crate::domain::{Compression, ImageId, now_ms};
 
 #[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
 pub struct Image {
-    pub id: i64,
+    #[schema(value_type = i64)]
+    pub id: ImageId,
     pub name: String,
     /// Set for external images.
     pub url: Option<String>,
@@ -27,7 +28,7 @@ pub struct Image {
 
 impl Image {
     pub fn id(&self) -> ImageId {
-        ImageId(self.id)
+        self.id
     }
 }
 

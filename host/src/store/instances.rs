@@ -4,16 +4,19 @@ use super::db::{Db, Row, params};
 
 use super::last_error::LastError;
 use super::nodes::{self, Node, Transition};
-use super::switches::Key;
 use super::{Result, StoreError, images};
-use crate::domain::{InstanceId, InstanceState, NodeId, ProvisionState, now_ms};
+use crate::domain::Key;
+use crate::domain::{DeployRequest, ImageId, InstanceId, InstanceState, NodeId, ProvisionState, now_ms};
 
 #[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
 pub struct Instance {
-    pub id: i64,
+    #[schema(value_type = i64)]
+    pub id: InstanceId,
     pub name: String,
-    pub image_id: i64,
-    pub node_id: Option<i64>,
+    #[schema(value_type = i64)]
+    pub image_id: ImageId,
+    #[schema(value_type = Option<i64>)]
+    pub node_id: Option<NodeId>,
     #[serde(serialize_with = "super::as_text")]
     #[schema(value_type = String, example = "deploying")]
     pub state: InstanceState,
@@ -42,14 +45,9 @@ fn from_row(row: &Row<'_>) -> Result<Instance> {
     })
 }
 
-/// What an instance needs from its node.
+/// A new instance's request with the deadline of its `deploying` state.
 pub struct Claim {
-    pub name: Option<String>,
-    pub image: Key,
-    pub node: Option<Key>,
-    pub cpus: u32,
-    pub ram_mb: u64,
-    pub disk_gb: u64,
+    pub request: DeployRequest,
     /// When the `deploying` state must be over.
     pub deadline: i64,
 }
@@ -58,11 +56,11 @@ pub struct Claim {
 /// instance, and moves the node to `deploying`. Two claims can never get the same node.
 pub fn claim(conn: &mut Db, claim: Claim) -> Result<(Instance, Node)> {
     let tx = conn.transaction()?;
-    let image = images::get(&tx, &claim.image).map_err(|e| match e {
+    let image = images::get(&tx, &claim.request.image).map_err(|e| match e {
         StoreError::NotFound(what) => StoreError::Unprocessable(format!("{what} does not exist")),
         other => other,
     })?;
-    let node: Node = match &claim.node {
+    let node: Node = match &claim.request.node {
         Some(key) => {
             let node = nodes::get(&tx, key).map_err(|e| match e {
                 StoreError::NotFound(what) => StoreError::Unprocessable(format!("{what} does not exist")),
@@ -91,19 +89,19 @@ pub fn claim(conn: &mut Db, claim: Claim) -> Result<(Instance, Node)> {
                        AND cpus >= ?1 AND ram_mb >= ?2 AND disk_gb >= ?3
                      ORDER BY cpus, ram_mb, disk_gb, id LIMIT 1{lock}"
                 ),
-                params![claim.cpus, claim.ram_mb, claim.disk_gb],
+                params![claim.request.cpus, claim.request.ram_mb, claim.request.disk_gb],
                 |r| r.get(0),
             )?;
             let Some(id) = id else {
                 return Err(StoreError::Conflict(format!(
                     "no available node fits cpus >= {}, ram_mb >= {}, disk_gb >= {}",
-                    claim.cpus, claim.ram_mb, claim.disk_gb
+                    claim.request.cpus, claim.request.ram_mb, claim.request.disk_gb
                 )));
             };
             nodes::get_by_id(&tx, NodeId(id))?
         }
     };
-    let name = claim.name.unwrap_or_else(|| format!("instance-{}", node.name));
+    let name = claim.request.name.unwrap_or_else(|| format!("instance-{}", node.name));
     let taken: bool = tx.query_row("SELECT EXISTS(SELECT 1 FROM instances WHERE name = ?1)", params![&name], |r| r.get(0))?;
     if taken {
         return Err(StoreError::Conflict(format!("an instance named {name:?} already exists")));
@@ -116,18 +114,7 @@ pub fn claim(conn: &mut Db, claim: Claim) -> Result<(Instance, Node)> {
     )?;
     tx.execute("UPDATE nodes SET instance_id = ?2 WHERE id = ?1", params![node.id.0, instance_id])?;
     let message = format!("claimed for instance {name:?} (image {:?})", image.name);
-    let node = nodes::transition(
-        &tx,
-        Transition {
-            node: node.id,
-            from: &[ProvisionState::Available],
-            to: ProvisionState::Deploying,
-            message: &message,
-            deadline: Some(claim.deadline),
-            duration_ms: None,
-            error: None,
-        },
-    )?;
+    let node = nodes::transition(&tx, Transition::until(node.id, &[ProvisionState::Available], ProvisionState::Deploying, &message, claim.deadline))?;
     let instance = get(&tx, &Key::Id(instance_id))?;
     tx.commit()?;
     Ok((instance, node))

@@ -155,9 +155,10 @@ mod tests {
     use metalhost_wire::{CpuInfo, DiskInfo, InventoryReport, LldpNeighbor, NicInfo};
 
     use super::*;
+    use crate::domain::Key;
     use crate::domain::{BootMode, Secret, SwitchId};
     use crate::store::nodes::{NewNode, Transition};
-    use crate::store::switches::{Key, NewSwitch};
+    use crate::store::switches::NewSwitch;
 
     fn db(dir: &std::path::Path) -> Db {
         let key = super::super::seal::SealKey::create(&dir.join("key")).expect("key");
@@ -190,7 +191,7 @@ mod tests {
                 power_driver: "ipmitool".into(),
                 switch_id: SwitchId(1),
                 switch_port: port.parse().expect("port"),
-                boot_mode: BootMode::Bios,
+                boot_mode: BootMode::Legacy,
             };
             nodes::insert(&mut conn, node).expect("node");
         }
@@ -211,15 +212,7 @@ mod tests {
     }
 
     fn inspecting(conn: &Db, node: i64) {
-        let t = Transition {
-            node: NodeId(node),
-            from: &[],
-            to: ProvisionState::Inspecting,
-            message: "test",
-            deadline: None,
-            duration_ms: None,
-            error: None,
-        };
+        let t = Transition::settle(NodeId(node), &[], ProvisionState::Inspecting, "test");
         nodes::transition(conn, t).expect("inspecting");
     }
 

@@ -139,6 +139,11 @@ const MIGRATIONS: &[&str] = &[
     ALTER TABLE nodes ADD COLUMN lease_expires INTEGER;
     CREATE INDEX nodes_lease_owner ON nodes(lease_owner);
     "#,
+    // 6: the kind of a failed task's failure (a `FailureKind`, from the agent's result); NULL for
+    // tasks that succeeded, failed before, or were failed by the host.
+    r#"
+    ALTER TABLE tasks ADD COLUMN failure_kind TEXT;
+    "#,
 ];
 
 pub(super) const CONSOLE_LINES: &str = r#"

@@ -18,6 +18,7 @@ pub mod nodes;
 pub mod seal;
 pub mod switches;
 pub mod tasks;
+pub mod transitions;
 
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
@@ -205,3 +206,20 @@ pub fn is_constraint(e: &DbError) -> bool {
 pub(crate) fn as_text<T: std::fmt::Display, S: serde::Serializer>(value: &T, s: S) -> std::result::Result<S::Ok, S::Error> {
     s.collect_str(value)
 }
+
+/// Typed ids are stored as their integer.
+macro_rules! id_values {
+    ($($t:ty),+) => {$(
+        impl db::ToValue for $t {
+            fn to_value(&self) -> db::Value {
+                db::Value::Int(self.0)
+            }
+        }
+        impl db::FromValue for $t {
+            fn from_value(value: &db::Value) -> std::result::Result<Self, String> {
+                i64::from_value(value).map(Self)
+            }
+        }
+    )+};
+}
+id_values!(crate::domain::NodeId, crate::domain::ImageId, crate::domain::InstanceId, crate::domain::EventId);

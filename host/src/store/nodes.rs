@@ -6,10 +6,12 @@ use super::db::{Db, Row, ToValue, Value, params};
 
 use super::events::{self, EventKind, NewEvent};
 use super::last_error::LastError;
-use super::switches::Key;
+pub use super::transitions::{Transition, transition};
 use super::{Result, StoreError};
+use crate::domain::Key;
 use crate::domain::{
-    BootMode, Hostname, InstanceId, MacAddr, NetworkKind, NodeId, PowerState, ProvisionState, Secret, SwitchId, SwitchPort, Vlan, now_ms,
+    Bmc, BootMode, Hostname, InstanceId, MacAddr, NetworkKind, NodeId, NodeLabel, PowerState, ProvisionState, Secret, SwitchId, SwitchPort, Vlan,
+    now_ms,
 };
 
 /// A node as stored. Holds the BMC password: never serialise this type to a client.
@@ -45,6 +47,24 @@ impl Node {
     /// A node enlisted by discovery has no BMC yet: the operator gives it one with `node update`.
     pub fn needs_bmc(&self) -> bool {
         self.bmc_address.is_empty() || self.bmc_username.is_empty() || self.power_driver.is_empty()
+    }
+
+    /// Which node a driver call acts for.
+    pub fn label(&self) -> NodeLabel {
+        NodeLabel { id: self.id, name: self.name.clone(), instance: self.instance_id }
+    }
+
+    /// What a power or console call needs of this node.
+    pub fn bmc(&self) -> Bmc {
+        Bmc {
+            node: self.label(),
+            address: self.bmc_address.clone(),
+            port: self.bmc_port,
+            username: self.bmc_username.clone(),
+            password: self.bmc_password.clone(),
+            driver: self.power_driver.clone(),
+            boot_mode: self.boot_mode,
+        }
     }
 }
 
@@ -325,58 +345,6 @@ pub fn delete(conn: &mut Db, key: &Key) -> Result<()> {
     tx.execute("DELETE FROM nodes WHERE id = ?1", params![node.id.0])?;
     tx.commit()?;
     Ok(())
-}
-
-/// Moves a node to `to` if it is in one of `from`, recording the change as an event.
-/// `deadline` is when a transitional state must be over. `last_error` is kept only in `error`
-/// and `enrolled`: `error` when given, else the message as text.
-pub struct Transition<'a> {
-    pub node: NodeId,
-    pub from: &'a [ProvisionState],
-    pub to: ProvisionState,
-    pub message: &'a str,
-    pub deadline: Option<i64>,
-    pub duration_ms: Option<i64>,
-    pub error: Option<&'a LastError>,
-}
-
-pub fn transition(conn: &Db, t: Transition<'_>) -> Result<Node> {
-    lock(conn, t.node)?;
-    let node = get_by_id(conn, t.node)?;
-    if !t.from.is_empty() && !t.from.contains(&node.state) {
-        return Err(StoreError::Conflict(format!(
-            "node {:?} is {}, not {}",
-            node.name,
-            node.state,
-            t.from.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(" or ")
-        )));
-    }
-    if node.state != t.to && !node.state.can_become(t.to) {
-        return Err(StoreError::Conflict(format!("node {:?} cannot go from {} to {}", node.name, node.state, t.to)));
-    }
-    // last_error survives only in `error` (and in `enrolled`, where it says why validation failed).
-    let last_error = match t.to {
-        ProvisionState::Error | ProvisionState::Enrolled => Some(t.error.cloned().unwrap_or_else(|| LastError::text(t.message))),
-        _ => None,
-    };
-    conn.execute(
-        "UPDATE nodes SET state = ?2, state_deadline = ?3, last_error = ?4, last_error_detail = ?5, updated_at = ?6 WHERE id = ?1",
-        params![
-            t.node.0,
-            t.to.as_str(),
-            t.deadline,
-            last_error.as_ref().map(ToString::to_string),
-            last_error.as_ref().map(LastError::to_json),
-            now_ms()
-        ],
-    )?;
-    if node.state != t.to || last_error.is_some() {
-        events::append(
-            conn,
-            NewEvent { node: t.node, kind: EventKind::State, from: Some(node.state), to: Some(t.to), message: t.message, duration_ms: t.duration_ms },
-        )?;
-    }
-    get_by_id(conn, t.node)
 }
 
 /// On PostgreSQL, locks the node's row until the caller's transaction ends, so two daemons' read,

@@ -3,7 +3,7 @@
 use super::db::{Db, Row, params};
 
 use super::{Result, StoreError};
-use crate::domain::{ChassisId, Hostname, Secret, SwitchId, now_ms};
+use crate::domain::{ChassisId, Hostname, Key, Secret, SwitchAccess, SwitchId, now_ms};
 
 /// A switch as stored. Holds its password: never serialise this type to a client.
 #[derive(Debug, Clone)]
@@ -23,6 +23,21 @@ pub struct Switch {
     pub chassis_id: Option<String>,
 }
 
+impl Switch {
+    /// What a switch call needs: where, the login, the plugin, the key to trust.
+    pub fn access(&self) -> SwitchAccess {
+        SwitchAccess {
+            name: self.name.clone(),
+            address: self.address.clone(),
+            port: self.port,
+            username: self.username.clone(),
+            password: self.password.clone(),
+            driver: self.driver.clone(),
+            host_key: self.host_key.clone(),
+        }
+    }
+}
+
 pub struct NewSwitch {
     pub name: String,
     pub address: Hostname,
@@ -33,28 +48,6 @@ pub struct NewSwitch {
     pub description: String,
     pub pinned_host_key: Option<String>,
     pub chassis_id: Option<ChassisId>,
-}
-
-/// A row looked up by id or by name, as the CLI and the URL paths allow.
-#[derive(Debug, Clone)]
-pub enum Key {
-    Id(i64),
-    Name(String),
-}
-
-impl Key {
-    pub fn parse(s: &str) -> Key {
-        s.parse().map(Key::Id).unwrap_or_else(|_| Key::Name(s.to_owned()))
-    }
-}
-
-impl std::fmt::Display for Key {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Key::Id(id) => write!(f, "{id}"),
-            Key::Name(name) => write!(f, "{name:?}"),
-        }
-    }
 }
 
 const COLUMNS: &str = "id, name, address, port, username, password, driver, description, host_key, host_key_pinned, chassis_id";

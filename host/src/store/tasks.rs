@@ -5,7 +5,7 @@ use super::db::{Db, Row, params};
 use sha2::{Digest, Sha256};
 
 use super::{Result, StoreError};
-use crate::domain::{ImageId, NodeId, TaskId, TaskKind, TaskState, now_ms};
+use crate::domain::{FailureKind, ImageId, NodeId, TaskId, TaskKind, TaskState, now_ms};
 
 #[derive(Debug, Clone)]
 pub struct Task {
@@ -21,10 +21,13 @@ pub struct Task {
     pub bytes_written: u64,
     pub total_bytes: Option<u64>,
     pub message: Option<String>,
+    /// Why a failed task failed, as its agent said (migration 6); None when it did not say.
+    pub failure_kind: Option<FailureKind>,
     pub created_at: i64,
 }
 
-const COLUMNS: &str = "id, node_id, kind, state, payload, image_id, deadline, last_heartbeat, bytes_written, total_bytes, message, created_at";
+const COLUMNS: &str =
+    "id, node_id, kind, state, payload, image_id, deadline, last_heartbeat, bytes_written, total_bytes, message, created_at, failure_kind";
 
 fn from_row(row: &Row<'_>) -> Result<Task> {
     Ok(Task {
@@ -40,6 +43,7 @@ fn from_row(row: &Row<'_>) -> Result<Task> {
         total_bytes: row.get(9)?,
         message: row.get(10)?,
         created_at: row.get(11)?,
+        failure_kind: row.parse_opt(12)?,
     })
 }
 
@@ -134,18 +138,25 @@ pub fn heartbeat(conn: &Db, node: NodeId) -> Result<()> {
     Ok(())
 }
 
-/// Records the agent's result. Returns the finished task.
-pub fn finish(conn: &Db, id: TaskId, node: NodeId, success: bool, message: &str) -> Result<Task> {
+/// Records the agent's result, a failure with its kind (kept only for a failure). Returns the
+/// finished task.
+pub fn finish(conn: &Db, id: TaskId, node: NodeId, success: bool, kind: Option<FailureKind>, message: &str) -> Result<Task> {
     require_open(conn, id, node)?;
-    fail_or_succeed(conn, id, success, message)
+    close(conn, id, success, kind, message)
 }
 
+/// Ends an open task for the host's own reasons (the watchdog, a failed workflow): no kind.
 pub fn fail_or_succeed(conn: &Db, id: TaskId, success: bool, message: &str) -> Result<Task> {
+    close(conn, id, success, None, message)
+}
+
+fn close(conn: &Db, id: TaskId, success: bool, kind: Option<FailureKind>, message: &str) -> Result<Task> {
     let state = if success { TaskState::Succeeded } else { TaskState::Failed };
+    let kind = kind.filter(|_| !success).map(FailureKind::as_str);
     conn.execute(
-        "UPDATE tasks SET state = ?2, message = ?3, image_token_hash = NULL, updated_at = ?4
+        "UPDATE tasks SET state = ?2, message = ?3, failure_kind = ?4, image_token_hash = NULL, updated_at = ?5
          WHERE id = ?1 AND state IN ('pending', 'running')",
-        params![id.0, state.as_str(), message, now_ms()],
+        params![id.0, state.as_str(), message, kind, now_ms()],
     )?;
     get(conn, id)
 }
@@ -203,4 +214,33 @@ pub fn node_for_token(conn: &Db, token: &str) -> Result<Option<NodeId>> {
 pub fn revoke_node_tokens(conn: &Db, node: NodeId) -> Result<()> {
     conn.execute("DELETE FROM node_tokens WHERE node_id = ?1", params![node.0])?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::migrations;
+    use crate::store::seal::SealKey;
+
+    fn task_for(node: i64) -> NewTask {
+        NewTask { node: NodeId(node), kind: TaskKind::Deploy, payload: "{}".into(), image: None, deadline: now_ms() + 60_000 }
+    }
+
+    #[test]
+    fn only_an_agents_failed_result_keeps_a_kind() {
+        let mut db = Db::sqlite(rusqlite::Connection::open_in_memory().expect("db"), SealKey::throwaway());
+        migrations::apply(&mut db).expect("schema");
+        // Tasks alone are under test: no node rows behind them.
+        db.batch("PRAGMA foreign_keys = OFF").expect("pragma");
+        let failed = create(&db, task_for(1)).expect("task");
+        let failed = finish(&db, failed.id, NodeId(1), false, Some(FailureKind::Transport), "downloading the image: HTTP 503").expect("finish");
+        assert_eq!((failed.state, failed.failure_kind), (TaskState::Failed, Some(FailureKind::Transport)));
+        assert_eq!(latest_for_node(&db, NodeId(1)).expect("read").and_then(|t| t.failure_kind), Some(FailureKind::Transport));
+        let done = create(&db, task_for(2)).expect("task");
+        let done = finish(&db, done.id, NodeId(2), true, Some(FailureKind::Transport), "done").expect("finish");
+        assert_eq!((done.state, done.failure_kind), (TaskState::Succeeded, None));
+        let silent = create(&db, task_for(3)).expect("task");
+        let silent = fail_or_succeed(&db, silent.id, false, "the agent stopped heartbeating").expect("fail");
+        assert_eq!((silent.state, silent.failure_kind), (TaskState::Failed, None));
+    }
 }

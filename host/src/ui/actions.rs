@@ -14,12 +14,13 @@ use super::error::{UiError, UiResult};
 use super::page::{self, Nav};
 use crate::api::error::ApiError;
 use crate::api::validate;
-use crate::app::AppState;
+use crate::domain::DeployRequest;
+use crate::domain::Key;
 use crate::domain::PowerAction;
-use crate::provision::{self, DeployRequest};
+use crate::provision;
+use crate::provision::WorkflowCore;
 use crate::store::instances;
 use crate::store::nodes;
-use crate::store::switches::Key;
 
 fn see_other(to: &str) -> Response {
     match HeaderValue::from_str(to) {
@@ -76,6 +77,9 @@ impl NodeAction {
             NodeAction::Power(PowerAction::On) => "Power on",
             NodeAction::Power(PowerAction::Off) => "Power off",
             NodeAction::Power(PowerAction::Reboot) => "Reboot",
+            // Not offered by `parse` (nor by the API: `PowerAction::OPERATOR`).
+            NodeAction::Power(PowerAction::GracefulOff) => "Shut down",
+            NodeAction::Power(PowerAction::GracefulReboot) => "Restart",
             NodeAction::Recover => "Recover (power off, back to provisioning, clean)",
         }
     }
@@ -87,10 +91,10 @@ pub struct NodeActionForm {
     confirm: Option<String>,
 }
 
-pub async fn node_action(State(state): State<AppState>, Path(id): Path<String>, Form(form): Form<NodeActionForm>) -> UiResult<Response> {
+pub async fn node_action(State(core): State<WorkflowCore>, Path(id): Path<String>, Form(form): Form<NodeActionForm>) -> UiResult<Response> {
     let action = NodeAction::parse(&form.action)?;
     let key = Key::parse(&id);
-    let node = state.store.call(move |c| nodes::get(c, &key)).await?;
+    let node = core.store.call(move |c| nodes::get(c, &key)).await?;
     let back = format!("/ui/nodes/{}", node.id.0);
     if !confirmed(&form.confirm) {
         let question = html! { (action.describe()) " node " strong { (node.name) } " (now " (node.state) ", power " (node.power_state) ")?" };
@@ -99,10 +103,10 @@ pub async fn node_action(State(state): State<AppState>, Path(id): Path<String>, 
     let key = Key::Id(node.id.0);
     match action {
         NodeAction::Power(p) => {
-            provision::set_power(&state, key, p).await?;
+            provision::set_power(&core, key, p).await?;
         }
         NodeAction::Recover => {
-            provision::recover(&state, key).await?;
+            provision::recover(&core, key).await?;
         }
     }
     tracing::info!(node = node.id.0, action = %form.action, "web view action");
@@ -117,7 +121,7 @@ pub struct CreateForm {
     confirm: Option<String>,
 }
 
-pub async fn create_instance(State(state): State<AppState>, Form(form): Form<CreateForm>) -> UiResult<Response> {
+pub async fn create_instance(State(core): State<WorkflowCore>, Form(form): Form<CreateForm>) -> UiResult<Response> {
     let name = given(form.name);
     let node = given(form.node);
     if let Some(n) = &name {
@@ -133,8 +137,8 @@ pub async fn create_instance(State(state): State<AppState>, Form(form): Form<Cre
         return Ok(confirm_page(question, "/ui/instances", &fields, "Deploy", "/ui/instances").into_response());
     }
     let request = DeployRequest { name, image: Key::parse(&form.image), node: node.as_deref().map(Key::parse), cpus: 0, ram_mb: 0, disk_gb: 0 };
-    let (instance, node) = provision::start_deploy(&state, request).await?;
-    tracing::info!(instance = instance.id, node = node.id.0, "web view created an instance");
+    let (instance, node) = provision::start_deploy(&core, request).await?;
+    tracing::info!(instance = instance.id.0, node = node.id.0, "web view created an instance");
     Ok(see_other(&format!("/ui/nodes/{}", node.id.0)))
 }
 
@@ -143,14 +147,14 @@ pub struct DeleteForm {
     confirm: Option<String>,
 }
 
-pub async fn delete_instance(State(state): State<AppState>, Path(id): Path<String>, Form(form): Form<DeleteForm>) -> UiResult<Response> {
+pub async fn delete_instance(State(core): State<WorkflowCore>, Path(id): Path<String>, Form(form): Form<DeleteForm>) -> UiResult<Response> {
     let key = Key::parse(&id);
-    let instance = state.store.call(move |c| instances::get(c, &key)).await?;
+    let instance = core.store.call(move |c| instances::get(c, &key)).await?;
     if !confirmed(&form.confirm) {
         let question = html! { "Delete instance " strong { (instance.name) } "? Its node is powered off and its disks are cleaned." };
         return Ok(confirm_page(question, &format!("/ui/instances/{}/delete", instance.id), &[], "Delete", "/ui/instances").into_response());
     }
-    provision::start_destroy(&state, Key::Id(instance.id)).await?;
-    tracing::info!(instance = instance.id, "web view deleted an instance");
+    provision::start_destroy(&core, Key::Id(instance.id.0)).await?;
+    tracing::info!(instance = instance.id.0, "web view deleted an instance");
     Ok(see_other("/ui/instances"))
 }

@@ -6,11 +6,11 @@ use maud::html;
 
 use super::error::UiResult;
 use super::page::{self, Nav};
-use crate::app::AppState;
+use crate::provision::WorkflowCore;
 use crate::store::images;
 
-pub async fn images(State(state): State<AppState>) -> UiResult<Html<String>> {
-    let list = state.store.call(|c| images::list(c)).await?;
+pub async fn images(State(core): State<WorkflowCore>) -> UiResult<Html<String>> {
+    let list = core.store.call(|c| images::list(c)).await?;
     let body = html! {
         h1 { "Images" }
         @if list.is_empty() { p.empty { "No images." } } @else {
@@ -32,8 +32,8 @@ pub async fn images(State(state): State<AppState>) -> UiResult<Html<String>> {
     Ok(Html(page::shell("Images", Nav::Images, body).into_string()))
 }
 
-pub async fn plugins(State(state): State<AppState>) -> Html<String> {
-    let list = state.plugins.status();
+pub async fn plugins(State(core): State<WorkflowCore>) -> Html<String> {
+    let list = core.plugins.status();
     let body = html! {
         h1 { "Plugins" }
         @if list.is_empty() { p.empty { "No plugins configured." } }

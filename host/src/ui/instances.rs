@@ -9,8 +9,8 @@ use maud::html;
 
 use super::error::UiResult;
 use super::page::{self, Nav, badge};
-use crate::app::AppState;
-use crate::domain::{NodeId, ProvisionState};
+use crate::domain::{ImageId, ProvisionState};
+use crate::provision::WorkflowCore;
 use crate::store::instances::{self, Instance};
 use crate::store::tasks::{self, Task};
 use crate::store::{images, nodes};
@@ -22,15 +22,15 @@ struct Row {
     task: Option<Task>,
 }
 
-pub async fn page(State(state): State<AppState>) -> UiResult<Html<String>> {
-    let (rows, images, available) = state
+pub async fn page(State(core): State<WorkflowCore>) -> UiResult<Html<String>> {
+    let (rows, images, available) = core
         .store
         .call(|c| {
             let mut rows = Vec::new();
             for instance in instances::list(c)? {
                 let (node, task) = match instance.node_id {
                     Some(id) => {
-                        let n = nodes::get_by_id(c, NodeId(id))?;
+                        let n = nodes::get_by_id(c, id)?;
                         let task = tasks::latest_for_node(c, n.id)?;
                         (Some((n.id.0, n.name, n.state)), task)
                     }
@@ -43,7 +43,7 @@ pub async fn page(State(state): State<AppState>) -> UiResult<Html<String>> {
             Ok((rows, images, available))
         })
         .await?;
-    let image_names: HashMap<i64, &str> = images.iter().map(|i| (i.id, i.name.as_str())).collect();
+    let image_names: HashMap<ImageId, &str> = images.iter().map(|i| (i.id, i.name.as_str())).collect();
     let body = html! {
         h1 { "Instances" }
         @if rows.is_empty() { p.empty { "No instances." } } @else {

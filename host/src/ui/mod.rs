@@ -15,14 +15,13 @@ mod node;
 mod page;
 mod pool;
 mod session;
+pub mod sessions;
 
 use axum::Router;
 use axum::middleware::{from_fn, from_fn_with_state};
 use axum::routing::{get, post};
 
-use crate::app::AppState;
-
-pub use session::Sessions;
+use crate::api::state::AppState;
 
 /// `/ui` and everything under it; pages need a session, the sign-in form and assets do not.
 pub fn router(state: AppState) -> Router<AppState> {

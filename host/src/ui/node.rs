@@ -7,12 +7,13 @@ use maud::{Markup, html};
 
 use super::error::UiResult;
 use super::page::{self, Nav, badge};
-use crate::app::AppState;
+use crate::domain::Key;
 use crate::domain::ProvisionState;
+use crate::provision::WorkflowCore;
 use crate::store::console::{self, ConsoleLine};
 use crate::store::events::{self, Event};
 use crate::store::nodes::{self, Node};
-use crate::store::switches::{self, Key};
+use crate::store::switches;
 use crate::store::tasks::{self, Task};
 
 /// The newest events shown; the CLI and API have them all.
@@ -30,9 +31,9 @@ struct NodeData {
     console: Vec<ConsoleLine>,
 }
 
-async fn load(state: &AppState, id: String) -> UiResult<NodeData> {
+async fn load(core: &WorkflowCore, id: String) -> UiResult<NodeData> {
     let key = Key::parse(&id);
-    let data = state
+    let data = core
         .store
         .call(move |c| {
             let node = nodes::get(c, &key)?;
@@ -49,8 +50,8 @@ async fn load(state: &AppState, id: String) -> UiResult<NodeData> {
     Ok(data)
 }
 
-pub async fn page(State(state): State<AppState>, Path(id): Path<String>) -> UiResult<Html<String>> {
-    let data = load(&state, id).await?;
+pub async fn page(State(core): State<WorkflowCore>, Path(id): Path<String>) -> UiResult<Html<String>> {
+    let data = load(&core, id).await?;
     let n = &data.node;
     let body = html! {
         h1 { (n.name) }
@@ -84,7 +85,7 @@ fn live_console(id: i64) -> Markup {
 /// The console's WebSocket for the page above. The session cookie opened `/ui`; the Origin
 /// must be this daemon's (the cookie is SameSite=Strict too), so no other site can attach.
 pub async fn console(
-    State(state): State<AppState>,
+    State(core): State<WorkflowCore>,
     Path(id): Path<String>,
     headers: axum::http::HeaderMap,
     upgrade: Result<axum::extract::WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
@@ -92,15 +93,15 @@ pub async fn console(
     if !super::guard::same_origin(&headers) {
         return Err(crate::api::error::ApiError::BadRequest("the console opens from this daemon's own pages only".into()).into());
     }
-    let data = load(&state, id).await?;
+    let data = load(&core, id).await?;
     let upgrade = upgrade.map_err(|e| crate::api::error::ApiError::BadRequest(format!("this route speaks WebSocket only: {}", e.body_text())))?;
-    let viewer = crate::api::console::attach(&state, &data.node, crate::console::Role::Typist).await?;
+    let viewer = crate::api::console::attach(&core, &data.node, crate::console::Role::Typist).await?;
     Ok(upgrade.on_upgrade(move |socket| crate::api::console::serve(socket, viewer)))
 }
 
 /// The part the script polls: it changes while a workflow runs.
-pub async fn live(State(state): State<AppState>, Path(id): Path<String>) -> UiResult<Html<String>> {
-    let data = load(&state, id).await?;
+pub async fn live(State(core): State<WorkflowCore>, Path(id): Path<String>) -> UiResult<Html<String>> {
+    let data = load(&core, id).await?;
     Ok(Html(live_part(&data).into_string()))
 }
 

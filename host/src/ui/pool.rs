@@ -8,8 +8,8 @@ use serde::Deserialize;
 
 use super::error::UiResult;
 use super::page::{self, Nav, badge};
-use crate::app::AppState;
 use crate::domain::{ProvisionState, Vlan};
+use crate::provision::WorkflowCore;
 use crate::store::nodes::{self, Node};
 
 #[derive(Deserialize)]
@@ -17,10 +17,10 @@ pub struct Filter {
     state: Option<String>,
 }
 
-pub async fn page(State(state): State<AppState>, Query(filter): Query<Filter>) -> UiResult<Html<String>> {
+pub async fn page(State(core): State<WorkflowCore>, Query(filter): Query<Filter>) -> UiResult<Html<String>> {
     // An empty value is the form's "all states".
     let wanted: Option<ProvisionState> = filter.state.as_deref().filter(|s| !s.is_empty()).map(str::parse).transpose()?;
-    let (list, counts) = state
+    let (list, counts) = core
         .store
         .call(move |c| {
             let list = match wanted {

@@ -4,10 +4,6 @@
 //! token. Sessions live in memory, hashed like every other token (ARCHITECTURE.md, invariants):
 //! a daemon restart signs everyone out.
 
-use std::collections::HashMap;
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
-
 use axum::Form;
 use axum::extract::{Request, State};
 use axum::http::header::{COOKIE, LOCATION, SET_COOKIE};
@@ -15,62 +11,14 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::middleware::Next;
 use axum::response::{Html, IntoResponse, Response};
 use maud::html;
-use rand::RngCore;
 use serde::Deserialize;
-use sha2::{Digest, Sha256};
 
 use super::page;
-use crate::api::is_operator;
-use crate::app::AppState;
+use super::sessions::LIFETIME;
+use crate::api::auth::is_operator;
+use crate::api::state::AppState;
 
 const COOKIE_NAME: &str = "metalhost_session";
-/// A signed-in browser stays signed in for a working day.
-const LIFETIME: Duration = Duration::from_secs(12 * 3600);
-/// Enough for every operator's browsers; past it the oldest session is dropped.
-const MAX_SESSIONS: usize = 1024;
-
-/// The signed-in browsers: sha256 of each session id → when it expires.
-#[derive(Default)]
-pub struct Sessions {
-    live: Mutex<HashMap<[u8; 32], Instant>>,
-}
-
-fn digest(id: &str) -> [u8; 32] {
-    Sha256::digest(id.as_bytes()).into()
-}
-
-impl Sessions {
-    fn table(&self) -> std::sync::MutexGuard<'_, HashMap<[u8; 32], Instant>> {
-        // A panic elsewhere while holding the lock leaves a map that is still consistent.
-        self.live.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
-    }
-
-    /// A new session; returns the id for the cookie.
-    fn open(&self) -> String {
-        let mut bytes = [0u8; 32];
-        rand::thread_rng().fill_bytes(&mut bytes);
-        let id = hex::encode(bytes);
-        let now = Instant::now();
-        let mut live = self.table();
-        live.retain(|_, expires| *expires > now);
-        if live.len() >= MAX_SESSIONS
-            && let Some(oldest) = live.iter().min_by_key(|(_, e)| **e).map(|(k, _)| *k)
-        {
-            live.remove(&oldest);
-        }
-        live.insert(digest(&id), now + LIFETIME);
-        id
-    }
-
-    fn is_live(&self, id: &str) -> bool {
-        self.table().get(&digest(id)).is_some_and(|expires| *expires > Instant::now())
-    }
-
-    fn close(&self, id: &str) {
-        self.table().remove(&digest(id));
-    }
-}
-
 /// The session id the browser sent, if any.
 fn session_id(headers: &HeaderMap) -> Option<&str> {
     headers
@@ -145,16 +93,6 @@ pub async fn logout(State(state): State<AppState>, headers: HeaderMap) -> Respon
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn a_session_lives_until_closed() {
-        let sessions = Sessions::default();
-        let id = sessions.open();
-        assert!(sessions.is_live(&id));
-        assert!(!sessions.is_live("not-a-session"));
-        sessions.close(&id);
-        assert!(!sessions.is_live(&id));
-    }
 
     #[test]
     fn the_cookie_is_found_among_others() {

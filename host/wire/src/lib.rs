@@ -218,6 +218,29 @@ pub struct Progress {
 pub struct TaskResult {
     pub success: bool,
     pub message: String,
+    /// What kind of failure ended the task (a failed task only). Absent from an older agent's
+    /// result, which the host then reads as an agent failure it cannot say more about.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kind: Option<AgentFailureKind>,
+}
+
+/// Why an agent's task failed, as a fact rather than a sentence: the host decides from it whether
+/// another attempt could succeed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum AgentFailureKind {
+    /// The image could not be fetched: no image server answered, the connection broke for good,
+    /// or the server answered with an HTTP error. Another attempt may succeed.
+    Download,
+    /// A disk could not be found, opened, written, synced, read back or wiped.
+    Disk,
+    /// The image did not verify: its sha256, its decompression, or what was read back from disk.
+    Verify,
+    /// Anything else (an undelivered report, a bug in the agent), and any kind this side does not
+    /// know yet, so a newer agent's result still parses.
+    #[serde(other)]
+    Other,
 }
 
 /// `POST /v1/agent/heartbeat`.
@@ -250,4 +273,28 @@ pub struct ErrorBody {
 pub struct ErrorDetail {
     pub code: String,
     pub message: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn result(json: &str) -> TaskResult {
+        serde_json::from_str(json).expect("a task result")
+    }
+
+    #[test]
+    fn an_older_agents_result_has_no_kind_and_an_unknown_kind_reads_as_other() {
+        assert_eq!(result(r#"{"success": false, "message": "disk on fire"}"#).kind, None);
+        assert_eq!(result(r#"{"success": false, "message": "m", "kind": "verify"}"#).kind, Some(AgentFailureKind::Verify));
+        assert_eq!(result(r#"{"success": false, "message": "m", "kind": "cosmic_ray"}"#).kind, Some(AgentFailureKind::Other));
+    }
+
+    #[test]
+    fn a_result_without_a_kind_is_sent_as_before() {
+        let ok = TaskResult { success: true, message: "done".into(), kind: None };
+        assert_eq!(serde_json::to_string(&ok).expect("json"), r#"{"success":true,"message":"done"}"#);
+        let failed = TaskResult { success: false, message: "m".into(), kind: Some(AgentFailureKind::Download) };
+        assert_eq!(serde_json::to_string(&failed).expect("json"), r#"{"success":false,"message":"m","kind":"download"}"#);
+    }
 }

@@ -1,11 +1,10 @@
-//! The imports of the 0.2.0 power world on the per-call state: `http` and `datagram`, scoped to
-//! the call's BMC, and `log`, which lands where the 0.1.0 `log` does.
+//! The network imports of the 0.2.0 power world on the per-call state: `http` and `datagram`,
+//! scoped to the call's BMC (its `log` is in `state.rs`).
 
 use std::sync::Arc;
 use std::time::Instant;
 
-use crate::bindings::power::metalhost::drivers::log as log1;
-use crate::bindings::power2::metalhost::drivers::{datagram, http, log, types};
+use crate::bindings::power2::metalhost::drivers::{datagram, http, types};
 use crate::state::PluginState;
 
 use super::http::{HttpClient, Request};
@@ -19,19 +18,6 @@ pub struct CallNetwork {
 }
 
 impl types::Host for PluginState {}
-
-impl log::Host for PluginState {
-    async fn log(&mut self, level: log::Level, message: String) -> wasmtime::Result<()> {
-        let level = match level {
-            log::Level::Trace => log1::Level::Trace,
-            log::Level::Debug => log1::Level::Debug,
-            log::Level::Info => log1::Level::Info,
-            log::Level::Warn => log1::Level::Warn,
-            log::Level::Error => log1::Level::Error,
-        };
-        log1::Host::log(self, level, message).await
-    }
-}
 
 impl http::Host for PluginState {
     async fn send(&mut self, req: http::Request) -> wasmtime::Result<Result<http::Response, http::HttpError>> {

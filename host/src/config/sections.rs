@@ -1,37 +1,14 @@
-//! Daemon configuration: a TOML file, overridden by flags and environment variables.
-//!
-//! Parsed once at startup into typed values and passed explicitly; unknown keys are errors.
+//! The config file's shape: its top-level keys and one typed section per `[table]`, each with its
+//! defaults. Unknown keys are errors; durations are `Duration` (read from `*_s`/`*_ms` keys), VLANs
+//! are `Vlan`.
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::domain::{Secret, Vlan};
-
-/// Flags of `metalhost serve`. Each overrides the same key of the config file.
-#[derive(Debug, Clone, clap::Args)]
-pub struct ServeArgs {
-    /// TOML config file (see README "Config"). Without it, built-in defaults are used.
-    #[arg(long, env = "METALHOST_CONFIG")]
-    pub config: Option<PathBuf>,
-    /// Address the REST API listens on (operator and agent API).
-    #[arg(long, env = "METALHOST_LISTEN")]
-    pub listen: Option<SocketAddr>,
-    /// Directory for the SQLite database, uploaded images and caches.
-    #[arg(long, env = "METALHOST_DATA_DIR")]
-    pub data_dir: Option<PathBuf>,
-    /// The operator token, from the global `--token` / `METALHOST_TOKEN`.
-    #[arg(skip)]
-    pub token: Option<String>,
-    /// Base URL under which agents on the provisioning network reach this daemon.
-    #[arg(long, env = "METALHOST_PUBLIC_URL")]
-    pub public_url: Option<String>,
-    /// Log as JSON lines instead of text.
-    #[arg(long, env = "METALHOST_LOG_JSON")]
-    pub log_json: bool,
-}
+use crate::domain::Vlan;
 
 /// The config file. Every section is optional.
 #[derive(Debug, Default, Deserialize)]
@@ -335,160 +312,6 @@ impl AgentConfig {
     }
 }
 
-/// The resolved configuration the daemon runs with.
-#[derive(Debug)]
-pub struct Config {
-    pub listen: SocketAddr,
-    pub data_dir: PathBuf,
-    pub database: crate::store::Database,
-    /// None: a token is generated and written to `<data_dir>/operator-token`.
-    pub token: Option<Secret>,
-    pub public_url: Option<String>,
-    pub log_json: bool,
-    pub power_sync: PowerSyncConfig,
-    pub agent: AgentConfig,
-    pub network: NetworkConfig,
-    pub deploy: DeployConfig,
-    pub netboot: NetbootConfig,
-    pub inspection: InspectionConfig,
-    pub discovery: DiscoveryConfig,
-    pub exec: metalhost_plugin_host::ExecPolicy,
-    pub secrets: SecretsConfig,
-    pub metrics: crate::metrics::MetricsConfig,
-    pub console: ConsoleConfig,
-    pub cluster: ClusterConfig,
-    pub plugins: Vec<crate::drivers::PluginSpec>,
-}
-
-/// The `database` key, checked: a known scheme, and no password in a URL (it would show in
-/// logs, `ps` of tools and backups of the config).
-fn database(url: Option<&str>, password_file: Option<&Path>, data_dir: &Path) -> Result<crate::store::Database, ConfigError> {
-    use crate::store::Database;
-    let invalid = |why: String| ConfigError::Invalid(format!("database: {why}"));
-    let database = match url {
-        None => Database::Sqlite(data_dir.join("metalhost.db")),
-        Some(url) if url.starts_with("sqlite://") => {
-            let path = &url["sqlite://".len()..];
-            if path.is_empty() {
-                return Err(invalid("sqlite:// needs a path, as in sqlite:///var/lib/metalhost/metalhost.db".into()));
-            }
-            Database::Sqlite(PathBuf::from(path))
-        }
-        Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
-            let config: postgres::Config = url.parse().map_err(|e: postgres::Error| invalid(format!("not a PostgreSQL URL: {e}")))?;
-            if config.get_password().is_some() {
-                return Err(invalid("the URL holds a password: put it in database_password_file instead".into()));
-            }
-            let password = match password_file {
-                Some(path) => {
-                    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
-                    Some(Secret::new(text.lines().next().unwrap_or_default().to_owned()))
-                }
-                None => None,
-            };
-            Database::Postgres { url: url.to_owned(), password }
-        }
-        Some(other) => {
-            let scheme = other.split("://").next().unwrap_or(other);
-            return Err(invalid(format!("unknown scheme {scheme:?}: use sqlite:///path or postgres://user@host/db")));
-        }
-    };
-    if password_file.is_some() && matches!(database, Database::Sqlite(_)) {
-        return Err(invalid("database_password_file is only for postgres:// databases".into()));
-    }
-    Ok(database)
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
-    #[error("cannot read config file {path}: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
-    #[error("invalid config file {path}: {source}")]
-    Parse { path: PathBuf, source: Box<toml::de::Error> },
-    #[error("invalid config: {0}")]
-    Invalid(String),
-}
-
-impl Config {
-    pub fn load(args: &ServeArgs) -> Result<Config, ConfigError> {
-        let file = match &args.config {
-            Some(path) => parse_file(path)?,
-            None => FileConfig::default(),
-        };
-        let token = match (&args.token, &file.token, &file.token_file) {
-            (Some(t), _, _) | (None, Some(t), _) => Some(Secret::new(t.trim())),
-            (None, None, Some(path)) => {
-                let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.clone(), source })?;
-                Some(Secret::new(text.lines().next().unwrap_or("").trim()))
-            }
-            (None, None, None) => None,
-        };
-        if token.as_ref().is_some_and(|t| t.expose().len() < 16) {
-            return Err(ConfigError::Invalid("the operator token must be at least 16 characters".into()));
-        }
-        if file.network.provisioning_vlan == file.network.tenant_vlan {
-            return Err(ConfigError::Invalid("network.provisioning_vlan and network.tenant_vlan must differ".into()));
-        }
-        let efi = &file.netboot.efi_boot_file;
-        if efi.is_empty() || !efi.chars().all(|c| c.is_ascii_alphanumeric() || "._-/".contains(c)) {
-            return Err(ConfigError::Invalid(format!("netboot.efi_boot_file {efi:?}: a file name in the TFTP root (letters, digits, . _ - /)")));
-        }
-        let data_dir = args.data_dir.clone().or(file.data_dir).unwrap_or_else(|| PathBuf::from("/var/lib/metalhost"));
-        let database = database(file.database.as_deref(), file.database_password_file.as_deref(), &data_dir)?;
-        if file.cluster.lease_ttl < Duration::from_secs(3) {
-            return Err(ConfigError::Invalid("cluster.lease_ttl_s must be at least 3 (heartbeats come every third of it)".into()));
-        }
-        if let Some(name) = &file.cluster.name
-            && (name.is_empty() || name.len() > 128 || name.chars().any(char::is_control))
-        {
-            return Err(ConfigError::Invalid(format!("cluster.name {name:?}: 1 to 128 printable characters")));
-        }
-        let listen = args.listen.or(file.listen).unwrap_or_else(default_listen);
-        let public_url = args.public_url.clone().or(file.public_url).map(|u| u.trim_end_matches('/').to_owned());
-        Ok(Config {
-            listen,
-            data_dir,
-            database,
-            token,
-            public_url,
-            log_json: args.log_json || file.log_json.unwrap_or(false),
-            power_sync: file.power_sync,
-            agent: file.agent,
-            network: file.network,
-            deploy: file.deploy,
-            netboot: file.netboot,
-            inspection: file.inspection,
-            discovery: file.discovery,
-            exec: file.exec,
-            secrets: file.secrets,
-            metrics: file.metrics,
-            console: file.console,
-            cluster: file.cluster,
-            plugins: file.plugins,
-        })
-    }
-
-    pub fn secrets_key_path(&self) -> PathBuf {
-        self.secrets.key_file.clone().unwrap_or_else(|| self.data_dir.join("secrets.key"))
-    }
-
-    pub fn bootstrap_dir(&self) -> PathBuf {
-        self.netboot.bootstrap_dir.clone().unwrap_or_else(|| self.data_dir.join("bootstrap"))
-    }
-
-    pub fn scripts_dir(&self) -> PathBuf {
-        self.netboot.scripts_dir.clone().unwrap_or_else(|| self.data_dir.join("netboot/scripts"))
-    }
-
-    pub fn hosts_dir(&self) -> PathBuf {
-        self.netboot.hosts_dir.clone().unwrap_or_else(|| self.data_dir.join("netboot/hosts"))
-    }
-
-    pub fn power_sync_interval(&self) -> Option<Duration> {
-        (!self.power_sync.interval.is_zero()).then_some(self.power_sync.interval)
-    }
-}
-
 /// Durations kept in whole seconds under the historical `*_s` keys.
 mod seconds {
     use std::time::Duration;
@@ -522,15 +345,6 @@ mod vlan {
     }
 }
 
-fn default_listen() -> SocketAddr {
-    SocketAddr::from(([127, 0, 0, 1], 8080))
-}
-
-fn parse_file(path: &Path) -> Result<FileConfig, ConfigError> {
-    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
-    toml::from_str(&text).map_err(|source| ConfigError::Parse { path: path.to_owned(), source: Box::new(source) })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -555,23 +369,5 @@ mod tests {
         assert_eq!((file.power_sync.interval, file.power_sync.jitter), (Duration::ZERO, Duration::from_millis(5)));
         let err = toml::from_str::<FileConfig>("[network]\ntenant_vlan = 4095\n").unwrap_err();
         assert!(err.to_string().contains("4095"), "{err}");
-    }
-
-    #[test]
-    fn flags_override_the_file() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("c.toml");
-        std::fs::write(&path, "listen = \"127.0.0.1:1111\"\ntoken = \"file-token-0123456789\"\n").unwrap();
-        let args = ServeArgs {
-            config: Some(path),
-            listen: Some("127.0.0.1:2222".parse().unwrap()),
-            data_dir: None,
-            token: None,
-            public_url: None,
-            log_json: false,
-        };
-        let config = Config::load(&args).unwrap();
-        assert_eq!(config.listen.port(), 2222);
-        assert_eq!(config.token.unwrap().expose(), "file-token-0123456789");
     }
 }
