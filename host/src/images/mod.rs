@@ -112,12 +112,10 @@ impl Images {
         Ok(Received { file, sha256, size, head })
     }
 
-    /// Removes an image's file; a file already gone is not an error.
+    /// Removes an image's file; a failure is logged, never returned (the row is gone already).
     pub async fn remove(&self, file: &str) {
         let path = self.path(file);
-        if let Err(e) = tokio::fs::remove_file(&path).await
-            && e.kind() != std::io::ErrorKind::NotFound
-        {
+        if let Err(e) = tokio::fs::remove_file(&path).await {
             tracing::warn!(path = %path.display(), "cannot remove image file: {e}");
         }
     }

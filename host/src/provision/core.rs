@@ -65,7 +65,7 @@ pub fn lease_ttl_ms(config: &Config) -> i64 {
 /// Which nodes have a runner on this daemon, and the per-switch locks that serialise switch changes.
 #[derive(Default)]
 pub struct Runners {
-    pub(super) running: Mutex<HashSet<i64>>,
+    running: Mutex<HashSet<i64>>,
     switch_locks: Mutex<HashMap<i64, Arc<tokio::sync::Mutex<()>>>>,
 }
 

@@ -17,24 +17,23 @@ pub struct Transition<'a> {
     pub to: ProvisionState,
     pub message: &'a str,
     pub deadline: Option<i64>,
-    pub duration_ms: Option<i64>,
     pub error: Option<&'a LastError>,
 }
 
 impl<'a> Transition<'a> {
     /// Into a stable state (no deadline), from one of `from`.
     pub fn settle(node: NodeId, from: &'a [ProvisionState], to: ProvisionState, message: &'a str) -> Self {
-        Transition { node, from, to, message, deadline: None, duration_ms: None, error: None }
+        Transition { node, from, to, message, deadline: None, error: None }
     }
 
     /// Into a transitional state, from one of `from`, which must be over by `deadline` (Unix ms).
     pub fn until(node: NodeId, from: &'a [ProvisionState], to: ProvisionState, message: &'a str, deadline: i64) -> Self {
-        Transition { node, from, to, message, deadline: Some(deadline), duration_ms: None, error: None }
+        Transition { node, from, to, message, deadline: Some(deadline), error: None }
     }
 
     /// From any state into `error`, keeping the failure as the node's `last_error`.
     pub fn failed(node: NodeId, message: &'a str, error: &'a LastError) -> Self {
-        Transition { node, from: &[], to: ProvisionState::Error, message, deadline: None, duration_ms: None, error: Some(error) }
+        Transition { node, from: &[], to: ProvisionState::Error, message, deadline: None, error: Some(error) }
     }
 
     /// The record kept as `last_error` when the node lands in `enrolled` or `error`.
@@ -76,7 +75,7 @@ pub fn transition(conn: &Db, t: Transition<'_>) -> Result<Node> {
     if node.state != t.to || last_error.is_some() {
         events::append(
             conn,
-            NewEvent { node: t.node, kind: EventKind::State, from: Some(node.state), to: Some(t.to), message: t.message, duration_ms: t.duration_ms },
+            NewEvent { node: t.node, kind: EventKind::State, from: Some(node.state), to: Some(t.to), message: t.message, duration_ms: None },
         )?;
     }
     get_by_id(conn, t.node)
