@@ -10,6 +10,8 @@ use std::path::{Path, PathBuf};
 use landlock::{ABI, Access, AccessFs, Ruleset, RulesetAttr, RulesetCreatedAttr, path_beneath_rules};
 use serde::{Deserialize, Serialize};
 
+use crate::netscope::{CallScope, NetScoper, ScopeError};
+
 /// The operator's `[exec]` section: how every program a plugin runs is confined.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -31,6 +33,10 @@ pub struct ExecPolicy {
     pub read_paths: Vec<PathBuf>,
     /// Run exec grants without Landlock when the kernel has none. Off: such plugins are refused.
     pub allow_unconfined: bool,
+    /// Run exec and console grants without the network scope (`netscope.rs`) when the kernel or
+    /// the daemon's privileges cannot scope them: their programs then reach any host. Off: such
+    /// plugins are refused.
+    pub allow_unscoped: bool,
 }
 
 impl Default for ExecPolicy {
@@ -44,6 +50,7 @@ impl Default for ExecPolicy {
             processes: 64,
             read_paths: Vec::new(),
             allow_unconfined: false,
+            allow_unscoped: false,
         }
     }
 }
@@ -100,6 +107,10 @@ pub struct Confinement {
     pub file_size_mb: u64,
     pub open_files: u64,
     pub processes: Option<u64>,
+    /// How programs are kept to the call's BMC (`netscope.rs`); `None`: they are not, and reach
+    /// any host. Absent from an older daemon's answer: read as `None`.
+    #[serde(default)]
+    pub network_scope: Option<String>,
 }
 
 impl Confinement {
@@ -110,7 +121,11 @@ impl Confinement {
             None => "NO LANDLOCK (unconfined)".to_owned(),
         };
         let user = if self.user_switched { format!("user {}:{}", self.user, self.group) } else { format!("user {} (daemon not root)", self.user) };
-        format!("{landlock}, {user}, cpu {} s, file {} MiB, {} fds", self.cpu_s, self.file_size_mb, self.open_files)
+        let network = match &self.network_scope {
+            Some(_) => "network: the call's BMC only",
+            None => "NO NETWORK SCOPE (any host)",
+        };
+        format!("{landlock}, {network}, {user}, cpu {} s, file {} MiB, {} fds", self.cpu_s, self.file_size_mb, self.open_files)
     }
 }
 
@@ -120,18 +135,29 @@ pub struct Confiner {
     summary: Confinement,
     read_paths: Vec<PathBuf>,
     allow_unconfined: bool,
+    allow_unscoped: bool,
+    scoper: NetScoper,
 }
 
 impl Confiner {
     /// Resolves the policy against this machine: the kernel's Landlock, the user and group.
     pub fn new(policy: &ExecPolicy) -> Result<Confiner, String> {
-        Confiner::resolve(policy, landlock_abi(), current_euid(), can_switch_user(), &read_file("/etc/passwd"), &read_file("/etc/group"))
+        let scoper = NetScoper::probe();
+        Confiner::resolve(policy, landlock_abi(), scoper, current_euid(), can_switch_user(), &read_file("/etc/passwd"), &read_file("/etc/group"))
     }
 
     /// The pure part of [`Confiner::new`], given what it reads from the machine.
     /// `privileged`: the daemon may change user (root, or CAP_SETUID and CAP_SETGID as the packaged
     /// unit grants a non-root daemon).
-    fn resolve(policy: &ExecPolicy, landlock: Option<u32>, euid: u32, privileged: bool, passwd: &str, group_db: &str) -> Result<Confiner, String> {
+    fn resolve(
+        policy: &ExecPolicy,
+        landlock: Option<u32>,
+        scoper: NetScoper,
+        euid: u32,
+        privileged: bool,
+        passwd: &str,
+        group_db: &str,
+    ) -> Result<Confiner, String> {
         let (user, uid, mut gid) = if privileged {
             let (uid, gid) = lookup_user(passwd, &policy.user).ok_or_else(|| format!("[exec] user {:?} does not exist", policy.user))?;
             if uid == 0 {
@@ -159,25 +185,56 @@ impl Confiner {
             file_size_mb: policy.file_size_mb,
             open_files: policy.open_files,
             processes: privileged.then_some(policy.processes),
+            network_scope: scoper.mechanism().ok().map(str::to_owned),
         };
-        Ok(Confiner { summary, read_paths: policy.read_paths.clone(), allow_unconfined: policy.allow_unconfined })
+        Ok(Confiner {
+            summary,
+            read_paths: policy.read_paths.clone(),
+            allow_unconfined: policy.allow_unconfined,
+            allow_unscoped: policy.allow_unscoped,
+            scoper,
+        })
     }
 
     pub fn summary(&self) -> &Confinement {
         &self.summary
     }
 
-    /// Why a plugin with exec grants may not load here, if it may not.
+    /// Why a plugin with exec or console grants may not load here, if it may not.
     pub fn refusal(&self) -> Option<String> {
-        (self.summary.landlock_abi.is_none() && !self.allow_unconfined).then(|| {
-            "exec grants need Landlock, which this kernel does not offer; set [exec] allow_unconfined = true to run them unconfined".to_owned()
-        })
+        if self.summary.landlock_abi.is_none() && !self.allow_unconfined {
+            return Some(
+                "exec grants need Landlock, which this kernel does not offer; set [exec] allow_unconfined = true to run them unconfined".to_owned(),
+            );
+        }
+        match self.scoper.mechanism() {
+            Err(reason) if !self.allow_unscoped => Some(format!(
+                "exec and console grants need the network scope, which is not available here ({reason}); set [exec] allow_unscoped = true to let their programs reach any host"
+            )),
+            _ => None,
+        }
+    }
+
+    /// Why programs run without the network scope here, if they do.
+    pub fn scope_missing(&self) -> Option<&str> {
+        self.scoper.mechanism().err()
+    }
+
+    /// A fresh network scope for one program: it may reach `allowed` and nothing else. `None`
+    /// when the scope is unavailable and the operator opted out of it (`allow_unscoped`).
+    pub fn scope(&self, allowed: &[std::net::SocketAddr]) -> Result<Option<CallScope>, ScopeError> {
+        match self.scoper.scope(allowed) {
+            Ok(scope) => Ok(Some(scope)),
+            Err(ScopeError::Unavailable(_)) if self.allow_unscoped => Ok(None),
+            Err(e) => Err(e),
+        }
     }
 
     /// Sets up `command` to run confined with `workdir` as its only writable place. The working dir
     /// (and the files in it) are handed to the exec user first.
-    pub fn apply(&self, command: &mut tokio::process::Command, workdir: &Path, program: &Path) -> std::io::Result<()> {
-        self.confine(command, workdir, program, Leader::Group)
+    /// `scope`: the program joins this cgroup before it runs (`netscope.rs`).
+    pub fn apply(&self, command: &mut tokio::process::Command, workdir: &Path, program: &Path, scope: Option<&CallScope>) -> std::io::Result<()> {
+        self.confine(command, workdir, program, Leader::Group, scope)
     }
 
     /// As [`Confiner::apply`], for a program that runs on a terminal (a serial console): its
@@ -185,12 +242,27 @@ impl Confiner {
     /// session with that terminal as its controlling one (so it gets a process group of its own
     /// as well), and has no CPU-time limit: a console stays open as long as someone watches it,
     /// and ends when the last viewer leaves.
-    pub fn apply_terminal(&self, command: &mut tokio::process::Command, workdir: &Path, program: &Path) -> std::io::Result<()> {
-        self.confine(command, workdir, program, Leader::Session)
+    pub fn apply_terminal(
+        &self,
+        command: &mut tokio::process::Command,
+        workdir: &Path,
+        program: &Path,
+        scope: Option<&CallScope>,
+    ) -> std::io::Result<()> {
+        self.confine(command, workdir, program, Leader::Session, scope)
     }
 
-    fn confine(&self, command: &mut tokio::process::Command, workdir: &Path, program: &Path, leader: Leader) -> std::io::Result<()> {
+    fn confine(
+        &self,
+        command: &mut tokio::process::Command,
+        workdir: &Path,
+        program: &Path,
+        leader: Leader,
+        scope: Option<&CallScope>,
+    ) -> std::io::Result<()> {
         let s = &self.summary;
+        // The fd stays open while the scope lives, which is until the program has been reaped.
+        let cgroup_procs = scope.map(CallScope::procs_fd);
         if s.user_switched {
             chown_tree(workdir, s.uid, s.gid)?;
             command.uid(s.uid).gid(s.gid);
@@ -218,6 +290,13 @@ impl Confiner {
         }
         let hook = move || -> std::io::Result<()> {
             // Runs in the forked child before exec: only async-signal-safe syscalls, no allocation.
+            if let Some(fd) = cgroup_procs {
+                // Into the call's cgroup first, before anything can open a socket.
+                // SAFETY: write of one byte from a static buffer to an open fd.
+                if unsafe { libc::write(fd, b"0".as_ptr().cast(), 1) } != 1 {
+                    return Err(std::io::Error::last_os_error());
+                }
+            }
             if leader == Leader::Session {
                 // Before the seccomp filter, which refuses setsid. stdin is the pty's slave.
                 // SAFETY: setsid and ioctl with integer arguments only.
@@ -401,15 +480,19 @@ const fn jump(code: u32, k: u32, jt: u8, jf: u8) -> libc::sock_filter {
 }
 
 /// setsid and setpgid fail with EPERM, so no descendant can leave the process group that is
-/// killed when the call ends. A foreign syscall ABI kills the process.
-static SECCOMP_FILTER: [libc::sock_filter; 9] = [
+/// killed when the call ends; so do listen (no program serves anything: `netscope.rs`) and
+/// io_uring_setup (io_uring can listen without the listen syscall). A foreign syscall ABI kills
+/// the process.
+static SECCOMP_FILTER: [libc::sock_filter; 11] = [
     stmt(libc::BPF_LD | libc::BPF_W | libc::BPF_ABS, 4),
     jump(libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K, AUDIT_ARCH, 1, 0),
     stmt(libc::BPF_RET | libc::BPF_K, libc::SECCOMP_RET_KILL_PROCESS),
     stmt(libc::BPF_LD | libc::BPF_W | libc::BPF_ABS, 0),
-    jump(libc::BPF_JMP | libc::BPF_JGE | libc::BPF_K, X32_SYSCALL_BIT, 3, 0),
-    jump(libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K, libc::SYS_setsid as u32, 2, 0),
-    jump(libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K, libc::SYS_setpgid as u32, 1, 0),
+    jump(libc::BPF_JMP | libc::BPF_JGE | libc::BPF_K, X32_SYSCALL_BIT, 5, 0),
+    jump(libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K, libc::SYS_setsid as u32, 4, 0),
+    jump(libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K, libc::SYS_setpgid as u32, 3, 0),
+    jump(libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K, libc::SYS_listen as u32, 2, 0),
+    jump(libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K, libc::SYS_io_uring_setup as u32, 1, 0),
     stmt(libc::BPF_RET | libc::BPF_K, libc::SECCOMP_RET_ALLOW),
     stmt(libc::BPF_RET | libc::BPF_K, libc::SECCOMP_RET_ERRNO | libc::EPERM as u32),
 ];
@@ -462,41 +545,60 @@ mod tests {
         "root:x:0:0:root:/root:/bin/bash\nnobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\nipmi:x:990:991::/:/bin/false\n";
     const GROUP: &str = "root:x:0:\nnogroup:x:65534:\nipmi:x:991:\nbmc:x:992:\n";
 
+    fn scoped() -> NetScoper {
+        NetScoper::pretend()
+    }
+
     #[test]
     fn root_switches_to_the_configured_user_and_its_primary_group() {
-        let c = Confiner::resolve(&ExecPolicy::default(), Some(7), 0, true, PASSWD, GROUP).expect("resolve");
+        let c = Confiner::resolve(&ExecPolicy::default(), Some(7), scoped(), 0, true, PASSWD, GROUP).expect("resolve");
         let s = c.summary();
         assert_eq!((s.user.as_str(), s.uid, s.group.as_str(), s.gid, s.user_switched), ("nobody", 65534, "nogroup", 65534, true));
         assert_eq!(s.processes, Some(64));
         assert_eq!(c.refusal(), None);
         let policy = ExecPolicy { user: "990".into(), group: Some("bmc".into()), ..ExecPolicy::default() };
-        let s = Confiner::resolve(&policy, Some(7), 0, true, PASSWD, GROUP).expect("numeric user").summary;
+        let s = Confiner::resolve(&policy, Some(7), scoped(), 0, true, PASSWD, GROUP).expect("numeric user").summary;
         assert_eq!((s.user.as_str(), s.uid, s.group.as_str(), s.gid), ("990", 990, "bmc", 992));
     }
 
     #[test]
     fn an_unknown_user_or_group_or_root_is_refused() {
         let policy = |user: &str, group: Option<&str>| ExecPolicy { user: user.into(), group: group.map(Into::into), ..ExecPolicy::default() };
-        assert!(Confiner::resolve(&policy("nosuch", None), Some(7), 0, true, PASSWD, GROUP).unwrap_err().contains("\"nosuch\" does not exist"));
-        assert!(Confiner::resolve(&policy("nobody", Some("nosuch")), Some(7), 0, true, PASSWD, GROUP).unwrap_err().contains("group"));
-        assert!(Confiner::resolve(&policy("root", None), Some(7), 0, true, PASSWD, GROUP).unwrap_err().contains("must not be root"));
+        assert!(Confiner::resolve(&policy("nosuch", None), Some(7), scoped(), 0, true, PASSWD, GROUP).unwrap_err().contains("\"nosuch\" does not exist"));
+        assert!(Confiner::resolve(&policy("nobody", Some("nosuch")), Some(7), scoped(), 0, true, PASSWD, GROUP).unwrap_err().contains("group"));
+        assert!(Confiner::resolve(&policy("root", None), Some(7), scoped(), 0, true, PASSWD, GROUP).unwrap_err().contains("must not be root"));
     }
 
     #[test]
     fn a_daemon_that_is_not_root_keeps_its_user_and_sets_no_process_limit() {
-        let s = Confiner::resolve(&ExecPolicy::default(), Some(7), 990, false, PASSWD, GROUP).expect("resolve").summary;
+        let s = Confiner::resolve(&ExecPolicy::default(), Some(7), scoped(), 990, false, PASSWD, GROUP).expect("resolve").summary;
         assert_eq!((s.user.as_str(), s.user_switched, s.processes), ("ipmi", false, None));
         // The same daemon with CAP_SETUID/CAP_SETGID (the packaged unit) switches like root.
-        let s = Confiner::resolve(&ExecPolicy::default(), Some(7), 990, true, PASSWD, GROUP).expect("resolve").summary;
+        let s = Confiner::resolve(&ExecPolicy::default(), Some(7), scoped(), 990, true, PASSWD, GROUP).expect("resolve").summary;
         assert_eq!((s.user.as_str(), s.uid, s.user_switched), ("nobody", 65534, true));
     }
 
     #[test]
     fn without_landlock_exec_grants_are_refused_unless_the_operator_opts_out() {
-        let c = Confiner::resolve(&ExecPolicy::default(), None, 0, true, PASSWD, GROUP).expect("resolve");
+        let c = Confiner::resolve(&ExecPolicy::default(), None, scoped(), 0, true, PASSWD, GROUP).expect("resolve");
         assert!(c.refusal().expect("refused").contains("allow_unconfined"));
         assert!(c.summary().summary().contains("NO LANDLOCK"));
         let policy = ExecPolicy { allow_unconfined: true, ..ExecPolicy::default() };
-        assert_eq!(Confiner::resolve(&policy, None, 0, true, PASSWD, GROUP).expect("resolve").refusal(), None);
+        assert_eq!(Confiner::resolve(&policy, None, scoped(), 0, true, PASSWD, GROUP).expect("resolve").refusal(), None);
+    }
+
+    #[test]
+    fn without_the_network_scope_grants_are_refused_unless_the_operator_opts_out() {
+        let unscoped = || NetScoper::unavailable("no cgroup v2 hierarchy is mounted");
+        let c = Confiner::resolve(&ExecPolicy::default(), Some(7), unscoped(), 0, true, PASSWD, GROUP).expect("resolve");
+        let refusal = c.refusal().expect("refused");
+        assert!(refusal.contains("allow_unscoped") && refusal.contains("no cgroup v2"), "{refusal}");
+        assert!(c.summary().summary().contains("NO NETWORK SCOPE"), "{}", c.summary().summary());
+        let policy = ExecPolicy { allow_unscoped: true, ..ExecPolicy::default() };
+        let c = Confiner::resolve(&policy, Some(7), unscoped(), 0, true, PASSWD, GROUP).expect("resolve");
+        assert_eq!(c.refusal(), None);
+        assert!(c.scope(&[]).expect("opted out").is_none());
+        let scoped = Confiner::resolve(&ExecPolicy::default(), Some(7), scoped(), 0, true, PASSWD, GROUP).expect("resolve");
+        assert!(scoped.summary().summary().contains("network: the call's BMC only"), "{}", scoped.summary().summary());
     }
 }

@@ -8,6 +8,7 @@
 //! bytes, so the BMC frees its console at once.
 
 use std::collections::BTreeMap;
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -54,14 +55,19 @@ pub struct ConsoleProcess {
     quit: Vec<u8>,
     /// The program's private working dir, removed when the session ends.
     _workdir: tempfile::TempDir,
+    /// Its network scope: dropped last, after the session is killed.
+    _scope: Option<crate::netscope::CallScope>,
 }
 
-/// Starts `command` on a new pty if the plugin was granted its program for consoles.
+/// Starts `command` on a new pty if the plugin was granted its program for consoles, able to
+/// reach `reach` only (the call's BMC). `secrets` never reach the log.
 pub fn spawn(
     plugin: &str,
     granted: &BTreeMap<String, PathBuf>,
     command: &ConsoleCommand,
     confiner: &Confiner,
+    reach: &[SocketAddr],
+    secrets: &[&str],
 ) -> Result<ConsoleProcess, ConsoleError> {
     let granted_path = if command.program.contains('/') { None } else { granted.get(&command.program) };
     let Some(path) = granted_path else {
@@ -93,14 +99,16 @@ pub fn spawn(
         .stdout(stdio(&slave)?)
         .stderr(stdio(&slave)?)
         .kill_on_drop(true);
-    confiner.apply_terminal(&mut cmd, workdir.path(), path).map_err(|e| spawn_failed("confinement", e))?;
+    let scope = confiner.scope(reach).map_err(|e| ConsoleError::SpawnFailed(format!("console network scope for {}: {e}", path.display())))?;
+    confiner.apply_terminal(&mut cmd, workdir.path(), path, scope.as_ref()).map_err(|e| spawn_failed("confinement", e))?;
     let child = cmd.spawn().map_err(|e| spawn_failed("start", e))?;
     // The child holds its copies; ours would keep the master readable after the child exits.
     drop(slave);
     let group = GroupKill(child.id());
     let master = async_master(master).map_err(|e| spawn_failed("pty", e))?;
-    tracing::info!(plugin, program = %command.program, pid = child.id(), "console started");
-    Ok(ConsoleProcess { master, child, group, quit: command.quit.clone().into_bytes(), _workdir: workdir })
+    let args = crate::console_args::redacted(&command.args, secrets);
+    tracing::info!(plugin, program = %command.program, args = ?args, pid = child.id(), "console started");
+    Ok(ConsoleProcess { master, child, group, quit: command.quit.clone().into_bytes(), _workdir: workdir, _scope: scope })
 }
 
 impl std::fmt::Debug for ConsoleProcess {
@@ -204,7 +212,7 @@ mod tests {
     #[tokio::test]
     async fn a_console_runs_on_a_terminal_it_controls_and_echoes_what_is_typed() {
         let script = "if [ -t 0 ] && [ -t 1 ]; then echo on-a-tty; fi; echo \"pw=$IPMI_PASSWORD\"; read line; echo \"got:$line\"";
-        let console = spawn("t", &granted("sh"), &sh(script, &[("IPMI_PASSWORD", "pw-in-env")]), &confiner()).expect("spawn");
+        let console = spawn("t", &granted("sh"), &sh(script, &[("IPMI_PASSWORD", "pw-in-env")]), &confiner(), &[], &[]).expect("spawn");
         let out = read_until(&console, "pw=").await;
         assert!(out.contains("on-a-tty"), "{out}");
         console.write_all(b"hello\r").await.expect("type");
@@ -217,11 +225,11 @@ mod tests {
 
     #[tokio::test]
     async fn a_program_outside_the_console_grant_is_refused() {
-        let err = spawn("t", &granted("sh"), &ConsoleCommand { program: "cat".into(), ..sh("", &[]) }, &confiner()).expect_err("refused");
+        let err = spawn("t", &granted("sh"), &ConsoleCommand { program: "cat".into(), ..sh("", &[]) }, &confiner(), &[], &[]).expect_err("refused");
         assert!(err.to_string().contains("\"cat\"") && err.to_string().contains("console grant (sh)"), "{err}");
-        let err = spawn("t", &granted("sh"), &ConsoleCommand { program: "/bin/sh".into(), ..sh("", &[]) }, &confiner()).expect_err("refused");
+        let err = spawn("t", &granted("sh"), &ConsoleCommand { program: "/bin/sh".into(), ..sh("", &[]) }, &confiner(), &[], &[]).expect_err("refused");
         assert!(matches!(err, ConsoleError::NotPermitted(_)), "{err}");
-        let err = spawn("t", &granted("sh"), &sh("true", &[("LD_PRELOAD", "/tmp/x.so")]), &confiner()).expect_err("refused");
+        let err = spawn("t", &granted("sh"), &sh("true", &[("LD_PRELOAD", "/tmp/x.so")]), &confiner(), &[], &[]).expect_err("refused");
         assert!(err.to_string().contains("LD_PRELOAD"), "{err}");
     }
 
@@ -230,7 +238,7 @@ mod tests {
         let script = "sleep 600 & echo \"child=$!\"; read q; echo \"quit:$q\"; sleep 600";
         let mut command = sh(script, &[]);
         command.quit = "bye\r".into();
-        let console = spawn("t", &granted("sh"), &command, &confiner()).expect("spawn");
+        let console = spawn("t", &granted("sh"), &command, &confiner(), &[], &[]).expect("spawn");
         let out = read_until(&console, "\n").await;
         let child: String = out.split("child=").nth(1).expect("child pid").chars().take_while(char::is_ascii_digit).collect();
         let pid = console.pid().expect("pid");

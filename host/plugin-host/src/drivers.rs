@@ -170,12 +170,24 @@ impl PowerDriver<'_> {
             });
         }
         let command = self.describe_console(bmc, creds).await?;
-        crate::console::spawn(&self.plugin.name, &self.plugin.console_grants, &command, self.host.confiner()).map_err(|e| {
-            let failure = match e {
+        let refuse = |failure: DriverError| CallError { plugin: self.plugin.name.to_string(), operation: "console", failure: CallFailure::Driver(failure) };
+        let reach = crate::netscope::resolve(&bmc.host, bmc.port)
+            .await
+            .map_err(|e| refuse(DriverError::Unreachable(format!("the node's BMC {} does not resolve: {e}", bmc.host))))?;
+        // The description is checked against the call's BMC before anything runs; the network
+        // scope holds whatever the check misses.
+        let target = crate::console_args::Target { host: &bmc.host, port: bmc.port, addrs: &reach };
+        let secrets = [creds.password.as_str()];
+        if let Err(why) = crate::console_args::check(&command.program, &command.args, &target, &secrets) {
+            let args = crate::console_args::redacted(&command.args, &secrets);
+            tracing::warn!(plugin = &*self.plugin.name, program = %command.program, args = ?args, "console refused: {why}");
+            return Err(refuse(DriverError::InvalidConfig(format!("plugin {:?} described a console the host refuses: {why}", self.plugin.name))));
+        }
+        crate::console::spawn(&self.plugin.name, &self.plugin.console_grants, &command, self.host.confiner(), &reach, &secrets).map_err(|e| {
+            refuse(match e {
                 crate::ConsoleError::NotPermitted(m) => DriverError::InvalidConfig(m),
                 crate::ConsoleError::SpawnFailed(m) => DriverError::CommandFailed(m),
-            };
-            CallError { plugin: self.plugin.name.to_string(), operation: "console", failure: CallFailure::Driver(failure) }
+            })
         })
     }
 

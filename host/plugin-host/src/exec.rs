@@ -3,6 +3,7 @@
 //! by [`crate::confine`] (its own user, process group, limits, Landlock and seccomp).
 
 use std::collections::BTreeMap;
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
@@ -69,6 +70,8 @@ pub struct Request<'a> {
     pub timeout: Duration,
     pub deadline: Instant,
     pub confiner: &'a Confiner,
+    /// The only addresses the program may reach (the call's BMC; none for a call without one).
+    pub reach: &'a [SocketAddr],
 }
 
 pub async fn run(req: Request<'_>) -> Result<Output, ExecError> {
@@ -112,7 +115,11 @@ pub async fn run(req: Request<'_>) -> Result<Output, ExecError> {
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .kill_on_drop(true);
-    req.confiner.apply(&mut command, workdir.path(), path).map_err(|e| ExecError::SpawnFailed(format!("cannot confine {}: {e}", path.display())))?;
+    // Lives until the program and whatever it started are gone; dropping it empties the cgroup.
+    let scope = req.confiner.scope(req.reach).map_err(|e| ExecError::SpawnFailed(format!("cannot scope {}'s network: {e}", path.display())))?;
+    req.confiner
+        .apply(&mut command, workdir.path(), path, scope.as_ref())
+        .map_err(|e| ExecError::SpawnFailed(format!("cannot confine {}: {e}", path.display())))?;
     let mut child = command.spawn().map_err(|e| ExecError::SpawnFailed(format!("cannot start {}: {e}", path.display())))?;
     // Whatever the program started dies with it: when it exits, times out, or the call is dropped.
     let group = GroupKill(child.id());
@@ -130,6 +137,7 @@ pub async fn run(req: Request<'_>) -> Result<Output, ExecError> {
     };
     let outcome = tokio::time::timeout(timeout, collect).await;
     drop(group);
+    drop(scope);
     match outcome {
         Ok((stdout, stderr, status)) => {
             let status = status.map_err(|e| ExecError::SpawnFailed(format!("waiting for {}: {e}", path.display())))?;
@@ -185,6 +193,7 @@ mod tests {
             timeout: Duration::from_secs(30),
             deadline,
             confiner: &confiner,
+            reach: &[],
         })
         .await
     }
@@ -198,6 +207,84 @@ mod tests {
     fn alive(pid: &str) -> bool {
         std::fs::read_to_string(format!("/proc/{pid}/stat"))
             .is_ok_and(|s| s.rsplit(')').next().is_some_and(|rest| !rest.trim_start().starts_with('Z')))
+    }
+
+    /// `program` (from PATH) with `args`, able to reach `reach` only.
+    async fn scoped(program: &str, args: &[String], reach: &[SocketAddr]) -> Output {
+        let (name, path) = resolve(program).expect("on PATH");
+        let granted: BTreeMap<String, PathBuf> = [(name.clone(), path)].into();
+        let confiner = confiner();
+        let req = Request {
+            plugin: "t",
+            granted: &granted,
+            program: &name,
+            args,
+            env: &[],
+            files: &[],
+            timeout: Duration::from_secs(20),
+            deadline: Instant::now() + Duration::from_secs(20),
+            confiner: &confiner,
+            reach,
+        };
+        run(req).await.expect("run")
+    }
+
+    fn received(socket: &std::net::UdpSocket) -> Vec<String> {
+        let mut seen = Vec::new();
+        let mut buf = [0u8; 256];
+        while let Ok(n) = socket.recv(&mut buf) {
+            seen.push(String::from_utf8_lossy(&buf[..n]).trim().to_owned());
+        }
+        seen
+    }
+
+    #[tokio::test]
+    async fn programs_reach_the_calls_bmc_and_nothing_else_however_it_is_spelled() {
+        let udp = |addr: &str| {
+            let s = std::net::UdpSocket::bind(addr).expect("bind");
+            s.set_read_timeout(Some(Duration::from_millis(300))).expect("timeout");
+            s
+        };
+        let (bmc, other, other6) = (udp("127.0.0.1:0"), udp("127.0.0.1:0"), udp("[::1]:0"));
+        let tcp_other = std::net::TcpListener::bind("127.0.0.1:0").expect("tcp");
+        tcp_other.set_nonblocking(true).expect("nonblocking");
+        let port = |s: &std::net::UdpSocket| s.local_addr().expect("addr").port();
+        let (bmc_port, other_port, other6_port) = (port(&bmc), port(&other), port(&other6));
+        let tcp_port = tcp_other.local_addr().expect("addr").port();
+        let script = format!(
+            "for a in 127.0.0.1 127.1 2130706433 0x7f.0.0.1 ::ffff:127.0.0.1 ::ffff:7f00:1 localhost; do \
+               echo $a > /dev/udp/$a/{other_port} && echo sent-$a; echo $a > /dev/tcp/$a/{tcp_port} && echo connected-$a; done; \
+             echo v6 > /dev/udp/::1/{other6_port} && echo sent-v6; \
+             echo to-bmc > /dev/udp/127.0.0.1/{bmc_port} && echo sent-bmc; \
+             echo mapped-bmc > /dev/udp/::ffff:127.0.0.1/{bmc_port} && echo sent-mapped-bmc"
+        );
+        let reach = [bmc.local_addr().expect("addr")];
+        let out = scoped("bash", &["-c".into(), script], &reach).await;
+        assert!(received(&other).is_empty() && received(&other6).is_empty(), "another port was reached: {out:?}");
+        assert!(tcp_other.accept().is_err(), "a TCP connection to another port got through: {out:?}");
+        assert_eq!(received(&bmc), ["to-bmc", "mapped-bmc"], "{out:?}");
+        assert_eq!(out.stdout.trim(), "sent-bmc\nsent-mapped-bmc", "{out:?}");
+        assert!(out.stderr.contains("Operation not permitted"), "{out:?}");
+
+        // No server: neither a fixed port nor listening on an ephemeral one, nor a raw or ICMP
+        // socket; a call without a BMC reaches nothing at all.
+        let python = [
+            "import socket",
+            "def t(what, make):",
+            "    try:",
+            "        make(); print(what, 'allowed')",
+            "    except OSError as e:",
+            "        print(what, 'refused', e.errno)",
+            "t('bind', lambda: socket.socket().bind(('127.0.0.1', 40123)))",
+            "t('listen', lambda: socket.socket().listen())",
+            "t('icmp', lambda: socket.socket(socket.AF_INET, socket.SOCK_DGRAM, socket.IPPROTO_ICMP))",
+            "t('sctp', lambda: socket.socket(socket.AF_INET, socket.SOCK_STREAM, 132))",
+        ]
+        .join("\n");
+        let out = scoped("/usr/bin/python3", &["-c".into(), python], &reach).await;
+        assert_eq!(out.stdout.lines().filter(|l| l.contains("refused")).count(), 4, "{out:?}");
+        let out = scoped("bash", &["-c".into(), format!("echo x > /dev/udp/127.0.0.1/{bmc_port} && echo sent")], &[]).await;
+        assert!(received(&bmc).is_empty() && !out.stdout.contains("sent"), "{out:?}");
     }
 
     #[tokio::test]
@@ -254,6 +341,7 @@ mod tests {
                 timeout: Duration::from_secs(1),
                 deadline,
                 confiner: &confiner,
+                reach: &[],
             };
             assert!(matches!(run(req).await, Err(ExecError::NotPermitted(_))), "{program}");
         }

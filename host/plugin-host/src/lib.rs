@@ -13,6 +13,7 @@ mod call;
 mod classify;
 mod confine;
 mod console;
+mod console_args;
 mod contract;
 mod drivers;
 mod error;
@@ -20,6 +21,7 @@ mod exec;
 mod limits;
 mod load;
 mod net;
+mod netscope;
 mod netconf_session;
 mod observe;
 mod power;
@@ -31,6 +33,7 @@ mod world;
 
 pub use budget::{ERROR_CAP, LOG_CALL_BUDGET, LOG_LINE_CAP};
 pub use confine::{Confinement, Confiner, ExecPolicy};
+pub use netscope::ScopeError;
 pub use console::{ConsoleCommand, ConsoleError, ConsoleProcess};
 pub use contract::Contract;
 pub use drivers::{

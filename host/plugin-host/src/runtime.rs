@@ -94,6 +94,11 @@ impl PluginHost {
 
     fn build(cache_dir: &Path, policy: &ExecPolicy, allocation: Allocation) -> Result<PluginHost, RuntimeError> {
         let confiner = Confiner::new(policy).map_err(RuntimeError::ExecPolicy)?;
+        if let (None, Some(reason)) = (confiner.refusal(), confiner.scope_missing()) {
+            tracing::error!(
+                "exec confinement: NO NETWORK SCOPE ({reason}); programs of plugins with exec or console grants reach ANY host ([exec] allow_unscoped = true)"
+            );
+        }
         match confiner.refusal() {
             Some(reason) => tracing::error!("exec confinement: {reason}"),
             None if confiner.summary().landlock_abi.is_none() => {
@@ -255,6 +260,7 @@ impl PluginHost {
                 (Some(bmc), Some(http)) => Some(CallNetwork { scope: BmcScope { host: bmc.host.clone(), port: bmc.port }, http: http.clone() }),
                 _ => None,
             },
+            bmc: bmc.cloned(),
         };
         let mut store = Store::new(&self.engine, state);
         store.limiter(|s| &mut s.limits);

@@ -36,6 +36,9 @@ pub struct PluginState {
     pub reload: Option<ReloadHook>,
     /// 0.2.0 power calls: the BMC their `http` and `datagram` may reach.
     pub network: Option<crate::net::imports::CallNetwork>,
+    /// Power calls: the BMC the programs this call runs may reach (`netscope.rs`); other calls'
+    /// programs reach nothing.
+    pub bmc: Option<crate::drivers::Bmc>,
 }
 
 impl WasiView for PluginState {
@@ -76,6 +79,13 @@ impl exec::Host for PluginState {
             return Ok(Ok(exec::CommandOutput { status: 0, stdout, stderr: String::new() }));
         }
         let started = Instant::now();
+        let reach = match &self.bmc {
+            Some(bmc) => match crate::netscope::resolve(&bmc.host, bmc.port).await {
+                Ok(addrs) => addrs,
+                Err(e) => return Ok(Err(exec::ExecError::SpawnFailed(format!("the call's BMC {} does not resolve: {e}", bmc.host)))),
+            },
+            None => Vec::new(),
+        };
         let outcome = crate::exec::run(crate::exec::Request {
             plugin: &self.plugin,
             granted: &self.exec_grants,
@@ -86,6 +96,7 @@ impl exec::Host for PluginState {
             timeout: Duration::from_millis(u64::from(timeout_ms)),
             deadline: self.deadline,
             confiner: &self.confiner,
+            reach: &reach,
         })
         .await;
         tracing::debug!(plugin = &*self.plugin, %program, elapsed_ms = started.elapsed().as_millis() as u64, ok = outcome.is_ok(), "exec");
