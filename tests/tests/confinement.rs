@@ -250,8 +250,10 @@ async fn plugin_list_shows_each_plugins_confinement() {
     assert!(confined["landlock_abi"].as_u64().is_some_and(|v| v >= 1), "{confined}");
     assert_eq!((confined["cpu_s"].as_u64(), confined["open_files"].as_u64()), (Some(7), Some(48)), "{confined}");
     assert_eq!(confined["user"], "nobody");
+    assert!(confined["network_scope"].as_str().is_some_and(|s| s.contains("bpf cgroup")), "{confined}");
     assert!(by_name("noexec")["confinement"].is_null(), "a plugin without exec has nothing to confine");
     let out = daemon.cli(&["plugin", "list"]);
     let table = String::from_utf8_lossy(&out.stdout);
     assert!(table.contains("CONFINEMENT") && table.contains("landlock abi") && table.contains("user nobody:nogroup"), "{table}");
+    assert!(table.contains("network: the call's BMC only"), "{table}");
 }

@@ -6,7 +6,7 @@
 use std::net::UdpSocket;
 use std::time::Duration;
 
-use metalhost_plugin_host::{Bmc, CallResult, Credentials, ExecPolicy, PluginHost, PluginKind, PluginSpec, PowerState};
+use metalhost_plugin_host::{Bmc, CallResult, Credentials, ExecPolicy, PluginHost, PluginKind, PluginSpec, PowerAction, PowerState};
 use metalhost_tests::console::{open, sol_programs};
 use metalhost_tests::daemon::{Daemon, TOKEN, node_body, switch_body};
 use metalhost_tests::ipmi_sim::IpmiSim;
@@ -135,4 +135,23 @@ async fn a_console_described_on_another_bmc_is_refused_before_anything_runs() {
     assert_eq!(log.matches("console refused").count(), 2, "{log}");
     assert!(sol_programs(other.port).is_empty());
     assert!(!other.powered() && other.calls().is_empty(), "the other BMC was touched: {}", other.calls());
+}
+
+/// Honest plugins keep working: the ipmitool plugin powers its own BMC, also when the node's BMC
+/// is given by name (the plugin is told the address the daemon resolved; its program may not ask
+/// DNS itself).
+#[tokio::test]
+async fn the_ipmitool_plugin_drives_its_own_bmc_by_address_or_by_name() {
+    let sim = IpmiSim::start("admin", PASSWORD);
+    let spec = PluginSpec { exec: vec!["ipmitool".to_owned()], ..plugin_spec("ipmitool", PluginKind::Power) };
+    let (host, _cache) = host_with(&[spec]).await;
+    let creds = Credentials { username: "admin".into(), password: PASSWORD.into() };
+    let driver = host.power("ipmitool").expect("loaded");
+    for name in ["127.0.0.1", "localhost"] {
+        let bmc = Bmc { host: name.into(), port: sim.port };
+        let action = if sim.powered() { PowerAction::Off } else { PowerAction::On };
+        driver.set_power_state(&bmc, &creds, action).await.unwrap_or_else(|e| panic!("{name}: {e}"));
+        let expected = if action == PowerAction::On { PowerState::On } else { PowerState::Off };
+        assert_eq!(driver.get_power_state(&bmc, &creds).await.expect("status"), expected, "{name}");
+    }
 }

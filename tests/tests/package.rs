@@ -44,10 +44,49 @@ impl Drop for Served {
     }
 }
 
-/// `metalhost serve` from the package, as user metalhost with the unit's ambient capabilities.
-fn serve_installed(data: &Path, log: &Path) -> Served {
-    let caps = "+setuid,+setgid,+chown,+kill";
-    let child = Command::new("setpriv")
+/// The cgroup systemd gives the unit (`Delegate=yes`): a cgroup v2 dir the service user owns, with
+/// its `cgroup.procs`, where the daemon makes each plugin program's network scope. Removed, with
+/// whatever the daemon left in it, on drop.
+struct DelegatedCgroup(PathBuf);
+
+impl DelegatedCgroup {
+    fn new() -> DelegatedCgroup {
+        let dir = PathBuf::from(format!("/sys/fs/cgroup/unified/metalhost-package-test-{}", std::process::id()));
+        std::fs::create_dir(&dir).expect("make the unit's cgroup");
+        for path in [dir.clone(), dir.join("cgroup.procs"), dir.join("cgroup.subtree_control"), dir.join("cgroup.threads")] {
+            run(Command::new("chown").arg("metalhost:metalhost").arg(&path));
+        }
+        DelegatedCgroup(dir)
+    }
+}
+
+impl Drop for DelegatedCgroup {
+    fn drop(&mut self) {
+        fn remove(dir: &Path) {
+            for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+                if entry.path().is_dir() {
+                    remove(&entry.path());
+                }
+            }
+            let _ = std::fs::write(dir.join("cgroup.kill"), "1");
+            for _ in 0..100 {
+                if std::fs::remove_dir(dir).is_ok() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+        remove(&self.0);
+    }
+}
+
+/// `metalhost serve` from the package, as user metalhost with the unit's ambient capabilities, in
+/// a cgroup delegated to it as the unit's is.
+fn serve_installed(data: &Path, log: &Path, cgroup: &DelegatedCgroup) -> Served {
+    let caps = "+setuid,+setgid,+chown,+kill,+bpf,+net_admin";
+    let enter = format!("echo $$ > {}/cgroup.procs && exec \"$@\"", cgroup.0.display());
+    let child = Command::new("sh")
+        .args(["-c", &enter, "sh", "setpriv"])
         .args(["--reuid", "metalhost", "--regid", "metalhost", "--init-groups"])
         .args(["--inh-caps", caps, "--ambient-caps", caps, "--"])
         .args(["/usr/bin/metalhost", "serve", "--config", "/etc/metalhost/metalhost.toml", "--listen", "127.0.0.1:0", "--data-dir"])
@@ -117,13 +156,15 @@ fn the_package_installs_runs_confined_and_purges_clean() {
     let data = tempfile::tempdir().expect("tmp");
     run(Command::new("chown").arg("metalhost:metalhost").arg(data.path()));
     let log = data.path().join("daemon.log");
-    let served = serve_installed(&data.path().join("data"), &log);
+    let cgroup = DelegatedCgroup::new();
+    let served = serve_installed(&data.path().join("data"), &log, &cgroup);
     let plugins = cli(&served.url, &["plugin", "list"], &[]);
     for plugin in plugins.as_array().expect("list") {
         assert_eq!(plugin["loaded"], true, "shipped plugin did not load with its pin: {plugin}");
     }
     let confinement = &plugins.as_array().and_then(|a| a.iter().find(|p| p["name"] == "ipmitool")).expect("ipmitool")["confinement"];
     assert_eq!((confinement["user"].as_str(), confinement["user_switched"].as_bool()), (Some("nobody"), Some(true)), "{confinement}");
+    assert!(confinement["network_scope"].is_string(), "the unit's daemon should scope programs' network: {confinement}");
 
     let sim = IpmiSim::start("admin", "pkg-bmc-pass");
     let switch = cli(

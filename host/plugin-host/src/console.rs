@@ -251,6 +251,26 @@ mod tests {
         }
     }
 
+    #[tokio::test]
+    async fn a_console_program_reaches_its_bmc_only() {
+        let udp = || {
+            let s = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
+            s.set_read_timeout(Some(Duration::from_millis(300))).expect("timeout");
+            s
+        };
+        let (bmc, other) = (udp(), udp());
+        let port = |s: &std::net::UdpSocket| s.local_addr().expect("addr").port();
+        let script = format!("echo leak > /dev/udp/127.0.0.1/{}; echo hello > /dev/udp/127.0.0.1/{}; echo done", port(&other), port(&bmc));
+        let command = ConsoleCommand { program: "bash".into(), ..sh(&script, &[]) };
+        let reach = [bmc.local_addr().expect("addr")];
+        let confiner = Confiner::new(&crate::confine::ExecPolicy::default()).expect("confiner");
+        let console = spawn("t", &granted("bash"), &command, &confiner, &reach, &[]).expect("spawn");
+        let out = read_until(&console, "done").await;
+        let mut buf = [0u8; 64];
+        assert!(other.recv(&mut buf).is_err(), "another port was reached: {out}");
+        assert_eq!(bmc.recv(&mut buf).ok().map(|n| String::from_utf8_lossy(&buf[..n]).into_owned()), Some("hello\n".into()), "{out}");
+    }
+
     #[test]
     fn debug_never_shows_the_environment() {
         let text = format!("{:?}", sh("x", &[("IPMI_PASSWORD", "pw-in-env")]));

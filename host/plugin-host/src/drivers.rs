@@ -121,11 +121,11 @@ impl PowerDriver<'_> {
     }
 
     pub async fn get_power_state(&self, bmc: &Bmc, creds: &Credentials) -> CallResult<PowerState> {
-        Ok(self.pre.get_power_state(&self.call("get-power-state", bmc, creds)).await?.into())
+        Ok(self.pre.get_power_state(&self.call("get-power-state", bmc, creds, self.address(bmc).await)).await?.into())
     }
 
     pub async fn set_power_state(&self, bmc: &Bmc, creds: &Credentials, action: PowerAction) -> CallResult<()> {
-        self.pre.set_power_state(&self.call("set-power-state", bmc, creds), action.into()).await
+        self.pre.set_power_state(&self.call("set-power-state", bmc, creds, self.address(bmc).await), action.into()).await
     }
 
     /// The boot device, leaving the firmware boot mode as the BMC has it.
@@ -143,13 +143,13 @@ impl PowerDriver<'_> {
         persistent: bool,
         mode: Option<BootMode>,
     ) -> CallResult<()> {
-        self.pre.set_boot_device(&self.call("set-boot-device", bmc, creds), device.into(), persistent, mode.map(Into::into)).await
+        self.pre.set_boot_device(&self.call("set-boot-device", bmc, creds, self.address(bmc).await), device.into(), persistent, mode.map(Into::into)).await
     }
 
     /// What the plugin says its console is (`describe-console`), without running it. A 0.1.0
     /// plugin cannot describe one: `unsupported`.
     pub async fn describe_console(&self, bmc: &Bmc, creds: &Credentials) -> CallResult<crate::ConsoleCommand> {
-        let power::ConsoleAccess::Command(cmd) = self.pre.describe_console(&self.call("describe-console", bmc, creds)).await?;
+        let power::ConsoleAccess::Command(cmd) = self.pre.describe_console(&self.call("describe-console", bmc, creds, self.address(bmc).await)).await?;
         Ok(crate::ConsoleCommand { program: cmd.program, args: cmd.args, env: cmd.env, quit: cmd.quit })
     }
 
@@ -191,10 +191,25 @@ impl PowerDriver<'_> {
         })
     }
 
-    fn call<'b>(&'b self, operation: &'static str, bmc: &'b Bmc, creds: &Credentials) -> PowerCall<'b> {
+    /// The BMC address the plugin is told. A plugin with exec grants gets a BMC named by a host
+    /// name as the address the daemon resolved it to: its programs may reach that address only
+    /// and cannot ask DNS themselves (`netscope.rs`). Others get it as configured (a 0.2.0
+    /// plugin's `http` verifies TLS against the name).
+    async fn address(&self, bmc: &Bmc) -> power::BmcAddress {
+        let named = bmc.host.trim_start_matches('[').trim_end_matches(']').parse::<std::net::IpAddr>().is_err();
+        if named && !self.plugin.grants.is_empty()
+            && let Ok(addrs) = crate::netscope::resolve(&bmc.host, bmc.port).await
+            && let Some(first) = addrs.first()
+        {
+            return power::BmcAddress { host: first.ip().to_string(), port: bmc.port };
+        }
+        power::BmcAddress { host: bmc.host.clone(), port: bmc.port }
+    }
+
+    fn call<'b>(&'b self, operation: &'static str, bmc: &'b Bmc, creds: &Credentials, told: power::BmcAddress) -> PowerCall<'b> {
         PowerCall {
             call: Call { host: self.host, plugin: &self.plugin, operation, netconf: None, bmc: Some(bmc) },
-            bmc: power::BmcAddress { host: bmc.host.clone(), port: bmc.port },
+            bmc: told,
             creds: power::Credentials { username: creds.username.clone(), password: creds.password.clone() },
         }
     }
