@@ -21,7 +21,7 @@ async fn spawn_once(program: &Path, confiner: Option<&Confiner>) -> Duration {
     let mut command = tokio::process::Command::new(program);
     command.env_clear().env("PATH", "/usr/bin:/bin").current_dir(workdir.path()).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
     if let Some(confiner) = confiner {
-        confiner.apply(&mut command, workdir.path(), program).expect("confine");
+        confiner.apply(&mut command, workdir.path(), program, None).expect("confine");
     }
     let status = command.output().await.expect("spawn").status;
     assert!(status.success());

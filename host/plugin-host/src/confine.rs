@@ -261,12 +261,20 @@ impl Confiner {
         scope: Option<&CallScope>,
     ) -> std::io::Result<()> {
         let s = &self.summary;
-        // The fd stays open while the scope lives, which is until the program has been reaped.
-        let cgroup_procs = scope.map(CallScope::procs_fd);
+        // The fds stay open while the scope lives, which is until the program has been reaped.
+        // An exec'd program is cloned straight into its cgroup (cheap); a console moves itself
+        // there (a cgroup migration waits for an RCU grace period, a few ms, which a console
+        // opened once can afford; it must lead its session, which a clone cannot).
+        let join = scope.map(|scope| match leader {
+            Leader::Group => Join::Clone(scope.cgroup_fd()),
+            Leader::Session => Join::Move(scope.procs_fd()),
+        });
         if s.user_switched {
             chown_tree(workdir, s.uid, s.gid)?;
-            command.uid(s.uid).gid(s.gid);
         }
+        // The user is switched in the hook, not by std before it: a program is cloned into its
+        // cgroup with the daemon's rights first.
+        let ids = s.user_switched.then_some((s.uid, s.gid));
         if leader == Leader::Group {
             // A session leader (below) gets its own group from setsid, which refuses to run in
             // a process that already leads one.
@@ -290,18 +298,36 @@ impl Confiner {
         }
         let hook = move || -> std::io::Result<()> {
             // Runs in the forked child before exec: only async-signal-safe syscalls, no allocation.
-            if let Some(fd) = cgroup_procs {
-                // Into the call's cgroup first, before anything can open a socket.
-                // SAFETY: write of one byte from a static buffer to an open fd.
-                if unsafe { libc::write(fd, b"0".as_ptr().cast(), 1) } != 1 {
-                    return Err(std::io::Error::last_os_error());
+            // Into the call's cgroup first, before anything can open a socket.
+            match join {
+                Some(Join::Move(procs)) => {
+                    // SAFETY: write of one byte from a static buffer to an open fd.
+                    if unsafe { libc::write(procs, b"0".as_ptr().cast(), 1) } != 1 {
+                        return Err(std::io::Error::last_os_error());
+                    }
                 }
+                // Returns in the program's process only.
+                Some(Join::Clone(cgroup)) => crate::netscope::fork_into(cgroup)?,
+                None => {}
             }
             if leader == Leader::Session {
                 // Before the seccomp filter, which refuses setsid. stdin is the pty's slave.
                 // SAFETY: setsid and ioctl with integer arguments only.
                 if unsafe { libc::setsid() } < 0 || unsafe { libc::ioctl(0, libc::TIOCSCTTY, 0) } != 0 {
                     return Err(std::io::Error::last_os_error());
+                }
+            }
+            if let Some((uid, gid)) = ids {
+                // Raw syscalls: this process may be a raw clone, where libc's own wrappers would
+                // try to reach threads it does not have. No supplementary groups, then gid, uid.
+                // SAFETY: syscalls with integer arguments (a null list of length 0).
+                unsafe {
+                    if libc::syscall(libc::SYS_setgroups, 0usize, std::ptr::null::<libc::gid_t>()) != 0
+                        || libc::syscall(libc::SYS_setresgid, gid, gid, gid) != 0
+                        || libc::syscall(libc::SYS_setresuid, uid, uid, uid) != 0
+                    {
+                        return Err(std::io::Error::last_os_error());
+                    }
                 }
             }
             for (resource, value) in &limits {
@@ -358,6 +384,15 @@ impl Confiner {
             .map_err(fail)?;
         Ok(created.into())
     }
+}
+
+/// How a program gets into its network scope's cgroup.
+#[derive(Debug, Clone, Copy)]
+enum Join {
+    /// Cloned into it (the cgroup dir's fd).
+    Clone(std::os::fd::RawFd),
+    /// Moves itself in (its `cgroup.procs`).
+    Move(std::os::fd::RawFd),
 }
 
 /// How a confined program is kept apart from the daemon's own processes.
@@ -564,7 +599,9 @@ mod tests {
     #[test]
     fn an_unknown_user_or_group_or_root_is_refused() {
         let policy = |user: &str, group: Option<&str>| ExecPolicy { user: user.into(), group: group.map(Into::into), ..ExecPolicy::default() };
-        assert!(Confiner::resolve(&policy("nosuch", None), Some(7), scoped(), 0, true, PASSWD, GROUP).unwrap_err().contains("\"nosuch\" does not exist"));
+        assert!(
+            Confiner::resolve(&policy("nosuch", None), Some(7), scoped(), 0, true, PASSWD, GROUP).unwrap_err().contains("\"nosuch\" does not exist")
+        );
         assert!(Confiner::resolve(&policy("nobody", Some("nosuch")), Some(7), scoped(), 0, true, PASSWD, GROUP).unwrap_err().contains("group"));
         assert!(Confiner::resolve(&policy("root", None), Some(7), scoped(), 0, true, PASSWD, GROUP).unwrap_err().contains("must not be root"));
     }

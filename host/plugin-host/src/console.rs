@@ -227,7 +227,8 @@ mod tests {
     async fn a_program_outside_the_console_grant_is_refused() {
         let err = spawn("t", &granted("sh"), &ConsoleCommand { program: "cat".into(), ..sh("", &[]) }, &confiner(), &[], &[]).expect_err("refused");
         assert!(err.to_string().contains("\"cat\"") && err.to_string().contains("console grant (sh)"), "{err}");
-        let err = spawn("t", &granted("sh"), &ConsoleCommand { program: "/bin/sh".into(), ..sh("", &[]) }, &confiner(), &[], &[]).expect_err("refused");
+        let err =
+            spawn("t", &granted("sh"), &ConsoleCommand { program: "/bin/sh".into(), ..sh("", &[]) }, &confiner(), &[], &[]).expect_err("refused");
         assert!(matches!(err, ConsoleError::NotPermitted(_)), "{err}");
         let err = spawn("t", &granted("sh"), &sh("true", &[("LD_PRELOAD", "/tmp/x.so")]), &confiner(), &[], &[]).expect_err("refused");
         assert!(err.to_string().contains("LD_PRELOAD"), "{err}");

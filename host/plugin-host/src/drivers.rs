@@ -143,13 +143,16 @@ impl PowerDriver<'_> {
         persistent: bool,
         mode: Option<BootMode>,
     ) -> CallResult<()> {
-        self.pre.set_boot_device(&self.call("set-boot-device", bmc, creds, self.address(bmc).await), device.into(), persistent, mode.map(Into::into)).await
+        self.pre
+            .set_boot_device(&self.call("set-boot-device", bmc, creds, self.address(bmc).await), device.into(), persistent, mode.map(Into::into))
+            .await
     }
 
     /// What the plugin says its console is (`describe-console`), without running it. A 0.1.0
     /// plugin cannot describe one: `unsupported`.
     pub async fn describe_console(&self, bmc: &Bmc, creds: &Credentials) -> CallResult<crate::ConsoleCommand> {
-        let power::ConsoleAccess::Command(cmd) = self.pre.describe_console(&self.call("describe-console", bmc, creds, self.address(bmc).await)).await?;
+        let power::ConsoleAccess::Command(cmd) =
+            self.pre.describe_console(&self.call("describe-console", bmc, creds, self.address(bmc).await)).await?;
         Ok(crate::ConsoleCommand { program: cmd.program, args: cmd.args, env: cmd.env, quit: cmd.quit })
     }
 
@@ -170,7 +173,8 @@ impl PowerDriver<'_> {
             });
         }
         let command = self.describe_console(bmc, creds).await?;
-        let refuse = |failure: DriverError| CallError { plugin: self.plugin.name.to_string(), operation: "console", failure: CallFailure::Driver(failure) };
+        let refuse =
+            |failure: DriverError| CallError { plugin: self.plugin.name.to_string(), operation: "console", failure: CallFailure::Driver(failure) };
         let reach = crate::netscope::resolve(&bmc.host, bmc.port)
             .await
             .map_err(|e| refuse(DriverError::Unreachable(format!("the node's BMC {} does not resolve: {e}", bmc.host))))?;
@@ -197,7 +201,8 @@ impl PowerDriver<'_> {
     /// plugin's `http` verifies TLS against the name).
     async fn address(&self, bmc: &Bmc) -> power::BmcAddress {
         let named = bmc.host.trim_start_matches('[').trim_end_matches(']').parse::<std::net::IpAddr>().is_err();
-        if named && !self.plugin.grants.is_empty()
+        if named
+            && !self.plugin.grants.is_empty()
             && let Ok(addrs) = crate::netscope::resolve(&bmc.host, bmc.port).await
             && let Some(first) = addrs.first()
         {

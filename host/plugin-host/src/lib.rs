@@ -21,8 +21,8 @@ mod exec;
 mod limits;
 mod load;
 mod net;
-mod netscope;
 mod netconf_session;
+mod netscope;
 mod observe;
 mod power;
 mod runtime;
@@ -33,7 +33,6 @@ mod world;
 
 pub use budget::{ERROR_CAP, LOG_CALL_BUDGET, LOG_LINE_CAP};
 pub use confine::{Confinement, Confiner, ExecPolicy};
-pub use netscope::ScopeError;
 pub use console::{ConsoleCommand, ConsoleError, ConsoleProcess};
 pub use contract::Contract;
 pub use drivers::{
@@ -42,6 +41,7 @@ pub use drivers::{
 };
 pub use error::{CallError, CallFailure, CallResult, DriverError};
 pub use net::{NetworkSpec, Scheme};
+pub use netscope::{CallScope, ScopeError};
 pub use runtime::{Allocation, MAX_MEMORY_MB, PluginHost, RuntimeError};
 pub use spec::{Grants, PluginKind, PluginSpec, PluginStatus};
 pub use state::{ExecStub, ReloadHook};

@@ -92,7 +92,7 @@ impl NetScoper {
         let dir = base.dir.join(format!("call-{}", CALLS.fetch_add(1, Ordering::Relaxed)));
         std::fs::create_dir(&dir).map_err(|source| ScopeError::Cgroup { path: dir.clone(), source })?;
         // From here on, dropping the scope removes the cgroup again.
-        let mut scope = CallScope { dir, procs: None, base: base.clone() };
+        let mut scope = CallScope { dir, cgroup: None, procs: None, base: base.clone() };
         let cgroup = File::open(&scope.dir).map_err(|source| ScopeError::Cgroup { path: scope.dir.clone(), source })?;
         for filter in filters(allowed) {
             let prog = load(&filter).map_err(|source| ScopeError::Load { hook: filter.hook, source })?;
@@ -103,6 +103,7 @@ impl NetScoper {
             .open(scope.dir.join("cgroup.procs"))
             .map_err(|source| ScopeError::Cgroup { path: scope.dir.clone(), source })?;
         scope.procs = Some(procs.into());
+        scope.cgroup = Some(cgroup.into());
         Ok(scope)
     }
 }
@@ -112,6 +113,7 @@ impl NetScoper {
 #[derive(Debug)]
 pub struct CallScope {
     dir: PathBuf,
+    cgroup: Option<OwnedFd>,
     procs: Option<OwnedFd>,
     base: Arc<Base>,
 }
@@ -121,6 +123,72 @@ impl CallScope {
     /// kernel checks the opener's (the daemon's) rights, so the child may already be unprivileged.
     pub fn procs_fd(&self) -> RawFd {
         self.procs.as_ref().map_or(-1, AsRawFd::as_raw_fd)
+    }
+
+    /// The open cgroup dir, for [`fork_into`].
+    pub fn cgroup_fd(&self) -> RawFd {
+        self.cgroup.as_ref().map_or(-1, AsRawFd::as_raw_fd)
+    }
+}
+
+/// `struct clone_args` of clone3(2), up to `cgroup`.
+#[repr(C)]
+#[derive(Default)]
+struct CloneArgs {
+    flags: u64,
+    pidfd: u64,
+    child_tid: u64,
+    parent_tid: u64,
+    exit_signal: u64,
+    stack: u64,
+    stack_size: u64,
+    tls: u64,
+    set_tid: u64,
+    set_tid_size: u64,
+    cgroup: u64,
+}
+
+const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
+
+/// Called in a forked child before exec: clones the process straight into the cgroup `cgroup`
+/// (no migration, which would wait for an RCU grace period) and returns in the clone, which goes
+/// on to exec the program. The forked child itself closes every fd (so nothing waits on pipes it
+/// holds), waits for the program and ends as it ended, in the same process group (killed with
+/// it). It is still the daemon's user: the clone needs the daemon's rights on the cgroup, and
+/// the program switches user afterwards. Only async-signal-safe syscalls, no allocation.
+pub(crate) fn fork_into(cgroup: RawFd) -> io::Result<()> {
+    let args = CloneArgs { flags: CLONE_INTO_CGROUP, exit_signal: libc::SIGCHLD as u64, cgroup: cgroup as u64, ..CloneArgs::default() };
+    // SAFETY: clone3 without CLONE_VM is a fork: the clone gets a copy of this (single-threaded,
+    // freshly forked) process and returns here with 0.
+    let pid = unsafe { libc::syscall(libc::SYS_clone3, &args as *const CloneArgs, size_of::<CloneArgs>()) };
+    if pid < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    if pid == 0 {
+        return Ok(());
+    }
+    let pid = pid as libc::pid_t;
+    // SAFETY: close_range, waitpid, signal, kill, getpid and _exit with integer arguments and a
+    // local status; this process never returns to the caller.
+    unsafe {
+        libc::syscall(libc::SYS_close_range, 0u32, u32::MAX, 0u32);
+        let mut status = 0;
+        loop {
+            let waited = libc::waitpid(pid, &mut status, 0);
+            if waited == pid {
+                break;
+            }
+            if waited < 0 && *libc::__errno_location() != libc::EINTR {
+                libc::_exit(127);
+            }
+        }
+        if libc::WIFEXITED(status) {
+            libc::_exit(libc::WEXITSTATUS(status));
+        }
+        let signal = libc::WTERMSIG(status);
+        libc::signal(signal, libc::SIG_DFL);
+        libc::kill(libc::getpid(), signal);
+        libc::_exit(128 + signal)
     }
 }
 
@@ -207,10 +275,8 @@ fn own_cgroup() -> Result<PathBuf, ScopeError> {
         .find_map(|(root, point)| (root == Some("/")).then_some(point).flatten())
         .ok_or_else(|| ScopeError::Unavailable("no cgroup v2 hierarchy is mounted".into()))?;
     let own = std::fs::read_to_string("/proc/self/cgroup").map_err(|e| ScopeError::Unavailable(format!("/proc/self/cgroup: {e}")))?;
-    let path = own
-        .lines()
-        .find_map(|l| l.strip_prefix("0::"))
-        .ok_or_else(|| ScopeError::Unavailable("this process has no cgroup v2 membership".into()))?;
+    let path =
+        own.lines().find_map(|l| l.strip_prefix("0::")).ok_or_else(|| ScopeError::Unavailable("this process has no cgroup v2 membership".into()))?;
     Ok(Path::new(mount).join(path.trim_start_matches('/')))
 }
 
@@ -473,12 +539,8 @@ fn load(filter: &Filter) -> io::Result<OwnedFd> {
 /// Attaches without BPF_F_ALLOW_OVERRIDE or MULTI: nothing below the call's cgroup can replace or
 /// add to its filters. The cgroup keeps the program; the fd may close.
 fn attach(cgroup: &File, prog: &OwnedFd, attach_type: u32) -> io::Result<()> {
-    let attr = ProgAttachAttr {
-        target_fd: cgroup.as_raw_fd() as u32,
-        attach_bpf_fd: prog.as_raw_fd() as u32,
-        attach_type,
-        ..ProgAttachAttr::default()
-    };
+    let attr =
+        ProgAttachAttr { target_fd: cgroup.as_raw_fd() as u32, attach_bpf_fd: prog.as_raw_fd() as u32, attach_type, ..ProgAttachAttr::default() };
     // SAFETY: attr is a valid bpf_attr prefix of the size passed; both fds are open.
     let rc = unsafe { libc::syscall(libc::SYS_bpf, BPF_PROG_ATTACH, &attr as *const ProgAttachAttr, size_of::<ProgAttachAttr>()) };
     if rc < 0 { Err(io::Error::last_os_error()) } else { Ok(()) }
