@@ -300,15 +300,13 @@ impl Confiner {
             // Runs in the forked child before exec: only async-signal-safe syscalls, no allocation.
             // Into the call's cgroup first, before anything can open a socket.
             match join {
-                Some(Join::Move(procs)) => {
-                    // SAFETY: write of one byte from a static buffer to an open fd.
-                    if unsafe { libc::write(procs, b"0".as_ptr().cast(), 1) } != 1 {
-                        return Err(std::io::Error::last_os_error());
-                    }
+                // SAFETY: write of one byte from a static buffer to an open fd.
+                Some(Join::Move(procs)) if unsafe { libc::write(procs, b"0".as_ptr().cast(), 1) } != 1 => {
+                    return Err(std::io::Error::last_os_error());
                 }
                 // Returns in the program's process only.
                 Some(Join::Clone(cgroup)) => crate::netscope::fork_into(cgroup)?,
-                None => {}
+                _ => {}
             }
             if leader == Leader::Session {
                 // Before the seccomp filter, which refuses setsid. stdin is the pty's slave.
