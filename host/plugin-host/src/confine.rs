@@ -264,7 +264,8 @@ impl Confiner {
         // The fds stay open while the scope lives, which is until the program has been reaped.
         // An exec'd program is cloned straight into its cgroup (cheap); a console moves itself
         // there (a cgroup migration waits for an RCU grace period, a few ms, which a console
-        // opened once can afford; it must lead its session, which a clone cannot).
+        // opened once can afford, while the forked process waiting for a clone would keep a
+        // copy-on-write image of the daemon as long as the console stays open).
         let join = scope.map(|scope| match leader {
             Leader::Group => Join::Clone(scope.cgroup_fd()),
             Leader::Session => Join::Move(scope.procs_fd()),
