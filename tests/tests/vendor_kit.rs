@@ -117,6 +117,9 @@ fn plugin_new_refuses_a_non_empty_dir_and_a_bad_name() {
 #[test]
 fn the_four_plugins_of_this_repo_pass() {
     assert_passes(&plugin_wasm("ipmitool"), "power", &[]);
+    let (_, report) = plugin_test(&plugin_wasm("ipmitool"), "power", &[]);
+    let scoped = report["checks"].as_array().expect("checks").iter().find(|c| c["name"] == "network: only the call's BMC").cloned();
+    assert!(scoped.is_some_and(|c| c["passed"] == true), "{report}");
     assert_passes(&plugin_wasm("freeipmi"), "power", &["--exec", "ipmi-power", "--exec", "ipmi-config"]);
     assert_passes(&plugin_wasm("juniper"), "switch", &[]);
     assert_passes(&plugin_wasm("dnsmasq"), "netboot", &[]);
@@ -133,6 +136,13 @@ fn broken_plugins_fail_naming_their_bug() {
     );
     assert_fails_naming(&plugin_wasm("bad-error-mapping"), "power", &[], &["wrong password", "expected auth-failed, got unreachable"]);
     assert_fails_naming(&plugin_wasm("argv-password"), "power", &[], &["never on argv", "password reached the argv", "-P <password>"]);
+    // A console described on another host than the call's BMC: the host would refuse it.
+    assert_fails_naming(
+        &plugin_wasm("net-escape"),
+        "power",
+        &["--config", "console-host=127.0.0.2"],
+        &["describe-console", "host refuses", "127.0.0.2"],
+    );
     // A plugin running a program it did not declare: granted ipmi-power only, it also runs ipmi-config.
     assert_fails_naming(&plugin_wasm("freeipmi"), "power", &["--exec", "ipmi-power"], &["grants", "not permitted", "ipmi-config"]);
 }

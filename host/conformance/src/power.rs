@@ -35,7 +35,7 @@ pub async fn run(opts: &Options, capture: &Capture, report: &mut Report) -> Resu
     let creds = Credentials { username: "admin".into(), password: password.clone() };
 
     lifecycle(&driver, &sim, &bmc, &creds, report).await;
-    error_mapping(&driver, &bmc, &password, report).await?;
+    error_mapping(&driver, &sim, &bmc, &password, report).await?;
     if datagram {
         report.push(console_description(&driver, &bmc, &creds).await);
     }
@@ -153,7 +153,7 @@ async fn lifecycle(driver: &PowerDriver<'_>, sim: &IpmiSim, bmc: &Bmc, creds: &C
     }
 }
 
-async fn error_mapping(driver: &PowerDriver<'_>, bmc: &Bmc, password: &str, report: &mut Report) -> Result<(), Error> {
+async fn error_mapping(driver: &PowerDriver<'_>, sim: &IpmiSim, bmc: &Bmc, password: &str, report: &mut Report) -> Result<(), Error> {
     let wrong = Credentials { username: bmc_user(), password: canary("wrong") };
     let (out, elapsed) = timed(driver.get_power_state(bmc, &wrong)).await;
     let outcome = match out {
@@ -162,6 +162,11 @@ async fn error_mapping(driver: &PowerDriver<'_>, bmc: &Bmc, password: &str, repo
     };
     report.push(Check::new("error mapping: wrong password is auth-failed", outcome, Some(elapsed)));
 
+    // Nothing listens at the call's BMC while the simulator still runs: a plugin (or its program)
+    // that went anywhere but the call's BMC would reach the simulator, whose chassis hook records
+    // every call. The host's network scope refuses such a program; this says whether one tried
+    // and got through.
+    let before = sim.calls().lines().count();
     let nobody = Bmc { host: "127.0.0.1".into(), port: free_udp_port()? };
     let creds = Credentials { username: bmc_user(), password: password.to_owned() };
     let (out, elapsed) = timed(driver.get_power_state(&nobody, &creds)).await;
@@ -170,6 +175,16 @@ async fn error_mapping(driver: &PowerDriver<'_>, bmc: &Bmc, password: &str, repo
         Err(e) => expect_error(&e, "unreachable", password),
     };
     report.push(Check::new("error mapping: no BMC listening is unreachable", outcome, Some(elapsed)));
+    let strays = sim.calls().lines().count().saturating_sub(before);
+    report.push(if strays == 0 {
+        Check::pass(
+            "network: only the call's BMC",
+            format!("while its BMC was port {}, nothing reached the simulator (its programs may reach the call's BMC only)", nobody.port),
+            None,
+        )
+    } else {
+        Check::fail("network: only the call's BMC", format!("the simulator saw {strays} calls during a call about another BMC"), None)
+    });
     Ok(())
 }
 
@@ -187,6 +202,9 @@ pub(crate) async fn console_description(driver: &PowerDriver<'_>, bmc: &Bmc, cre
             Err(format!("the password is in the console program's argv ({} ...): pass it in its env", cmd.program))
         }
         Ok(cmd) if cmd.program.contains('/') => Err(format!("the program {:?} must be a name from the console grant, not a path", cmd.program)),
+        Ok(cmd) if let Some(why) = metalhost_plugin_host::console_refusal(bmc, creds, &cmd).await => {
+            Err(format!("the host refuses this console before running it: {why}"))
+        }
         Ok(cmd) => {
             Ok(format!("{} {} (env: {})", cmd.program, cmd.args.join(" "), cmd.env.iter().map(|(k, _)| k.as_str()).collect::<Vec<_>>().join(", ")))
         }

@@ -220,6 +220,17 @@ impl PowerDriver<'_> {
     }
 }
 
+/// Why the host would refuse `command` as the console of a call about `bmc` before running it
+/// (`console_args.rs`), if it would: what `metalhost plugin test` tells a vendor.
+pub async fn console_refusal(bmc: &Bmc, creds: &Credentials, command: &crate::ConsoleCommand) -> Option<String> {
+    let reach = match crate::netscope::resolve(&bmc.host, bmc.port).await {
+        Ok(reach) => reach,
+        Err(e) => return Some(format!("the BMC {} does not resolve: {e}", bmc.host)),
+    };
+    let target = crate::console_args::Target { host: &bmc.host, port: bmc.port, addrs: &reach };
+    crate::console_args::check(&command.program, &command.args, &target, &[creds.password.as_str()]).err()
+}
+
 /// A loaded switch plugin.
 pub struct SwitchDriver<'a> {
     host: &'a PluginHost,

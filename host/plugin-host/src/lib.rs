@@ -37,7 +37,7 @@ pub use console::{ConsoleCommand, ConsoleError, ConsoleProcess};
 pub use contract::Contract;
 pub use drivers::{
     Bmc, BootDevice, BootEntry, BootMode, Credentials, NetbootDriver, PowerAction, PowerDriver, PowerState, SwitchDescription, SwitchDriver,
-    SwitchSession, Vlan,
+    SwitchSession, Vlan, console_refusal,
 };
 pub use error::{CallError, CallFailure, CallResult, DriverError};
 pub use net::{NetworkSpec, Scheme};

@@ -13,19 +13,21 @@ pub struct ArgvWatch {
 }
 
 impl ArgvWatch {
-    /// Children of this process other than `exclude` (the simulators the suite started).
+    /// Descendants of this process outside `exclude`'s subtrees (the simulators the suite started):
+    /// an exec'd program is the child of a fork of this process that cloned it into its network
+    /// scope (ARCHITECTURE.md, plugin-host), and that fork, still this program, is left out.
     pub fn start(exclude: Vec<u32>) -> ArgvWatch {
         let stop = Arc::new(AtomicBool::new(false));
         let flag = stop.clone();
         let me = std::process::id();
+        let own = std::fs::read("/proc/self/cmdline").unwrap_or_default();
         let thread = std::thread::spawn(move || {
             let mut seen = BTreeSet::new();
             while !flag.load(Ordering::Relaxed) {
-                for pid in children(me) {
-                    if exclude.contains(&pid) {
-                        continue;
-                    }
-                    if let Ok(cmdline) = std::fs::read(format!("/proc/{pid}/cmdline")) {
+                for pid in descendants(me, &exclude) {
+                    if let Ok(cmdline) = std::fs::read(format!("/proc/{pid}/cmdline"))
+                        && cmdline != own
+                    {
                         let text = String::from_utf8_lossy(&cmdline).replace('\0', " ").trim().to_owned();
                         if !text.is_empty() {
                             seen.insert(text);
@@ -53,15 +55,22 @@ impl Drop for ArgvWatch {
     }
 }
 
-fn children(parent: u32) -> Vec<u32> {
-    let mut out = Vec::new();
+fn descendants(root: u32, exclude: &[u32]) -> Vec<u32> {
+    let mut parents = Vec::new();
     for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
         let Some(pid) = entry.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else { continue };
         let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else { continue };
         // `pid (comm) state ppid ...`: comm may hold spaces and parentheses.
-        let ppid = stat.rsplit_once(')').and_then(|(_, rest)| rest.split_whitespace().nth(1)).and_then(|p| p.parse::<u32>().ok());
-        if ppid == Some(parent) {
+        if let Some(ppid) = stat.rsplit_once(')').and_then(|(_, rest)| rest.split_whitespace().nth(1)).and_then(|p| p.parse::<u32>().ok()) {
+            parents.push((pid, ppid));
+        }
+    }
+    let mut out = Vec::new();
+    let mut frontier = vec![root];
+    while let Some(parent) = frontier.pop() {
+        for &(pid, _) in parents.iter().filter(|(pid, ppid)| *ppid == parent && !exclude.contains(pid)) {
             out.push(pid);
+            frontier.push(pid);
         }
     }
     out
