@@ -13,6 +13,7 @@
 //!   shares the node's credentials;
 //! - `ipmitool-lan-password`: `ipmitool -I lan -A PASSWORD -p TARGET`, which sends the node's BMC
 //!   password in clear to whatever listens on port TARGET.
+//!
 //! `good` answers `on`.
 
 use metalhost_plugin_sdk::power::*;
