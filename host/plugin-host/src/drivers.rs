@@ -1,6 +1,9 @@
 //! Typed drivers over loaded plugins: every call instantiates a fresh sandbox, configures it, calls
 //! one export, and runs in a tracing span naming plugin, interface and operation (`call.rs`).
 
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
 use crate::bindings::{netboot, switch};
 use crate::call::{Call, with_instance};
 use crate::classify::trap;
@@ -121,11 +124,11 @@ impl PowerDriver<'_> {
     }
 
     pub async fn get_power_state(&self, bmc: &Bmc, creds: &Credentials) -> CallResult<PowerState> {
-        Ok(self.pre.get_power_state(&self.call("get-power-state", bmc, creds, self.address(bmc).await)).await?.into())
+        Ok(self.pre.get_power_state(&self.call("get-power-state", bmc, creds, self.address(bmc, &self.plugin.grants).await)).await?.into())
     }
 
     pub async fn set_power_state(&self, bmc: &Bmc, creds: &Credentials, action: PowerAction) -> CallResult<()> {
-        self.pre.set_power_state(&self.call("set-power-state", bmc, creds, self.address(bmc).await), action.into()).await
+        self.pre.set_power_state(&self.call("set-power-state", bmc, creds, self.address(bmc, &self.plugin.grants).await), action.into()).await
     }
 
     /// The boot device, leaving the firmware boot mode as the BMC has it.
@@ -144,7 +147,12 @@ impl PowerDriver<'_> {
         mode: Option<BootMode>,
     ) -> CallResult<()> {
         self.pre
-            .set_boot_device(&self.call("set-boot-device", bmc, creds, self.address(bmc).await), device.into(), persistent, mode.map(Into::into))
+            .set_boot_device(
+                &self.call("set-boot-device", bmc, creds, self.address(bmc, &self.plugin.grants).await),
+                device.into(),
+                persistent,
+                mode.map(Into::into),
+            )
             .await
     }
 
@@ -152,7 +160,7 @@ impl PowerDriver<'_> {
     /// plugin cannot describe one: `unsupported`.
     pub async fn describe_console(&self, bmc: &Bmc, creds: &Credentials) -> CallResult<crate::ConsoleCommand> {
         let power::ConsoleAccess::Command(cmd) =
-            self.pre.describe_console(&self.call("describe-console", bmc, creds, self.address(bmc).await)).await?;
+            self.pre.describe_console(&self.call("describe-console", bmc, creds, self.address(bmc, &self.plugin.console_grants).await)).await?;
         Ok(crate::ConsoleCommand { program: cmd.program, args: cmd.args, env: cmd.env, quit: cmd.quit })
     }
 
@@ -195,14 +203,15 @@ impl PowerDriver<'_> {
         })
     }
 
-    /// The BMC address the plugin is told. A plugin with exec grants gets a BMC named by a host
-    /// name as the address the daemon resolved it to: its programs may reach that address only
-    /// and cannot ask DNS themselves (`netscope.rs`). Others get it as configured (a 0.2.0
-    /// plugin's `http` verifies TLS against the name).
-    async fn address(&self, bmc: &Bmc) -> power::BmcAddress {
+    /// The BMC address the plugin is told. A plugin whose call may run programs (`programs`: its
+    /// exec grants, or its console grants when it describes a console) gets a BMC named by a host
+    /// name as the address the daemon resolved it to: those programs may reach that address only
+    /// and cannot ask DNS themselves (`netscope.rs`). Otherwise it is told the BMC as configured
+    /// (a 0.2.0 plugin's `http` verifies TLS against the name).
+    async fn address(&self, bmc: &Bmc, programs: &BTreeMap<String, PathBuf>) -> power::BmcAddress {
         let named = bmc.host.trim_start_matches('[').trim_end_matches(']').parse::<std::net::IpAddr>().is_err();
         if named
-            && !self.plugin.grants.is_empty()
+            && !programs.is_empty()
             && let Ok(addrs) = crate::netscope::resolve(&bmc.host, bmc.port).await
             && let Some(first) = addrs.first()
         {
