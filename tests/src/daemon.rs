@@ -30,11 +30,20 @@ pub struct Daemon {
     check_document: bool,
     /// The PostgreSQL database the daemon's pool is in, when it runs on PostgreSQL.
     pub pg_database: Option<String>,
+    /// A program (and its arguments) the daemon runs under, which execs it in the end.
+    wrapper: Vec<String>,
 }
 
 impl Daemon {
     /// A daemon with no plugins and the given extra TOML appended to its config.
     pub fn start_with(extra_config: &str) -> Daemon {
+        let mut daemon = Daemon::prepare(extra_config, &[]);
+        daemon.spawn();
+        daemon
+    }
+
+    /// The daemon's files and config, not started yet.
+    fn prepare(extra_config: &str, wrapper: &[&str]) -> Daemon {
         let dir = tempfile::tempdir().expect("temp dir");
         let data_dir = dir.path().join("data");
         let config_path = dir.path().join("metalhost.toml");
@@ -54,7 +63,7 @@ impl Daemon {
         std::fs::write(&config_path, config).expect("write config");
         plugin_cache::seed(&data_dir);
         let log_path = dir.path().join("daemon.log");
-        let mut daemon = Daemon {
+        Daemon {
             child: None,
             url: String::new(),
             data_dir,
@@ -65,7 +74,14 @@ impl Daemon {
             document: Default::default(),
             check_document: true,
             pg_database,
-        };
+            wrapper: wrapper.iter().map(|w| (*w).to_owned()).collect(),
+        }
+    }
+
+    /// As [`Daemon::start_with`], run under `wrapper` (say `unshare ...`), which must exec the
+    /// daemon command line it is given as its last arguments.
+    pub fn start_wrapped(extra_config: &str, wrapper: &[&str]) -> Daemon {
+        let mut daemon = Daemon::prepare(extra_config, wrapper);
         daemon.spawn();
         daemon
     }
@@ -85,7 +101,15 @@ impl Daemon {
         self.document = Default::default();
         let log = std::fs::OpenOptions::new().create(true).append(true).open(&self.log_path).expect("open log");
         let offset = log.metadata().map(|m| m.len()).unwrap_or(0);
-        let child = Command::new(paths::host_binary("metalhost"))
+        let mut command = match self.wrapper.split_first() {
+            Some((program, args)) => {
+                let mut command = Command::new(program);
+                command.args(args).arg(paths::host_binary("metalhost"));
+                command
+            }
+            None => Command::new(paths::host_binary("metalhost")),
+        };
+        let child = command
             .args(["serve", "--config"])
             .arg(&self.config_path)
             .env("METALHOST_TOKEN", TOKEN)

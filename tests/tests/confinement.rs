@@ -257,3 +257,47 @@ async fn plugin_list_shows_each_plugins_confinement() {
     assert!(table.contains("CONFINEMENT") && table.contains("landlock abi") && table.contains("user nobody:nogroup"), "{table}");
     assert!(table.contains("network: the call's BMC only"), "{table}");
 }
+
+/// The cgroup v2 mount point, as this process sees it.
+fn cgroup2_mount() -> String {
+    let mounts = std::fs::read_to_string("/proc/self/mounts").expect("mounts");
+    mounts.lines().map(|l| l.split(' ').collect::<Vec<_>>()).find(|f| f.get(2) == Some(&"cgroup2")).map(|f| f[1].to_owned()).expect("cgroup2 mounted")
+}
+
+/// Where programs cannot be kept to their BMC (here: a daemon in a mount namespace without the
+/// cgroup v2 hierarchy), plugins with exec grants are refused unless the operator opts out, and
+/// the start log and `plugin list` say so; opted out, they run and say they are unscoped.
+#[tokio::test]
+async fn without_the_network_scope_exec_grants_are_refused_unless_the_operator_opts_out() {
+    let hide = format!("umount -l {} && exec \"$@\"", cgroup2_mount());
+    let wrapper = ["unshare", "--mount", "--propagation", "private", "sh", "-c", hide.as_str(), "sh"];
+    let plugin =
+        format!("[[plugin]]\nname = \"ipmitool\"\nkind = \"power\"\npath = \"{}\"\nexec = [\"ipmitool\"]\n", plugin_wasm("ipmitool").display());
+
+    let daemon = Daemon::start_wrapped(&plugin, &wrapper);
+    let (_, list) = daemon.get("/v1/plugins").await;
+    let status = &list[0];
+    assert_eq!(status["loaded"], false, "{status}");
+    let error = status["error"].as_str().unwrap_or_default();
+    assert!(error.contains("network scope") && error.contains("allow_unscoped = true") && error.contains("no cgroup v2"), "{error}");
+    assert!(daemon.log().contains("exec and console grants need the network scope"), "{}", daemon.log());
+
+    let daemon = Daemon::start_wrapped(&format!("{plugin}\n[exec]\nallow_unscoped = true\n"), &wrapper);
+    let (_, list) = daemon.get("/v1/plugins").await;
+    let status = &list[0];
+    assert_eq!(status["loaded"], true, "{status}");
+    assert!(status["confinement"]["network_scope"].is_null(), "{status}");
+    assert!(daemon.log().contains("NO NETWORK SCOPE"), "{}", daemon.log());
+    let out = daemon.cli(&["plugin", "list"]);
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(table.contains("NO NETWORK SCOPE (any host)"), "{table}");
+    // Unscoped, the plugin still drives its BMC.
+    let sim = IpmiSim::start("admin", "s3cret-bmc");
+    let (_, switch) = daemon.post("/v1/switches", &switch_body("sw1", "sw-pw")).await;
+    let mut body = node_body(1, switch["id"].as_i64().expect("id"), "s3cret-bmc");
+    body["bmc_port"] = json!(sim.port);
+    let (status, node) = daemon.post("/v1/nodes", &body).await;
+    assert!(status.is_success(), "{node}");
+    let (status, power) = daemon.get("/v1/nodes/node1/power").await;
+    assert!(status.is_success(), "{power}");
+}
