@@ -514,21 +514,30 @@ const fn jump(code: u32, k: u32, jt: u8, jf: u8) -> libc::sock_filter {
 }
 
 /// setsid and setpgid fail with EPERM, so no descendant can leave the process group that is
-/// killed when the call ends; so do listen (no program serves anything: `netscope.rs`) and
-/// io_uring_setup (io_uring can listen without the listen syscall). A foreign syscall ABI kills
-/// the process.
-static SECCOMP_FILTER: [libc::sock_filter; 11] = [
+/// killed when the call ends; so do listen (no program serves anything: `netscope.rs`),
+/// io_uring_setup (io_uring can listen without the listen syscall) and sockets of any family but
+/// Unix, IPv4, IPv6 and netlink (no vsock to a hypervisor, no packet or CAN sockets: the network
+/// scope's filters see inet sockets only). A foreign syscall ABI kills the process.
+static SECCOMP_FILTER: [libc::sock_filter; 18] = [
     stmt(libc::BPF_LD | libc::BPF_W | libc::BPF_ABS, 4),
     jump(libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K, AUDIT_ARCH, 1, 0),
     stmt(libc::BPF_RET | libc::BPF_K, libc::SECCOMP_RET_KILL_PROCESS),
     stmt(libc::BPF_LD | libc::BPF_W | libc::BPF_ABS, 0),
-    jump(libc::BPF_JMP | libc::BPF_JGE | libc::BPF_K, X32_SYSCALL_BIT, 5, 0),
-    jump(libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K, libc::SYS_setsid as u32, 4, 0),
-    jump(libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K, libc::SYS_setpgid as u32, 3, 0),
-    jump(libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K, libc::SYS_listen as u32, 2, 0),
-    jump(libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K, libc::SYS_io_uring_setup as u32, 1, 0),
+    jump(libc::BPF_JMP | libc::BPF_JGE | libc::BPF_K, X32_SYSCALL_BIT, 11, 0),
+    jump(libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K, libc::SYS_setsid as u32, 10, 0),
+    jump(libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K, libc::SYS_setpgid as u32, 9, 0),
+    jump(libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K, libc::SYS_listen as u32, 8, 0),
+    jump(libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K, libc::SYS_io_uring_setup as u32, 7, 0),
+    jump(libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K, libc::SYS_socket as u32, 1, 0),
     stmt(libc::BPF_RET | libc::BPF_K, libc::SECCOMP_RET_ALLOW),
+    // socket(2)'s family: the low half of args[0] (little-endian targets only, as AUDIT_ARCH).
+    stmt(libc::BPF_LD | libc::BPF_W | libc::BPF_ABS, 16),
+    jump(libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K, libc::AF_UNIX as u32, 4, 0),
+    jump(libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K, libc::AF_INET as u32, 3, 0),
+    jump(libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K, libc::AF_INET6 as u32, 2, 0),
+    jump(libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K, libc::AF_NETLINK as u32, 1, 0),
     stmt(libc::BPF_RET | libc::BPF_K, libc::SECCOMP_RET_ERRNO | libc::EPERM as u32),
+    stmt(libc::BPF_RET | libc::BPF_K, libc::SECCOMP_RET_ALLOW),
 ];
 
 fn read_file(path: &str) -> String {

@@ -279,10 +279,15 @@ mod tests {
             "t('listen', lambda: socket.socket().listen())",
             "t('icmp', lambda: socket.socket(socket.AF_INET, socket.SOCK_DGRAM, socket.IPPROTO_ICMP))",
             "t('sctp', lambda: socket.socket(socket.AF_INET, socket.SOCK_STREAM, 132))",
+            "t('vsock', lambda: socket.socket(40, socket.SOCK_STREAM))",
+            "t('unix', lambda: socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM).sendto(b'x', '/dev/log'))",
+            "t('abstract', lambda: socket.socket(socket.AF_UNIX, socket.SOCK_STREAM).connect(b'\\0metalhost-test'))",
+            "t('pair', lambda: (lambda pair: pair[0].send(b'x'))(socket.socketpair()))",
         ]
         .join("\n");
         let out = scoped("/usr/bin/python3", &["-c".into(), python], &reach).await;
-        assert_eq!(out.stdout.lines().filter(|l| l.contains("refused")).count(), 4, "{out:?}");
+        let refused: Vec<&str> = out.stdout.lines().filter(|l| l.contains("refused")).filter_map(|l| l.split(' ').next()).collect();
+        assert_eq!(refused, ["bind", "listen", "icmp", "sctp", "vsock", "unix", "abstract"], "{out:?}");
         let out = scoped("bash", &["-c".into(), format!("echo x > /dev/udp/127.0.0.1/{bmc_port} && echo sent")], &[]).await;
         assert!(received(&bmc).is_empty() && !out.stdout.contains("sent"), "{out:?}");
     }

@@ -5,7 +5,8 @@
 //! Each program runs in a cgroup v2 of its own, made for the call under the daemon's own cgroup,
 //! with BPF programs attached that the kernel runs on every socket operation of every process in
 //! it: `connect` and UDP `sendmsg` (IPv4 and IPv6) must name one of the call's BMC addresses and
-//! its port; `bind` may only ask for an ephemeral port; only TCP and UDP sockets can be created.
+//! its port; `bind` may only ask for an ephemeral port; only TCP and UDP sockets can be created;
+//! Unix sockets connect and send nowhere (Linux 6.7+).
 //! The kernel compares binary addresses, so no spelling of an address gets past it (a v4-mapped
 //! IPv6 address is the same address). The programs are a few instructions with the addresses as
 //! constants, assembled here and loaded per call. `listen` (and io_uring, which could listen past
@@ -81,7 +82,7 @@ impl NetScoper {
     /// What the start log and `plugin list` say: the mechanism, or why there is none.
     pub fn mechanism(&self) -> Result<&'static str, &str> {
         match &self.base {
-            Ok(_) => Ok("bpf cgroup (connect, sendmsg, bind, socket)"),
+            Ok(_) => Ok("bpf cgroup (connect, sendmsg, bind, socket, unix)"),
             Err(reason) => Err(reason),
         }
     }
@@ -95,7 +96,11 @@ impl NetScoper {
         let mut scope = CallScope { dir, cgroup: None, procs: None, base: base.clone() };
         let cgroup = File::open(&scope.dir).map_err(|source| ScopeError::Cgroup { path: scope.dir.clone(), source })?;
         for filter in filters(allowed) {
-            let prog = load(&filter).map_err(|source| ScopeError::Load { hook: filter.hook, source })?;
+            let prog = match load(&filter) {
+                Ok(prog) => prog,
+                Err(e) if filter.optional && e.raw_os_error() == Some(libc::EINVAL) => continue,
+                Err(source) => return Err(ScopeError::Load { hook: filter.hook, source }),
+            };
             attach(&cgroup, &prog, filter.attach_type).map_err(|source| ScopeError::Attach { hook: filter.hook, path: scope.dir.clone(), source })?;
         }
         let procs = std::fs::OpenOptions::new()
@@ -313,6 +318,9 @@ const ATTACH_INET4_CONNECT: u32 = 10;
 const ATTACH_INET6_CONNECT: u32 = 11;
 const ATTACH_UDP4_SENDMSG: u32 = 14;
 const ATTACH_UDP6_SENDMSG: u32 = 15;
+/// Linux 6.7+: Unix socket addresses; older kernels have no such hook (and no filter for them).
+const ATTACH_UNIX_CONNECT: u32 = 49;
+const ATTACH_UNIX_SENDMSG: u32 = 50;
 
 /// `struct bpf_sock_addr` offsets: the destination as the program asked for it, in network
 /// byte order.
@@ -341,6 +349,8 @@ struct Filter {
     prog_type: u32,
     attach_type: u32,
     insns: Vec<Insn>,
+    /// A kernel without this hook scopes without it.
+    optional: bool,
 }
 
 /// A tiny assembler: loads from the context, 32-bit compares against constants, forward jumps
@@ -470,15 +480,23 @@ fn filters(allowed: &[SocketAddr]) -> Vec<Filter> {
             },
         }
     }
-    let addr = |hook, attach_type, insns| Filter { hook, prog_type: PROG_TYPE_CGROUP_SOCK_ADDR, attach_type, insns };
+    let addr = |hook, attach_type, insns| Filter { hook, prog_type: PROG_TYPE_CGROUP_SOCK_ADDR, attach_type, insns, optional: false };
+    let deny = || {
+        let mut asm = Asm::default();
+        asm.ret(0);
+        asm.finish()
+    };
     vec![
-        Filter { hook: "socket", prog_type: PROG_TYPE_CGROUP_SOCK, attach_type: ATTACH_INET_SOCK_CREATE, insns: socket_filter() },
+        Filter { hook: "socket", prog_type: PROG_TYPE_CGROUP_SOCK, attach_type: ATTACH_INET_SOCK_CREATE, insns: socket_filter(), optional: false },
         addr("connect4", ATTACH_INET4_CONNECT, destination_filter(&v4)),
         addr("sendmsg4", ATTACH_UDP4_SENDMSG, destination_filter(&v4)),
         addr("connect6", ATTACH_INET6_CONNECT, destination_filter(&v6)),
         addr("sendmsg6", ATTACH_UDP6_SENDMSG, destination_filter(&v6)),
         addr("bind4", ATTACH_INET4_BIND, bind_filter()),
         addr("bind6", ATTACH_INET6_BIND, bind_filter()),
+        // No Unix socket of another process either (a local daemon, abstract or by path).
+        Filter { optional: true, ..addr("unix_connect", ATTACH_UNIX_CONNECT, deny()) },
+        Filter { optional: true, ..addr("unix_sendmsg", ATTACH_UNIX_SENDMSG, deny()) },
     ]
 }
 
