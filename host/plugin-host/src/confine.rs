@@ -33,7 +33,7 @@ pub struct ExecPolicy {
     pub read_paths: Vec<PathBuf>,
     /// Run exec grants without Landlock when the kernel has none. Off: such plugins are refused.
     pub allow_unconfined: bool,
-    /// Run exec and console grants without the network scope (`netscope.rs`) when the kernel or
+    /// Run exec and console grants without the network scope (`netscope/`) when the kernel or
     /// the daemon's privileges cannot scope them: their programs then reach any host. Off: such
     /// plugins are refused.
     pub allow_unscoped: bool,
@@ -107,7 +107,7 @@ pub struct Confinement {
     pub file_size_mb: u64,
     pub open_files: u64,
     pub processes: Option<u64>,
-    /// How programs are kept to the call's BMC (`netscope.rs`); `None`: they are not, and reach
+    /// How programs are kept to the call's BMC (`netscope/`); `None`: they are not, and reach
     /// any host. Absent from an older daemon's answer: read as `None`.
     #[serde(default)]
     pub network_scope: Option<String>,
@@ -232,7 +232,7 @@ impl Confiner {
 
     /// Sets up `command` to run confined with `workdir` as its only writable place. The working dir
     /// (and the files in it) are handed to the exec user first.
-    /// `scope`: the program joins this cgroup before it runs (`netscope.rs`).
+    /// `scope`: the program joins this cgroup before it runs (`netscope/`).
     pub fn apply(&self, command: &mut tokio::process::Command, workdir: &Path, program: &Path, scope: Option<&CallScope>) -> std::io::Result<()> {
         self.confine(command, workdir, program, Leader::Group, scope)
     }
@@ -514,7 +514,7 @@ const fn jump(code: u32, k: u32, jt: u8, jf: u8) -> libc::sock_filter {
 }
 
 /// setsid and setpgid fail with EPERM, so no descendant can leave the process group that is
-/// killed when the call ends; so do listen (no program serves anything: `netscope.rs`),
+/// killed when the call ends; so do listen (no program serves anything: `netscope/`),
 /// io_uring_setup (io_uring can listen without the listen syscall) and sockets of any family but
 /// Unix, IPv4, IPv6 and netlink (no vsock to a hypervisor, no packet or CAN sockets: the network
 /// scope's filters see inet sockets only). A foreign syscall ABI kills the process.

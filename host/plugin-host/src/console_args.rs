@@ -2,7 +2,7 @@
 //! (ARCHITECTURE.md, "plugin-host"): the plugin names the program and its arguments, and the host
 //! refuses arguments that aim the program at another host or port, hand it a file, put a secret
 //! on its command line, or (for ipmitool) run anything but `sol activate`. The network scope
-//! (`netscope.rs`) holds whatever this misses; this check turns an attempt into a clear error.
+//! (`netscope/`) holds whatever this misses; this check turns an attempt into a clear error.
 //! Also: the arguments as the daemon logs them, with secrets removed.
 
 use std::net::{IpAddr, SocketAddr};

@@ -206,7 +206,7 @@ impl PowerDriver<'_> {
     /// The BMC address the plugin is told. A plugin whose call may run programs (`programs`: its
     /// exec grants, or its console grants when it describes a console) gets a BMC named by a host
     /// name as the address the daemon resolved it to: those programs may reach that address only
-    /// and cannot ask DNS themselves (`netscope.rs`). Otherwise it is told the BMC as configured
+    /// and cannot ask DNS themselves (`netscope/`). Otherwise it is told the BMC as configured
     /// (a 0.2.0 plugin's `http` verifies TLS against the name).
     async fn address(&self, bmc: &Bmc, programs: &BTreeMap<String, PathBuf>) -> power::BmcAddress {
         let named = bmc.host.trim_start_matches('[').trim_end_matches(']').parse::<std::net::IpAddr>().is_err();

@@ -36,7 +36,7 @@ pub struct PluginState {
     pub reload: Option<ReloadHook>,
     /// 0.2.0 power calls: the BMC their `http` and `datagram` may reach.
     pub network: Option<crate::net::imports::CallNetwork>,
-    /// Power calls: the BMC the programs this call runs may reach (`netscope.rs`); other calls'
+    /// Power calls: the BMC the programs this call runs may reach (`netscope/`); other calls'
     /// programs reach nothing.
     pub bmc: Option<crate::drivers::Bmc>,
 }
