@@ -13,6 +13,8 @@ mod download;
 mod error;
 mod inventory;
 mod lldp;
+mod qcow2;
+mod ranges;
 mod sys;
 
 use std::path::{Path, PathBuf};
