@@ -171,7 +171,8 @@ impl Header {
         if self.snapshots > MAX_SNAPSHOTS {
             return Err(Refusal::TooLarge { what: "snapshot count", value: self.snapshots as u64, max: MAX_SNAPSHOTS as u64 });
         }
-        for (what, offset) in [("L1 table", self.l1_offset), ("refcount table", self.refcount_table_offset), ("snapshot table", self.snapshots_offset)]
+        for (what, offset) in
+            [("L1 table", self.l1_offset), ("refcount table", self.refcount_table_offset), ("snapshot table", self.snapshots_offset)]
         {
             let unused = offset == 0 && (what == "snapshot table" && self.snapshots == 0 || what == "L1 table" && self.l1_entries == 0);
             if !unused && offset % cluster != 0 {

@@ -7,7 +7,9 @@ pub enum Detected {
     /// No known magic: a disk as it is (MBR, GPT, a filesystem, anything).
     Raw,
     /// `QFI\xfb` with its version word (checked by the qcow2 parser).
-    Qcow2 { version: u32 },
+    Qcow2 {
+        version: u32,
+    },
     Foreign(Foreign),
 }
 

@@ -93,6 +93,8 @@ impl From<ImageError> for ApiError {
     fn from(e: ImageError) -> Self {
         match e {
             ImageError::Store(e) => e.into(),
+            // A refused image, or one whose URL could not be read: the operator's input, not ours.
+            ImageError::Inspect(_) => ApiError::Unprocessable(e.to_string()),
             ImageError::Interrupted(_) | ImageError::Empty => ApiError::BadRequest(e.to_string()),
             ImageError::NotHere { .. } => ApiError::NotFound(e.to_string()),
             ImageError::NoVerifiedCopy { .. } | ImageError::CopyInProgress { .. } => ApiError::Unavailable(e.to_string()),

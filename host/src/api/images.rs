@@ -16,9 +16,9 @@ use utoipa_axum::routes;
 use super::error::{ApiError, ApiJson, ApiResult};
 use super::validate;
 use crate::api::state::AppState;
-use crate::domain::Compression;
-use crate::domain::Key;
-use crate::images::PEER_HEADER;
+use crate::domain::{Compression, ImageFormat, Key};
+use crate::images::inspect::{self, Declared};
+use crate::images::{ImageError, PEER_HEADER};
 use crate::provision::WorkflowCore;
 use crate::store::images::{self, Image, NewImage};
 use crate::store::tasks;
@@ -45,6 +45,8 @@ struct RegisterImage {
     size: Option<u64>,
     /// Guessed from the URL's suffix when absent.
     compression: Option<String>,
+    /// `raw` or `qcow2`: told from the bytes when absent, refused when the bytes disagree.
+    format: Option<String>,
 }
 
 fn check_sha256(value: &str) -> Result<String, ApiError> {
@@ -56,9 +58,10 @@ fn check_sha256(value: &str) -> Result<String, ApiError> {
     }
 }
 
-/// Registers an external image by URL and sha256; the agent fetches it from there.
+/// Registers an external image by URL and sha256; the agent fetches it from there. The image is
+/// inspected first (its header and tables, with Range requests): a refused one is not stored.
 #[utoipa::path(post, path = "/v1/images", operation_id = "register_image", tag = "images", request_body = RegisterImage,
-    responses((status = 201, description = "Registered.", body = Image)))]
+    responses((status = 201, description = "Registered.", body = Image), (status = 422, description = "Refused by the inspection, or its URL could not be read.", body = metalhost_wire::ErrorBody)))]
 async fn register(State(core): State<WorkflowCore>, ApiJson(req): ApiJson<RegisterImage>) -> ApiResult<(StatusCode, Json<Image>)> {
     validate::name("image name", &req.name)?;
     let url = reqwest::Url::parse(&req.url).map_err(|e| ApiError::BadRequest(format!("invalid url {:?}: {e}", req.url)))?;
@@ -71,7 +74,31 @@ async fn register(State(core): State<WorkflowCore>, ApiJson(req): ApiJson<Regist
         None if url.path().ends_with(".zst") => Compression::Zstd,
         None => Compression::None,
     };
-    let new = NewImage { name: req.name, url: Some(req.url), file: None, sha256: check_sha256(&req.sha256)?, size: req.size, compression };
+    let sha256 = check_sha256(&req.sha256)?;
+    let format = req.format.as_deref().map(str::parse::<ImageFormat>).transpose()?;
+    // Before reading the URL: a taken name needs no inspection to be refused.
+    let name = req.name.clone();
+    if core.store.call(move |c| images::name_taken(c, &name)).await? {
+        return Err(ApiError::Conflict(format!("an image named {:?} already exists", req.name)));
+    }
+    let verdict = inspect::url(req.url.clone(), Declared { format, compression }).await.map_err(ImageError::from)?;
+    if let Some(said) = req.size
+        && said != verdict.file_size
+    {
+        return Err(ApiError::Unprocessable(format!("image refused: declared size {said} but the URL serves {} bytes", verdict.file_size)));
+    }
+    tracing::info!(name = %req.name, format = %verdict.format, "external image inspected: {}", verdict.reason);
+    let new = NewImage {
+        name: req.name,
+        url: Some(req.url),
+        file: None,
+        sha256,
+        size: Some(verdict.file_size),
+        compression,
+        format: verdict.format,
+        virtual_size: verdict.virtual_size,
+        verdict_reason: verdict.reason,
+    };
     let image = core.store.call(move |c| images::insert(c, new)).await?;
     tracing::info!(image = image.id.0, name = %image.name, "external image registered");
     Ok((StatusCode::CREATED, Json(image)))
@@ -84,16 +111,19 @@ struct UploadQuery {
     name: String,
     /// Sniffed from the first bytes when absent.
     compression: Option<String>,
+    /// `raw` or `qcow2`: told from the bytes when absent, refused when the bytes disagree.
+    format: Option<String>,
 }
 
-/// Streams the body to a file under the data dir while hashing it; the row appears only once the
-/// whole file is there.
+/// Streams the body to a file under the data dir while hashing it, then inspects it; the row
+/// appears only once the whole file is there and accepted (a refused file is removed).
 #[utoipa::path(post, path = "/v1/images/upload", operation_id = "upload_image", tag = "images", params(UploadQuery),
     request_body(content = String, content_type = "application/octet-stream", description = "The image bytes."),
-    responses((status = 201, description = "Stored.", body = Image)))]
+    responses((status = 201, description = "Stored.", body = Image), (status = 422, description = "Refused by the inspection; nothing is kept.", body = metalhost_wire::ErrorBody)))]
 async fn upload(State(core): State<WorkflowCore>, Query(q): Query<UploadQuery>, request: Request) -> ApiResult<(StatusCode, Json<Image>)> {
     validate::name("image name", &q.name)?;
     let compression = q.compression.as_deref().map(str::parse::<Compression>).transpose()?;
+    let format = q.format.as_deref().map(str::parse::<ImageFormat>).transpose()?;
     let name = q.name.clone();
     if core.store.call(move |c| images::name_taken(c, &name)).await? {
         return Err(ApiError::Conflict(format!("an image named {:?} already exists", q.name)));
@@ -101,7 +131,26 @@ async fn upload(State(core): State<WorkflowCore>, Query(q): Query<UploadQuery>, 
     let received = core.images.receive(request.into_body().into_data_stream()).await?;
     let compression = compression.unwrap_or_else(|| Compression::sniff(&received.head));
     let (file, size) = (received.file.clone(), received.size);
-    let new = NewImage { name: q.name, url: None, file: Some(received.file), sha256: received.sha256, size: Some(size), compression };
+    // Judged before the row exists: a refused upload leaves neither row nor file.
+    let verdict = match inspect::file(core.images.path(&file), Declared { format, compression }).await {
+        Ok(verdict) => verdict,
+        Err(e) => {
+            core.images.remove(&file).await;
+            tracing::info!(name = %q.name, "upload refused: {e}");
+            return Err(ImageError::from(e).into());
+        }
+    };
+    let new = NewImage {
+        name: q.name,
+        url: None,
+        file: Some(received.file),
+        sha256: received.sha256,
+        size: Some(size),
+        compression,
+        format: verdict.format,
+        virtual_size: verdict.virtual_size,
+        verdict_reason: verdict.reason,
+    };
     match core.store.call(move |c| images::insert(c, new)).await {
         Ok(image) => {
             tracing::info!(image = image.id.0, name = %image.name, size, "image uploaded");

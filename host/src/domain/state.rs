@@ -173,6 +173,15 @@ impl Compression {
 }
 
 string_enum!(
+    /// What an image file is: a disk as it is (perhaps compressed whole), or qcow2, which the agent
+    /// converts while it writes. Told from the file's bytes when the image is added.
+    ImageFormat {
+        Raw => "raw",
+        Qcow2 => "qcow2",
+    }
+);
+
+string_enum!(
     /// What an operator or a workflow asks of a node's power: the plugin contract's `power-action`
     /// (`metalhost:drivers@0.2.0`), case for case. `reboot` powers an off node on and cycles an on
     /// one, so "make sure it boots now" is one call; the graceful ones ask the operating system
