@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 use std::time::{Duration, Instant};
 
-use metalhost_image_format::ReadAt;
+use metalhost_image_format::{Detected, ReadAt, Refusal, sniff};
 use metalhost_wire::{Compression, DeployTask, ImageFormat};
 use sha2::{Digest, Sha256};
 
@@ -190,6 +190,7 @@ fn produce<I: ImageStream>(mut decoder: I, free: Receiver<AlignedBuf>, full: Syn
         (None, "qcow2") => Error::Qcow2 { stored_offset: decoder.stored_offset(), source: e },
         (None, name) => Error::Decompress { compression: name, stored_offset: decoder.stored_offset(), source: e },
     };
+    let mut first = true;
     loop {
         // The writer gone means it failed: stop here rather than download the rest for nothing.
         let Ok(mut buf) = free.recv() else { return Err(Error::Internal("the writer stopped")) };
@@ -197,6 +198,11 @@ fn produce<I: ImageStream>(mut decoder: I, free: Receiver<AlignedBuf>, full: Syn
         if n == 0 {
             break;
         }
+        if first && decoder.name() != "qcow2" {
+            // Before the first write: a file that is not a disk as it is must not become one.
+            refuse_foreign(&buf.as_slice()[..n])?;
+        }
+        first = false;
         if full.send((buf, n)).is_err() {
             return Err(Error::Internal("the writer stopped"));
         }
@@ -211,6 +217,15 @@ fn produce<I: ImageStream>(mut decoder: I, free: Receiver<AlignedBuf>, full: Syn
         io::ErrorKind::InvalidData if qcow2 => Error::Qcow2 { stored_offset: 0, source: e },
         _ => Error::Download(e.to_string()),
     })
+}
+
+/// A raw image's first bytes must not be another format's (the host refuses these at add time).
+fn refuse_foreign(head: &[u8]) -> Result<()> {
+    match sniff(head) {
+        Detected::Raw => Ok(()),
+        Detected::Qcow2 { .. } => Err(Error::Refused("declared raw but the file is qcow2".into())),
+        Detected::Foreign(f) => Err(Error::Refused(Refusal::Foreign(f).to_string())),
+    }
 }
 
 /// Writer side: writes each buffer in order and returns it to the pool.
@@ -375,6 +390,19 @@ mod tests {
         let e = produce(Decoder::new(Counting(&big, &read), Compression::None, false), free_rx, full_tx).unwrap_err();
         assert!(matches!(e, Error::Internal("the writer stopped")), "{e}");
         assert_eq!(read.load(std::sync::atomic::Ordering::Relaxed), 0);
+    }
+
+    #[test]
+    fn a_raw_image_that_is_another_format_is_refused_before_the_first_write() {
+        let (_dir, path) = disk(1 << 20);
+        for (head, words) in [(&b"QFI\xfb\0\0\0\x03"[..], "declared raw but the file is qcow2"), (b"KDMV\x01\0\0\0", "VMDK images are not supported")]
+        {
+            let mut image = sample(CHUNK + 10);
+            image[..head.len()].copy_from_slice(head);
+            let e = write_image(&image[..], &plan(Compression::None, &sha(&image), false), &path, &|_| {}).unwrap_err();
+            assert!(matches!(e, Error::Refused(_)) && e.to_string().contains(words), "{e}");
+            assert!(std::fs::read(&path).unwrap().iter().all(|b| *b == 0xEE), "nothing written");
+        }
     }
 
     #[test]

@@ -88,3 +88,73 @@ impl ReadAt for HttpRanges {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::{BufRead, BufReader, Write};
+    use std::net::TcpListener;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    /// Serves `file` with `bytes=A-B` ranges; the first `cuts` answers stop half-way, and with
+    /// `whole` every answer is the whole file (a server that ignores Range).
+    fn serve(file: Vec<u8>, cuts: usize, whole: bool) -> (String, Arc<AtomicUsize>) {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}/image", listener.local_addr().unwrap());
+        let seen = Arc::new(AtomicUsize::new(0));
+        let count = seen.clone();
+        std::thread::spawn(move || {
+            for mut stream in listener.incoming().flatten() {
+                let n = count.fetch_add(1, Ordering::SeqCst);
+                let mut reader = BufReader::new(stream.try_clone().unwrap());
+                let mut range = (0, file.len() - 1);
+                loop {
+                    let mut line = String::new();
+                    if reader.read_line(&mut line).unwrap_or(0) == 0 || line.trim().is_empty() {
+                        break;
+                    }
+                    if let Some((a, b)) = line.trim().strip_prefix("Range: bytes=").and_then(|r| r.split_once('-')) {
+                        range = (a.parse().unwrap(), b.parse().unwrap());
+                    }
+                }
+                let body = if whole { &file[..] } else { &file[range.0..=range.1] };
+                let head = if whole {
+                    format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n", body.len())
+                } else {
+                    format!(
+                        "HTTP/1.1 206 Partial\r\nContent-Length: {}\r\nContent-Range: bytes {}-{}/{}\r\n\r\n",
+                        body.len(),
+                        range.0,
+                        range.1,
+                        file.len()
+                    )
+                };
+                let send = if n < cuts { body.len() / 2 } else { body.len() };
+                let _ = stream.write_all(head.as_bytes()).and_then(|()| stream.write_all(&body[..send]));
+            }
+        });
+        (url, seen)
+    }
+
+    #[test]
+    fn ranges_are_read_and_a_cut_answer_is_retried() {
+        let file: Vec<u8> = (0..100_000u32).map(|i| (i % 251) as u8).collect();
+        let (url, seen) = serve(file.clone(), 2, false);
+        let mut r = HttpRanges::new(ureq::agent(), url, None, Vec::new()).fast_retries();
+        let mut buf = vec![0u8; 5000];
+        r.read_at(70_000, &mut buf).unwrap();
+        assert!(buf == file[70_000..75_000]);
+        assert_eq!(seen.load(Ordering::SeqCst), 3, "two cut answers, then a whole one");
+        assert_eq!(r.size().unwrap(), 100_000);
+    }
+
+    #[test]
+    fn a_server_that_ignores_range_is_an_error_not_a_retry() {
+        let (url, seen) = serve(vec![7u8; 1000], 0, true);
+        let mut r = HttpRanges::new(ureq::agent(), url, None, Vec::new()).fast_retries();
+        let e = r.read_at(10, &mut [0u8; 10]).unwrap_err().to_string();
+        assert!(e.contains("answered HTTP 200 to a Range request"), "{e}");
+        assert_eq!(seen.load(Ordering::SeqCst), 1);
+    }
+}

@@ -50,7 +50,7 @@ pub fn check<R: ReadAt<Error = io::Error>>(ranges: &mut R, file_size: u64, capac
     rec.read_at(0, &mut head).map_err(|e| Error::Download(e.to_string()))?;
     match sniff(&head) {
         Detected::Qcow2 { .. } => {}
-        Detected::Raw => return Err(Error::Refused("the image was declared qcow2 but is not one".into())),
+        Detected::Raw => return Err(Error::Refused("declared qcow2 but the file is raw".into())),
         Detected::Foreign(f) => return Err(Error::Refused(Refusal::Foreign(f).to_string())),
     }
     let (header, l1, _) = inspect_qcow2(&mut rec, &head, file_size, false).map_err(|e| match e {

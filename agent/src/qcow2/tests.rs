@@ -206,7 +206,7 @@ pub fn hostile_images(dir: &Path) -> Vec<(&'static str, PathBuf, &'static str)> 
         ("vmdk", p("disk.vmdk"), "VMDK images are not supported"),
         ("L2 past the end", p("l2-past-end.qcow2"), "L2 table 0 at byte 1073741824 (+65536) lies past the end of the file"),
         ("overlapping tables", p("overlap.qcow2"), "overlap"),
-        ("raw declared qcow2", raw, "declared qcow2 but is not one"),
+        ("raw declared qcow2", raw, "declared qcow2 but the file is raw"),
     ]
 }
 
