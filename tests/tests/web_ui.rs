@@ -59,8 +59,12 @@ async fn pages_need_a_session_that_only_the_token_opens() {
     let api = http.get(format!("{}/v1/nodes", daemon.url)).header("cookie", &session).send().await.expect("get");
     assert_eq!(api.status(), StatusCode::UNAUTHORIZED, "the API takes the bearer token only");
 
-    // Operators' and plugins' text is escaped: an image URL with markup in it.
-    let evil = "http://192.0.2.1/<script>alert(1)</script>.img";
+    // Operators' and plugins' text is escaped: an image URL with markup in it (in its query,
+    // which the file server ignores: the image is inspected when added, so it must be served).
+    let served = tempfile::tempdir().expect("tmp");
+    let server = metalhost_tests::file_server::FileServer::start(served.path());
+    std::fs::write(served.path().join("os.img"), vec![0u8; 4096]).expect("write");
+    let evil = format!("{}/os.img?<script>alert(1)</script>", server.url);
     let (status, _) = daemon.post("/v1/images", &json!({"name": "evil", "url": evil, "sha256": "ab".repeat(32)})).await;
     assert_eq!(status, StatusCode::CREATED);
     let images = http.get(format!("{}/ui/images", daemon.url)).header("cookie", &session).send().await.expect("get").text().await.expect("body");
