@@ -1,8 +1,10 @@
 //! The served file as the qcow2 reader sees it: one sequential, hashed pass (the sha256 the host
 //! recorded covers it) plus Range reads for what the reader needs out of that order. Every byte
 //! the reader uses is either taken from the pass, or read by Range and compared with the pass:
-//! a read ahead of the pass when the pass crosses it, a read behind it in a second pass at the
-//! end (only images whose data is out of guest order, e.g. after snapshots, need one).
+//! a read ahead of the pass when the pass crosses it; a read behind it against the digest the
+//! pass kept of the bytes it skipped there (QEMU packs compressed clusters into a cluster it
+//! keeps filling while later data goes after it, so they trail the pass); and, for bytes the pass
+//! used but no longer holds, in a second pass at the end.
 
 use std::collections::BTreeMap;
 use std::io::{self, Read};
@@ -21,6 +23,12 @@ pub const LOOKBEHIND: usize = 16 << 20;
 /// too scattered to stream with bounded memory.
 const MAX_BEHIND: usize = 1 << 16;
 const SKIP_BUF: usize = 256 * 1024;
+/// Skipped bytes are digested in pieces this big at most; a read behind the pass fetches the
+/// whole piece once (kept in a small cache) and checks it against its digest.
+const PIECE: u64 = 1 << 20;
+/// Digests kept of skipped pieces (48 bytes each); past this, reads behind wait for a second pass.
+const MAX_PIECES: usize = 1 << 18;
+const CACHED_PIECES: usize = 4;
 
 /// Bytes used from a Range read, waiting to be compared with the pass.
 struct Pending {
@@ -109,6 +117,10 @@ pub struct Cursor<S, R> {
     seq: u64,
     recent: Ring,
     skip: Vec<u8>,
+    /// Digests of the pieces the pass skipped, by start: (length, sha256).
+    skipped: BTreeMap<u64, (u64, [u8; 32])>,
+    /// Pieces fetched and checked, newest last.
+    cache: Vec<(u64, Vec<u8>)>,
     /// Bytes fetched with Range (for the summary and the benchmark).
     pub range_bytes: u64,
 }
@@ -133,6 +145,8 @@ impl<S: Read, R: ReadAt<Error = io::Error>> Cursor<S, R> {
             seq: 0,
             recent: Ring::new(lookbehind),
             skip: Vec::new(),
+            skipped: BTreeMap::new(),
+            cache: Vec::new(),
             range_bytes: 0,
         };
         for (offset, data) in read_before {
@@ -196,16 +210,62 @@ impl<S: Read, R: ReadAt<Error = io::Error>> Cursor<S, R> {
         Ok(())
     }
 
-    /// Moves the pass forward to `offset`, hashing what it skips.
+    /// Moves the pass forward to `offset`, hashing what it skips and keeping a digest of each
+    /// piece of it (pieces end at multiples of [`PIECE`]), for reads that come back for it.
     fn skip_to(&mut self, offset: u64) -> io::Result<()> {
         let mut skip = std::mem::take(&mut self.skip);
         skip.resize(SKIP_BUF, 0);
         while self.pos() < offset {
-            let n = (offset - self.pos()).min(SKIP_BUF as u64) as usize;
-            self.pass(&mut skip[..n])?;
+            let start = self.pos();
+            let end = offset.min((start / PIECE + 1) * PIECE);
+            let mut piece = Sha256::new();
+            while self.pos() < end {
+                let n = (end - self.pos()).min(SKIP_BUF as u64) as usize;
+                self.pass(&mut skip[..n])?;
+                piece.update(&skip[..n]);
+            }
+            if self.skipped.len() < MAX_PIECES {
+                self.skipped.insert(start, (end - start, piece.finalize().into()));
+            }
         }
         self.skip = skip;
         Ok(())
+    }
+
+    /// Serves a read behind the pass from skipped pieces (fetched whole by Range, checked against
+    /// their digests); false when some of it was not skipped.
+    fn from_pieces(&mut self, offset: u64, buf: &mut [u8]) -> io::Result<bool> {
+        let end = offset + buf.len() as u64;
+        let mut at = offset;
+        let mut pieces = Vec::new();
+        while at < end {
+            match self.skipped.range(..=at).next_back() {
+                Some((start, (len, digest))) if start + len > at => {
+                    pieces.push((*start, *len, *digest));
+                    at = start + len;
+                }
+                _ => return Ok(false),
+            }
+        }
+        for (start, len, digest) in pieces {
+            if !self.cache.iter().any(|(s, _)| *s == start) {
+                let mut bytes = vec![0u8; len as usize];
+                self.ranges.read_at(start, &mut bytes)?;
+                self.range_bytes += len;
+                if <[u8; 32]>::from(Sha256::digest(&bytes)) != digest {
+                    return Err(mismatch(start));
+                }
+                if self.cache.len() >= CACHED_PIECES {
+                    self.cache.remove(0);
+                }
+                self.cache.push((start, bytes));
+            }
+            let Some((_, bytes)) = self.cache.iter().find(|(s, _)| *s == start) else { return Ok(false) };
+            let from = offset.max(start);
+            let to = end.min(start + len);
+            buf[(from - offset) as usize..(to - offset) as usize].copy_from_slice(&bytes[(from - start) as usize..(to - start) as usize]);
+        }
+        Ok(true)
     }
 
     /// Data: from the pass when it is at or ahead of it (the common, single-download case).
@@ -235,6 +295,9 @@ impl<S: Read, R: ReadAt<Error = io::Error>> Cursor<S, R> {
     }
 
     fn range(&mut self, offset: u64, buf: &mut [u8]) -> io::Result<()> {
+        if offset < self.pos() && self.from_pieces(offset, buf)? {
+            return Ok(());
+        }
         self.ranges.read_at(offset, buf)?;
         self.range_bytes += buf.len() as u64;
         if offset >= self.pos() {
@@ -352,31 +415,46 @@ mod tests {
     fn reads_in_any_order_are_served_and_checked_against_the_pass() {
         let f = file();
         let (mut c, ranges) = cursor(f.clone(), f.clone());
+        let requests = || ranges.load(std::sync::atomic::Ordering::Relaxed);
         assert_eq!(get(&mut c, true, 500_000, 1000), f[500_000..501_000], "a table ahead: Range");
         assert_eq!(get(&mut c, false, 1000, 5000), f[1000..6000], "data ahead: the pass");
         assert_eq!(get(&mut c, false, 5500, 100), f[5500..5600], "just behind: the look-behind");
-        assert_eq!(get(&mut c, false, 10, 20), f[10..30], "far behind: Range");
-        assert_eq!(ranges.load(std::sync::atomic::Ordering::Relaxed), 2);
+        assert_eq!(requests(), 1);
+        assert_eq!(get(&mut c, false, 10, 20), f[10..30], "behind, in bytes the pass skipped: the piece");
+        assert_eq!(get(&mut c, false, 20, 20), f[20..40], "the same piece again: from the cache");
+        assert_eq!(requests(), 2);
+        assert_eq!(get(&mut c, false, 200_000, 100), f[200_000..200_100]);
+        assert_eq!(get(&mut c, false, 1500, 100), f[1500..1600], "behind, in bytes the pass used: Range");
+        assert_eq!(requests(), 3);
         let stored = c.finish().unwrap();
         assert_eq!(stored.bytes, f.len() as u64);
         assert_eq!(stored.sha256, Some(hex::encode(Sha256::digest(&f))));
     }
 
     #[test]
-    fn a_range_read_that_differs_from_the_file_fails_either_way() {
+    fn a_range_read_that_differs_from_the_file_fails_each_way() {
         let f = file();
         let mut other = f.clone();
         other[600_000] ^= 1;
         other[20] ^= 1;
+        other[1500] ^= 1;
+        // Ahead of the pass: when the pass crosses it.
         let (mut c, _) = cursor(f.clone(), other.clone());
         get(&mut c, true, 599_000, 2000);
         let e = c.finish().unwrap_err().to_string();
         assert!(e.contains("bytes at 599000 read with Range differ"), "{e}");
-        let (mut c, _) = cursor(f.clone(), other);
+        // In a skipped piece: at once.
+        let (mut c, _) = cursor(f.clone(), other.clone());
         get(&mut c, false, 100_000, 10);
-        get(&mut c, false, 0, 100);
-        let e = c.finish().unwrap_err().to_string();
+        let e = c.data(0, &mut [0u8; 100]).unwrap_err().to_string();
         assert!(e.contains("bytes at 0 read with Range differ"), "{e}");
+        // In bytes the pass used and let go: in the second pass.
+        let (mut c, _) = cursor(f.clone(), other);
+        get(&mut c, false, 1000, 5000);
+        get(&mut c, false, 200_000, 10);
+        get(&mut c, false, 1500, 100);
+        let e = c.finish().unwrap_err().to_string();
+        assert!(e.contains("bytes at 1500 read with Range differ"), "{e}");
     }
 
     #[test]

@@ -134,9 +134,10 @@ fn an_image_with_an_internal_snapshot_converts_its_current_state() {
 }
 
 #[test]
-fn clusters_far_out_of_order_are_read_by_range_and_checked_in_a_second_pass() {
-    // With a small look-behind, a compressed image from qemu-img's parallel writers and a
-    // snapshot's rewritten clusters are out of reach of the pass: Range reads, a second pass.
+fn clusters_far_out_of_order_are_read_by_range_and_checked() {
+    // With a small look-behind, the compressed clusters QEMU packs behind later data and a
+    // snapshot's rewritten clusters are out of reach of the pass: Range reads, checked against
+    // the digests of skipped pieces or in a second pass.
     let dir = tempfile::tempdir().unwrap();
     let raw = raw_disk(dir.path(), 9);
     let image = dir.path().join("zstd.qcow2");
