@@ -15,10 +15,9 @@ use sha2::{Digest, Sha256};
 use crate::decode::{Hashing, Stored};
 
 /// The last stream bytes kept, so a read a little behind the pass needs no Range read: a
-/// compressed cluster's length is rounded up to a sector and runs into the next one, and
-/// `qemu-img convert -c` writes clusters from parallel workers, out of guest order by up to
-/// a few of its 2 MiB chunks. Counted in the agent's memory budget (ARCHITECTURE.md).
-pub const LOOKBEHIND: usize = 16 << 20;
+/// compressed cluster's length is rounded up to a sector and runs into the next one. Reads
+/// further behind are served from skipped pieces; small, as every passed byte is copied here.
+pub const LOOKBEHIND: usize = 64 * 1024;
 /// Separate out-of-order extents that may wait for the second pass; beyond this the image is
 /// too scattered to stream with bounded memory.
 const MAX_BEHIND: usize = 1 << 16;

@@ -172,9 +172,20 @@ impl<S: Read, R: ReadAt<Error = io::Error>> Read for Qcow2Reader<S, R> {
                 Ok(n)
             }
             Cluster::Data { offset } if within == 0 && buf.len() >= need => {
-                self.cursor.data(offset, &mut buf[..need])?;
-                self.guest += need as u64;
-                Ok(need)
+                // Stored clusters that follow each other in the file go in one read.
+                let in_table = ((self.guest % span) / cluster) as usize;
+                let mut run = 1;
+                while in_table + run < self.header.l2_entries() as usize
+                    && (run + 1) * cluster as usize <= buf.len()
+                    && start + run as u64 * cluster < end
+                    && self.entry(index, l2, in_table + run)? == (Cluster::Data { offset: offset + run as u64 * cluster })
+                {
+                    run += 1;
+                }
+                let len = ((start + run as u64 * cluster).min(end) - start) as usize;
+                self.cursor.data(offset, &mut buf[..len])?;
+                self.guest += len as u64;
+                Ok(len)
             }
             Cluster::Compressed { offset, len } if within == 0 && buf.len() >= cluster as usize => {
                 self.decompress(offset, len, &mut buf[..cluster as usize])?;
