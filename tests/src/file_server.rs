@@ -47,7 +47,7 @@ impl FileServer {
         self.behaviour.ignore_range.store(ignore, Ordering::SeqCst);
     }
 
-    /// Cuts the next `answers` answers after `after` body bytes.
+    /// Cuts the next `answers` answers longer than `after` bytes after `after` body bytes.
     pub fn cut(&self, answers: usize, after: u64) {
         self.behaviour.cut_after.store(after, Ordering::SeqCst);
         self.behaviour.cuts.store(answers, Ordering::SeqCst);
@@ -103,8 +103,10 @@ fn serve(mut stream: TcpStream, dir: &PathBuf, b: &Behaviour, seen: &std::sync::
         ),
         None => (0, size, format!("HTTP/1.1 200 OK\r\nContent-Length: {size}\r\nConnection: close\r\n\r\n")),
     };
-    let cut = b.cuts.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1)).is_ok();
-    let send = if cut { len.min(b.cut_after.load(Ordering::SeqCst)) } else { len };
+    // Only answers longer than the cut count: small Range reads go through whole.
+    let after = b.cut_after.load(Ordering::SeqCst);
+    let cut = len > after && b.cuts.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1)).is_ok();
+    let send = if cut { after } else { len };
     if stream.write_all(head.as_bytes()).is_err() || file.seek(SeekFrom::Start(start)).is_err() {
         return;
     }

@@ -231,6 +231,15 @@ impl<S: Read, R: ReadAt<Error = io::Error>> Cursor<S, R> {
         Ok(())
     }
 
+    /// Bytes read but not used (the end of a compressed cluster's sector-rounded length, which
+    /// holds the start of clusters QEMU packed after it): kept as a piece like skipped bytes.
+    pub fn unused(&mut self, offset: u64, bytes: &[u8]) {
+        let covered = self.skipped.range(..=offset).next_back().is_some_and(|(s, (l, _))| s + l > offset);
+        if !bytes.is_empty() && !covered && self.skipped.len() < MAX_PIECES {
+            self.skipped.insert(offset, (bytes.len() as u64, Sha256::digest(bytes).into()));
+        }
+    }
+
     /// Serves a read behind the pass from skipped pieces (fetched whole by Range, checked against
     /// their digests); false when some of it was not skipped.
     fn from_pieces(&mut self, offset: u64, buf: &mut [u8]) -> io::Result<bool> {

@@ -120,18 +120,30 @@ impl<S: Read, R: ReadAt<Error = io::Error>> Qcow2Reader<S, R> {
         self.compressed.resize(len as usize, 0);
         let mut input = std::mem::take(&mut self.compressed);
         let read = self.cursor.data(offset, &mut input);
+        // Returns how much of the input the cluster took.
         let result = read.and_then(|()| match self.header.compression {
             ClusterCompression::Deflate => {
                 self.inflate.reset(false);
                 self.inflate.decompress(&input, out, flate2::FlushDecompress::Finish).map_err(|e| invalid(e.to_string()))?;
                 let got = self.inflate.total_out();
-                if got == out.len() as u64 { Ok(()) } else { Err(invalid(format!("inflated to {got} of {} bytes", out.len()))) }
+                if got == out.len() as u64 {
+                    Ok(self.inflate.total_in() as usize)
+                } else {
+                    Err(invalid(format!("inflated to {got} of {} bytes", out.len())))
+                }
             }
             ClusterCompression::Zstd => {
-                let mut frame = ruzstd::StreamingDecoder::new(&input[..]).map_err(|e| invalid(e.to_string()))?;
-                frame.read_exact(out).map_err(|e| invalid(format!("zstd: {e}")))
+                let mut rest = &input[..];
+                let mut frame = ruzstd::StreamingDecoder::new(&mut rest).map_err(|e| invalid(e.to_string()))?;
+                frame.read_exact(out).map_err(|e| invalid(format!("zstd: {e}")))?;
+                drop(frame);
+                Ok(input.len() - rest.len())
             }
         });
+        if let Ok(used) = result {
+            self.cursor.unused(offset + used as u64, &input[used.min(input.len())..]);
+        }
+        let result = result.map(|_| ());
         self.compressed = input;
         result.map_err(|e| io::Error::new(e.kind(), format!("compressed cluster at byte {offset}: {e}")))
     }
