@@ -5,7 +5,7 @@
 
 use std::io::{BufRead, BufReader, Read, Seek, SeekFrom, Write};
 use std::net::{TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
@@ -54,7 +54,7 @@ impl FileServer {
     }
 }
 
-fn serve(mut stream: TcpStream, dir: &PathBuf, b: &Behaviour, seen: &std::sync::Mutex<Vec<Option<String>>>) {
+fn serve(mut stream: TcpStream, dir: &Path, b: &Behaviour, seen: &std::sync::Mutex<Vec<Option<String>>>) {
     let Ok(clone) = stream.try_clone() else { return };
     let mut reader = BufReader::new(clone);
     let mut request = String::new();

@@ -242,7 +242,7 @@ impl<S: Read, R: ReadAt<Error = io::Error>> Cursor<S, R> {
 
     /// Serves a read behind the pass from skipped pieces (fetched whole by Range, checked against
     /// their digests); false when some of it was not skipped.
-    fn from_pieces(&mut self, offset: u64, buf: &mut [u8]) -> io::Result<bool> {
+    fn serve_from_pieces(&mut self, offset: u64, buf: &mut [u8]) -> io::Result<bool> {
         let end = offset + buf.len() as u64;
         let mut at = offset;
         let mut pieces = Vec::new();
@@ -303,7 +303,7 @@ impl<S: Read, R: ReadAt<Error = io::Error>> Cursor<S, R> {
     }
 
     fn range(&mut self, offset: u64, buf: &mut [u8]) -> io::Result<()> {
-        if offset < self.pos() && self.from_pieces(offset, buf)? {
+        if offset < self.pos() && self.serve_from_pieces(offset, buf)? {
             return Ok(());
         }
         self.ranges.read_at(offset, buf)?;

@@ -175,14 +175,14 @@ impl Header {
             [("L1 table", self.l1_offset), ("refcount table", self.refcount_table_offset), ("snapshot table", self.snapshots_offset)]
         {
             let unused = offset == 0 && (what == "snapshot table" && self.snapshots == 0 || what == "L1 table" && self.l1_entries == 0);
-            if !unused && offset % cluster != 0 {
+            if !unused && !offset.is_multiple_of(cluster) {
                 return Err(Refusal::Unaligned { what: what.into(), offset });
             }
         }
         if self.l1_entries > 0 {
             inside("L1 table", self.l1_offset, self.l1_entries * 8, file_size)?;
         }
-        let refcount_len = self.refcount_table_clusters.checked_mul(cluster).unwrap_or(u64::MAX);
+        let refcount_len = self.refcount_table_clusters.saturating_mul(cluster);
         inside("refcount table", self.refcount_table_offset, refcount_len, file_size)?;
         if self.snapshots > 0 {
             inside("snapshot table", self.snapshots_offset, 40, file_size)?;
@@ -224,7 +224,7 @@ pub fn l1_table(h: &Header, bytes: &[u8]) -> Result<Vec<u64>, Refusal> {
                 return Err(Refusal::Reserved { what: "L1 table".into(), entry });
             }
             let offset = entry & OFFSET_MASK;
-            if offset % h.cluster_size() != 0 {
+            if !offset.is_multiple_of(h.cluster_size()) {
                 return Err(Refusal::Unaligned { what: "L2 table".into(), offset });
             }
             Ok(offset)
@@ -264,7 +264,7 @@ pub fn l2_entry(h: &Header, entry: u64, file_size: u64) -> Result<Cluster, Refus
     if entry & 1 != 0 || offset == 0 {
         return Ok(Cluster::Zero);
     }
-    if offset % cluster != 0 {
+    if !offset.is_multiple_of(cluster) {
         return Err(Refusal::Unaligned { what: "data cluster".into(), offset });
     }
     inside("data cluster", offset, cluster, file_size)?;
