@@ -144,6 +144,15 @@ const MIGRATIONS: &[&str] = &[
     r#"
     ALTER TABLE tasks ADD COLUMN failure_kind TEXT;
     "#,
+    // 7: the pool-wide lock on a switch's configuration (store/cluster.rs): a row that expires
+    // like a lease and its holder's heartbeat renews, instead of a database session's lock.
+    r#"
+    CREATE TABLE switch_locks (
+        switch_id INTEGER PRIMARY KEY REFERENCES switches(id) ON DELETE CASCADE,
+        holder    TEXT NOT NULL,
+        expires   INTEGER NOT NULL
+    );
+    "#,
 ];
 
 pub(super) const CONSOLE_LINES: &str = r#"

@@ -53,6 +53,14 @@ pub enum StoreError {
     LeaseLost(String),
 }
 
+impl StoreError {
+    /// A failure that another attempt of the same call may not meet (store/db/error.rs): runners
+    /// retry these like a device that did not answer (provision/mod.rs).
+    pub fn is_transient(&self) -> bool {
+        matches!(self, StoreError::Db(e) if e.is_transient())
+    }
+}
+
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
 type Job = Box<dyn FnOnce(&mut Db) + Send>;
@@ -137,7 +145,8 @@ impl Store {
     }
 
     /// Runs `f` on the database thread and returns its result. Inside a node's runner (which sets
-    /// [`FENCE`]) `f` runs only while the runner's daemon still holds the node's lease.
+    /// [`FENCE`]) `f` runs only while the runner's daemon still holds the node's lease, in the
+    /// transaction that checked it.
     pub async fn call<T, F>(&self, f: F) -> Result<T>
     where
         T: Send + 'static,
@@ -147,7 +156,7 @@ impl Store {
         let (tx, rx) = oneshot::channel();
         let job: Job = Box::new(move |db| {
             let result = match &fence {
-                Some(lease) => cluster::check(db, lease).and_then(|()| f(db)),
+                Some(lease) => fenced(db, lease, f),
                 None => f(db),
             };
             let _ = tx.send(result);
@@ -155,6 +164,17 @@ impl Store {
         self.jobs.send(job).map_err(|_| StoreError::Closed)?;
         rx.await.map_err(|_| StoreError::Closed)?
     }
+}
+
+/// `f` in one transaction with the lease check, which holds the node's row on PostgreSQL: no other
+/// daemon takes the lease between the check and `f`'s writes. A transaction `f` opens itself is a
+/// savepoint of this one; `f`'s error rolls everything back.
+fn fenced<T>(db: &mut Db, lease: &cluster::Lease, f: impl FnOnce(&mut Db) -> Result<T>) -> Result<T> {
+    let mut tx = db.transaction()?;
+    cluster::check(&tx, lease)?;
+    let value = f(&mut tx)?;
+    tx.commit()?;
+    Ok(value)
 }
 
 fn connect(database: &Database, key_path: &Path) -> Result<Db> {
