@@ -65,10 +65,7 @@ pub async fn activate(run: &Run<'_>) -> Result<(), StepFailure> {
 /// the state the node came from. The report itself arrived before the result (api/agent.rs).
 pub async fn inspect(run: &Run<'_>) -> Result<(), StepFailure> {
     let id = run.node.id;
-    let task = run
-        .core
-        .store
-        .call(move |c| tasks::latest_for_node(c, id))
+    let task = store_call(run.core, run.retry_until, move |c| tasks::latest_for_node(c, id))
         .await
         .map_err(|source| StepFailure::Store { step: "read inspect task", source })?
         .filter(|t| t.kind == TaskKind::Inspect)
@@ -189,7 +186,8 @@ async fn wait_task(run: &Run<'_>, kind: TaskKind, name: &'static str) -> Result<
     step(&once, name, || async {
         loop {
             let notified = run.core.task_events.notified();
-            let task = run.core.store.call(move |c| tasks::latest_for_node(c, id)).await?;
+            // A lost session must not fail the wait: the poll is retried within the state's budget.
+            let task = store_call(run.core, run.retry_until, move |c| tasks::latest_for_node(c, id)).await?;
             match task {
                 Some(t) if t.kind == kind => match t.state {
                     TaskState::Succeeded => return Ok(()),

@@ -109,16 +109,19 @@ impl Store {
     /// seals passwords and seals any still stored in clear, and starts its thread. The connection
     /// is made on that thread: the PostgreSQL client runs its own small runtime, which must not
     /// start inside tokio's.
-    pub fn open(database: &Database, key_path: &Path) -> Result<Store> {
+    /// `session` names the PostgreSQL session (`application_name`), so an operator reading
+    /// `pg_stat_activity` sees which daemon each is.
+    pub fn open(database: &Database, key_path: &Path, session: &str) -> Result<Store> {
         let (ready_tx, ready_rx) = mpsc::channel::<Result<()>>();
         let (jobs, rx) = mpsc::channel::<Job>();
         let shared = matches!(database, Database::Postgres { .. });
         let database = database.clone();
         let key_path = key_path.to_owned();
+        let session = session.to_owned();
         std::thread::Builder::new()
             .name("metalhost-store".into())
             .spawn(move || {
-                let mut db = match connect(&database, &key_path) {
+                let mut db = match connect(&database, &key_path, &session) {
                     Ok(db) => {
                         let _ = ready_tx.send(Ok(()));
                         db
@@ -177,7 +180,7 @@ fn fenced<T>(db: &mut Db, lease: &cluster::Lease, f: impl FnOnce(&mut Db) -> Res
     Ok(value)
 }
 
-fn connect(database: &Database, key_path: &Path) -> Result<Db> {
+fn connect(database: &Database, key_path: &Path, session: &str) -> Result<Db> {
     // The key is read after the migrations, from a database that may already hold sealed values;
     // until then the connection carries a throwaway key that nothing is sealed with.
     let mut db = match database {
@@ -192,7 +195,7 @@ fn connect(database: &Database, key_path: &Path) -> Result<Db> {
             if let Some(password) = password {
                 config.password(password.expose());
             }
-            config.application_name("metalhost").connect_timeout(std::time::Duration::from_secs(10));
+            config.application_name(session).connect_timeout(std::time::Duration::from_secs(10));
             // Loopback or a unix socket in the tests; TLS to a remote server is future work (see note).
             let client =
                 config.connect(postgres::NoTls).map_err(|e| StoreError::Connect { url: url.clone(), message: DbError::from(e).to_string() })?;
