@@ -250,7 +250,7 @@ async fn chromium_types_at_a_node_console() {
 
     // Another site cannot attach with the browser's cookie: the Origin must be the daemon's.
     let (status, _) = daemon.get(&format!("/v1/nodes/{}/console", node["name"].as_str().unwrap_or(""))).await;
-    assert_eq!(status, 400, "plain GET without upgrade");
+    assert_eq!(status, 426, "plain GET without upgrade");
     let cookies = browser.cookies().await;
     let session = cookies.as_array().and_then(|c| c.iter().find(|c| c["name"] == "metalhost_session")).expect("session cookie");
     let attempt = |origin: &'static str| {
