@@ -22,6 +22,23 @@ impl<R: Read> Hashing<R> {
     }
 }
 
+impl<R> Hashing<R> {
+    /// Bytes read so far.
+    pub fn stored_bytes(&self) -> u64 {
+        self.bytes
+    }
+
+    /// The source's own error, if it failed.
+    pub fn source_error(&self) -> Option<&str> {
+        self.source_error.as_deref()
+    }
+
+    /// The digest of everything read.
+    pub fn into_stored(self) -> Stored {
+        Stored { sha256: self.hasher.map(|h| hex::encode(h.finalize())), bytes: self.bytes }
+    }
+}
+
 impl<R: Read> Read for Hashing<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let n = self.inner.read(buf).inspect_err(|e| self.source_error = Some(e.to_string()))?;
@@ -38,6 +55,40 @@ impl<R: Read> Read for Hashing<R> {
 pub struct Stored {
     pub sha256: Option<String>,
     pub bytes: u64,
+}
+
+/// The disk's bytes from a served image, whatever its format: read it to the end, then
+/// `finish` says what was served (its sha256 and length).
+pub trait ImageStream: Read {
+    /// For error messages: `raw`, `gzip`, `zstd`, `qcow2`.
+    fn name(&self) -> &'static str;
+    /// Stored bytes consumed so far.
+    fn stored_offset(&self) -> u64;
+    /// The error the source (not the decoding) failed with, if it did.
+    fn source_error(&self) -> Option<&str>;
+    fn finish(self) -> io::Result<Stored>;
+}
+
+impl<R: Read> ImageStream for Decoder<R> {
+    fn name(&self) -> &'static str {
+        match self.kind {
+            Kind::Plain(_) => "raw",
+            Kind::Gzip(_) => "gzip",
+            Kind::Zstd(_) => "zstd",
+        }
+    }
+
+    fn stored_offset(&self) -> u64 {
+        Decoder::stored_offset(self)
+    }
+
+    fn source_error(&self) -> Option<&str> {
+        Decoder::source_error(self)
+    }
+
+    fn finish(self) -> io::Result<Stored> {
+        Decoder::finish(self)
+    }
 }
 
 /// A decompressing reader over a hashing one. Multi-member gzip and multi-frame zstd streams are
@@ -92,7 +143,7 @@ impl<R: Read> Decoder<R> {
             Kind::Zstd(z) => z.into_hashing().ok_or_else(|| io::Error::other("zstd decoder lost its stream"))?,
         };
         io::copy(&mut hashing, &mut io::sink())?;
-        Ok(Stored { sha256: hashing.hasher.map(|h| hex::encode(h.finalize())), bytes: hashing.bytes })
+        Ok(hashing.into_stored())
     }
 }
 

@@ -7,14 +7,16 @@ use std::path::{Path, PathBuf};
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 use std::time::{Duration, Instant};
 
-use metalhost_wire::{Compression, DeployTask};
+use metalhost_image_format::{Detected, ReadAt, Refusal, sniff};
+use metalhost_wire::{Compression, DeployTask, ImageFormat};
 use sha2::{Digest, Sha256};
 
-use crate::decode::{Decoder, Stored};
-use crate::disk_io::{AlignedBuf, DiskWriter, read_back_sha256};
+use crate::decode::{Decoder, ImageStream, Stored};
+use crate::disk_io::{self, AlignedBuf, DiskWriter, read_back_sha256};
 use crate::download::Download;
 use crate::error::{Error, Result};
-use crate::{disks, log};
+use crate::ranges::HttpRanges;
+use crate::{disks, log, qcow2};
 
 /// Each write is one buffer this big, at an offset that is a multiple of it.
 pub const CHUNK: usize = 4 << 20;
@@ -67,21 +69,64 @@ pub fn run(
     disk_override: Option<&Path>,
     progress: &(dyn Fn(u64) + Sync),
 ) -> Result<String> {
+    // A compressed image's size says nothing of the disk it needs; a qcow2's virtual size does.
+    let min = match (work.format, work.compression) {
+        (ImageFormat::Qcow2, _) => work.virtual_size.unwrap_or(1).max(1),
+        (ImageFormat::Raw, Compression::None) => work.size.unwrap_or(1).max(1),
+        (ImageFormat::Raw, _) => 1,
+    };
     let target = match disk_override {
         Some(file) => file.to_owned(),
         None => {
-            // A compressed image's size says nothing of the disk it needs; it must not be empty, and
-            // a disk that turns out too small fails with "does not fit".
-            let min = if work.compression == Compression::None { work.size.unwrap_or(1).max(1) } else { 1 };
+            // A disk that turns out too small for a compressed image fails with "does not fit".
             let all = disks::list(Path::new("/sys/block"));
             disks::device_path(&disks::pick(&all, work.disk_hint.as_deref(), min)?)
         }
     };
-    log(format!("deploying {} ({}) to {}", work.image_url, compression_name(work.compression), target.display()));
     let plan = Plan { compression: work.compression, sha256: Some(work.sha256.clone()), verify_readback: work.verify_readback };
-    let source = Download::new(http, work.image_url.clone(), work.image_token.clone()).with_mirrors(mirrors);
+    let source = Download::new(http.clone(), work.image_url.clone(), work.image_token.clone()).with_mirrors(mirrors.clone());
+    if work.format == ImageFormat::Qcow2 {
+        if work.compression != Compression::None {
+            return Err(Error::Refused("a qcow2 image compressed as a whole cannot be streamed".into()));
+        }
+        log(format!("deploying {} (qcow2) to {}", work.image_url, target.display()));
+        let mut ranges = HttpRanges::new(http.clone(), work.image_url.clone(), work.image_token.clone(), mirrors.clone());
+        let file_size = match work.size {
+            Some(size) => size,
+            None => ranges.size().map_err(|e| Error::Download(e.to_string()))?,
+        };
+        let (url, token) = (work.image_url.clone(), work.image_token.clone());
+        let reopen = move || Ok(Download::new(http.clone(), url.clone(), token.clone()).with_mirrors(mirrors.clone()));
+        let outcome = write_qcow2(source, ranges, file_size, Box::new(reopen), &plan, &target, progress)?;
+        return Ok(outcome.summary(&target, &plan));
+    }
+    log(format!("deploying {} ({}) to {}", work.image_url, compression_name(work.compression), target.display()));
     let outcome = write_image(source, &plan, &target, progress)?;
     Ok(outcome.summary(&target, &plan))
+}
+
+/// A qcow2 image: checked with Range reads before the disk is opened (a refused image writes
+/// nothing), then converted while the whole file streams past its hash.
+pub fn write_qcow2<S: Read + Send, R: ReadAt<Error = io::Error> + Send>(
+    source: S,
+    mut ranges: R,
+    file_size: u64,
+    reopen: Box<dyn FnMut() -> io::Result<S> + Send>,
+    plan: &Plan,
+    target: &Path,
+    progress: &(dyn Fn(u64) + Sync),
+) -> Result<Outcome> {
+    let capacity = disk_io::capacity(target).map_err(|source| Error::Open { path: target.to_owned(), source })?;
+    let mut checked = qcow2::check(&mut ranges, file_size, capacity)?;
+    log(format!(
+        "qcow2 v{}: virtual size {} bytes, {} KiB clusters; checked, writing",
+        checked.header.version,
+        checked.header.virtual_size,
+        checked.header.cluster_size() >> 10
+    ));
+    let read_before = std::mem::take(&mut checked.read_before);
+    let cursor = qcow2::Cursor::new(source, plan.sha256.is_some(), ranges, reopen, read_before, qcow2::LOOKBEHIND);
+    write_stream(qcow2::Qcow2Reader::new(checked, cursor), plan, target, progress)
 }
 
 pub fn compression_name(c: Compression) -> &'static str {
@@ -94,6 +139,11 @@ pub fn compression_name(c: Compression) -> &'static str {
 
 /// The whole pipeline on any source, so it can be tested without HTTP.
 pub fn write_image<R: Read + Send>(source: R, plan: &Plan, target: &Path, progress: &(dyn Fn(u64) + Sync)) -> Result<Outcome> {
+    write_stream(Decoder::new(source, plan.compression, plan.sha256.is_some()), plan, target, progress)
+}
+
+/// The pipeline on the disk's bytes from any image stream (raw, decompressed, or qcow2).
+pub fn write_stream<I: ImageStream + Send>(stream: I, plan: &Plan, target: &Path, progress: &(dyn Fn(u64) + Sync)) -> Result<Outcome> {
     let started = Instant::now();
     let mut writer = DiskWriter::open(target)?;
     let direct = writer.is_direct();
@@ -103,9 +153,9 @@ pub fn write_image<R: Read + Send>(source: R, plan: &Plan, target: &Path, progre
         free_tx.send(AlignedBuf::new(CHUNK)).map_err(|_| Error::Internal("buffer pool"))?;
     }
     // Raw images: what is written is what was hashed. Otherwise hash the output for the read-back.
-    let hash_written = plan.verify_readback && (plan.compression != Compression::None || plan.sha256.is_none());
+    let hash_written = plan.verify_readback && (stream.name() != "raw" || plan.sha256.is_none());
     let (written, produced) = std::thread::scope(|s| {
-        let reader = s.spawn(|| produce(source, plan, free_rx, full_tx));
+        let reader = s.spawn(|| produce(stream, free_rx, full_tx));
         let written = consume(&mut writer, full_rx, free_tx, hash_written, progress);
         let produced = reader.join().unwrap_or(Err(Error::Internal("the reader thread panicked")));
         (written, produced)
@@ -134,12 +184,13 @@ pub fn write_image<R: Read + Send>(source: R, plan: &Plan, target: &Path, progre
 }
 
 /// Reader thread: fills free buffers with decompressed bytes and hands them to the writer.
-fn produce<R: Read>(source: R, plan: &Plan, free: Receiver<AlignedBuf>, full: SyncSender<(AlignedBuf, usize)>) -> Result<Stored> {
-    let mut decoder = Decoder::new(source, plan.compression, plan.sha256.is_some());
-    let failed = |decoder: &Decoder<R>, e: io::Error| match decoder.source_error() {
-        Some(why) => Error::Download(why.to_owned()),
-        None => Error::Decompress { compression: compression_name(plan.compression), stored_offset: decoder.stored_offset(), source: e },
+fn produce<I: ImageStream>(mut decoder: I, free: Receiver<AlignedBuf>, full: SyncSender<(AlignedBuf, usize)>) -> Result<Stored> {
+    let failed = |decoder: &I, e: io::Error| match (decoder.source_error(), decoder.name()) {
+        (Some(why), _) => Error::Download(why.to_owned()),
+        (None, "qcow2") => Error::Qcow2 { stored_offset: decoder.stored_offset(), source: e },
+        (None, name) => Error::Decompress { compression: name, stored_offset: decoder.stored_offset(), source: e },
     };
+    let mut first = true;
     loop {
         // The writer gone means it failed: stop here rather than download the rest for nothing.
         let Ok(mut buf) = free.recv() else { return Err(Error::Internal("the writer stopped")) };
@@ -147,6 +198,11 @@ fn produce<R: Read>(source: R, plan: &Plan, free: Receiver<AlignedBuf>, full: Sy
         if n == 0 {
             break;
         }
+        if first && decoder.name() != "qcow2" {
+            // Before the first write: a file that is not a disk as it is must not become one.
+            refuse_foreign(&buf.as_slice()[..n])?;
+        }
+        first = false;
         if full.send((buf, n)).is_err() {
             return Err(Error::Internal("the writer stopped"));
         }
@@ -155,7 +211,21 @@ fn produce<R: Read>(source: R, plan: &Plan, free: Receiver<AlignedBuf>, full: Sy
         }
     }
     drop(full);
-    decoder.finish().map_err(|e| Error::Download(e.to_string()))
+    let qcow2 = decoder.name() == "qcow2";
+    decoder.finish().map_err(|e| match e.kind() {
+        // The qcow2 pass found a Range read that differs from the hashed file.
+        io::ErrorKind::InvalidData if qcow2 => Error::Qcow2 { stored_offset: 0, source: e },
+        _ => Error::Download(e.to_string()),
+    })
+}
+
+/// A raw image's first bytes must not be another format's (the host refuses these at add time).
+fn refuse_foreign(head: &[u8]) -> Result<()> {
+    match sniff(head) {
+        Detected::Raw => Ok(()),
+        Detected::Qcow2 { .. } => Err(Error::Refused("declared raw but the file is qcow2".into())),
+        Detected::Foreign(f) => Err(Error::Refused(Refusal::Foreign(f).to_string())),
+    }
 }
 
 /// Writer side: writes each buffer in order and returns it to the pool.
@@ -317,9 +387,22 @@ mod tests {
         let (free_tx, free_rx) = sync_channel::<AlignedBuf>(1);
         let (full_tx, _full_rx) = sync_channel(1);
         drop(free_tx);
-        let e = produce(Counting(&big, &read), &plan(Compression::None, "00", false), free_rx, full_tx).unwrap_err();
+        let e = produce(Decoder::new(Counting(&big, &read), Compression::None, false), free_rx, full_tx).unwrap_err();
         assert!(matches!(e, Error::Internal("the writer stopped")), "{e}");
         assert_eq!(read.load(std::sync::atomic::Ordering::Relaxed), 0);
+    }
+
+    #[test]
+    fn a_raw_image_that_is_another_format_is_refused_before_the_first_write() {
+        let (_dir, path) = disk(1 << 20);
+        for (head, words) in [(&b"QFI\xfb\0\0\0\x03"[..], "declared raw but the file is qcow2"), (b"KDMV\x01\0\0\0", "VMDK images are not supported")]
+        {
+            let mut image = sample(CHUNK + 10);
+            image[..head.len()].copy_from_slice(head);
+            let e = write_image(&image[..], &plan(Compression::None, &sha(&image), false), &path, &|_| {}).unwrap_err();
+            assert!(matches!(e, Error::Refused(_)) && e.to_string().contains(words), "{e}");
+            assert!(std::fs::read(&path).unwrap().iter().all(|b| *b == 0xEE), "nothing written");
+        }
     }
 
     #[test]

@@ -125,6 +125,17 @@ impl DiskWriter {
     }
 }
 
+/// How many bytes the target holds: a block device's size; a regular file's length when it has
+/// one (tests stand a sized file in for a disk; an empty file grows as written).
+pub fn capacity(path: &Path) -> io::Result<Option<u64>> {
+    use std::io::{Seek, SeekFrom};
+    let meta = std::fs::metadata(path)?;
+    if meta.file_type().is_block_device() {
+        return File::open(path)?.seek(SeekFrom::End(0)).map(Some);
+    }
+    Ok((meta.is_file() && meta.len() > 0).then_some(meta.len()))
+}
+
 /// sha256 of the first `len` bytes as the medium holds them: cached pages are dropped first.
 pub fn read_back_sha256(path: &Path, len: u64) -> io::Result<String> {
     let file = File::open(path)?;

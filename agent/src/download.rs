@@ -7,7 +7,7 @@ use std::time::Duration;
 use crate::log;
 
 /// Consecutive attempts that bring no new byte before the download is given up.
-const ATTEMPTS: u32 = 6;
+pub const ATTEMPTS: u32 = 6;
 
 pub struct Download {
     http: ureq::Agent,
@@ -57,14 +57,7 @@ impl Download {
         if self.offset > 0 {
             request = request.set("Range", &format!("bytes={}-", self.offset));
         }
-        let response = request.call().map_err(|e| match e {
-            // A refusal (bad token, no such image) will not change on retry; a server error might.
-            ureq::Error::Status(code, r) => {
-                let text = format!("HTTP {code} for the image: {}", r.into_string().unwrap_or_default().trim());
-                if (400..500).contains(&code) { Failure::Fatal(text) } else { Failure::Retry(text) }
-            }
-            other => Failure::Retry(other.to_string()),
-        })?;
+        let response = request.call().map_err(classify)?;
         let length: Option<u64> = response.header("Content-Length").and_then(|v| v.trim().parse().ok());
         match response.status() {
             200 => {
@@ -117,7 +110,7 @@ impl Download {
     }
 }
 
-enum Failure {
+pub enum Failure {
     Retry(String),
     Fatal(String),
 }
@@ -170,8 +163,19 @@ impl Read for Download {
     }
 }
 
+/// A refusal (bad token, no such image) will not change on retry; a server error might.
+pub fn classify(e: ureq::Error) -> Failure {
+    match e {
+        ureq::Error::Status(code, r) => {
+            let text = format!("HTTP {code} for the image: {}", r.into_string().unwrap_or_default().trim());
+            if (400..500).contains(&code) { Failure::Fatal(text) } else { Failure::Retry(text) }
+        }
+        other => Failure::Retry(other.to_string()),
+    }
+}
+
 /// `bytes START-END/TOTAL` (TOTAL may be `*`) → (START, TOTAL).
-fn parse_content_range(value: &str) -> Option<(u64, Option<u64>)> {
+pub fn parse_content_range(value: &str) -> Option<(u64, Option<u64>)> {
     let rest = value.trim().strip_prefix("bytes ")?;
     let (range, total) = rest.split_once('/')?;
     let (start, _end) = range.split_once('-')?;

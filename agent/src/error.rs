@@ -25,6 +25,10 @@ pub enum Error {
     Download(String),
     #[error("decompressing the image ({compression}) at stored byte {stored_offset}: {source}")]
     Decompress { compression: &'static str, stored_offset: u64, source: io::Error },
+    #[error("image refused: {0}")]
+    Refused(String),
+    #[error("converting the qcow2 image at stored byte {stored_offset}: {source}")]
+    Qcow2 { stored_offset: u64, source: io::Error },
     #[error("sha256 mismatch: expected {expected}, got {got} ({bytes} bytes downloaded)")]
     Sha256Mismatch { expected: String, got: String, bytes: u64 },
     #[error("read back {}: {source}", path.display())]
@@ -52,7 +56,9 @@ impl Error {
             | Error::Sync { .. }
             | Error::ReadBack { .. }
             | Error::Clean { .. } => AgentFailureKind::Disk,
-            Error::Decompress { .. } | Error::Sha256Mismatch { .. } | Error::ReadBackMismatch { .. } => AgentFailureKind::Verify,
+            Error::Decompress { .. } | Error::Refused(_) | Error::Qcow2 { .. } | Error::Sha256Mismatch { .. } | Error::ReadBackMismatch { .. } => {
+                AgentFailureKind::Verify
+            }
             Error::Report(_) | Error::Internal(_) => AgentFailureKind::Other,
         }
     }
@@ -76,6 +82,8 @@ mod tests {
             (Error::ReadBack { path: path(), source: io() }, AgentFailureKind::Disk),
             (Error::Clean { path: path(), source: io() }, AgentFailureKind::Disk),
             (Error::Decompress { compression: "zstd", stored_offset: 9, source: io() }, AgentFailureKind::Verify),
+            (Error::Refused("qcow2 with a backing file".into()), AgentFailureKind::Verify),
+            (Error::Qcow2 { stored_offset: 9, source: io() }, AgentFailureKind::Verify),
             (Error::Sha256Mismatch { expected: "aa".into(), got: "bb".into(), bytes: 2 }, AgentFailureKind::Verify),
             (Error::ReadBackMismatch { path: path(), wrote: "aa".into(), read: "bb".into() }, AgentFailureKind::Verify),
             (Error::Report("inventory refused: HTTP 422: too big".into()), AgentFailureKind::Other),

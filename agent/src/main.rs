@@ -13,6 +13,8 @@ mod download;
 mod error;
 mod inventory;
 mod lldp;
+mod qcow2;
+mod ranges;
 mod sys;
 
 use std::path::{Path, PathBuf};
@@ -22,7 +24,7 @@ use std::sync::Arc;
 use clap::{Parser, Subcommand};
 use std::time::Duration;
 
-use metalhost_wire::{AfterTask, AgentFailureKind, AgentTask, Compression, DISCOVERY_LLDP_WAIT_S, InspectTask, TaskResult, TaskWork};
+use metalhost_wire::{AfterTask, AgentFailureKind, AgentTask, Compression, DISCOVERY_LLDP_WAIT_S, ImageFormat, InspectTask, TaskResult, TaskWork};
 
 /// Exit codes, for whoever runs the agent (the bootstrap /init, tests).
 const EXIT_TASK_FAILED: u8 = 1;
@@ -69,6 +71,9 @@ enum Command {
         sha256: Option<String>,
         #[arg(long, default_value = "none", value_parser = parse_compression)]
         compression: Compression,
+        /// raw or qcow2 (read with Range requests, so the server must support them).
+        #[arg(long, default_value = "raw", value_parser = parse_format)]
+        format: ImageFormat,
         #[arg(long)]
         disk: PathBuf,
         #[arg(long)]
@@ -91,6 +96,14 @@ fn parse_compression(s: &str) -> Result<Compression, String> {
     }
 }
 
+fn parse_format(s: &str) -> Result<ImageFormat, String> {
+    match s {
+        "raw" => Ok(ImageFormat::Raw),
+        "qcow2" => Ok(ImageFormat::Qcow2),
+        other => Err(format!("unknown format {other}: raw or qcow2")),
+    }
+}
+
 /// One line per event on stderr (the node's console), also kept for the host's console log.
 pub fn log(message: impl AsRef<str>) {
     let line = format!("[agent] {}", message.as_ref());
@@ -101,8 +114,8 @@ pub fn log(message: impl AsRef<str>) {
 fn main() -> ExitCode {
     let args = Args::parse();
     match args.command {
-        Some(Command::WriteImage { url, sha256, compression, disk, verify_readback }) => {
-            write_image(url, sha256, compression, &disk, verify_readback)
+        Some(Command::WriteImage { url, sha256, compression, format, disk, verify_readback }) => {
+            write_image(url, sha256, compression, format, &disk, verify_readback)
         }
         Some(Command::CleanDisk { disk }) => {
             let work = metalhost_wire::CleanTask { disks: Vec::new(), method: metalhost_wire::CleanMethod::Metadata };
@@ -235,14 +248,29 @@ fn inspect(session: &api::Session, work: &InspectTask) -> Result<String, error::
     Ok(summary)
 }
 
-/// The deploy pipeline on its own: no lookup, no reports.
-fn write_image(url: String, sha256: Option<String>, compression: Compression, disk: &Path, verify_readback: bool) -> ExitCode {
+/// The deploy pipeline on its own: no lookup, no reports. Ends with the peak memory, for the
+/// benchmark (bench/qcow2.sh).
+fn write_image(url: String, sha256: Option<String>, compression: Compression, format: ImageFormat, disk: &Path, verify_readback: bool) -> ExitCode {
     let plan = deploy::Plan { compression, sha256, verify_readback };
     let http = api::Client::new("").http();
-    let source = download::Download::new(http, url, None);
-    match deploy::write_image(source, &plan, disk, &|_| {}) {
+    let source = download::Download::new(http.clone(), url.clone(), None);
+    let outcome = match format {
+        ImageFormat::Raw => deploy::write_image(source, &plan, disk, &|_| {}),
+        ImageFormat::Qcow2 => {
+            let mut ranges = ranges::HttpRanges::new(http.clone(), url.clone(), None, Vec::new());
+            ranges.size().map_err(|e| error::Error::Download(e.to_string())).and_then(|size| {
+                let reopen = Box::new(move || Ok(download::Download::new(http.clone(), url.clone(), None)));
+                deploy::write_qcow2(source, ranges, size, reopen, &plan, disk, &|_| {})
+            })
+        }
+    };
+    match outcome {
         Ok(outcome) => {
             log(outcome.summary(disk, &plan));
+            let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+            if let Some(hwm) = status.lines().find(|l| l.starts_with("VmHWM:")) {
+                log(format!("peak memory {}", hwm.split_whitespace().skip(1).collect::<Vec<_>>().join(" ")));
+            }
             ExitCode::SUCCESS
         }
         Err(e) => {

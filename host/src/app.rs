@@ -35,7 +35,8 @@ impl App {
         };
         let database = config.database.clone();
         let key_path = config.secrets_key_path();
-        let store = tokio::task::spawn_blocking(move || Store::open(&database, &key_path))
+        let session = config.cluster.name.as_deref().map_or_else(|| "metalhost".to_owned(), |name| format!("metalhost {name}"));
+        let store = tokio::task::spawn_blocking(move || Store::open(&database, &key_path, &session))
             .await
             .context("database open task failed")?
             .with_context(|| format!("cannot open database {}", config.database))?;

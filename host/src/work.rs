@@ -4,7 +4,7 @@
 use metalhost_wire::{AfterTask, AgentFailureKind, AgentTask, CleanMethod, CleanTask, DeployTask, InspectTask, TaskWork};
 use serde::{Deserialize, Serialize};
 
-use crate::domain::{Compression, FailureKind, TaskKind};
+use crate::domain::{Compression, FailureKind, ImageFormat, TaskKind};
 use crate::store::images::Image;
 use crate::store::tasks::Task;
 
@@ -58,6 +58,11 @@ pub fn render(task: &Task, image: Option<&Image>, public_url: &str, image_token:
                 sha256: image.sha256.clone(),
                 size: image.size,
                 compression: wire_compression(image.compression),
+                format: match image.format {
+                    ImageFormat::Raw => metalhost_wire::ImageFormat::Raw,
+                    ImageFormat::Qcow2 => metalhost_wire::ImageFormat::Qcow2,
+                },
+                virtual_size: image.virtual_size,
                 // Nothing in the host chooses a disk yet: the agent picks the first fixed disk that fits.
                 disk_hint: None,
                 verify_readback: options.verify_readback,

@@ -6,6 +6,8 @@
 //!    PostgreSQL with three daemons vs SQLite with one.
 //! 3. Takeover: the daemon holding the most leases is SIGKILLed; the time until the others hold
 //!    all its nodes (median of 5; lease TTL 6 s, heartbeat every 2 s).
+//! 4. The same after a freeze (SIGSTOP, woken once the others hold its nodes, when its runners
+//!    stop by their fence), as a multiple of the TTL.
 //!
 //! Run with `bench/cluster.sh` (release daemon). BENCH_NODES, BENCH_DEPLOY_NODES scale it down.
 
@@ -36,13 +38,15 @@ async fn main() {
     if parts.contains('2') {
         deploys(deploy_count).await;
     }
-    if parts.contains('3') {
-        println!("== 3. takeover after a SIGKILL (lease TTL 6 s)");
-        let mut times = takeovers(5).await;
-        times.sort();
-        let shown: Vec<String> = times.iter().map(|t| format!("{:.1}", t.as_secs_f64())).collect();
-        println!("takeover: median {:.1} s over {} kills ({} s each)", times[times.len() / 2].as_secs_f64(), times.len(), shown.join(", "));
-        println!("ratio median takeover to lease TTL: {:.2}", times[times.len() / 2].as_secs_f64() / 6.0);
+    for (part, how) in [('3', Stop::Kill), ('4', Stop::Freeze)] {
+        if parts.contains(part) {
+            println!("== {part}. takeover after a {how:?} (lease TTL 6 s)");
+            let mut times = takeovers(5, how).await;
+            times.sort();
+            let shown: Vec<String> = times.iter().map(|t| format!("{:.1}", t.as_secs_f64())).collect();
+            println!("takeover: median {:.1} s over {} rounds ({} s each)", times[times.len() / 2].as_secs_f64(), times.len(), shown.join(", "));
+            println!("ratio median takeover after a {how:?} to lease TTL: {:.2}", times[times.len() / 2].as_secs_f64() / 6.0);
+        }
     }
 }
 
@@ -152,7 +156,16 @@ async fn deploy(setup: Setup) -> (Duration, f64) {
 /// Kills the busiest daemon `rounds` times (restarting it in between); each time, how long until
 /// the other daemons hold every lease it held. Nodes wait for agents that never come, so their
 /// leases stay taken for the whole measurement.
-async fn takeovers(rounds: usize) -> Vec<Duration> {
+/// How the busiest daemon stops.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Stop {
+    /// SIGKILL, then started again.
+    Kill,
+    /// SIGSTOP, then SIGCONT once the others hold its nodes.
+    Freeze,
+}
+
+async fn takeovers(rounds: usize, how: Stop) -> Vec<Duration> {
     let mut lab = Cluster::start(Setup { nodes: 6, no_agents: true, agent_timeout_s: 900, ..Setup::default() }).await;
     lab.upload(&image(4096, 2));
     let body = json!({"image": "os"});
@@ -164,7 +177,10 @@ async fn takeovers(rounds: usize) -> Vec<Duration> {
     for _ in 0..rounds {
         let (busiest, held) = wait_all_leased(&lab, 6).await;
         let killed_at = Instant::now();
-        lab.daemons[busiest].kill();
+        match how {
+            Stop::Kill => lab.daemons[busiest].kill(),
+            Stop::Freeze => lab.signal(busiest, "STOP"),
+        }
         let survivor = (busiest + 1) % 3;
         loop {
             let list = lab.daemon_list(survivor).await;
@@ -176,7 +192,10 @@ async fn takeovers(rounds: usize) -> Vec<Duration> {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         times.push(killed_at.elapsed());
-        lab.daemons[busiest].spawn_again();
+        match how {
+            Stop::Kill => lab.daemons[busiest].spawn_again(),
+            Stop::Freeze => lab.signal(busiest, "CONT"),
+        }
     }
     times
 }

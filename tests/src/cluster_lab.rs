@@ -21,6 +21,7 @@ pub const LEASE_TTL_S: u64 = 6;
 
 pub struct Node {
     pub name: String,
+    pub mac: String,
     pub disk: PathBuf,
     /// Which of the lab's switches, and which port on it.
     pub switch: usize,
@@ -51,11 +52,20 @@ pub struct Setup {
     pub sqlite: bool,
     /// How long a node waits for its agent.
     pub agent_timeout_s: u64,
+    /// The deadline of each driver-only state (deploying, activating, deleting).
+    pub step_timeout_s: u64,
 }
 
 impl Default for Setup {
     fn default() -> Self {
-        Setup { nodes: 3, agent_delay_s: 0, bare: false, no_agents: false, daemons: 3, sqlite: false, agent_timeout_s: 120 }
+        Setup { nodes: 3, agent_delay_s: 0, bare: false, no_agents: false, daemons: 3, sqlite: false, agent_timeout_s: 120, step_timeout_s: 90 }
+    }
+}
+
+impl Node {
+    /// The node's BMC (none in a bare lab).
+    pub fn bmc(&self) -> &IpmiSim {
+        self._sim.as_ref().expect("a lab with BMCs")
     }
 }
 
@@ -75,7 +85,7 @@ impl Cluster {
             let config = format!(
                 "{database}\n[cluster]\nname = \"d{i}\"\nlease_ttl_s = {LEASE_TTL_S}\n\n[secrets]\nkey_file = \"{key}\"\n{lab}",
                 key = key.display(),
-                lab = crate::deploy_lab::lab_config(30, 90, setup.agent_timeout_s),
+                lab = crate::deploy_lab::lab_config(30, setup.step_timeout_s, setup.agent_timeout_s),
             );
             daemons.push(Daemon::start_with(&config));
         }
@@ -132,7 +142,7 @@ impl Cluster {
                 )
                 .await;
             assert_eq!(status, StatusCode::CREATED, "{body}");
-            nodes.push(Node { name, disk, switch, port, _sim: sim });
+            nodes.push(Node { name, mac, disk, switch, port, _sim: sim });
         }
         Cluster { daemons, switches, nodes, dir, db }
     }
@@ -183,6 +193,29 @@ impl Cluster {
             assert!(nodes.iter().all(|n| n["state"] != "error") && Instant::now() < deadline, "not all {state}: {stuck:?}\n{}", self.logs());
             tokio::time::sleep(Duration::from_millis(500)).await;
         }
+    }
+
+    /// Terminates every PostgreSQL session of daemon `index` (named by its `application_name`);
+    /// returns how many there were.
+    pub fn cut_sessions_of(&self, index: usize) -> usize {
+        let sql = format!(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE datname = '{}' AND application_name = 'metalhost d{index}'",
+            self.db
+        );
+        let out = PgServer::shared().psql("postgres", &sql).expect("terminate");
+        out.trim().parse().unwrap_or(0)
+    }
+
+    /// One query's answer from the pool's database, as psql prints it.
+    pub fn sql(&self, query: &str) -> String {
+        PgServer::shared().psql(&self.db, query).expect("query").trim().to_owned()
+    }
+
+    /// Sends `signal` (STOP, CONT) to daemon `index`.
+    pub fn signal(&self, index: usize, signal: &str) {
+        let pid = self.daemons[index].pid().expect("running").to_string();
+        let status = std::process::Command::new("kill").args([&format!("-{signal}"), &pid]).status().expect("kill");
+        assert!(status.success(), "kill -{signal} {pid}");
     }
 
     pub fn logs(&self) -> String {

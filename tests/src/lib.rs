@@ -10,6 +10,7 @@ pub mod console;
 pub mod daemon;
 pub mod deploy_lab;
 pub mod fake_switch;
+pub mod file_server;
 pub mod ipmi_bmc;
 pub mod ipmi_sim;
 pub mod lldp;

@@ -125,10 +125,15 @@ async fn a_corrupt_image_fails_the_task_with_the_agents_message() {
 #[tokio::test]
 async fn a_failed_download_is_a_transport_failure() {
     let lab = lab_with("").await;
-    // An external image its server does not have: the agent gives up at once on a 404.
-    let url = format!("{}/no-such-image.img", lab.d.url);
+    // An external image its server no longer has (it had it when the image was added and
+    // inspected): the agent gives up at once on a 404.
+    let served = tempfile::tempdir().expect("tmp");
+    let server = metalhost_tests::file_server::FileServer::start(served.path());
+    std::fs::write(served.path().join("gone.img"), image_bytes(100_000)).expect("write");
+    let url = format!("{}/gone.img", server.url);
     let (status, image) = lab.d.post("/v1/images", &json!({"name": "gone", "url": url, "sha256": "ab".repeat(32)})).await;
     assert_eq!(status, StatusCode::CREATED, "{image}");
+    std::fs::remove_file(served.path().join("gone.img")).expect("remove");
     let task = plant_task(&lab.d, lab.node, "deploy", image["id"].as_i64(), "{}", 120);
     let out = run_agent(&lab.d.url, &lab.mac, &disk(&lab, 2 << 20), 120);
     assert!(!out.status.success(), "the agent should exit non-zero when the download fails");
@@ -247,10 +252,18 @@ async fn range_requests_and_image_api() {
     assert_eq!(status, StatusCode::CONFLICT);
     let (status, _) = lab.d.post("/v1/images", &json!({"name": "ext", "url": "http://example.invalid/x.img", "sha256": "xyz"})).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
-    let out = lab.d.cli(&["image", "add", "--url", "http://example.invalid/os.img.gz", "--sha256", &"cd".repeat(32), "--name", "ext", "--json"]);
+    // An external URL is inspected when added: one that cannot be read is refused.
+    let out = lab.d.cli(&["image", "add", "--url", "http://127.0.0.1:9/os.img.gz", "--sha256", &"cd".repeat(32), "--name", "ext", "--json"]);
+    assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("reading the image to inspect it"));
+    let served = tempfile::tempdir().expect("tmp");
+    let server = metalhost_tests::file_server::FileServer::start(served.path());
+    std::fs::write(served.path().join("os.img.gz"), compress("gzip", &raw)).expect("write");
+    let url = format!("{}/os.img.gz", server.url);
+    let out = lab.d.cli(&["image", "add", "--url", &url, "--sha256", &"cd".repeat(32), "--name", "ext", "--json"]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let ext: Value = serde_json::from_slice(&out.stdout).expect("json");
     assert_eq!(ext["compression"], "gzip");
+    assert_eq!((ext["format"].as_str(), ext["verdict"].as_str()), (Some("raw"), Some("accepted")), "{ext}");
     // Delete is refused while an instance uses the image.
     {
         let db = rusqlite::Connection::open(lab.d.data_path().join("metalhost.db")).expect("db");

@@ -135,9 +135,9 @@ async fn consoles_are_refused_with_a_clear_error() {
     assert_eq!(status, 502, "{message}");
     assert!(message.contains("auth-failed"), "{message}");
     assert!(sol_programs(bmc.port).is_empty());
-    // Without the upgrade, the route says what it speaks.
+    // Without the upgrade, the route says what it speaks (426 Upgrade Required).
     let (status, body) = daemon.get(&format!("/v1/nodes/{granted}/console")).await;
-    assert_eq!(status, 400, "{body}");
+    assert_eq!(status, 426, "{body}");
     assert!(body.to_string().contains("WebSocket"), "{body}");
 }
 

@@ -172,7 +172,7 @@ async fn a_wrong_bmc_password_fails_at_once_with_auth_failed_and_statuses_follow
     let (status, body) = lab.daemon.patch("/v1/nodes/node1", &json!({"power_driver": "no-such-plugin"})).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     let (status, body) = lab.daemon.call(Method::PUT, "/v1/nodes/node1/power", Some(&power("off"))).await;
-    assert_eq!((status, body["error"]["code"].as_str()), (StatusCode::SERVICE_UNAVAILABLE, Some("not-loaded")), "{body}");
+    assert_eq!((status, body["error"]["code"].as_str()), (StatusCode::CONFLICT, Some("not-loaded")), "{body}");
     let (status, body) = lab.daemon.call(Method::PUT, "/v1/nodes/node1/power", Some(&power("cycle"))).await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "an unknown action is refused at the edge: {body}");
 }

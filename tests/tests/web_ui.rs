@@ -59,13 +59,17 @@ async fn pages_need_a_session_that_only_the_token_opens() {
     let api = http.get(format!("{}/v1/nodes", daemon.url)).header("cookie", &session).send().await.expect("get");
     assert_eq!(api.status(), StatusCode::UNAUTHORIZED, "the API takes the bearer token only");
 
-    // Operators' and plugins' text is escaped: an image URL with markup in it.
-    let evil = "http://192.0.2.1/<script>alert(1)</script>.img";
-    let (status, _) = daemon.post("/v1/images", &json!({"name": "evil", "url": evil, "sha256": "ab".repeat(32)})).await;
-    assert_eq!(status, StatusCode::CREATED);
-    let images = http.get(format!("{}/ui/images", daemon.url)).header("cookie", &session).send().await.expect("get").text().await.expect("body");
-    assert!(!images.contains("<script>alert(1)"), "{images}");
-    assert!(images.contains("&lt;script&gt;alert(1)&lt;/script&gt;"), "{images}");
+    // Operators' and plugins' text is escaped: a node's BMC user name with markup in it (free
+    // text; names and URLs cannot hold markup).
+    let (status, switch) = daemon.post("/v1/switches", &metalhost_tests::daemon::switch_body("tor1", "pw")).await;
+    assert_eq!(status, StatusCode::CREATED, "{switch}");
+    let mut node = metalhost_tests::daemon::node_body(1, switch["id"].as_i64().expect("id"), "pw");
+    node["bmc_username"] = json!("<script>alert(1)</script>");
+    let (status, node) = daemon.post("/v1/nodes", &node).await;
+    assert_eq!(status, StatusCode::CREATED, "{node}");
+    let page = http.get(format!("{}/ui/nodes/node1", daemon.url)).header("cookie", &session).send().await.expect("get").text().await.expect("body");
+    assert!(!page.contains("<script>alert(1)"), "{page}");
+    assert!(page.contains("&lt;script&gt;alert(1)&lt;/script&gt;"), "{page}");
 
     let out = http.post(format!("{}/ui/logout", daemon.url)).header("origin", &origin).header("cookie", &session).send().await.expect("post");
     assert_eq!(out.status(), StatusCode::SEE_OTHER);
@@ -250,7 +254,7 @@ async fn chromium_types_at_a_node_console() {
 
     // Another site cannot attach with the browser's cookie: the Origin must be the daemon's.
     let (status, _) = daemon.get(&format!("/v1/nodes/{}/console", node["name"].as_str().unwrap_or(""))).await;
-    assert_eq!(status, 400, "plain GET without upgrade");
+    assert_eq!(status, 426, "plain GET without upgrade");
     let cookies = browser.cookies().await;
     let session = cookies.as_array().and_then(|c| c.iter().find(|c| c["name"] == "metalhost_session")).expect("session cookie");
     let attempt = |origin: &'static str| {

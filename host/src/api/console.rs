@@ -25,9 +25,12 @@ pub fn router() -> OpenApiRouter<AppState> {
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 struct ConsoleParams {
-    /// `type` (the default: read and type; one typist per node at a time) or `watch` (read only).
+    #[param(value_type = Option<super::schema::ConsoleModeName>)]
     mode: Option<String>,
 }
+
+/// The console modes, as `?mode=` names them: `type` (the default) and `watch`.
+pub const MODES: [&str; 2] = ["type", "watch"];
 
 /// Attaches to the node's serial console, opening it through the node's power plugin (a 0.2.0
 /// plugin with a console grant) if nobody watches it yet. The first binary frame is the recent
@@ -37,6 +40,7 @@ struct ConsoleParams {
     responses(
         (status = 101, description = "Switching to WebSocket: binary frames are console bytes both ways; text frames from the daemon are notes (output missed, the console ended)."),
         (status = 409, description = "Another session is typing at this console.", body = metalhost_wire::ErrorBody),
+        (status = 426, description = "A plain HTTP request: this route speaks WebSocket only.", body = metalhost_wire::ErrorBody),
         (status = 501, description = "The node's power plugin has no console.", body = metalhost_wire::ErrorBody),
     ))]
 async fn console(
@@ -46,13 +50,14 @@ async fn console(
     upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> ApiResult<Response> {
     let role = match params.mode.as_deref() {
-        None | Some("type") => Role::Typist,
-        Some("watch") => Role::Watcher,
-        Some(other) => return Err(ApiError::BadRequest(format!("mode {other:?} is not type or watch"))),
+        None => Role::Typist,
+        Some(mode) if mode == MODES[0] => Role::Typist,
+        Some(mode) if mode == MODES[1] => Role::Watcher,
+        Some(other) => return Err(ApiError::BadRequest(format!("invalid mode {other:?}: expected one of {}", MODES.join(", ")))),
     };
     let key = Key::parse(&id);
     let node = core.store.call(move |c| nodes::get(c, &key)).await?;
-    let upgrade = upgrade.map_err(|e| ApiError::BadRequest(format!("this route speaks WebSocket only: {}", e.body_text())))?;
+    let upgrade = upgrade.map_err(|e| ApiError::UpgradeRequired(format!("this route speaks WebSocket only: {}", e.body_text())))?;
     let viewer = attach(&core, &node, role).await?;
     Ok(upgrade.on_upgrade(move |socket| serve(socket, viewer)))
 }

@@ -9,7 +9,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::error::{ApiError, ApiJson, ApiResult};
-use super::validate;
+use super::{schema, validate};
 use crate::api::state::AppState;
 use crate::domain::DeployRequest;
 use crate::domain::Key;
@@ -37,16 +37,23 @@ pub struct InstanceView {
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct CreateInstance {
+    #[schema(value_type = Option<schema::ResourceName>)]
     name: Option<String>,
-    /// Image id or name.
+    /// Image id or name. One that does not exist is refused with 422.
+    #[schema(min_length = 1)]
     image: String,
     /// A node id or name; otherwise the first available node that fits.
+    #[schema(min_length = 1)]
     node: Option<String>,
+    /// The fewest CPUs the node must have (0: any).
     #[serde(default)]
+    #[schema(minimum = 0, maximum = 9_223_372_036_854_775_807_i64)]
     cpus: i64,
     #[serde(default)]
+    #[schema(minimum = 0, maximum = 9_223_372_036_854_775_807_i64)]
     ram_mb: i64,
     #[serde(default)]
+    #[schema(minimum = 0, maximum = 9_223_372_036_854_775_807_i64)]
     disk_gb: i64,
 }
 

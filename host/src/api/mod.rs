@@ -17,6 +17,7 @@ mod node_actions;
 mod nodes;
 mod openapi;
 mod plugins;
+mod schema;
 pub mod state;
 mod switches;
 pub mod validate;
@@ -34,6 +35,7 @@ pub fn router(state: AppState) -> Router {
     router
         .merge(crate::ui::router(state.clone()))
         .route_layer(axum::middleware::from_fn(metrics::track_http))
+        .layer(axum::middleware::from_fn(error::json_errors))
         .layer(tower_http::trace::TraceLayer::new_for_http())
         .with_state(state)
 }
@@ -42,6 +44,7 @@ pub fn router(state: AppState) -> Router {
 pub fn document(state: &AppState) -> utoipa::openapi::OpenApi {
     let mut document = documented_router(state).into_openapi();
     openapi::document_errors(&mut document);
+    openapi::complete_constraints(&mut document);
     document
 }
 

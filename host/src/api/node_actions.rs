@@ -10,11 +10,13 @@ use utoipa_axum::routes;
 
 use super::error::{ApiError, ApiJson, ApiResult};
 use super::nodes::NodeView;
+use super::{schema, validate};
 use crate::api::state::AppState;
 use crate::domain::Key;
 use crate::domain::{BootDevice, NetworkKind, PowerAction, Vlan};
 use crate::provision;
 use crate::provision::WorkflowCore;
+use utoipa::openapi::{RefOr, Schema};
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -28,7 +30,7 @@ pub fn router() -> OpenApiRouter<AppState> {
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct PowerRequest {
-    /// on, off or reboot.
+    #[schema(value_type = schema::PowerActionName)]
     action: String,
 }
 
@@ -41,7 +43,7 @@ struct PowerView {
 #[utoipa::path(put, path = "/v1/nodes/{id}/power", operation_id = "set_node_power", tag = "node actions", params(("id" = String, Path, description = "The node's id or name.")), request_body = PowerRequest,
     responses((status = 200, description = "The power state after the action.", body = PowerView)))]
 async fn set_power(State(core): State<WorkflowCore>, Path(id): Path<String>, ApiJson(req): ApiJson<PowerRequest>) -> ApiResult<Json<PowerView>> {
-    let action = PowerAction::parse_operator(&req.action)?;
+    let action = validate::one_of("action", &req.action, PowerAction::OPERATOR, PowerAction::as_str)?;
     let (node, power) = provision::set_power(&core, Key::parse(&id), action).await?;
     Ok(Json(PowerView { node: node.name, power_state: power.to_string() }))
 }
@@ -57,7 +59,7 @@ async fn get_power(State(core): State<WorkflowCore>, Path(id): Path<String>) -> 
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct BootDeviceRequest {
-    /// pxe or disk.
+    #[schema(value_type = schema::BootDeviceName)]
     device: String,
     /// Defaults to true.
     #[serde(default = "yes")]
@@ -75,25 +77,48 @@ async fn set_boot_device(
     Path(id): Path<String>,
     ApiJson(req): ApiJson<BootDeviceRequest>,
 ) -> ApiResult<StatusCode> {
-    let device: BootDevice = req.device.parse()?;
+    let device = validate::one_of("device", &req.device, BootDevice::ALL, BootDevice::as_str)?;
     provision::set_boot_device(&core, Key::parse(&id), device, req.persistent).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
-#[derive(Deserialize, utoipa::ToSchema)]
+/// `provisioning` (its one VLAN, from the config), or `tenant` with the configured tenant VLAN or
+/// another one.
+#[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct NetworkRequest {
-    /// provisioning or tenant.
     network: String,
-    /// A tenant VLAN other than the configured one.
     vlan: Option<i64>,
 }
+
+impl utoipa::PartialSchema for NetworkRequest {
+    fn schema() -> RefOr<Schema> {
+        use utoipa::openapi::schema::{ObjectBuilder, OneOfBuilder, SchemaType, Type};
+        let network = |name: &'static str| ObjectBuilder::new().schema_type(Type::String).enum_values(Some([name]));
+        let request = |name: &'static str, vlan: ObjectBuilder| {
+            ObjectBuilder::new()
+                .property("network", network(name))
+                .required("network")
+                .property("vlan", vlan)
+                .additional_properties(Some(utoipa::openapi::schema::AdditionalProperties::FreeForm(false)))
+        };
+        let no_vlan = ObjectBuilder::new().schema_type(Type::Null).description(Some("The provisioning network has one VLAN, set in the config."));
+        let tenant_vlan = ObjectBuilder::new()
+            .schema_type(SchemaType::from_iter([Type::Integer, Type::Null]))
+            .minimum(Some(1))
+            .maximum(Some(4094))
+            .description(Some("A tenant VLAN other than the configured one (none: the configured one)."));
+        OneOfBuilder::new().item(request("provisioning", no_vlan)).item(request("tenant", tenant_vlan)).into()
+    }
+}
+
+impl utoipa::ToSchema for NetworkRequest {}
 
 /// Moves the node's switch port to a network.
 #[utoipa::path(put, path = "/v1/nodes/{id}/network", operation_id = "set_node_network", tag = "node actions", params(("id" = String, Path, description = "The node's id or name.")), request_body = NetworkRequest,
     responses((status = 200, description = "The node on its new network.", body = NodeView)))]
 async fn set_network(State(core): State<WorkflowCore>, Path(id): Path<String>, ApiJson(req): ApiJson<NetworkRequest>) -> ApiResult<Json<NodeView>> {
-    let network: NetworkKind = req.network.parse()?;
+    let network = validate::one_of("network", &req.network, NetworkKind::MOVABLE, NetworkKind::as_str)?;
     let net = &core.config.network;
     let (default_vlan, name) = match network {
         NetworkKind::Provisioning => (net.provisioning_vlan, net.provisioning_vlan_name.clone()),

@@ -10,7 +10,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::error::{ApiError, ApiJson, ApiResult};
-use super::validate;
+use super::{schema, validate};
 use crate::api::state::AppState;
 use crate::domain::Key;
 use crate::domain::{BootMode, Hostname, MacAddr, Secret, SwitchId, SwitchPort};
@@ -97,22 +97,41 @@ impl From<Node> for NodeView {
 #[serde(deny_unknown_fields)]
 pub struct CreateNode {
     /// Defaults to `node-` and the MAC without separators.
+    #[schema(value_type = Option<schema::ResourceName>)]
     name: Option<String>,
+    #[schema(value_type = schema::Mac)]
     mac: String,
+    #[schema(value_type = schema::IpAddress)]
     ip: String,
+    #[schema(minimum = 1, maximum = 4_294_967_295_i64)]
     cpus: i64,
+    #[schema(minimum = 1, maximum = 9_223_372_036_854_775_807_i64)]
     ram_mb: i64,
+    #[schema(minimum = 1, maximum = 9_223_372_036_854_775_807_i64)]
     disk_gb: i64,
+    #[schema(value_type = schema::Host)]
     bmc_address: String,
     /// IPMI over LAN listens on 623 by default.
+    #[schema(minimum = 1, maximum = 65535)]
     bmc_port: Option<i64>,
+    #[schema(value_type = schema::NonBlank)]
     bmc_username: String,
+    #[schema(value_type = schema::NonBlank)]
     bmc_password: String,
+    /// The name of a loaded power plugin.
+    #[schema(value_type = schema::ResourceName)]
     power_driver: String,
+    #[schema(minimum = 1, maximum = 9_223_372_036_854_775_807_i64)]
     switch_id: i64,
+    #[schema(value_type = schema::PortName)]
     switch_port: String,
     /// bios (default) or uefi.
+    #[schema(value_type = Option<schema::BootModeName>)]
     boot_mode: Option<String>,
+}
+
+fn boot_mode(value: &str) -> Result<BootMode, ApiError> {
+    validate::one_of("boot_mode", value, BootMode::ALL, BootMode::as_str)
 }
 
 fn parse_ip(value: &str) -> Result<IpAddr, ApiError> {
@@ -150,21 +169,35 @@ impl CreateNode {
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateNode {
+    #[schema(value_type = Option<schema::ResourceName>)]
     name: Option<String>,
+    #[schema(value_type = Option<schema::Mac>)]
     mac: Option<String>,
+    #[schema(value_type = Option<schema::IpAddress>)]
     ip: Option<String>,
+    #[schema(minimum = 1, maximum = 4_294_967_295_i64)]
     cpus: Option<i64>,
+    #[schema(minimum = 1, maximum = 9_223_372_036_854_775_807_i64)]
     ram_mb: Option<i64>,
+    #[schema(minimum = 1, maximum = 9_223_372_036_854_775_807_i64)]
     disk_gb: Option<i64>,
+    #[schema(value_type = Option<schema::Host>)]
     bmc_address: Option<String>,
+    #[schema(minimum = 1, maximum = 65535)]
     bmc_port: Option<i64>,
+    #[schema(value_type = Option<schema::NonBlank>)]
     bmc_username: Option<String>,
+    #[schema(value_type = Option<schema::NonBlank>)]
     bmc_password: Option<String>,
+    #[schema(value_type = Option<schema::ResourceName>)]
     power_driver: Option<String>,
+    #[schema(minimum = 1, maximum = 9_223_372_036_854_775_807_i64)]
     switch_id: Option<i64>,
+    #[schema(value_type = Option<schema::PortName>)]
     switch_port: Option<String>,
     maintenance: Option<bool>,
     /// bios or uefi.
+    #[schema(value_type = Option<schema::BootModeName>)]
     boot_mode: Option<String>,
 }
 
@@ -197,7 +230,7 @@ impl UpdateNode {
             switch_id: self.switch_id.map(SwitchId),
             switch_port: self.switch_port.map(|p| p.parse()).transpose()?,
             maintenance: self.maintenance,
-            boot_mode: self.boot_mode.as_deref().map(str::parse).transpose()?,
+            boot_mode: self.boot_mode.as_deref().map(boot_mode).transpose()?,
         })
     }
 }

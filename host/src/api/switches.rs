@@ -8,7 +8,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::error::{ApiError, ApiJson, ApiResult};
-use super::validate;
+use super::{schema, validate};
 use crate::api::state::AppState;
 use crate::domain::Key;
 use crate::domain::{ChassisId, Hostname, Secret};
@@ -55,35 +55,51 @@ impl From<Switch> for SwitchView {
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateSwitch {
-    /// Defaults to the address.
+    /// Defaults to the address (with `-` for each character a name cannot have, at most 63).
+    #[schema(value_type = Option<schema::ResourceName>)]
     name: Option<String>,
+    #[schema(value_type = schema::Host)]
     address: String,
     /// NETCONF over SSH listens on 830 by default.
+    #[schema(minimum = 1, maximum = 65535)]
     port: Option<i64>,
+    #[schema(value_type = schema::NonBlank)]
     username: String,
+    #[schema(value_type = schema::NonBlank)]
     password: String,
+    /// The name of a loaded switch plugin.
+    #[schema(value_type = schema::ResourceName)]
     driver: String,
     #[serde(default)]
     description: String,
     /// Pin the SSH host key (`SHA256:...`) instead of trusting the first one seen.
+    #[schema(pattern = "^SHA256:.{13,}$")]
     host_key: Option<String>,
     /// The LLDP chassis id the switch announces (a MAC, or its text): nodes inspected behind it
     /// get their switch port from their LLDP neighbour.
+    #[schema(value_type = Option<schema::ChassisIdText>)]
     chassis_id: Option<String>,
+}
+
+/// A switch named after its address: the address, with `-` for what a name cannot hold (an IPv6
+/// address's colons), cut to a name's 63 characters.
+fn name_from_address(address: &Hostname) -> String {
+    let name: String = address.as_str().chars().map(|c| if c.is_ascii_alphanumeric() || "-_.".contains(c) { c } else { '-' }).take(63).collect();
+    name
 }
 
 #[utoipa::path(post, path = "/v1/switches", operation_id = "create_switch", tag = "switches", request_body = CreateSwitch,
     responses((status = 201, description = "Added.", body = SwitchView)))]
 async fn create(State(core): State<WorkflowCore>, ApiJson(req): ApiJson<CreateSwitch>) -> ApiResult<(StatusCode, Json<SwitchView>)> {
     let address: Hostname = req.address.parse()?;
-    let name = req.name.unwrap_or_else(|| address.to_string());
+    let name = req.name.unwrap_or_else(|| name_from_address(&address));
     validate::name("switch name", &name)?;
     let port = validate::port("port", req.port.unwrap_or(830))?;
     validate::non_empty("username", &req.username)?;
     validate::non_empty("password", &req.password)?;
     validate::name("driver", &req.driver)?;
     if let Some(key) = &req.host_key
-        && (!key.starts_with("SHA256:") || key.len() < 20)
+        && (!key.starts_with("SHA256:") || key.chars().count() < 20)
     {
         return Err(ApiError::BadRequest(format!("invalid host_key {key:?}: expected an OpenSSH fingerprint SHA256:...")));
     }
@@ -123,6 +139,7 @@ async fn show(State(core): State<WorkflowCore>, Path(id): Path<String>) -> ApiRe
 #[serde(deny_unknown_fields)]
 pub struct UpdateSwitch {
     /// The LLDP chassis id it announces (a MAC, or its text).
+    #[schema(value_type = Option<schema::ChassisIdText>)]
     chassis_id: Option<String>,
 }
 

@@ -2,6 +2,9 @@
 
 use super::error::ApiError;
 
+/// The name rule below as a pattern, for the API document (api/schema.rs).
+pub const NAME_PATTERN: &str = "^(?![0-9]+$)[A-Za-z0-9._-]{1,63}$";
+
 /// Names are looked up like ids in URLs, so they must not be all digits.
 pub fn name(field: &str, value: &str) -> Result<(), ApiError> {
     let ok = !value.is_empty()
@@ -29,4 +32,29 @@ pub fn positive<T: TryFrom<i64>>(field: &str, value: i64) -> Result<T, ApiError>
         return Err(ApiError::BadRequest(format!("{field} must be greater than zero, got {value}")));
     }
     T::try_from(value).map_err(|_| ApiError::BadRequest(format!("{field} {value} is too large")))
+}
+
+/// The value of `allowed` whose wire name (`name`) is `value`; the message names the field as the
+/// API does, and the choices, not the Rust type.
+pub fn one_of<T: Copy>(field: &str, value: &str, allowed: &[T], name: impl Fn(T) -> &'static str) -> Result<T, ApiError> {
+    allowed.iter().copied().find(|t| name(*t) == value).ok_or_else(|| {
+        let names: Vec<&str> = allowed.iter().map(|t| name(*t)).collect();
+        ApiError::BadRequest(format!("invalid {field} {value:?}: expected one of {}", names.join(", ")))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::PowerAction;
+
+    #[test]
+    fn a_choice_is_named_as_the_api_names_the_field() {
+        let reboot = one_of("action", "reboot", PowerAction::OPERATOR, PowerAction::as_str);
+        assert!(matches!(reboot, Ok(PowerAction::Reboot)));
+        for refused in ["graceful-off", "graceful-reboot", "cycle", ""] {
+            let message = one_of("action", refused, PowerAction::OPERATOR, PowerAction::as_str).err().map(|e| e.to_string());
+            assert_eq!(message, Some(format!("invalid action {refused:?}: expected one of on, off, reboot")));
+        }
+    }
 }

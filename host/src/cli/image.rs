@@ -13,7 +13,7 @@ use super::{Printer, segment};
 pub enum ImageCommand {
     /// Upload an image file (streamed; the server computes its sha256), or register an external URL.
     Add {
-        /// The image file to upload (raw, or raw compressed with gzip or zstd).
+        /// The image file to upload (raw, raw compressed with gzip or zstd, or qcow2).
         file: Option<PathBuf>,
         #[arg(long)]
         name: String,
@@ -26,6 +26,9 @@ pub enum ImageCommand {
         /// none, gzip or zstd; guessed when absent.
         #[arg(long)]
         compression: Option<String>,
+        /// raw or qcow2; told from the file's bytes when absent (a mismatch is refused).
+        #[arg(long)]
+        format: Option<String>,
     },
     List,
     Show {
@@ -39,18 +42,21 @@ pub enum ImageCommand {
 
 pub async fn run(client: &Client, out: &Printer, cmd: ImageCommand) -> Result<(), CliError> {
     match cmd {
-        ImageCommand::Add { file: Some(file), name, url: None, compression, .. } => {
+        ImageCommand::Add { file: Some(file), name, url: None, compression, format, .. } => {
             let handle = tokio::fs::File::open(&file).await.map_err(|e| CliError::Usage(format!("cannot open {}: {e}", file.display())))?;
             let body = reqwest::Body::wrap_stream(tokio_util::io::ReaderStream::with_capacity(handle, 1 << 20));
             let mut query = vec![("name", name)];
             if let Some(c) = compression {
                 query.push(("compression", c));
             }
+            if let Some(f) = format {
+                query.push(("format", f));
+            }
             let request = client.request(Method::POST, "/v1/images/upload").query(&query).body(body);
             out.one(&client.send(request).await?);
         }
-        ImageCommand::Add { file: None, name, url: Some(url), sha256, compression } => {
-            let body = json!({ "name": name, "url": url, "sha256": sha256, "compression": compression });
+        ImageCommand::Add { file: None, name, url: Some(url), sha256, compression, format } => {
+            let body = json!({ "name": name, "url": url, "sha256": sha256, "compression": compression, "format": format });
             out.one(&client.post("/v1/images", &body).await?);
         }
         ImageCommand::Add { .. } => return Err(CliError::Usage("give either a file to upload or --url and --sha256".into())),
@@ -58,7 +64,16 @@ pub async fn run(client: &Client, out: &Printer, cmd: ImageCommand) -> Result<()
             let list = client.get("/v1/images").await?;
             out.list(
                 &list,
-                &[("ID", "id"), ("NAME", "name"), ("SIZE", "size"), ("COMPRESSION", "compression"), ("SHA256", "sha256"), ("URL", "url")],
+                &[
+                    ("ID", "id"),
+                    ("NAME", "name"),
+                    ("FORMAT", "format"),
+                    ("SIZE", "size"),
+                    ("VIRTUAL", "virtual_size"),
+                    ("COMPRESSION", "compression"),
+                    ("SHA256", "sha256"),
+                    ("URL", "url"),
+                ],
             );
         }
         ImageCommand::Show { image } => out.one(&client.get(&format!("/v1/images/{}", segment(&image))).await?),

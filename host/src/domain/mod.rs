@@ -13,7 +13,9 @@ pub use failure::FailureKind;
 pub use ids::{EventId, ImageId, InstanceId, Key, NodeId, SwitchId, TaskId};
 pub use net::{ChassisId, Hostname, MacAddr, SwitchPort, Vlan};
 pub use request::DeployRequest;
-pub use state::{BootDevice, BootMode, Compression, InstanceState, NetworkKind, PowerAction, PowerState, ProvisionState, TaskKind, TaskState};
+pub use state::{
+    BootDevice, BootMode, Compression, ImageFormat, InstanceState, NetworkKind, PowerAction, PowerState, ProvisionState, TaskKind, TaskState,
+};
 
 /// A value that failed to parse, with a message fit for an operator.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

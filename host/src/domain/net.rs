@@ -9,7 +9,11 @@ use super::ParseError;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct MacAddr([u8; 6]);
 
-impl MacAddr {}
+impl MacAddr {
+    /// What the parser accepts, for the API document (api/schema.rs): six hex octets, all
+    /// separated by `:` or all by `-`.
+    pub const PATTERN: &'static str = "^[0-9A-Fa-f]{2}(:[0-9A-Fa-f]{2}){5}$|^[0-9A-Fa-f]{2}(-[0-9A-Fa-f]{2}){5}$";
+}
 
 impl FromStr for MacAddr {
     type Err = ParseError;
@@ -45,6 +49,14 @@ impl fmt::Display for MacAddr {
 pub struct Hostname(String);
 
 impl Hostname {
+    /// The longest host name (RFC 1035).
+    pub const MAX_LEN: usize = 253;
+    /// A host name as the parser accepts one (an IP address is the other choice): dot-separated
+    /// labels of letters, digits and inner hyphens, and not only digits and dots (that is a
+    /// mistyped IPv4 address).
+    pub const NAME_PATTERN: &'static str =
+        r"^(?![0-9.]+$)[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$";
+
     pub fn as_str(&self) -> &str {
         &self.0
     }
@@ -62,7 +74,7 @@ impl FromStr for Hostname {
         };
         // A name made only of digits and dots is a mistyped IPv4 address, not a host name.
         let looks_numeric = s.chars().all(|c| c.is_ascii_digit() || c == '.');
-        if s.len() <= 253 && !looks_numeric && s.split('.').all(label_ok) {
+        if s.len() <= Self::MAX_LEN && !looks_numeric && s.split('.').all(label_ok) {
             Ok(Hostname(s.to_ascii_lowercase()))
         } else {
             Err(ParseError(format!("invalid address {s:?}: expected an IP address or a host name")))
@@ -110,6 +122,10 @@ pub struct SwitchPort(String);
 const UNKNOWN_PORT_PREFIX: &str = "unknown-";
 
 impl SwitchPort {
+    pub const MAX_LEN: usize = 64;
+    /// What the parser accepts, for the API document.
+    pub const PATTERN: &'static str = "^[A-Za-z0-9/:._-]+$";
+
     pub fn as_str(&self) -> &str {
         &self.0
     }
@@ -129,7 +145,7 @@ impl FromStr for SwitchPort {
     type Err = ParseError;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let ok = !s.is_empty() && s.len() <= 64 && s.chars().all(|c| c.is_ascii_alphanumeric() || "-/:._".contains(c));
+        let ok = !s.is_empty() && s.len() <= Self::MAX_LEN && s.chars().all(|c| c.is_ascii_alphanumeric() || "-/:._".contains(c));
         if ok {
             Ok(SwitchPort(s.to_owned()))
         } else {
@@ -150,6 +166,11 @@ impl fmt::Display for SwitchPort {
 pub struct ChassisId(String);
 
 impl ChassisId {
+    pub const MAX_LEN: usize = 128;
+    /// Printable text with something other than white space (a MAC is such text too), for the
+    /// API document; the parser also trims white space around it.
+    pub const PATTERN: &'static str = r"^(?=.*\S)[^\x00-\x1F\x7F-\x9F]+$";
+
     pub fn as_str(&self) -> &str {
         &self.0
     }
@@ -163,7 +184,7 @@ impl FromStr for ChassisId {
         if let Ok(mac) = s.parse::<MacAddr>() {
             return Ok(ChassisId(mac.to_string()));
         }
-        if s.is_empty() || s.chars().count() > 128 || s.chars().any(char::is_control) {
+        if s.is_empty() || s.chars().count() > Self::MAX_LEN || s.chars().any(char::is_control) {
             return Err(ParseError(format!("invalid chassis id {s:?}: a MAC or 1-128 printable characters")));
         }
         Ok(ChassisId(s.to_owned()))

@@ -115,6 +115,11 @@ string_enum!(
     }
 );
 
+impl NetworkKind {
+    /// The networks a node's port can be moved to (`unknown` is only ever read from a switch).
+    pub const MOVABLE: &'static [NetworkKind] = &[NetworkKind::Provisioning, NetworkKind::Tenant];
+}
+
 string_enum!(
     /// Which network a node's switch port is on.
     NetworkKind {
@@ -173,6 +178,15 @@ impl Compression {
 }
 
 string_enum!(
+    /// What an image file is: a disk as it is (perhaps compressed whole), or qcow2, which the agent
+    /// converts while it writes. Told from the file's bytes when the image is added.
+    ImageFormat {
+        Raw => "raw",
+        Qcow2 => "qcow2",
+    }
+);
+
+string_enum!(
     /// What an operator or a workflow asks of a node's power: the plugin contract's `power-action`
     /// (`metalhost:drivers@0.2.0`), case for case. `reboot` powers an off node on and cycles an on
     /// one, so "make sure it boots now" is one call; the graceful ones ask the operating system
@@ -190,18 +204,6 @@ impl PowerAction {
     /// What an operator may ask through the API. The graceful actions are not offered there: a
     /// 0.1.0 plugin cannot do them, and the power state a node ends in is its OS's choice.
     pub const OPERATOR: &'static [PowerAction] = &[PowerAction::On, PowerAction::Off, PowerAction::Reboot];
-
-    /// An operator's action (one of [`PowerAction::OPERATOR`]); anything else is refused as an
-    /// unknown one.
-    pub fn parse_operator(s: &str) -> Result<PowerAction, ParseError> {
-        match s.parse() {
-            Ok(action) if Self::OPERATOR.contains(&action) => Ok(action),
-            _ => {
-                let expected: Vec<&str> = Self::OPERATOR.iter().map(|a| a.as_str()).collect();
-                Err(ParseError(format!("invalid PowerAction {s:?}: expected one of {}", expected.join(", "))))
-            }
-        }
-    }
 }
 
 string_enum!(
@@ -266,16 +268,6 @@ mod tests {
         }
         assert_eq!("bios".parse::<BootMode>().unwrap(), BootMode::Legacy);
         assert_eq!(BootMode::Legacy.as_str(), "bios");
-    }
-
-    #[test]
-    fn operators_are_offered_on_off_and_reboot_only() {
-        assert_eq!(PowerAction::parse_operator("reboot").unwrap(), PowerAction::Reboot);
-        assert_eq!("graceful-off".parse::<PowerAction>().unwrap(), PowerAction::GracefulOff);
-        for refused in ["graceful-off", "graceful-reboot", "cycle"] {
-            let message = PowerAction::parse_operator(refused).unwrap_err().to_string();
-            assert_eq!(message, format!("invalid PowerAction {refused:?}: expected one of on, off, reboot"));
-        }
     }
 
     #[test]

@@ -1,8 +1,10 @@
 //! Uploaded images on this daemon's disk (ARCHITECTURE.md, "images"): where their files live, how an
 //! upload becomes one (hashed while written to a part file, renamed once whole), and, on a shared
-//! pool, copies from peer daemons (`peers.rs`). The REST handlers and the heartbeat both call it;
+//! pool, copies from peer daemons (`peers.rs`); what each image really is, judged when it is added
+//! (`inspect.rs`). The REST handlers and the heartbeat both call it;
 //! it knows nothing of HTTP handlers.
 
+pub mod inspect;
 mod peers;
 
 pub use peers::PEER_HEADER;
@@ -39,6 +41,8 @@ pub enum ImageError {
     NotHere { id: ImageId },
     #[error("http client: {0}")]
     Client(String),
+    #[error(transparent)]
+    Inspect(#[from] inspect::InspectError),
     #[error(transparent)]
     Store(#[from] StoreError),
 }

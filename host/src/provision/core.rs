@@ -14,7 +14,7 @@ use crate::console::recorder::{Recorders, RecordingContext};
 use crate::drivers::PluginHost;
 use crate::images::Images;
 use crate::store::Store;
-use crate::store::cluster::Member;
+use crate::store::cluster::{Lease, Member, Renewal};
 
 /// The workflow core: store, drivers, configuration, this daemon's place in the pool, and the
 /// in-memory coordination of its runners and consoles. Cheap to clone.
@@ -62,14 +62,39 @@ pub fn lease_ttl_ms(config: &Config) -> i64 {
     i64::try_from(config.cluster.lease_ttl.as_millis()).unwrap_or(i64::MAX / 4)
 }
 
-/// Which nodes have a runner on this daemon, and the per-switch locks that serialise switch changes.
+/// Which nodes have a runner on this daemon, the leases they hold, and the per-switch locks that
+/// serialise switch changes.
 #[derive(Default)]
 pub struct Runners {
     running: Mutex<HashSet<i64>>,
+    /// The lease each runner holds, so the heartbeat can move its clock (store/cluster.rs).
+    leases: Mutex<HashMap<i64, Lease>>,
     switch_locks: Mutex<HashMap<i64, Arc<tokio::sync::Mutex<()>>>>,
 }
 
 impl Runners {
+    /// Tells the runners' lease clocks what a heartbeat renewed: only a lease of the same epoch
+    /// (one taken over and taken back since is another lease).
+    pub fn renewed(&self, renewal: &Renewal) {
+        let leases = self.leases.lock().unwrap_or_else(|p| p.into_inner());
+        for (node, epoch) in &renewal.leases {
+            if let Some(lease) = leases.get(&node.0).filter(|l| l.epoch == *epoch) {
+                lease.clock.renew(renewal.sent);
+            }
+        }
+    }
+
+    pub(super) fn hold(&self, lease: &Lease) {
+        self.leases.lock().unwrap_or_else(|p| p.into_inner()).insert(lease.node.0, lease.clone());
+    }
+
+    pub(super) fn drop_lease(&self, lease: &Lease) {
+        let mut leases = self.leases.lock().unwrap_or_else(|p| p.into_inner());
+        if leases.get(&lease.node.0).is_some_and(|l| l.epoch == lease.epoch) {
+            leases.remove(&lease.node.0);
+        }
+    }
+
     pub fn switch_lock(&self, switch: i64) -> Arc<tokio::sync::Mutex<()>> {
         let mut locks = self.switch_locks.lock().unwrap_or_else(|p| p.into_inner());
         locks.entry(switch).or_default().clone()

@@ -32,6 +32,20 @@ impl Fault {
         }
     }
 
+    /// Worth another attempt: a transient kind, or a store call that may succeed as it is (a lost
+    /// session, a serialization failure), although its kind stays `internal` if it never does.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            Fault::Store(e) => e.is_transient(),
+            other => other.kind().is_transient(),
+        }
+    }
+
+    /// This daemon no longer holds (or can no longer count on) the node's lease.
+    pub fn is_fenced(&self) -> bool {
+        matches!(self, Fault::Store(StoreError::LeaseLost(_)))
+    }
+
     pub fn at(self, step: &'static str) -> StepFailure {
         match self {
             Fault::Driver(source) => StepFailure::Driver { step, source },
@@ -82,6 +96,15 @@ impl StepFailure {
             StepFailure::Agent { kind, .. } => *kind,
             StepFailure::Deadline { .. } => FailureKind::Deadline,
             StepFailure::Store { .. } | StepFailure::Internal { .. } => FailureKind::Internal,
+        }
+    }
+
+    /// Why this daemon must stop driving the node, when that is the failure: another daemon took
+    /// the lease, or it may have run out (fencing, store/cluster.rs). Not the node's failure.
+    pub fn fenced(&self) -> Option<&str> {
+        match self {
+            StepFailure::Store { source: StoreError::LeaseLost(why), .. } => Some(why),
+            _ => None,
         }
     }
 

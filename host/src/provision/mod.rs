@@ -31,7 +31,7 @@ use tracing::Instrument;
 use crate::domain::{InstanceState, NodeId, ProvisionState, deadline_in, time_left};
 use crate::store::events::{self, EventKind, NewEvent};
 use crate::store::nodes::{self, Node, Transition};
-use crate::store::{FENCE, StoreError, cluster, instances};
+use crate::store::{Db, FENCE, StoreError, cluster, instances};
 
 /// One pass of a node's runner, or one operator action: the node as read, and until when its
 /// steps may retry (None: no retries, the caller is waiting on an answer).
@@ -39,6 +39,57 @@ pub(crate) struct Run<'a> {
     pub core: &'a WorkflowCore,
     pub node: &'a Node,
     pub retry_until: Option<Instant>,
+}
+
+impl Run<'_> {
+    /// The fence before a device call: Ok unless this is a runner whose lease may run out before
+    /// the call ends. Another daemon may take a lease once it expires; the holder stops driving
+    /// the node a third of the TTL before that, counted on its monotonic clock from the last
+    /// renewal (store/cluster.rs `LeaseClock`). So a daemon that was frozen, or whose heartbeat
+    /// could not reach the database, stops by itself before anyone takes over. Operator actions
+    /// (no runner, no lease) pass.
+    pub fn fence(&self) -> Result<(), StoreError> {
+        let Ok(lease) = FENCE.try_with(Clone::clone) else { return Ok(()) };
+        let ttl = self.core.config.cluster.lease_ttl;
+        let margin = ttl / 3;
+        let left = lease.clock.left(ttl, std::time::Instant::now());
+        if left >= margin {
+            return Ok(());
+        }
+        Err(StoreError::LeaseLost(format!(
+            "daemon {} stops driving node {} before another device call: its lease (epoch {}) has {} ms left, less than the {} ms a call may take (it was not renewed in time)",
+            lease.owner,
+            lease.node,
+            lease.epoch,
+            left.as_millis(),
+            margin.as_millis()
+        )))
+    }
+}
+
+/// A runner's store call, tried again after a transient failure (a lost session, a serialization
+/// failure, a deadlock) with the steps' backoff while `until` allows; any other error, or a
+/// transient one past `until`, is returned. `f` runs once per attempt, so it must be safe to run
+/// again after an attempt that committed but whose answer was lost.
+pub(crate) async fn store_call<T, F>(core: &WorkflowCore, until: Option<Instant>, f: F) -> Result<T, StoreError>
+where
+    T: Send + 'static,
+    F: Fn(&mut Db) -> Result<T, StoreError> + Clone + Send + 'static,
+{
+    let backoff = retry::Backoff { initial: core.config.deploy.retry_initial, max: core.config.deploy.retry_max };
+    let mut attempt = 1;
+    loop {
+        let started = Instant::now();
+        match core.store.call(f.clone()).await {
+            Err(e) if e.is_transient() => {
+                let Some(pause) = backoff.next_if(true, attempt, started.elapsed(), until) else { return Err(e) };
+                tracing::warn!(attempt, "store call failed ({e}); trying again in {} ms", pause.as_millis());
+                tokio::time::sleep(pause).await;
+                attempt += 1;
+            }
+            outcome => return outcome,
+        }
+    }
 }
 
 /// Starts the node's runner unless one is already going here; false when one was. The runner first takes the node's
@@ -56,15 +107,18 @@ pub fn kick(core: &WorkflowCore, node: NodeId) -> bool {
             let ttl_ms = core.lease_ttl_ms();
             match core.store.call(move |c| cluster::acquire(c, node, &owner, ttl_ms)).await {
                 Ok(Some(lease)) => {
+                    core.runners.hold(&lease);
                     // The node boots during its workflow: its serial console goes to its console log.
                     let recording = crate::console::recorder::start(&core.recording(), node);
                     let outcome = FENCE.scope(lease.clone(), drive(&core, node)).await;
                     drop(recording);
-                    if let Err(e) = core.store.call(move |c| cluster::release(c, &lease)).await {
+                    core.runners.drop_lease(&lease);
+                    let held = lease.clone();
+                    if let Err(e) = core.store.call(move |c| cluster::release(c, &held)).await {
                         tracing::warn!("cannot release the node's lease (it expires by itself): {e}");
                     }
                     match outcome {
-                        Err(StoreError::LeaseLost(why)) => tracing::warn!("workflow runner stopped, another daemon drives the node: {why}"),
+                        Err(StoreError::LeaseLost(why)) => fenced_stop(&core, &lease, why).await,
                         Err(e) => tracing::error!("workflow runner stopped: {e}"),
                         Ok(()) => {}
                     }
@@ -77,6 +131,20 @@ pub fn kick(core: &WorkflowCore, node: NodeId) -> bool {
         .instrument(span),
     );
     true
+}
+
+/// A runner stopped by its fence says so once, in the log and in the node's events. The event is
+/// the one write a fenced daemon makes for the node: a note, outside the fence, that changes
+/// nothing the holder relies on. If the lease was still this daemon's (its heartbeat was late),
+/// it was released above, and the next heartbeat resumes the node here or elsewhere.
+async fn fenced_stop(core: &WorkflowCore, lease: &cluster::Lease, why: String) {
+    tracing::warn!("workflow runner stopped by its fence, sending the node nothing more: {why}");
+    let node = lease.node;
+    let message = format!("fenced: {why}");
+    let written = core.store.call(move |c| events::append(c, NewEvent::note(node, EventKind::Lease, &message))).await;
+    if let Err(e) = written {
+        tracing::warn!("cannot record the fenced stop: {e}");
+    }
 }
 
 /// At startup, and at every heartbeat: every node left in a transitional state whose lease is
@@ -106,9 +174,14 @@ pub async fn heartbeat(core: WorkflowCore) {
         tick.tick().await;
         let me = core.member.clone();
         let ttl_ms = core.lease_ttl_ms();
-        if let Err(e) = core.store.call(move |c| cluster::heartbeat(c, &me, ttl_ms)).await {
-            tracing::error!("heartbeat failed: {e}");
-            continue;
+        match core.store.call(move |c| cluster::heartbeat(c, &me, ttl_ms)).await {
+            Ok(renewal) => core.runners.renewed(&renewal),
+            Err(e) => {
+                // The runners' lease clocks stay where they were: they stop driving their nodes
+                // before the leases can expire (Run::fence).
+                tracing::error!("heartbeat failed: {e}");
+                continue;
+            }
         }
         resume_all(&core).await;
         if core.store.is_shared() {
@@ -120,7 +193,7 @@ pub async fn heartbeat(core: WorkflowCore) {
 /// Runs the node's workflow until it reaches a stable state, fails, or is put in maintenance.
 async fn drive(core: &WorkflowCore, id: NodeId) -> Result<(), StoreError> {
     loop {
-        let node = core.store.call(move |c| nodes::get_by_id(c, id)).await?;
+        let node = store_call(core, Some(Instant::now() + core.config.deploy.step_timeout), move |c| nodes::get_by_id(c, id)).await?;
         if let Some(instance) = node.instance_id {
             tracing::Span::current().record("instance", instance.0);
         }
@@ -148,6 +221,9 @@ async fn drive(core: &WorkflowCore, id: NodeId) -> Result<(), StoreError> {
             Err(_) => Err(StepFailure::Deadline { step: state_step(node.state), state: node.state, budget }),
         };
         if let Err(failure) = outcome {
+            if let Some(why) = failure.fenced() {
+                return Err(StoreError::LeaseLost(why.to_owned()));
+            }
             fail(core, &node, &failure).await?;
             return Ok(());
         }
@@ -173,35 +249,38 @@ async fn fail(core: &WorkflowCore, node: &Node, failure: &StepFailure) -> Result
     let message = record.to_string();
     tracing::warn!(kind = %failure.kind(), step = failure.step(), %message, "workflow failed");
     let instance = node.instance_id;
-    core.store
-        .call(move |c| {
-            let tx = c.transaction()?;
-            let to_error = Transition::failed(id, &message, &record);
-            nodes::transition(&tx, to_error)?;
-            crate::store::tasks::open_for_node(&tx, id)?
-                .map(|t| crate::store::tasks::fail_or_succeed(&tx, t.id, false, &format!("abandoned: {message}")))
-                .transpose()?;
-            if let Some(instance) = instance {
-                instances::set_state(&tx, instance, InstanceState::Error, Some(&record))?;
-            }
-            tx.commit()?;
-            Ok(())
-        })
-        .await
+    store_call(core, Some(Instant::now() + core.config.deploy.step_timeout), move |c| {
+        let tx = c.transaction()?;
+        let to_error = Transition::failed(id, &message, &record);
+        nodes::transition(&tx, to_error)?;
+        crate::store::tasks::open_for_node(&tx, id)?
+            .map(|t| crate::store::tasks::fail_or_succeed(&tx, t.id, false, &format!("abandoned: {message}")))
+            .transpose()?;
+        if let Some(instance) = instance {
+            instances::set_state(&tx, instance, InstanceState::Error, Some(&record))?;
+        }
+        tx.commit()?;
+        Ok(())
+    })
+    .await
 }
 
-/// Moves the node to its next state with a deadline for it.
+/// Moves the node to its next state with a deadline for it. A retry that finds the node already
+/// there found its own earlier attempt, which committed before its answer was lost: no one else
+/// moves a node out of a transitional state while this runner holds its lease.
 async fn advance(run: &Run<'_>, to: ProvisionState, message: &str, within: Duration) -> Result<(), StepFailure> {
     let id = run.node.id;
     let from = run.node.state;
     let message = message.to_owned();
     let deadline = deadline_in(within);
-    run.core
-        .store
-        .call(move |c| nodes::transition(c, Transition::until(id, &[from], to, &message, deadline)))
-        .await
-        .map(|_| ())
-        .map_err(|source| StepFailure::Store { step: "record state", source })
+    store_call(run.core, run.retry_until, move |c| {
+        if nodes::get_by_id(c, id)?.state == to {
+            return Ok(());
+        }
+        nodes::transition(c, Transition::until(id, &[from], to, &message, deadline)).map(|_| ())
+    })
+    .await
+    .map_err(|source| StepFailure::Store { step: "record state", source })
 }
 
 /// Runs one step, retrying transient failures (see `retry.rs`) while the run allows, each retry
@@ -216,12 +295,19 @@ where
     let started = Instant::now();
     let mut attempt = 1;
     let outcome = loop {
+        // No device call, first or retried, without the lease (ARCHITECTURE.md, "Several daemons, one pool").
+        if let Err(fenced) = run.fence() {
+            break Err(Fault::Store(fenced));
+        }
         let attempt_started = Instant::now();
         let fault = match work().await {
             Ok(value) => break Ok(value),
             Err(fault) => fault,
         };
-        let Some(pause) = backoff.next(fault.kind(), attempt, attempt_started.elapsed(), run.retry_until) else { break Err(fault) };
+        if fault.is_fenced() {
+            break Err(fault);
+        }
+        let Some(pause) = backoff.next_if(fault.is_transient(), attempt, attempt_started.elapsed(), run.retry_until) else { break Err(fault) };
         let message = format!("{name}: attempt {attempt} failed ({fault}); trying again in {} ms", pause.as_millis());
         tracing::warn!(kind = %fault.kind(), attempt, "{message}");
         crate::metrics::step_retry(name, &fault.kind().to_string());
@@ -229,6 +315,11 @@ where
         tokio::time::sleep(pause).await;
         attempt += 1;
     };
+    if let Some(fault) = outcome.as_ref().err().filter(|f| f.is_fenced()) {
+        // Stopped by the fence: nothing to record for a node this daemon no longer drives.
+        tracing::debug!("{name}: {fault}");
+        return outcome.map_err(|fault| fault.at(name));
+    }
     crate::metrics::step(name, outcome.is_ok(), started.elapsed().as_secs_f64());
     let elapsed = i64::try_from(started.elapsed().as_millis()).unwrap_or(i64::MAX);
     let message = match &outcome {

@@ -6,8 +6,6 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use crate::domain::FailureKind;
-
 /// Slack left before the deadline beyond the next attempt's expected length.
 const ATTEMPT_MARGIN: Duration = Duration::from_millis(500);
 
@@ -30,8 +28,10 @@ impl Backoff {
     /// The pause before the next attempt, or None when the failure is permanent or the pause and
     /// an attempt twice as long as the last (`took`), plus a margin, would end past `deadline` (no
     /// deadline: no retry, as for an operator's request).
-    pub fn next(&self, kind: FailureKind, attempt: u32, took: Duration, deadline: Option<Instant>) -> Option<Duration> {
-        if !kind.is_transient() {
+    /// `transient`: the failure's kind is (`FailureKind::is_transient`), or it is a store error that
+    /// another attempt may not meet (`StoreError::is_transient`).
+    pub fn next_if(&self, transient: bool, attempt: u32, took: Duration, deadline: Option<Instant>) -> Option<Duration> {
+        if !transient {
             return None;
         }
         let pause = self.pause(attempt, rand::random::<f64>());
@@ -45,6 +45,13 @@ impl Backoff {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::FailureKind;
+
+    impl Backoff {
+        fn next(&self, kind: FailureKind, attempt: u32, took: Duration, deadline: Option<Instant>) -> Option<Duration> {
+            self.next_if(kind.is_transient(), attempt, took, deadline)
+        }
+    }
 
     fn backoff() -> Backoff {
         Backoff { initial: Duration::from_millis(500), max: Duration::from_secs(8) }

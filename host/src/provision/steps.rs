@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use super::{Fault, Run, StepFailure, advance, step};
+use super::{Fault, Run, StepFailure, advance, step, store_call};
 use crate::domain::{
     BootDevice, FailureKind, InstanceId, InstanceState, NetworkKind, NodeId, PowerAction, PowerState, ProvisionState, TaskKind, TaskState, Vlan,
     deadline_in,
@@ -42,21 +42,22 @@ pub async fn activate(run: &Run<'_>) -> Result<(), StepFailure> {
     power_on_or_reboot(run, "reboot from disk").await?;
     let id = run.node.id;
     let instance = run.node.instance_id;
-    run.core
-        .store
-        .call(move |c| {
-            let tx = c.transaction()?;
-            let to_active = nodes::Transition::settle(id, &[ProvisionState::Activating], ProvisionState::Active, "instance active");
-            nodes::transition(&tx, to_active)?;
-            if let Some(instance) = instance {
-                instances::set_state(&tx, instance, InstanceState::Active, None)?;
-            }
-            tasks::revoke_node_tokens(&tx, id)?;
-            tx.commit()?;
-            Ok(())
-        })
-        .await
-        .map_err(|source| StepFailure::Store { step: "record active", source })
+    store_call(run.core, run.retry_until, move |c| {
+        let tx = c.transaction()?;
+        if nodes::get_by_id(&tx, id)?.state == ProvisionState::Active {
+            return Ok(()); // this runner's earlier attempt committed (see `advance`)
+        }
+        let to_active = nodes::Transition::settle(id, &[ProvisionState::Activating], ProvisionState::Active, "instance active");
+        nodes::transition(&tx, to_active)?;
+        if let Some(instance) = instance {
+            instances::set_state(&tx, instance, InstanceState::Active, None)?;
+        }
+        tasks::revoke_node_tokens(&tx, id)?;
+        tx.commit()?;
+        Ok(())
+    })
+    .await
+    .map_err(|source| StepFailure::Store { step: "record active", source })
 }
 
 /// inspecting: while the task is pending, port → provisioning (unless there), netboot entry, boot
@@ -64,10 +65,7 @@ pub async fn activate(run: &Run<'_>) -> Result<(), StepFailure> {
 /// the state the node came from. The report itself arrived before the result (api/agent.rs).
 pub async fn inspect(run: &Run<'_>) -> Result<(), StepFailure> {
     let id = run.node.id;
-    let task = run
-        .core
-        .store
-        .call(move |c| tasks::latest_for_node(c, id))
+    let task = store_call(run.core, run.retry_until, move |c| tasks::latest_for_node(c, id))
         .await
         .map_err(|source| StepFailure::Store { step: "read inspect task", source })?
         .filter(|t| t.kind == TaskKind::Inspect)
@@ -88,14 +86,15 @@ pub async fn inspect(run: &Run<'_>) -> Result<(), StepFailure> {
     netboot_remove(run).await?;
     power_off(run, "powered off after inspection").await?;
     let message = format!("inspected: back to {return_to}");
-    run.core
-        .store
-        .call(move |c| {
-            let back = nodes::Transition::settle(id, &[ProvisionState::Inspecting], return_to, &message);
-            nodes::transition(c, back)
-        })
-        .await
-        .map_err(|source| StepFailure::Store { step: "record inspected", source })?;
+    store_call(run.core, run.retry_until, move |c| {
+        if nodes::get_by_id(c, id)?.state == return_to {
+            return Ok(()); // this runner's earlier attempt committed (see `advance`)
+        }
+        let back = nodes::Transition::settle(id, &[ProvisionState::Inspecting], return_to, &message);
+        nodes::transition(c, back).map(|_| ())
+    })
+    .await
+    .map_err(|source| StepFailure::Store { step: "record inspected", source })?;
     // An enrolled node may have learnt what it lacked (its switch port); either way it is judged again.
     crate::provision::validate_node(run.core, id).await.map_err(|source| StepFailure::Store { step: "validate", source })?;
     Ok(())
@@ -135,20 +134,21 @@ async fn finish_available(run: &Run<'_>, message: &str) -> Result<(), StepFailur
     let from = run.node.state;
     let instance = run.node.instance_id;
     let message = message.to_owned();
-    run.core
-        .store
-        .call(move |c| {
-            let tx = c.transaction()?;
-            nodes::transition(&tx, nodes::Transition::settle(id, &[from], ProvisionState::Available, &message))?;
-            if let Some(instance) = instance {
-                instances::remove(&tx, instance)?;
-            }
-            tasks::revoke_node_tokens(&tx, id)?;
-            tx.commit()?;
-            Ok(())
-        })
-        .await
-        .map_err(|source| StepFailure::Store { step: "record available", source })
+    store_call(run.core, run.retry_until, move |c| {
+        let tx = c.transaction()?;
+        if nodes::get_by_id(&tx, id)?.state == ProvisionState::Available {
+            return Ok(()); // this runner's earlier attempt committed (see `advance`)
+        }
+        nodes::transition(&tx, nodes::Transition::settle(id, &[from], ProvisionState::Available, &message))?;
+        if let Some(instance) = instance {
+            instances::remove(&tx, instance)?;
+        }
+        tasks::revoke_node_tokens(&tx, id)?;
+        tx.commit()?;
+        Ok(())
+    })
+    .await
+    .map_err(|source| StepFailure::Store { step: "record available", source })
 }
 
 /// Queues the node's agent task as a recorded step. A deploy task writes its instance's image.
@@ -186,7 +186,8 @@ async fn wait_task(run: &Run<'_>, kind: TaskKind, name: &'static str) -> Result<
     step(&once, name, || async {
         loop {
             let notified = run.core.task_events.notified();
-            let task = run.core.store.call(move |c| tasks::latest_for_node(c, id)).await?;
+            // A lost session must not fail the wait: the poll is retried within the state's budget.
+            let task = store_call(run.core, run.retry_until, move |c| tasks::latest_for_node(c, id)).await?;
             match task {
                 Some(t) if t.kind == kind => match t.state {
                     TaskState::Succeeded => return Ok(()),
@@ -224,11 +225,19 @@ pub(crate) async fn move_port_to(run: &Run<'_>, network: NetworkKind, vlan: Vlan
         let switch = run.core.store.call(move |c| switches::get_by_id(c, switch_id)).await?;
         let lock = run.core.runners.switch_lock(switch.id.0);
         let _guard = lock.lock().await;
-        // Other daemons of the pool change this switch too: one at a time across all of them.
-        while !run.core.store.call(move |c| cluster::try_lock_switch(c, switch_id)).await? {
+        // Other daemons of the pool change this switch too: one at a time across all of them. The
+        // lock expires with its holder's heartbeat, so a frozen holder blocks it one TTL at most.
+        let (me, ttl_ms) = (run.core.member.name.clone(), run.core.lease_ttl_ms());
+        loop {
+            let me = me.clone();
+            if run.core.store.call(move |c| cluster::try_lock_switch(c, switch_id, &me, ttl_ms)).await? {
+                break;
+            }
             tokio::time::sleep(std::time::Duration::from_millis(50)).await;
         }
-        let _pool_guard = PoolSwitchLock { store: run.core.store.clone(), switch: switch_id };
+        let _pool_guard = PoolSwitchLock { store: run.core.store.clone(), switch: switch_id, holder: me };
+        // The wait may have been long: the lease must still cover the change.
+        run.fence()?;
         let fingerprint = drivers::move_port(&run.core.plugins, &switch.access(), &run.node.label(), &run.node.switch_port, vlan, vlan_name).await?;
         run.core
             .store
@@ -249,14 +258,17 @@ pub(crate) async fn move_port_to(run: &Run<'_>, network: NetworkKind, vlan: Vlan
 struct PoolSwitchLock {
     store: crate::store::Store,
     switch: crate::domain::SwitchId,
+    holder: std::sync::Arc<str>,
 }
 
 impl Drop for PoolSwitchLock {
     fn drop(&mut self) {
-        let (store, switch) = (self.store.clone(), self.switch);
+        let (store, switch, holder) = (self.store.clone(), self.switch, self.holder.clone());
+        // Not fenced (a spawned task is outside the runner's scope): a daemon that lost the node
+        // still gives back a lock it holds, and only its own.
         tokio::spawn(async move {
-            if let Err(e) = store.call(move |c| cluster::unlock_switch(c, switch)).await {
-                tracing::warn!("cannot release the pool-wide switch lock (it goes with the session): {e}");
+            if let Err(e) = store.call(move |c| cluster::unlock_switch(c, switch, &holder)).await {
+                tracing::warn!("cannot release the pool-wide switch lock (it expires by itself): {e}");
             }
         });
     }

@@ -4,7 +4,7 @@ use super::db::{Db, Row, params};
 
 use super::{Result, StoreError};
 use crate::domain::Key;
-use crate::domain::{Compression, ImageId, now_ms};
+use crate::domain::{Compression, ImageFormat, ImageId, now_ms};
 
 #[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
 pub struct Image {
@@ -21,6 +21,16 @@ pub struct Image {
     #[serde(serialize_with = "super::as_text")]
     #[schema(value_type = String, example = "gzip")]
     pub compression: Compression,
+    /// What the file is, told from its bytes when it was added.
+    #[serde(serialize_with = "super::as_text")]
+    #[schema(value_type = String, example = "qcow2")]
+    pub format: ImageFormat,
+    /// The bytes it puts on a disk (unknown for an image compressed whole).
+    pub virtual_size: Option<u64>,
+    /// `accepted`, or absent for an image added before images were inspected.
+    pub verdict: Option<String>,
+    /// What the inspection found.
+    pub verdict_reason: Option<String>,
     #[serde(serialize_with = "crate::domain::time::as_rfc3339")]
     #[schema(value_type = String, format = DateTime)]
     pub created_at: i64,
@@ -39,9 +49,13 @@ pub struct NewImage {
     pub sha256: String,
     pub size: Option<u64>,
     pub compression: Compression,
+    pub format: ImageFormat,
+    pub virtual_size: Option<u64>,
+    /// The inspection's reason for accepting it.
+    pub verdict_reason: String,
 }
 
-const COLUMNS: &str = "id, name, url, file, sha256, size, compression, created_at";
+const COLUMNS: &str = "id, name, url, file, sha256, size, compression, created_at, format, virtual_size, verdict, verdict_reason";
 
 fn from_row(row: &Row<'_>) -> Result<Image> {
     Ok(Image {
@@ -53,6 +67,10 @@ fn from_row(row: &Row<'_>) -> Result<Image> {
         size: row.get(5)?,
         compression: row.parse(6)?,
         created_at: row.get(7)?,
+        format: row.parse(8)?,
+        virtual_size: row.get(9)?,
+        verdict: row.get(10)?,
+        verdict_reason: row.get(11)?,
     })
 }
 
@@ -66,8 +84,20 @@ pub fn insert(conn: &mut Db, new: NewImage) -> Result<Image> {
         return Err(StoreError::Conflict(format!("an image named {:?} already exists", new.name)));
     }
     let id: i64 = tx.query_row(
-        "INSERT INTO images (name, url, file, sha256, size, compression, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) RETURNING id",
-        params![new.name, new.url, new.file, new.sha256, new.size, new.compression.as_str(), now_ms()],
+        "INSERT INTO images (name, url, file, sha256, size, compression, created_at, format, virtual_size, verdict, verdict_reason)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, 'accepted', ?10) RETURNING id",
+        params![
+            new.name,
+            new.url,
+            new.file,
+            new.sha256,
+            new.size,
+            new.compression.as_str(),
+            now_ms(),
+            new.format.as_str(),
+            new.virtual_size,
+            new.verdict_reason
+        ],
         |r| r.get(0),
     )?;
     let image = get(&tx, &Key::Id(id))?;

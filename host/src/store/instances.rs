@@ -60,6 +60,17 @@ pub fn claim(conn: &mut Db, claim: Claim) -> Result<(Instance, Node)> {
         StoreError::NotFound(what) => StoreError::Unprocessable(format!("{what} does not exist")),
         other => other,
     })?;
+    // A qcow2's virtual size must fit the disk (nodes know theirs in whole GiB, rounded down).
+    let image_gb = image.virtual_size.map_or(0, |v| v.div_ceil(1 << 30));
+    let too_small = |node: &Node| {
+        StoreError::Unprocessable(format!(
+            "image {:?} needs a {image_gb} GiB disk (virtual size {} bytes); node {:?} has {} GiB",
+            image.name,
+            image.virtual_size.unwrap_or(0),
+            node.name,
+            node.disk_gb
+        ))
+    };
     let node: Node = match &claim.request.node {
         Some(key) => {
             let node = nodes::get(&tx, key).map_err(|e| match e {
@@ -77,6 +88,9 @@ pub fn claim(conn: &mut Db, claim: Claim) -> Result<(Instance, Node)> {
                     if node.maintenance { " and in maintenance" } else { "" }
                 )));
             }
+            if node.disk_gb < image_gb {
+                return Err(too_small(&node));
+            }
             node
         }
         None => {
@@ -89,13 +103,20 @@ pub fn claim(conn: &mut Db, claim: Claim) -> Result<(Instance, Node)> {
                        AND cpus >= ?1 AND ram_mb >= ?2 AND disk_gb >= ?3
                      ORDER BY cpus, ram_mb, disk_gb, id LIMIT 1{lock}"
                 ),
-                params![claim.request.cpus, claim.request.ram_mb, claim.request.disk_gb],
+                params![claim.request.cpus, claim.request.ram_mb, claim.request.disk_gb.max(image_gb)],
                 |r| r.get(0),
             )?;
             let Some(id) = id else {
                 return Err(StoreError::Conflict(format!(
-                    "no available node fits cpus >= {}, ram_mb >= {}, disk_gb >= {}",
-                    claim.request.cpus, claim.request.ram_mb, claim.request.disk_gb
+                    "no available node fits cpus >= {}, ram_mb >= {}, disk_gb >= {}{}",
+                    claim.request.cpus,
+                    claim.request.ram_mb,
+                    claim.request.disk_gb.max(image_gb),
+                    if image_gb > claim.request.disk_gb {
+                        format!(" (image {:?} has a {image_gb} GiB virtual size)", image.name)
+                    } else {
+                        String::new()
+                    }
                 )));
             };
             nodes::get_by_id(&tx, NodeId(id))?

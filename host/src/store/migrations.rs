@@ -144,6 +144,24 @@ const MIGRATIONS: &[&str] = &[
     r#"
     ALTER TABLE tasks ADD COLUMN failure_kind TEXT;
     "#,
+    // 7: the pool-wide lock on a switch's configuration (store/cluster.rs): a row that expires
+    // like a lease and its holder's heartbeat renews, instead of a database session's lock.
+    r#"
+    CREATE TABLE switch_locks (
+        switch_id INTEGER PRIMARY KEY REFERENCES switches(id) ON DELETE CASCADE,
+        holder    TEXT NOT NULL,
+        expires   INTEGER NOT NULL
+    );
+    "#,
+    // 8: what each image really is, judged when it was added (images/inspect.rs): its format, the
+    // bytes it puts on a disk, the verdict and its reason. Images added before stay `raw` with no
+    // verdict ("not inspected").
+    r#"
+    ALTER TABLE images ADD COLUMN format TEXT NOT NULL DEFAULT 'raw';
+    ALTER TABLE images ADD COLUMN virtual_size INTEGER;
+    ALTER TABLE images ADD COLUMN verdict TEXT;
+    ALTER TABLE images ADD COLUMN verdict_reason TEXT;
+    "#,
 ];
 
 pub(super) const CONSOLE_LINES: &str = r#"

@@ -53,6 +53,14 @@ pub enum StoreError {
     LeaseLost(String),
 }
 
+impl StoreError {
+    /// A failure that another attempt of the same call may not meet (store/db/error.rs): runners
+    /// retry these like a device that did not answer (provision/mod.rs).
+    pub fn is_transient(&self) -> bool {
+        matches!(self, StoreError::Db(e) if e.is_transient())
+    }
+}
+
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
 type Job = Box<dyn FnOnce(&mut Db) + Send>;
@@ -101,16 +109,19 @@ impl Store {
     /// seals passwords and seals any still stored in clear, and starts its thread. The connection
     /// is made on that thread: the PostgreSQL client runs its own small runtime, which must not
     /// start inside tokio's.
-    pub fn open(database: &Database, key_path: &Path) -> Result<Store> {
+    /// `session` names the PostgreSQL session (`application_name`), so an operator reading
+    /// `pg_stat_activity` sees which daemon each is.
+    pub fn open(database: &Database, key_path: &Path, session: &str) -> Result<Store> {
         let (ready_tx, ready_rx) = mpsc::channel::<Result<()>>();
         let (jobs, rx) = mpsc::channel::<Job>();
         let shared = matches!(database, Database::Postgres { .. });
         let database = database.clone();
         let key_path = key_path.to_owned();
+        let session = session.to_owned();
         std::thread::Builder::new()
             .name("metalhost-store".into())
             .spawn(move || {
-                let mut db = match connect(&database, &key_path) {
+                let mut db = match connect(&database, &key_path, &session) {
                     Ok(db) => {
                         let _ = ready_tx.send(Ok(()));
                         db
@@ -137,7 +148,8 @@ impl Store {
     }
 
     /// Runs `f` on the database thread and returns its result. Inside a node's runner (which sets
-    /// [`FENCE`]) `f` runs only while the runner's daemon still holds the node's lease.
+    /// [`FENCE`]) `f` runs only while the runner's daemon still holds the node's lease, in the
+    /// transaction that checked it.
     pub async fn call<T, F>(&self, f: F) -> Result<T>
     where
         T: Send + 'static,
@@ -147,7 +159,7 @@ impl Store {
         let (tx, rx) = oneshot::channel();
         let job: Job = Box::new(move |db| {
             let result = match &fence {
-                Some(lease) => cluster::check(db, lease).and_then(|()| f(db)),
+                Some(lease) => fenced(db, lease, f),
                 None => f(db),
             };
             let _ = tx.send(result);
@@ -157,7 +169,18 @@ impl Store {
     }
 }
 
-fn connect(database: &Database, key_path: &Path) -> Result<Db> {
+/// `f` in one transaction with the lease check, which holds the node's row on PostgreSQL: no other
+/// daemon takes the lease between the check and `f`'s writes. A transaction `f` opens itself is a
+/// savepoint of this one; `f`'s error rolls everything back.
+fn fenced<T>(db: &mut Db, lease: &cluster::Lease, f: impl FnOnce(&mut Db) -> Result<T>) -> Result<T> {
+    let mut tx = db.transaction()?;
+    cluster::check(&tx, lease)?;
+    let value = f(&mut tx)?;
+    tx.commit()?;
+    Ok(value)
+}
+
+fn connect(database: &Database, key_path: &Path, session: &str) -> Result<Db> {
     // The key is read after the migrations, from a database that may already hold sealed values;
     // until then the connection carries a throwaway key that nothing is sealed with.
     let mut db = match database {
@@ -172,7 +195,7 @@ fn connect(database: &Database, key_path: &Path) -> Result<Db> {
             if let Some(password) = password {
                 config.password(password.expose());
             }
-            config.application_name("metalhost").connect_timeout(std::time::Duration::from_secs(10));
+            config.application_name(session).connect_timeout(std::time::Duration::from_secs(10));
             // Loopback or a unix socket in the tests; TLS to a remote server is future work (see note).
             let client =
                 config.connect(postgres::NoTls).map_err(|e| StoreError::Connect { url: url.clone(), message: DbError::from(e).to_string() })?;

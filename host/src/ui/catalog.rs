@@ -15,11 +15,13 @@ pub async fn images(State(core): State<WorkflowCore>) -> UiResult<Html<String>> 
         h1 { "Images" }
         @if list.is_empty() { p.empty { "No images." } } @else {
             div.scroll { table {
-                thead { tr { th { "Image" } th.num { "Size" } th { "Compression" } th { "Source" } th { "sha256" } th { "Added (UTC)" } } }
+                thead { tr { th { "Image" } th.num { "Size" } th { "Format" } th { "Compression" } th { "Source" } th { "sha256" } th { "Added (UTC)" } } }
                 tbody { @for i in &list {
                     tr {
                         td { (i.name) }
                         td.num.nowrap { @if let Some(s) = i.size { (page::bytes(s)) } }
+                        // The inspection's reason on hover: what was found when the image was added.
+                        td title=(i.verdict_reason.as_deref().unwrap_or("not inspected (added before inspection)")) { (i.format) }
                         td { (i.compression) }
                         td.err { @if let Some(u) = &i.url { (u) } @else { "uploaded" } }
                         td { code.hash title=(i.sha256) { (i.sha256.get(..12).unwrap_or(&i.sha256)) "…" } }

@@ -60,6 +60,17 @@ pub enum Compression {
     Zstd,
 }
 
+/// What the served file is: a disk as it is (perhaps compressed whole), or qcow2, which the agent
+/// converts to raw while it writes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum ImageFormat {
+    #[default]
+    Raw,
+    Qcow2,
+}
+
 /// Write an image to a disk.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
@@ -72,6 +83,12 @@ pub struct DeployTask {
     /// Size in bytes of the image as stored, when known.
     pub size: Option<u64>,
     pub compression: Compression,
+    /// `raw` from a host that predates qcow2.
+    #[serde(default)]
+    pub format: ImageFormat,
+    /// The bytes the image puts on the disk, when the host inspected it.
+    #[serde(default)]
+    pub virtual_size: Option<u64>,
     /// A disk name (`sda`, `/dev/vda`) to write to; otherwise the agent picks one.
     pub disk_hint: Option<String>,
     /// Re-read what was written and compare it with what was downloaded.

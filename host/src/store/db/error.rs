@@ -45,6 +45,20 @@ impl DbError {
             _ => false,
         }
     }
+
+    /// Worth another try as it is: the database was away, or refused this attempt only (a
+    /// serialization failure, a deadlock victim, SQLite busy). The retry runs on a fresh session
+    /// if the last one ended (store/mod.rs reconnects before each call).
+    pub fn is_transient(&self) -> bool {
+        match self {
+            // 40001 serialization_failure, 40P01 deadlock_detected.
+            DbError::Postgres(e) => self.is_unavailable() || e.code().is_some_and(|c| matches!(c.code(), "40001" | "40P01")),
+            DbError::Sqlite(rusqlite::Error::SqliteFailure(err, _)) => {
+                matches!(err.code, rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
+            }
+            _ => false,
+        }
+    }
 }
 
 impl From<rusqlite::Error> for StoreError {

@@ -16,7 +16,7 @@ mod value;
 
 use std::cell::RefCell;
 use std::collections::HashMap;
-use std::ops::Deref;
+use std::ops::{Deref, DerefMut};
 
 pub use error::DbError;
 pub use row::Row;
@@ -46,6 +46,9 @@ enum Engine {
 pub struct Db {
     engine: Engine,
     key: SealKey,
+    /// How many transactions are open: an inner one is a savepoint (a fenced runner call wraps the
+    /// store function, which may open its own; see `Store::call`).
+    depth: usize,
 }
 
 impl std::fmt::Debug for Db {
@@ -59,11 +62,15 @@ impl std::fmt::Debug for Db {
 
 impl Db {
     pub(super) fn sqlite(conn: rusqlite::Connection, key: SealKey) -> Db {
-        Db { engine: Engine::Sqlite(conn), key }
+        Db { engine: Engine::Sqlite(conn), key, depth: 0 }
     }
 
     pub(super) fn postgres(client: postgres::Client, config: postgres::Config, key: SealKey) -> Db {
-        Db { engine: Engine::Postgres { client: RefCell::new(client), statements: RefCell::new(HashMap::new()), config: Box::new(config) }, key }
+        Db {
+            engine: Engine::Postgres { client: RefCell::new(client), statements: RefCell::new(HashMap::new()), config: Box::new(config) },
+            key,
+            depth: 0,
+        }
     }
 
     /// Connects again if the PostgreSQL server closed the session; the call that found it closed
@@ -158,9 +165,14 @@ impl Db {
         self.query_opt(sql, params, f)?.ok_or(StoreError::Db(DbError::NoRow))
     }
 
-    /// Starts a transaction; it rolls back unless committed.
+    /// Starts a transaction; it rolls back unless committed. Inside another it is a savepoint,
+    /// which the outer transaction's rollback undoes too.
     pub fn transaction(&mut self) -> Result<Tx<'_>> {
-        self.batch("BEGIN")?;
+        match self.depth {
+            0 => self.batch("BEGIN")?,
+            depth => self.batch(&format!("SAVEPOINT tx{depth}"))?,
+        }
+        self.depth += 1;
         Ok(Tx { db: self, done: false })
     }
 }
@@ -174,7 +186,11 @@ pub struct Tx<'a> {
 impl Tx<'_> {
     pub fn commit(mut self) -> Result<()> {
         self.done = true;
-        self.db.batch("COMMIT")
+        self.db.depth -= 1;
+        match self.db.depth {
+            0 => self.db.batch("COMMIT"),
+            depth => self.db.batch(&format!("RELEASE SAVEPOINT tx{depth}")),
+        }
     }
 }
 
@@ -185,11 +201,23 @@ impl Deref for Tx<'_> {
     }
 }
 
+impl DerefMut for Tx<'_> {
+    fn deref_mut(&mut self) -> &mut Db {
+        self.db
+    }
+}
+
 impl Drop for Tx<'_> {
     fn drop(&mut self) {
-        if !self.done
-            && let Err(e) = self.db.batch("ROLLBACK")
-        {
+        if self.done {
+            return;
+        }
+        self.db.depth -= 1;
+        let undo = match self.db.depth {
+            0 => "ROLLBACK".to_owned(),
+            depth => format!("ROLLBACK TO SAVEPOINT tx{depth}; RELEASE SAVEPOINT tx{depth}"),
+        };
+        if let Err(e) = self.db.batch(&undo) {
             tracing::warn!("rollback failed: {e}");
         }
     }
