@@ -6,7 +6,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup >/dev/null
-cargo build --release -q -p metalhost
+# The daemon serves the agent binary from beside itself (GET /v1/agent/binary).
+cargo build --release -q -p metalhost -p metalhost-agent
 examples=${BENCH_EXAMPLES:-100}
 dir=$(mktemp -d)
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
