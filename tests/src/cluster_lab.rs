@@ -213,9 +213,7 @@ impl Cluster {
 
     /// Sends `signal` (STOP, CONT) to daemon `index`.
     pub fn signal(&self, index: usize, signal: &str) {
-        let pid = self.daemons[index].pid().expect("running").to_string();
-        let status = std::process::Command::new("kill").args([&format!("-{signal}"), &pid]).status().expect("kill");
-        assert!(status.success(), "kill -{signal} {pid}");
+        signal_pid(self.daemons[index].pid().expect("running"), signal);
     }
 
     pub fn logs(&self) -> String {
@@ -243,6 +241,12 @@ impl Cluster {
             assert!(disk.starts_with(bytes), "{}'s disk does not hold the image", n.name);
         }
     }
+}
+
+/// Sends `signal` (STOP, CONT, ...) to a process this lab started.
+pub fn signal_pid(pid: u32, signal: &str) {
+    let status = std::process::Command::new("kill").args([&format!("-{signal}"), &pid.to_string()]).status().expect("kill");
+    assert!(status.success(), "kill -{signal} {pid}");
 }
 
 pub fn tail(text: &str, lines: usize) -> String {

@@ -122,11 +122,10 @@ async fn a_daemon_cut_off_past_its_lease_is_fenced() {
         let (status, body) = lab.daemons[1].post("/v1/instances", &json!({"image": "os"})).await;
         assert_eq!(status, StatusCode::CREATED, "{body}");
     }
-    let pid = lab.daemons[1].pid().expect("pid").to_string();
-    assert!(std::process::Command::new("kill").args(["-STOP", &pid]).status().expect("kill").success());
+    lab.signal(1, "STOP");
     PgServer::shared().cut_connections(&lab.db);
     tokio::time::sleep(Duration::from_secs(LEASE_TTL_S + 4)).await;
-    assert!(std::process::Command::new("kill").args(["-CONT", &pid]).status().expect("kill").success());
+    lab.signal(1, "CONT");
     let nodes = lab.wait_all("active", Duration::from_secs(180)).await;
     assert_eq!(nodes.iter().filter_map(|n| n["instance_id"].as_i64()).collect::<HashSet<_>>().len(), 3);
     lab.check_disks(&bytes);

@@ -6,15 +6,10 @@
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
-use metalhost_tests::cluster_lab::{Cluster, LEASE_TTL_S, Setup, tail};
+use metalhost_tests::cluster_lab::{Cluster, LEASE_TTL_S, Setup, signal_pid, tail};
 use metalhost_tests::deploy_lab::image;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-
-fn signal_pid(pid: u32, signal: &str) {
-    let status = std::process::Command::new("kill").args([&format!("-{signal}"), &pid.to_string()]).status().expect("kill");
-    assert!(status.success(), "kill -{signal} {pid}");
-}
 
 async fn events(lab: &Cluster, via: usize, node: &Value) -> Vec<Value> {
     let (status, list) = lab.daemons[via].get(&format!("/v1/nodes/{}/events", node["id"])).await;

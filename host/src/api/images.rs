@@ -41,11 +41,7 @@ pub fn data_router() -> OpenApiRouter<AppState> {
 struct RegisterImage {
     #[schema(value_type = schema::ResourceName)]
     name: String,
-    /// Where the agent fetches the image: http or https.
-    #[schema(
-        pattern = r"^https?://([A-Za-z]([A-Za-z0-9]|-[A-Za-z0-9])*(\.[A-Za-z]([A-Za-z0-9]|-[A-Za-z0-9])*)*|((25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])\.){3}(25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9]))(:([0-9]{1,4}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-5]))?(/([A-Za-z0-9._~!$&'()*+,;=:@/-]|%[0-9A-Fa-f]{2})*)?(\?([A-Za-z0-9._~!$&'()*+,;=:@/?-]|%[0-9A-Fa-f]{2})*)?$",
-        example = "https://images.example.net/debian-12.raw.zst"
-    )]
+    #[schema(schema_with = image_url_schema)]
     url: String,
     #[schema(value_type = schema::Sha256)]
     sha256: String,
@@ -65,6 +61,16 @@ struct RegisterImage {
 /// URL characters. Narrower than what a URL parser takes, so every accepted URL reaches the agent
 /// as written.
 const IMAGE_URL: &str = r"^https?://([A-Za-z]([A-Za-z0-9]|-[A-Za-z0-9])*(\.[A-Za-z]([A-Za-z0-9]|-[A-Za-z0-9])*)*|((25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])\.){3}(25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9]))(:([0-9]{1,4}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-5]))?(/([A-Za-z0-9._~!$&'()*+,;=:@/-]|%[0-9A-Fa-f]{2})*)?(\?([A-Za-z0-9._~!$&'()*+,;=:@/?-]|%[0-9A-Fa-f]{2})*)?$";
+
+/// `IMAGE_URL` as the document states it.
+fn image_url_schema() -> utoipa::openapi::Object {
+    utoipa::openapi::ObjectBuilder::new()
+        .schema_type(utoipa::openapi::schema::Type::String)
+        .pattern(Some(IMAGE_URL))
+        .description(Some("Where the agent fetches the image: http or https."))
+        .examples(["https://images.example.net/debian-12.raw.zst"])
+        .build()
+}
 
 fn image_url(value: &str) -> Result<reqwest::Url, ApiError> {
     static PATTERN: std::sync::LazyLock<Option<regex::Regex>> = std::sync::LazyLock::new(|| regex::Regex::new(IMAGE_URL).ok());

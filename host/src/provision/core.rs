@@ -46,6 +46,11 @@ impl WorkflowCore {
         lease_ttl_ms(&self.config)
     }
 
+    /// How runners pause between attempts of a step or a store call (`[deploy] retry_*`).
+    pub(crate) fn backoff(&self) -> super::retry::Backoff {
+        super::retry::Backoff { initial: self.config.deploy.retry_initial, max: self.config.deploy.retry_max }
+    }
+
     /// The part of the core a console recorder works with.
     pub fn recording(&self) -> RecordingContext {
         RecordingContext {

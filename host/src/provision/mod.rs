@@ -76,7 +76,7 @@ where
     T: Send + 'static,
     F: Fn(&mut Db) -> Result<T, StoreError> + Clone + Send + 'static,
 {
-    let backoff = retry::Backoff { initial: core.config.deploy.retry_initial, max: core.config.deploy.retry_max };
+    let backoff = core.backoff();
     let mut attempt = 1;
     loop {
         let started = Instant::now();
@@ -291,7 +291,7 @@ where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<T, Fault>>,
 {
-    let backoff = retry::Backoff { initial: run.core.config.deploy.retry_initial, max: run.core.config.deploy.retry_max };
+    let backoff = run.core.backoff();
     let started = Instant::now();
     let mut attempt = 1;
     let outcome = loop {

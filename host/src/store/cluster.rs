@@ -62,7 +62,7 @@ pub fn acquire(conn: &mut Db, node: NodeId, owner: &Arc<str>, ttl_ms: i64) -> Re
     let tx = conn.transaction()?;
     let sent = Instant::now();
     let now = now_ms();
-    let (previous, _, expired_at) = lease_row(&tx, node)?;
+    let (previous, _, expired_at) = lease_row(&tx, node, false)?;
     let epoch: Option<i64> = tx.query_opt(
         "UPDATE nodes SET lease_owner = ?2, lease_epoch = lease_epoch + 1, lease_expires = ?3
          WHERE id = ?1 AND (lease_owner IS NULL OR lease_owner = ?2 OR lease_expires < ?4)
@@ -96,14 +96,7 @@ pub fn release(conn: &Db, lease: &Lease) -> Result<()> {
 /// this check and the writes after it.
 pub fn check(conn: &Db, lease: &Lease) -> Result<()> {
     let now = now_ms();
-    let row = if conn.is_postgres() {
-        conn.query_opt("SELECT lease_owner, lease_epoch, lease_expires FROM nodes WHERE id = ?1 FOR UPDATE", params![lease.node.0], |r| {
-            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
-        })?
-        .ok_or_else(|| StoreError::NotFound(format!("node {}", lease.node)))?
-    } else {
-        lease_row(conn, lease.node)?
-    };
+    let row = lease_row(conn, lease.node, true)?;
     match row {
         (Some(owner), epoch, expires) if owner == lease.owner.as_ref() && epoch == lease.epoch && expires.is_some_and(|at| at >= now) => Ok(()),
         (owner, epoch, _) => Err(StoreError::LeaseLost(format!(
@@ -117,11 +110,14 @@ pub fn check(conn: &Db, lease: &Lease) -> Result<()> {
 }
 
 /// The node's lease as stored: owner, epoch, expiry.
-fn lease_row(conn: &Db, node: NodeId) -> Result<(Option<String>, i64, Option<i64>)> {
-    conn.query_opt("SELECT lease_owner, lease_epoch, lease_expires FROM nodes WHERE id = ?1", params![node.0], |r| {
-        Ok((r.get(0)?, r.get(1)?, r.get(2)?))
-    })?
-    .ok_or_else(|| StoreError::NotFound(format!("node {node}")))
+/// With `lock`, the row stays locked until the transaction ends (PostgreSQL; SQLite has one writer).
+fn lease_row(conn: &Db, node: NodeId, lock: bool) -> Result<(Option<String>, i64, Option<i64>)> {
+    let sql = if lock && conn.is_postgres() {
+        "SELECT lease_owner, lease_epoch, lease_expires FROM nodes WHERE id = ?1 FOR UPDATE"
+    } else {
+        "SELECT lease_owner, lease_epoch, lease_expires FROM nodes WHERE id = ?1"
+    };
+    conn.query_opt(sql, params![node.0], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?.ok_or_else(|| StoreError::NotFound(format!("node {node}")))
 }
 
 /// Who this daemon is, as it heartbeats.
