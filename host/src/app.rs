@@ -89,6 +89,8 @@ impl App {
     /// Serves until `shutdown` completes, then finishes in-flight requests and returns.
     pub async fn run(self, shutdown: impl std::future::Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
         let App { listener, state } = self;
+        // Built first: an operation without a declared policy stops the daemon before it serves.
+        let router = crate::api::router(state.clone()).context("the API's access policies")?;
         let core = &state.core;
         crate::provision::revalidate_enrolled(core).await;
         // The first heartbeat (which resumes this daemon's nodes) comes at once from the loop.
@@ -109,7 +111,9 @@ impl App {
         };
         let addr = listener.local_addr()?;
         tracing::info!(%addr, "metalhost is serving");
-        let result = axum::serve(listener, crate::api::router(state)).with_graceful_shutdown(shutdown).await;
+        let result = axum::serve(listener, router.into_make_service_with_connect_info::<std::net::SocketAddr>())
+            .with_graceful_shutdown(shutdown)
+            .await;
         background.abort();
         if let Some(metrics) = metrics {
             metrics.abort();

@@ -69,7 +69,7 @@ where
     }
 }
 
-#[utoipa::path(get, path = "/v1/agent/binary", operation_id = "agent_binary", tag = "agent",
+#[utoipa::path(get, path = "/v1/agent/binary", operation_id = "agent_binary", extensions(("x-metalhost-policy" = json!("public"))), tag = "agent",
     responses((status = 200, description = "The static agent binary.", body = String, content_type = "application/octet-stream")))]
 async fn binary(State(core): State<WorkflowCore>) -> ApiResult<Response> {
     let path = core.config.agent.binary_path();
@@ -78,7 +78,7 @@ async fn binary(State(core): State<WorkflowCore>) -> ApiResult<Response> {
     Ok(([(axum::http::header::CONTENT_TYPE, "application/octet-stream")], bytes).into_response())
 }
 
-#[utoipa::path(post, path = "/v1/agent/lookup", operation_id = "agent_lookup", tag = "agent", request_body = LookupRequest,
+#[utoipa::path(post, path = "/v1/agent/lookup", operation_id = "agent_lookup", extensions(("x-metalhost-policy" = json!("public"))), tag = "agent", request_body = LookupRequest,
     responses((status = 200, description = "The node and its token.", body = LookupResponse)))]
 async fn lookup(State(core): State<WorkflowCore>, ApiJson(req): ApiJson<LookupRequest>) -> ApiResult<Json<LookupResponse>> {
     let macs: Vec<MacAddr> = req.macs.iter().filter_map(|m| m.parse().ok()).collect();
@@ -111,7 +111,7 @@ async fn lookup(State(core): State<WorkflowCore>, ApiJson(req): ApiJson<LookupRe
     }))
 }
 
-#[utoipa::path(get, path = "/v1/agent/task", operation_id = "agent_task", tag = "agent",
+#[utoipa::path(get, path = "/v1/agent/task", operation_id = "agent_task", extensions(("x-metalhost-policy" = json!("agent"))), tag = "agent",
     responses((status = 200, description = "A task, now started.", body = metalhost_wire::AgentTask), (status = 204, description = "No task yet: poll again.")))]
 async fn task(State(core): State<WorkflowCore>, AgentNode(node): AgentNode) -> ApiResult<Response> {
     let public_url = core.public_url.clone();
@@ -134,7 +134,7 @@ async fn task(State(core): State<WorkflowCore>, AgentNode(node): AgentNode) -> A
     }
 }
 
-#[utoipa::path(post, path = "/v1/agent/task/{id}/progress", operation_id = "agent_progress", tag = "agent", params(("id" = i64, Path, description = "The task's id.")), request_body = Progress,
+#[utoipa::path(post, path = "/v1/agent/task/{id}/progress", operation_id = "agent_progress", extensions(("x-metalhost-policy" = json!("agent"))), tag = "agent", params(("id" = i64, Path, description = "The task's id.")), request_body = Progress,
     responses((status = 204, description = "Recorded.")))]
 async fn progress(
     State(core): State<WorkflowCore>,
@@ -146,7 +146,7 @@ async fn progress(
     Ok(StatusCode::NO_CONTENT)
 }
 
-#[utoipa::path(post, path = "/v1/agent/task/{id}/result", operation_id = "agent_result", tag = "agent", params(("id" = i64, Path, description = "The task's id.")), request_body = TaskResult,
+#[utoipa::path(post, path = "/v1/agent/task/{id}/result", operation_id = "agent_result", extensions(("x-metalhost-policy" = json!("agent"))), tag = "agent", params(("id" = i64, Path, description = "The task's id.")), request_body = TaskResult,
     responses((status = 204, description = "Recorded; the workflow goes on.")))]
 async fn result(
     State(core): State<WorkflowCore>,
@@ -166,7 +166,7 @@ async fn result(
     Ok(StatusCode::NO_CONTENT)
 }
 
-#[utoipa::path(post, path = "/v1/agent/heartbeat", operation_id = "agent_heartbeat", tag = "agent", request_body = Heartbeat,
+#[utoipa::path(post, path = "/v1/agent/heartbeat", operation_id = "agent_heartbeat", extensions(("x-metalhost-policy" = json!("agent"))), tag = "agent", request_body = Heartbeat,
     responses((status = 204, description = "Recorded.")))]
 async fn heartbeat(State(core): State<WorkflowCore>, AgentNode(node): AgentNode, ApiJson(_beat): ApiJson<Heartbeat>) -> ApiResult<StatusCode> {
     core.store.call(move |c| tasks::heartbeat(c, node)).await?;
@@ -175,7 +175,7 @@ async fn heartbeat(State(core): State<WorkflowCore>, AgentNode(node): AgentNode,
 
 /// The agent's own lines, which it also prints to the node's console: the node's console log
 /// (store/console.rs) until the power world can describe a serial console (issue 17).
-#[utoipa::path(post, path = "/v1/agent/console", operation_id = "agent_console", tag = "agent", request_body = ConsoleLines,
+#[utoipa::path(post, path = "/v1/agent/console", operation_id = "agent_console", extensions(("x-metalhost-policy" = json!("agent"))), tag = "agent", request_body = ConsoleLines,
     responses((status = 204, description = "Kept in the node's console log.")))]
 async fn console(State(core): State<WorkflowCore>, AgentNode(node): AgentNode, ApiJson(posted): ApiJson<ConsoleLines>) -> ApiResult<StatusCode> {
     if posted.lines.len() > MAX_CONSOLE_LINES_PER_POST {
@@ -199,7 +199,7 @@ fn parse_report(body: &[u8]) -> Result<(String, Facts), ApiError> {
 }
 
 /// The inspecting node's hardware: kept as its inventory, and its facts and switch port follow.
-#[utoipa::path(post, path = "/v1/agent/inventory", operation_id = "agent_inventory", tag = "agent", request_body = InventoryReport,
+#[utoipa::path(post, path = "/v1/agent/inventory", operation_id = "agent_inventory", extensions(("x-metalhost-policy" = json!("agent"))), tag = "agent", request_body = InventoryReport,
     responses((status = 204, description = "Kept; the node's facts follow it.")))]
 async fn inventory(State(core): State<WorkflowCore>, AgentNode(node): AgentNode, body: Bytes) -> ApiResult<StatusCode> {
     let (report, facts) = parse_report(&body)?;
@@ -211,7 +211,7 @@ async fn inventory(State(core): State<WorkflowCore>, AgentNode(node): AgentNode,
 
 /// Enlistment: an agent whose MACs no node has offers its machine. With `[discovery] enabled` it
 /// becomes an `enrolled` node that waits for its BMC credentials; otherwise 404 and nothing is written.
-#[utoipa::path(post, path = "/v1/agent/discover", operation_id = "agent_discover", tag = "agent", request_body = InventoryReport,
+#[utoipa::path(post, path = "/v1/agent/discover", operation_id = "agent_discover", extensions(("x-metalhost-policy" = json!("public"))), tag = "agent", request_body = InventoryReport,
     responses((status = 201, description = "Enlisted as a new enrolled node.", body = DiscoverResponse)))]
 async fn discover(State(core): State<WorkflowCore>, body: Bytes) -> ApiResult<(StatusCode, Json<DiscoverResponse>)> {
     if !core.config.discovery.enabled {

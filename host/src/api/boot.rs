@@ -23,7 +23,7 @@ pub fn operator_router() -> OpenApiRouter<AppState> {
 
 const BOOTSTRAP_FILES: &[&str] = &["vmlinuz", "initrd.gz", "manifest.json"];
 
-#[utoipa::path(get, path = "/v1/bootstrap/{file}", operation_id = "bootstrap_file", tag = "netboot",
+#[utoipa::path(get, path = "/v1/bootstrap/{file}", operation_id = "bootstrap_file", extensions(("x-metalhost-policy" = json!("public"))), tag = "netboot",
     params(("file" = String, Path, description = "vmlinuz, initrd.gz or manifest.json")),
     responses((status = 200, description = "The file.", body = String, content_type = "application/octet-stream")))]
 async fn bootstrap_file(State(core): State<WorkflowCore>, Path(file): Path<String>) -> ApiResult<Response> {
@@ -39,7 +39,7 @@ async fn bootstrap_file(State(core): State<WorkflowCore>, Path(file): Path<Strin
 
 /// Chains to the node's own script. A MAC without one gets the bootstrap when discovery is on
 /// (its agent offers the machine for enlistment); otherwise the console says there is no entry.
-#[utoipa::path(get, path = "/v1/boot/boot.ipxe", operation_id = "boot_script", tag = "netboot",
+#[utoipa::path(get, path = "/v1/boot/boot.ipxe", operation_id = "boot_script", extensions(("x-metalhost-policy" = json!("public"))), tag = "netboot",
     responses((status = 200, description = "An iPXE script.", body = String, content_type = "text/plain")))]
 async fn generic_script(State(core): State<WorkflowCore>) -> Response {
     let base = &core.public_url;
@@ -55,7 +55,7 @@ async fn generic_script(State(core): State<WorkflowCore>) -> Response {
     ([(header::CONTENT_TYPE, "text/plain")], script).into_response()
 }
 
-#[utoipa::path(get, path = "/v1/boot/nodes/{file}", operation_id = "node_boot_script", tag = "netboot",
+#[utoipa::path(get, path = "/v1/boot/nodes/{file}", operation_id = "node_boot_script", extensions(("x-metalhost-policy" = json!("public"))), tag = "netboot",
     params(("file" = String, Path, description = "The MAC with dashes, then .ipxe")),
     responses((status = 200, description = "An iPXE script.", body = String, content_type = "text/plain")))]
 async fn node_script(State(core): State<WorkflowCore>, Path(file): Path<String>) -> ApiResult<Response> {
@@ -82,7 +82,7 @@ struct BootstrapFile {
 }
 
 /// Where the bootstrap image is and whether it is built.
-#[utoipa::path(get, path = "/v1/bootstrap", operation_id = "describe_bootstrap", tag = "netboot",
+#[utoipa::path(get, path = "/v1/bootstrap", operation_id = "describe_bootstrap", extensions(("x-metalhost-policy" = json!("admin"))), tag = "netboot",
     responses((status = 200, description = "The bootstrap files, with their URLs and sizes (null: missing).", body = BootstrapView)))]
 async fn describe(State(core): State<WorkflowCore>) -> Json<BootstrapView> {
     let dir = core.config.bootstrap_dir();

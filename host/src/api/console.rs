@@ -35,7 +35,7 @@ pub const MODES: [&str; 2] = ["type", "watch"];
 /// Attaches to the node's serial console, opening it through the node's power plugin (a 0.2.0
 /// plugin with a console grant) if nobody watches it yet. The first binary frame is the recent
 /// output (up to 16 KiB). The console program ends when the last viewer leaves.
-#[utoipa::path(get, path = "/v1/nodes/{id}/console", operation_id = "node_console", tag = "node actions",
+#[utoipa::path(get, path = "/v1/nodes/{id}/console", operation_id = "node_console", extensions(("x-metalhost-policy" = json!("write:tenancy"))), tag = "node actions",
     params(("id" = String, Path, description = "The node's id or name."), ConsoleParams),
     responses(
         (status = 101, description = "Switching to WebSocket: binary frames are console bytes both ways; text frames from the daemon are notes (output missed, the console ended)."),

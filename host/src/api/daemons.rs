@@ -15,7 +15,7 @@ pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new().routes(routes!(list))
 }
 
-#[utoipa::path(get, path = "/v1/daemons", operation_id = "list_daemons", tag = "daemons",
+#[utoipa::path(get, path = "/v1/daemons", operation_id = "list_daemons", extensions(("x-metalhost-policy" = json!("admin"))), tag = "daemons",
     responses((status = 200, description = "Every daemon that has heartbeated in this pool: alive (heard from within the lease TTL), since when, and how many node leases it holds.", body = Vec<DaemonView>)))]
 async fn list(State(core): State<WorkflowCore>) -> ApiResult<Json<Vec<DaemonView>>> {
     let ttl_ms = core.lease_ttl_ms();

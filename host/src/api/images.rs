@@ -13,6 +13,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::router::UtoipaMethodRouterExt;
 use utoipa_axum::routes;
 
+use super::policy::Access;
 use super::error::{ApiError, ApiJson, ApiResult};
 use super::{schema, validate};
 use crate::api::state::AppState;
@@ -54,6 +55,9 @@ struct RegisterImage {
     /// `raw` or `qcow2`: told from the bytes when absent, refused when the bytes disagree.
     #[schema(value_type = Option<schema::ImageFormatName>)]
     format: Option<String>,
+    /// The project (id or name) the image is for; none: a public image (admins only).
+    #[schema(min_length = 1)]
+    project: Option<String>,
 }
 
 /// What an image URL may be (the document states the same pattern): http or https, a host name
@@ -105,10 +109,11 @@ fn check_sha256(value: &str) -> Result<String, ApiError> {
 
 /// Registers an external image by URL and sha256; the agent fetches it from there. The image is
 /// inspected first (its header and tables, with Range requests): a refused one is not stored.
-#[utoipa::path(post, path = "/v1/images", operation_id = "register_image", tag = "images", request_body = RegisterImage,
+#[utoipa::path(post, path = "/v1/images", operation_id = "register_image", extensions(("x-metalhost-policy" = json!("create-in-project"))), tag = "images", request_body = RegisterImage,
     responses((status = 201, description = "Registered.", body = Image), (status = 422, description = "Refused by the inspection, or its URL could not be read.", body = metalhost_wire::ErrorBody)))]
-async fn register(State(core): State<WorkflowCore>, ApiJson(req): ApiJson<RegisterImage>) -> ApiResult<(StatusCode, Json<Image>)> {
+async fn register(State(core): State<WorkflowCore>, access: Access, ApiJson(req): ApiJson<RegisterImage>) -> ApiResult<(StatusCode, Json<Image>)> {
     validate::name("image name", &req.name)?;
+    let project_id = access.create_in(&core, req.project.as_deref()).await?;
     let url = image_url(&req.url)?;
     let compression = match req.compression {
         Some(c) => compression(&c)?,
@@ -141,6 +146,7 @@ async fn register(State(core): State<WorkflowCore>, ApiJson(req): ApiJson<Regist
         format: verdict.format,
         virtual_size: verdict.virtual_size,
         verdict_reason: verdict.reason,
+        project_id,
     };
     let image = core.store.call(move |c| images::insert(c, new)).await?;
     tracing::info!(image = image.id.0, name = %image.name, "external image registered");
@@ -159,15 +165,19 @@ struct UploadQuery {
     /// `raw` or `qcow2`: told from the bytes when absent, refused when the bytes disagree.
     #[param(value_type = Option<schema::ImageFormatName>)]
     format: Option<String>,
+    /// The project (id or name) the image is for; none: a public image (admins only).
+    #[param(min_length = 1)]
+    project: Option<String>,
 }
 
 /// Streams the body to a file under the data dir while hashing it, then inspects it; the row
 /// appears only once the whole file is there and accepted (a refused file is removed).
-#[utoipa::path(post, path = "/v1/images/upload", operation_id = "upload_image", tag = "images", params(UploadQuery),
+#[utoipa::path(post, path = "/v1/images/upload", operation_id = "upload_image", extensions(("x-metalhost-policy" = json!("create-in-project"))), tag = "images", params(UploadQuery),
     request_body(content = String, content_type = "application/octet-stream", description = "The image bytes."),
     responses((status = 201, description = "Stored.", body = Image), (status = 422, description = "Refused by the inspection; nothing is kept.", body = metalhost_wire::ErrorBody)))]
-async fn upload(State(core): State<WorkflowCore>, Query(q): Query<UploadQuery>, request: Request) -> ApiResult<(StatusCode, Json<Image>)> {
+async fn upload(State(core): State<WorkflowCore>, access: Access, Query(q): Query<UploadQuery>, request: Request) -> ApiResult<(StatusCode, Json<Image>)> {
     validate::name("image name", &q.name)?;
+    let project_id = access.create_in(&core, q.project.as_deref()).await?;
     let compression = q.compression.as_deref().map(compression).transpose()?;
     let format = q.format.as_deref().map(image_format).transpose()?;
     let name = q.name.clone();
@@ -196,6 +206,7 @@ async fn upload(State(core): State<WorkflowCore>, Query(q): Query<UploadQuery>, 
         format: verdict.format,
         virtual_size: verdict.virtual_size,
         verdict_reason: verdict.reason,
+        project_id,
     };
     match core.store.call(move |c| images::insert(c, new)).await {
         Ok(image) => {
@@ -209,20 +220,28 @@ async fn upload(State(core): State<WorkflowCore>, Query(q): Query<UploadQuery>, 
     }
 }
 
-#[utoipa::path(get, path = "/v1/images", operation_id = "list_images", tag = "images",
+#[utoipa::path(get, path = "/v1/images", operation_id = "list_images", extensions(("x-metalhost-policy" = json!("signed-in"))), tag = "images",
     responses((status = 200, description = "Every image.", body = Vec<Image>)))]
-async fn list(State(core): State<WorkflowCore>) -> ApiResult<Json<Vec<Image>>> {
-    Ok(Json(core.store.call(|c| images::list(c)).await?))
+async fn list(State(core): State<WorkflowCore>, access: Access) -> ApiResult<Json<Vec<Image>>> {
+    let visible = access.visible_projects();
+    Ok(Json(
+        core.store
+            .call(move |c| match visible {
+                None => images::list(c),
+                Some(projects) => images::list_visible(c, &projects),
+            })
+            .await?,
+    ))
 }
 
-#[utoipa::path(get, path = "/v1/images/{id}", operation_id = "show_image", tag = "images", params(("id" = String, Path, description = "The image's id or name.")),
+#[utoipa::path(get, path = "/v1/images/{id}", operation_id = "show_image", extensions(("x-metalhost-policy" = json!("read:image"))), tag = "images", params(("id" = String, Path, description = "The image's id or name.")),
     responses((status = 200, description = "The image.", body = Image)))]
 async fn show(State(core): State<WorkflowCore>, Path(id): Path<String>) -> ApiResult<Json<Image>> {
     let key = Key::parse(&id);
     Ok(Json(core.store.call(move |c| images::get(c, &key)).await?))
 }
 
-#[utoipa::path(delete, path = "/v1/images/{id}", operation_id = "delete_image", tag = "images", params(("id" = String, Path, description = "The image's id or name.")),
+#[utoipa::path(delete, path = "/v1/images/{id}", operation_id = "delete_image", extensions(("x-metalhost-policy" = json!("write:image"))), tag = "images", params(("id" = String, Path, description = "The image's id or name.")),
     responses((status = 204, description = "Deleted, with its file.")))]
 async fn remove(State(core): State<WorkflowCore>, Path(id): Path<String>) -> ApiResult<StatusCode> {
     let key = Key::parse(&id);
@@ -256,7 +275,7 @@ fn parse_range(headers: &HeaderMap, size: u64) -> Result<Option<(u64, u64)>, Api
     Ok(Some((start, end.min(size - 1))))
 }
 
-#[utoipa::path(get, path = "/v1/images/{id}/data", operation_id = "image_data", tag = "images",
+#[utoipa::path(get, path = "/v1/images/{id}/data", operation_id = "image_data", extensions(("x-metalhost-policy" = json!("agent"))), tag = "images",
     params(("id" = i64, Path, minimum = 1, description = "The image's id."),
         ("Range" = Option<String>, Header, description = "bytes=START-[END]: one range, to resume a download. Any other value is ignored (the whole image is sent), as RFC 9110 lets a server do."),
         ("X-Metalhost-Peer" = Option<String>, Header, description = "Set by a daemon of the same pool fetching an image it lacks: answer 404 rather than fetch from another peer.")),

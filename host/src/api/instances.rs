@@ -9,6 +9,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::error::{ApiError, ApiJson, ApiResult};
+use super::policy::Access;
 use super::{schema, validate};
 use crate::api::state::AppState;
 use crate::domain::DeployRequest;
@@ -55,6 +56,11 @@ struct CreateInstance {
     #[serde(default)]
     #[schema(minimum = 0, maximum = 9_223_372_036_854_775_807_i64)]
     disk_gb: i64,
+    /// The project (id or name) the instance is for: its quota, VLAN and dedicated nodes. Users
+    /// must name one of theirs; an admin may leave it out (the instance is then on
+    /// `[network] tenant_vlan`).
+    #[schema(min_length = 1)]
+    project: Option<String>,
 }
 
 fn non_negative(field: &str, v: i64) -> Result<i64, ApiError> {
@@ -82,12 +88,13 @@ async fn view(core: &WorkflowCore, instance: Instance) -> ApiResult<InstanceView
 }
 
 /// Claims a fitting node and starts the deploy; follow it on the instance or the node.
-#[utoipa::path(post, path = "/v1/instances", operation_id = "create_instance", tag = "instances", request_body = CreateInstance,
+#[utoipa::path(post, path = "/v1/instances", operation_id = "create_instance", extensions(("x-metalhost-policy" = json!("create-in-project"))), tag = "instances", request_body = CreateInstance,
     responses((status = 201, description = "Deploy started.", body = InstanceView)))]
-async fn create(State(core): State<WorkflowCore>, ApiJson(req): ApiJson<CreateInstance>) -> ApiResult<(StatusCode, Json<InstanceView>)> {
+async fn create(State(core): State<WorkflowCore>, access: Access, ApiJson(req): ApiJson<CreateInstance>) -> ApiResult<(StatusCode, Json<InstanceView>)> {
     if let Some(name) = &req.name {
         validate::name("instance name", name)?;
     }
+    let project = access.create_in(&core, req.project.as_deref()).await?;
     let request = DeployRequest {
         name: req.name,
         image: Key::parse(&req.image),
@@ -95,15 +102,23 @@ async fn create(State(core): State<WorkflowCore>, ApiJson(req): ApiJson<CreateIn
         cpus: u32::try_from(non_negative("cpus", req.cpus)?).unwrap_or(u32::MAX),
         ram_mb: u64::try_from(non_negative("ram_mb", req.ram_mb)?).unwrap_or(0),
         disk_gb: u64::try_from(non_negative("disk_gb", req.disk_gb)?).unwrap_or(0),
+        project,
     };
     let (instance, _) = provision::start_deploy(&core, request).await?;
     Ok((StatusCode::CREATED, Json(view(&core, instance).await?)))
 }
 
-#[utoipa::path(get, path = "/v1/instances", operation_id = "list_instances", tag = "instances",
+#[utoipa::path(get, path = "/v1/instances", operation_id = "list_instances", extensions(("x-metalhost-policy" = json!("signed-in"))), tag = "instances",
     responses((status = 200, description = "Every instance.", body = Vec<InstanceView>)))]
-async fn list(State(core): State<WorkflowCore>) -> ApiResult<Json<Vec<InstanceView>>> {
-    let all = core.store.call(|c| instances::list(c)).await?;
+async fn list(State(core): State<WorkflowCore>, access: Access) -> ApiResult<Json<Vec<InstanceView>>> {
+    let visible = access.visible_projects();
+    let all = core
+        .store
+        .call(move |c| match visible {
+            None => instances::list(c),
+            Some(projects) => instances::list_in(c, &projects),
+        })
+        .await?;
     let mut out = Vec::with_capacity(all.len());
     for instance in all {
         out.push(view(&core, instance).await?);
@@ -111,7 +126,7 @@ async fn list(State(core): State<WorkflowCore>) -> ApiResult<Json<Vec<InstanceVi
     Ok(Json(out))
 }
 
-#[utoipa::path(get, path = "/v1/instances/{id}", operation_id = "show_instance", tag = "instances", params(("id" = String, Path, description = "The instance's id or name.")),
+#[utoipa::path(get, path = "/v1/instances/{id}", operation_id = "show_instance", extensions(("x-metalhost-policy" = json!("read:instance"))), tag = "instances", params(("id" = String, Path, description = "The instance's id or name.")),
     responses((status = 200, description = "The instance and its deploy progress.", body = InstanceView)))]
 async fn show(State(core): State<WorkflowCore>, Path(id): Path<String>) -> ApiResult<Json<InstanceView>> {
     let key = Key::parse(&id);
@@ -119,7 +134,7 @@ async fn show(State(core): State<WorkflowCore>, Path(id): Path<String>) -> ApiRe
     Ok(Json(view(&core, instance).await?))
 }
 
-#[utoipa::path(delete, path = "/v1/instances/{id}", operation_id = "delete_instance", tag = "instances", params(("id" = String, Path, description = "The instance's id or name.")),
+#[utoipa::path(delete, path = "/v1/instances/{id}", operation_id = "delete_instance", extensions(("x-metalhost-policy" = json!("write:instance"))), tag = "instances", params(("id" = String, Path, description = "The instance's id or name.")),
     responses((status = 202, description = "Destroy started.", body = InstanceView)))]
 /// Destroy: the node powers off, its port goes back to provisioning and its disks are cleaned; the
 /// instance disappears once the node is back in the pool.

@@ -22,7 +22,7 @@ where
     utoipa_axum::router::OpenApiRouter::new().routes(utoipa_axum::routes!(render))
 }
 
-#[utoipa::path(get, path = "/metrics", operation_id = "metrics", tag = "meta",
+#[utoipa::path(get, path = "/metrics", operation_id = "metrics", extensions(("x-metalhost-policy" = json!("admin"))), tag = "meta",
     responses((status = 200, description = "Metrics in the Prometheus text format.", body = String, content_type = "text/plain")))]
 async fn render(State(core): State<WorkflowCore>) -> Response {
     let Some(handle) = crate::metrics::handle() else {

@@ -17,6 +17,8 @@ mod node_actions;
 mod nodes;
 mod openapi;
 mod plugins;
+pub mod policy;
+mod projects;
 mod schema;
 pub mod state;
 mod switches;
@@ -29,29 +31,46 @@ use state::AppState;
 
 /// The whole API: the operator routes behind the bearer token, the agent's and the netboot's
 /// routes with their own checks, health, and the document that describes them all.
-pub fn router(state: AppState) -> Router {
-    let (router, _) = documented_router(&state).split_for_parts();
+pub fn router(state: AppState) -> Result<Router, policy::UndeclaredPolicy> {
+    let (router, document) = documented_router(metrics_here(&state)).split_for_parts();
+    // Every documented operation declares who may call it; one layer enforces it (api/policy.rs).
+    let enforcer = policy::Enforcer { state: state.clone(), policies: std::sync::Arc::new(policy::Policies::from_document(&document)?) };
     // The web view is HTML for people, not part of the API document; it has its own session auth.
-    router
+    Ok(router
+        .route_layer(axum::middleware::from_fn_with_state(enforcer, policy::enforce))
         .merge(crate::ui::router(state.clone()))
         .route_layer(axum::middleware::from_fn(metrics::track_http))
         .layer(axum::middleware::from_fn(error::json_errors))
         .layer(tower_http::trace::TraceLayer::new_for_http())
-        .with_state(state)
+        .with_state(state))
 }
 
 /// The OpenAPI document alone, as `/v1/openapi.json` serves it.
 pub fn document(state: &AppState) -> utoipa::openapi::OpenApi {
-    let mut document = documented_router(state).into_openapi();
+    finished_document(metrics_here(state))
+}
+
+fn finished_document(metrics_here: bool) -> utoipa::openapi::OpenApi {
+    let mut document = documented_router(metrics_here).into_openapi();
     openapi::document_errors(&mut document);
     openapi::complete_constraints(&mut document);
     document
 }
 
-fn documented_router(state: &AppState) -> OpenApiRouter<AppState> {
-    // With `[metrics] listen` set, /metrics is served there, open; otherwise here, behind the token.
+/// The document as a daemon serving /metrics on the API's listener describes it.
+#[cfg(test)]
+pub fn document_for_tests() -> utoipa::openapi::OpenApi {
+    finished_document(true)
+}
+
+/// With `[metrics] listen` set, /metrics is served there, open; otherwise here, behind a token.
+fn metrics_here(state: &AppState) -> bool {
     let metrics = &state.core.config.metrics;
-    let metrics = if metrics.enabled && metrics.listen.is_none() { metrics::router() } else { OpenApiRouter::new() };
+    metrics.enabled && metrics.listen.is_none()
+}
+
+fn documented_router(metrics_here: bool) -> OpenApiRouter<AppState> {
+    let metrics = if metrics_here { metrics::router() } else { OpenApiRouter::new() };
     let operator = OpenApiRouter::new()
         .merge(metrics)
         .merge(switches::router())
@@ -63,7 +82,7 @@ fn documented_router(state: &AppState) -> OpenApiRouter<AppState> {
         .merge(boot::operator_router())
         .merge(node_actions::router())
         .merge(console::router())
-        .route_layer(axum::middleware::from_fn_with_state(state.clone(), auth::require_operator));
+        .merge(projects::router());
     let operator = openapi::secured(operator, &[openapi::OPERATOR]);
     let agent = openapi::secured(agent::router(), &[openapi::NODE_TOKEN]);
     let image_data = openapi::secured(images::data_router(), &[openapi::OPERATOR, openapi::IMAGE_TOKEN]);

@@ -40,7 +40,7 @@ struct PowerView {
     power_state: String,
 }
 
-#[utoipa::path(put, path = "/v1/nodes/{id}/power", operation_id = "set_node_power", tag = "node actions", params(("id" = String, Path, description = "The node's id or name.")), request_body = PowerRequest,
+#[utoipa::path(put, path = "/v1/nodes/{id}/power", operation_id = "set_node_power", extensions(("x-metalhost-policy" = json!("write:tenancy"))), tag = "node actions", params(("id" = String, Path, description = "The node's id or name.")), request_body = PowerRequest,
     responses((status = 200, description = "The power state after the action.", body = PowerView)))]
 async fn set_power(State(core): State<WorkflowCore>, Path(id): Path<String>, ApiJson(req): ApiJson<PowerRequest>) -> ApiResult<Json<PowerView>> {
     let action = validate::one_of("action", &req.action, PowerAction::OPERATOR, PowerAction::as_str)?;
@@ -49,7 +49,7 @@ async fn set_power(State(core): State<WorkflowCore>, Path(id): Path<String>, Api
 }
 
 /// Reads the power state from the BMC now.
-#[utoipa::path(get, path = "/v1/nodes/{id}/power", operation_id = "get_node_power", tag = "node actions", params(("id" = String, Path, description = "The node's id or name.")),
+#[utoipa::path(get, path = "/v1/nodes/{id}/power", operation_id = "get_node_power", extensions(("x-metalhost-policy" = json!("read:node"))), tag = "node actions", params(("id" = String, Path, description = "The node's id or name.")),
     responses((status = 200, description = "The BMC's answer.", body = PowerView)))]
 async fn get_power(State(core): State<WorkflowCore>, Path(id): Path<String>) -> ApiResult<Json<PowerView>> {
     let (node, power) = provision::power_state(&core, Key::parse(&id)).await?;
@@ -70,7 +70,7 @@ fn yes() -> bool {
     true
 }
 
-#[utoipa::path(put, path = "/v1/nodes/{id}/boot-device", operation_id = "set_node_boot_device", tag = "node actions", params(("id" = String, Path, description = "The node's id or name.")), request_body = BootDeviceRequest,
+#[utoipa::path(put, path = "/v1/nodes/{id}/boot-device", operation_id = "set_node_boot_device", extensions(("x-metalhost-policy" = json!("admin"))), tag = "node actions", params(("id" = String, Path, description = "The node's id or name.")), request_body = BootDeviceRequest,
     responses((status = 204, description = "Set.")))]
 async fn set_boot_device(
     State(core): State<WorkflowCore>,
@@ -115,7 +115,7 @@ impl utoipa::PartialSchema for NetworkRequest {
 impl utoipa::ToSchema for NetworkRequest {}
 
 /// Moves the node's switch port to a network.
-#[utoipa::path(put, path = "/v1/nodes/{id}/network", operation_id = "set_node_network", tag = "node actions", params(("id" = String, Path, description = "The node's id or name.")), request_body = NetworkRequest,
+#[utoipa::path(put, path = "/v1/nodes/{id}/network", operation_id = "set_node_network", extensions(("x-metalhost-policy" = json!("admin"))), tag = "node actions", params(("id" = String, Path, description = "The node's id or name.")), request_body = NetworkRequest,
     responses((status = 200, description = "The node on its new network.", body = NodeView)))]
 async fn set_network(State(core): State<WorkflowCore>, Path(id): Path<String>, ApiJson(req): ApiJson<NetworkRequest>) -> ApiResult<Json<NodeView>> {
     let network = validate::one_of("network", &req.network, NetworkKind::MOVABLE, NetworkKind::as_str)?;
@@ -135,7 +135,7 @@ async fn set_network(State(core): State<WorkflowCore>, Path(id): Path<String>, A
 }
 
 /// Takes a node out of `error`: powers it off, moves its port back, cleans it, and makes it available.
-#[utoipa::path(post, path = "/v1/nodes/{id}/recover", operation_id = "recover_node", tag = "node actions", params(("id" = String, Path, description = "The node's id or name.")),
+#[utoipa::path(post, path = "/v1/nodes/{id}/recover", operation_id = "recover_node", extensions(("x-metalhost-policy" = json!("admin"))), tag = "node actions", params(("id" = String, Path, description = "The node's id or name.")),
     responses((status = 202, description = "Recovery started.", body = NodeView)))]
 async fn recover(State(core): State<WorkflowCore>, Path(id): Path<String>) -> ApiResult<(StatusCode, Json<NodeView>)> {
     let node = provision::recover(&core, Key::parse(&id)).await?;
@@ -144,7 +144,7 @@ async fn recover(State(core): State<WorkflowCore>, Path(id): Path<String>) -> Ap
 
 /// Boots the node into the agent to read its hardware and its LLDP neighbours, then powers it off
 /// and puts it back in the state it was in (`available` or `enrolled`).
-#[utoipa::path(post, path = "/v1/nodes/{id}/inspect", operation_id = "inspect_node", tag = "node actions", params(("id" = String, Path, description = "The node's id or name.")),
+#[utoipa::path(post, path = "/v1/nodes/{id}/inspect", operation_id = "inspect_node", extensions(("x-metalhost-policy" = json!("admin"))), tag = "node actions", params(("id" = String, Path, description = "The node's id or name.")),
     responses((status = 202, description = "Inspection started.", body = NodeView)))]
 async fn inspect(State(core): State<WorkflowCore>, Path(id): Path<String>) -> ApiResult<(StatusCode, Json<NodeView>)> {
     let node = provision::start_inspect(&core, Key::parse(&id)).await?;

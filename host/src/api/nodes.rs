@@ -12,13 +12,16 @@ use utoipa_axum::routes;
 use super::error::{ApiError, ApiJson, ApiResult};
 use super::{schema, validate};
 use crate::api::state::AppState;
-use crate::domain::Key;
+use crate::domain::{InstanceId, Key};
+use super::policy::Access;
 use crate::domain::{BootMode, Hostname, MacAddr, Secret, SwitchId, SwitchPort};
 use crate::provision::WorkflowCore;
 use crate::store::console::{self, ConsoleLine};
 use crate::store::events::{self, Event};
 use crate::store::last_error::LastError;
+use crate::store::StoreError;
 use crate::store::nodes::{self, NewNode, Node, NodeUpdate};
+use crate::store::projects;
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -39,12 +42,19 @@ pub struct NodeView {
     pub cpus: u32,
     pub ram_mb: u64,
     pub disk_gb: u64,
-    pub bmc_address: String,
-    pub bmc_port: u16,
-    pub bmc_username: String,
-    pub power_driver: String,
-    pub switch_id: i64,
-    pub switch_port: String,
+    /// The BMC and the switch port are shown to admins only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bmc_address: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bmc_port: Option<u16>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bmc_username: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub power_driver: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub switch_id: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub switch_port: Option<String>,
     /// enrolled, available, deploying, active, destroying, cleaning, error, ...
     pub state: String,
     /// on, off or unknown.
@@ -62,6 +72,24 @@ pub struct NodeView {
     pub state_deadline: Option<i64>,
     /// bios or uefi: set by the operator or learnt by inspection.
     pub boot_mode: String,
+    /// The project the node is dedicated to, if any.
+    pub dedicated_to: Option<i64>,
+}
+
+impl NodeView {
+    /// The node as `access` may see it: without its BMC and switch port unless an admin asks.
+    pub fn for_caller(node: Node, access: &Access) -> NodeView {
+        let mut view = NodeView::from(node);
+        if !access.is_admin() {
+            view.bmc_address = None;
+            view.bmc_port = None;
+            view.bmc_username = None;
+            view.power_driver = None;
+            view.switch_id = None;
+            view.switch_port = None;
+        }
+        view
+    }
 }
 
 impl From<Node> for NodeView {
@@ -74,12 +102,12 @@ impl From<Node> for NodeView {
             cpus: n.cpus,
             ram_mb: n.ram_mb,
             disk_gb: n.disk_gb,
-            bmc_address: n.bmc_address,
-            bmc_port: n.bmc_port,
-            bmc_username: n.bmc_username,
-            power_driver: n.power_driver,
-            switch_id: n.switch_id.0,
-            switch_port: n.switch_port,
+            bmc_address: Some(n.bmc_address),
+            bmc_port: Some(n.bmc_port),
+            bmc_username: Some(n.bmc_username),
+            power_driver: Some(n.power_driver),
+            switch_id: Some(n.switch_id.0),
+            switch_port: Some(n.switch_port),
             state: n.state.to_string(),
             power_state: n.power_state.to_string(),
             network: n.network.to_string(),
@@ -89,6 +117,7 @@ impl From<Node> for NodeView {
             instance_id: n.instance_id.map(|i| i.0),
             state_deadline: n.state_deadline,
             boot_mode: n.boot_mode.to_string(),
+            dedicated_to: n.project_id.map(|p| p.0),
         }
     }
 }
@@ -199,6 +228,9 @@ pub struct UpdateNode {
     /// bios or uefi.
     #[schema(value_type = Option<schema::BootModeName>)]
     boot_mode: Option<String>,
+    /// Dedicates the node to this project (id or name): only its instances get it. An empty string
+    /// dedicates it to none.
+    dedicated_to: Option<String>,
 }
 
 impl UpdateNode {
@@ -236,7 +268,7 @@ impl UpdateNode {
 }
 
 /// Enrol a node: it is validated (its power plugin reads its power state) and becomes `available`.
-#[utoipa::path(post, path = "/v1/nodes", operation_id = "create_node", tag = "nodes", request_body = CreateNode,
+#[utoipa::path(post, path = "/v1/nodes", operation_id = "create_node", extensions(("x-metalhost-policy" = json!("admin"))), tag = "nodes", request_body = CreateNode,
     responses((status = 201, description = "Enrolled.", body = NodeView)))]
 async fn create(State(core): State<WorkflowCore>, ApiJson(req): ApiJson<CreateNode>) -> ApiResult<(StatusCode, Json<NodeView>)> {
     let new = req.validate()?;
@@ -246,33 +278,63 @@ async fn create(State(core): State<WorkflowCore>, ApiJson(req): ApiJson<CreateNo
     Ok((StatusCode::CREATED, Json(node.into())))
 }
 
-#[utoipa::path(get, path = "/v1/nodes", operation_id = "list_nodes", tag = "nodes",
+#[utoipa::path(get, path = "/v1/nodes", operation_id = "list_nodes", extensions(("x-metalhost-policy" = json!("signed-in"))), tag = "nodes",
     responses((status = 200, description = "Every node.", body = Vec<NodeView>)))]
-async fn list(State(core): State<WorkflowCore>) -> ApiResult<Json<Vec<NodeView>>> {
-    let all = core.store.call(|c| nodes::list(c)).await?;
-    Ok(Json(all.into_iter().map(NodeView::from).collect()))
+async fn list(State(core): State<WorkflowCore>, access: Access) -> ApiResult<Json<Vec<NodeView>>> {
+    let visible = access.visible_projects();
+    let all = core
+        .store
+        .call(move |c| match visible {
+            None => nodes::list(c),
+            Some(projects) => nodes::list_visible(c, &projects),
+        })
+        .await?;
+    Ok(Json(all.into_iter().map(|n| NodeView::for_caller(n, &access)).collect()))
 }
 
-#[utoipa::path(get, path = "/v1/nodes/{id}", operation_id = "show_node", tag = "nodes", params(("id" = String, Path, description = "The node's id or name.")),
+#[utoipa::path(get, path = "/v1/nodes/{id}", operation_id = "show_node", extensions(("x-metalhost-policy" = json!("read:node"))), tag = "nodes", params(("id" = String, Path, description = "The node's id or name.")),
     responses((status = 200, description = "The node.", body = NodeView)))]
-async fn show(State(core): State<WorkflowCore>, Path(id): Path<String>) -> ApiResult<Json<NodeView>> {
+async fn show(State(core): State<WorkflowCore>, access: Access, Path(id): Path<String>) -> ApiResult<Json<NodeView>> {
     let key = Key::parse(&id);
     let node = core.store.call(move |c| nodes::get(c, &key)).await?;
-    Ok(Json(node.into()))
+    Ok(Json(NodeView::for_caller(node, &access)))
 }
 
-#[utoipa::path(patch, path = "/v1/nodes/{id}", operation_id = "update_node", tag = "nodes", params(("id" = String, Path, description = "The node's id or name.")), request_body = UpdateNode,
+#[utoipa::path(patch, path = "/v1/nodes/{id}", operation_id = "update_node", extensions(("x-metalhost-policy" = json!("admin"))), tag = "nodes", params(("id" = String, Path, description = "The node's id or name.")), request_body = UpdateNode,
     responses((status = 200, description = "The node as changed.", body = NodeView)))]
-async fn update(State(core): State<WorkflowCore>, Path(id): Path<String>, ApiJson(req): ApiJson<UpdateNode>) -> ApiResult<Json<NodeView>> {
+async fn update(State(core): State<WorkflowCore>, Path(id): Path<String>, ApiJson(mut req): ApiJson<UpdateNode>) -> ApiResult<Json<NodeView>> {
+    let dedicated_to = req.dedicated_to.take();
     let change = req.validate()?;
     let key = Key::parse(&id);
-    let node = core.store.call(move |c| nodes::update(c, &key, change)).await?;
+    let node = core
+        .store
+        .call(move |c| {
+            let tx = c.transaction()?;
+            // The project first: an unknown one is refused before anything changes.
+            let project = match dedicated_to.as_deref() {
+                None => None,
+                Some("") => Some(None),
+                Some(p) => Some(Some(projects::get(&tx, &Key::parse(p)).map_err(|e| match e {
+                    StoreError::NotFound(what) => StoreError::Unprocessable(format!("{what} does not exist")),
+                    other => other,
+                })?.id)),
+            };
+            let mut tx = tx;
+            let node = nodes::update(&mut tx, &key, change)?;
+            if let Some(project) = project {
+                nodes::dedicate(&tx, node.id, project)?;
+            }
+            let node = nodes::get_by_id(&tx, node.id)?;
+            tx.commit()?;
+            Ok(node)
+        })
+        .await?;
     tracing::info!(node = node.id.0, "node updated");
     let node = crate::provision::validate_node(&core, node.id).await?;
     Ok(Json(node.into()))
 }
 
-#[utoipa::path(delete, path = "/v1/nodes/{id}", operation_id = "delete_node", tag = "nodes", params(("id" = String, Path, description = "The node's id or name.")),
+#[utoipa::path(delete, path = "/v1/nodes/{id}", operation_id = "delete_node", extensions(("x-metalhost-policy" = json!("admin"))), tag = "nodes", params(("id" = String, Path, description = "The node's id or name.")),
     responses((status = 204, description = "Deleted.")))]
 async fn remove(State(core): State<WorkflowCore>, Path(id): Path<String>) -> ApiResult<StatusCode> {
     let key = Key::parse(&id);
@@ -282,15 +344,15 @@ async fn remove(State(core): State<WorkflowCore>, Path(id): Path<String>) -> Api
 }
 
 /// The node's event log, oldest first: state changes, steps with durations, retries, power drift.
-#[utoipa::path(get, path = "/v1/nodes/{id}/events", operation_id = "list_node_events", tag = "nodes", params(("id" = String, Path, description = "The node's id or name.")),
+#[utoipa::path(get, path = "/v1/nodes/{id}/events", operation_id = "list_node_events", extensions(("x-metalhost-policy" = json!("read:tenancy"))), tag = "nodes", params(("id" = String, Path, description = "The node's id or name.")),
     responses((status = 200, description = "The events.", body = Vec<Event>)))]
-async fn list_events(State(core): State<WorkflowCore>, Path(id): Path<String>) -> ApiResult<Json<Vec<Event>>> {
+async fn list_events(State(core): State<WorkflowCore>, access: Access, Path(id): Path<String>) -> ApiResult<Json<Vec<Event>>> {
     let key = Key::parse(&id);
     let list = core
         .store
         .call(move |c| {
             let node = nodes::get(c, &key)?;
-            events::list(c, node.id)
+            events::list_of(c, node.id, tenancy(&access, &node))
         })
         .await?;
     Ok(Json(list))
@@ -305,20 +367,31 @@ pub struct ConsoleQuery {
 }
 
 /// What the node printed while it was being deployed or cleaned (a bounded ring, oldest first).
-#[utoipa::path(get, path = "/v1/nodes/{id}/console-log", operation_id = "node_console_log", tag = "nodes",
+#[utoipa::path(get, path = "/v1/nodes/{id}/console-log", operation_id = "node_console_log", extensions(("x-metalhost-policy" = json!("read:tenancy"))), tag = "nodes",
     params(("id" = String, Path, description = "The node's id or name."), ConsoleQuery),
     responses((status = 200, description = "The newest lines, oldest first.", body = Vec<ConsoleLine>)))]
-async fn console_log(State(core): State<WorkflowCore>, Path(id): Path<String>, Query(q): Query<ConsoleQuery>) -> ApiResult<Json<Vec<ConsoleLine>>> {
+async fn console_log(
+    State(core): State<WorkflowCore>,
+    access: Access,
+    Path(id): Path<String>,
+    Query(q): Query<ConsoleQuery>,
+) -> ApiResult<Json<Vec<ConsoleLine>>> {
     let key = Key::parse(&id);
     let limit = q.limit.unwrap_or(console::MAX_LINES).clamp(0, console::MAX_LINES);
     let lines = core
         .store
         .call(move |c| {
             let node = nodes::get(c, &key)?;
-            console::tail(c, node.id, limit)
+            console::tail_of(c, node.id, limit, tenancy(&access, &node))
         })
         .await?;
     Ok(Json(lines))
+}
+
+/// Whose lines and events a caller reads: an admin all of them; a tenant only those of the node's
+/// current instance, never an earlier tenant's.
+fn tenancy(access: &Access, node: &Node) -> Option<InstanceId> {
+    if access.is_admin() { None } else { Some(node.instance_id.unwrap_or(InstanceId(-1))) }
 }
 
 /// A node's last inventory report, as its agent sent it.
@@ -333,7 +406,7 @@ pub struct InventoryView {
 }
 
 /// The hardware the node's last inspection (or its enlistment) found: 404 until it has one.
-#[utoipa::path(get, path = "/v1/nodes/{id}/inventory", operation_id = "node_inventory", tag = "nodes", params(("id" = String, Path, description = "The node's id or name.")),
+#[utoipa::path(get, path = "/v1/nodes/{id}/inventory", operation_id = "node_inventory", extensions(("x-metalhost-policy" = json!("admin"))), tag = "nodes", params(("id" = String, Path, description = "The node's id or name.")),
     responses((status = 200, description = "The last report.", body = InventoryView)))]
 async fn inventory(State(core): State<WorkflowCore>, Path(id): Path<String>) -> ApiResult<Json<InventoryView>> {
     let key = Key::parse(&id);

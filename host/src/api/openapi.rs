@@ -176,14 +176,14 @@ fn bound_integers(value: &mut serde_json::Value) {
 /// `GET /v1/openapi.json`: this document. Open: it holds no secret, and a client needs it to
 /// learn how to sign in. Built per request (cheap, and rarely asked) so it always matches the
 /// config (`/metrics` is here only when it has no listener of its own).
-#[utoipa::path(get, path = "/v1/openapi.json", operation_id = "openapi", tag = "meta",
+#[utoipa::path(get, path = "/v1/openapi.json", operation_id = "openapi", extensions(("x-metalhost-policy" = json!("public"))), tag = "meta",
     responses((status = 200, description = "The OpenAPI 3.1 document of this daemon.", body = Object)))]
 async fn serve(State(state): State<AppState>) -> Json<OpenApi> {
     Json(super::document(&state))
 }
 
 /// `GET /healthz`: the daemon answers.
-#[utoipa::path(get, path = "/healthz", operation_id = "health", tag = "meta",
+#[utoipa::path(get, path = "/healthz", operation_id = "health", extensions(("x-metalhost-policy" = json!("public"))), tag = "meta",
     responses((status = 200, description = "The daemon is up.", body = String, content_type = "text/plain")))]
 async fn health() -> &'static str {
     "ok"

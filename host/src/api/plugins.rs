@@ -12,7 +12,7 @@ pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new().routes(routes!(list))
 }
 
-#[utoipa::path(get, path = "/v1/plugins", operation_id = "list_plugins", tag = "plugins",
+#[utoipa::path(get, path = "/v1/plugins", operation_id = "list_plugins", extensions(("x-metalhost-policy" = json!("admin"))), tag = "plugins",
     responses((status = 200, description = "Every configured plugin: kind, contract, grants, confinement, load error.", body = Vec<crate::drivers::PluginStatus>)))]
 
 async fn list(State(core): State<WorkflowCore>) -> Json<Vec<crate::drivers::PluginStatus>> {

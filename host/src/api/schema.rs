@@ -147,6 +147,13 @@ field_schema!(
     choice(super::console::MODES, "type (the default: read and type; one typist per node at a time) or watch (read only).")
 );
 
+field_schema!(
+    /// A user's role in a project.
+    RoleName,
+    "Role",
+    choice(crate::domain::tenancy::Role::ALL.iter().copied(), "reader (reads the project's instances, nodes, images and logs) or member (also creates and deletes them, and drives their nodes' power and consoles).")
+);
+
 /// Every schema above, for the document's components: query parameters name them by reference
 /// too, and a parameter's type is not collected the way a body's field types are.
 pub fn components() -> Vec<(String, RefOr<Schema>)> {
@@ -168,6 +175,7 @@ pub fn components() -> Vec<(String, RefOr<Schema>)> {
         entry::<CompressionName>(),
         entry::<ImageFormatName>(),
         entry::<ConsoleModeName>(),
+        entry::<RoleName>(),
     ]
 }
 

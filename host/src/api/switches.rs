@@ -88,7 +88,7 @@ fn name_from_address(address: &Hostname) -> String {
     name
 }
 
-#[utoipa::path(post, path = "/v1/switches", operation_id = "create_switch", tag = "switches", request_body = CreateSwitch,
+#[utoipa::path(post, path = "/v1/switches", operation_id = "create_switch", extensions(("x-metalhost-policy" = json!("admin"))), tag = "switches", request_body = CreateSwitch,
     responses((status = 201, description = "Added.", body = SwitchView)))]
 async fn create(State(core): State<WorkflowCore>, ApiJson(req): ApiJson<CreateSwitch>) -> ApiResult<(StatusCode, Json<SwitchView>)> {
     let address: Hostname = req.address.parse()?;
@@ -119,14 +119,14 @@ async fn create(State(core): State<WorkflowCore>, ApiJson(req): ApiJson<CreateSw
     Ok((StatusCode::CREATED, Json(switch.into())))
 }
 
-#[utoipa::path(get, path = "/v1/switches", operation_id = "list_switches", tag = "switches",
+#[utoipa::path(get, path = "/v1/switches", operation_id = "list_switches", extensions(("x-metalhost-policy" = json!("admin"))), tag = "switches",
     responses((status = 200, description = "Every switch.", body = Vec<SwitchView>)))]
 async fn list(State(core): State<WorkflowCore>) -> ApiResult<Json<Vec<SwitchView>>> {
     let all = core.store.call(|c| switches::list(c)).await?;
     Ok(Json(all.into_iter().map(SwitchView::from).collect()))
 }
 
-#[utoipa::path(get, path = "/v1/switches/{id}", operation_id = "show_switch", tag = "switches", params(("id" = String, Path, description = "The switch's id or name.")),
+#[utoipa::path(get, path = "/v1/switches/{id}", operation_id = "show_switch", extensions(("x-metalhost-policy" = json!("admin"))), tag = "switches", params(("id" = String, Path, description = "The switch's id or name.")),
     responses((status = 200, description = "The switch.", body = SwitchView)))]
 async fn show(State(core): State<WorkflowCore>, Path(id): Path<String>) -> ApiResult<Json<SwitchView>> {
     let key = Key::parse(&id);
@@ -144,7 +144,7 @@ pub struct UpdateSwitch {
 }
 
 /// Sets what the switch announces over LLDP, so inspections behind it find their ports.
-#[utoipa::path(patch, path = "/v1/switches/{id}", operation_id = "update_switch", tag = "switches", params(("id" = String, Path, description = "The switch's id or name.")), request_body = UpdateSwitch,
+#[utoipa::path(patch, path = "/v1/switches/{id}", operation_id = "update_switch", extensions(("x-metalhost-policy" = json!("admin"))), tag = "switches", params(("id" = String, Path, description = "The switch's id or name.")), request_body = UpdateSwitch,
     responses((status = 200, description = "The switch as changed.", body = SwitchView)))]
 async fn update(State(core): State<WorkflowCore>, Path(id): Path<String>, ApiJson(req): ApiJson<UpdateSwitch>) -> ApiResult<Json<SwitchView>> {
     let chassis = req.chassis_id.as_deref().map(str::parse::<ChassisId>).transpose()?;
@@ -154,7 +154,7 @@ async fn update(State(core): State<WorkflowCore>, Path(id): Path<String>, ApiJso
     Ok(Json(switch.into()))
 }
 
-#[utoipa::path(delete, path = "/v1/switches/{id}", operation_id = "delete_switch", tag = "switches", params(("id" = String, Path, description = "The switch's id or name.")),
+#[utoipa::path(delete, path = "/v1/switches/{id}", operation_id = "delete_switch", extensions(("x-metalhost-policy" = json!("admin"))), tag = "switches", params(("id" = String, Path, description = "The switch's id or name.")),
     responses((status = 204, description = "Deleted.")))]
 async fn remove(State(core): State<WorkflowCore>, Path(id): Path<String>) -> ApiResult<StatusCode> {
     let key = Key::parse(&id);
@@ -175,7 +175,7 @@ struct CheckView {
 
 /// Connects and reports reachability, NETCONF capabilities and model/syntax; changes nothing
 /// (except remembering a first-use host key).
-#[utoipa::path(get, path = "/v1/switches/{id}/check", operation_id = "check_switch", tag = "switches", params(("id" = String, Path, description = "The switch's id or name.")),
+#[utoipa::path(get, path = "/v1/switches/{id}/check", operation_id = "check_switch", extensions(("x-metalhost-policy" = json!("admin"))), tag = "switches", params(("id" = String, Path, description = "The switch's id or name.")),
     responses((status = 200, description = "What the switch answered; an unreachable switch is `reachable: false` with its error.", body = CheckView)))]
 async fn check(State(core): State<WorkflowCore>, Path(id): Path<String>) -> ApiResult<Json<CheckView>> {
     let key = Key::parse(&id);

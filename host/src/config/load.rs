@@ -95,6 +95,13 @@ impl Config {
         if file.network.provisioning_vlan == file.network.tenant_vlan {
             return Err(ConfigError::Invalid("network.provisioning_vlan and network.tenant_vlan must differ".into()));
         }
+        let range = file.network.tenant_vlans;
+        if range.contains(file.network.provisioning_vlan.id()) || range.contains(file.network.tenant_vlan.id()) {
+            return Err(ConfigError::Invalid(format!(
+                "network.tenant_vlans {range} must not include provisioning_vlan ({}) or tenant_vlan ({}): projects would share their segment",
+                file.network.provisioning_vlan, file.network.tenant_vlan
+            )));
+        }
         let efi = &file.netboot.efi_boot_file;
         if efi.is_empty() || !efi.chars().all(|c| c.is_ascii_alphanumeric() || "._-/".contains(c)) {
             return Err(ConfigError::Invalid(format!("netboot.efi_boot_file {efi:?}: a file name in the TFTP root (letters, digits, . _ - /)")));

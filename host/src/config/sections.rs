@@ -9,6 +9,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::domain::Vlan;
+use crate::domain::tenancy::VlanRange;
 
 /// The config file. Every section is optional.
 #[derive(Debug, Default, Deserialize)]
@@ -132,6 +133,14 @@ pub struct NetworkConfig {
     #[serde(with = "vlan")]
     pub tenant_vlan: Vlan,
     pub tenant_vlan_name: String,
+    /// The VLANs projects get, one each ("201-299"): a project's instances' nodes move to its VLAN.
+    #[serde(deserialize_with = "vlan_range")]
+    pub tenant_vlans: VlanRange,
+}
+
+fn vlan_range<'de, D: serde::Deserializer<'de>>(d: D) -> Result<VlanRange, D::Error> {
+    let text = String::deserialize(d)?;
+    text.parse().map_err(|e: crate::domain::ParseError| serde::de::Error::custom(e.0))
 }
 
 impl Default for NetworkConfig {
@@ -141,6 +150,7 @@ impl Default for NetworkConfig {
             provisioning_vlan_name: "provisioning".into(),
             tenant_vlan: Vlan::new(200).unwrap_or(Vlan::DEFAULT),
             tenant_vlan_name: "tenant".into(),
+            tenant_vlans: VlanRange { first: 201, last: 299 },
         }
     }
 }

@@ -22,6 +22,9 @@ id_type!(ImageId);
 id_type!(InstanceId);
 id_type!(TaskId);
 id_type!(EventId);
+id_type!(ProjectId);
+id_type!(UserId);
+id_type!(TokenId);
 
 /// A row looked up by id or by name, as the CLI and the URL paths allow.
 #[derive(Debug, Clone)]
@@ -33,6 +36,14 @@ pub enum Key {
 impl Key {
     pub fn parse(s: &str) -> Key {
         s.parse().map(Key::Id).unwrap_or_else(|_| Key::Name(s.to_owned()))
+    }
+
+    /// Does this key name the row with this id and name?
+    pub fn matches(&self, id: i64, name: &str) -> bool {
+        match self {
+            Key::Id(i) => *i == id,
+            Key::Name(n) => n == name,
+        }
     }
 }
 

@@ -6,11 +6,12 @@ mod ids;
 mod net;
 mod request;
 mod state;
+pub mod tenancy;
 pub mod time;
 
 pub use access::{Bmc, NodeLabel, SwitchAccess};
 pub use failure::FailureKind;
-pub use ids::{EventId, ImageId, InstanceId, Key, NodeId, SwitchId, TaskId};
+pub use ids::{EventId, ImageId, InstanceId, Key, NodeId, ProjectId, SwitchId, TaskId, TokenId, UserId};
 pub use net::{ChassisId, Hostname, MacAddr, SwitchPort, Vlan};
 pub use request::DeployRequest;
 pub use state::{

@@ -12,7 +12,7 @@ use crate::drivers::{self, BootEntry};
 use crate::provision::WorkflowCore;
 use crate::store::nodes::{self, Node};
 use crate::store::tasks::{self, NewTask};
-use crate::store::{cluster, instances, switches};
+use crate::store::{cluster, instances, projects, switches};
 use crate::work::TaskOptions;
 
 /// deploying: port → provisioning, deploy task, netboot entry, boot PXE, power on → wait-agent.
@@ -210,11 +210,19 @@ async fn wait_task(run: &Run<'_>, kind: TaskKind, name: &'static str) -> Result<
 
 async fn move_port(run: &Run<'_>, network: NetworkKind, name: &'static str) -> Result<(), StepFailure> {
     let net = &run.core.config.network;
-    let (vlan, vlan_name) = match network {
-        NetworkKind::Tenant => (net.tenant_vlan, net.tenant_vlan_name.as_str()),
-        _ => (net.provisioning_vlan, net.provisioning_vlan_name.as_str()),
+    // A project's instance goes to its project's VLAN (ARCHITECTURE.md, "Projects and access").
+    let project_network = match (network, run.node.instance_id) {
+        (NetworkKind::Tenant, Some(instance)) => super::store_call(run.core, None, move |c| projects::network_of_instance(c, instance))
+            .await
+            .map_err(|source| StepFailure::Store { step: name, source })?,
+        _ => None,
     };
-    move_port_to(run, network, vlan, vlan_name, name).await
+    let (vlan, vlan_name) = match (network, &project_network) {
+        (NetworkKind::Tenant, Some((vlan, project))) => (*vlan, format!("project-{project}")),
+        (NetworkKind::Tenant, None) => (net.tenant_vlan, net.tenant_vlan_name.clone()),
+        _ => (net.provisioning_vlan, net.provisioning_vlan_name.clone()),
+    };
+    move_port_to(run, network, vlan, &vlan_name, name).await
 }
 
 /// Moves the node's switch port, one change per switch at a time, and records the network.

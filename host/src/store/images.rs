@@ -4,7 +4,7 @@ use super::db::{Db, Row, params};
 
 use super::{Result, StoreError};
 use crate::domain::Key;
-use crate::domain::{Compression, ImageFormat, ImageId, now_ms};
+use crate::domain::{Compression, ImageFormat, ImageId, ProjectId, now_ms};
 
 #[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
 pub struct Image {
@@ -34,6 +34,9 @@ pub struct Image {
     #[serde(serialize_with = "crate::domain::time::as_rfc3339")]
     #[schema(value_type = String, format = DateTime)]
     pub created_at: i64,
+    /// The project it belongs to; none: a public image, every project's to use.
+    #[schema(value_type = Option<i64>)]
+    pub project_id: Option<ProjectId>,
 }
 
 impl Image {
@@ -53,9 +56,10 @@ pub struct NewImage {
     pub virtual_size: Option<u64>,
     /// The inspection's reason for accepting it.
     pub verdict_reason: String,
+    pub project_id: Option<ProjectId>,
 }
 
-const COLUMNS: &str = "id, name, url, file, sha256, size, compression, created_at, format, virtual_size, verdict, verdict_reason";
+const COLUMNS: &str = "id, name, url, file, sha256, size, compression, created_at, format, virtual_size, verdict, verdict_reason, project_id";
 
 fn from_row(row: &Row<'_>) -> Result<Image> {
     Ok(Image {
@@ -71,6 +75,7 @@ fn from_row(row: &Row<'_>) -> Result<Image> {
         virtual_size: row.get(9)?,
         verdict: row.get(10)?,
         verdict_reason: row.get(11)?,
+        project_id: row.get(12)?,
     })
 }
 
@@ -84,8 +89,8 @@ pub fn insert(conn: &mut Db, new: NewImage) -> Result<Image> {
         return Err(StoreError::Conflict(format!("an image named {:?} already exists", new.name)));
     }
     let id: i64 = tx.query_row(
-        "INSERT INTO images (name, url, file, sha256, size, compression, created_at, format, virtual_size, verdict, verdict_reason)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, 'accepted', ?10) RETURNING id",
+        "INSERT INTO images (name, url, file, sha256, size, compression, created_at, format, virtual_size, verdict, verdict_reason, project_id)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, 'accepted', ?10, ?11) RETURNING id",
         params![
             new.name,
             new.url,
@@ -96,7 +101,8 @@ pub fn insert(conn: &mut Db, new: NewImage) -> Result<Image> {
             now_ms(),
             new.format.as_str(),
             new.virtual_size,
-            new.verdict_reason
+            new.verdict_reason,
+            new.project_id
         ],
         |r| r.get(0),
     )?;
@@ -107,6 +113,11 @@ pub fn insert(conn: &mut Db, new: NewImage) -> Result<Image> {
 
 pub fn list(conn: &Db) -> Result<Vec<Image>> {
     conn.query_map(&format!("SELECT {COLUMNS} FROM images ORDER BY id"), params![], from_row)
+}
+
+/// The images users of `projects` see: the public ones and their projects'.
+pub fn list_visible(conn: &Db, projects: &[ProjectId]) -> Result<Vec<Image>> {
+    Ok(list(conn)?.into_iter().filter(|i| i.project_id.is_none_or(|p| projects.contains(&p))).collect())
 }
 
 pub fn get(conn: &Db, key: &Key) -> Result<Image> {

@@ -6,7 +6,7 @@ use super::last_error::LastError;
 use super::nodes::{self, Node, Transition};
 use super::{Result, StoreError, images};
 use crate::domain::Key;
-use crate::domain::{DeployRequest, ImageId, InstanceId, InstanceState, NodeId, ProvisionState, now_ms};
+use crate::domain::{DeployRequest, ImageId, InstanceId, InstanceState, NodeId, ProjectId, ProvisionState, now_ms};
 
 #[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
 pub struct Instance {
@@ -17,6 +17,11 @@ pub struct Instance {
     pub image_id: ImageId,
     #[schema(value_type = Option<i64>)]
     pub node_id: Option<NodeId>,
+    /// The project it belongs to (none: an admin's, outside any project).
+    #[schema(value_type = Option<i64>)]
+    pub project_id: Option<ProjectId>,
+    /// The VLAN its node is on once active: its project's, or `[network] tenant_vlan`.
+    pub project_vlan: Option<u16>,
     #[serde(serialize_with = "super::as_text")]
     #[schema(value_type = String, example = "deploying")]
     pub state: InstanceState,
@@ -29,8 +34,9 @@ pub struct Instance {
     pub updated_at: i64,
 }
 
-const SELECT: &str = "SELECT i.id, i.name, i.image_id, n.id, i.state, i.last_error, i.created_at, i.updated_at, i.last_error_detail
-     FROM instances i LEFT JOIN nodes n ON n.instance_id = i.id";
+const SELECT: &str = "SELECT i.id, i.name, i.image_id, n.id, i.state, i.last_error, i.created_at, i.updated_at, i.last_error_detail,
+            i.project_id, p.vlan
+     FROM instances i LEFT JOIN nodes n ON n.instance_id = i.id LEFT JOIN projects p ON p.id = i.project_id";
 
 fn from_row(row: &Row<'_>) -> Result<Instance> {
     Ok(Instance {
@@ -42,6 +48,8 @@ fn from_row(row: &Row<'_>) -> Result<Instance> {
         last_error: LastError::from_columns(row.get(5)?, row.get(8)?),
         created_at: row.get(6)?,
         updated_at: row.get(7)?,
+        project_id: row.get(9)?,
+        project_vlan: row.get(10)?,
     })
 }
 
@@ -56,10 +64,19 @@ pub struct Claim {
 /// instance, and moves the node to `deploying`. Two claims can never get the same node.
 pub fn claim(conn: &mut Db, claim: Claim) -> Result<(Instance, Node)> {
     let tx = conn.transaction()?;
+    // The quota first: a project at its quota gets no node, and nothing is touched.
+    if let Some(project) = claim.request.project {
+        super::projects::check_quota(&tx, project)?;
+    }
+    let project = claim.request.project;
     let image = images::get(&tx, &claim.request.image).map_err(|e| match e {
         StoreError::NotFound(what) => StoreError::Unprocessable(format!("{what} does not exist")),
         other => other,
     })?;
+    // Another project's image does not exist for this one.
+    if image.project_id.is_some() && image.project_id != project {
+        return Err(StoreError::Unprocessable(format!("image {} does not exist", claim.request.image)));
+    }
     // A qcow2's virtual size must fit the disk (nodes know theirs in whole GiB, rounded down).
     let image_gb = image.virtual_size.map_or(0, |v| v.div_ceil(1 << 30));
     let too_small = |node: &Node| {
@@ -91,6 +108,9 @@ pub fn claim(conn: &mut Db, claim: Claim) -> Result<(Instance, Node)> {
             if node.disk_gb < image_gb {
                 return Err(too_small(&node));
             }
+            if node.project_id.is_some() && node.project_id != project {
+                return Err(StoreError::Conflict(format!("node {:?} is dedicated to another project", node.name)));
+            }
             node
         }
         None => {
@@ -99,11 +119,12 @@ pub fn claim(conn: &mut Db, claim: Claim) -> Result<(Instance, Node)> {
             let lock = if tx.is_postgres() { " FOR UPDATE SKIP LOCKED" } else { "" };
             let id: Option<i64> = tx.query_opt(
                 &format!(
+                    // A project's dedicated nodes first, then the shared pool; never another's.
                     "SELECT id FROM nodes WHERE state = 'available' AND maintenance = 0 AND instance_id IS NULL
-                       AND cpus >= ?1 AND ram_mb >= ?2 AND disk_gb >= ?3
-                     ORDER BY cpus, ram_mb, disk_gb, id LIMIT 1{lock}"
+                       AND cpus >= ?1 AND ram_mb >= ?2 AND disk_gb >= ?3 AND (project_id IS NULL OR project_id = ?4)
+                     ORDER BY CASE WHEN project_id IS NULL THEN 1 ELSE 0 END, cpus, ram_mb, disk_gb, id LIMIT 1{lock}"
                 ),
-                params![claim.request.cpus, claim.request.ram_mb, claim.request.disk_gb.max(image_gb)],
+                params![claim.request.cpus, claim.request.ram_mb, claim.request.disk_gb.max(image_gb), project],
                 |r| r.get(0),
             )?;
             let Some(id) = id else {
@@ -129,8 +150,8 @@ pub fn claim(conn: &mut Db, claim: Claim) -> Result<(Instance, Node)> {
     }
     let now = now_ms();
     let instance_id: i64 = tx.query_row(
-        "INSERT INTO instances (name, image_id, state, created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?4) RETURNING id",
-        params![name, image.id, InstanceState::Deploying.as_str(), now],
+        "INSERT INTO instances (name, image_id, state, created_at, updated_at, project_id) VALUES (?1, ?2, ?3, ?4, ?4, ?5) RETURNING id",
+        params![name, image.id, InstanceState::Deploying.as_str(), now, project],
         |r| r.get(0),
     )?;
     tx.execute("UPDATE nodes SET instance_id = ?2 WHERE id = ?1", params![node.id.0, instance_id])?;
@@ -151,6 +172,16 @@ pub fn get(conn: &Db, key: &Key) -> Result<Instance> {
 
 pub fn list(conn: &Db) -> Result<Vec<Instance>> {
     conn.query_map(&format!("{SELECT} ORDER BY i.id"), params![], from_row)
+}
+
+/// The instances of `projects`.
+pub fn list_in(conn: &Db, projects: &[ProjectId]) -> Result<Vec<Instance>> {
+    if projects.is_empty() {
+        return Ok(Vec::new());
+    }
+    let marks: Vec<String> = (1..=projects.len()).map(|i| format!("?{i}")).collect();
+    let params: Vec<&dyn super::db::ToValue> = projects.iter().map(|p| p as &dyn super::db::ToValue).collect();
+    conn.query_map(&format!("{SELECT} WHERE i.project_id IN ({}) ORDER BY i.id", marks.join(", ")), &params, from_row)
 }
 
 pub fn set_state(conn: &Db, id: InstanceId, state: InstanceState, last_error: Option<&LastError>) -> Result<()> {

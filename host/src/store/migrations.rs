@@ -162,6 +162,61 @@ const MIGRATIONS: &[&str] = &[
     ALTER TABLE images ADD COLUMN verdict TEXT;
     ALTER TABLE images ADD COLUMN verdict_reason TEXT;
     "#,
+    // 9: projects, users and who may do what (store/projects.rs, store/users.rs, api/policy.rs).
+    // The operator token of earlier versions becomes the first admin's: user 1, `admin`. Tokens are
+    // kept as their SHA-256 only. Instances and images belong to a project or to nobody (made by an
+    // admin: public images, instances on `[network] tenant_vlan`); a node may be dedicated to one.
+    // Events and console lines carry the instance they were recorded under, so one tenancy's lines
+    // are never shown to the next. `audit` is who did what, to what, with what outcome, when.
+    r#"
+    CREATE TABLE projects (
+        id         INTEGER PRIMARY KEY,
+        name       TEXT NOT NULL UNIQUE,
+        quota      INTEGER NOT NULL CHECK (quota >= 0),
+        vlan       INTEGER UNIQUE,
+        created_at INTEGER NOT NULL
+    );
+    CREATE TABLE users (
+        id         INTEGER PRIMARY KEY,
+        name       TEXT NOT NULL UNIQUE,
+        admin      INTEGER NOT NULL DEFAULT 0,
+        created_at INTEGER NOT NULL
+    );
+    INSERT INTO users (name, admin, created_at) VALUES ('admin', 1, 0);
+    CREATE TABLE memberships (
+        user_id    INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+        project_id INTEGER NOT NULL REFERENCES projects(id) ON DELETE CASCADE,
+        role       TEXT NOT NULL,
+        PRIMARY KEY (user_id, project_id)
+    );
+    CREATE INDEX memberships_project ON memberships(project_id);
+    CREATE TABLE tokens (
+        id          INTEGER PRIMARY KEY,
+        user_id     INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+        hash        TEXT NOT NULL UNIQUE,
+        description TEXT NOT NULL DEFAULT '',
+        created_at  INTEGER NOT NULL,
+        expires_at  INTEGER NOT NULL,
+        revoked_at  INTEGER
+    );
+    CREATE INDEX tokens_user ON tokens(user_id);
+    ALTER TABLE instances ADD COLUMN project_id INTEGER REFERENCES projects(id);
+    CREATE INDEX instances_project ON instances(project_id);
+    ALTER TABLE images ADD COLUMN project_id INTEGER REFERENCES projects(id);
+    ALTER TABLE nodes ADD COLUMN project_id INTEGER REFERENCES projects(id);
+    ALTER TABLE node_events ADD COLUMN instance_id INTEGER;
+    ALTER TABLE console_lines ADD COLUMN instance_id INTEGER;
+    CREATE TABLE audit (
+        id      INTEGER PRIMARY KEY,
+        at      INTEGER NOT NULL,
+        user_id INTEGER,
+        actor   TEXT NOT NULL,
+        action  TEXT NOT NULL,
+        object  TEXT NOT NULL,
+        outcome INTEGER NOT NULL,
+        address TEXT
+    );
+    "#,
 ];
 
 pub(super) const CONSOLE_LINES: &str = r#"

@@ -5,6 +5,7 @@
 //! span a plugin call. The SQL lives in this module's files, written once for both engines
 //! (store/db.rs).
 
+pub mod audit;
 pub mod cluster;
 pub mod console;
 pub mod db;
@@ -15,10 +16,12 @@ pub mod inventory;
 pub mod last_error;
 mod migrations;
 pub mod nodes;
+pub mod projects;
 pub mod seal;
 pub mod switches;
 pub mod tasks;
 pub mod transitions;
+pub mod users;
 
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
@@ -245,4 +248,12 @@ macro_rules! id_values {
         }
     )+};
 }
-id_values!(crate::domain::NodeId, crate::domain::ImageId, crate::domain::InstanceId, crate::domain::EventId);
+id_values!(
+    crate::domain::NodeId,
+    crate::domain::ImageId,
+    crate::domain::InstanceId,
+    crate::domain::EventId,
+    crate::domain::ProjectId,
+    crate::domain::UserId,
+    crate::domain::TokenId
+);

@@ -8,7 +8,7 @@ use super::events::{self, EventKind, NewEvent};
 use super::last_error::LastError;
 pub use super::transitions::{Transition, transition};
 use super::{Result, StoreError};
-use crate::domain::Key;
+use crate::domain::{Key, ProjectId};
 use crate::domain::{
     Bmc, BootMode, Hostname, InstanceId, MacAddr, NetworkKind, NodeId, NodeLabel, PowerState, ProvisionState, Secret, SwitchId, SwitchPort, Vlan,
     now_ms,
@@ -41,6 +41,8 @@ pub struct Node {
     /// When the current transitional state must be over (Unix ms).
     pub state_deadline: Option<i64>,
     pub boot_mode: BootMode,
+    /// The project the node is dedicated to: only its instances get it.
+    pub project_id: Option<ProjectId>,
 }
 
 impl Node {
@@ -123,7 +125,7 @@ impl NodeUpdate {
 
 const COLUMNS: &str = "id, name, mac, ip, cpus, ram_mb, disk_gb, bmc_address, bmc_port, bmc_username, bmc_password, \
      power_driver, switch_id, switch_port, state, power_state, network, vlan, maintenance, last_error, instance_id, \
-     state_deadline, last_error_detail, boot_mode";
+     state_deadline, last_error_detail, boot_mode, project_id";
 
 fn from_row(row: &Row<'_>) -> Result<Node> {
     Ok(Node {
@@ -154,6 +156,7 @@ fn from_row(row: &Row<'_>) -> Result<Node> {
         instance_id: row.get::<Option<i64>>(20)?.map(InstanceId),
         state_deadline: row.get(21)?,
         boot_mode: row.parse(23)?,
+        project_id: row.get(24)?,
     })
 }
 
@@ -230,6 +233,30 @@ pub fn insert(conn: &mut Db, new: NewNode) -> Result<Node> {
 
 pub fn list(conn: &Db) -> Result<Vec<Node>> {
     conn.query_map(&format!("SELECT {COLUMNS} FROM nodes ORDER BY id"), params![], from_row)
+}
+
+/// The nodes a user of `projects` sees: its instances' nodes and the nodes dedicated to them.
+pub fn list_visible(conn: &Db, projects: &[ProjectId]) -> Result<Vec<Node>> {
+    if projects.is_empty() {
+        return Ok(Vec::new());
+    }
+    let marks: Vec<String> = (1..=projects.len()).map(|i| format!("?{i}")).collect();
+    let marks = marks.join(", ");
+    let params: Vec<&dyn super::db::ToValue> = projects.iter().map(|p| p as &dyn super::db::ToValue).collect();
+    conn.query_map(
+        &format!(
+            "SELECT {COLUMNS} FROM nodes WHERE project_id IN ({marks})
+               OR instance_id IN (SELECT id FROM instances WHERE project_id IN ({marks})) ORDER BY id"
+        ),
+        &params,
+        from_row,
+    )
+}
+
+/// Dedicates a node to a project, or to none.
+pub fn dedicate(conn: &Db, id: NodeId, project: Option<ProjectId>) -> Result<()> {
+    conn.execute("UPDATE nodes SET project_id = ?2 WHERE id = ?1", params![id.0, project])?;
+    Ok(())
 }
 
 pub fn list_in_state(conn: &Db, state: ProvisionState) -> Result<Vec<Node>> {
