@@ -111,9 +111,8 @@ impl App {
         };
         let addr = listener.local_addr()?;
         tracing::info!(%addr, "metalhost is serving");
-        let result = axum::serve(listener, router.into_make_service_with_connect_info::<std::net::SocketAddr>())
-            .with_graceful_shutdown(shutdown)
-            .await;
+        let result =
+            axum::serve(listener, router.into_make_service_with_connect_info::<std::net::SocketAddr>()).with_graceful_shutdown(shutdown).await;
         background.abort();
         if let Some(metrics) = metrics {
             metrics.abort();

@@ -44,6 +44,8 @@ pub struct Options {
     pub dead_switch: bool,
     /// Run the emulator through the launcher that releases a dead session's locks.
     pub switch_releases_locks: bool,
+    /// `[network] tenant_vlans`: the VLANs projects get.
+    pub tenant_vlans: String,
 }
 
 impl Default for Options {
@@ -56,6 +58,7 @@ impl Default for Options {
             agents: true,
             dead_switch: false,
             switch_releases_locks: false,
+            tenant_vlans: "201-299".into(),
         }
     }
 }
@@ -93,7 +96,8 @@ impl DeployLab {
         } else {
             FakeSwitch::start("juniper_generic", "admin", SWITCH_PASSWORD)
         };
-        let config = format!("{}\n{}", opts.extra_config, lab_config(20, opts.step_timeout_s, opts.agent_timeout_s));
+        let config = format!("{}\n{}", opts.extra_config, lab_config(20, opts.step_timeout_s, opts.agent_timeout_s))
+            .replace("tenant_vlan = 200\n", &format!("tenant_vlan = 200\ntenant_vlans = {:?}\n", opts.tenant_vlans));
         let daemon = Daemon::start_with(&config);
         let dir = tempfile::tempdir().expect("tmp");
         let switch_port = if opts.dead_switch { crate::fake_switch::free_tcp_port() } else { switch.port };

@@ -246,10 +246,24 @@ async fn make_world(lab: &DeployLab) -> World {
         let img = lab.upload(&format!("img-{project}"), &deploy_lab::image(1 << 20, i as u8));
         image[i] = img["id"].as_i64().expect("image id");
         d.exec_sql(&format!("UPDATE images SET project_id = (SELECT id FROM projects WHERE name = '{project}') WHERE id = {}", image[i]));
-        let (status, inst) =
-            d.post("/v1/instances", &json!({"image": image[i], "project": project, "node": lab.nodes[i].name, "name": format!("inst-{project}")})).await;
+        let (status, inst) = d
+            .post(
+                "/v1/instances",
+                &json!({"image": image[i].to_string(), "project": project, "node": lab.nodes[i].name, "name": format!("inst-{project}")}),
+            )
+            .await;
         assert_eq!(status, StatusCode::CREATED, "{inst}");
         instance[i] = inst["id"].as_i64().expect("instance id");
+    }
+    // Node inventories answer 404 until a report exists: give each node one (an admin's read).
+    for node in &lab.nodes {
+        let report = json!({
+            "cpu": {"count": 8, "model": "Test CPU"}, "memory_bytes": 16u64 << 30,
+            "disks": [{"name": "vda", "size_bytes": 100u64 << 30, "model": null, "serial": null, "rotational": false, "wwn": null}],
+            "nics": [{"name": "eth0", "mac": node.mac, "driver": "e1000", "link": true, "speed_mbps": 1000, "ipv4": null}],
+            "system": {"vendor": "Acme", "product": "X1", "serial": "S1"}, "boot_mode": "bios", "lldp": []
+        });
+        d.exec_sql(&format!("INSERT INTO node_inventory (node_id, report, reported_at) VALUES ({}, '{report}', 0)", node.id));
     }
     let (_, switches) = d.get("/v1/switches").await;
     World {
@@ -305,7 +319,8 @@ async fn the_authorization_matrix_follows_the_declared_policies() {
     // The agent's routes take a node's or an image's token, never a user's.
     for op in ops.iter().filter(|o| o.policy == "agent" && o.id != "image_data") {
         for who in [Who::MemberA, Who::Admin] {
-            let status = call(&http, &d.url, op, &fill(op, &world, Side::A), body(op, &world, Side::A), world.tokens.get(&who).map(String::as_str)).await;
+            let status =
+                call(&http, &d.url, op, &fill(op, &world, Side::A), body(op, &world, Side::A), world.tokens.get(&who).map(String::as_str)).await;
             assert_eq!(status, StatusCode::UNAUTHORIZED, "{} as {who:?}", op.id);
         }
     }
@@ -339,7 +354,8 @@ async fn the_authorization_matrix_follows_the_declared_policies() {
     let (status, audit) = d.get("/v1/audit?limit=10000").await;
     assert_eq!(status, StatusCode::OK);
     let entries = audit.as_array().expect("audit");
-    let find = |actor: &str, action: &str, outcome: u64| entries.iter().any(|e| e["actor"] == actor && e["action"] == action && e["outcome"] == outcome);
+    let find =
+        |actor: &str, action: &str, outcome: u64| entries.iter().any(|e| e["actor"] == actor && e["action"] == action && e["outcome"] == outcome);
     assert!(find("bob", "delete_instance", 404), "member B's refused delete of A's instance is recorded");
     assert!(find("rita", "delete_instance", 403), "a reader's refused delete is recorded");
     assert!(find("anonymous", "create_node", 401));
@@ -366,7 +382,8 @@ async fn a_new_tenant_sees_none_of_the_previous_tenants_console_or_events() {
     let node = &lab.nodes[0].name;
 
     // Red's instance: deployed, with the agent's console lines recorded under it.
-    let (status, red) = d.call_with_token(Method::POST, "/v1/instances", Some(&json!({"image": "os", "project": "red", "name": "red1"})), Some(&rosa)).await;
+    let (status, red) =
+        d.call_with_token(Method::POST, "/v1/instances", Some(&json!({"image": "os", "project": "red", "name": "red1"})), Some(&rosa)).await;
     assert_eq!(status, StatusCode::CREATED, "{red}");
     assert_eq!(lab.wait_node(node, &["active"], Duration::from_secs(120)).await["state"], "active");
     let (_, red_lines) = d.call_with_token(Method::GET, &format!("/v1/nodes/{node}/console-log"), None, Some(&rosa)).await;
@@ -375,14 +392,20 @@ async fn a_new_tenant_sees_none_of_the_previous_tenants_console_or_events() {
     let red_event_ids: Vec<i64> = red_events.as_array().expect("events").iter().filter_map(|e| e["id"].as_i64()).collect();
     assert!(!red_event_ids.is_empty());
     // Blue has no instance there: the node, its console and its log do not exist for blue.
-    for path in [format!("/v1/nodes/{node}"), format!("/v1/nodes/{node}/console-log"), format!("/v1/nodes/{node}/events"), format!("/v1/nodes/{node}/console")] {
+    for path in [
+        format!("/v1/nodes/{node}"),
+        format!("/v1/nodes/{node}/console-log"),
+        format!("/v1/nodes/{node}/events"),
+        format!("/v1/nodes/{node}/console"),
+    ] {
         let (status, body) = d.call_with_token(Method::GET, &path, None, Some(&bert)).await;
         assert_eq!(status, StatusCode::NOT_FOUND, "{path}: {body}");
     }
     // Red's instance goes; blue deploys on the same node.
     assert_eq!(d.call_with_token(Method::DELETE, "/v1/instances/red1", None, Some(&rosa)).await.0, StatusCode::ACCEPTED);
     assert_eq!(lab.wait_node(node, &["available"], Duration::from_secs(120)).await["state"], "available");
-    let (status, blue) = d.call_with_token(Method::POST, "/v1/instances", Some(&json!({"image": "os", "project": "blue", "name": "blue1"})), Some(&bert)).await;
+    let (status, blue) =
+        d.call_with_token(Method::POST, "/v1/instances", Some(&json!({"image": "os", "project": "blue", "name": "blue1"})), Some(&bert)).await;
     assert_eq!(status, StatusCode::CREATED, "{blue}");
     assert_eq!(lab.wait_node(node, &["active"], Duration::from_secs(120)).await["state"], "active");
     let (_, blue_lines) = d.call_with_token(Method::GET, &format!("/v1/nodes/{node}/console-log"), None, Some(&bert)).await;
@@ -403,8 +426,7 @@ async fn a_new_tenant_sees_none_of_the_previous_tenants_console_or_events() {
 
 #[tokio::test]
 async fn quota_vlans_and_tokens_at_rest() {
-    let lab = DeployLab::start(Options { nodes: 2, extra_config: "[network]\ntenant_vlans = \"201-202\"\n".into(), ..Options::default() })
-        .await;
+    let lab = DeployLab::start(Options { nodes: 2, tenant_vlans: "201-202".into(), ..Options::default() }).await;
     let d = &lab.daemon;
     let (_, red) = d.post("/v1/projects", &json!({"name": "red", "quota": 1})).await;
     let (_, blue) = d.post("/v1/projects", &json!({"name": "blue", "quota": 1})).await;

@@ -13,8 +13,8 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::router::UtoipaMethodRouterExt;
 use utoipa_axum::routes;
 
-use super::policy::Access;
 use super::error::{ApiError, ApiJson, ApiResult};
+use super::policy::Access;
 use super::{schema, validate};
 use crate::api::state::AppState;
 use crate::domain::{Compression, ImageFormat, Key};
@@ -175,7 +175,12 @@ struct UploadQuery {
 #[utoipa::path(post, path = "/v1/images/upload", operation_id = "upload_image", extensions(("x-metalhost-policy" = json!("create-in-project"))), tag = "images", params(UploadQuery),
     request_body(content = String, content_type = "application/octet-stream", description = "The image bytes."),
     responses((status = 201, description = "Stored.", body = Image), (status = 422, description = "Refused by the inspection; nothing is kept.", body = metalhost_wire::ErrorBody)))]
-async fn upload(State(core): State<WorkflowCore>, access: Access, Query(q): Query<UploadQuery>, request: Request) -> ApiResult<(StatusCode, Json<Image>)> {
+async fn upload(
+    State(core): State<WorkflowCore>,
+    access: Access,
+    Query(q): Query<UploadQuery>,
+    request: Request,
+) -> ApiResult<(StatusCode, Json<Image>)> {
     validate::name("image name", &q.name)?;
     let project_id = access.create_in(&core, q.project.as_deref()).await?;
     let compression = q.compression.as_deref().map(compression).transpose()?;

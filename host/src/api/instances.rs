@@ -90,7 +90,11 @@ async fn view(core: &WorkflowCore, instance: Instance) -> ApiResult<InstanceView
 /// Claims a fitting node and starts the deploy; follow it on the instance or the node.
 #[utoipa::path(post, path = "/v1/instances", operation_id = "create_instance", extensions(("x-metalhost-policy" = json!("create-in-project"))), tag = "instances", request_body = CreateInstance,
     responses((status = 201, description = "Deploy started.", body = InstanceView)))]
-async fn create(State(core): State<WorkflowCore>, access: Access, ApiJson(req): ApiJson<CreateInstance>) -> ApiResult<(StatusCode, Json<InstanceView>)> {
+async fn create(
+    State(core): State<WorkflowCore>,
+    access: Access,
+    ApiJson(req): ApiJson<CreateInstance>,
+) -> ApiResult<(StatusCode, Json<InstanceView>)> {
     if let Some(name) = &req.name {
         validate::name("instance name", name)?;
     }

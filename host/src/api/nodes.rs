@@ -10,16 +10,16 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::error::{ApiError, ApiJson, ApiResult};
+use super::policy::Access;
 use super::{schema, validate};
 use crate::api::state::AppState;
-use crate::domain::{InstanceId, Key};
-use super::policy::Access;
+use crate::domain::Key;
 use crate::domain::{BootMode, Hostname, MacAddr, Secret, SwitchId, SwitchPort};
 use crate::provision::WorkflowCore;
+use crate::store::StoreError;
 use crate::store::console::{self, ConsoleLine};
 use crate::store::events::{self, Event};
 use crate::store::last_error::LastError;
-use crate::store::StoreError;
 use crate::store::nodes::{self, NewNode, Node, NodeUpdate};
 use crate::store::projects;
 
@@ -314,10 +314,14 @@ async fn update(State(core): State<WorkflowCore>, Path(id): Path<String>, ApiJso
             let project = match dedicated_to.as_deref() {
                 None => None,
                 Some("") => Some(None),
-                Some(p) => Some(Some(projects::get(&tx, &Key::parse(p)).map_err(|e| match e {
-                    StoreError::NotFound(what) => StoreError::Unprocessable(format!("{what} does not exist")),
-                    other => other,
-                })?.id)),
+                Some(p) => Some(Some(
+                    projects::get(&tx, &Key::parse(p))
+                        .map_err(|e| match e {
+                            StoreError::NotFound(what) => StoreError::Unprocessable(format!("{what} does not exist")),
+                            other => other,
+                        })?
+                        .id,
+                )),
             };
             let mut tx = tx;
             let node = nodes::update(&mut tx, &key, change)?;
@@ -389,9 +393,9 @@ async fn console_log(
 }
 
 /// Whose lines and events a caller reads: an admin all of them; a tenant only those of the node's
-/// current instance, never an earlier tenant's.
-fn tenancy(access: &Access, node: &Node) -> Option<InstanceId> {
-    if access.is_admin() { None } else { Some(node.instance_id.unwrap_or(InstanceId(-1))) }
+/// current tenancy, never an earlier tenant's.
+fn tenancy(access: &Access, node: &Node) -> Option<i64> {
+    if access.is_admin() { None } else { Some(node.tenancy) }
 }
 
 /// A node's last inventory report, as its agent sent it.

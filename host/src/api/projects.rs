@@ -162,7 +162,11 @@ struct SetRole {
 #[utoipa::path(put, path = "/v1/users/{id}/roles/{project}", operation_id = "set_user_role", extensions(("x-metalhost-policy" = json!("admin"))), tag = "users",
     params(("id" = String, Path, description = "The user's id or name."), ("project" = String, Path, description = "The project's id or name.")),
     request_body = SetRole, responses((status = 200, description = "The user and its roles.", body = User)))]
-async fn set_role(State(core): State<WorkflowCore>, Path((id, project)): Path<(String, String)>, ApiJson(req): ApiJson<SetRole>) -> ApiResult<Json<User>> {
+async fn set_role(
+    State(core): State<WorkflowCore>,
+    Path((id, project)): Path<(String, String)>,
+    ApiJson(req): ApiJson<SetRole>,
+) -> ApiResult<Json<User>> {
     let role = validate::one_of("role", &req.role, &[Role::Reader, Role::Member], Role::as_str)?;
     let (user, project) = (Key::parse(&id), Key::parse(&project));
     let user = core
@@ -224,7 +228,11 @@ struct NewToken {
 /// Makes an API token for the caller (or, for an admin, any user).
 #[utoipa::path(post, path = "/v1/tokens", operation_id = "create_token", extensions(("x-metalhost-policy" = json!("signed-in"))), tag = "users",
     request_body = CreateToken, responses((status = 201, description = "The token, shown once.", body = NewToken)))]
-async fn create_token(State(core): State<WorkflowCore>, access: Access, ApiJson(req): ApiJson<CreateToken>) -> ApiResult<(StatusCode, Json<NewToken>)> {
+async fn create_token(
+    State(core): State<WorkflowCore>,
+    access: Access,
+    ApiJson(req): ApiJson<CreateToken>,
+) -> ApiResult<(StatusCode, Json<NewToken>)> {
     let days = req.expires_in_days.unwrap_or(30);
     if !(1..=365).contains(&days) {
         return Err(ApiError::BadRequest(format!("expires_in_days must be 1-365, got {days}")));

@@ -140,7 +140,11 @@ impl std::str::FromStr for Policy {
     type Err = ParseError;
     fn from_str(s: &str) -> Result<Self, ParseError> {
         let kind = |name: &str| {
-            ObjectKind::ALL.iter().copied().find(|k| k.as_str() == name).ok_or_else(|| ParseError(format!("unknown object kind {name:?} in policy {s:?}")))
+            ObjectKind::ALL
+                .iter()
+                .copied()
+                .find(|k| k.as_str() == name)
+                .ok_or_else(|| ParseError(format!("unknown object kind {name:?} in policy {s:?}")))
         };
         match s.split_once(':') {
             None => match s {
@@ -241,8 +245,10 @@ pub fn decide(policy: Policy, caller: Option<&Caller>, owner: Option<&Owner>) ->
             }
         },
         Policy::CreateIn => match owner {
+            // The project is in the request's body: the handler asks again once it has read it.
+            None => Decision::Allow,
             // Creating something public (no project) is an administrator's job.
-            None | Some(Owner::Nobody) | Some(Owner::User(_)) => Decision::Forbidden,
+            Some(Owner::Nobody) | Some(Owner::User(_)) => Decision::Forbidden,
             Some(Owner::Projects(projects)) => match best_role(projects) {
                 Some(Role::Member) => Decision::Allow,
                 Some(Role::Reader) => Decision::Forbidden,

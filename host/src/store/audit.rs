@@ -44,20 +44,16 @@ pub fn append(conn: &Db, entry: &NewEntry) -> Result<()> {
 
 /// The newest `limit` entries, newest first.
 pub fn list(conn: &Db, limit: i64) -> Result<Vec<AuditEntry>> {
-    conn.query_map(
-        "SELECT id, at, user_id, actor, action, object, outcome, address FROM audit ORDER BY id DESC LIMIT ?1",
-        params![limit],
-        |r| {
-            Ok(AuditEntry {
-                id: r.get(0)?,
-                at: r.get(1)?,
-                user_id: r.get(2)?,
-                actor: r.get(3)?,
-                action: r.get(4)?,
-                object: r.get(5)?,
-                outcome: r.get(6)?,
-                address: r.get(7)?,
-            })
-        },
-    )
+    conn.query_map("SELECT id, at, user_id, actor, action, object, outcome, address FROM audit ORDER BY id DESC LIMIT ?1", params![limit], |r| {
+        Ok(AuditEntry {
+            id: r.get(0)?,
+            at: r.get(1)?,
+            user_id: r.get(2)?,
+            actor: r.get(3)?,
+            action: r.get(4)?,
+            object: r.get(5)?,
+            outcome: r.get(6)?,
+            address: r.get(7)?,
+        })
+    })
 }

@@ -9,7 +9,7 @@
 use super::db::{Db, params};
 
 use super::Result;
-use crate::domain::{InstanceId, NodeId, now_ms};
+use crate::domain::{NodeId, now_ms};
 
 /// Lines kept per node; older ones are dropped as new ones arrive.
 pub const MAX_LINES: i64 = 2000;
@@ -62,9 +62,9 @@ pub fn append(conn: &mut Db, node: NodeId, source: Source, lines: &[String]) -> 
     let at = now_ms();
     for line in lines {
         tx.execute(
-            // Stamped with the node's instance of the moment: its tenant reads its own lines only.
-            "INSERT INTO console_lines (node_id, at, source, text, instance_id)
-             VALUES (?1, ?2, ?3, ?4, (SELECT instance_id FROM nodes WHERE id = ?1))",
+            // Stamped with the node's tenancy of the moment: its tenant reads its own lines only.
+            "INSERT INTO console_lines (node_id, at, source, text, tenancy)
+             VALUES (?1, ?2, ?3, ?4, (SELECT tenancy FROM nodes WHERE id = ?1))",
             params![node.0, at, source.as_str(), clean(line)],
         )?;
     }
@@ -82,14 +82,14 @@ pub fn tail(conn: &Db, node: NodeId, limit: i64) -> Result<Vec<ConsoleLine>> {
     tail_of(conn, node, limit, None)
 }
 
-/// The newest `limit` lines, oldest first; with `tenancy`, only those printed while that instance
-/// had the node.
-pub fn tail_of(conn: &Db, node: NodeId, limit: i64, tenancy: Option<InstanceId>) -> Result<Vec<ConsoleLine>> {
+/// The newest `limit` lines, oldest first; with `tenancy`, only those printed in that tenancy of
+/// the node.
+pub fn tail_of(conn: &Db, node: NodeId, limit: i64, tenancy: Option<i64>) -> Result<Vec<ConsoleLine>> {
     conn.query_map(
         "SELECT at, source, text FROM (SELECT id, at, source, text FROM console_lines
-           WHERE node_id = ?1 AND (?3 IS NULL OR instance_id = ?3) ORDER BY id DESC LIMIT ?2) AS newest
+           WHERE node_id = ?1 AND (?3 IS NULL OR tenancy = ?3) ORDER BY id DESC LIMIT ?2) AS newest
          ORDER BY id",
-        params![node.0, limit, tenancy.map(|i| i.0)],
+        params![node.0, limit, tenancy],
         |row| Ok(ConsoleLine { at: row.get(0)?, source: row.get(1)?, text: row.get(2)? }),
     )
 }
@@ -114,9 +114,10 @@ mod tests {
     #[test]
     fn the_ring_keeps_the_newest_lines() {
         let mut conn = Db::sqlite(rusqlite::Connection::open_in_memory().expect("db"), super::super::seal::SealKey::throwaway());
-        conn.batch("CREATE TABLE nodes (id INTEGER PRIMARY KEY, instance_id INTEGER); INSERT INTO nodes (id) VALUES (1);").expect("nodes");
+        conn.batch("CREATE TABLE nodes (id INTEGER PRIMARY KEY, tenancy INTEGER NOT NULL DEFAULT 0); INSERT INTO nodes (id) VALUES (1);")
+            .expect("nodes");
         conn.batch(super::super::migrations::CONSOLE_LINES).expect("table");
-        conn.batch("ALTER TABLE console_lines ADD COLUMN instance_id INTEGER").expect("migration 9");
+        conn.batch("ALTER TABLE console_lines ADD COLUMN tenancy INTEGER").expect("migration 9");
         let lines: Vec<String> = (0..MAX_LINES + 5).map(|i| format!("line {i}")).collect();
         append(&mut conn, NodeId(1), Source::Agent, &lines).expect("append");
         let kept = tail(&conn, NodeId(1), MAX_LINES + 100).expect("tail");

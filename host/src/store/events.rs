@@ -3,7 +3,7 @@
 use super::db::{Db, params};
 
 use super::Result;
-use crate::domain::{EventId, InstanceId, NodeId, ProvisionState, now_ms};
+use crate::domain::{EventId, NodeId, ProvisionState, now_ms};
 
 #[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
 pub struct Event {
@@ -76,9 +76,9 @@ impl<'a> NewEvent<'a> {
 
 pub fn append(conn: &Db, event: NewEvent<'_>) -> Result<()> {
     conn.execute(
-        // Stamped with the node's instance of the moment: its tenant sees its own events only.
-        "INSERT INTO node_events (node_id, at, kind, from_state, to_state, message, duration_ms, instance_id)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, (SELECT instance_id FROM nodes WHERE id = ?1))",
+        // Stamped with the node's tenancy of the moment: its tenant sees its own events only.
+        "INSERT INTO node_events (node_id, at, kind, from_state, to_state, message, duration_ms, tenancy)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, (SELECT tenancy FROM nodes WHERE id = ?1))",
         params![
             event.node.0,
             now_ms(),
@@ -97,12 +97,12 @@ pub fn list(conn: &Db, node: NodeId) -> Result<Vec<Event>> {
     list_of(conn, node, None)
 }
 
-/// A node's events; with `tenancy`, only those recorded while that instance had the node.
-pub fn list_of(conn: &Db, node: NodeId, tenancy: Option<InstanceId>) -> Result<Vec<Event>> {
+/// A node's events; with `tenancy`, only those recorded in that tenancy of the node.
+pub fn list_of(conn: &Db, node: NodeId, tenancy: Option<i64>) -> Result<Vec<Event>> {
     conn.query_map(
         "SELECT id, node_id, at, kind, from_state, to_state, message, duration_ms
-         FROM node_events WHERE node_id = ?1 AND (?2 IS NULL OR instance_id = ?2) ORDER BY id",
-        params![node.0, tenancy.map(|i| i.0)],
+         FROM node_events WHERE node_id = ?1 AND (?2 IS NULL OR tenancy = ?2) ORDER BY id",
+        params![node.0, tenancy],
         |row| {
             Ok(Event {
                 id: row.get(0)?,

@@ -154,7 +154,12 @@ pub fn claim(conn: &mut Db, claim: Claim) -> Result<(Instance, Node)> {
         params![name, image.id, InstanceState::Deploying.as_str(), now, project],
         |r| r.get(0),
     )?;
-    tx.execute("UPDATE nodes SET instance_id = ?2 WHERE id = ?1", params![node.id.0, instance_id])?;
+    // A new tenancy, above every earlier one of any node: what this tenant's events and console
+    // lines carry, so it never reads a previous tenant's.
+    tx.execute(
+        "UPDATE nodes SET instance_id = ?2, tenancy = (SELECT COALESCE(MAX(tenancy), 0) + 1 FROM nodes) WHERE id = ?1",
+        params![node.id.0, instance_id],
+    )?;
     let message = format!("claimed for instance {name:?} (image {:?})", image.name);
     let node = nodes::transition(&tx, Transition::until(node.id, &[ProvisionState::Available], ProvisionState::Deploying, &message, claim.deadline))?;
     let instance = get(&tx, &Key::Id(instance_id))?;

@@ -166,8 +166,9 @@ const MIGRATIONS: &[&str] = &[
     // The operator token of earlier versions becomes the first admin's: user 1, `admin`. Tokens are
     // kept as their SHA-256 only. Instances and images belong to a project or to nobody (made by an
     // admin: public images, instances on `[network] tenant_vlan`); a node may be dedicated to one.
-    // Events and console lines carry the instance they were recorded under, so one tenancy's lines
-    // are never shown to the next. `audit` is who did what, to what, with what outcome, when.
+    // Each claim of a node starts a new tenancy (`nodes.tenancy`, larger than any before it);
+    // events and console lines carry the tenancy they were recorded in, so one tenant's lines are
+    // never shown to the next (instance ids are not enough: SQLite may reuse a deleted one). `audit` is who did what, to what, with what outcome, when.
     r#"
     CREATE TABLE projects (
         id         INTEGER PRIMARY KEY,
@@ -204,8 +205,9 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX instances_project ON instances(project_id);
     ALTER TABLE images ADD COLUMN project_id INTEGER REFERENCES projects(id);
     ALTER TABLE nodes ADD COLUMN project_id INTEGER REFERENCES projects(id);
-    ALTER TABLE node_events ADD COLUMN instance_id INTEGER;
-    ALTER TABLE console_lines ADD COLUMN instance_id INTEGER;
+    ALTER TABLE nodes ADD COLUMN tenancy INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE node_events ADD COLUMN tenancy INTEGER;
+    ALTER TABLE console_lines ADD COLUMN tenancy INTEGER;
     CREATE TABLE audit (
         id      INTEGER PRIMARY KEY,
         at      INTEGER NOT NULL,

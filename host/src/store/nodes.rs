@@ -8,11 +8,11 @@ use super::events::{self, EventKind, NewEvent};
 use super::last_error::LastError;
 pub use super::transitions::{Transition, transition};
 use super::{Result, StoreError};
-use crate::domain::{Key, ProjectId};
 use crate::domain::{
     Bmc, BootMode, Hostname, InstanceId, MacAddr, NetworkKind, NodeId, NodeLabel, PowerState, ProvisionState, Secret, SwitchId, SwitchPort, Vlan,
     now_ms,
 };
+use crate::domain::{Key, ProjectId};
 
 /// A node as stored. Holds the BMC password: never serialise this type to a client.
 #[derive(Debug, Clone)]
@@ -43,6 +43,9 @@ pub struct Node {
     pub boot_mode: BootMode,
     /// The project the node is dedicated to: only its instances get it.
     pub project_id: Option<ProjectId>,
+    /// Its current tenancy: a number each claim raises above every tenancy before it, which its
+    /// events and console lines carry (migration 9).
+    pub tenancy: i64,
 }
 
 impl Node {
@@ -125,7 +128,7 @@ impl NodeUpdate {
 
 const COLUMNS: &str = "id, name, mac, ip, cpus, ram_mb, disk_gb, bmc_address, bmc_port, bmc_username, bmc_password, \
      power_driver, switch_id, switch_port, state, power_state, network, vlan, maintenance, last_error, instance_id, \
-     state_deadline, last_error_detail, boot_mode, project_id";
+     state_deadline, last_error_detail, boot_mode, project_id, tenancy";
 
 fn from_row(row: &Row<'_>) -> Result<Node> {
     Ok(Node {
@@ -157,6 +160,7 @@ fn from_row(row: &Row<'_>) -> Result<Node> {
         state_deadline: row.get(21)?,
         boot_mode: row.parse(23)?,
         project_id: row.get(24)?,
+        tenancy: row.get(25)?,
     })
 }
 

@@ -38,13 +38,13 @@ pub fn create(conn: &mut Db, name: &str, quota: i64, range: VlanRange) -> Result
     if taken {
         return Err(StoreError::Conflict(format!("a project named {name:?} already exists")));
     }
-    let used: Vec<u16> = tx.query_map(
-        "SELECT vlan FROM projects WHERE vlan BETWEEN ?1 AND ?2 ORDER BY vlan",
-        params![range.first, range.last],
-        |r| r.get(0),
-    )?;
+    let used: Vec<u16> =
+        tx.query_map("SELECT vlan FROM projects WHERE vlan BETWEEN ?1 AND ?2 ORDER BY vlan", params![range.first, range.last], |r| r.get(0))?;
     let vlan = (range.first..=range.last).find(|v| used.binary_search(v).is_err()).ok_or_else(|| {
-        StoreError::Conflict(format!("every VLAN of [network] tenant_vlans {range} is taken by a project ({} projects): none left for {name:?}", used.len()))
+        StoreError::Conflict(format!(
+            "every VLAN of [network] tenant_vlans {range} is taken by a project ({} projects): none left for {name:?}",
+            used.len()
+        ))
     })?;
     let id: i64 = tx.query_row(
         "INSERT INTO projects (name, quota, vlan, created_at) VALUES (?1, ?2, ?3, ?4) RETURNING id",
@@ -131,10 +131,10 @@ pub fn check_quota(conn: &Db, id: ProjectId) -> Result<Project> {
 /// is no such object.
 pub fn owner_of(conn: &Db, kind: ObjectKind, key: &Key) -> Result<Option<Owner>> {
     let (by_id, by_name) = match kind {
-        ObjectKind::Node | ObjectKind::Tenancy => {
-            ("SELECT i.project_id, n.project_id FROM nodes n LEFT JOIN instances i ON i.id = n.instance_id WHERE n.id = ?1",
-             "SELECT i.project_id, n.project_id FROM nodes n LEFT JOIN instances i ON i.id = n.instance_id WHERE n.name = ?1")
-        }
+        ObjectKind::Node | ObjectKind::Tenancy => (
+            "SELECT i.project_id, n.project_id FROM nodes n LEFT JOIN instances i ON i.id = n.instance_id WHERE n.id = ?1",
+            "SELECT i.project_id, n.project_id FROM nodes n LEFT JOIN instances i ON i.id = n.instance_id WHERE n.name = ?1",
+        ),
         ObjectKind::Instance => ("SELECT project_id, NULL FROM instances WHERE id = ?1", "SELECT project_id, NULL FROM instances WHERE name = ?1"),
         ObjectKind::Image => ("SELECT project_id, NULL FROM images WHERE id = ?1", "SELECT project_id, NULL FROM images WHERE name = ?1"),
         ObjectKind::Project => ("SELECT id, NULL FROM projects WHERE id = ?1", "SELECT id, NULL FROM projects WHERE name = ?1"),

@@ -82,8 +82,12 @@ pub fn create(conn: &mut Db, name: &str, admin: bool) -> Result<User> {
 pub fn get(conn: &Db, key: &Key) -> Result<User> {
     let sql = "SELECT id, name, admin, created_at FROM users";
     let rows = match key {
-        Key::Id(id) => conn.query_map(&format!("{sql} WHERE id = ?1"), params![id], |r| Ok((r.get::<UserId>(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?,
-        Key::Name(n) => conn.query_map(&format!("{sql} WHERE name = ?1"), params![n], |r| Ok((r.get::<UserId>(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?,
+        Key::Id(id) => {
+            conn.query_map(&format!("{sql} WHERE id = ?1"), params![id], |r| Ok((r.get::<UserId>(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?
+        }
+        Key::Name(n) => {
+            conn.query_map(&format!("{sql} WHERE name = ?1"), params![n], |r| Ok((r.get::<UserId>(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?
+        }
     };
     let (id, name, admin, created_at) = rows.into_iter().next().ok_or_else(|| StoreError::NotFound(format!("user {key}")))?;
     Ok(User { id, name, admin, created_at, projects: memberships(conn, id)? })
@@ -145,7 +149,8 @@ fn token_from_row(r: &Row<'_>) -> Result<TokenInfo> {
 }
 
 pub fn token_info(conn: &Db, id: TokenId) -> Result<TokenInfo> {
-    conn.query_opt(&format!("{TOKEN_SELECT} WHERE t.id = ?1"), params![id], token_from_row)?.ok_or_else(|| StoreError::NotFound(format!("token {id}")))
+    conn.query_opt(&format!("{TOKEN_SELECT} WHERE t.id = ?1"), params![id], token_from_row)?
+        .ok_or_else(|| StoreError::NotFound(format!("token {id}")))
 }
 
 /// Tokens of one user, or everybody's.

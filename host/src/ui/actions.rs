@@ -136,7 +136,8 @@ pub async fn create_instance(State(core): State<WorkflowCore>, Form(form): Form<
         let fields = [("name", name.as_deref().unwrap_or("")), ("image", form.image.as_str()), ("node", node.as_deref().unwrap_or(""))];
         return Ok(confirm_page(question, "/ui/instances", &fields, "Deploy", "/ui/instances").into_response());
     }
-    let request = DeployRequest { name, image: Key::parse(&form.image), node: node.as_deref().map(Key::parse), cpus: 0, ram_mb: 0, disk_gb: 0, project: None };
+    let request =
+        DeployRequest { name, image: Key::parse(&form.image), node: node.as_deref().map(Key::parse), cpus: 0, ram_mb: 0, disk_gb: 0, project: None };
     let (instance, node) = provision::start_deploy(&core, request).await?;
     tracing::info!(instance = instance.id.0, node = node.id.0, "web view created an instance");
     Ok(see_other(&format!("/ui/nodes/{}", node.id.0)))
