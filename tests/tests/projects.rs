@@ -474,4 +474,50 @@ async fn quota_vlans_and_tokens_at_rest() {
     // The listed tokens never show the token itself.
     let (_, listed) = d.get("/v1/tokens").await;
     assert!(!listed.to_string().contains(&tokens[0]), "{listed}");
+
+    // The CLI: an admin makes a project and a user, grants a role and makes a token it saves to the
+    // client config file; the user's own commands then need neither --token nor METALHOST_TOKEN.
+    let ok = |out: std::process::Output| {
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    ok(d.cli(&["project", "delete", "green"]));
+    ok(d.cli(&["project", "create", "teal", "--quota", "3"]));
+    ok(d.cli(&["user", "create", "tom"]));
+    assert!(ok(d.cli(&["user", "grant", "tom", "teal", "--role", "reader"])).contains("teal:reader"));
+    let dir = tempfile::tempdir().expect("tmp");
+    let config = dir.path().join("client.toml");
+    let config_env = [("METALHOST_CLIENT_CONFIG", config.to_str().expect("utf8"))];
+    ok(d.cli_with_env(&["token", "create", "--user", "tom", "--save"], &config_env));
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(std::fs::metadata(&config).expect("saved").permissions().mode() & 0o777, 0o600);
+    let as_tom = |args: &[&str]| {
+        std::process::Command::new(metalhost_tests::paths::host_binary("metalhost"))
+            .args(args)
+            .env("METALHOST_CLIENT_CONFIG", &config)
+            .env_remove("METALHOST_TOKEN")
+            .env_remove("METALHOST_URL")
+            .output()
+            .expect("run the CLI")
+    };
+    let listed = ok(as_tom(&["project", "list"]));
+    assert!(listed.contains("teal") && !listed.contains("red"), "{listed}");
+    // A reader cannot create in its project; the CLI says why.
+    let refused = as_tom(&["instance", "create", "--image", "os", "--project", "teal"]);
+    assert!(!refused.status.success());
+    // METALHOST_TOKEN wins over the file.
+    let wrong = std::process::Command::new(metalhost_tests::paths::host_binary("metalhost"))
+        .args(["project", "list"])
+        .env("METALHOST_CLIENT_CONFIG", &config)
+        .env("METALHOST_TOKEN", "mht_not-a-token")
+        .env_remove("METALHOST_URL")
+        .output()
+        .expect("run");
+    assert!(!wrong.status.success() && String::from_utf8_lossy(&wrong.stderr).contains("401"), "{}", String::from_utf8_lossy(&wrong.stderr));
+    // A config file others may read is refused.
+    std::fs::set_permissions(&config, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+    let loose = as_tom(&["project", "list"]);
+    assert!(!loose.status.success() && String::from_utf8_lossy(&loose.stderr).contains("chmod 600"));
+    let audit = ok(d.cli(&["audit", "--limit", "500"]));
+    assert!(audit.contains("set_user_role") && audit.contains("create_token"), "{audit}");
 }

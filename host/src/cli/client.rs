@@ -27,6 +27,11 @@ impl Client {
         Client { http: reqwest::Client::new(), base: base.trim_end_matches('/').to_owned(), token }
     }
 
+    /// The daemon's URL, as given.
+    pub fn base(&self) -> &str {
+        &self.base
+    }
+
     pub fn token(&self) -> Option<&str> {
         self.token.as_deref()
     }

@@ -29,6 +29,9 @@ pub enum ImageCommand {
         /// raw or qcow2; told from the file's bytes when absent (a mismatch is refused).
         #[arg(long)]
         format: Option<String>,
+        /// The project the image is for; without one it is public (admins only).
+        #[arg(long)]
+        project: Option<String>,
     },
     List,
     Show {
@@ -42,7 +45,7 @@ pub enum ImageCommand {
 
 pub async fn run(client: &Client, out: &Printer, cmd: ImageCommand) -> Result<(), CliError> {
     match cmd {
-        ImageCommand::Add { file: Some(file), name, url: None, compression, format, .. } => {
+        ImageCommand::Add { file: Some(file), name, url: None, compression, format, project, .. } => {
             let handle = tokio::fs::File::open(&file).await.map_err(|e| CliError::Usage(format!("cannot open {}: {e}", file.display())))?;
             let body = reqwest::Body::wrap_stream(tokio_util::io::ReaderStream::with_capacity(handle, 1 << 20));
             let mut query = vec![("name", name)];
@@ -52,11 +55,14 @@ pub async fn run(client: &Client, out: &Printer, cmd: ImageCommand) -> Result<()
             if let Some(f) = format {
                 query.push(("format", f));
             }
+            if let Some(p) = project {
+                query.push(("project", p));
+            }
             let request = client.request(Method::POST, "/v1/images/upload").query(&query).body(body);
             out.one(&client.send(request).await?);
         }
-        ImageCommand::Add { file: None, name, url: Some(url), sha256, compression, format } => {
-            let body = json!({ "name": name, "url": url, "sha256": sha256, "compression": compression, "format": format });
+        ImageCommand::Add { file: None, name, url: Some(url), sha256, compression, format, project } => {
+            let body = json!({ "name": name, "url": url, "sha256": sha256, "compression": compression, "format": format, "project": project });
             out.one(&client.post("/v1/images", &body).await?);
         }
         ImageCommand::Add { .. } => return Err(CliError::Usage("give either a file to upload or --url and --sha256".into())),

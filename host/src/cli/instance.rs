@@ -27,6 +27,9 @@ pub enum InstanceCommand {
         /// Deploy onto this node (id or name) instead of choosing one.
         #[arg(long, conflicts_with_all = ["cpus", "ram_mb", "disk_gb"])]
         node: Option<String>,
+        /// The project the instance is for (users must name one of theirs).
+        #[arg(long)]
+        project: Option<String>,
         /// Follow the deploy with a progress bar until the instance is active or fails.
         #[arg(long)]
         wait: bool,
@@ -45,8 +48,8 @@ pub enum InstanceCommand {
 
 pub async fn run(client: &Client, out: &Printer, cmd: InstanceCommand) -> Result<(), CliError> {
     match cmd {
-        InstanceCommand::Create { image, name, cpus, ram_mb, disk_gb, node, wait } => {
-            let body = json!({ "image": image, "name": name, "cpus": cpus, "ram_mb": ram_mb, "disk_gb": disk_gb, "node": node });
+        InstanceCommand::Create { image, name, cpus, ram_mb, disk_gb, node, project, wait } => {
+            let body = json!({ "image": image, "name": name, "cpus": cpus, "ram_mb": ram_mb, "disk_gb": disk_gb, "node": node, "project": project });
             let created = client.post("/v1/instances", &body).await?;
             if !wait {
                 out.one(&created);

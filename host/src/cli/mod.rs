@@ -9,6 +9,7 @@ pub mod output;
 pub mod plugin;
 mod plugin_new;
 mod switch;
+mod tenancy;
 
 use clap::{Parser, Subcommand};
 use serde_json::Value;
@@ -19,10 +20,12 @@ use client::{CliError, Client};
 #[derive(Debug, Parser)]
 #[command(name = "metalhost", version, about = "Bare-metal instances with sandboxed WebAssembly drivers")]
 pub struct Cli {
-    /// The daemon's API URL (before the subcommand; `image add --url` is the image's URL).
-    #[arg(long, env = "METALHOST_URL", default_value = "http://127.0.0.1:8080")]
-    pub url: String,
-    /// The operator API token (prefer the env var: flags show up in `ps`).
+    /// The daemon's API URL (before the subcommand; `image add --url` is the image's URL). Else
+    /// the client config file's `url`, else http://127.0.0.1:8080.
+    #[arg(long, env = "METALHOST_URL")]
+    pub url: Option<String>,
+    /// Your API token (prefer the env var: flags show up in `ps`). Else the client config file's
+    /// (`~/.config/metalhost/client.toml`, `token create --save` writes it).
     #[arg(long, global = true, env = "METALHOST_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
     /// Print JSON instead of tables.
@@ -56,6 +59,21 @@ pub enum Command {
     /// The daemons sharing this pool (several on one PostgreSQL database).
     #[command(subcommand)]
     Daemon(DaemonCommand),
+    /// Projects: their instance quota and VLAN (admins make them).
+    #[command(subcommand)]
+    Project(tenancy::ProjectCommand),
+    /// Users and their roles in projects (admins).
+    #[command(subcommand)]
+    User(tenancy::UserCommand),
+    /// API tokens: make, list, revoke.
+    #[command(subcommand)]
+    Token(tenancy::TokenCommand),
+    /// Who changed what, and every console attach (admins).
+    Audit {
+        /// How many of the newest entries.
+        #[arg(long, default_value_t = 100)]
+        limit: i64,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -88,7 +106,10 @@ impl Printer {
 }
 
 pub async fn run_client(cli: Cli) -> Result<(), CliError> {
-    let client = Client::new(&cli.url, cli.token.clone());
+    // Flags and env first, then the client config file (which is only read when one is missing).
+    let saved = if cli.url.is_none() || cli.token.is_none() { tenancy::client_config::load()? } else { Default::default() };
+    let url = cli.url.clone().or(saved.url).unwrap_or_else(|| "http://127.0.0.1:8080".to_owned());
+    let client = Client::new(&url, cli.token.clone().or(saved.token));
     let printer = Printer { json: cli.json };
     match cli.command {
         Command::Serve(_) => Err(CliError::Usage("serve is not a client command".into())),
@@ -107,6 +128,10 @@ pub async fn run_client(cli: Cli) -> Result<(), CliError> {
             Ok(())
         }
         Command::Plugin(cmd) => plugin::run(&client, &printer, cmd).await,
+        Command::Project(cmd) => tenancy::project(&client, &printer, cmd).await,
+        Command::User(cmd) => tenancy::user(&client, &printer, cmd).await,
+        Command::Token(cmd) => tenancy::token(&client, &printer, cmd).await,
+        Command::Audit { limit } => tenancy::audit(&client, &printer, limit).await,
         Command::Daemon(DaemonCommand::List) => {
             let list = client.get("/v1/daemons").await?;
             printer.list(
