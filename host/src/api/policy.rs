@@ -63,6 +63,11 @@ impl Policies {
         Ok(Policies { by_route })
     }
 
+    /// Does any operation of the document live at this path?
+    pub fn has_path(&self, path: &str) -> bool {
+        self.by_route.keys().any(|(_, p)| p == path)
+    }
+
     pub fn get(&self, method: &Method, path: &str) -> Option<&(String, Policy)> {
         self.by_route.get(&(method.clone(), path.to_owned()))
     }
@@ -135,6 +140,30 @@ impl<S: Send + Sync> FromRequestParts<S> for Access {
     }
 }
 
+/// Decides `policy` for a signed-in caller on the object `id` (for an object policy): the same
+/// owner lookup and `decide` as [`enforce`], for the web view, whose pages are not in the API
+/// document and declare their policy where they call this.
+pub async fn authorize(core: &WorkflowCore, caller: &Caller, policy: Policy, id: &str) -> Result<(), ApiError> {
+    let owner = match policy.object() {
+        Some(kind) if !caller.admin => {
+            let key = Key::parse(id);
+            core.store.call(move |c| projects::owner_of(c, kind, &key)).await?
+        }
+        _ => None,
+    };
+    match decide(policy, Some(caller), owner.as_ref()) {
+        Decision::Allow => Ok(()),
+        Decision::Unauthenticated => Err(ApiError::Unauthorized),
+        Decision::Forbidden => Err(ApiError::Forbidden(format!("{policy}: {} may not do this", caller.name))),
+        Decision::Hidden => Err(ApiError::NotFound(format!("{} {id} not found", policy.object().map_or("object", |k| k.as_str())))),
+    }
+}
+
+/// Signs a token in, as the API does: the web view's sign-in form uses it.
+pub async fn sign_in_token(state: &AppState, token: &str) -> Result<Caller, ApiError> {
+    sign_in(state, Some(token)).await
+}
+
 /// The caller the config's operator token signs in as: the first admin (migration 9).
 fn operator_caller() -> Caller {
     Caller { user: OPERATOR_USER, name: "admin".into(), admin: true, roles: Vec::new() }
@@ -165,6 +194,10 @@ pub async fn enforce(State(enforcer): State<Enforcer>, mut request: Request, nex
         return next.run(request).await;
     };
     let Some((operation, policy)) = enforcer.policies.get(&method, &template).cloned() else {
+        // A method the path does not have: the router answers 405 with what it allows.
+        if enforcer.policies.has_path(&template) {
+            return next.run(request).await;
+        }
         // Fail closed: a route with no declared policy serves nobody (Policies refuses at start).
         return ApiError::Forbidden(format!("{method} {template} declares no policy")).into_response();
     };
@@ -189,19 +222,24 @@ pub async fn enforce(State(enforcer): State<Enforcer>, mut request: Request, nex
         }
     };
     if audited {
-        let entry = audit::NewEntry {
-            user_id: caller.as_ref().ok().map(|c| c.user),
-            actor: caller.as_ref().map(|c| c.name.clone()).unwrap_or_else(|_| "anonymous".into()),
-            action: operation,
-            object,
-            outcome: response.status().as_u16(),
-            address,
-        };
-        if let Err(e) = enforcer.state.core.store.call(move |c| audit::append(c, &entry)).await {
-            tracing::error!(error = %e, "could not write the audit trail");
-        }
+        record(&enforcer.state.core, caller.as_ref().ok(), operation, object, response.status().as_u16(), address).await;
     }
     response
+}
+
+/// Appends one entry to the audit trail: who (`None`: no valid token), what, to what, the outcome.
+pub async fn record(core: &WorkflowCore, caller: Option<&Caller>, action: String, object: String, outcome: u16, address: Option<String>) {
+    let entry = audit::NewEntry {
+        user_id: caller.map(|c| c.user),
+        actor: caller.map_or_else(|| "anonymous".to_owned(), |c| c.name.clone()),
+        action,
+        object,
+        outcome,
+        address,
+    };
+    if let Err(e) = core.store.call(move |c| audit::append(c, &entry)).await {
+        tracing::error!(error = %e, "could not write the audit trail");
+    }
 }
 
 fn error_response(error: &ApiError) -> Response {

@@ -78,10 +78,6 @@ pub fn append(conn: &mut Db, node: NodeId, source: Source, lines: &[String]) -> 
 }
 
 /// The newest `limit` lines, oldest first.
-pub fn tail(conn: &Db, node: NodeId, limit: i64) -> Result<Vec<ConsoleLine>> {
-    tail_of(conn, node, limit, None)
-}
-
 /// The newest `limit` lines, oldest first; with `tenancy`, only those printed in that tenancy of
 /// the node.
 pub fn tail_of(conn: &Db, node: NodeId, limit: i64, tenancy: Option<i64>) -> Result<Vec<ConsoleLine>> {
@@ -120,11 +116,11 @@ mod tests {
         conn.batch("ALTER TABLE console_lines ADD COLUMN tenancy INTEGER").expect("migration 9");
         let lines: Vec<String> = (0..MAX_LINES + 5).map(|i| format!("line {i}")).collect();
         append(&mut conn, NodeId(1), Source::Agent, &lines).expect("append");
-        let kept = tail(&conn, NodeId(1), MAX_LINES + 100).expect("tail");
+        let kept = tail_of(&conn, NodeId(1), MAX_LINES + 100, None).expect("tail");
         assert_eq!(kept.len() as i64, MAX_LINES);
         assert_eq!(kept.first().map(|l| l.text.as_str()), Some("line 5"));
         assert_eq!(kept.last().map(|l| l.text.clone()), Some(format!("line {}", MAX_LINES + 4)));
-        assert_eq!(tail(&conn, NodeId(1), 2).expect("tail").iter().map(|l| l.text.as_str()).collect::<Vec<_>>(), ["line 2003", "line 2004"]);
+        assert_eq!(tail_of(&conn, NodeId(1), 2, None).expect("tail").iter().map(|l| l.text.as_str()).collect::<Vec<_>>(), ["line 2003", "line 2004"]);
         assert!(has_lines(&conn, NodeId(1)).expect("exists"));
     }
 }

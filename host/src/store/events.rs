@@ -92,11 +92,6 @@ pub fn append(conn: &Db, event: NewEvent<'_>) -> Result<()> {
     Ok(())
 }
 
-/// Every event of a node.
-pub fn list(conn: &Db, node: NodeId) -> Result<Vec<Event>> {
-    list_of(conn, node, None)
-}
-
 /// A node's events; with `tenancy`, only those recorded in that tenancy of the node.
 pub fn list_of(conn: &Db, node: NodeId, tenancy: Option<i64>) -> Result<Vec<Event>> {
     conn.query_map(

@@ -13,10 +13,12 @@ use serde::Deserialize;
 use super::error::{UiError, UiResult};
 use super::page::{self, Nav};
 use crate::api::error::ApiError;
+use crate::api::policy::{Access, authorize};
 use crate::api::validate;
 use crate::domain::DeployRequest;
 use crate::domain::Key;
 use crate::domain::PowerAction;
+use crate::domain::tenancy::{ObjectKind, Policy};
 use crate::provision;
 use crate::provision::WorkflowCore;
 use crate::store::instances;
@@ -91,8 +93,19 @@ pub struct NodeActionForm {
     confirm: Option<String>,
 }
 
-pub async fn node_action(State(core): State<WorkflowCore>, Path(id): Path<String>, Form(form): Form<NodeActionForm>) -> UiResult<Response> {
+pub async fn node_action(
+    State(core): State<WorkflowCore>,
+    access: Access,
+    Path(id): Path<String>,
+    Form(form): Form<NodeActionForm>,
+) -> UiResult<Response> {
     let action = NodeAction::parse(&form.action)?;
+    // The API's policies for the same calls: set_node_power and recover_node.
+    let policy = match action {
+        NodeAction::Power(_) => Policy::Write(ObjectKind::Tenancy),
+        NodeAction::Recover => Policy::Admin,
+    };
+    authorize(&core, &access.caller, policy, &id).await?;
     let key = Key::parse(&id);
     let node = core.store.call(move |c| nodes::get(c, &key)).await?;
     let back = format!("/ui/nodes/{}", node.id.0);
@@ -118,12 +131,15 @@ pub struct CreateForm {
     name: Option<String>,
     image: String,
     node: Option<String>,
+    project: Option<String>,
     confirm: Option<String>,
 }
 
-pub async fn create_instance(State(core): State<WorkflowCore>, Form(form): Form<CreateForm>) -> UiResult<Response> {
+pub async fn create_instance(State(core): State<WorkflowCore>, access: Access, Form(form): Form<CreateForm>) -> UiResult<Response> {
     let name = given(form.name);
     let node = given(form.node);
+    let project_name = given(form.project);
+    let project = access.create_in(&core, project_name.as_deref()).await?;
     if let Some(n) = &name {
         validate::name("instance name", n)?;
     }
@@ -133,11 +149,16 @@ pub async fn create_instance(State(core): State<WorkflowCore>, Form(form): Form<
             @if let Some(n) = &name { "instance " strong { (n) } } @else { "a new instance" }
             " onto " @if let Some(n) = &node { "node " strong { (n) } } @else { "the first available node that fits" } "?"
         };
-        let fields = [("name", name.as_deref().unwrap_or("")), ("image", form.image.as_str()), ("node", node.as_deref().unwrap_or(""))];
+        let fields = [
+            ("name", name.as_deref().unwrap_or("")),
+            ("image", form.image.as_str()),
+            ("node", node.as_deref().unwrap_or("")),
+            ("project", project_name.as_deref().unwrap_or("")),
+        ];
         return Ok(confirm_page(question, "/ui/instances", &fields, "Deploy", "/ui/instances").into_response());
     }
     let request =
-        DeployRequest { name, image: Key::parse(&form.image), node: node.as_deref().map(Key::parse), cpus: 0, ram_mb: 0, disk_gb: 0, project: None };
+        DeployRequest { name, image: Key::parse(&form.image), node: node.as_deref().map(Key::parse), cpus: 0, ram_mb: 0, disk_gb: 0, project };
     let (instance, node) = provision::start_deploy(&core, request).await?;
     tracing::info!(instance = instance.id.0, node = node.id.0, "web view created an instance");
     Ok(see_other(&format!("/ui/nodes/{}", node.id.0)))
@@ -148,7 +169,13 @@ pub struct DeleteForm {
     confirm: Option<String>,
 }
 
-pub async fn delete_instance(State(core): State<WorkflowCore>, Path(id): Path<String>, Form(form): Form<DeleteForm>) -> UiResult<Response> {
+pub async fn delete_instance(
+    State(core): State<WorkflowCore>,
+    access: Access,
+    Path(id): Path<String>,
+    Form(form): Form<DeleteForm>,
+) -> UiResult<Response> {
+    authorize(&core, &access.caller, Policy::Write(ObjectKind::Instance), &id).await?;
     let key = Key::parse(&id);
     let instance = core.store.call(move |c| instances::get(c, &key)).await?;
     if !confirmed(&form.confirm) {

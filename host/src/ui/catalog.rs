@@ -6,11 +6,20 @@ use maud::html;
 
 use super::error::UiResult;
 use super::page::{self, Nav};
+use crate::api::policy::{Access, authorize};
+use crate::domain::tenancy::Policy;
 use crate::provision::WorkflowCore;
 use crate::store::images;
 
-pub async fn images(State(core): State<WorkflowCore>) -> UiResult<Html<String>> {
-    let list = core.store.call(|c| images::list(c)).await?;
+pub async fn images(State(core): State<WorkflowCore>, access: Access) -> UiResult<Html<String>> {
+    let visible = access.visible_projects();
+    let list = core
+        .store
+        .call(move |c| match visible {
+            None => images::list(c),
+            Some(mine) => images::list_visible(c, &mine),
+        })
+        .await?;
     let body = html! {
         h1 { "Images" }
         @if list.is_empty() { p.empty { "No images." } } @else {
@@ -34,7 +43,9 @@ pub async fn images(State(core): State<WorkflowCore>) -> UiResult<Html<String>> 
     Ok(Html(page::shell("Images", Nav::Images, body).into_string()))
 }
 
-pub async fn plugins(State(core): State<WorkflowCore>) -> Html<String> {
+pub async fn plugins(State(core): State<WorkflowCore>, access: Access) -> UiResult<Html<String>> {
+    // The API's list_plugins: grants are for admins only.
+    authorize(&core, &access.caller, Policy::Admin, "").await?;
     let list = core.plugins.status();
     let body = html! {
         h1 { "Plugins" }
@@ -62,5 +73,5 @@ pub async fn plugins(State(core): State<WorkflowCore>) -> Html<String> {
             }
         }
     };
-    Html(page::shell("Plugins", Nav::Plugins, body).into_string())
+    Ok(Html(page::shell("Plugins", Nav::Plugins, body).into_string()))
 }

@@ -9,11 +9,12 @@ use maud::html;
 
 use super::error::UiResult;
 use super::page::{self, Nav, badge};
+use crate::api::policy::Access;
 use crate::domain::{ImageId, ProvisionState};
 use crate::provision::WorkflowCore;
 use crate::store::instances::{self, Instance};
 use crate::store::tasks::{self, Task};
-use crate::store::{images, nodes};
+use crate::store::{images, nodes, projects};
 
 /// An instance with what the page shows of its node.
 struct Row {
@@ -22,12 +23,17 @@ struct Row {
     task: Option<Task>,
 }
 
-pub async fn page(State(core): State<WorkflowCore>) -> UiResult<Html<String>> {
-    let (rows, images, available) = core
+pub async fn page(State(core): State<WorkflowCore>, access: Access) -> UiResult<Html<String>> {
+    let visible = access.visible_projects();
+    let (rows, images, available, projects) = core
         .store
-        .call(|c| {
+        .call(move |c| {
             let mut rows = Vec::new();
-            for instance in instances::list(c)? {
+            let shown = match &visible {
+                None => instances::list(c)?,
+                Some(mine) => instances::list_in(c, mine)?,
+            };
+            for instance in shown {
                 let (node, task) = match instance.node_id {
                     Some(id) => {
                         let n = nodes::get_by_id(c, id)?;
@@ -38,9 +44,17 @@ pub async fn page(State(core): State<WorkflowCore>) -> UiResult<Html<String>> {
                 };
                 rows.push(Row { instance, node, task });
             }
-            let images = images::list(c)?;
-            let available: Vec<String> = nodes::list_in_state(c, ProvisionState::Available)?.into_iter().map(|n| n.name).collect();
-            Ok((rows, images, available))
+            let images = match &visible {
+                None => images::list(c)?,
+                Some(mine) => images::list_visible(c, mine)?,
+            };
+            // Users pick a project and let the daemon choose the node: the pool is not theirs to see.
+            let available: Vec<String> = match &visible {
+                None => nodes::list_in_state(c, ProvisionState::Available)?.into_iter().map(|n| n.name).collect(),
+                Some(_) => Vec::new(),
+            };
+            let projects = projects::list(c, visible.as_deref())?;
+            Ok((rows, images, available, projects))
         })
         .await?;
     let image_names: HashMap<ImageId, &str> = images.iter().map(|i| (i.id, i.name.as_str())).collect();
@@ -68,6 +82,10 @@ pub async fn page(State(core): State<WorkflowCore>) -> UiResult<Html<String>> {
             form.create method="post" action="/ui/instances" {
                 label { "Name (optional) " input type="text" name="name" pattern="[A-Za-z0-9._-]{1,63}"; }
                 label { "Image " select name="image" required { @for i in &images { option value=(i.name) { (i.name) } } } }
+                label { "Project " select name="project" {
+                    @if access.is_admin() { option value="" { "none (tenant VLAN)" } }
+                    @for p in &projects { option value=(p.name) { (p.name) } }
+                } }
                 label { "Node " select name="node" {
                     option value="" { "first available that fits" }
                     @for n in &available { option value=(n) { (n) } }

@@ -1,9 +1,11 @@
 //! The web view at `/ui` (ARCHITECTURE.md, "ui"): server-rendered pages over the same store and
 //! workflow calls as the REST API, with one small script for live updates and no build chain.
 //!
-//! Sign-in trades the operator token, sent once in a form body, for a random session id in an
-//! `HttpOnly; SameSite=Strict` cookie (`session.rs`), so the token is never in a URL, a page or
-//! script-readable storage. Every value reaches HTML through maud, which escapes it.
+//! Sign-in trades a user's token (or the operator token), sent once in a form body, for a random
+//! session id in an `HttpOnly; SameSite=Strict` cookie (`session.rs`), so the token is never in a
+//! URL, a page or script-readable storage; the session remembers the user, and every page shows
+//! what that user may see, decided by the API's `policy::authorize` (ARCHITECTURE.md, "Projects and
+//! access"). Every value reaches HTML through maud, which escapes it.
 
 mod actions;
 mod assets;
@@ -36,6 +38,7 @@ pub fn router(state: AppState) -> Router<AppState> {
         .route("/ui/images", get(catalog::images))
         .route("/ui/plugins", get(catalog::plugins))
         .route("/ui/logout", post(session::logout))
+        .route_layer(from_fn_with_state(state.clone(), session::audit))
         .route_layer(from_fn_with_state(state, session::require));
     Router::new()
         .merge(signed_in)

@@ -7,8 +7,10 @@ use maud::{Markup, html};
 
 use super::error::UiResult;
 use super::page::{self, Nav, badge};
+use crate::api::policy::{Access, authorize};
 use crate::domain::Key;
 use crate::domain::ProvisionState;
+use crate::domain::tenancy::{ObjectKind, Policy, Role};
 use crate::provision::WorkflowCore;
 use crate::store::console::{self, ConsoleLine};
 use crate::store::events::{self, Event};
@@ -29,34 +31,40 @@ struct NodeData {
     events_total: usize,
     task: Option<Task>,
     console: Vec<ConsoleLine>,
+    /// Who looks: a user sees no BMC or switch port, and only its own tenancy's lines and events.
+    admin: bool,
 }
 
-async fn load(core: &WorkflowCore, id: String) -> UiResult<NodeData> {
+/// Reads a node for `access`, after the same decision the API makes for `show_node`.
+async fn load(core: &WorkflowCore, access: &Access, id: String) -> UiResult<NodeData> {
+    authorize(core, &access.caller, Policy::Read(ObjectKind::Node), &id).await?;
+    let admin = access.is_admin();
     let key = Key::parse(&id);
     let data = core
         .store
         .call(move |c| {
             let node = nodes::get(c, &key)?;
             let switch = switches::get_by_id(c, node.switch_id).map(|s| s.name).unwrap_or_else(|_| format!("#{}", node.switch_id.0));
-            let mut events = events::list(c, node.id)?;
+            let tenancy = if admin { None } else { Some(node.tenancy) };
+            let mut events = events::list_of(c, node.id, tenancy)?;
             let events_total = events.len();
             events.reverse();
             events.truncate(EVENTS_SHOWN);
             let task = tasks::latest_for_node(c, node.id)?;
-            let console = console::tail(c, node.id, CONSOLE_SHOWN)?;
-            Ok(NodeData { node, switch, events, events_total, task, console })
+            let console = console::tail_of(c, node.id, CONSOLE_SHOWN, tenancy)?;
+            Ok(NodeData { node, switch, events, events_total, task, console, admin })
         })
         .await?;
     Ok(data)
 }
 
-pub async fn page(State(core): State<WorkflowCore>, Path(id): Path<String>) -> UiResult<Html<String>> {
-    let data = load(&core, id).await?;
+pub async fn page(State(core): State<WorkflowCore>, access: Access, Path(id): Path<String>) -> UiResult<Html<String>> {
+    let data = load(&core, &access, id).await?;
     let n = &data.node;
     let body = html! {
         h1 { (n.name) }
         (facts(&data))
-        (actions(n))
+        (actions(n, &access))
         section #live data-live={ "/ui/nodes/" (n.id.0) "/live" } { (live_part(&data)) }
         (live_console(n.id.0))
     };
@@ -86,6 +94,7 @@ fn live_console(id: i64) -> Markup {
 /// must be this daemon's (the cookie is SameSite=Strict too), so no other site can attach.
 pub async fn console(
     State(core): State<WorkflowCore>,
+    access: Access,
     Path(id): Path<String>,
     headers: axum::http::HeaderMap,
     upgrade: Result<axum::extract::WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
@@ -93,15 +102,17 @@ pub async fn console(
     if !super::guard::same_origin(&headers) {
         return Err(crate::api::error::ApiError::BadRequest("the console opens from this daemon's own pages only".into()).into());
     }
-    let data = load(&core, id).await?;
+    // As the API's node_console: the node's current tenant's members, and admins.
+    authorize(&core, &access.caller, Policy::Write(ObjectKind::Tenancy), &id).await?;
+    let data = load(&core, &access, id).await?;
     let upgrade = upgrade.map_err(|e| crate::api::error::ApiError::BadRequest(format!("this route speaks WebSocket only: {}", e.body_text())))?;
     let viewer = crate::api::console::attach(&core, &data.node, crate::console::Role::Typist).await?;
     Ok(upgrade.on_upgrade(move |socket| crate::api::console::serve(socket, viewer)))
 }
 
 /// The part the script polls: it changes while a workflow runs.
-pub async fn live(State(core): State<WorkflowCore>, Path(id): Path<String>) -> UiResult<Html<String>> {
-    let data = load(&core, id).await?;
+pub async fn live(State(core): State<WorkflowCore>, access: Access, Path(id): Path<String>) -> UiResult<Html<String>> {
+    let data = load(&core, &access, id).await?;
     Ok(Html(live_part(&data).into_string()))
 }
 
@@ -112,8 +123,10 @@ fn facts(data: &NodeData) -> Markup {
             dt { "MAC" } dd { (n.mac) }
             dt { "IP" } dd { (n.ip) }
             dt { "Size" } dd { (n.cpus) " CPUs, " (n.ram_mb) " MB RAM, " (n.disk_gb) " GB disk" }
-            dt { "BMC" } dd { (n.bmc_address) ":" (n.bmc_port) " as " (n.bmc_username) " via " (n.power_driver) }
-            dt { "Switch port" } dd { (data.switch) " " (n.switch_port) }
+            @if data.admin {
+                dt { "BMC" } dd { (n.bmc_address) ":" (n.bmc_port) " as " (n.bmc_username) " via " (n.power_driver) }
+                dt { "Switch port" } dd { (data.switch) " " (n.switch_port) }
+            }
             dt { "Maintenance" } dd { @if n.maintenance { "on: no automatic actions" } @else { "off" } }
         }
     }
@@ -173,7 +186,9 @@ fn progress(task: &Task, state: ProvisionState) -> Markup {
     }
 }
 
-fn actions(n: &Node) -> Markup {
+/// The buttons the viewer may use: power for the tenant's members and admins, recover for admins.
+fn actions(n: &Node, access: &Access) -> Markup {
+    let member = access.is_admin() || n.instance_id.is_some() && access.caller.roles.iter().any(|(_, r)| *r == Role::Member);
     let form = |action: &str, label: &str| {
         html! {
             form method="post" action={ "/ui/nodes/" (n.id.0) "/action" } {
@@ -184,10 +199,12 @@ fn actions(n: &Node) -> Markup {
     };
     html! {
         div.actions {
-            (form("power-on", "Power on"))
-            (form("power-off", "Power off"))
-            (form("reboot", "Reboot"))
-            (form("recover", "Recover"))
+            @if member {
+                (form("power-on", "Power on"))
+                (form("power-off", "Power off"))
+                (form("reboot", "Reboot"))
+            }
+            @if access.is_admin() { (form("recover", "Recover")) }
         }
     }
 }

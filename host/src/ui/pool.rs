@@ -8,32 +8,52 @@ use serde::Deserialize;
 
 use super::error::UiResult;
 use super::page::{self, Nav, badge};
-use crate::domain::{ProvisionState, Vlan};
+use crate::api::policy::Access;
+use crate::domain::{Key, ProvisionState, Vlan};
 use crate::provision::WorkflowCore;
 use crate::store::nodes::{self, Node};
+use crate::store::projects;
 
 #[derive(Deserialize)]
 pub struct Filter {
     state: Option<String>,
+    /// An admin's view of one project's nodes (its instances' and its dedicated ones).
+    project: Option<String>,
 }
 
-pub async fn page(State(core): State<WorkflowCore>, Query(filter): Query<Filter>) -> UiResult<Html<String>> {
-    // An empty value is the form's "all states".
+pub async fn page(State(core): State<WorkflowCore>, access: Access, Query(filter): Query<Filter>) -> UiResult<Html<String>> {
+    // An empty value is the form's "all states" / "all projects".
     let wanted: Option<ProvisionState> = filter.state.as_deref().filter(|s| !s.is_empty()).map(str::parse).transpose()?;
-    let (list, counts) = core
+    let project_name = filter.project.filter(|p| !p.is_empty() && access.is_admin());
+    // A user sees its projects' nodes; an admin all, or one project's.
+    let visible = access.visible_projects();
+    let (scope, projects) = core
         .store
         .call(move |c| {
-            let list = match wanted {
-                Some(s) => nodes::list_in_state(c, s)?,
-                None => nodes::list(c)?,
+            let projects = projects::list(c, visible.as_deref())?;
+            let scope = match (&visible, &project_name) {
+                (Some(mine), _) => nodes::list_visible(c, mine)?,
+                (None, Some(name)) => nodes::list_visible(c, &[projects::get(c, &Key::parse(name))?.id])?,
+                (None, None) => nodes::list(c)?,
             };
-            Ok((list, nodes::count_by_state(c)?))
+            Ok((scope, projects))
         })
         .await?;
-    let count = |s: ProvisionState| counts.iter().filter(|(st, _, _)| *st == s).map(|(_, _, n)| n).sum::<u64>();
-    let total: u64 = counts.iter().map(|(_, _, n)| n).sum();
+    let count = |s: ProvisionState| scope.iter().filter(|n| n.state == s).count();
+    let total = scope.len();
+    let list: Vec<Node> = scope.iter().filter(|n| wanted.is_none_or(|w| n.state == w)).cloned().collect();
     let body = html! {
         h1 { "Pool" }
+        @if access.is_admin() && !projects.is_empty() {
+            form.filter method="get" action="/ui" {
+                label for="project" { "Project" }
+                select #project name="project" {
+                    option value="" { "all" }
+                    @for p in &projects { option value=(p.name) { (p.name) " (VLAN " (p.vlan.map(|v| v.to_string()).unwrap_or_default()) ")" } }
+                }
+                button type="submit" { "Show" }
+            }
+        }
         nav.filter aria-label="Filter by state" {
             a href="/ui" aria-current=[wanted.is_none().then_some("page")] { "all " span.n { (total) } }
             @for s in ProvisionState::ALL.iter().copied().filter(|s| count(*s) > 0) {
