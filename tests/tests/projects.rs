@@ -362,6 +362,53 @@ async fn the_authorization_matrix_follows_the_declared_policies() {
     assert!(find("ann", "node_console", 426), "a console attach attempt is recorded");
     assert!(find("admin", "create_project", 201));
     assert_eq!(d.call_with_token(Method::GET, "/v1/audit", None, Some(ann)).await.0, StatusCode::FORBIDDEN);
+
+    // The web view per user: a member signs in with its token and sees its project only.
+    let web = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().expect("client");
+    let sign_in = |token: String| {
+        let web = web.clone();
+        let url = d.url.clone();
+        async move { web.post(format!("{url}/ui/login")).header("origin", &url).form(&[("token", token)]).send().await.expect("sign in") }
+    };
+    let cookie_of = |r: &reqwest::Response| r.headers()["set-cookie"].to_str().expect("cookie").split(';').next().expect("pair").to_owned();
+    let page = |cookie: String, path: String| {
+        let web = web.clone();
+        let url = d.url.clone();
+        async move {
+            let r = web.get(format!("{url}{path}")).header("cookie", cookie).send().await.expect("get");
+            (r.status(), r.text().await.expect("body"))
+        }
+    };
+    let signed = sign_in(ann.clone()).await;
+    assert_eq!(signed.status(), StatusCode::SEE_OTHER);
+    let ann_cookie = cookie_of(&signed);
+    let (status, pool) = page(ann_cookie.clone(), "/ui".into()).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(pool.contains(">node1<") && !pool.contains(">node2<"), "{pool}");
+    let (status, _) = page(ann_cookie.clone(), format!("/ui/nodes/{}", world.node[1])).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "B's node does not exist for A's member");
+    let (status, own) = page(ann_cookie.clone(), format!("/ui/nodes/{}", world.node[0])).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(!own.contains("BMC") && !own.contains("Recover"), "users see no BMC and no admin action");
+    assert_eq!(page(ann_cookie.clone(), "/ui/plugins".into()).await.0, StatusCode::FORBIDDEN);
+    let (_, instances_page) = page(ann_cookie, "/ui/instances".into()).await;
+    assert!(instances_page.contains("inst-alpha") && !instances_page.contains("inst-beta"));
+    // An admin sees every node, or one project's.
+    let admin_cookie = cookie_of(&sign_in(TOKEN.to_owned()).await);
+    let (_, all) = page(admin_cookie.clone(), "/ui".into()).await;
+    assert!(all.contains(">node1<") && all.contains(">node2<"));
+    let (_, beta) = page(admin_cookie, "/ui?project=beta".into()).await;
+    assert!(beta.contains(">node2<") && !beta.contains(">node1<"), "{beta}");
+    // Sign-in attempts are limited per address: wrong tokens soon meet 429, and then a right one too.
+    let mut limited = false;
+    for _ in 0..12 {
+        if sign_in("mht_wrong".to_owned()).await.status() == StatusCode::TOO_MANY_REQUESTS {
+            limited = true;
+            break;
+        }
+    }
+    assert!(limited, "twelve wrong sign-ins in a row are not limited");
+    assert_eq!(sign_in(TOKEN.to_owned()).await.status(), StatusCode::TOO_MANY_REQUESTS);
 }
 
 #[tokio::test]
@@ -453,6 +500,18 @@ async fn quota_vlans_and_tokens_at_rest() {
     let node2 = d.get("/v1/nodes/node2").await.1;
     assert_eq!(node2["state"], "available");
     assert_eq!(d.get("/v1/nodes/node2/events").await.1.as_array().map(Vec::len), events_before);
+    // A node dedicated to blue is no other project's, even with room in red's raised quota.
+    let (status, raised) = d.patch("/v1/projects/red", &json!({"quota": 2})).await;
+    assert_eq!((status, raised["quota"].as_i64()), (StatusCode::OK, Some(2)), "{raised}");
+    let (status, node2) = d.patch("/v1/nodes/node2", &json!({"dedicated_to": "blue"})).await;
+    assert_eq!((status, node2["dedicated_to"].as_i64()), (StatusCode::OK, blue["id"].as_i64()), "{node2}");
+    let (status, none) = d.post("/v1/instances", &json!({"image": "os", "project": "red"})).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{none}");
+    let (status, named) = d.post("/v1/instances", &json!({"image": "os", "project": "red", "node": "node2"})).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{named}");
+    assert!(named["error"]["message"].as_str().unwrap_or("").contains("dedicated"), "{named}");
+    assert_eq!(d.get("/v1/nodes/node2/events").await.1.as_array().map(Vec::len), events_before);
+    assert_eq!(d.patch("/v1/nodes/node2", &json!({"dedicated_to": ""})).await.1["dedicated_to"], Value::Null);
     // A project with instances cannot be deleted; an empty one can, and its VLAN is free again.
     assert_eq!(d.delete("/v1/projects/red").await.0, StatusCode::CONFLICT);
     assert_eq!(d.delete("/v1/projects/blue").await.0, StatusCode::NO_CONTENT);

@@ -152,6 +152,9 @@ pub struct UpdateNode {
     maintenance: Option<bool>,
     #[arg(long, value_parser = ["bios", "uefi"])]
     boot_mode: Option<String>,
+    /// Dedicate the node to a project (only its instances get it); "" to none.
+    #[arg(long)]
+    dedicated_to: Option<String>,
 }
 
 pub const NODE_COLUMNS: &[(&str, &str)] = &[
@@ -244,6 +247,7 @@ async fn update(client: &Client, out: &Printer, u: UpdateNode) -> Result<(), Cli
     put("switch_port", u.switch_port.map(Value::from));
     put("maintenance", u.maintenance.map(Value::from));
     put("boot_mode", u.boot_mode.map(Value::from));
+    put("dedicated_to", u.dedicated_to.map(Value::from));
     out.one(&client.patch(&format!("/v1/nodes/{}", segment(&u.node)), &Value::Object(body)).await?);
     Ok(())
 }
