@@ -110,6 +110,17 @@ impl PgServer {
         }
     }
 
+    /// `database` as pg_dump writes it: every table's rows as text.
+    pub fn dump(&self, database: &str) -> Result<Vec<u8>, String> {
+        let out = Command::new(format!("{BIN}/pg_dump"))
+            .args(["-U", "postgres", "-h"])
+            .arg(&self.socket_dir)
+            .args(["-p", &self.port.to_string(), "-d", database])
+            .output()
+            .map_err(|e| e.to_string())?;
+        if out.status.success() { Ok(out.stdout) } else { Err(String::from_utf8_lossy(&out.stderr).into_owned()) }
+    }
+
     /// A new, empty database; returns its name.
     pub fn create_database(&self) -> String {
         let name = format!("metalhost_{}_{}", std::process::id(), NEXT_DB.fetch_add(1, Ordering::Relaxed));

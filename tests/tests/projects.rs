@@ -523,10 +523,16 @@ async fn quota_vlans_and_tokens_at_rest() {
     let tokens = [token_for(d, "tess", 30).await.1, token_for(d, "tess", 7).await.1];
     assert_eq!(d.call_with_token(Method::GET, "/v1/whoami", None, Some(&tokens[0])).await.1["name"], "tess");
     let mut bytes = Vec::new();
-    for file in ["metalhost.db", "metalhost.db-wal"] {
-        bytes.extend(std::fs::read(d.data_dir.join(file)).unwrap_or_default());
+    match &d.pg_database {
+        // The whole database as text, every table.
+        Some(db) => bytes = metalhost_tests::postgres::PgServer::shared().dump(db).expect("pg_dump"),
+        None => {
+            for file in ["metalhost.db", "metalhost.db-wal"] {
+                bytes.extend(std::fs::read(d.data_dir.join(file)).unwrap_or_default());
+            }
+        }
     }
-    assert!(bytes.len() > 4096);
+    assert!(bytes.len() > 4096 && bytes.windows(4).any(|w| w == b"tess"), "the copy holds the users");
     for token in tokens.iter().map(String::as_str).chain([TOKEN]) {
         assert!(!bytes.windows(token.len()).any(|w| w == token.as_bytes()), "a token is in the database");
     }

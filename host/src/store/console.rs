@@ -81,10 +81,17 @@ pub fn append(conn: &mut Db, node: NodeId, source: Source, lines: &[String]) -> 
 /// The newest `limit` lines, oldest first; with `tenancy`, only those printed in that tenancy of
 /// the node.
 pub fn tail_of(conn: &Db, node: NodeId, limit: i64, tenancy: Option<i64>) -> Result<Vec<ConsoleLine>> {
+    // Two statements rather than `?3 IS NULL OR ...`: PostgreSQL must know each parameter's type.
+    let (filter, tenancy) = match tenancy {
+        Some(t) => ("AND tenancy = ?3", t),
+        None => ("AND ?3 = ?3", 0),
+    };
     conn.query_map(
-        "SELECT at, source, text FROM (SELECT id, at, source, text FROM console_lines
-           WHERE node_id = ?1 AND (?3 IS NULL OR tenancy = ?3) ORDER BY id DESC LIMIT ?2) AS newest
-         ORDER BY id",
+        &format!(
+            "SELECT at, source, text FROM (SELECT id, at, source, text FROM console_lines
+               WHERE node_id = ?1 {filter} ORDER BY id DESC LIMIT ?2) AS newest
+             ORDER BY id"
+        ),
         params![node.0, limit, tenancy],
         |row| Ok(ConsoleLine { at: row.get(0)?, source: row.get(1)?, text: row.get(2)? }),
     )

@@ -94,21 +94,29 @@ pub fn append(conn: &Db, event: NewEvent<'_>) -> Result<()> {
 
 /// A node's events; with `tenancy`, only those recorded in that tenancy of the node.
 pub fn list_of(conn: &Db, node: NodeId, tenancy: Option<i64>) -> Result<Vec<Event>> {
-    conn.query_map(
-        "SELECT id, node_id, at, kind, from_state, to_state, message, duration_ms
-         FROM node_events WHERE node_id = ?1 AND (?2 IS NULL OR tenancy = ?2) ORDER BY id",
-        params![node.0, tenancy],
-        |row| {
-            Ok(Event {
-                id: row.get(0)?,
-                node_id: row.get(1)?,
-                at: row.get(2)?,
-                kind: row.get(3)?,
-                from_state: row.get(4)?,
-                to_state: row.get(5)?,
-                message: row.get(6)?,
-                duration_ms: row.get(7)?,
-            })
-        },
-    )
+    // Two statements rather than `?2 IS NULL OR ...`: PostgreSQL must know each parameter's type.
+    let (sql, tenancy) = match tenancy {
+        Some(t) => (
+            "SELECT id, node_id, at, kind, from_state, to_state, message, duration_ms
+                     FROM node_events WHERE node_id = ?1 AND tenancy = ?2 ORDER BY id",
+            t,
+        ),
+        None => (
+            "SELECT id, node_id, at, kind, from_state, to_state, message, duration_ms
+                  FROM node_events WHERE node_id = ?1 AND ?2 = ?2 ORDER BY id",
+            0,
+        ),
+    };
+    conn.query_map(sql, params![node.0, tenancy], |row| {
+        Ok(Event {
+            id: row.get(0)?,
+            node_id: row.get(1)?,
+            at: row.get(2)?,
+            kind: row.get(3)?,
+            from_state: row.get(4)?,
+            to_state: row.get(5)?,
+            message: row.get(6)?,
+            duration_ms: row.get(7)?,
+        })
+    })
 }
