@@ -15,7 +15,7 @@ use serde_json::json;
 use tokio_tungstenite::tungstenite::protocol::Message;
 
 use metalhost_tests::console::{self, Socket};
-use metalhost_tests::vm_lab::{self, LabNetns, PROVISIONING_VLAN, TENANT_VLAN, VmLab, VmNode, VmOptions, in_lab_netns};
+use metalhost_tests::vm_lab::{self, LabNetns, PROVISIONING_VLAN, VmLab, VmNode, VmOptions, in_lab_netns};
 
 const DEPLOY: Duration = Duration::from_secs(300);
 /// How long the bridges may lag behind the switch (the follower reads it every 200 ms).
@@ -24,12 +24,21 @@ const FOLLOW: Duration = Duration::from_secs(10);
 /// The instances: (instance, node, project).
 const INSTANCES: [(&str, &str, &str); 3] = [("red1", "vm1", "red"), ("red2", "vm2", "red"), ("blue", "vm3", "blue")];
 
+/// Creates `instance` of `project` on `node`.
+///
+/// Until projects exist the instance belongs to no project: the daemon puts it on `[network]
+/// tenant_vlan`, and `project_vlans` moves it. With projects: create it in its project.
+async fn create_instance(lab: &VmLab, instance: &str, node: &str, _project: &str) {
+    let (status, body) = lab.daemon.post("/v1/instances", &json!({"image": "demo-os", "name": instance, "node": node})).await;
+    assert_eq!(status, 201, "{body}");
+}
+
 /// Puts each project's nodes on the project's own tenant VLAN and returns each node's VLAN as the
 /// switch holds it.
 ///
 /// Until projects have their own VLANs the daemon puts every instance on `[network] tenant_vlan`,
 /// so this moves the active nodes' ports with the operator API (red 201, blue 202). With per-project
-/// VLANs it becomes: the instances were created in their projects; read each node's VLAN.
+/// VLANs only the reading back stays: the daemon moved each port to its project's VLAN.
 async fn project_vlans(lab: &VmLab) -> BTreeMap<String, u16> {
     let vlan_of = |project: &str| match project {
         "red" => 201,
@@ -129,9 +138,8 @@ fn vms_of_two_projects_on_their_own_vlans_do_not_reach_each_other() {
 
         let (_, gz) = lab.demo_os_gz();
         lab.upload("demo-os", &gz);
-        for (instance, node, _) in INSTANCES {
-            let (status, body) = lab.daemon.post("/v1/instances", &json!({"image": "demo-os", "name": instance, "node": node})).await;
-            assert_eq!(status, 201, "{body}");
+        for (instance, node, project) in INSTANCES {
+            create_instance(&lab, instance, node, project).await;
         }
         for vm in &lab.nodes {
             let n = lab.daemon.wait_node(&vm.name, &["active"], DEPLOY).await;
@@ -142,16 +150,16 @@ fn vms_of_two_projects_on_their_own_vlans_do_not_reach_each_other() {
             assert!(console.contains(&format!("metalhost-demo-os: booted mac={}", vm.mac)), "{}: {console}", vm.name);
         }
         let deployed = started.elapsed();
-        // The deploys moved each port to the tenant VLAN (after the PXE boot on provisioning) and
-        // the bridges followed.
-        let tenant = bridges_follow_switch(&lab).await;
-        assert!(tenant.values().all(|v| *v == TENANT_VLAN), "{tenant:?}");
+        // The deploys moved each port off the provisioning VLAN (after the PXE boot on it) and the
+        // bridges followed: no active node shares br0 with dnsmasq and the daemon any more.
+        let active = bridges_follow_switch(&lab).await;
+        assert!(active.values().all(|v| *v != PROVISIONING_VLAN), "{active:?}");
 
         let vlans = project_vlans(&lab).await;
         let (red1, red2, blue) = (&lab.nodes[0], &lab.nodes[1], &lab.nodes[2]);
         assert_eq!(vlans[&red1.name], vlans[&red2.name], "one VLAN per project: {vlans:?}");
         assert_ne!(vlans[&red1.name], vlans[&blue.name], "two projects never share one: {vlans:?}");
-        assert!(!vlans.values().any(|v| *v == PROVISIONING_VLAN || *v == TENANT_VLAN), "{vlans:?}");
+        assert!(!vlans.values().any(|v| *v == PROVISIONING_VLAN), "{vlans:?}");
         let table = bridges_follow_switch(&lab).await;
         eprintln!("bridges follow the switch: {table:?}");
 
