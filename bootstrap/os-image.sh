@@ -5,8 +5,9 @@
 # under BIOS) and systemd-boot as the removable-media path EFI/BOOT/BOOTX64.EFI (UEFI firmware finds it
 # without any boot entry, so a freshly written disk boots). The initramfs's /init prints
 #   metalhost-demo-os: booted mac=<MAC> kernel=<version>
-# on ttyS0, then runs a shell on ttyS0 (the serial console an operator attaches to; or powers off with
-# --poweroff). No loop devices: mkfs/syslinux work at an offset
+# on ttyS0, gives its first NIC 10.98.<MAC byte 5>.<MAC byte 6>/16 (and says so:
+# `metalhost-demo-os: net eth0 ADDR/16`), then runs a shell on ttyS0 (the serial console an
+# operator attaches to; or powers off with --poweroff). No loop devices: mkfs/syslinux work at an offset
 # (loop devices are not available in the lab's containers). Deterministic: fixed volume id and timestamps, so the same inputs give
 # the same bytes (its sha256 is printed).
 # usage: bootstrap/os-image.sh OUT.img [--bootstrap DIR] [--poweroff]
@@ -51,6 +52,14 @@ while read -r m; do insmod "/lib/modules/\$KV/\$m" 2>/dev/null; done < /etc/modu
 i=0; while [ \$i -lt 25 ] && [ -z "\$(ls /sys/class/net | grep -v '^lo\$')" ]; do sleep 0.2; i=\$((i+1)); done
 macs=\$(for n in \$(ls /sys/class/net | grep -v '^lo\$'); do cat /sys/class/net/\$n/address; done | tr '\n' ' ')
 echo "metalhost-demo-os: booted mac=\${macs% } kernel=\$KV uptime=\$(cut -d' ' -f1 /proc/uptime)s"
+# The first NIC gets an address made from its MAC, 10.98.<5th byte>.<6th byte>/16, so machines
+# deployed side by side answer each other's pings (tests/tests/vlan_isolation.rs).
+nic=\$(ls /sys/class/net | grep -v '^lo\$' | head -n 1)
+if [ -n "\$nic" ]; then
+  mac=\$(cat /sys/class/net/\$nic/address)
+  addr=10.98.\$((0x\$(echo \$mac | cut -d: -f5))).\$((0x\$(echo \$mac | cut -d: -f6)))
+  ip link set "\$nic" up && ip addr add "\$addr/16" dev "\$nic" && echo "metalhost-demo-os: net \$nic \$addr/16"
+fi
 EOF
 if [ "$action" = poweroff ]; then
   echo 'echo "metalhost-demo-os: powering off"; sync; poweroff -f' >> "$work/root/init"

@@ -17,4 +17,5 @@ pub mod lldp;
 pub mod openapi;
 pub mod paths;
 pub mod postgres;
+pub mod switch_follower;
 pub mod vm_lab;

@@ -8,6 +8,7 @@
 //! BMC's power-on runs `tests/lab/qemu-vm.sh` with the BMC's boot device (pxe → iPXE, disk → the
 //! disk), and power-off kills that VM. Tearing the namespace down stops whatever still runs in it.
 
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -20,6 +21,7 @@ use crate::daemon::Daemon;
 use crate::fake_switch::FakeSwitch;
 use crate::ipmi_sim::IpmiSim;
 use crate::paths;
+use crate::switch_follower::{self, SwitchFollower};
 
 pub const BMC_PASSWORD: &str = "vm-lab-bmc-pw";
 pub const SWITCH_PASSWORD: &str = "vm-lab-switch-pw";
@@ -31,6 +33,24 @@ pub const OS_MARKER: &str = "metalhost-demo-os: booted";
 pub const SWITCH_CHASSIS_ID: &str = "02:00:00:99:00:01";
 pub const PROVISIONING_VLAN: u16 = 100;
 pub const TENANT_VLAN: u16 = 200;
+
+/// br0: the provisioning VLAN's bridge (10.99.0.1), the one netns-up.sh makes.
+pub const HOME_BRIDGE: &str = "br0";
+
+/// The switch port cabled to tap `n` (tap0 is ge-0/0/1, the first node's port; the emulator has
+/// ge-0/0/1..4).
+pub fn switch_port_of_tap(n: usize) -> String {
+    format!("ge-0/0/{}", n + 1)
+}
+
+/// (switch port, tap) for each of this netns's taps in br0 (call it before anything moves them).
+fn cables() -> Vec<(String, String)> {
+    let mut taps: Vec<usize> =
+        switch_follower::tap_vlans(HOME_BRIDGE, PROVISIONING_VLAN).keys().filter_map(|t| t.strip_prefix("tap")?.parse().ok()).collect();
+    taps.sort_unstable();
+    // fake-switches' Juniper models have four ge- ports: more taps stay on br0.
+    taps.into_iter().filter(|n| *n < 4).map(|n| (switch_port_of_tap(n), format!("tap{n}"))).collect()
+}
 
 /// A lab network namespace; on drop every process still in it is stopped and it is deleted.
 pub struct LabNetns {
@@ -213,6 +233,10 @@ pub struct VmOptions {
     pub uefi: Vec<usize>,
     /// More daemon config: whole sections (`[inspection]`, `[discovery]`).
     pub extra_config: String,
+    /// Each tap follows its switch port's VLAN (`switch_follower`): a node on the tenant VLAN
+    /// no longer shares a segment with br0 (dnsmasq, the daemon) or with other VLANs' nodes.
+    /// Off, every tap stays on br0 whatever the switch says.
+    pub follow_switch: bool,
 }
 
 impl Default for VmOptions {
@@ -228,6 +252,7 @@ impl Default for VmOptions {
             uefi: Vec::new(),
             extra_config: String::new(),
             sol: false,
+            follow_switch: true,
         }
     }
 }
@@ -260,6 +285,8 @@ impl Drop for UnknownVm {
 /// The lab: the daemon, one switch, `vms` VMs behind their BMCs. Must be started inside a lab
 /// namespace (`in_lab_netns`) with at least `vms` taps.
 pub struct VmLab {
+    /// Dropped first: it reads the switch.
+    pub follower: Option<SwitchFollower>,
     pub daemon: Daemon,
     pub switch: FakeSwitch,
     pub nodes: Vec<VmNode>,
@@ -274,6 +301,11 @@ impl VmLab {
         let hosts = dir.path().join("netboot/hosts");
         let scripts = dir.path().join("netboot/scripts");
         let switch = FakeSwitch::start("juniper_generic", "admin", SWITCH_PASSWORD);
+        let follower = opts
+            .follow_switch
+            .then(cables)
+            .filter(|cables| !cables.is_empty())
+            .map(|cables| SwitchFollower::start(&switch, &cables, HOME_BRIDGE, PROVISIONING_VLAN));
         let config = format!(
             r#"listen = "10.99.0.1:0"
 
@@ -365,7 +397,7 @@ config = {{ hostsdir = "{hosts}", scriptsdir = "{scripts}" }}
                 opts.smp,
                 opts.mem_mb
             ));
-            let port = format!("ge-0/0/{i}");
+            let port = switch_port_of_tap(i - 1);
             let (status, node) = daemon
                 .post(
                     "/v1/nodes",
@@ -380,7 +412,7 @@ config = {{ hostsdir = "{hosts}", scriptsdir = "{scripts}" }}
             let _wire = wire.map(|(_, wire)| wire);
             nodes.push(VmNode { id: node["id"].as_i64().expect("id"), name, mac, ip, port, sim, disk, serial, _wire });
         }
-        VmLab { daemon, switch, nodes, dir }
+        VmLab { follower, daemon, switch, nodes, dir }
     }
 
     /// Starts a VM with a MAC no node has on tap `tap`, PXE-booting (as an unknown machine that
@@ -423,6 +455,27 @@ config = {{ hostsdir = "{hosts}", scriptsdir = "{scripts}" }}
         (std::fs::read(&raw).expect("read image"), gz)
     }
 
+    /// Each tap's VLAN as the kernel has it (which bridge it is in; see `switch_follower`).
+    pub fn tap_vlans(&self) -> BTreeMap<String, u16> {
+        switch_follower::tap_vlans(HOME_BRIDGE, PROVISIONING_VLAN)
+    }
+
+    /// Waits until the follower has put each tap on the VLAN `want` names (tap → VLAN); returns
+    /// the kernel's table then. Panics after `timeout`, or at once without a follower.
+    pub async fn wait_taps_on(&self, want: &BTreeMap<String, u16>, timeout: Duration) -> BTreeMap<String, u16> {
+        let follower = self.follower.as_ref().expect("this lab does not follow its switch (VmOptions::follow_switch)");
+        let deadline = Instant::now() + timeout;
+        loop {
+            let applied = follower.applied();
+            if want.iter().all(|(tap, vlan)| applied.get(tap) == Some(vlan)) {
+                return self.tap_vlans();
+            }
+            assert!(follower.errors().is_empty(), "switch follower: {:?}", follower.errors());
+            assert!(Instant::now() < deadline, "taps not on {want:?} within {timeout:?}: {applied:?}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     pub fn node(&self, name: &str) -> &VmNode {
         self.nodes.iter().find(|n| n.name == name).expect("lab node")
     }
@@ -447,6 +500,15 @@ config = {{ hostsdir = "{hosts}", scriptsdir = "{scripts}" }}
                 n.name,
                 n.sim.calls(),
                 n.name
+            ));
+        }
+        if let Some(follower) = &self.follower {
+            text.push_str(&format!(
+                "--- switch follower: taps {:?}, {} moves, errors {:?}; the kernel's {:?} ---\n",
+                follower.applied(),
+                follower.moves(),
+                follower.errors(),
+                self.tap_vlans()
             ));
         }
         let log = self.daemon.log();
