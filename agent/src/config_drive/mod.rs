@@ -18,6 +18,7 @@ use std::io;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
+use metalhost_wire::AgentFailureKind;
 use sha2::{Digest, Sha256};
 
 /// The partition's name (GPT) and the filesystem's label, what cloud-init looks for.
@@ -48,6 +49,18 @@ pub enum Error {
     TooBig(usize),
     #[error("config drive: building the FAT filesystem: {0}")]
     Fat(String),
+}
+
+impl Error {
+    /// What the host decides on: the disk failed or is too small for the image and the drive; the
+    /// image brought no table that can take the partition; the files the host sent are wrong.
+    pub fn kind(&self) -> AgentFailureKind {
+        match self {
+            Error::Io { .. } | Error::NoRoom { .. } => AgentFailureKind::Disk,
+            Error::NoTable { .. } | Error::TableFull { .. } => AgentFailureKind::Verify,
+            Error::BadPath(_) | Error::TooBig(_) | Error::Fat(_) => AgentFailureKind::Other,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -59,6 +59,10 @@ fn plan_gpt(file: &File, path: &Path, capacity: u64, ss: u64, size: u64, seed: &
     }
     let sectors = capacity / ss;
     let old_backup = gpt.header.backup_lba;
+    let array_sectors = (u64::from(gpt.header.number_of_partition_entries) * u64::from(gpt.header.size_of_partition_entry)).div_ceil(ss);
+    if sectors < 2 * array_sectors + 3 {
+        return Err(bad(format!("GPT: {sectors} sectors cannot hold its two copies")));
+    }
     let mut recorder = Recorder::new(sectors * ss);
     gpt.header.update_from(&mut recorder, ss).map_err(|e| bad(format!("GPT: {e}")))?;
 
@@ -88,7 +92,6 @@ fn plan_gpt(file: &File, path: &Path, capacity: u64, ss: u64, size: u64, seed: &
 
     // The image's own backup, now in the middle of the disk, is erased unless the new
     // partition covers it: only one backup header may say it is one.
-    let array_sectors = (u64::from(gpt.header.number_of_partition_entries) * u64::from(gpt.header.size_of_partition_entry)).div_ceil(ss);
     if old_backup != gpt.header.backup_lba && old_backup < sectors {
         let first = old_backup.saturating_sub(array_sectors);
         let overlaps = first < start + size / ss && old_backup >= start;

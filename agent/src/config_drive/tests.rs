@@ -252,6 +252,7 @@ fn no_room_after_the_image_is_an_error_and_the_disk_is_unchanged() {
         let before = sha(&disk);
         let err = write_files(&disk, &files("x")).unwrap_err();
         assert!(matches!(err, Error::NoRoom { .. }), "{name}: {err}");
+        assert_eq!(err.kind(), metalhost_wire::AgentFailureKind::Disk, "a bigger disk would do");
         assert!(err.to_string().contains("no room"), "{err}");
         assert_eq!(sha(&disk), before, "{name}: nothing written");
     }
@@ -266,6 +267,7 @@ fn full_tables_are_an_error_and_the_disk_is_unchanged() {
         let before = sha(&disk);
         let err = write_files(&disk, &files("x")).unwrap_err();
         assert!(matches!(err, Error::TableFull { table, .. } if table == kind), "{err}");
+        assert_eq!(err.kind(), metalhost_wire::AgentFailureKind::Verify, "the image's table would refuse it anywhere");
         assert_eq!(sha(&disk), before, "{kind}: nothing written");
     }
 }
