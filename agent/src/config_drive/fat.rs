@@ -8,9 +8,9 @@ use std::collections::BTreeMap;
 
 use super::{Error, LABEL, MAX_CONTENT};
 
-const SECTOR: usize = 512;
-const SECTORS_PER_CLUSTER: usize = 4;
-const CLUSTER: usize = SECTOR * SECTORS_PER_CLUSTER;
+/// 2 KiB clusters (one sector on a 4 KiB-sector disk: Linux mounts no FAT whose sectors are
+/// smaller than the disk's).
+const CLUSTER_MIN: usize = 2048;
 const ROOT_ENTRIES: usize = 512;
 const ENTRY: usize = 32;
 const ATTR_DIRECTORY: u8 = 0x10;
@@ -34,8 +34,9 @@ impl Dir<'_> {
     }
 }
 
-/// `files` as a FAT16 filesystem of `size` bytes; `hidden` is the partition's first sector.
-pub fn build(files: &[(&str, &[u8])], size: u64, volume_id: u32, hidden: u32) -> Result<Vec<u8>, Error> {
+/// `files` as a FAT16 filesystem of `size` bytes in `sector`-byte sectors (the disk's); `hidden`
+/// is the partition's first sector.
+pub fn build(files: &[(&str, &[u8])], size: u64, sector: usize, volume_id: u32, hidden: u32) -> Result<Vec<u8>, Error> {
     let content: usize = files.iter().map(|(_, data)| data.len()).sum();
     if content > MAX_CONTENT {
         return Err(Error::TooBig(content));
@@ -44,7 +45,7 @@ pub fn build(files: &[(&str, &[u8])], size: u64, volume_id: u32, hidden: u32) ->
     for (path, data) in files {
         insert(&mut root, path, data)?;
     }
-    let mut fs = Fat16::new(usize::try_from(size).map_err(|_| Error::TooBig(content))?, volume_id, hidden)?;
+    let mut fs = Fat16::new(usize::try_from(size).map_err(|_| Error::TooBig(content))?, sector, volume_id, hidden)?;
     let mut entries = vec![volume_label_entry()];
     entries.extend(fs.place(&root, 0)?);
     if entries.len() > ROOT_ENTRIES {
@@ -78,31 +79,39 @@ fn insert<'a>(root: &mut Dir<'a>, path: &'a str, data: &'a [u8]) -> Result<(), E
 
 struct Fat16 {
     image: Vec<u8>,
+    cluster: usize,
     fat: Vec<u16>,
     next_cluster: usize,
     fat_start: usize,
-    fat_sectors: usize,
+    /// One FAT's size on disk.
+    fat_bytes: usize,
     root_start: usize,
     data_start: usize,
 }
 
 impl Fat16 {
-    fn new(size: usize, volume_id: u32, hidden: u32) -> Result<Fat16, Error> {
-        let sectors = size / SECTOR;
-        let root_sectors = ROOT_ENTRIES * ENTRY / SECTOR;
+    fn new(size: usize, sector: usize, volume_id: u32, hidden: u32) -> Result<Fat16, Error> {
+        if ![512, 1024, 2048, 4096].contains(&sector) {
+            return Err(Error::Fat(format!("{sector}-byte sectors")));
+        }
+        let per_cluster = CLUSTER_MIN.div_ceil(sector);
+        let sectors = size / sector;
+        let root_sectors = ROOT_ENTRIES * ENTRY / sector;
         // Big enough for every cluster the data area could have (slightly over: fine).
-        let fat_sectors = ((sectors / SECTORS_PER_CLUSTER + 2) * 2).div_ceil(SECTOR);
+        let fat_sectors = ((sectors / per_cluster + 2) * 2).div_ceil(sector);
         let data_sector = 1 + 2 * fat_sectors + root_sectors;
-        let clusters = sectors.saturating_sub(data_sector) / SECTORS_PER_CLUSTER;
+        let clusters = sectors.saturating_sub(data_sector) / per_cluster;
         // FAT16 is what the cluster count says it is: at least 4085, fewer than 65525.
-        let total16 = u16::try_from(sectors).ok().filter(|_| (4085..65525).contains(&clusters));
-        let Some(total16) = total16 else { return Err(Error::Fat(format!("{size} bytes is not a FAT16 size"))) };
+        let total = u32::try_from(sectors).ok().filter(|_| (4085..65525).contains(&clusters));
+        let Some(total) = total else { return Err(Error::Fat(format!("{size} bytes is not a FAT16 size"))) };
+        // The sector count goes in the 16-bit field when it fits, else in the 32-bit one.
+        let (total16, total32) = u16::try_from(total).map_or((0, total), |t| (t, 0));
         let mut image = vec![0u8; size];
-        let boot = &mut image[..SECTOR];
+        let boot = &mut image[..sector];
         boot[..3].copy_from_slice(&[0xEB, 0x3C, 0x90]);
         boot[3..11].copy_from_slice(b"MSWIN4.1");
-        boot[11..13].copy_from_slice(&(SECTOR as u16).to_le_bytes());
-        boot[13] = SECTORS_PER_CLUSTER as u8;
+        boot[11..13].copy_from_slice(&(sector as u16).to_le_bytes());
+        boot[13] = per_cluster as u8;
         boot[14..16].copy_from_slice(&1u16.to_le_bytes()); // reserved sectors: the boot sector
         boot[16] = 2; // FATs
         boot[17..19].copy_from_slice(&(ROOT_ENTRIES as u16).to_le_bytes());
@@ -112,6 +121,7 @@ impl Fat16 {
         boot[24..26].copy_from_slice(&63u16.to_le_bytes());
         boot[26..28].copy_from_slice(&255u16.to_le_bytes());
         boot[28..32].copy_from_slice(&hidden.to_le_bytes());
+        boot[32..36].copy_from_slice(&total32.to_le_bytes());
         boot[36] = 0x80;
         boot[38] = 0x29; // the next three fields are there
         boot[39..43].copy_from_slice(&volume_id.to_le_bytes());
@@ -123,18 +133,19 @@ impl Fat16 {
         fat[1] = 0xFFFF;
         Ok(Fat16 {
             image,
+            cluster: per_cluster * sector,
             fat,
             next_cluster: 2,
-            fat_start: SECTOR,
-            fat_sectors,
-            root_start: (1 + 2 * fat_sectors) * SECTOR,
-            data_start: data_sector * SECTOR,
+            fat_start: sector,
+            fat_bytes: fat_sectors * sector,
+            root_start: (1 + 2 * fat_sectors) * sector,
+            data_start: data_sector * sector,
         })
     }
 
     /// `n` contiguous clusters chained in the FAT; the first one's number (0 for none).
     fn alloc(&mut self, bytes: usize) -> Result<usize, Error> {
-        let n = bytes.div_ceil(CLUSTER);
+        let n = bytes.div_ceil(self.cluster);
         if n == 0 {
             return Ok(0);
         }
@@ -150,7 +161,7 @@ impl Fat16 {
     }
 
     fn cluster_offset(&self, cluster: usize) -> usize {
-        self.data_start + (cluster - 2) * CLUSTER
+        self.data_start + (cluster - 2) * self.cluster
     }
 
     /// Lays out `dir`'s children (their clusters and contents) and returns `dir`'s entries.
@@ -179,7 +190,7 @@ impl Fat16 {
     fn finish(mut self) -> Vec<u8> {
         let fat: Vec<u8> = self.fat.iter().flat_map(|e| e.to_le_bytes()).collect();
         for copy in 0..2 {
-            let at = self.fat_start + copy * self.fat_sectors * SECTOR;
+            let at = self.fat_start + copy * self.fat_bytes;
             self.image[at..at + fat.len()].copy_from_slice(&fat);
         }
         self.image

@@ -23,8 +23,9 @@ use sha2::{Digest, Sha256};
 
 /// The partition's name (GPT) and the filesystem's label, what cloud-init looks for.
 pub const LABEL: &str = "config-2";
-/// The partition's size: FAT16, room for the user data's 64 KiB many times over.
-pub const SIZE: u64 = 16 << 20;
+/// The partition's size: FAT16 (enough clusters for it even in 4 KiB sectors), room for the
+/// user data's 64 KiB many times over.
+pub const SIZE: u64 = 32 << 20;
 /// The most file bytes the filesystem is asked to hold (the rest is FAT and directories).
 pub const MAX_CONTENT: usize = 12 << 20;
 
@@ -108,7 +109,7 @@ impl Written {
 /// for one) holding `files` (`("openstack/latest/meta_data.json", bytes)`, ...). Call it after the
 /// image is written and synced. Nothing is written unless all of it can be.
 pub fn write(disk: &Path, files: &[(&str, &[u8])]) -> Result<Written, Error> {
-    let table::Changes { written, writes } = plan(disk, files)?;
+    let table::Changes { written, writes, .. } = plan(disk, files)?;
     let io_err = |source| Error::Io { path: disk.to_owned(), source };
     let target = std::fs::OpenOptions::new().write(true).open(disk).map_err(io_err)?;
     for (offset, bytes) in &writes {
@@ -134,9 +135,9 @@ fn plan(disk: &Path, files: &[(&str, &[u8])]) -> Result<table::Changes, Error> {
     let seed: [u8; 32] = seed.finalize().into();
     let volume_id = u32::from_le_bytes([seed[16], seed[17], seed[18], seed[19]]);
     let changes = table::plan(&file, disk, capacity, SIZE, &seed)?;
-    let hidden = u32::try_from(changes.written.start / 512).unwrap_or(u32::MAX);
-    let image = fat::build(files, SIZE, volume_id, hidden)?;
+    let hidden = u32::try_from(changes.written.start / changes.sector_size).unwrap_or(u32::MAX);
+    let image = fat::build(files, SIZE, changes.sector_size as usize, volume_id, hidden)?;
     let mut writes = vec![(changes.written.start, image)];
     writes.extend(changes.writes);
-    Ok(table::Changes { written: changes.written, writes })
+    Ok(table::Changes { writes, ..changes })
 }

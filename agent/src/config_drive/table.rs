@@ -27,6 +27,8 @@ const MBR_FAT_TYPES: [u8; 6] = [0x01, 0x04, 0x06, 0x0B, 0x0C, 0x0E];
 
 pub struct Changes {
     pub written: Written,
+    /// The table's sector size (the filesystem uses it too).
+    pub sector_size: u64,
     /// (byte offset, bytes), in the order to write them.
     pub writes: Vec<(u64, Vec<u8>)>,
 }
@@ -104,7 +106,7 @@ fn plan_gpt(file: &File, path: &Path, capacity: u64, ss: u64, size: u64, seed: &
     gpt.write_into(&mut recorder).map_err(|e| bad(format!("GPT: {e}")))?;
     recorder.writes.extend(protective_mbr_size(file, path, sectors)?);
     let written = Written { table: TableKind::Gpt, number, start: start * ss, len: size, replaced };
-    Ok(Changes { written, writes: recorder.writes })
+    Ok(Changes { written, sector_size: ss, writes: recorder.writes })
 }
 
 /// The protective MBR's 0xEE entry grown to the disk, as the GPT now is.
@@ -139,6 +141,7 @@ fn entries(mbr: &[u8]) -> [MbrEntry; 4] {
     })
 }
 
+/// MBR in 512-byte sectors: an MBR does not say its sector size, and images are made with 512.
 fn plan_mbr(file: &File, path: &Path, capacity: u64, mbr: &[u8], size: u64) -> Result<Changes, Error> {
     const SS: u64 = 512;
     let bad = |reason: &str| Error::NoTable { path: path.to_owned(), reason: reason.to_owned() };
@@ -186,7 +189,7 @@ fn plan_mbr(file: &File, path: &Path, capacity: u64, mbr: &[u8], size: u64) -> R
     entry.extend(((size / SS) as u32).to_le_bytes());
     writes.push((entry_offset(slot), entry));
     let written = Written { table: TableKind::Mbr, number: slot as u32 + 1, start: start * SS, len: size, replaced: !replaced.is_empty() };
-    Ok(Changes { written, writes })
+    Ok(Changes { written, sector_size: SS, writes })
 }
 
 /// A sector's cylinder/head/sector address in the usual 255-head, 63-sector geometry; past
