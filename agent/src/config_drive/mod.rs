@@ -123,6 +123,11 @@ pub fn write(disk: &Path, files: &[(&str, &[u8])]) -> Result<Written, Error> {
 fn plan(disk: &Path, files: &[(&str, &[u8])]) -> Result<table::Changes, Error> {
     let io_err = |source| Error::Io { path: disk.to_owned(), source };
     let file = File::open(disk).map_err(io_err)?;
+    // The tables are read as the disk holds them, not as the kernel cached them at boot (the
+    // image's O_DIRECT writes should have dropped those pages; this makes sure).
+    if let Err(e) = crate::sys::drop_cached_pages(&file) {
+        crate::log(format!("config drive: {} may be read from the page cache: {e}", disk.display()));
+    }
     let capacity = crate::disk_io::capacity(disk).map_err(io_err)?.unwrap_or(0);
     // Derived from the content, so a run repeated with the same files writes the same bytes.
     let mut seed = Sha256::new();
