@@ -37,6 +37,8 @@ pub enum Error {
     ReadBackMismatch { path: PathBuf, wrote: String, read: String },
     #[error("cleaning {}: {source}", path.display())]
     Clean { path: PathBuf, source: io::Error },
+    #[error(transparent)]
+    ConfigDrive(#[from] crate::config_drive::Error),
     #[error("{0}")]
     Report(String),
     #[error("internal: {0}")]
@@ -59,6 +61,7 @@ impl Error {
             Error::Decompress { .. } | Error::Refused(_) | Error::Qcow2 { .. } | Error::Sha256Mismatch { .. } | Error::ReadBackMismatch { .. } => {
                 AgentFailureKind::Verify
             }
+            Error::ConfigDrive(e) => e.kind(),
             Error::Report(_) | Error::Internal(_) => AgentFailureKind::Other,
         }
     }
@@ -86,6 +89,7 @@ mod tests {
             (Error::Qcow2 { stored_offset: 9, source: io() }, AgentFailureKind::Verify),
             (Error::Sha256Mismatch { expected: "aa".into(), got: "bb".into(), bytes: 2 }, AgentFailureKind::Verify),
             (Error::ReadBackMismatch { path: path(), wrote: "aa".into(), read: "bb".into() }, AgentFailureKind::Verify),
+            (Error::ConfigDrive(crate::config_drive::Error::TooBig(1 << 30)), AgentFailureKind::Other),
             (Error::Report("inventory refused: HTTP 422: too big".into()), AgentFailureKind::Other),
             (Error::Internal("the writer stopped"), AgentFailureKind::Other),
         ];

@@ -4,6 +4,7 @@
 
 mod api;
 mod clean;
+mod config_drive;
 mod console;
 mod decode;
 mod deploy;
@@ -79,6 +80,16 @@ enum Command {
         #[arg(long)]
         verify_readback: bool,
     },
+    /// Adds the config-2 partition (the config drive) to a disk or file an image was written to
+    /// (debugging; the deploy task will call config_drive::write itself).
+    #[command(hide = true)]
+    ConfigDrive {
+        #[arg(long)]
+        disk: PathBuf,
+        /// `PATH=FILE`: the drive's `PATH` (e.g. openstack/latest/meta_data.json) holds FILE's bytes.
+        #[arg(long = "file", value_parser = parse_drive_file)]
+        files: Vec<(String, PathBuf)>,
+    },
     /// Runs the clean task on one disk or file without the API (debugging).
     #[command(hide = true)]
     CleanDisk {
@@ -94,6 +105,10 @@ fn parse_compression(s: &str) -> Result<Compression, String> {
         "zstd" => Ok(Compression::Zstd),
         other => Err(format!("unknown compression {other}: none, gzip or zstd")),
     }
+}
+
+fn parse_drive_file(s: &str) -> Result<(String, PathBuf), String> {
+    s.split_once('=').map(|(path, file)| (path.to_owned(), PathBuf::from(file))).ok_or_else(|| format!("{s}: expected PATH=FILE"))
 }
 
 fn parse_format(s: &str) -> Result<ImageFormat, String> {
@@ -117,6 +132,7 @@ fn main() -> ExitCode {
         Some(Command::WriteImage { url, sha256, compression, format, disk, verify_readback }) => {
             write_image(url, sha256, compression, format, &disk, verify_readback)
         }
+        Some(Command::ConfigDrive { disk, files }) => config_drive_cli(&disk, &files),
         Some(Command::CleanDisk { disk }) => {
             let work = metalhost_wire::CleanTask { disks: Vec::new(), method: metalhost_wire::CleanMethod::Metadata };
             match clean::run(&work, Some(&disk)) {
@@ -131,6 +147,30 @@ fn main() -> ExitCode {
             }
         }
         None => run_agent(&args),
+    }
+}
+
+fn config_drive_cli(disk: &Path, files: &[(String, PathBuf)]) -> ExitCode {
+    let mut contents = Vec::new();
+    for (path, file) in files {
+        match std::fs::read(file) {
+            Ok(bytes) => contents.push((path.as_str(), bytes)),
+            Err(e) => {
+                log(format!("config-drive: {}: {e}", file.display()));
+                return ExitCode::from(EXIT_USAGE);
+            }
+        }
+    }
+    let refs: Vec<(&str, &[u8])> = contents.iter().map(|(p, b)| (*p, b.as_slice())).collect();
+    match config_drive::write(disk, &refs) {
+        Ok(written) => {
+            log(written.summary());
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            log(format!("config-drive failed: {e}"));
+            ExitCode::from(EXIT_TASK_FAILED)
+        }
     }
 }
 
