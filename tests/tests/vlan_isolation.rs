@@ -1,5 +1,5 @@
 //! Isolation you can see on the wire (issue 29, item 4): three QEMU VMs are deployed through the
-//! daemon, two of project red and one of project blue, each project on its own tenant VLAN; the
+//! daemon, two of project red and one of project blue, each project on the VLAN the daemon gave it; the
 //! lab's bridges follow the emulated switch (`metalhost_tests::switch_follower`: each tap is in the
 //! bridge of its port's VLAN as fake-switches holds it). From the VMs' own shells, over their
 //! serial consoles (the daemon's console WebSocket, SOL), pings prove with real frames that red1
@@ -24,29 +24,19 @@ const FOLLOW: Duration = Duration::from_secs(10);
 /// The instances: (instance, node, project).
 const INSTANCES: [(&str, &str, &str); 3] = [("red1", "vm1", "red"), ("red2", "vm2", "red"), ("blue", "vm3", "blue")];
 
-/// Creates `instance` of `project` on `node`.
-///
-/// Until projects exist the instance belongs to no project: the daemon puts it on `[network]
-/// tenant_vlan`, and `project_vlans` moves it. With projects: create it in its project.
-async fn create_instance(lab: &VmLab, instance: &str, node: &str, _project: &str) {
-    let (status, body) = lab.daemon.post("/v1/instances", &json!({"image": "demo-os", "name": instance, "node": node})).await;
+/// Creates `instance` of `project` on `node`: the daemon moves the node to the project's VLAN.
+async fn create_instance(lab: &VmLab, instance: &str, node: &str, project: &str) {
+    let body = json!({"image": "demo-os", "name": instance, "node": node, "project": project});
+    let (status, body) = lab.daemon.post("/v1/instances", &body).await;
     assert_eq!(status, 201, "{body}");
 }
 
-/// Puts each project's nodes on the project's own tenant VLAN and returns each node's VLAN as the
-/// switch holds it.
-///
-/// Until projects have their own VLANs the daemon puts every instance on `[network] tenant_vlan`,
-/// so this moves the active nodes' ports with the operator API (red 201, blue 202). With per-project
-/// VLANs only the reading back stays: the daemon moved each port to its project's VLAN.
+/// Each node's VLAN as the switch holds it, checked against its project's VLAN as the API shows it.
 async fn project_vlans(lab: &VmLab) -> BTreeMap<String, u16> {
-    let vlan_of = |project: &str| match project {
-        "red" => 201,
-        "blue" => 202,
-        other => panic!("no VLAN for project {other}"),
-    };
-    for (_, node, project) in INSTANCES {
-        move_port(lab, node, vlan_of(project)).await;
+    for (instance, node, project) in INSTANCES {
+        let (_, p) = lab.daemon.get(&format!("/v1/projects/{project}")).await;
+        let on_switch = lab.switch.port_vlan(&lab.node(node).port);
+        assert_eq!(on_switch.map(u64::from), p["vlan"].as_u64(), "{instance} on {node}: the switch has it on {on_switch:?}, its project {p}");
     }
     INSTANCES.iter().map(|(_, node, _)| (node.to_string(), lab.switch.port_vlan(&lab.node(node).port).expect("a VLAN"))).collect()
 }
@@ -138,6 +128,10 @@ fn vms_of_two_projects_on_their_own_vlans_do_not_reach_each_other() {
 
         let (_, gz) = lab.demo_os_gz();
         lab.upload("demo-os", &gz);
+        for project in ["red", "blue"] {
+            let (status, body) = lab.daemon.post("/v1/projects", &json!({"name": project, "quota": 2})).await;
+            assert_eq!(status, 201, "{body}");
+        }
         for (instance, node, project) in INSTANCES {
             create_instance(&lab, instance, node, project).await;
         }

@@ -25,6 +25,7 @@ mod switches;
 pub mod validate;
 
 use axum::Router;
+use tower_http::compression::predicate::Predicate as _;
 use utoipa_axum::router::OpenApiRouter;
 
 use state::AppState;
@@ -41,6 +42,14 @@ pub fn router(state: AppState) -> Result<Router, policy::UndeclaredPolicy> {
         .merge(crate::ui::router(state.clone()))
         .route_layer(axum::middleware::from_fn(metrics::track_http))
         .layer(axum::middleware::from_fn(error::json_errors))
+        // Large lists and pages travel compressed when the client asks (gzip, br); image bytes,
+        // already compressed or not, go as they are.
+        .layer(
+            tower_http::compression::CompressionLayer::new().compress_when(
+                tower_http::compression::predicate::SizeAbove::new(1024)
+                    .and(tower_http::compression::predicate::NotForContentType::new("application/octet-stream")),
+            ),
+        )
         .layer(tower_http::trace::TraceLayer::new_for_http())
         .with_state(state))
 }

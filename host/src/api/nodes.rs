@@ -14,7 +14,7 @@ use super::policy::Access;
 use super::{schema, validate};
 use crate::api::state::AppState;
 use crate::domain::Key;
-use crate::domain::{BootMode, Hostname, MacAddr, Secret, SwitchId, SwitchPort};
+use crate::domain::{BootMode, Hostname, MacAddr, PowerState, ProvisionState, Secret, SwitchId, SwitchPort};
 use crate::provision::WorkflowCore;
 use crate::store::StoreError;
 use crate::store::console::{self, ConsoleLine};
@@ -278,18 +278,109 @@ async fn create(State(core): State<WorkflowCore>, ApiJson(req): ApiJson<CreateNo
     Ok((StatusCode::CREATED, Json(node.into())))
 }
 
+/// The most nodes one page holds.
+pub const MAX_PAGE: i64 = 1000;
+
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct NodeFilter {
+    /// At most this many nodes (1-1000); the answer's `Link: <...>; rel="next"` header names the
+    /// next page while there is one. Without it, every node.
+    #[param(minimum = 1, maximum = 1000)]
+    limit: Option<i64>,
+    /// The cursor: nodes after this id (the `Link` header's next page sets it).
+    #[param(minimum = 0)]
+    after: Option<i64>,
+    #[param(value_type = Option<schema::ProvisionStateName>)]
+    state: Option<String>,
+    #[param(value_type = Option<schema::PowerStateName>)]
+    power: Option<String>,
+    maintenance: Option<bool>,
+    /// Nodes of this project (id or name): its instances' and its dedicated ones.
+    #[param(min_length = 1)]
+    project: Option<String>,
+    /// Part of the name or the MAC (case-insensitive).
+    #[param(max_length = 64)]
+    q: Option<String>,
+}
+
 #[utoipa::path(get, path = "/v1/nodes", operation_id = "list_nodes", extensions(("x-metalhost-policy" = json!("signed-in"))), tag = "nodes",
-    responses((status = 200, description = "Every node.", body = Vec<NodeView>)))]
-async fn list(State(core): State<WorkflowCore>, access: Access) -> ApiResult<Json<Vec<NodeView>>> {
+    params(NodeFilter),
+    responses((status = 200, description = "The nodes the caller may see that pass the filters, in id order; with `limit`, one page and a `Link` header to the next.", body = Vec<NodeView>,
+        headers(("link" = String, description = "`<...>; rel=\"next\"` while more pages follow.")))))]
+async fn list(State(core): State<WorkflowCore>, access: Access, Query(filter): Query<NodeFilter>) -> ApiResult<axum::response::Response> {
+    use axum::response::IntoResponse;
+    let limit = match filter.limit {
+        Some(l) if !(1..=MAX_PAGE).contains(&l) => return Err(ApiError::BadRequest(format!("limit must be 1-{MAX_PAGE}, got {l}"))),
+        other => other,
+    };
+    if let Some(after) = filter.after.filter(|a| *a < 0) {
+        return Err(ApiError::BadRequest(format!("after must not be negative, got {after}")));
+    }
+    let state = filter.state.as_deref().map(|s| validate::one_of("state", s, ProvisionState::ALL, ProvisionState::as_str)).transpose()?;
+    let power = filter.power.as_deref().map(|s| validate::one_of("power", s, PowerState::ALL, PowerState::as_str)).transpose()?;
+    if filter.q.as_ref().is_some_and(|q| q.chars().count() > 64) {
+        return Err(ApiError::BadRequest("q is longer than 64 characters".into()));
+    }
+    // A user sees its projects' nodes only; a project filter narrows that (or an admin's all).
     let visible = access.visible_projects();
-    let all = core
+    let wanted_project = filter.project.clone();
+    let query_text = filter.q.clone();
+    let page = core
         .store
-        .call(move |c| match visible {
-            None => nodes::list(c),
-            Some(projects) => nodes::list_visible(c, &projects),
+        .call(move |c| {
+            let projects = match (visible, wanted_project) {
+                (visible, None) => visible,
+                (visible, Some(name)) => {
+                    let id = projects::get(c, &Key::parse(&name)).map(|p| p.id).ok();
+                    // A project the caller cannot see is as empty as one that does not exist.
+                    Some(id.into_iter().filter(|id| visible.as_ref().is_none_or(|v| v.contains(id))).collect())
+                }
+            };
+            // One more than the page: whether a next page exists.
+            let query = nodes::NodeQuery {
+                after: filter.after,
+                limit: limit.map(|l| l + 1),
+                state,
+                power,
+                maintenance: filter.maintenance,
+                projects,
+                text: query_text,
+            };
+            nodes::query(c, &query)
         })
         .await?;
-    Ok(Json(all.into_iter().map(|n| NodeView::for_caller(n, &access)).collect()))
+    let mut page = page;
+    let next = match limit {
+        Some(l) if page.len() as i64 > l => {
+            page.truncate(usize::try_from(l).unwrap_or(0));
+            page.last().map(|n| n.id.0)
+        }
+        _ => None,
+    };
+    let views: Vec<NodeView> = page.into_iter().map(|n| NodeView::for_caller(n, &access)).collect();
+    let mut response = Json(views).into_response();
+    if let (Some(after), Some(limit)) = (next, limit) {
+        let mut link = format!("/v1/nodes?limit={limit}&after={after}");
+        for (key, value) in [("state", filter.state), ("power", filter.power), ("project", filter.project), ("q", filter.q)] {
+            if let Some(v) = value {
+                link.push_str(&format!("&{key}={}", urlencoding(&v)));
+            }
+        }
+        if let Some(m) = filter.maintenance {
+            link.push_str(&format!("&maintenance={m}"));
+        }
+        if let Ok(value) = axum::http::HeaderValue::from_str(&format!("<{link}>; rel=\"next\"")) {
+            response.headers_mut().insert(axum::http::header::LINK, value);
+        }
+    }
+    Ok(response)
+}
+
+/// A query value as a URL carries it: unreserved characters as they are, the rest %-encoded.
+fn urlencoding(value: &str) -> String {
+    value.bytes().map(|b| if b.is_ascii_alphanumeric() || b"-._~".contains(&b) { (b as char).to_string() } else { format!("%{b:02X}") }).collect()
 }
 
 #[utoipa::path(get, path = "/v1/nodes/{id}", operation_id = "show_node", extensions(("x-metalhost-policy" = json!("read:node"))), tag = "nodes", params(("id" = String, Path, description = "The node's id or name.")),

@@ -154,6 +154,20 @@ field_schema!(
     choice(crate::domain::tenancy::Role::ALL.iter().copied(), "reader (reads the project's instances, nodes, images and logs) or member (also creates and deletes them, and drives their nodes' power and consoles).")
 );
 
+field_schema!(
+    /// A node's provision state.
+    ProvisionStateName,
+    "ProvisionState",
+    choice(crate::domain::ProvisionState::ALL.iter().map(|s| s.as_str()), "A node's provision state.")
+);
+
+field_schema!(
+    /// A node's power state.
+    PowerStateName,
+    "PowerState",
+    choice(crate::domain::PowerState::ALL.iter().map(|s| s.as_str()), "on, off or unknown.")
+);
+
 /// Every schema above, for the document's components: query parameters name them by reference
 /// too, and a parameter's type is not collected the way a body's field types are.
 pub fn components() -> Vec<(String, RefOr<Schema>)> {
@@ -176,6 +190,8 @@ pub fn components() -> Vec<(String, RefOr<Schema>)> {
         entry::<ImageFormatName>(),
         entry::<ConsoleModeName>(),
         entry::<RoleName>(),
+        entry::<ProvisionStateName>(),
+        entry::<PowerStateName>(),
     ]
 }
 

@@ -60,6 +60,39 @@ impl Client {
         Err(CliError::Server { status: status.as_u16(), message })
     }
 
+    /// A paged list: the first page of `path` with `query`, and with `all` every next page its
+    /// `Link: <...>; rel="next"` header names; one JSON array.
+    pub async fn list_pages(&self, path: &str, query: &[(String, String)], all: bool) -> Result<Value, CliError> {
+        let mut items = Vec::new();
+        let mut request = self.request(Method::GET, path).query(query);
+        loop {
+            let response = request.send().await.map_err(|source| CliError::Connect { url: self.base.clone(), source })?;
+            let next = response
+                .headers()
+                .get(reqwest::header::LINK)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.split(';').next())
+                .map(|v| v.trim().trim_start_matches('<').trim_end_matches('>').to_owned());
+            let status = response.status();
+            let text = response.text().await.map_err(|source| CliError::Connect { url: self.base.clone(), source })?;
+            let body: Value = serde_json::from_str(&text).unwrap_or(Value::String(text));
+            if !status.is_success() {
+                let message =
+                    body.pointer("/error/message").and_then(Value::as_str).map(str::to_owned).unwrap_or_else(|| format!("request failed: {body}"));
+                return Err(CliError::Server { status: status.as_u16(), message });
+            }
+            items.extend(body.as_array().cloned().unwrap_or_default());
+            match next {
+                Some(next) if all && next.starts_with('/') => request = self.request(Method::GET, &next),
+                Some(_) => {
+                    eprintln!("the first {} shown; more with --all (or a larger --limit)", items.len());
+                    return Ok(Value::Array(items));
+                }
+                None => return Ok(Value::Array(items)),
+            }
+        }
+    }
+
     pub async fn get(&self, path: &str) -> Result<Value, CliError> {
         self.send(self.request(Method::GET, path)).await
     }

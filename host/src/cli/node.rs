@@ -14,7 +14,26 @@ pub enum NodeCommand {
     /// <ipmipass> <switchid> <switchport>`).
     Add(AddNode),
     /// List nodes.
-    List,
+    /// List nodes: one page of `--limit` (the default 100; `--all` follows every page), filtered.
+    List {
+        #[arg(long, default_value_t = 100)]
+        limit: i64,
+        /// Every page, not only the first.
+        #[arg(long)]
+        all: bool,
+        #[arg(long)]
+        state: Option<String>,
+        /// on, off or unknown.
+        #[arg(long)]
+        power: Option<String>,
+        #[arg(long)]
+        maintenance: Option<bool>,
+        #[arg(long)]
+        project: Option<String>,
+        /// Part of the name or the MAC.
+        #[arg(long, short = 'q')]
+        query: Option<String>,
+    },
     /// Show one node (by id or name).
     Show { node: String },
     /// Change a node's fields; only the flags given change.
@@ -175,7 +194,19 @@ pub const NODE_COLUMNS: &[(&str, &str)] = &[
 pub async fn run(client: &Client, out: &Printer, cmd: NodeCommand) -> Result<(), CliError> {
     match cmd {
         NodeCommand::Add(a) => add(client, out, a).await?,
-        NodeCommand::List => out.list(&client.get("/v1/nodes").await?, NODE_COLUMNS),
+        NodeCommand::List { limit, all, state, power, maintenance, project, query } => {
+            let mut params = vec![("limit".to_owned(), limit.to_string())];
+            for (key, value) in [("state", state), ("power", power), ("project", project), ("q", query)] {
+                if let Some(v) = value {
+                    params.push((key.to_owned(), v));
+                }
+            }
+            if let Some(m) = maintenance {
+                params.push(("maintenance".to_owned(), m.to_string()));
+            }
+            let nodes = client.list_pages("/v1/nodes", &params, all).await?;
+            out.list(&nodes, NODE_COLUMNS);
+        }
         NodeCommand::Show { node } => out.one(&client.get(&format!("/v1/nodes/{}", segment(&node))).await?),
         NodeCommand::Update(u) => update(client, out, u).await?,
         NodeCommand::Delete { node } => {

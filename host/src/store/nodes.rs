@@ -257,6 +257,71 @@ pub fn list_visible(conn: &Db, projects: &[ProjectId]) -> Result<Vec<Node>> {
     )
 }
 
+/// Which nodes a list wants (`GET /v1/nodes`): a page after a cursor, and filters.
+#[derive(Debug, Default, Clone)]
+pub struct NodeQuery {
+    /// Only nodes with a larger id (the last id of the previous page).
+    pub after: Option<i64>,
+    /// At most this many.
+    pub limit: Option<i64>,
+    pub state: Option<ProvisionState>,
+    pub power: Option<PowerState>,
+    pub maintenance: Option<bool>,
+    /// Nodes of these projects only (their instances' or dedicated to them): a user's, or an
+    /// admin's project filter.
+    pub projects: Option<Vec<ProjectId>>,
+    /// Part of the name or of the MAC, case-insensitive.
+    pub text: Option<String>,
+}
+
+/// One page of nodes in id order, as `query` asks; one statement, filters in SQL.
+pub fn query(conn: &Db, query: &NodeQuery) -> Result<Vec<Node>> {
+    let mut clauses: Vec<String> = Vec::new();
+    let mut values: Vec<super::db::Value> = Vec::new();
+    let bind = |values: &mut Vec<super::db::Value>, v: super::db::Value| {
+        values.push(v);
+        format!("?{}", values.len())
+    };
+    use super::db::{ToValue, Value};
+    if let Some(after) = query.after {
+        let mark = bind(&mut values, after.to_value());
+        clauses.push(format!("id > {mark}"));
+    }
+    if let Some(state) = query.state {
+        let mark = bind(&mut values, state.as_str().to_value());
+        clauses.push(format!("state = {mark}"));
+    }
+    if let Some(power) = query.power {
+        let mark = bind(&mut values, power.to_string().to_value());
+        clauses.push(format!("power_state = {mark}"));
+    }
+    if let Some(maintenance) = query.maintenance {
+        let mark = bind(&mut values, maintenance.to_value());
+        clauses.push(format!("maintenance = {mark}"));
+    }
+    if let Some(projects) = &query.projects {
+        if projects.is_empty() {
+            return Ok(Vec::new());
+        }
+        let marks: Vec<String> = projects.iter().map(|p| bind(&mut values, p.to_value())).collect();
+        let marks = marks.join(", ");
+        clauses.push(format!("(project_id IN ({marks}) OR instance_id IN (SELECT id FROM instances WHERE project_id IN ({marks})))"));
+    }
+    if let Some(text) = query.text.as_deref().filter(|t| !t.is_empty()) {
+        // LIKE's own characters are taken literally.
+        let escaped = text.to_lowercase().replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_");
+        let mark = bind(&mut values, Value::Text(format!("%{escaped}%")));
+        clauses.push(format!("(LOWER(name) LIKE {mark} ESCAPE '\\' OR LOWER(mac) LIKE {mark} ESCAPE '\\')"));
+    }
+    let filter = if clauses.is_empty() { String::new() } else { format!("WHERE {}", clauses.join(" AND ")) };
+    let limit = match query.limit {
+        Some(limit) => format!(" LIMIT {}", bind(&mut values, limit.to_value())),
+        None => String::new(),
+    };
+    let params: Vec<&dyn ToValue> = values.iter().map(|v| v as &dyn ToValue).collect();
+    conn.query_map(&format!("SELECT {COLUMNS} FROM nodes {filter} ORDER BY id{limit}"), &params, from_row)
+}
+
 /// Dedicates a node to a project, or to none.
 pub fn dedicate(conn: &Db, id: NodeId, project: Option<ProjectId>) -> Result<()> {
     conn.execute("UPDATE nodes SET project_id = ?2 WHERE id = ?1", params![id.0, project])?;
