@@ -31,11 +31,13 @@ pub async fn page(State(core): State<WorkflowCore>, access: Access, Query(filter
         .store
         .call(move |c| {
             let projects = projects::list(c, visible.as_deref())?;
-            let scope = match (&visible, &project_name) {
-                (Some(mine), _) => nodes::list_visible(c, mine)?,
-                (None, Some(name)) => nodes::list_visible(c, &[projects::get(c, &Key::parse(name))?.id])?,
-                (None, None) => nodes::list(c)?,
+            // Listed without their BMC passwords: nothing is unsealed for a list.
+            let projects_wanted = match (&visible, &project_name) {
+                (Some(mine), _) => Some(mine.clone()),
+                (None, Some(name)) => Some(vec![projects::get(c, &Key::parse(name))?.id]),
+                (None, None) => None,
             };
+            let scope = nodes::query(c, &nodes::NodeQuery { projects: projects_wanted, ..Default::default() })?;
             Ok((scope, projects))
         })
         .await?;
