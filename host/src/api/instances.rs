@@ -67,24 +67,28 @@ fn non_negative(field: &str, v: i64) -> Result<i64, ApiError> {
     if v < 0 { Err(ApiError::BadRequest(format!("{field} must not be negative, got {v}"))) } else { Ok(v) }
 }
 
+/// An instance's node and its latest task, read inside a store call.
+fn node_and_task(c: &mut crate::store::Db, instance: &Instance) -> Result<Option<(nodes::Node, Option<tasks::Task>)>, crate::store::StoreError> {
+    let Some(id) = instance.node_id else { return Ok(None) };
+    let node = nodes::get_listed(c, id)?;
+    let task = tasks::latest_for_node(c, node.id)?;
+    Ok(Some((node, task)))
+}
+
 async fn view(core: &WorkflowCore, instance: Instance) -> ApiResult<InstanceView> {
-    let node_id = instance.node_id;
-    let extra = core
-        .store
-        .call(move |c| {
-            let Some(id) = node_id else { return Ok(None) };
-            let node = nodes::get_by_id(c, id)?;
-            let task = tasks::latest_for_node(c, node.id)?;
-            Ok(Some((node, task)))
-        })
-        .await?;
+    let looked_at = instance.clone();
+    let extra = core.store.call(move |c| node_and_task(c, &looked_at)).await?;
+    Ok(view_of(instance, extra))
+}
+
+fn view_of(instance: Instance, extra: Option<(nodes::Node, Option<tasks::Task>)>) -> InstanceView {
     let (node_name, node_state, bytes_written, total_bytes) = match extra {
         Some((node, task)) => {
             (Some(node.name), Some(node.state.to_string()), task.as_ref().map(|t| t.bytes_written), task.and_then(|t| t.total_bytes))
         }
         None => (None, None, None, None),
     };
-    Ok(InstanceView { instance, node_name, node_state, bytes_written, total_bytes })
+    InstanceView { instance, node_name, node_state, bytes_written, total_bytes }
 }
 
 /// Claims a fitting node and starts the deploy; follow it on the instance or the node.
@@ -116,18 +120,23 @@ async fn create(
     responses((status = 200, description = "Every instance.", body = Vec<InstanceView>)))]
 async fn list(State(core): State<WorkflowCore>, access: Access) -> ApiResult<Json<Vec<InstanceView>>> {
     let visible = access.visible_projects();
+    // One store call for the whole list, not one per instance.
     let all = core
         .store
-        .call(move |c| match visible {
-            None => instances::list(c),
-            Some(projects) => instances::list_in(c, &projects),
+        .call(move |c| {
+            let all = match visible {
+                None => instances::list(c)?,
+                Some(projects) => instances::list_in(c, &projects)?,
+            };
+            let mut out = Vec::with_capacity(all.len());
+            for instance in all {
+                let extra = node_and_task(c, &instance)?;
+                out.push((instance, extra));
+            }
+            Ok(out)
         })
         .await?;
-    let mut out = Vec::with_capacity(all.len());
-    for instance in all {
-        out.push(view(&core, instance).await?);
-    }
-    Ok(Json(out))
+    Ok(Json(all.into_iter().map(|(instance, extra)| view_of(instance, extra)).collect()))
 }
 
 #[utoipa::path(get, path = "/v1/instances/{id}", operation_id = "show_instance", extensions(("x-metalhost-policy" = json!("read:instance"))), tag = "instances", params(("id" = String, Path, description = "The instance's id or name.")),

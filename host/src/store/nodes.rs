@@ -338,6 +338,12 @@ pub fn get(conn: &Db, key: &Key) -> Result<Node> {
     found.ok_or_else(|| StoreError::NotFound(format!("node {key}")))
 }
 
+/// A node to show, not to drive: its BMC password is not unsealed (empty).
+pub fn get_listed(conn: &Db, id: NodeId) -> Result<Node> {
+    conn.query_opt(&format!("SELECT {} FROM nodes WHERE id = ?1", listed_columns()), params![id.0], listed_from_row)?
+        .ok_or_else(|| StoreError::NotFound(format!("node {id}")))
+}
+
 pub fn get_by_id(conn: &Db, id: NodeId) -> Result<Node> {
     get(conn, &Key::Id(id.0))
 }
