@@ -31,7 +31,8 @@ async fn median(http: &reqwest::Client, url: &str, token: &str, expect: usize) -
 #[tokio::main]
 async fn main() {
     let nodes: u32 = std::env::var("BENCH_NODES").ok().and_then(|v| v.parse().ok()).unwrap_or(NODES);
-    let mut daemon = Daemon::start();
+    // 100 projects: more VLANs than the default range holds.
+    let mut daemon = Daemon::start_with("[network]\ntenant_vlans = \"1000-1999\"\n");
     daemon.skip_document_checks();
     let http = reqwest::Client::new();
     let (status, sw) = daemon.post("/v1/switches", &switch_body("bench-sw", "pw-bench")).await;
