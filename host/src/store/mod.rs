@@ -1,5 +1,5 @@
-//! The store: one database connection, SQLite (the default) or PostgreSQL, owned by one thread, so
-//! no database call runs on an async worker.
+//! The store: database connections, SQLite (the default, one) or PostgreSQL (a few), each owned by
+//! a thread of its own, so no database call runs on an async worker.
 //!
 //! Callers send closures with [`Store::call`] and await the answer. Transactions are short and never
 //! span a plugin call. The SQL lives in this module's files, written once for both engines
