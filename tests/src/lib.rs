@@ -6,6 +6,7 @@
 pub mod agent_lab;
 pub mod browser;
 pub mod cluster_lab;
+pub mod compiled_bmc;
 pub mod console;
 pub mod daemon;
 pub mod deploy_lab;

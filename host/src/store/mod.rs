@@ -1,5 +1,5 @@
-//! The store: one database connection, SQLite (the default) or PostgreSQL, owned by one thread, so
-//! no database call runs on an async worker.
+//! The store: database connections, SQLite (the default, one) or PostgreSQL (a few), each owned by
+//! a thread of its own, so no database call runs on an async worker.
 //!
 //! Callers send closures with [`Store::call`] and await the answer. Transactions are short and never
 //! span a plugin call. The SQL lives in this module's files, written once for both engines
@@ -115,33 +115,45 @@ impl Store {
     /// `session` names the PostgreSQL session (`application_name`), so an operator reading
     /// `pg_stat_activity` sees which daemon each is.
     pub fn open(database: &Database, key_path: &Path, session: &str) -> Result<Store> {
-        let (ready_tx, ready_rx) = mpsc::channel::<Result<()>>();
         let (jobs, rx) = mpsc::channel::<Job>();
         let shared = matches!(database, Database::Postgres { .. });
-        let database = database.clone();
-        let key_path = key_path.to_owned();
-        let session = session.to_owned();
-        std::thread::Builder::new()
-            .name("metalhost-store".into())
-            .spawn(move || {
-                let mut db = match connect(&database, &key_path, &session) {
-                    Ok(db) => {
-                        let _ = ready_tx.send(Ok(()));
-                        db
+        // SQLite has one writer: one connection. PostgreSQL: a few, each on its own thread, taking
+        // jobs from one queue, so one call's round trips do not hold up every other call (the
+        // first migrates and seals; the others only connect and read the key).
+        let connections = if shared { POSTGRES_CONNECTIONS } else { 1 };
+        let rx = std::sync::Arc::new(std::sync::Mutex::new(rx));
+        for index in 0..connections {
+            let (ready_tx, ready_rx) = mpsc::channel::<Result<()>>();
+            let (database, key_path, session, rx) = (database.clone(), key_path.to_owned(), session.to_owned(), rx.clone());
+            std::thread::Builder::new()
+                .name(format!("metalhost-store-{index}"))
+                .spawn(move || {
+                    let opened = if index == 0 { connect(&database, &key_path, &session) } else { connect_more(&database, &key_path, &session) };
+                    let mut db = match opened {
+                        Ok(db) => {
+                            let _ = ready_tx.send(Ok(()));
+                            db
+                        }
+                        Err(e) => {
+                            let _ = ready_tx.send(Err(e));
+                            return;
+                        }
+                    };
+                    // Ends when every Store handle is dropped. The queue's lock is held only
+                    // while this thread waits for the next job.
+                    loop {
+                        let job = match rx.lock() {
+                            Ok(queue) => queue.recv(),
+                            Err(poisoned) => poisoned.into_inner().recv(),
+                        };
+                        let Ok(job) = job else { break };
+                        db.reconnect_if_closed();
+                        job(&mut db);
                     }
-                    Err(e) => {
-                        let _ = ready_tx.send(Err(e));
-                        return;
-                    }
-                };
-                // Ends when every Store handle is dropped.
-                while let Ok(job) = rx.recv() {
-                    db.reconnect_if_closed();
-                    job(&mut db);
-                }
-            })
-            .map_err(|e| StoreError::Connect { url: "(thread)".into(), message: format!("cannot start the database thread: {e}") })?;
-        ready_rx.recv().map_err(|_| StoreError::Closed)??;
+                })
+                .map_err(|e| StoreError::Connect { url: "(thread)".into(), message: format!("cannot start the database thread: {e}") })?;
+            ready_rx.recv().map_err(|_| StoreError::Closed)??;
+        }
         Ok(Store { jobs, shared })
     }
 
@@ -183,6 +195,34 @@ fn fenced<T>(db: &mut Db, lease: &cluster::Lease, f: impl FnOnce(&mut Db) -> Res
     Ok(value)
 }
 
+/// Connections to a PostgreSQL pool per daemon (threads of the store). Each call still runs on one
+/// connection, in its own transactions; calls from different tasks overlap as they would from
+/// several daemons.
+const POSTGRES_CONNECTIONS: usize = 4;
+
+/// One more connection to a PostgreSQL pool that [`connect`] opened (migrated, sealed): the key only.
+fn connect_more(database: &Database, key_path: &Path, session: &str) -> Result<Db> {
+    let Database::Postgres { url, password } = database else {
+        return Err(StoreError::Connect { url: database.to_string(), message: "SQLite takes one connection".into() });
+    };
+    let config = postgres_config(url, password.as_ref(), session)?;
+    let client = config.connect(postgres::NoTls).map_err(|e| StoreError::Connect { url: url.clone(), message: DbError::from(e).to_string() })?;
+    let mut db = Db::postgres(client, config, seal::SealKey::throwaway());
+    let key = seal::load_key(&db, key_path)?;
+    db.set_key(key);
+    Ok(db)
+}
+
+fn postgres_config(url: &str, password: Option<&Secret>, session: &str) -> Result<postgres::Config> {
+    let mut config: postgres::Config =
+        url.parse().map_err(|e: postgres::Error| StoreError::Connect { url: url.to_owned(), message: e.to_string() })?;
+    if let Some(password) = password {
+        config.password(password.expose());
+    }
+    config.application_name(session).connect_timeout(std::time::Duration::from_secs(10));
+    Ok(config)
+}
+
 fn connect(database: &Database, key_path: &Path, session: &str) -> Result<Db> {
     // The key is read after the migrations, from a database that may already hold sealed values;
     // until then the connection carries a throwaway key that nothing is sealed with.
@@ -193,12 +233,7 @@ fn connect(database: &Database, key_path: &Path, session: &str) -> Result<Db> {
             Db::sqlite(conn, seal::SealKey::throwaway())
         }
         Database::Postgres { url, password } => {
-            let mut config: postgres::Config =
-                url.parse().map_err(|e: postgres::Error| StoreError::Connect { url: url.clone(), message: e.to_string() })?;
-            if let Some(password) = password {
-                config.password(password.expose());
-            }
-            config.application_name(session).connect_timeout(std::time::Duration::from_secs(10));
+            let config = postgres_config(url, password.as_ref(), session)?;
             // Loopback or a unix socket in the tests; TLS to a remote server is future work (see note).
             let client =
                 config.connect(postgres::NoTls).map_err(|e| StoreError::Connect { url: url.clone(), message: DbError::from(e).to_string() })?;

@@ -212,15 +212,31 @@ pub(super) fn check_unique(tx: &Db, this: Option<NodeId>, name: Option<&str>, ma
     Ok(())
 }
 
+/// Enrols a node: its row and its `enrolled` event in one transaction. The insert is tried first
+/// and the unique columns and the switch are left to the constraints (on PostgreSQL every
+/// statement is a round trip from the store's connection: two here, plus BEGIN and COMMIT); only
+/// a refused insert runs [`check_unique`], after the rollback, for the precise message.
 pub fn insert(conn: &mut Db, new: NewNode) -> Result<Node> {
+    let tried = insert_row(conn, &new);
+    match tried {
+        Err(StoreError::Db(e)) if e.is_constraint() => {
+            check_unique(conn, None, Some(&new.name), Some(&new.mac), Some((new.switch_id, new.switch_port.as_str())))?;
+            Err(StoreError::Db(e))
+        }
+        other => other,
+    }
+}
+
+fn insert_row(conn: &mut Db, new: &NewNode) -> Result<Node> {
     let tx = conn.transaction()?;
-    check_unique(&tx, None, Some(&new.name), Some(&new.mac), Some((new.switch_id, new.switch_port.as_str())))?;
     let now = now_ms();
-    let id = NodeId(tx.query_row(
-        "INSERT INTO nodes (name, mac, ip, cpus, ram_mb, disk_gb, bmc_address, bmc_port, bmc_username, bmc_password,
-                            power_driver, switch_id, switch_port, state, created_at, updated_at, boot_mode)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?15, ?16)
-         RETURNING id",
+    let node = tx.query_row(
+        &format!(
+            "INSERT INTO nodes (name, mac, ip, cpus, ram_mb, disk_gb, bmc_address, bmc_port, bmc_username, bmc_password,
+                                power_driver, switch_id, switch_port, state, created_at, updated_at, boot_mode)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?15, ?16)
+             RETURNING {COLUMNS}"
+        ),
         params![
             new.name,
             new.mac.to_string(),
@@ -239,13 +255,12 @@ pub fn insert(conn: &mut Db, new: NewNode) -> Result<Node> {
             now,
             new.boot_mode.as_str()
         ],
-        |r| r.get(0),
-    )?);
+        from_row,
+    )?;
     events::append(
         &tx,
-        NewEvent { node: id, kind: EventKind::State, from: None, to: Some(ProvisionState::Enrolled), message: "enrolled", duration_ms: None },
+        NewEvent { node: node.id, kind: EventKind::State, from: None, to: Some(ProvisionState::Enrolled), message: "enrolled", duration_ms: None },
     )?;
-    let node = get_by_id(&tx, id)?;
     tx.commit()?;
     Ok(node)
 }
@@ -445,6 +460,21 @@ pub fn delete(conn: &mut Db, key: &Key) -> Result<()> {
     tx.execute("DELETE FROM nodes WHERE id = ?1", params![node.id.0])?;
     tx.commit()?;
     Ok(())
+}
+
+/// The node, its row locked as [`lock`] does, in one statement.
+pub(super) fn get_locked(conn: &Db, id: NodeId) -> Result<Node> {
+    let lock = if conn.is_postgres() { " FOR UPDATE" } else { "" };
+    conn.query_opt(&format!("SELECT {COLUMNS} FROM nodes WHERE id = ?1{lock}"), params![id.0], from_row)?
+        .ok_or_else(|| StoreError::NotFound(format!("node {}", Key::Id(id.0))))
+}
+
+/// `UPDATE nodes SET {assignments} WHERE id = ?1`, answering the node as changed (one statement,
+/// not an update and a read).
+/// `values` binds `?1` (the node's id, `id`) and the assignments' placeholders.
+pub(super) fn update_returning(conn: &Db, id: NodeId, assignments: &str, values: &[&dyn ToValue]) -> Result<Node> {
+    conn.query_opt(&format!("UPDATE nodes SET {assignments} WHERE id = ?1 RETURNING {COLUMNS}"), values, from_row)?
+        .ok_or_else(|| StoreError::NotFound(format!("node {}", Key::Id(id.0))))
 }
 
 /// On PostgreSQL, locks the node's row until the caller's transaction ends, so two daemons' read,

@@ -4,7 +4,7 @@
 use super::db::{Db, params};
 use super::events::{self, EventKind, NewEvent};
 use super::last_error::LastError;
-use super::nodes::{Node, get_by_id, lock};
+use super::nodes::{Node, get_locked, update_returning};
 use super::{Result, StoreError};
 use crate::domain::{NodeId, ProvisionState, now_ms};
 
@@ -43,8 +43,7 @@ impl<'a> Transition<'a> {
 }
 
 pub fn transition(conn: &Db, t: Transition<'_>) -> Result<Node> {
-    lock(conn, t.node)?;
-    let node = get_by_id(conn, t.node)?;
+    let node = get_locked(conn, t.node)?;
     if !t.from.is_empty() && !t.from.contains(&node.state) {
         return Err(StoreError::Conflict(format!(
             "node {:?} is {}, not {}",
@@ -61,8 +60,10 @@ pub fn transition(conn: &Db, t: Transition<'_>) -> Result<Node> {
         ProvisionState::Error | ProvisionState::Enrolled => Some(t.error.cloned().unwrap_or_else(|| LastError::text(t.message))),
         _ => None,
     };
-    conn.execute(
-        "UPDATE nodes SET state = ?2, state_deadline = ?3, last_error = ?4, last_error_detail = ?5, updated_at = ?6 WHERE id = ?1",
+    let changed = update_returning(
+        conn,
+        t.node,
+        "state = ?2, state_deadline = ?3, last_error = ?4, last_error_detail = ?5, updated_at = ?6",
         params![
             t.node.0,
             t.to.as_str(),
@@ -78,5 +79,5 @@ pub fn transition(conn: &Db, t: Transition<'_>) -> Result<Node> {
             NewEvent { node: t.node, kind: EventKind::State, from: Some(node.state), to: Some(t.to), message: t.message, duration_ms: None },
         )?;
     }
-    get_by_id(conn, t.node)
+    Ok(changed)
 }

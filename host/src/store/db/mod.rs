@@ -39,8 +39,13 @@ enum Engine {
         /// To connect again when the server ends the session (restart, failover, an operator's
         /// pg_terminate_backend).
         config: Box<postgres::Config>,
+        /// When the last call started on this session.
+        last_call: std::time::Instant,
     },
 }
+
+/// How long a PostgreSQL session may sit idle before its next call checks it is still there.
+const IDLE_CHECK: std::time::Duration = std::time::Duration::from_millis(100);
 
 /// The store's connection, with the key that seals passwords.
 pub struct Db {
@@ -67,7 +72,12 @@ impl Db {
 
     pub(super) fn postgres(client: postgres::Client, config: postgres::Config, key: SealKey) -> Db {
         Db {
-            engine: Engine::Postgres { client: RefCell::new(client), statements: RefCell::new(HashMap::new()), config: Box::new(config) },
+            engine: Engine::Postgres {
+                client: RefCell::new(client),
+                statements: RefCell::new(HashMap::new()),
+                config: Box::new(config),
+                last_call: std::time::Instant::now(),
+            },
             key,
             depth: 0,
         }
@@ -75,8 +85,18 @@ impl Db {
 
     /// Connects again if the PostgreSQL server closed the session; the call that found it closed
     /// has already failed with a database error, the next one gets a fresh session.
+    /// A session that sat idle for [`IDLE_CHECK`] is asked an empty query first, so one the
+    /// server ended meanwhile is found closed here rather than by a failed call (with several
+    /// connections, each would otherwise fail one call of its own); a busy one is not.
     pub(super) fn reconnect_if_closed(&mut self) {
-        if let Engine::Postgres { client, statements, config } = &mut self.engine
+        if let Engine::Postgres { client, last_call, .. } = &mut self.engine {
+            if last_call.elapsed() >= IDLE_CHECK {
+                // Its error is the ended session itself, which `is_closed` then reports.
+                let _ = client.get_mut().is_valid(std::time::Duration::from_secs(5));
+            }
+            *last_call = std::time::Instant::now();
+        }
+        if let Engine::Postgres { client, statements, config, .. } = &mut self.engine
             && client.get_mut().is_closed()
         {
             match config.connect(postgres::NoTls) {
