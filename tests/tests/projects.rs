@@ -344,6 +344,16 @@ async fn the_authorization_matrix_follows_the_declared_policies() {
     let (_, instances) = d.call_with_token(Method::GET, "/v1/instances", None, Some(ann)).await;
     assert_eq!(instances.as_array().map(Vec::len), Some(1), "{instances}");
     assert_eq!(instances[0]["name"], "inst-alpha");
+    // Instance lists come in cursor pages too, within the caller's projects.
+    let page = http.get(format!("{}/v1/instances?limit=1", d.url)).bearer_auth(TOKEN).send().await.expect("page");
+    let link = page.headers()["link"].to_str().expect("link").to_owned();
+    assert!(link.starts_with("</v1/instances?limit=1&after="), "{link}");
+    assert_eq!(page.json::<Value>().await.expect("json")[0]["name"], "inst-alpha");
+    let next = link.trim_start_matches('<').split('>').next().expect("url").to_owned();
+    assert_eq!(d.get(&next).await.1[0]["name"], "inst-beta");
+    let (_, other) = d.call_with_token(Method::GET, "/v1/instances?project=beta", None, Some(ann)).await;
+    assert_eq!(other.as_array().map(Vec::len), Some(0), "another project's instances are not A's to list: {other}");
+    assert_eq!(d.get("/v1/instances?state=sleeping").await.0, StatusCode::BAD_REQUEST);
     let (_, projects) = d.call_with_token(Method::GET, "/v1/projects", None, Some(ann)).await;
     assert_eq!(projects.as_array().map(Vec::len), Some(1), "{projects}");
     let (_, all) = d.call_with_token(Method::GET, "/v1/nodes", None, Some(&world.tokens[&Who::Admin])).await;

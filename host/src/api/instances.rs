@@ -2,7 +2,7 @@
 //! workflows start in `provision::{start_deploy, start_destroy}`.
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 use utoipa_axum::router::OpenApiRouter;
@@ -10,14 +10,15 @@ use utoipa_axum::routes;
 
 use super::error::{ApiError, ApiJson, ApiResult};
 use super::policy::Access;
-use super::{schema, validate};
+use super::{paging, schema, validate};
 use crate::api::state::AppState;
-use crate::domain::DeployRequest;
+use crate::domain::{DeployRequest, InstanceState};
 use crate::domain::Key;
 use crate::provision;
 use crate::provision::WorkflowCore;
 use crate::store::instances::{self, Instance};
 use crate::store::nodes;
+use crate::store::projects;
 use crate::store::tasks;
 
 pub fn router() -> OpenApiRouter<AppState> {
@@ -116,18 +117,50 @@ async fn create(
     Ok((StatusCode::CREATED, Json(view(&core, instance).await?)))
 }
 
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+struct InstanceFilter {
+    /// At most this many (1-1000); the `Link: <...>; rel="next"` header names the next page while
+    /// there is one. Without it, every instance.
+    #[param(minimum = 1, maximum = 1000)]
+    limit: Option<i64>,
+    /// The cursor: instances after this id.
+    #[param(minimum = 0)]
+    after: Option<i64>,
+    #[param(value_type = Option<schema::InstanceStateName>)]
+    state: Option<String>,
+    /// Instances of this project (id or name).
+    #[param(min_length = 1)]
+    project: Option<String>,
+}
+
 #[utoipa::path(get, path = "/v1/instances", operation_id = "list_instances", extensions(("x-metalhost-policy" = json!("signed-in"))), tag = "instances",
-    responses((status = 200, description = "Every instance.", body = Vec<InstanceView>)))]
-async fn list(State(core): State<WorkflowCore>, access: Access) -> ApiResult<Json<Vec<InstanceView>>> {
+    params(InstanceFilter),
+    responses((status = 200, description = "The instances the caller may see that pass the filters, in id order; with `limit`, one page and a `Link` header to the next.", body = Vec<InstanceView>,
+        headers(("link" = String, description = "`<...>; rel=\"next\"` while more pages follow.")))))]
+async fn list(State(core): State<WorkflowCore>, access: Access, Query(filter): Query<InstanceFilter>) -> ApiResult<axum::response::Response> {
+    use axum::response::IntoResponse;
+    let limit = paging::check(filter.limit, filter.after)?;
+    if filter.project.as_deref() == Some("") {
+        return Err(ApiError::BadRequest("project must not be empty".into()));
+    }
+    let state = filter.state.as_deref().map(|s| validate::one_of("state", s, InstanceState::ALL, InstanceState::as_str)).transpose()?;
     let visible = access.visible_projects();
-    // One store call for the whole list, not one per instance.
-    let all = core
+    let (after, wanted) = (filter.after, filter.project.clone());
+    // One store call for the whole page, not one per instance.
+    let mut all = core
         .store
         .call(move |c| {
-            let all = match visible {
-                None => instances::list(c)?,
-                Some(projects) => instances::list_in(c, &projects)?,
+            let projects = match wanted {
+                None => visible,
+                Some(name) => {
+                    // A project the caller cannot see is as empty as one that does not exist.
+                    let id = projects::get(c, &Key::parse(&name)).map(|p| p.id).ok();
+                    Some(id.into_iter().filter(|id| visible.as_ref().is_none_or(|v| v.contains(id))).collect())
+                }
             };
+            let all = instances::query(c, after, limit.map(|l| l + 1), state, projects.as_deref())?;
             let mut out = Vec::with_capacity(all.len());
             for instance in all {
                 let extra = node_and_task(c, &instance)?;
@@ -136,7 +169,14 @@ async fn list(State(core): State<WorkflowCore>, access: Access) -> ApiResult<Jso
             Ok(out)
         })
         .await?;
-    Ok(Json(all.into_iter().map(|(instance, extra)| view_of(instance, extra)).collect()))
+    let next = paging::cut(&mut all, limit, |(instance, _)| instance.id.0);
+    let mut response = Json(all.into_iter().map(|(instance, extra)| view_of(instance, extra)).collect::<Vec<_>>()).into_response();
+    if let (Some(after), Some(limit)) = (next, limit) {
+        if let Some(link) = paging::next_link("/v1/instances", limit, after, &[("state", filter.state), ("project", filter.project)]) {
+            response.headers_mut().insert(axum::http::header::LINK, link);
+        }
+    }
+    Ok(response)
 }
 
 #[utoipa::path(get, path = "/v1/instances/{id}", operation_id = "show_instance", extensions(("x-metalhost-policy" = json!("read:instance"))), tag = "instances", params(("id" = String, Path, description = "The instance's id or name.")),

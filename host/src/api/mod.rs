@@ -16,6 +16,7 @@ pub mod metrics;
 mod node_actions;
 mod nodes;
 mod openapi;
+mod paging;
 mod plugins;
 pub mod policy;
 mod projects;

@@ -11,7 +11,7 @@ use utoipa_axum::routes;
 
 use super::error::{ApiError, ApiJson, ApiResult};
 use super::policy::Access;
-use super::{schema, validate};
+use super::{paging, schema, validate};
 use crate::api::state::AppState;
 use crate::domain::Key;
 use crate::domain::{BootMode, Hostname, MacAddr, PowerState, ProvisionState, Secret, SwitchId, SwitchPort};
@@ -278,9 +278,6 @@ async fn create(State(core): State<WorkflowCore>, ApiJson(req): ApiJson<CreateNo
     Ok((StatusCode::CREATED, Json(node.into())))
 }
 
-/// The most nodes one page holds.
-pub const MAX_PAGE: i64 = 1000;
-
 #[derive(Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
@@ -311,12 +308,9 @@ pub struct NodeFilter {
         headers(("link" = String, description = "`<...>; rel=\"next\"` while more pages follow.")))))]
 async fn list(State(core): State<WorkflowCore>, access: Access, Query(filter): Query<NodeFilter>) -> ApiResult<axum::response::Response> {
     use axum::response::IntoResponse;
-    let limit = match filter.limit {
-        Some(l) if !(1..=MAX_PAGE).contains(&l) => return Err(ApiError::BadRequest(format!("limit must be 1-{MAX_PAGE}, got {l}"))),
-        other => other,
-    };
-    if let Some(after) = filter.after.filter(|a| *a < 0) {
-        return Err(ApiError::BadRequest(format!("after must not be negative, got {after}")));
+    let limit = paging::check(filter.limit, filter.after)?;
+    if filter.project.as_deref() == Some("") {
+        return Err(ApiError::BadRequest("project must not be empty".into()));
     }
     let state = filter.state.as_deref().map(|s| validate::one_of("state", s, ProvisionState::ALL, ProvisionState::as_str)).transpose()?;
     let power = filter.power.as_deref().map(|s| validate::one_of("power", s, PowerState::ALL, PowerState::as_str)).transpose()?;
@@ -352,35 +346,22 @@ async fn list(State(core): State<WorkflowCore>, access: Access, Query(filter): Q
         })
         .await?;
     let mut page = page;
-    let next = match limit {
-        Some(l) if page.len() as i64 > l => {
-            page.truncate(usize::try_from(l).unwrap_or(0));
-            page.last().map(|n| n.id.0)
-        }
-        _ => None,
-    };
+    let next = paging::cut(&mut page, limit, |n| n.id.0);
     let views: Vec<NodeView> = page.into_iter().map(|n| NodeView::for_caller(n, &access)).collect();
     let mut response = Json(views).into_response();
     if let (Some(after), Some(limit)) = (next, limit) {
-        let mut link = format!("/v1/nodes?limit={limit}&after={after}");
-        for (key, value) in [("state", filter.state), ("power", filter.power), ("project", filter.project), ("q", filter.q)] {
-            if let Some(v) = value {
-                link.push_str(&format!("&{key}={}", urlencoding(&v)));
-            }
-        }
-        if let Some(m) = filter.maintenance {
-            link.push_str(&format!("&maintenance={m}"));
-        }
-        if let Ok(value) = axum::http::HeaderValue::from_str(&format!("<{link}>; rel=\"next\"")) {
-            response.headers_mut().insert(axum::http::header::LINK, value);
+        let filters = [
+            ("state", filter.state),
+            ("power", filter.power),
+            ("maintenance", filter.maintenance.map(|m| m.to_string())),
+            ("project", filter.project),
+            ("q", filter.q),
+        ];
+        if let Some(link) = paging::next_link("/v1/nodes", limit, after, &filters) {
+            response.headers_mut().insert(axum::http::header::LINK, link);
         }
     }
     Ok(response)
-}
-
-/// A query value as a URL carries it: unreserved characters as they are, the rest %-encoded.
-fn urlencoding(value: &str) -> String {
-    value.bytes().map(|b| if b.is_ascii_alphanumeric() || b"-._~".contains(&b) { (b as char).to_string() } else { format!("%{b:02X}") }).collect()
 }
 
 #[utoipa::path(get, path = "/v1/nodes/{id}", operation_id = "show_node", extensions(("x-metalhost-policy" = json!("read:node"))), tag = "nodes", params(("id" = String, Path, description = "The node's id or name.")),

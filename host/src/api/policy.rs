@@ -112,6 +112,9 @@ impl Access {
                 _ => Err(ApiError::Forbidden("only an admin creates outside a project: name one of your projects".into())),
             };
         };
+        if name.is_empty() {
+            return Err(ApiError::BadRequest("project must not be empty: name one of your projects, or leave it out".into()));
+        }
         let key = Key::parse(name);
         let found = core.store.call(move |c| projects::owner_of(c, ObjectKind::Project, &key)).await?;
         let Some(owner) = found else {

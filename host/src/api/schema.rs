@@ -168,6 +168,13 @@ field_schema!(
     choice(crate::domain::PowerState::ALL.iter().map(|s| s.as_str()), "on, off or unknown.")
 );
 
+field_schema!(
+    /// An instance's state.
+    InstanceStateName,
+    "InstanceState",
+    choice(crate::domain::InstanceState::ALL.iter().map(|s| s.as_str()), "An instance's state.")
+);
+
 /// Every schema above, for the document's components: query parameters name them by reference
 /// too, and a parameter's type is not collected the way a body's field types are.
 pub fn components() -> Vec<(String, RefOr<Schema>)> {
@@ -192,6 +199,7 @@ pub fn components() -> Vec<(String, RefOr<Schema>)> {
         entry::<RoleName>(),
         entry::<ProvisionStateName>(),
         entry::<PowerStateName>(),
+        entry::<InstanceStateName>(),
     ]
 }
 

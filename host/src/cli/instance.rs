@@ -34,7 +34,17 @@ pub enum InstanceCommand {
         #[arg(long)]
         wait: bool,
     },
-    List,
+    /// List instances: one page of `--limit` (default 100; `--all` follows every page).
+    List {
+        #[arg(long, default_value_t = 100)]
+        limit: i64,
+        #[arg(long)]
+        all: bool,
+        #[arg(long)]
+        state: Option<String>,
+        #[arg(long)]
+        project: Option<String>,
+    },
     Show {
         instance: String,
     },
@@ -62,8 +72,11 @@ pub async fn run(client: &Client, out: &Printer, cmd: InstanceCommand) -> Result
                 return Err(CliError::Usage(format!("instance failed: {}", super::output::cell(last.get("last_error")))));
             }
         }
-        InstanceCommand::List => {
-            let list = client.get("/v1/instances").await?;
+        InstanceCommand::List { limit, all, state, project } => {
+            let mut query = vec![("limit".to_owned(), limit.to_string())];
+            query.extend(state.map(|s| ("state".to_owned(), s)));
+            query.extend(project.map(|p| ("project".to_owned(), p)));
+            let list = client.list_pages("/v1/instances", &query, all).await?;
             out.list(
                 &list,
                 &[

@@ -179,6 +179,45 @@ pub fn list(conn: &Db) -> Result<Vec<Instance>> {
     conn.query_map(&format!("{SELECT} ORDER BY i.id"), params![], from_row)
 }
 
+/// One page of instances in id order: after an id, at most `limit`, in one state, within
+/// `projects` (a user's, or an admin's filter); one statement.
+pub fn query(conn: &Db, after: Option<i64>, limit: Option<i64>, state: Option<InstanceState>, projects: Option<&[ProjectId]>) -> Result<Vec<Instance>> {
+    use super::db::{ToValue, Value};
+    let mut values: Vec<Value> = Vec::new();
+    let mut clauses = Vec::new();
+    if let Some(after) = after {
+        values.push(after.to_value());
+        clauses.push(format!("i.id > ?{}", values.len()));
+    }
+    if let Some(state) = state {
+        values.push(state.as_str().to_value());
+        clauses.push(format!("i.state = ?{}", values.len()));
+    }
+    if let Some(projects) = projects {
+        if projects.is_empty() {
+            return Ok(Vec::new());
+        }
+        let marks: Vec<String> = projects
+            .iter()
+            .map(|p| {
+                values.push(p.to_value());
+                format!("?{}", values.len())
+            })
+            .collect();
+        clauses.push(format!("i.project_id IN ({})", marks.join(", ")));
+    }
+    let filter = if clauses.is_empty() { String::new() } else { format!(" WHERE {}", clauses.join(" AND ")) };
+    let limit = match limit {
+        Some(l) => {
+            values.push(l.to_value());
+            format!(" LIMIT ?{}", values.len())
+        }
+        None => String::new(),
+    };
+    let params: Vec<&dyn ToValue> = values.iter().map(|v| v as &dyn ToValue).collect();
+    conn.query_map(&format!("{SELECT}{filter} ORDER BY i.id{limit}"), &params, from_row)
+}
+
 /// The instances of `projects`.
 pub fn list_in(conn: &Db, projects: &[ProjectId]) -> Result<Vec<Instance>> {
     if projects.is_empty() {

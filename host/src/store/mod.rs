@@ -213,13 +213,22 @@ fn connect_more(database: &Database, key_path: &Path, session: &str) -> Result<D
     Ok(db)
 }
 
+/// How long the server lets a session sit idle inside a transaction (see `postgres_config`).
+const IDLE_IN_TRANSACTION_MS: u64 = 3000;
+
 fn postgres_config(url: &str, password: Option<&Secret>, session: &str) -> Result<postgres::Config> {
     let mut config: postgres::Config =
         url.parse().map_err(|e: postgres::Error| StoreError::Connect { url: url.to_owned(), message: e.to_string() })?;
     if let Some(password) = password {
         config.password(password.expose());
     }
-    config.application_name(session).connect_timeout(std::time::Duration::from_secs(10));
+    // A store transaction never waits on anything but its own statements (no plugin call inside
+    // one), so one idle for seconds belongs to a frozen or cut-off daemon: the server ends it and
+    // its row locks go, and the other daemons can take its leases over once they expire.
+    config
+        .application_name(session)
+        .connect_timeout(std::time::Duration::from_secs(10))
+        .options(&format!("-c idle_in_transaction_session_timeout={IDLE_IN_TRANSACTION_MS}"));
     Ok(config)
 }
 
