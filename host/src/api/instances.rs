@@ -12,8 +12,8 @@ use super::error::{ApiError, ApiJson, ApiResult};
 use super::policy::Access;
 use super::{paging, schema, validate};
 use crate::api::state::AppState;
-use crate::domain::{DeployRequest, InstanceState};
 use crate::domain::Key;
+use crate::domain::{DeployRequest, InstanceState};
 use crate::provision;
 use crate::provision::WorkflowCore;
 use crate::store::instances::{self, Instance};
@@ -171,10 +171,10 @@ async fn list(State(core): State<WorkflowCore>, access: Access, Query(filter): Q
         .await?;
     let next = paging::cut(&mut all, limit, |(instance, _)| instance.id.0);
     let mut response = Json(all.into_iter().map(|(instance, extra)| view_of(instance, extra)).collect::<Vec<_>>()).into_response();
-    if let (Some(after), Some(limit)) = (next, limit) {
-        if let Some(link) = paging::next_link("/v1/instances", limit, after, &[("state", filter.state), ("project", filter.project)]) {
-            response.headers_mut().insert(axum::http::header::LINK, link);
-        }
+    if let (Some(after), Some(limit)) = (next, limit)
+        && let Some(link) = paging::next_link("/v1/instances", limit, after, &[("state", filter.state), ("project", filter.project)])
+    {
+        response.headers_mut().insert(axum::http::header::LINK, link);
     }
     Ok(response)
 }

@@ -181,7 +181,13 @@ pub fn list(conn: &Db) -> Result<Vec<Instance>> {
 
 /// One page of instances in id order: after an id, at most `limit`, in one state, within
 /// `projects` (a user's, or an admin's filter); one statement.
-pub fn query(conn: &Db, after: Option<i64>, limit: Option<i64>, state: Option<InstanceState>, projects: Option<&[ProjectId]>) -> Result<Vec<Instance>> {
+pub fn query(
+    conn: &Db,
+    after: Option<i64>,
+    limit: Option<i64>,
+    state: Option<InstanceState>,
+    projects: Option<&[ProjectId]>,
+) -> Result<Vec<Instance>> {
     use super::db::{ToValue, Value};
     let mut values: Vec<Value> = Vec::new();
     let mut clauses = Vec::new();
