@@ -143,9 +143,9 @@ impl<S: Send + Sync> FromRequestParts<S> for Access {
     }
 }
 
-/// Decides `policy` for a signed-in caller on the object `id` (for an object policy): the same
-/// owner lookup and `decide` as [`enforce`], for the web view, whose pages are not in the API
-/// document and declare their policy where they call this.
+/// Decides `policy` for a signed-in caller on the object `id` (for an object policy): the owner
+/// lookup and `decide` that [`enforce`] runs for every API route, and that the web view's pages,
+/// which are not in the API document, call with the policy of the operation they mirror.
 pub async fn authorize(core: &WorkflowCore, caller: &Caller, policy: Policy, id: &str) -> Result<(), ApiError> {
     let owner = match policy.object() {
         Some(kind) if !caller.admin => {
@@ -158,6 +158,7 @@ pub async fn authorize(core: &WorkflowCore, caller: &Caller, policy: Policy, id:
         Decision::Allow => Ok(()),
         Decision::Unauthenticated => Err(ApiError::Unauthorized),
         Decision::Forbidden => Err(ApiError::Forbidden(format!("{policy}: {} may not do this", caller.name))),
+        // Outside the caller's projects the object does not exist: the same words as a missing one.
         Decision::Hidden => Err(ApiError::NotFound(format!("{} {id} not found", policy.object().map_or("object", |k| k.as_str())))),
     }
 }
@@ -256,30 +257,18 @@ fn error_response(error: &ApiError) -> Response {
 /// Decides an operation for a signed-in caller; the object, if the policy names one, is the
 /// route's `{id}`.
 async fn decide_for(state: &AppState, policy: Policy, caller: &Caller, request: &mut Request) -> Result<(), Response> {
-    let mut object = String::new();
-    let owner = match policy.object() {
-        Some(kind) if !caller.admin => {
-            let (mut parts, body) = std::mem::replace(request, Request::new(axum::body::Body::empty())).into_parts();
-            let params = RawPathParams::from_request_parts(&mut parts, &()).await;
-            *request = Request::from_parts(parts, body);
-            let id = params.ok().and_then(|p| p.iter().find(|(name, _)| *name == "id").map(|(_, v)| v.to_owned()));
-            let Some(id) = id else { return Err(ApiError::Internal(format!("policy {policy} on a route without {{id}}")).into_response()) };
-            object = format!("{} {id}", kind.as_str());
-            let key = Key::parse(&id);
-            match state.core.store.call(move |c| projects::owner_of(c, kind, &key)).await {
-                Ok(owner) => owner,
-                Err(e) => return Err(ApiError::from(e).into_response()),
-            }
-        }
-        _ => None,
+    // Only an object policy for a user needs the route's `{id}`; `authorize` decides the rest.
+    let id = if policy.object().is_some() && !caller.admin {
+        let (mut parts, body) = std::mem::replace(request, Request::new(axum::body::Body::empty())).into_parts();
+        let params = RawPathParams::from_request_parts(&mut parts, &()).await;
+        *request = Request::from_parts(parts, body);
+        let id = params.ok().and_then(|p| p.iter().find(|(name, _)| *name == "id").map(|(_, v)| v.to_owned()));
+        let Some(id) = id else { return Err(ApiError::Internal(format!("policy {policy} on a route without {{id}}")).into_response()) };
+        id
+    } else {
+        String::new()
     };
-    match decide(policy, Some(caller), owner.as_ref()) {
-        Decision::Allow => Ok(()),
-        Decision::Unauthenticated => Err(ApiError::Unauthorized.into_response()),
-        Decision::Forbidden => Err(ApiError::Forbidden(format!("{policy}: {} may not do this", caller.name)).into_response()),
-        // Outside the caller's projects the object does not exist: the same words as a missing one.
-        Decision::Hidden => Err(ApiError::NotFound(format!("{object} not found")).into_response()),
-    }
+    authorize(&state.core, caller, policy, &id).await.map_err(IntoResponse::into_response)
 }
 
 #[cfg(test)]

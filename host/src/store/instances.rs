@@ -224,16 +224,6 @@ pub fn query(
     conn.query_map(&format!("{SELECT}{filter} ORDER BY i.id{limit}"), &params, from_row)
 }
 
-/// The instances of `projects`.
-pub fn list_in(conn: &Db, projects: &[ProjectId]) -> Result<Vec<Instance>> {
-    if projects.is_empty() {
-        return Ok(Vec::new());
-    }
-    let marks: Vec<String> = (1..=projects.len()).map(|i| format!("?{i}")).collect();
-    let params: Vec<&dyn super::db::ToValue> = projects.iter().map(|p| p as &dyn super::db::ToValue).collect();
-    conn.query_map(&format!("{SELECT} WHERE i.project_id IN ({}) ORDER BY i.id", marks.join(", ")), &params, from_row)
-}
-
 pub fn set_state(conn: &Db, id: InstanceId, state: InstanceState, last_error: Option<&LastError>) -> Result<()> {
     conn.execute(
         "UPDATE instances SET state = ?2, last_error = ?3, last_error_detail = ?4, updated_at = ?5 WHERE id = ?1",

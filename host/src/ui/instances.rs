@@ -31,7 +31,7 @@ pub async fn page(State(core): State<WorkflowCore>, access: Access) -> UiResult<
             let mut rows = Vec::new();
             let shown = match &visible {
                 None => instances::list(c)?,
-                Some(mine) => instances::list_in(c, mine)?,
+                Some(mine) => instances::query(c, None, None, None, Some(mine))?,
             };
             for instance in shown {
                 let (node, task) = match instance.node_id {
