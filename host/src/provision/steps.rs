@@ -212,7 +212,7 @@ async fn move_port(run: &Run<'_>, network: NetworkKind, name: &'static str) -> R
     let net = &run.core.config.network;
     // A project's instance goes to its project's VLAN (ARCHITECTURE.md, "Projects and access").
     let project_network = match (network, run.node.instance_id) {
-        (NetworkKind::Tenant, Some(instance)) => super::store_call(run.core, None, move |c| projects::network_of_instance(c, instance))
+        (NetworkKind::Tenant, Some(instance)) => super::store_call(run.core, run.retry_until, move |c| projects::network_of_instance(c, instance))
             .await
             .map_err(|source| StepFailure::Store { step: name, source })?,
         _ => None,
