@@ -1,6 +1,7 @@
 //! Disk cleaning: discard where the device supports it, zero the start of every partition (where
 //! filesystem, LVM and RAID signatures sit), then the first and last MiB of the disk (MBR, both
-//! GPT copies, end-of-disk RAID and ZFS labels), and fsync.
+//! GPT copies, end-of-disk RAID and ZFS labels) and the whole config drive's place before the disk's
+//! last MiB (its user data is the tenant's secret), and fsync.
 
 use std::fs::OpenOptions;
 use std::io::{self, Seek, SeekFrom};
@@ -13,6 +14,8 @@ use crate::error::{Error, Result};
 use crate::{disks, log, sys};
 
 const MIB: u64 = 1 << 20;
+/// How much of the disk's end is zeroed: the config drive, its alignment and the GPT's backup.
+const END_ZEROED: u64 = crate::config_drive::SIZE + 2 * MIB;
 
 pub fn run(work: &CleanTask, disk_override: Option<&Path>) -> Result<String> {
     let CleanMethod::Metadata = work.method;
@@ -53,10 +56,16 @@ fn clean_one(path: &Path, partition_starts: &[u64]) -> io::Result<()> {
         zero(&file, *start, MIB.min(size.saturating_sub(*start)))?;
     }
     zero(&file, 0, MIB.min(size))?;
-    let tail = size.saturating_sub(MIB).max(MIB.min(size));
+    // The last MiB, and before it where config_drive::write puts its partition (the disk's end).
+    let tail = size.saturating_sub(END_ZEROED).max(MIB.min(size));
     zero(&file, tail, size - tail)?;
     file.sync_all()?;
-    log(format!("cleaned {} ({size} bytes; first and last MiB and {} partition starts zeroed)", path.display(), partition_starts.len()));
+    log(format!(
+        "cleaned {} ({size} bytes; first MiB, last {} MiB and {} partition starts zeroed)",
+        path.display(),
+        END_ZEROED / MIB,
+        partition_starts.len()
+    ));
     Ok(())
 }
 
@@ -97,27 +106,59 @@ mod tests {
     #[test]
     fn zeroes_both_ends_and_leaves_the_middle() {
         let mib = MIB as usize;
-        let size = 5 * mib + 123;
+        let size = 40 * mib + 123;
+        let end = END_ZEROED as usize;
         let (_dir, path) = disk_file(size, 0x5a);
         let message = run(&task(), Some(&path)).unwrap();
         assert!(message.contains("cleaned"), "{message}");
         let bytes = std::fs::read(&path).unwrap();
         assert_eq!(bytes.len(), size, "the disk keeps its size");
         assert!(bytes[..mib].iter().all(|b| *b == 0), "first MiB");
-        assert!(bytes[size - mib..].iter().all(|b| *b == 0), "last MiB");
-        assert!(bytes[mib..size - mib].iter().all(|b| *b == 0x5a), "middle untouched");
+        assert!(bytes[size - end..].iter().all(|b| *b == 0), "the end, where the config drive goes");
+        assert!(bytes[mib..size - end].iter().all(|b| *b == 0x5a), "middle untouched");
+    }
+
+    #[test]
+    fn a_config_drive_is_gone_after_cleaning() {
+        let mib = MIB as usize;
+        let (_dir, path) = disk_file(64 * mib, 0);
+        // An MBR image of one partition, then its config drive with a secret in the user data.
+        let status = std::process::Command::new("sfdisk")
+            .arg("-q")
+            .arg(&path)
+            .stdin(std::process::Stdio::piped())
+            .spawn()
+            .and_then(|mut child| {
+                use std::io::Write;
+                child.stdin.take().map(|mut i| i.write_all(b"label: dos\nstart=2048, size=20480, type=83\n")).transpose()?;
+                child.wait()
+            })
+            .unwrap();
+        assert!(status.success());
+        let secret = b"#cloud-config\n# the tenant's secret 7f3a9c\n";
+        crate::config_drive::write(&path, &[("openstack/latest/user_data", secret)]).unwrap();
+        let before = std::fs::read(&path).unwrap();
+        assert!(before.windows(secret.len()).any(|w| w == secret), "the drive holds the user data");
+        run(&task(), Some(&path)).unwrap();
+        let after = std::fs::read(&path).unwrap();
+        assert!(!after.windows(secret.len()).any(|w| w == secret), "the user data survived cleaning");
+        assert!(!after.windows(8).any(|w| w == b"config-2"), "the drive's label survived cleaning");
     }
 
     #[test]
     fn partition_starts_are_zeroed_too() {
         let mib = MIB as usize;
-        let (_dir, path) = disk_file(10 * mib, 0x77);
-        clean_one(&path, &[3 * MIB, 9 * MIB + 512]).unwrap();
+        let size = 60 * mib;
+        let end = size - END_ZEROED as usize;
+        let (_dir, path) = disk_file(size, 0x77);
+        clean_one(&path, &[3 * MIB, 20 * MIB, 60 * MIB - 512]).unwrap();
         let bytes = std::fs::read(&path).unwrap();
         assert!(bytes[3 * mib..4 * mib].iter().all(|b| *b == 0));
-        assert!(bytes[4 * mib..9 * mib].iter().all(|b| *b == 0x77));
+        assert!(bytes[20 * mib..21 * mib].iter().all(|b| *b == 0));
+        assert!(bytes[4 * mib..20 * mib].iter().all(|b| *b == 0x77));
+        assert!(bytes[21 * mib..end].iter().all(|b| *b == 0x77));
         assert!(bytes[mib..3 * mib].iter().all(|b| *b == 0x77));
-        assert!(bytes[9 * mib..].iter().all(|b| *b == 0), "a start near the end is clipped to the disk");
+        assert!(bytes[end..].iter().all(|b| *b == 0), "a start near the end is clipped to the disk");
     }
 
     #[test]

@@ -98,11 +98,23 @@ pub fn run(
         let (url, token) = (work.image_url.clone(), work.image_token.clone());
         let reopen = move || Ok(Download::new(http.clone(), url.clone(), token.clone()).with_mirrors(mirrors.clone()));
         let outcome = write_qcow2(source, ranges, file_size, Box::new(reopen), &plan, &target, progress)?;
-        return Ok(outcome.summary(&target, &plan));
+        return with_config_drive(work, &target, outcome.summary(&target, &plan));
     }
     log(format!("deploying {} ({}) to {}", work.image_url, compression_name(work.compression), target.display()));
     let outcome = write_image(source, &plan, &target, progress)?;
-    Ok(outcome.summary(&target, &plan))
+    with_config_drive(work, &target, outcome.summary(&target, &plan))
+}
+
+/// After the image: the instance's config drive at the disk's end, when the host sent one. A disk
+/// or image with no room for it fails the deploy here, before the node is handed over.
+fn with_config_drive(work: &DeployTask, target: &Path, summary: String) -> Result<String> {
+    let Some(drive) = &work.config_drive else { return Ok(summary) };
+    let started = std::time::Instant::now();
+    let files: Vec<(&str, &[u8])> = drive.files.iter().map(|f| (f.path.as_str(), f.content.as_bytes())).collect();
+    let written = crate::config_drive::write(target, &files)?;
+    let took = started.elapsed().as_millis();
+    log(format!("{} ({} files, {took} ms)", written.summary(), files.len()));
+    Ok(format!("{summary}; {} in {took} ms", written.summary()))
 }
 
 /// A qcow2 image: checked with Range reads before the disk is opened (a refused image writes

@@ -4,6 +4,7 @@ mod api;
 mod app;
 mod cli;
 mod config;
+mod config_drive;
 mod console;
 mod domain;
 mod drivers;

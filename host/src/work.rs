@@ -1,7 +1,7 @@
 //! What the host asks an agent to do: the options stored with a task, how a stored task becomes
 //! the wire `AgentTask` the agent receives, and what the kind of a failed result means here.
 
-use metalhost_wire::{AfterTask, AgentFailureKind, AgentTask, CleanMethod, CleanTask, DeployTask, InspectTask, TaskWork};
+use metalhost_wire::{AfterTask, AgentFailureKind, AgentTask, CleanMethod, CleanTask, ConfigDrive, DeployTask, InspectTask, TaskWork};
 use serde::{Deserialize, Serialize};
 
 use crate::domain::{Compression, FailureKind, ImageFormat, TaskKind};
@@ -43,7 +43,14 @@ fn wire_compression(c: Compression) -> metalhost_wire::Compression {
 }
 
 /// The task as the agent sees it. `image_token` is the fresh token issued for this fetch.
-pub fn render(task: &Task, image: Option<&Image>, public_url: &str, image_token: Option<String>) -> Option<AgentTask> {
+/// `config_drive`: the deploy's instance's drive (config_drive.rs).
+pub fn render(
+    task: &Task,
+    image: Option<&Image>,
+    public_url: &str,
+    image_token: Option<String>,
+    config_drive: Option<ConfigDrive>,
+) -> Option<AgentTask> {
     let options = TaskOptions::from_json(&task.payload);
     let work = match task.kind {
         TaskKind::Deploy => {
@@ -66,6 +73,7 @@ pub fn render(task: &Task, image: Option<&Image>, public_url: &str, image_token:
                 // Nothing in the host chooses a disk yet: the agent picks the first fixed disk that fits.
                 disk_hint: None,
                 verify_readback: options.verify_readback,
+                config_drive,
             })
         }
         TaskKind::Clean => TaskWork::Clean(CleanTask { disks: options.disks.clone(), method: CleanMethod::Metadata }),

@@ -23,6 +23,7 @@ use crate::inventory::{self, Facts};
 use crate::provision::WorkflowCore;
 use crate::store::console::{self, Source};
 use crate::store::images;
+use crate::store::instances;
 use crate::store::nodes;
 use crate::store::tasks;
 
@@ -121,8 +122,19 @@ async fn task(State(core): State<WorkflowCore>, AgentNode(node): AgentNode) -> A
             let Some(task) = tasks::open_for_node(c, node)? else { return Ok(None) };
             let image = task.image.map(|id| images::get(c, &Key::Id(id.0))).transpose()?;
             let token = image.as_ref().filter(|i| i.file.is_some()).map(|_| random_token());
+            // A deploy carries its instance's config drive, its user data unsealed for this answer only.
+            let drive = match task.kind {
+                crate::domain::TaskKind::Deploy => {
+                    let node = nodes::get_listed(c, node)?;
+                    match node.instance_id {
+                        Some(instance) => Some(crate::config_drive::render(&instances::drive_identity(c, instance, &node)?)),
+                        None => None,
+                    }
+                }
+                _ => None,
+            };
             tasks::start(c, task.id, token.as_deref())?;
-            Ok(crate::work::render(&task, image.as_ref(), &public_url, token))
+            Ok(crate::work::render(&task, image.as_ref(), &public_url, token, drive))
         })
         .await?;
     match rendered {

@@ -12,11 +12,12 @@ use super::error::{ApiError, ApiJson, ApiResult};
 use super::policy::Access;
 use super::{paging, schema, validate};
 use crate::api::state::AppState;
-use crate::domain::Key;
-use crate::domain::{DeployRequest, InstanceState};
+use crate::domain::identity;
+use crate::domain::{DeployRequest, InstanceState, Key, RequestedIdentity, Secret};
 use crate::provision;
 use crate::provision::WorkflowCore;
 use crate::store::instances::{self, Instance};
+use crate::store::keypairs;
 use crate::store::nodes;
 use crate::store::projects;
 use crate::store::tasks;
@@ -62,6 +63,63 @@ struct CreateInstance {
     /// `[network] tenant_vlan`).
     #[schema(min_length = 1)]
     project: Option<String>,
+    /// The host name on its config drive (RFC 1123); otherwise one made from the instance's name.
+    #[schema(min_length = 1, max_length = 253)]
+    hostname: Option<String>,
+    /// OpenSSH public key lines that may log in.
+    #[serde(default)]
+    #[schema(max_items = 32)]
+    ssh_keys: Vec<String>,
+    /// Names of the caller's key pairs (`/v1/keypairs`) whose keys may log in too.
+    #[serde(default)]
+    #[schema(max_items = 32)]
+    keypairs: Vec<String>,
+    /// cloud-config (`#cloud-config` first, valid YAML) or a script, at most 64 KiB. Sealed at rest,
+    /// never shown or logged.
+    #[schema(max_length = 65536)]
+    user_data: Option<String>,
+    /// String pairs for `meta_data.json`'s `meta` (at most 128; keys and values up to 255).
+    #[serde(default)]
+    meta: std::collections::BTreeMap<String, String>,
+}
+
+/// The identity fields checked before anything is touched, each error naming its field; the key
+/// pairs resolved among the caller's own.
+async fn requested_identity(core: &WorkflowCore, access: &Access, req: &mut CreateInstance) -> ApiResult<RequestedIdentity> {
+    let bad = |field: &str, e: crate::domain::ParseError| ApiError::BadRequest(format!("{field}: {e}"));
+    let hostname = req.hostname.as_deref().map(identity::host_name).transpose().map_err(|e| bad("hostname", e))?;
+    if req.ssh_keys.len() + req.keypairs.len() > identity::MAX_SSH_KEYS {
+        return Err(ApiError::BadRequest(format!("ssh_keys: at most {} keys (with keypairs)", identity::MAX_SSH_KEYS)));
+    }
+    let mut ssh_keys = Vec::new();
+    for (i, key) in req.ssh_keys.iter().enumerate() {
+        ssh_keys.push(identity::ssh_key(key).map_err(|e| bad(&format!("ssh_keys[{i}]"), e))?);
+    }
+    if let Some(user_data) = &req.user_data {
+        identity::user_data(user_data).map_err(|e| bad("user_data", e))?;
+    }
+    identity::meta(&req.meta).map_err(|e| bad("meta", e))?;
+    if !req.keypairs.is_empty() {
+        let (user, names) = (access.caller.user, req.keypairs.clone());
+        let found = core
+            .store
+            .call(move |c| {
+                names
+                    .iter()
+                    .map(|name| match keypairs::get(c, user, name) {
+                        Ok(pair) => Ok(Ok(pair.public_key)),
+                        Err(crate::store::StoreError::NotFound(_)) => Ok(Err(name.clone())),
+                        Err(e) => Err(e),
+                    })
+                    .collect::<Result<Vec<_>, _>>()
+            })
+            .await?;
+        for key in found {
+            ssh_keys.push(key.map_err(|name| ApiError::BadRequest(format!("keypairs: you have no key pair named {name:?}")))?);
+        }
+    }
+    ssh_keys.dedup();
+    Ok(RequestedIdentity { hostname, ssh_keys, user_data: req.user_data.take().map(Secret::new), meta: std::mem::take(&mut req.meta) })
 }
 
 fn non_negative(field: &str, v: i64) -> Result<i64, ApiError> {
@@ -98,11 +156,12 @@ fn view_of(instance: Instance, extra: Option<(nodes::Node, Option<tasks::Task>)>
 async fn create(
     State(core): State<WorkflowCore>,
     access: Access,
-    ApiJson(req): ApiJson<CreateInstance>,
+    ApiJson(mut req): ApiJson<CreateInstance>,
 ) -> ApiResult<(StatusCode, Json<InstanceView>)> {
     if let Some(name) = &req.name {
         validate::name("instance name", name)?;
     }
+    let identity = requested_identity(&core, &access, &mut req).await?;
     let project = access.create_in(&core, req.project.as_deref()).await?;
     let request = DeployRequest {
         name: req.name,
@@ -112,6 +171,7 @@ async fn create(
         ram_mb: u64::try_from(non_negative("ram_mb", req.ram_mb)?).unwrap_or(0),
         disk_gb: u64::try_from(non_negative("disk_gb", req.disk_gb)?).unwrap_or(0),
         project,
+        identity,
     };
     let (instance, _) = provision::start_deploy(&core, request).await?;
     Ok((StatusCode::CREATED, Json(view(&core, instance).await?)))

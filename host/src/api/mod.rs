@@ -12,6 +12,7 @@ mod daemons;
 pub mod error;
 mod images;
 mod instances;
+mod keypairs;
 pub mod metrics;
 mod node_actions;
 mod nodes;
@@ -92,7 +93,8 @@ fn documented_router(metrics_here: bool) -> OpenApiRouter<AppState> {
         .merge(boot::operator_router())
         .merge(node_actions::router())
         .merge(console::router())
-        .merge(projects::router());
+        .merge(projects::router())
+        .merge(keypairs::router());
     let operator = openapi::secured(operator, &[openapi::OPERATOR]);
     let agent = openapi::secured(agent::router(), &[openapi::NODE_TOKEN]);
     let image_data = openapi::secured(images::data_router(), &[openapi::OPERATOR, openapi::IMAGE_TOKEN]);

@@ -13,6 +13,7 @@ use super::error::{ApiError, ApiJson, ApiResult};
 use super::policy::Access;
 use super::{schema, validate};
 use crate::api::state::AppState;
+use crate::domain::identity::Subnet;
 use crate::domain::tenancy::Role;
 use crate::domain::{Key, TokenId, deadline_in};
 use crate::provision::WorkflowCore;
@@ -24,6 +25,7 @@ pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(list_projects, create_project))
         .routes(routes!(show_project, update_project, delete_project))
+        .routes(routes!(set_subnet, remove_subnet))
         .routes(routes!(list_users, create_user))
         .routes(routes!(show_user, delete_user))
         .routes(routes!(set_role, remove_role))
@@ -41,6 +43,29 @@ struct CreateProject {
     /// The most instances the project may have at once.
     #[schema(minimum = 0, maximum = 100_000)]
     quota: i64,
+    /// The IPv4 subnet its instances get addresses from; without one they ask DHCP.
+    subnet: Option<SubnetBody>,
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+struct SubnetBody {
+    /// Like `10.77.0.0/24` (prefix 8-30).
+    #[schema(min_length = 1, max_length = 18)]
+    cidr: String,
+    /// A host address of the subnet the instances route through.
+    #[schema(min_length = 1, max_length = 15)]
+    gateway: Option<String>,
+    /// At most three DNS servers (IP addresses).
+    #[serde(default)]
+    #[schema(max_items = 3)]
+    dns: Vec<String>,
+}
+
+impl SubnetBody {
+    fn parse(&self) -> Result<Subnet, ApiError> {
+        Subnet::parse(&self.cidr, self.gateway.as_deref(), &self.dns).map_err(|e| ApiError::BadRequest(format!("subnet: {e}")))
+    }
 }
 
 fn quota(value: i64) -> Result<i64, ApiError> {
@@ -53,8 +78,9 @@ fn quota(value: i64) -> Result<i64, ApiError> {
 async fn create_project(State(core): State<WorkflowCore>, ApiJson(req): ApiJson<CreateProject>) -> ApiResult<(StatusCode, Json<Project>)> {
     validate::name("project name", &req.name)?;
     let quota = quota(req.quota)?;
+    let subnet = req.subnet.as_ref().map(SubnetBody::parse).transpose()?;
     let range = core.config.network.tenant_vlans;
-    let project = core.store.call(move |c| projects::create(c, &req.name, quota, range)).await?;
+    let project = core.store.call(move |c| projects::create(c, &req.name, quota, range, subnet.as_ref())).await?;
     Ok((StatusCode::CREATED, Json(project)))
 }
 
@@ -94,6 +120,39 @@ async fn update_project(State(core): State<WorkflowCore>, Path(id): Path<String>
             let project = projects::get(c, &key)?;
             projects::set_quota(c, project.id, quota)?;
             projects::get(c, &Key::Id(project.id.0))
+        })
+        .await?;
+    Ok(Json(project))
+}
+
+/// Gives the project its subnet, or another one, while it has no instances (409 otherwise).
+#[utoipa::path(put, path = "/v1/projects/{id}/subnet", operation_id = "set_project_subnet", extensions(("x-metalhost-policy" = json!("admin"))), tag = "projects",
+    params(("id" = String, Path, description = "The project's id or name.")), request_body = SubnetBody,
+    responses((status = 200, description = "The project.", body = Project)))]
+async fn set_subnet(State(core): State<WorkflowCore>, Path(id): Path<String>, ApiJson(req): ApiJson<SubnetBody>) -> ApiResult<Json<Project>> {
+    let subnet = req.parse()?;
+    let key = Key::parse(&id);
+    let project = core
+        .store
+        .call(move |c| {
+            let project = projects::get(c, &key)?;
+            projects::set_subnet(c, project.id, Some(&subnet))
+        })
+        .await?;
+    Ok(Json(project))
+}
+
+/// Takes the subnet away while the project has no instances: its instances then ask DHCP.
+#[utoipa::path(delete, path = "/v1/projects/{id}/subnet", operation_id = "remove_project_subnet", extensions(("x-metalhost-policy" = json!("admin"))), tag = "projects",
+    params(("id" = String, Path, description = "The project's id or name.")),
+    responses((status = 200, description = "The project.", body = Project)))]
+async fn remove_subnet(State(core): State<WorkflowCore>, Path(id): Path<String>) -> ApiResult<Json<Project>> {
+    let key = Key::parse(&id);
+    let project = core
+        .store
+        .call(move |c| {
+            let project = projects::get(c, &key)?;
+            projects::set_subnet(c, project.id, None)
         })
         .await?;
     Ok(Json(project))

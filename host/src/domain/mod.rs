@@ -2,6 +2,7 @@
 
 mod access;
 mod failure;
+pub mod identity;
 mod ids;
 mod net;
 mod request;
@@ -13,7 +14,7 @@ pub use access::{Bmc, NodeLabel, SwitchAccess};
 pub use failure::FailureKind;
 pub use ids::{EventId, ImageId, InstanceId, Key, NodeId, ProjectId, SwitchId, TaskId, TokenId, UserId};
 pub use net::{ChassisId, Hostname, MacAddr, SwitchPort, Vlan};
-pub use request::DeployRequest;
+pub use request::{DeployRequest, RequestedIdentity};
 pub use state::{
     BootDevice, BootMode, Compression, ImageFormat, InstanceState, NetworkKind, PowerAction, PowerState, ProvisionState, TaskKind, TaskState,
 };

@@ -1,6 +1,8 @@
 //! What callers ask the workflow for, in domain terms.
 
-use super::{Key, ProjectId};
+use std::collections::BTreeMap;
+
+use super::{Key, ProjectId, Secret};
 
 /// What a new instance asks for: a name (or one made from its node's), an image, a node by key or
 /// any available one that fits the minimums.
@@ -15,4 +17,17 @@ pub struct DeployRequest {
     /// The project the instance belongs to: its quota, its VLAN, its dedicated nodes. `None`: an
     /// admin's instance outside any project, on `[network] tenant_vlan`.
     pub project: Option<ProjectId>,
+    /// What the instance is told about itself on its config drive (already checked:
+    /// domain/identity.rs).
+    pub identity: RequestedIdentity,
+}
+
+/// An instance's host name (none: made from its name), the SSH public keys that may log in (key
+/// pairs already resolved), its user data (a secret: sealed at rest, never logged) and metadata.
+#[derive(Debug, Clone, Default)]
+pub struct RequestedIdentity {
+    pub hostname: Option<String>,
+    pub ssh_keys: Vec<String>,
+    pub user_data: Option<Secret>,
+    pub meta: BTreeMap<String, String>,
 }

@@ -22,6 +22,16 @@ pub struct Instance {
     pub project_id: Option<ProjectId>,
     /// The VLAN its node is on once active: its project's, or `[network] tenant_vlan`.
     pub project_vlan: Option<u16>,
+    /// Its address on its project's subnet (none: no subnet, the node asks DHCP).
+    pub address: Option<String>,
+    /// The host name on its config drive.
+    pub hostname: Option<String>,
+    /// The SSH public keys that may log in.
+    pub ssh_keys: Vec<String>,
+    /// Its metadata, as given.
+    pub meta: std::collections::BTreeMap<String, String>,
+    /// Whether it has user data (which is never shown).
+    pub has_user_data: bool,
     #[serde(serialize_with = "super::as_text")]
     #[schema(value_type = String, example = "deploying")]
     pub state: InstanceState,
@@ -35,7 +45,7 @@ pub struct Instance {
 }
 
 const SELECT: &str = "SELECT i.id, i.name, i.image_id, n.id, i.state, i.last_error, i.created_at, i.updated_at, i.last_error_detail,
-            i.project_id, p.vlan
+            i.project_id, p.vlan, i.address, i.hostname, i.ssh_keys, i.meta, i.user_data IS NOT NULL
      FROM instances i LEFT JOIN nodes n ON n.instance_id = i.id LEFT JOIN projects p ON p.id = i.project_id";
 
 fn from_row(row: &Row<'_>) -> Result<Instance> {
@@ -50,7 +60,17 @@ fn from_row(row: &Row<'_>) -> Result<Instance> {
         updated_at: row.get(7)?,
         project_id: row.get(9)?,
         project_vlan: row.get(10)?,
+        address: row.get(11)?,
+        hostname: row.get(12)?,
+        ssh_keys: json_column(row, 13)?,
+        meta: json_column(row, 14)?,
+        has_user_data: row.get(15)?,
     })
+}
+
+fn json_column<T: serde::de::DeserializeOwned>(row: &Row<'_>, index: usize) -> Result<T> {
+    let text: String = row.get(index)?;
+    serde_json::from_str(&text).map_err(|e| StoreError::Db(super::DbError::Column { index, message: e.to_string() }))
 }
 
 /// A new instance's request with the deadline of its `deploying` state.
@@ -148,10 +168,30 @@ pub fn claim(conn: &mut Db, claim: Claim) -> Result<(Instance, Node)> {
     if taken {
         return Err(StoreError::Conflict(format!("an instance named {name:?} already exists")));
     }
+    let address = match project {
+        Some(project) => free_address(&tx, project)?,
+        None => None,
+    };
+    let identity = claim.request.identity;
+    let hostname = identity.hostname.unwrap_or_else(|| crate::domain::identity::host_name_from(&name));
+    let user_data = identity.user_data.map(|u| tx.seal(USER_DATA_LABEL, u.expose())).transpose()?;
     let now = now_ms();
     let instance_id: i64 = tx.query_row(
-        "INSERT INTO instances (name, image_id, state, created_at, updated_at, project_id) VALUES (?1, ?2, ?3, ?4, ?4, ?5) RETURNING id",
-        params![name, image.id, InstanceState::Deploying.as_str(), now, project],
+        "INSERT INTO instances (name, image_id, state, created_at, updated_at, project_id, uuid, hostname, ssh_keys, meta, user_data, address)
+         VALUES (?1, ?2, ?3, ?4, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11) RETURNING id",
+        params![
+            name,
+            image.id,
+            InstanceState::Deploying.as_str(),
+            now,
+            project,
+            new_uuid(),
+            hostname,
+            serde_json::to_string(&identity.ssh_keys).unwrap_or_else(|_| "[]".into()),
+            serde_json::to_string(&identity.meta).unwrap_or_else(|_| "{}".into()),
+            user_data,
+            address.map(|a| a.to_string())
+        ],
         |r| r.get(0),
     )?;
     // A new tenancy, above every earlier one of any node: what this tenant's events and console
@@ -165,6 +205,80 @@ pub fn claim(conn: &mut Db, claim: Claim) -> Result<(Instance, Node)> {
     let instance = get(&tx, &Key::Id(instance_id))?;
     tx.commit()?;
     Ok((instance, node))
+}
+
+/// The label user data is sealed under (store/seal.rs).
+const USER_DATA_LABEL: &str = "instances.user_data";
+
+/// A random (version 4) UUID: the instance's id for cloud-init, never reused.
+fn new_uuid() -> String {
+    let mut b: [u8; 16] = rand::random();
+    b[6] = (b[6] & 0x0f) | 0x40;
+    b[8] = (b[8] & 0x3f) | 0x80;
+    let h = hex::encode(b);
+    format!("{}-{}-{}-{}-{}", &h[0..8], &h[8..12], &h[12..16], &h[16..20], &h[20..32])
+}
+
+/// The lowest free address of the project's subnet, or none when it has no subnet; a full subnet
+/// is a conflict. Inside the claim's transaction, after the quota check locked the project row
+/// (PostgreSQL), so two claims cannot take the same address; the unique index would refuse it anyway.
+fn free_address(tx: &Db, project: ProjectId) -> Result<Option<std::net::Ipv4Addr>> {
+    let Some((name, subnet)) = super::projects::subnet_of(tx, project)? else { return Ok(None) };
+    let used: Vec<String> =
+        tx.query_map("SELECT address FROM instances WHERE project_id = ?1 AND address IS NOT NULL", params![project], |r| r.get(0))?;
+    let used: Vec<std::net::Ipv4Addr> = used.iter().filter_map(|a| a.parse().ok()).collect();
+    subnet.first_free(&used).map(Some).ok_or_else(|| {
+        StoreError::Conflict(format!(
+            "project {name:?} has no free address left in its subnet {subnet} ({} in use of {}): delete an instance or give the project a larger subnet",
+            used.len(),
+            subnet.capacity()
+        ))
+    })
+}
+
+/// Everything an instance's config drive says (config_drive.rs), its user data unsealed: for the
+/// deploy task the agent fetches, and nothing else.
+pub fn drive_identity(conn: &Db, id: InstanceId, node: &Node) -> Result<crate::config_drive::Identity> {
+    use crate::config_drive::{Identity, Network};
+    let instance = get(conn, &Key::Id(id.0))?;
+    let (uuid, user_data): (Option<String>, Option<String>) =
+        conn.query_row("SELECT uuid, user_data FROM instances WHERE id = ?1", params![id.0], |r| Ok((r.get(0)?, r.get(1)?)))?;
+    let user_data = user_data.map(|sealed| conn.unseal(USER_DATA_LABEL, &sealed)).transpose()?;
+    let (project, address) = match instance.project_id {
+        Some(project) => {
+            let p = super::projects::get(conn, &Key::Id(project.0))?;
+            let subnet = super::projects::subnet_of(conn, project)?.map(|(_, s)| s);
+            let address = instance.address.as_deref().and_then(|a| a.parse().ok()).zip(subnet);
+            (p.vlan.map(|vlan| (p.name, vlan)), address)
+        }
+        None => (None, None),
+    };
+    let (nics, cabled) = node_nics(conn, node)?;
+    Ok(Identity {
+        uuid: uuid.unwrap_or_else(|| format!("metalhost-instance-{}", id.0)),
+        hostname: instance.hostname.clone().unwrap_or_else(|| crate::domain::identity::host_name_from(&instance.name)),
+        name: instance.name,
+        ssh_keys: instance.ssh_keys,
+        meta: instance.meta,
+        user_data,
+        project,
+        network: Network { nics, cabled, address },
+    })
+}
+
+/// The node's NICs as its last inspection saw them, and the one cabled to its switch port: the
+/// NIC that heard its switch port over LLDP, else the enrolled (PXE) MAC.
+fn node_nics(conn: &Db, node: &Node) -> Result<(Vec<crate::domain::MacAddr>, crate::domain::MacAddr)> {
+    let Some(stored) = super::inventory::get(conn, node.id)? else { return Ok((vec![node.mac], node.mac)) };
+    let Ok(report) = serde_json::from_str::<metalhost_wire::InventoryReport>(&stored.report) else { return Ok((vec![node.mac], node.mac)) };
+    let nics: Vec<crate::domain::MacAddr> = report.nics.iter().filter_map(|n| n.mac.parse().ok()).collect();
+    let heard = report
+        .lldp
+        .iter()
+        .find(|n| n.port_id == node.switch_port)
+        .and_then(|n| report.nics.iter().find(|nic| nic.name == n.interface))
+        .and_then(|nic| nic.mac.parse().ok());
+    Ok((nics, heard.unwrap_or(node.mac)))
 }
 
 pub fn get(conn: &Db, key: &Key) -> Result<Instance> {

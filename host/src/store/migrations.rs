@@ -219,6 +219,31 @@ const MIGRATIONS: &[&str] = &[
         address TEXT
     );
     "#,
+    // 10: what an instance is told about itself (domain/identity.rs, config_drive.rs). A project's
+    // subnet (IPv4 CIDR, gateway, DNS servers, comma-separated) from which each instance gets an
+    // address: unique within the project (the index holds it across daemons), freed with the
+    // instance's row. Instances keep a UUID (their cloud-init instance id), host name, SSH keys and
+    // metadata (JSON) and their user data sealed like passwords. Users register SSH key pairs by name.
+    r#"
+    ALTER TABLE projects ADD COLUMN subnet TEXT;
+    ALTER TABLE projects ADD COLUMN gateway TEXT;
+    ALTER TABLE projects ADD COLUMN dns TEXT NOT NULL DEFAULT '';
+    ALTER TABLE instances ADD COLUMN uuid TEXT;
+    ALTER TABLE instances ADD COLUMN hostname TEXT;
+    ALTER TABLE instances ADD COLUMN ssh_keys TEXT NOT NULL DEFAULT '[]';
+    ALTER TABLE instances ADD COLUMN meta TEXT NOT NULL DEFAULT '{}';
+    ALTER TABLE instances ADD COLUMN user_data TEXT;
+    ALTER TABLE instances ADD COLUMN address TEXT;
+    CREATE UNIQUE INDEX instances_address ON instances(project_id, address);
+    CREATE TABLE keypairs (
+        id         INTEGER PRIMARY KEY,
+        user_id    INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+        name       TEXT NOT NULL,
+        public_key TEXT NOT NULL,
+        created_at INTEGER NOT NULL,
+        UNIQUE (user_id, name)
+    );
+    "#,
 ];
 
 pub(super) const CONSOLE_LINES: &str = r#"

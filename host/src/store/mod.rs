@@ -13,6 +13,7 @@ pub mod events;
 pub mod images;
 pub mod instances;
 pub mod inventory;
+pub mod keypairs;
 pub mod last_error;
 mod migrations;
 pub mod nodes;

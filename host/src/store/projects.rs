@@ -4,6 +4,7 @@
 
 use super::db::{Db, Row, params};
 use super::{Result, StoreError};
+use crate::domain::identity::Subnet;
 use crate::domain::tenancy::{ObjectKind, Owner, Role, VlanRange};
 use crate::domain::{InstanceId, Key, ProjectId, UserId, Vlan, now_ms};
 
@@ -18,21 +19,73 @@ pub struct Project {
     pub instances: i64,
     /// The VLAN its instances' nodes are on.
     pub vlan: Option<u16>,
+    /// The IPv4 subnet its instances get addresses from, its gateway and DNS servers (none: the
+    /// instances ask DHCP on their VLAN).
+    pub subnet: Option<String>,
+    pub gateway: Option<String>,
+    pub dns: Vec<String>,
     #[serde(serialize_with = "crate::domain::time::as_rfc3339")]
     #[schema(value_type = String, format = DateTime)]
     pub created_at: i64,
 }
 
 const SELECT: &str = "SELECT p.id, p.name, p.quota, p.vlan, p.created_at,
-       (SELECT COUNT(*) FROM instances i WHERE i.project_id = p.id) FROM projects p";
+       (SELECT COUNT(*) FROM instances i WHERE i.project_id = p.id), p.subnet, p.gateway, p.dns FROM projects p";
 
 fn from_row(row: &Row<'_>) -> Result<Project> {
-    Ok(Project { id: row.get(0)?, name: row.get(1)?, quota: row.get(2)?, vlan: row.get(3)?, created_at: row.get(4)?, instances: row.get(5)? })
+    let dns: String = row.get(8)?;
+    Ok(Project {
+        id: row.get(0)?,
+        name: row.get(1)?,
+        quota: row.get(2)?,
+        vlan: row.get(3)?,
+        created_at: row.get(4)?,
+        instances: row.get(5)?,
+        subnet: row.get(6)?,
+        gateway: row.get(7)?,
+        dns: dns.split(',').filter(|d| !d.is_empty()).map(str::to_owned).collect(),
+    })
+}
+
+/// Gives a project its subnet (or takes it away), only while it has no instances: addresses
+/// already handed out never change under a running machine.
+pub fn set_subnet(conn: &mut Db, id: ProjectId, subnet: Option<&Subnet>) -> Result<Project> {
+    let tx = conn.transaction()?;
+    let project = get(&tx, &Key::Id(id.0))?;
+    if project.instances > 0 {
+        return Err(StoreError::Conflict(format!(
+            "project {:?} has {} instance(s) with addresses from its subnet: delete them before changing it",
+            project.name, project.instances
+        )));
+    }
+    write_subnet(&tx, id, subnet)?;
+    let project = get(&tx, &Key::Id(id.0))?;
+    tx.commit()?;
+    Ok(project)
+}
+
+fn write_subnet(tx: &Db, id: ProjectId, subnet: Option<&Subnet>) -> Result<()> {
+    let dns = subnet.map(|s| s.dns.iter().map(ToString::to_string).collect::<Vec<_>>().join(",")).unwrap_or_default();
+    tx.execute(
+        "UPDATE projects SET subnet = ?2, gateway = ?3, dns = ?4 WHERE id = ?1",
+        params![id, subnet.map(ToString::to_string), subnet.and_then(|s| s.gateway).map(|g| g.to_string()), dns],
+    )?;
+    Ok(())
+}
+
+/// A project's name and subnet, when it has one.
+pub fn subnet_of(conn: &Db, id: ProjectId) -> Result<Option<(String, Subnet)>> {
+    let project = get(conn, &Key::Id(id.0))?;
+    let Some(cidr) = &project.subnet else { return Ok(None) };
+    // Checked when it was set; a value that no longer parses is a damaged row.
+    let subnet = Subnet::parse(cidr, project.gateway.as_deref(), &project.dns)
+        .map_err(|e| StoreError::Db(super::DbError::Column { index: 6, message: e.0 }))?;
+    Ok(Some((project.name, subnet)))
 }
 
 /// Creates a project on the lowest free VLAN of `range`; a full range is a conflict, and nothing
 /// is created.
-pub fn create(conn: &mut Db, name: &str, quota: i64, range: VlanRange) -> Result<Project> {
+pub fn create(conn: &mut Db, name: &str, quota: i64, range: VlanRange, subnet: Option<&Subnet>) -> Result<Project> {
     let tx = conn.transaction()?;
     let taken: bool = tx.query_row("SELECT EXISTS(SELECT 1 FROM projects WHERE name = ?1)", params![name], |r| r.get(0))?;
     if taken {
@@ -51,6 +104,9 @@ pub fn create(conn: &mut Db, name: &str, quota: i64, range: VlanRange) -> Result
         params![name, quota, vlan, now_ms()],
         |r| r.get(0),
     )?;
+    if let Some(subnet) = subnet {
+        write_subnet(&tx, ProjectId(id), Some(subnet))?;
+    }
     let project = get(&tx, &Key::Id(id))?;
     tx.commit()?;
     Ok(project)

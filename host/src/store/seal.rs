@@ -18,7 +18,11 @@ pub const PREFIX: &str = "sealed:v1:";
 const NONCE_LEN: usize = 24;
 
 /// The sealed columns: (table, column, label).
-pub const SEALED_COLUMNS: &[(&str, &str, &str)] = &[("nodes", "bmc_password", "nodes.bmc_password"), ("switches", "password", "switches.password")];
+pub const SEALED_COLUMNS: &[(&str, &str, &str)] = &[
+    ("nodes", "bmc_password", "nodes.bmc_password"),
+    ("switches", "password", "switches.password"),
+    ("instances", "user_data", "instances.user_data"),
+];
 
 #[derive(Debug, thiserror::Error)]
 pub enum SealError {

@@ -157,8 +157,16 @@ pub async fn create_instance(State(core): State<WorkflowCore>, access: Access, F
         ];
         return Ok(confirm_page(question, "/ui/instances", &fields, "Deploy", "/ui/instances").into_response());
     }
-    let request =
-        DeployRequest { name, image: Key::parse(&form.image), node: node.as_deref().map(Key::parse), cpus: 0, ram_mb: 0, disk_gb: 0, project };
+    let request = DeployRequest {
+        name,
+        image: Key::parse(&form.image),
+        node: node.as_deref().map(Key::parse),
+        cpus: 0,
+        ram_mb: 0,
+        disk_gb: 0,
+        project,
+        identity: Default::default(),
+    };
     let (instance, node) = provision::start_deploy(&core, request).await?;
     tracing::info!(instance = instance.id.0, node = node.id.0, "web view created an instance");
     Ok(see_other(&format!("/ui/nodes/{}", node.id.0)))

@@ -93,6 +93,25 @@ pub struct DeployTask {
     pub disk_hint: Option<String>,
     /// Re-read what was written and compare it with what was downloaded.
     pub verify_readback: bool,
+    /// The files of the `config-2` partition the agent adds at the disk's end once the image is
+    /// written (OpenStack config-drive layout). None from a host that predates config drives.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config_drive: Option<ConfigDrive>,
+}
+
+/// An instance's config drive: what cloud-init's ConfigDrive source reads.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ConfigDrive {
+    pub files: Vec<ConfigDriveFile>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ConfigDriveFile {
+    /// Relative, `/`-separated: `openstack/latest/meta_data.json`.
+    pub path: String,
+    pub content: String,
 }
 
 /// Wipe disks so the next tenant sees nothing of the last one.

@@ -123,6 +123,11 @@ impl Db {
         Ok(self.key.seal(label, plaintext)?)
     }
 
+    /// A sealed value read as text, opened under the store's key (`label` names its column).
+    pub fn unseal(&self, label: &str, stored: &str) -> Result<String> {
+        Ok(self.key.unseal(label, stored)?)
+    }
+
     /// Runs one statement; returns how many rows it changed.
     pub fn execute(&self, sql: &str, params: &[&dyn ToValue]) -> Result<usize> {
         let values: Vec<Value> = params.iter().map(|p| p.to_value()).collect();
