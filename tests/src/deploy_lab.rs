@@ -46,6 +46,8 @@ pub struct Options {
     pub switch_releases_locks: bool,
     /// `[network] tenant_vlans`: the VLANs projects get.
     pub tenant_vlans: String,
+    /// Each node's disk (a file), in bytes.
+    pub disk_bytes: usize,
 }
 
 impl Default for Options {
@@ -59,6 +61,7 @@ impl Default for Options {
             dead_switch: false,
             switch_releases_locks: false,
             tenant_vlans: "201-299".into(),
+            disk_bytes: DISK_BYTES,
         }
     }
 }
@@ -114,7 +117,7 @@ impl DeployLab {
             let sim = IpmiSim::start("admin", BMC_PASSWORD);
             let mac = format!("52:54:00:00:77:{i:02x}");
             let disk = dir.path().join(format!("disk{i}.raw"));
-            std::fs::write(&disk, vec![0xAAu8; DISK_BYTES]).expect("disk");
+            std::fs::write(&disk, vec![0xAAu8; opts.disk_bytes]).expect("disk");
             let agent = paths::host_binary("metalhost-agent");
             let script = if opts.agents {
                 format!(

@@ -81,6 +81,10 @@ struct CreateInstance {
     /// String pairs for `meta_data.json`'s `meta` (at most 128; keys and values up to 255).
     #[serde(default)]
     meta: std::collections::BTreeMap<String, String>,
+    /// Write a config drive (a `config-2` partition at the disk's end, which the image's partition
+    /// table must have room for). Default: when the instance is given a host name, keys, user data
+    /// or metadata, or gets an address from its project's subnet.
+    config_drive: Option<bool>,
 }
 
 /// The identity fields checked before anything is touched, each error naming its field; the key
@@ -119,7 +123,19 @@ async fn requested_identity(core: &WorkflowCore, access: &Access, req: &mut Crea
         }
     }
     ssh_keys.dedup();
-    Ok(RequestedIdentity { hostname, ssh_keys, user_data: req.user_data.take().map(Secret::new), meta: std::mem::take(&mut req.meta) })
+    let identity = RequestedIdentity {
+        config_drive: req.config_drive,
+        hostname,
+        ssh_keys,
+        user_data: req.user_data.take().map(Secret::new),
+        meta: std::mem::take(&mut req.meta),
+    };
+    if req.config_drive == Some(false) && identity.is_given() {
+        return Err(ApiError::BadRequest(
+            "config_drive: false, yet a hostname, ssh_keys, keypairs, user_data or meta was given, which only a config drive carries".into(),
+        ));
+    }
+    Ok(identity)
 }
 
 fn non_negative(field: &str, v: i64) -> Result<i64, ApiError> {

@@ -30,6 +30,26 @@ pub enum InstanceCommand {
         /// The project the instance is for (users must name one of theirs).
         #[arg(long)]
         project: Option<String>,
+        /// The instance's host name (otherwise made from its name).
+        #[arg(long)]
+        hostname: Option<String>,
+        /// An SSH public key that may log in: a file holding it (`~/.ssh/id_ed25519.pub`) or the
+        /// key line itself. Repeatable.
+        #[arg(long = "ssh-key", value_name = "FILE|KEY")]
+        ssh_keys: Vec<String>,
+        /// One of your key pairs (`metalhost keypair add`). Repeatable.
+        #[arg(long = "keypair", value_name = "NAME")]
+        keypairs: Vec<String>,
+        /// A file of user data (cloud-config or a script, at most 64 KiB); `-` reads standard input.
+        #[arg(long, value_name = "FILE")]
+        user_data: Option<std::path::PathBuf>,
+        /// Metadata for meta_data.json, KEY=VALUE. Repeatable.
+        #[arg(long = "meta", value_name = "KEY=VALUE")]
+        meta: Vec<String>,
+        /// Write a config drive (true) or not (false); by default when any of the above is given
+        /// or the project has a subnet.
+        #[arg(long)]
+        config_drive: Option<bool>,
         /// Follow the deploy with a progress bar until the instance is active or fails.
         #[arg(long)]
         wait: bool,
@@ -56,10 +76,55 @@ pub enum InstanceCommand {
     },
 }
 
+/// `--ssh-key`: a file's first key line, or the value itself when it is no file.
+pub fn key_line(value: &str) -> Result<String, CliError> {
+    let path = std::path::Path::new(value);
+    if !path.is_file() {
+        return Ok(value.to_owned());
+    }
+    let text = std::fs::read_to_string(path).map_err(|e| CliError::Usage(format!("reading the SSH key {value}: {e}")))?;
+    text.lines()
+        .map(str::trim)
+        .find(|l| !l.is_empty() && !l.starts_with('#'))
+        .map(str::to_owned)
+        .ok_or_else(|| CliError::Usage(format!("{value} holds no SSH public key")))
+}
+
+fn read_user_data(path: &std::path::Path) -> Result<String, CliError> {
+    let read = if path == std::path::Path::new("-") { std::io::read_to_string(std::io::stdin()) } else { std::fs::read_to_string(path) };
+    read.map_err(|e| CliError::Usage(format!("reading the user data {}: {e}", path.display())))
+}
+
 pub async fn run(client: &Client, out: &Printer, cmd: InstanceCommand) -> Result<(), CliError> {
     match cmd {
-        InstanceCommand::Create { image, name, cpus, ram_mb, disk_gb, node, project, wait } => {
-            let body = json!({ "image": image, "name": name, "cpus": cpus, "ram_mb": ram_mb, "disk_gb": disk_gb, "node": node, "project": project });
+        InstanceCommand::Create {
+            image,
+            name,
+            cpus,
+            ram_mb,
+            disk_gb,
+            node,
+            project,
+            hostname,
+            ssh_keys,
+            keypairs,
+            user_data,
+            meta,
+            config_drive,
+            wait,
+        } => {
+            let ssh_keys = ssh_keys.iter().map(|k| key_line(k)).collect::<Result<Vec<_>, _>>()?;
+            let user_data = user_data.as_deref().map(read_user_data).transpose()?;
+            let meta = meta
+                .iter()
+                .map(|pair| pair.split_once('=').map(|(k, v)| (k.to_owned(), Value::String(v.to_owned()))))
+                .collect::<Option<serde_json::Map<_, _>>>()
+                .ok_or_else(|| CliError::Usage("--meta takes KEY=VALUE".into()))?;
+            let body = json!({
+                "image": image, "name": name, "cpus": cpus, "ram_mb": ram_mb, "disk_gb": disk_gb, "node": node, "project": project,
+                "hostname": hostname, "ssh_keys": ssh_keys, "keypairs": keypairs, "user_data": user_data, "meta": meta,
+                "config_drive": config_drive,
+            });
             let created = client.post("/v1/instances", &body).await?;
             if !wait {
                 out.one(&created);

@@ -68,6 +68,9 @@ pub enum Command {
     /// API tokens: make, list, revoke.
     #[command(subcommand)]
     Token(tenancy::TokenCommand),
+    /// Your SSH key pairs, by name, for `instance create --keypair`.
+    #[command(subcommand)]
+    Keypair(tenancy::KeypairCommand),
     /// Who changed what, and every console attach (admins).
     Audit {
         /// How many of the newest entries.
@@ -131,6 +134,7 @@ pub async fn run_client(cli: Cli) -> Result<(), CliError> {
         Command::Project(cmd) => tenancy::project(&client, &printer, cmd).await,
         Command::User(cmd) => tenancy::user(&client, &printer, cmd).await,
         Command::Token(cmd) => tenancy::token(&client, &printer, cmd).await,
+        Command::Keypair(cmd) => tenancy::keypair(&client, &printer, cmd).await,
         Command::Audit { limit } => tenancy::audit(&client, &printer, limit).await,
         Command::Daemon(DaemonCommand::List) => {
             let list = client.get("/v1/daemons").await?;

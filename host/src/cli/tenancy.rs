@@ -15,6 +15,8 @@ pub enum ProjectCommand {
         /// The most instances it may have at once.
         #[arg(long, default_value_t = 10)]
         quota: i64,
+        #[command(flatten)]
+        subnet: SubnetArgs,
     },
     /// The projects you belong to (an admin: all), with their VLAN and quota.
     List,
@@ -31,6 +33,65 @@ pub enum ProjectCommand {
     Delete {
         project: String,
     },
+    /// Give a project without instances its IPv4 subnet (or `--remove` it): each instance gets an
+    /// address from it on its config drive.
+    Subnet {
+        project: String,
+        #[command(flatten)]
+        subnet: SubnetArgs,
+        #[arg(long, conflicts_with_all = ["subnet", "gateway", "dns"])]
+        remove: bool,
+    },
+}
+
+#[derive(Debug, clap::Args)]
+pub struct SubnetArgs {
+    /// The IPv4 subnet its instances get addresses from, like 10.77.0.0/24.
+    #[arg(long)]
+    subnet: Option<String>,
+    /// Their gateway (an address of the subnet).
+    #[arg(long, requires = "subnet")]
+    gateway: Option<String>,
+    /// A DNS server (repeatable, at most 3).
+    #[arg(long, requires = "subnet")]
+    dns: Vec<String>,
+}
+
+impl SubnetArgs {
+    fn body(&self) -> Option<serde_json::Value> {
+        self.subnet.as_ref().map(|cidr| json!({"cidr": cidr, "gateway": self.gateway, "dns": self.dns}))
+    }
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeypairCommand {
+    /// Register an SSH public key under a name, to give instances with `--keypair NAME`.
+    Add {
+        name: String,
+        /// The public key: a file (`~/.ssh/id_ed25519.pub`) or the key line itself.
+        #[arg(long, value_name = "FILE|KEY")]
+        public_key: String,
+    },
+    /// Your key pairs.
+    List,
+    Delete {
+        name: String,
+    },
+}
+
+pub async fn keypair(client: &Client, out: &Printer, cmd: KeypairCommand) -> Result<(), CliError> {
+    match cmd {
+        KeypairCommand::Add { name, public_key } => {
+            let key = super::instance::key_line(&public_key)?;
+            out.one(&client.post("/v1/keypairs", &json!({"name": name, "public_key": key})).await?)
+        }
+        KeypairCommand::List => out.list(&client.get("/v1/keypairs").await?, &[("NAME", "name"), ("PUBLIC KEY", "public_key")]),
+        KeypairCommand::Delete { name } => {
+            client.delete(&format!("/v1/keypairs/{}", segment(&name))).await?;
+            out.done(&format!("key pair {name} deleted"));
+        }
+    }
+    Ok(())
 }
 
 #[derive(Debug, Subcommand)]
@@ -88,9 +149,20 @@ pub enum TokenCommand {
 }
 
 pub async fn project(client: &Client, out: &Printer, cmd: ProjectCommand) -> Result<(), CliError> {
-    let columns: &[(&str, &str)] = &[("ID", "id"), ("NAME", "name"), ("VLAN", "vlan"), ("INSTANCES", "instances"), ("QUOTA", "quota")];
+    let columns: &[(&str, &str)] =
+        &[("ID", "id"), ("NAME", "name"), ("VLAN", "vlan"), ("SUBNET", "subnet"), ("INSTANCES", "instances"), ("QUOTA", "quota")];
     match cmd {
-        ProjectCommand::Create { name, quota } => out.one(&client.post("/v1/projects", &json!({"name": name, "quota": quota})).await?),
+        ProjectCommand::Create { name, quota, subnet } => {
+            out.one(&client.post("/v1/projects", &json!({"name": name, "quota": quota, "subnet": subnet.body()})).await?)
+        }
+        ProjectCommand::Subnet { project, subnet, remove } => {
+            let path = format!("/v1/projects/{}/subnet", segment(&project));
+            match (remove, subnet.body()) {
+                (true, _) => out.one(&client.delete(&path).await?),
+                (false, Some(body)) => out.one(&client.put(&path, &body).await?),
+                (false, None) => return Err(CliError::Usage("give --subnet CIDR (with --gateway, --dns) or --remove".into())),
+            }
+        }
         ProjectCommand::List => out.list(&client.get("/v1/projects").await?, columns),
         ProjectCommand::Show { project } => out.one(&client.get(&format!("/v1/projects/{}", segment(&project))).await?),
         ProjectCommand::Update { project, quota } => {

@@ -23,11 +23,20 @@ pub struct DeployRequest {
 }
 
 /// An instance's host name (none: made from its name), the SSH public keys that may log in (key
-/// pairs already resolved), its user data (a secret: sealed at rest, never logged) and metadata.
+/// pairs already resolved), its user data (a secret: sealed at rest, never logged) and metadata;
+/// and whether it gets a config drive at all (none: when it is given any of these or an address).
 #[derive(Debug, Clone, Default)]
 pub struct RequestedIdentity {
+    pub config_drive: Option<bool>,
     pub hostname: Option<String>,
     pub ssh_keys: Vec<String>,
     pub user_data: Option<Secret>,
     pub meta: BTreeMap<String, String>,
+}
+
+impl RequestedIdentity {
+    /// Whether the caller gave the instance anything of its own to be told.
+    pub fn is_given(&self) -> bool {
+        self.hostname.is_some() || !self.ssh_keys.is_empty() || self.user_data.is_some() || !self.meta.is_empty()
+    }
 }

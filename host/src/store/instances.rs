@@ -32,6 +32,8 @@ pub struct Instance {
     pub meta: std::collections::BTreeMap<String, String>,
     /// Whether it has user data (which is never shown).
     pub has_user_data: bool,
+    /// Whether its disk gets a config drive.
+    pub config_drive: bool,
     #[serde(serialize_with = "super::as_text")]
     #[schema(value_type = String, example = "deploying")]
     pub state: InstanceState,
@@ -45,7 +47,7 @@ pub struct Instance {
 }
 
 const SELECT: &str = "SELECT i.id, i.name, i.image_id, n.id, i.state, i.last_error, i.created_at, i.updated_at, i.last_error_detail,
-            i.project_id, p.vlan, i.address, i.hostname, i.ssh_keys, i.meta, i.user_data IS NOT NULL
+            i.project_id, p.vlan, i.address, i.hostname, i.ssh_keys, i.meta, i.user_data IS NOT NULL, i.config_drive
      FROM instances i LEFT JOIN nodes n ON n.instance_id = i.id LEFT JOIN projects p ON p.id = i.project_id";
 
 fn from_row(row: &Row<'_>) -> Result<Instance> {
@@ -65,6 +67,7 @@ fn from_row(row: &Row<'_>) -> Result<Instance> {
         ssh_keys: json_column(row, 13)?,
         meta: json_column(row, 14)?,
         has_user_data: row.get(15)?,
+        config_drive: row.get(16)?,
     })
 }
 
@@ -173,12 +176,15 @@ pub fn claim(conn: &mut Db, claim: Claim) -> Result<(Instance, Node)> {
         None => None,
     };
     let identity = claim.request.identity;
+    // An image need not have a table that can take a config drive: an instance gets one when asked,
+    // or when it has anything to be told (an address, keys, user data, a host name, metadata).
+    let config_drive = identity.config_drive.unwrap_or(identity.is_given() || address.is_some());
     let hostname = identity.hostname.unwrap_or_else(|| crate::domain::identity::host_name_from(&name));
     let user_data = identity.user_data.map(|u| tx.seal(USER_DATA_LABEL, u.expose())).transpose()?;
     let now = now_ms();
     let instance_id: i64 = tx.query_row(
-        "INSERT INTO instances (name, image_id, state, created_at, updated_at, project_id, uuid, hostname, ssh_keys, meta, user_data, address)
-         VALUES (?1, ?2, ?3, ?4, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11) RETURNING id",
+        "INSERT INTO instances (name, image_id, state, created_at, updated_at, project_id, uuid, hostname, ssh_keys, meta, user_data, address, config_drive)
+         VALUES (?1, ?2, ?3, ?4, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12) RETURNING id",
         params![
             name,
             image.id,
@@ -190,7 +196,8 @@ pub fn claim(conn: &mut Db, claim: Claim) -> Result<(Instance, Node)> {
             serde_json::to_string(&identity.ssh_keys).unwrap_or_else(|_| "[]".into()),
             serde_json::to_string(&identity.meta).unwrap_or_else(|_| "{}".into()),
             user_data,
-            address.map(|a| a.to_string())
+            address.map(|a| a.to_string()),
+            config_drive
         ],
         |r| r.get(0),
     )?;

@@ -223,7 +223,8 @@ const MIGRATIONS: &[&str] = &[
     // subnet (IPv4 CIDR, gateway, DNS servers, comma-separated) from which each instance gets an
     // address: unique within the project (the index holds it across daemons), freed with the
     // instance's row. Instances keep a UUID (their cloud-init instance id), host name, SSH keys and
-    // metadata (JSON) and their user data sealed like passwords. Users register SSH key pairs by name.
+    // metadata (JSON) and their user data sealed like passwords, and whether they get a config
+    // drive at all. Users register SSH key pairs by name.
     r#"
     ALTER TABLE projects ADD COLUMN subnet TEXT;
     ALTER TABLE projects ADD COLUMN gateway TEXT;
@@ -234,6 +235,7 @@ const MIGRATIONS: &[&str] = &[
     ALTER TABLE instances ADD COLUMN meta TEXT NOT NULL DEFAULT '{}';
     ALTER TABLE instances ADD COLUMN user_data TEXT;
     ALTER TABLE instances ADD COLUMN address TEXT;
+    ALTER TABLE instances ADD COLUMN config_drive INTEGER NOT NULL DEFAULT 0;
     CREATE UNIQUE INDEX instances_address ON instances(project_id, address);
     CREATE TABLE keypairs (
         id         INTEGER PRIMARY KEY,
