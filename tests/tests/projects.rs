@@ -105,6 +105,9 @@ fn expected(policy: &str, who: Who, side: Side) -> Verdict {
     }
 }
 
+/// A public key every user registers as its key pair `matrix`.
+const MATRIX_KEY: &str = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIM8zNljC/Nju6+bVvAwE9j4y+dnoL7u4XrXuIEIUGuMa matrix";
+
 /// One operation of the API document.
 #[derive(Debug, Clone)]
 struct Operation {
@@ -166,6 +169,7 @@ fn fill(op: &Operation, world: &World, side: Side) -> String {
         .path
         .replace("{id}", &object)
         .replace("{project}", world.project[i])
+        .replace("{name}", "matrix")
         .replace("{file}", if op.path.starts_with("/v1/bootstrap") { "manifest.json" } else { "52-54-00-00-77-01.ipxe" });
     format!("{path}{query}")
 }
@@ -237,6 +241,12 @@ async fn make_world(lab: &DeployLab) -> World {
     let (expired_id, expired) = token_for(d, "ann", 1).await;
     d.exec_sql(&format!("UPDATE tokens SET expires_at = 1000 WHERE id = {expired_id}"));
     tokens.insert(Who::Expired, expired);
+    // Each signed-in user's own key pair, which its delete in the matrix names.
+    for who in [Who::MemberA, Who::ReaderA, Who::MemberB, Who::Admin] {
+        let body = json!({"name": "matrix", "public_key": MATRIX_KEY});
+        let (status, pair) = d.call_with_token(Method::POST, "/v1/keypairs", Some(&body), tokens.get(&who).map(String::as_str)).await;
+        assert_eq!(status, StatusCode::CREATED, "{who:?}: {pair}");
+    }
     let spare_token = [token_for(d, "ann", 30).await.0, token_for(d, "bob", 30).await.0];
 
     // One image and one instance per project, the instances on node1 and node2.

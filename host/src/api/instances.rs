@@ -64,7 +64,11 @@ struct CreateInstance {
     #[schema(min_length = 1)]
     project: Option<String>,
     /// The host name on its config drive (RFC 1123); otherwise one made from the instance's name.
-    #[schema(min_length = 1, max_length = 253)]
+    #[schema(
+        min_length = 1,
+        max_length = 253,
+        pattern = r"^(?![0-9.]+$)[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$"
+    )]
     hostname: Option<String>,
     /// OpenSSH public key lines that may log in.
     #[serde(default)]
@@ -90,10 +94,13 @@ struct CreateInstance {
 /// The identity fields checked before anything is touched, each error naming its field; the key
 /// pairs resolved among the caller's own.
 async fn requested_identity(core: &WorkflowCore, access: &Access, req: &mut CreateInstance) -> ApiResult<RequestedIdentity> {
-    let bad = |field: &str, e: crate::domain::ParseError| ApiError::BadRequest(format!("{field}: {e}"));
-    let hostname = req.hostname.as_deref().map(identity::host_name).transpose().map_err(|e| bad("hostname", e))?;
+    // What the document states (the host name's pattern) is a 400; what only parsing tells (a key
+    // that does not decode, YAML that does not load, a key pair the caller does not have) is a 422:
+    // the request is well-formed, its content is not (api/error.rs).
+    let bad = |field: &str, e: crate::domain::ParseError| ApiError::Unprocessable(format!("{field}: {e}"));
+    let hostname = req.hostname.as_deref().map(identity::host_name).transpose().map_err(|e| ApiError::BadRequest(format!("hostname: {e}")))?;
     if req.ssh_keys.len() + req.keypairs.len() > identity::MAX_SSH_KEYS {
-        return Err(ApiError::BadRequest(format!("ssh_keys: at most {} keys (with keypairs)", identity::MAX_SSH_KEYS)));
+        return Err(ApiError::Unprocessable(format!("ssh_keys: at most {} keys (with keypairs)", identity::MAX_SSH_KEYS)));
     }
     let mut ssh_keys = Vec::new();
     for (i, key) in req.ssh_keys.iter().enumerate() {
@@ -119,7 +126,7 @@ async fn requested_identity(core: &WorkflowCore, access: &Access, req: &mut Crea
             })
             .await?;
         for key in found {
-            ssh_keys.push(key.map_err(|name| ApiError::BadRequest(format!("keypairs: you have no key pair named {name:?}")))?);
+            ssh_keys.push(key.map_err(|name| ApiError::Unprocessable(format!("keypairs: you have no key pair named {name:?}")))?);
         }
     }
     ssh_keys.dedup();
@@ -131,7 +138,7 @@ async fn requested_identity(core: &WorkflowCore, access: &Access, req: &mut Crea
         meta: std::mem::take(&mut req.meta),
     };
     if req.config_drive == Some(false) && identity.is_given() {
-        return Err(ApiError::BadRequest(
+        return Err(ApiError::Unprocessable(
             "config_drive: false, yet a hostname, ssh_keys, keypairs, user_data or meta was given, which only a config drive carries".into(),
         ));
     }

@@ -43,7 +43,7 @@ async fn list(State(core): State<WorkflowCore>, access: Access) -> ApiResult<Jso
     request_body = AddKeyPair, responses((status = 201, description = "The key pair.", body = KeyPair)))]
 async fn add(State(core): State<WorkflowCore>, access: Access, ApiJson(req): ApiJson<AddKeyPair>) -> ApiResult<(StatusCode, Json<KeyPair>)> {
     validate::name("key pair name", &req.name)?;
-    let key = identity::ssh_key(&req.public_key).map_err(|e| ApiError::BadRequest(format!("public_key: {e}")))?;
+    let key = identity::ssh_key(&req.public_key).map_err(|e| ApiError::Unprocessable(format!("public_key: {e}")))?;
     let user = access.caller.user;
     let pair = core.store.call(move |c| keypairs::add(c, user, &req.name, &key)).await?;
     Ok((StatusCode::CREATED, Json(pair)))

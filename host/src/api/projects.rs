@@ -64,7 +64,7 @@ struct SubnetBody {
 
 impl SubnetBody {
     fn parse(&self) -> Result<Subnet, ApiError> {
-        Subnet::parse(&self.cidr, self.gateway.as_deref(), &self.dns).map_err(|e| ApiError::BadRequest(format!("subnet: {e}")))
+        Subnet::parse(&self.cidr, self.gateway.as_deref(), &self.dns).map_err(|e| ApiError::Unprocessable(format!("subnet: {e}")))
     }
 }
 
