@@ -10,6 +10,7 @@ pub mod compiled_bmc;
 pub mod console;
 pub mod daemon;
 pub mod deploy_lab;
+pub mod disk_probe;
 pub mod fake_switch;
 pub mod file_server;
 pub mod ipmi_bmc;

@@ -145,3 +145,24 @@ pub fn demo_os_image() -> PathBuf {
         })
         .clone()
 }
+
+/// The Debian 12 guest image (`tests/lab/debian-guest.sh`: cloud-init on ConfigDrive only, sshd,
+/// BIOS and UEFI; raw.zst, about 136 MiB, 544 MiB written), built once per machine from Debian's
+/// packages, named by the script's hash like the demo image. Call it before entering a lab netns
+/// (the build needs the Debian mirror).
+pub fn debian_guest_image() -> PathBuf {
+    static BUILT: OnceLock<PathBuf> = OnceLock::new();
+    BUILT
+        .get_or_init(|| {
+            let script_path = workspace_root().join("tests/lab/debian-guest.sh");
+            let script = std::fs::read(&script_path).expect("read debian-guest.sh");
+            let tag = hex::encode(&sha2::Sha256::digest(&script)[..6]);
+            let image = target_dir().join(format!("lab/debian-guest-{tag}.raw.zst"));
+            if !image.exists() {
+                let status = Command::new(&script_path).arg(&image).stdout(std::process::Stdio::null()).status().expect("run debian-guest.sh");
+                assert!(status.success(), "tests/lab/debian-guest.sh failed");
+            }
+            image
+        })
+        .clone()
+}

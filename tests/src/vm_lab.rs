@@ -237,6 +237,8 @@ pub struct VmOptions {
     /// no longer shares a segment with br0 (dnsmasq, the daemon) or with other VLANs' nodes.
     /// Off, every tap stays on br0 whatever the switch says.
     pub follow_switch: bool,
+    /// Each VM's disk (a sparse file), in bytes.
+    pub disk_bytes: u64,
 }
 
 impl Default for VmOptions {
@@ -253,6 +255,7 @@ impl Default for VmOptions {
             extra_config: String::new(),
             sol: false,
             follow_switch: true,
+            disk_bytes: DISK_BYTES,
         }
     }
 }
@@ -382,7 +385,7 @@ config = {{ hostsdir = "{hosts}", scriptsdir = "{scripts}" }}
             let mac = format!("52:54:00:00:99:{i:02x}");
             let ip = format!("10.99.0.{}", 10 + i);
             let disk = dir.path().join(format!("{name}.disk"));
-            std::fs::File::create(&disk).and_then(|f| f.set_len(DISK_BYTES)).expect("disk");
+            std::fs::File::create(&disk).and_then(|f| f.set_len(opts.disk_bytes)).expect("disk");
             let serial = dir.path().join(format!("{name}.serial"));
             // Foreground on purpose: the hook kills this PID on power-off and sees a guest
             // poweroff as the process ending.

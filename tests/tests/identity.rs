@@ -11,6 +11,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use metalhost_tests::deploy_lab::{DeployLab, Options};
+use metalhost_tests::disk_probe::config_drives;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
@@ -36,44 +37,6 @@ fn sfdisk(path: &Path, script: &str) {
     let mut child = Command::new("sfdisk").arg("-q").arg(path).stdin(std::process::Stdio::piped()).spawn().expect("sfdisk");
     child.stdin.take().expect("stdin").write_all(script.as_bytes()).expect("script");
     assert!(child.wait().expect("sfdisk").success());
-}
-
-/// The disk's partitions as sfdisk reads them: (start in bytes, type).
-fn partitions(disk: &Path) -> Vec<(u64, String)> {
-    let out = Command::new("sfdisk").arg("--json").arg(disk).output().expect("sfdisk --json");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let table: Value = serde_json::from_slice(&out.stdout).expect("json");
-    let sector = table["partitiontable"]["sectorsize"].as_u64().unwrap_or(512);
-    table["partitiontable"]["partitions"]
-        .as_array()
-        .expect("partitions")
-        .iter()
-        .map(|p| (p["start"].as_u64().expect("start") * sector, p["type"].as_str().unwrap_or("").to_owned()))
-        .collect()
-}
-
-/// The config drives on the disk: partitions whose FAT label is `config-2` (read by mtools, not by
-/// metalhost's code), each with its files' text.
-fn config_drives(disk: &Path) -> Vec<std::collections::BTreeMap<&'static str, Option<String>>> {
-    let mut found = Vec::new();
-    for (start, _) in partitions(disk) {
-        let image = format!("{}@@{start}", disk.display());
-        let label = Command::new("mlabel").args(["-s", "-i", &image, "::"]).env("MTOOLS_SKIP_CHECK", "1").output().expect("mlabel");
-        if !String::from_utf8_lossy(&label.stdout).to_ascii_lowercase().contains("config-2") {
-            continue;
-        }
-        let mut files = std::collections::BTreeMap::new();
-        for name in ["meta_data.json", "network_data.json", "user_data"] {
-            let out = Command::new("mtype")
-                .args(["-i", &image, &format!("::openstack/latest/{name}")])
-                .env("MTOOLS_SKIP_CHECK", "1")
-                .output()
-                .expect("mtype");
-            files.insert(name, out.status.success().then(|| String::from_utf8_lossy(&out.stdout).into_owned()));
-        }
-        found.push(files);
-    }
-    found
 }
 
 fn contains(haystack: &[u8], needle: &str) -> bool {
