@@ -1,0 +1,110 @@
+#!/usr/bin/env bash
+# Smoke test of the Debian guest image (tests/lab/debian-guest.sh), standalone (no metalhost): boots it
+# under SeaBIOS, then under OVMF, each time from a fresh copy with a second disk holding a `config-2`
+# vfat filesystem as metalhost's agent writes it (OpenStack ConfigDrive: meta_data.json with hostname
+# and an SSH key, user_data with a runcmd marker, network_data.json with a `phy` link by MAC and static
+# IPv4), on a tap in a private netns (bridge 10.77.0.1/24). From inside the netns it then logs in as
+# cloud-init's default user `debian` with the key and checks the hostname, the address, `cloud-init
+# status --wait`, the marker (console and file), and that sshd offers no password login.
+# Prints the times: qemu start -> cloud-init's "finished" line on the console, -> first SSH login.
+# usage: tests/lab/smoke-debian-guest.sh [IMAGE.raw.zst]
+#   default: target/lab/debian-guest-<first 12 hex of the script's sha256>.raw.zst, built if missing
+#   (the name the Rust lab's debian_guest_image() uses). env FIRMWARE="bios uefi" (default both).
+set -euo pipefail
+source "$(dirname "$0")/lib.sh"
+image=${1:-}
+if [ -z "$image" ]; then
+  tag=$(sha256sum "$LAB_DIR/debian-guest.sh" | cut -c1-12)
+  image=${CARGO_TARGET_DIR:-$LAB_ROOT/target}/lab/debian-guest-$tag.raw.zst
+  case $image in /*) ;; *) image=$LAB_ROOT/$image ;; esac
+  if [ ! -s "$image" ]; then
+    lab_log "building $image"
+    "$LAB_DIR/debian-guest.sh" "$image" >&2 || lab_die "debian-guest.sh"
+  fi
+fi
+[ -s "$image" ] || lab_die "no image $image"
+for tool in zstd mkfs.vfat mcopy mmd ssh ssh-keygen; do command -v "$tool" >/dev/null || lab_die "missing $tool (run scripts/setup)"; done
+lab_init smoke-debian-guest
+
+ns=mhdg$$ mac=52:54:00:77:00:10 addr=10.77.0.10 host=guest-smoke marker=metalhost-marker-$$-$RANDOM
+BR_ADDR=10.77.0.1/24 BR_ADDR6=fd77::1/64 lab_netns "$ns" 1
+ssh-keygen -q -t ed25519 -N '' -C smoke -f "$LAB_TMP/key"
+
+# The config drive: a whole-disk vfat labelled config-2 (cloud-init looks for the label), made with
+# mkfs.vfat and filled with mcopy: no loop device, no mount.
+cd2=$LAB_TMP/config-2
+mkdir -p "$cd2/openstack/latest"
+cat > "$cd2/openstack/latest/meta_data.json" <<EOF
+{"uuid": "5a0c3f4e-1f0e-4b8e-9a55-6d6574616c68", "name": "$host", "hostname": "$host",
+ "launch_index": 0, "availability_zone": "lab",
+ "public_keys": {"k": "$(cat "$LAB_TMP/key.pub")"}}
+EOF
+cat > "$cd2/openstack/latest/user_data" <<EOF
+#cloud-config
+runcmd:
+  - echo $marker > /dev/ttyS0
+  - echo $marker > /run/metalhost-marker
+EOF
+cat > "$cd2/openstack/latest/network_data.json" <<EOF
+{"links": [{"id": "nic0", "type": "phy", "ethernet_mac_address": "$mac", "mtu": 1500}],
+ "networks": [{"id": "net0", "network_id": "lab", "type": "ipv4", "link": "nic0",
+   "ip_address": "$addr", "netmask": "255.255.255.0",
+   "routes": [{"network": "0.0.0.0", "netmask": "0.0.0.0", "gateway": "10.77.0.1"}]}],
+ "services": [{"type": "dns", "address": "10.77.0.1"}]}
+EOF
+truncate -s 16M "$LAB_TMP/config-2.img"
+mkfs.vfat -n config-2 "$LAB_TMP/config-2.img" >/dev/null 2>&1 || lab_die "mkfs.vfat config-2"
+export MTOOLS_SKIP_CHECK=1
+mmd -i "$LAB_TMP/config-2.img" ::/openstack ::/openstack/latest
+mcopy -i "$LAB_TMP/config-2.img" "$cd2"/openstack/latest/* ::/openstack/latest/
+
+gssh() { ip netns exec "$ns" ssh -i "$LAB_TMP/key" -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null \
+  -o LogLevel=ERROR -o ConnectTimeout=5 -o BatchMode=yes "$@"; }
+report=()
+boot() { # boot bios|uefi
+  local fw=$1 serial=$LAB_TMP/$1.serial pidfile=$LAB_TMP/$1.pid t0 pid login out i
+  lab_log "$fw: fresh disk from $image"
+  zstd -q -d -f "$image" -o "$LAB_TMP/disk.raw"
+  truncate -s +64M "$LAB_TMP/disk.raw"   # room after the last partition, as on a real disk
+  : > "$serial"
+  local uefi=(); [ "$fw" = uefi ] && uefi=(--uefi "$LAB_TMP/vars.fd")
+  t0=$(date +%s.%N)
+  "$LAB_DIR/qemu-vm.sh" --name "debian-$fw" --ns "$ns" --net tap:tap0 --mac "$mac" --disk "$LAB_TMP/disk.raw" \
+    --disk2 "$LAB_TMP/config-2.img" --serial "$serial" --pidfile "$pidfile" "${uefi[@]}" \
+    || lab_die "qemu did not start: $(cat "$serial.qemu")"
+  pid=$(cat "$pidfile"); lab_track "$pid"
+  # First SSH login (polled: sshd starts once cloud-init's init stage made the host keys).
+  login=""
+  for i in $(seq 300); do
+    kill -0 "$pid" 2>/dev/null || lab_die "$fw: the VM ended; console:\n$(tail -50 "$serial")"
+    if gssh "debian@$addr" true 2>/dev/null; then login=$(echo "$(date +%s.%N) - $t0" | bc); break; fi
+    sleep 2
+  done
+  [ -n "$login" ] || lab_die "$fw: no SSH login within 10 min; console:\n$(tail -50 "$serial")"
+  lab_log "$fw: SSH login as debian after ${login%.*} s"
+  out=$(gssh "debian@$addr" 'hostname; ip -4 -o addr show; cloud-init status --wait; cat /run/metalhost-marker;
+    sudo -n cat /etc/network/interfaces.d/50-cloud-init; sudo -n passwd -S root; sudo -n passwd -S debian') \
+    || lab_die "$fw: ssh commands failed: $out"
+  printf '%s\n' "$out" | sed "s/^/[$fw guest] /" >&2
+  grep -qx "$host" <<<"$out" || lab_die "$fw: hostname is not $host"
+  grep -q "inet $addr/24" <<<"$out" || lab_die "$fw: no $addr/24"
+  grep -q "status: done" <<<"$out" || lab_die "$fw: cloud-init did not finish cleanly"
+  grep -qx "$marker" <<<"$out" || lab_die "$fw: user_data's runcmd did not run"
+  "$LAB_DIR/waitlog.py" "$serial" 60 --t0 "$t0" "Cloud-init v. " "$marker" >&2 || lab_die "$fw: markers not on the console"
+  # No password login: the server offers publickey only (BatchMode never prompts, so it fails either way;
+  # what matters is the list of methods in the refusal).
+  if out=$(gssh -o PreferredAuthentications=password,keyboard-interactive -o PubkeyAuthentication=no "debian@$addr" true 2>&1); then
+    lab_die "$fw: a login without the key succeeded"
+  fi
+  grep -q "Permission denied (publickey)" <<<"$out" || lab_die "$fw: unexpected refusal: $out"
+  lab_log "$fw: password login refused: $out"
+  finished=$(grep -a -m1 "Cloud-init v. .* finished at" "$serial" | tr -d '\r')
+  lab_log "$fw: console: $finished"
+  report+=("$fw: SSH login $(printf %.0f "$login") s after qemu start")
+  lab_stop_pid "$pid"
+  rm -f "$LAB_TMP/disk.raw"
+}
+for fw in ${FIRMWARE:-bios uefi}; do boot "$fw"; done
+lab_log "image $image: $(( $(stat -c %s "$image") / 1048576 )) MiB zst"
+printf 'smoke-debian-guest: %s\n' "${report[@]}"
+echo "smoke-debian-guest: PASS"
