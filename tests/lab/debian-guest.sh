@@ -64,14 +64,17 @@ packages=(
   iproute2 netbase ca-certificates  # ip (cloud-init, ifupdown); /etc/services; TLS for the tenant's own downloads
 )
 echo "debian-guest.sh: mmdebstrap bookworm from ${mirrors[*]}" >&2
-# Hooks: essential-hook runs before the kernel is installed, so its initramfs is built once, with
-# our settings; customize-hook runs at the end, in the finished tree.
+# Hooks: mmdebstrap's merged-usr hooks make /bin, /lib... symlinks to /usr as debootstrap does (without
+# them apt satisfies init-system-helpers' `usrmerge | usr-is-merged` with usrmerge, which converts the
+# tree and brings ~45 MB of perl); ours runs before the kernel is installed, so its initramfs is
+# built once, with our settings.
 mmdebstrap --variant=apt --mode=root --format=directory \
   --include="$(IFS=,; echo "${packages[*]}")" \
   --dpkgopt='path-exclude=/usr/share/man/*' --dpkgopt='path-exclude=/usr/share/doc/*' \
   --dpkgopt='path-include=/usr/share/doc/*/copyright' --dpkgopt='path-exclude=/usr/share/locale/*' \
   --dpkgopt='path-include=/usr/share/locale/locale.alias' --dpkgopt='path-exclude=/usr/share/info/*' \
   --dpkgopt='path-exclude=/usr/share/lintian/*' \
+  --hook-dir=/usr/share/mmdebstrap/hooks/merged-usr \
   --essential-hook='mkdir -p "$1/etc/initramfs-tools/conf.d" &&
     printf "# metalhost guest: every storage driver (this image is not tied to the build host), no resume device\nMODULES=most\nRESUME=none\n" > "$1/etc/initramfs-tools/conf.d/metalhost"' \
   bookworm "$root" "${mirrors[@]}" >&2 || die "mmdebstrap failed"
@@ -92,9 +95,10 @@ resize_rootfs: false
 ssh_pwauth: false
 # The hostname from meta_data.json resolves (127.0.1.1 in /etc/hosts; sudo looks it up).
 manage_etc_hosts: true
-# No locale generation (the image has no locale data: LANG=C.UTF-8, built into libc). With the
-# default (en_US.UTF-8) the locale module fails and `cloud-init status` says error.
-locale: false
+# The image's locale, C.UTF-8 (built into libc), as in /etc/default/locale: nothing to generate. With
+# cloud-init's default (en_US.UTF-8) the locale module fails (no locale data here) and `cloud-init
+# status` says error; `locale: false` works but fails the schema check (a warning on the console).
+locale: C.UTF-8
 EOF
 # cloud-init ships `network: {config: disabled}` nowhere here; say which renderer we rely on.
 cat > "$root/etc/cloud/cloud.cfg.d/91-metalhost-network.cfg" <<'EOF'
