@@ -52,6 +52,7 @@ root_uuid=6d657461-6c68-4f73-8400-64656269616e   # fixed: the same script gives 
 # Small: no docs, man pages, locales (dpkg never unpacks them); no Recommends (mmdebstrap's default).
 packages=(
   systemd-sysv udev                 # an init (variant apt has none)
+  dbus                              # the system bus: hostnamectl, timedatectl, systemd-analyze as a user
   linux-image-cloud-amd64           # the cloud flavour: virtio, ~1/4 of the generic kernel's modules
   initramfs-tools zstd              # the kernel's initramfs (zstd: initramfs-tools' default compressor)
   e2fsprogs                         # fsck.ext4 for the root filesystem at boot
