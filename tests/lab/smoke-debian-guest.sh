@@ -10,6 +10,9 @@
 # usage: tests/lab/smoke-debian-guest.sh [IMAGE.raw.zst]
 #   default: target/lab/debian-guest-<first 12 hex of the script's sha256>.raw.zst, built if missing
 #   (the name the Rust lab's debian_guest_image() uses). env FIRMWARE="bios uefi" (default both).
+#   env CONFIG_DRIVE=disk (default: config-2 on a second disk) or partition (as metalhost's agent
+#   writes it: a 32 MiB FAT16 partition, MBR type 0x0E, at the end of the boot disk, which gets 512 MiB
+#   more first, so there is a gap between the root partition and config-2)
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 image=${1:-}
@@ -52,11 +55,17 @@ cat > "$cd2/openstack/latest/network_data.json" <<EOF
    "routes": [{"network": "0.0.0.0", "netmask": "0.0.0.0", "gateway": "10.77.0.1"}]}],
  "services": [{"type": "dns", "address": "10.77.0.1"}]}
 EOF
-truncate -s 16M "$LAB_TMP/config-2.img"
-mkfs.vfat -n config-2 "$LAB_TMP/config-2.img" >/dev/null 2>&1 || lab_die "mkfs.vfat config-2"
 export MTOOLS_SKIP_CHECK=1
-mmd -i "$LAB_TMP/config-2.img" ::/openstack ::/openstack/latest
-mcopy -i "$LAB_TMP/config-2.img" "$cd2"/openstack/latest/* ::/openstack/latest/
+config_fat() { # config_fat FILE OFFSET_SECTORS KIB: the config-2 filesystem at that offset
+  mkfs.vfat -F 16 -n config-2 --offset "$2" "$1" "$3" >/dev/null 2>&1 || lab_die "mkfs.vfat config-2"
+  mmd -i "$1@@$(($2 * 512))" ::/openstack ::/openstack/latest
+  mcopy -i "$1@@$(($2 * 512))" "$cd2"/openstack/latest/* ::/openstack/latest/
+}
+case ${CONFIG_DRIVE:=disk} in
+  disk) truncate -s 16M "$LAB_TMP/config-2.img"; config_fat "$LAB_TMP/config-2.img" 0 $((16 * 1024)) ;;
+  partition) ;;
+  *) lab_die "CONFIG_DRIVE=disk|partition" ;;
+esac
 
 gssh() { ip netns exec "$ns" ssh -i "$LAB_TMP/key" -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null \
   -o LogLevel=ERROR -o ConnectTimeout=5 -o BatchMode=yes "$@"; }
@@ -65,12 +74,22 @@ boot() { # boot bios|uefi
   local fw=$1 serial=$LAB_TMP/$1.serial pidfile=$LAB_TMP/$1.pid t0 pid login out i
   lab_log "$fw: fresh disk from $image"
   zstd -q -d -f "$image" -o "$LAB_TMP/disk.raw"
-  truncate -s +64M "$LAB_TMP/disk.raw"   # room after the last partition, as on a real disk
+  local disk2=(--disk2 "$LAB_TMP/config-2.img")
+  if [ "$CONFIG_DRIVE" = partition ]; then
+    truncate -s +512M "$LAB_TMP/disk.raw"
+    local end=$(( $(stat -c %s "$LAB_TMP/disk.raw") / 512 )) start
+    start=$(( (end - 32 * 2048) / 2048 * 2048 ))
+    echo "start=$start, size=$((32 * 2048)), type=e" | sfdisk -q --append "$LAB_TMP/disk.raw" || lab_die "sfdisk --append"
+    config_fat "$LAB_TMP/disk.raw" "$start" $((32 * 1024))
+    disk2=()
+  else
+    truncate -s +64M "$LAB_TMP/disk.raw"   # room after the last partition, as on a real disk
+  fi
   : > "$serial"
   local uefi=(); [ "$fw" = uefi ] && uefi=(--uefi "$LAB_TMP/vars.fd")
   t0=$(date +%s.%N)
   "$LAB_DIR/qemu-vm.sh" --name "debian-$fw" --ns "$ns" --net tap:tap0 --mac "$mac" --disk "$LAB_TMP/disk.raw" \
-    --disk2 "$LAB_TMP/config-2.img" --serial "$serial" --pidfile "$pidfile" "${uefi[@]}" \
+    "${disk2[@]}" --serial "$serial" --pidfile "$pidfile" "${uefi[@]}" \
     || lab_die "qemu did not start: $(cat "$serial.qemu")"
   pid=$(cat "$pidfile"); lab_track "$pid"
   # The first SSH login (polled: sshd starts once cloud-init's init stage made the host keys) and
@@ -91,7 +110,7 @@ boot() { # boot bios|uefi
   [ -n "$finished" ] || lab_die "$fw: no 'Cloud-init v. ... finished at' on the console; console:\n$(tail -50 "$serial")"
   out=$(gssh "debian@$addr" 'hostname; ip -4 -o addr show; ip -4 route; cat /etc/resolv.conf; cloud-init status --wait --long;
     cat /run/metalhost-marker; sudo -n cat /etc/network/interfaces.d/50-cloud-init; sudo -n passwd -S root;
-    sudo -n passwd -S debian; systemd-analyze time || true') || lab_die "$fw: ssh commands failed: $out"
+    sudo -n passwd -S debian; lsblk -o NAME,SIZE,LABEL,MOUNTPOINT; df -h /; systemd-analyze time || true') || lab_die "$fw: ssh commands failed: $out"
   printf '%s\n' "$out" | sed "s/^/[$fw guest] /" >&2
   grep -qx "$host" <<<"$out" || lab_die "$fw: hostname is not $host"
   grep -q "inet $addr/24" <<<"$out" || lab_die "$fw: no $addr/24"
