@@ -132,7 +132,7 @@ rm -rf "$root"/var/lib/apt/lists/* "$root"/var/cache/apt/*.bin "$root"/var/cache
 # --- the disk ---
 cmdline="root=UUID=$root_uuid ro console=tty0 console=ttyS0,115200n8"
 esp_mib=64
-tree_kib=$(du -sk --apparent-size "$root" | cut -f1)
+tree_kib=$(du -sk "$root" | cut -f1)   # in 4 KiB blocks on this machine, as in the image
 root_mib=$(( (tree_kib * 115 / 100) / 1024 + 100 ))   # + ext4 metadata and journal + ~100 MiB free
 disk_mib=$(( 1 + esp_mib + root_mib ))
 img=$work/disk.raw
@@ -159,8 +159,9 @@ mcopy -i "$esp" "$work/debian.conf" ::/loader/entries/
 dd if="$mbr" of="$img" bs=440 count=1 conv=notrunc status=none
 
 # Root: ext4 from the tree, as a file of its own, copied in at partition 2's offset.
-# -i 8192: python and the kernel's modules are many small files; -m 1: little reserved space.
-E2FSPROGS_FAKE_TIME=1577836800 mkfs.ext4 -q -F -L debian-root -U "$root_uuid" -i 8192 -m 1 \
+# -T default -b 4096: not mke2fs's "small" profile (1 KiB blocks) for a filesystem under 512 MiB, which
+# a tenant may grow; -i 8192: python and the kernel's modules are many small files; -m 1: little reserved.
+E2FSPROGS_FAKE_TIME=1577836800 mkfs.ext4 -q -F -L debian-root -U "$root_uuid" -T default -b 4096 -i 8192 -m 1 \
   -E root_owner=0:0,hash_seed=$root_uuid,nodiscard -d "$root" "$work/root.ext4" "${root_mib}M" || die "mkfs.ext4 failed"
 dd if="$work/root.ext4" of="$img" bs=1M seek=$((1 + esp_mib)) conv=notrunc,sparse status=none
 rm -f "$work/root.ext4"
