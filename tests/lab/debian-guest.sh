@@ -9,11 +9,11 @@
 #     EFI/BOOT/BOOTX64.EFI (UEFI, no boot entry needed), both booting `root=UUID=<ext4 uuid>
 #     console=ttyS0`;
 #   partition 2 right after it: ext4 made with `mkfs.ext4 -d ROOTDIR` as a file of its own, then
-#     copied into place; sized to the tree + ~100 MiB free. The disk ends where it ends, and the
-#     MBR's partition slots 3 and 4 are free: the agent appends the `config-2` partition there.
+#     copied into place; sized to the tree + ~100 MiB free. The image ends there and the MBR's slots
+#     3 and 4 are free: metalhost's agent adds the `config-2` partition at the target disk's end.
 # Password login is impossible (no root password, the cloud user is locked, `ssh_pwauth: false` and
 # sshd `PasswordAuthentication no`); SSH host keys and the machine id are made on first boot. cloud-init's
-# growpart and resize_rootfs are off (the config drive sits right after the root filesystem).
+# growpart and resize_rootfs are off (issue 30: the root filesystem keeps its size, whatever the disk).
 # Console: ttyS0 (kernel, getty, and cloud-init's "Cloud-init v. ... finished at ..." line).
 # usage: tests/lab/debian-guest.sh OUT.raw.zst        (root; network to the machine's Debian mirror)
 #   env GUEST_KEEP_TREE=DIR also leaves the root tree in DIR (debugging)
@@ -40,7 +40,8 @@ while read -r line; do [ -n "$line" ] && mirrors+=("$line"); done < <(
     /^Types:/ { types = $0; sub(/^Types:[ \t]*/, "", types) }
     /^URIs:/ { for (i = 2; i <= NF; i++) uris[i] = $i }
     /^Suites:/ { for (i = 2; i <= NF; i++) suites[i] = $i }'
-  [ -f /etc/apt/sources.list ] && awk '$1 == "deb" && $3 ~ /^bookworm/ { print "deb " $2 " " $3 " main" }' /etc/apt/sources.list
+  [ -f /etc/apt/sources.list ] && sed 's/\[[^]]*\]//' /etc/apt/sources.list |
+    awk '$1 == "deb" && $3 ~ /^bookworm/ { print "deb " $2 " " $3 " main" }' 
 )
 [ ${#mirrors[@]} -gt 0 ] || die "no bookworm apt source in /etc/apt/sources.list.d/*.sources or /etc/apt/sources.list"
 
@@ -88,7 +89,7 @@ cat > "$root/etc/cloud/cloud.cfg.d/90-metalhost.cfg" <<'EOF'
 # metalhost guest: the ConfigDrive (a `config-2` filesystem, written by metalhost's agent) is the only
 # datasource, so cloud-init never waits on a network metadata service; None = no datasource at all.
 datasource_list: [ ConfigDrive, None ]
-# The config drive partition sits right after the root filesystem: never grow into it.
+# The root filesystem keeps its size (issue 30); the config drive is a partition after it.
 growpart:
   mode: "off"
 resize_rootfs: false
@@ -101,7 +102,7 @@ manage_etc_hosts: true
 # status` says error; `locale: false` works but fails the schema check (a warning on the console).
 locale: C.UTF-8
 EOF
-# cloud-init ships `network: {config: disabled}` nowhere here; say which renderer we rely on.
+# The renderer is pinned rather than probed: the one whose tools (ifupdown, net-tools, resolvconf) are here.
 cat > "$root/etc/cloud/cloud.cfg.d/91-metalhost-network.cfg" <<'EOF'
 # ifupdown (ENI) renders network_data.json: /etc/network/interfaces.d/50-cloud-init
 system_info:
@@ -170,6 +171,5 @@ rm -f "$work/root.ext4"
 mkdir -p "$(dirname "$out")"
 zstd -q -T0 -3 -f "$img" -o "$out.tmp.$$"
 mv -f "$out.tmp.$$" "$out"
-free_kib=$(( root_mib * 1024 - tree_kib ))
 echo "debian-guest.sh: $out: kernel $kver, disk ${disk_mib} MiB raw (ESP ${esp_mib} MiB, root ${root_mib} MiB for a ${tree_kib} KiB tree)," \
   "$(( $(stat -c %s "$out") / 1024 / 1024 )) MiB zst; tree $((tree_t - t0)) s, total $(( $(date +%s) - t0 )) s"
