@@ -11,6 +11,7 @@
 #   --mac MAC              NIC MAC, default 52:54:00:00:00:01
 #   --nic virtio|e1000     NIC model, default virtio
 #   --disk FILE            raw disk as virtio /dev/vda (create with truncate -s 64M FILE)
+#   --disk2 FILE           a second raw virtio disk, /dev/vdb, never booted from (e.g. a config drive)
 #   --kernel F --initrd F --append ARGS   direct kernel boot instead of firmware boot
 #   --serial LOG           serial console (ttyS0) appended to LOG: a node's log survives power cycles
 #   --serial-tcp PORT      also serve the serial console on 127.0.0.1:PORT (raw TCP, as a BMC's SOL
@@ -29,7 +30,7 @@
 # power-off and seeing a guest poweroff as the process ending. Either way stdio is never inherited
 # (ipmi_sim reads the hook's stdout to EOF). -no-reboot: a guest reboot ends qemu like a poweroff.
 set -eu
-boot=c name=vm ns="" net="" mac=52:54:00:00:00:01 nic=virtio disk="" kernel="" initrd="" append=""
+boot=c name=vm ns="" net="" mac=52:54:00:00:00:01 nic=virtio disk="" disk2="" kernel="" initrd="" append=""
 serial="" serial_tcp="" qlog="" mem=512 pidfile="" smp=1 vars=""
 die() { echo "qemu-vm.sh: $*" >&2; exit 64; }
 case "${1:-}" in --*|"") ;; *) boot=$1; shift ;; esac
@@ -37,7 +38,7 @@ while [ $# -gt 0 ]; do
   [ $# -ge 2 ] || die "$1 needs a value"
   case $1 in
     --boot) boot=$2 ;; --name) name=$2 ;; --ns) ns=$2 ;; --net) net=$2 ;; --mac) mac=$2 ;;
-    --nic) nic=$2 ;; --disk) disk=$2 ;; --kernel) kernel=$2 ;; --initrd) initrd=$2 ;;
+    --nic) nic=$2 ;; --disk) disk=$2 ;; --disk2) disk2=$2 ;; --kernel) kernel=$2 ;; --initrd) initrd=$2 ;;
     --append) append=$2 ;; --serial) serial=$2 ;; --qemu-log) qlog=$2 ;; --mem) mem=$2 ;;
     --pidfile) pidfile=$2 ;; --smp) smp=$2 ;; --uefi) vars=$2 ;; --serial-tcp) serial_tcp=$2 ;;
     *) die "unknown option $1" ;;
@@ -84,11 +85,17 @@ if [ -n "$net" ]; then
   if [ -n "$kernel" ]; then set -- "$@" -device "$model,netdev=n0,mac=$mac,romfile="
   else set -- "$@" -device "$model,netdev=n0,mac=$mac$nic_index"; fi
 fi
-if [ -n "$disk" ] && [ -n "$vars" ]; then
+# With a second disk, SeaBIOS is told which one boots too: with `-drive if=virtio` for the first and a
+# -device for the second, SeaBIOS was seen booting the config drive's FAT boot sector (which prints
+# "not a bootable disk" on the VGA nobody sees and waits for a key).
+[ -n "$disk2" ] && [ -z "$vars" ] && [ $order = c ] && disk_index=,bootindex=1
+if [ -n "$disk" ] && { [ -n "$vars" ] || [ -n "$disk2" ]; }; then
   set -- "$@" -drive "file=$disk,format=raw,if=none,id=d0" -device "virtio-blk-pci,drive=d0$disk_index"
 elif [ -n "$disk" ]; then
   set -- "$@" -drive "file=$disk,format=raw,if=virtio"
 fi
+# The second disk has no bootindex: neither firmware boots it.
+[ -n "$disk2" ] && set -- "$@" -drive "file=$disk2,format=raw,if=none,id=d1" -device virtio-blk-pci,drive=d1
 if [ -n "$kernel" ]; then
   set -- "$@" -kernel "$kernel" -append "$append"
   [ -n "$initrd" ] && set -- "$@" -initrd "$initrd"
