@@ -77,8 +77,8 @@ async fn pages_need_a_session_that_only_the_token_opens() {
     assert_eq!(after.status(), StatusCode::SEE_OTHER, "a signed-out session opens nothing");
 }
 
-/// Lists that scale in the web view (issue 33): the pool comes 100 nodes a page with a link to
-/// the next, read by the API's own query; the search and the state links keep each other.
+/// Lists that scale in the web view (issue 33): the pool and the instances come 100 a page with a
+/// link to the next, read by the API's own queries; the search and the state links keep each other.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_pool_comes_a_page_at_a_time() {
     let daemon = Daemon::start();
@@ -96,8 +96,10 @@ async fn the_pool_comes_a_page_at_a_time() {
         let (http, url, session) = (http.clone(), daemon.url.clone(), session.clone());
         async move {
             let r = http.get(format!("{url}{path}")).header("cookie", session).send().await.expect("get");
-            assert_eq!(r.status(), StatusCode::OK, "{path}");
-            r.text().await.expect("body")
+            let status = r.status();
+            let body = r.text().await.expect("body");
+            assert_eq!(status, StatusCode::OK, "{path}: {body}");
+            body
         }
     };
     let names = |html: &str| -> Vec<String> {
@@ -119,6 +121,21 @@ async fn the_pool_comes_a_page_at_a_time() {
     assert!(next_of(&found).is_none());
     assert!(found.contains("href=\"/ui?state=enrolled&amp;q=NODE10\""), "{found}");
     assert!(page("/ui?state=enrolled&q=NODE10".into()).await.contains("value=\"NODE10\""), "the form shows the search");
+
+    // The instances likewise: 101 failed ones (`error`) planted (no node needed), a page of 100 and a next.
+    daemon.exec_sql(
+        "INSERT INTO images (id, name, url, sha256, compression, created_at) VALUES (1, 'os', 'http://127.0.0.1:9/os.img', '00', 'none', 0);
+         WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 101)
+         INSERT INTO instances (name, image_id, state, created_at, updated_at) SELECT 'inst' || i, 1, 'error', 0, 0 FROM n;",
+    );
+    let rows = |html: &str| html.matches("action=\"/ui/instances/").count();
+    let first = page("/ui/instances".into()).await;
+    assert_eq!(rows(&first), 100);
+    let next = next_of(&first).expect("a next link on a full page");
+    assert!(next.starts_with("/ui/instances?after="), "{next}");
+    let second = page(next).await;
+    assert_eq!(rows(&second), 1);
+    assert!(second.contains(">inst101<") && next_of(&second).is_none(), "{second}");
 }
 
 /// Every URL the browser was on and every page source it saw, checked for the token at the end.
