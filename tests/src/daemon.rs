@@ -247,6 +247,32 @@ impl Daemon {
         self.call(Method::GET, path, None).await
     }
 
+    /// Every page of a paged list from `first` on, following each answer's
+    /// `Link: <...>; rel="next"`: the pages' items, one list per page, and the links followed.
+    pub async fn pages(&self, first: &str, token: Option<&str>) -> (Vec<Vec<Value>>, Vec<String>) {
+        let (mut pages, mut links) = (Vec::new(), Vec::new());
+        let mut next = Some(first.to_owned());
+        while let Some(path) = next.take() {
+            let mut request = self.http.get(format!("{}{path}", self.url));
+            if let Some(token) = token {
+                request = request.bearer_auth(token);
+            }
+            let response = request.send().await.expect("send request");
+            assert_eq!(response.status(), StatusCode::OK, "{path}");
+            next = response
+                .headers()
+                .get(reqwest::header::LINK)
+                .and_then(|l| l.to_str().ok())
+                .and_then(|l| l.strip_suffix("; rel=\"next\""))
+                .map(|l| l.trim_matches(['<', '>']).to_owned());
+            links.extend(next.clone());
+            let page: Value = response.json().await.expect("a JSON page");
+            pages.push(page.as_array().unwrap_or_else(|| panic!("{path}: not a list: {page}")).clone());
+            assert!(pages.len() < 10_000, "pages that never end from {first}");
+        }
+        (pages, links)
+    }
+
     pub async fn post(&self, path: &str, body: &Value) -> (StatusCode, Value) {
         self.call(Method::POST, path, Some(body)).await
     }

@@ -460,3 +460,99 @@ async fn node_lists_come_in_pages_with_filters_and_compressed() {
     let out = d.cli(&["--json", "node", "list", "--limit", "10", "--all"]);
     assert_eq!(serde_json::from_slice::<Value>(&out.stdout).expect("json").as_array().map(Vec::len), Some(25));
 }
+
+/// Lists that scale (issue 33): a node's events (oldest first, `after`) and the audit trail
+/// (newest first, `before`) in cursor pages that join up to exactly the whole list, filters in
+/// SQL and carried by each `Link`, and the CLI's `--limit`/`--all`.
+#[tokio::test]
+async fn events_and_the_audit_trail_come_in_pages_with_filters() {
+    let d = Daemon::start();
+    let sw = add_switch(&d, "sw1").await;
+    for i in 1..=3 {
+        assert_eq!(d.post("/v1/nodes", &node_body(i, sw, BMC_PASSWORD)).await.0, StatusCode::CREATED);
+    }
+    for on in [true, false, true, false, true] {
+        assert_eq!(d.patch("/v1/nodes/node2", &json!({"maintenance": on})).await.0, StatusCode::OK);
+    }
+    let ids = |items: &[Value]| items.iter().map(|e| e["id"].as_i64().expect("id")).collect::<Vec<_>>();
+
+    // A node's events: every page size gives the whole log, in id order, each event once.
+    let (_, all) = d.get("/v1/nodes/node2/events").await;
+    let all = all.as_array().expect("events").clone();
+    assert!(all.len() >= 7, "{all:?}");
+    assert!(ids(&all).windows(2).all(|w| w[0] < w[1]));
+    let node2 = all[0]["node_id"].as_i64().expect("node id");
+    for limit in [1, 2, 3, 1000] {
+        let (pages, links) = d.pages(&format!("/v1/nodes/node2/events?limit={limit}"), Some(TOKEN)).await;
+        assert_eq!(pages.concat(), all, "pages of {limit}");
+        assert_eq!(pages.len(), all.len().div_ceil(limit), "pages of {limit}: no empty last page");
+        assert!(pages.iter().all(|p| p.len() <= limit));
+        assert!(links.iter().all(|l| l.starts_with(&format!("/v1/nodes/{node2}/events?limit={limit}&after="))), "{links:?}");
+    }
+    // The kind filter, in SQL and carried to the next page.
+    let (pages, links) = d.pages("/v1/nodes/node2/events?limit=2&kind=maintenance", Some(TOKEN)).await;
+    let maintenance: Vec<Value> = all.iter().filter(|e| e["kind"] == "maintenance").cloned().collect();
+    assert_eq!(maintenance.len(), 5);
+    assert_eq!(pages.concat(), maintenance);
+    assert!(!links.is_empty() && links.iter().all(|l| l.ends_with("&kind=maintenance")), "{links:?}");
+    for bad in ["limit=0", "limit=1001", "after=-1", "kind=nap"] {
+        assert_eq!(d.get(&format!("/v1/nodes/node2/events?{bad}")).await.0, StatusCode::BAD_REQUEST, "{bad}");
+    }
+    assert_eq!(d.get("/v1/nodes/nope/events?limit=1").await.0, StatusCode::NOT_FOUND);
+
+    // The audit trail, with refused and failed changes besides the admin's own.
+    assert_eq!(d.call_with_token(Method::POST, "/v1/nodes", Some(&node_body(9, sw, BMC_PASSWORD)), None).await.0, StatusCode::UNAUTHORIZED);
+    assert_eq!(d.delete("/v1/nodes/nope").await.0, StatusCode::NOT_FOUND);
+    assert_eq!(d.post("/v1/nodes", &node_body(1, sw, BMC_PASSWORD)).await.0, StatusCode::CONFLICT);
+    let (_, trail) = d.get("/v1/audit").await;
+    let trail = trail.as_array().expect("audit").clone();
+    assert_eq!(trail.len(), 12, "switch, 3 nodes, 5 updates, 3 refused: {trail:#?}");
+    assert!(ids(&trail).windows(2).all(|w| w[0] > w[1]), "newest first");
+    for limit in [1, 5, 12] {
+        let (pages, links) = d.pages(&format!("/v1/audit?limit={limit}"), Some(TOKEN)).await;
+        assert_eq!(pages.concat(), trail, "pages of {limit}");
+        assert_eq!(pages.len(), trail.len().div_ceil(limit), "pages of {limit}");
+        assert!(links.iter().all(|l| l.starts_with(&format!("/v1/audit?limit={limit}&before="))), "{links:?}");
+    }
+    // Each filter gives what the whole trail holds of it, in pages that carry it.
+    fn outcome(e: &Value) -> u64 {
+        e["outcome"].as_u64().expect("outcome")
+    }
+    type Keep = fn(&Value) -> bool;
+    let cases: [(&str, Keep); 6] = [
+        ("action=UPDATE", |e| e["action"].as_str().is_some_and(|a| a.starts_with("update_"))),
+        ("user=anonymous", |e| e["actor"] == "anonymous"),
+        ("user=1", |e| e["user_id"] == 1),
+        ("outcome=ok", |e| outcome(e) < 400),
+        ("outcome=denied", |e| [401, 403, 404].contains(&outcome(e))),
+        ("outcome=failed", |e| outcome(e) >= 400 && ![401, 403, 404].contains(&outcome(e))),
+    ];
+    for (filter, keep) in &cases {
+        let want: Vec<Value> = trail.iter().filter(|e| keep(e)).cloned().collect();
+        assert!(!want.is_empty(), "{filter}");
+        let (pages, links) = d.pages(&format!("/v1/audit?limit=2&{filter}"), Some(TOKEN)).await;
+        assert_eq!(pages.concat(), want, "{filter}");
+        assert!(links.iter().all(|l| l.ends_with(&format!("&{filter}"))), "{filter}: {links:?}");
+    }
+    let (_, both) = d.get("/v1/audit?action=update_node&outcome=ok&user=admin").await;
+    assert_eq!(both.as_array().map(Vec::len), Some(5), "{both}");
+    for bad in ["limit=0", "limit=1001", "before=-1", "outcome=maybe", "user=", "action="] {
+        assert_eq!(d.get(&format!("/v1/audit?{bad}")).await.0, StatusCode::BAD_REQUEST, "{bad}");
+    }
+
+    // The CLI: one page with a hint, or every page.
+    let json_of = |out: &std::process::Output| serde_json::from_slice::<Value>(&out.stdout).expect("json");
+    let out = d.cli(&["--json", "node", "events", "node2", "--limit", "2"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(json_of(&out).as_array().map(Vec::len), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--all"));
+    let out = d.cli(&["--json", "node", "events", "node2", "--limit", "2", "--all"]);
+    assert_eq!(json_of(&out), Value::Array(all.clone()));
+    let out = d.cli(&["--json", "node", "events", "node2", "--kind", "maintenance"]);
+    assert_eq!(json_of(&out), Value::Array(maintenance));
+    let out = d.cli(&["--json", "audit", "--limit", "2", "--all", "--action", "update", "--outcome", "ok"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(json_of(&out).as_array().map(Vec::len), Some(5));
+    let out = d.cli(&["--json", "audit", "--limit", "3"]);
+    assert_eq!(json_of(&out), Value::Array(trail[..3].to_vec()));
+}

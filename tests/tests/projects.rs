@@ -371,9 +371,13 @@ async fn the_authorization_matrix_follows_the_declared_policies() {
     assert!(all[0]["bmc_address"].is_string(), "{all}");
 
     // Every change and console attach is in the audit trail, with who and the outcome.
-    let (status, audit) = d.get("/v1/audit?limit=10000").await;
-    assert_eq!(status, StatusCode::OK);
-    let entries = audit.as_array().expect("audit");
+    // The matrix made more than a page: every page of the trail, newest first, each entry once.
+    let (pages, _) = d.pages("/v1/audit?limit=100", Some(TOKEN)).await;
+    assert!(pages.len() > 1, "the matrix fits one page of 100");
+    let entries = pages.concat();
+    let ids: Vec<i64> = entries.iter().filter_map(|e| e["id"].as_i64()).collect();
+    assert!(ids.len() == entries.len() && ids.windows(2).all(|w| w[0] > w[1]), "pages overlap or go back");
+    assert!(d.get("/v1/audit?limit=1001").await.0 == StatusCode::BAD_REQUEST && d.get("/v1/audit?limit=0").await.0 == StatusCode::BAD_REQUEST);
     let find =
         |actor: &str, action: &str, outcome: u64| entries.iter().any(|e| e["actor"] == actor && e["action"] == action && e["outcome"] == outcome);
     assert!(find("bob", "delete_instance", 404), "member B's refused delete of A's instance is recorded");
@@ -482,6 +486,19 @@ async fn a_new_tenant_sees_none_of_the_previous_tenants_console_or_events() {
     assert!(blue_event_ids.iter().all(|id| !red_event_ids.contains(id)), "blue sees red's events: {blue_events}");
     assert!(blue_event_ids.iter().all(|id| *id > *red_event_ids.iter().max().unwrap_or(&0)), "{blue_events}");
     assert!(blue_events.as_array().expect("events").iter().all(|e| !e["message"].as_str().unwrap_or("").contains("red1")), "{blue_events}");
+    // Across pages too: blue's pages join up to its own events exactly, and the admin's to all.
+    let (pages, links) = d.pages(&format!("/v1/nodes/{node}/events?limit=2"), Some(&bert)).await;
+    assert!(pages.len() > 1, "{links:?}");
+    assert_eq!(Value::Array(pages.concat()), blue_events, "blue's pages are its whole log, and only its");
+    let (_, admin_events) = d.get(&format!("/v1/nodes/{node}/events")).await;
+    let (pages, _) = d.pages(&format!("/v1/nodes/{node}/events?limit=3"), Some(TOKEN)).await;
+    assert_eq!(Value::Array(pages.concat()), admin_events);
+    assert!(admin_events.as_array().expect("events").iter().any(|e| red_event_ids.contains(&e["id"].as_i64().unwrap_or(0))));
+    // A cursor into red's events shows blue nothing of them.
+    let first_red = red_event_ids[0];
+    let (_, from_red) =
+        d.call_with_token(Method::GET, &format!("/v1/nodes/{node}/events?limit=1000&after={}", first_red - 1), None, Some(&bert)).await;
+    assert_eq!(from_red, blue_events);
     let red_texts: Vec<&Value> = red_lines.as_array().expect("lines").iter().collect();
     let (_, all_lines) = d.get(&format!("/v1/nodes/{node}/console-log")).await;
     assert!(all_lines.as_array().expect("lines").len() > blue_lines.as_array().expect("lines").len(), "the admin reads every tenancy's lines");

@@ -77,6 +77,67 @@ async fn pages_need_a_session_that_only_the_token_opens() {
     assert_eq!(after.status(), StatusCode::SEE_OTHER, "a signed-out session opens nothing");
 }
 
+/// Lists that scale in the web view (issue 33): the pool and the instances come 100 a page with a
+/// link to the next, read by the API's own queries; the search and the state links keep each other.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_pool_comes_a_page_at_a_time() {
+    let daemon = Daemon::start();
+    let http = no_redirects();
+    let (status, switch) = daemon.post("/v1/switches", &metalhost_tests::daemon::switch_body("tor1", "pw")).await;
+    assert_eq!(status, StatusCode::CREATED, "{switch}");
+    let sw = switch["id"].as_i64().expect("id");
+    for i in 1..=105 {
+        let (status, node) = daemon.post("/v1/nodes", &metalhost_tests::daemon::node_body(i, sw, "pw")).await;
+        assert_eq!(status, StatusCode::CREATED, "{node}");
+    }
+    let ok = http.post(format!("{}/ui/login", daemon.url)).header("origin", &daemon.url).form(&[("token", TOKEN)]).send().await.expect("post");
+    let session = ok.headers()[SET_COOKIE].to_str().expect("ascii").split(';').next().expect("pair").to_owned();
+    let page = |path: String| {
+        let (http, url, session) = (http.clone(), daemon.url.clone(), session.clone());
+        async move {
+            let r = http.get(format!("{url}{path}")).header("cookie", session).send().await.expect("get");
+            let status = r.status();
+            let body = r.text().await.expect("body");
+            assert_eq!(status, StatusCode::OK, "{path}: {body}");
+            body
+        }
+    };
+    let names = |html: &str| -> Vec<String> {
+        html.split("href=\"/ui/nodes/").skip(1).filter_map(|s| s.split_once('>')?.1.split('<').next().map(str::to_owned)).collect()
+    };
+    let next_of = |html: &str| html.split("rel=\"next\" href=\"").nth(1).and_then(|s| s.split('"').next()).map(|s| s.replace("&amp;", "&"));
+
+    let first = page("/ui".into()).await;
+    assert_eq!(names(&first), (1..=100).map(|i| format!("node{i}")).collect::<Vec<_>>());
+    assert!(first.contains("all <span class=\"n\">105</span>"), "the counts are the whole pool's, not the page's");
+    let next = next_of(&first).expect("a next link on a full page");
+    assert!(next.starts_with("/ui?after="), "{next}");
+    let second = page(next).await;
+    assert_eq!(names(&second), (101..=105).map(|i| format!("node{i}")).collect::<Vec<_>>());
+    assert!(next_of(&second).is_none() && second.contains("First page"), "the last page has no next");
+    // The search, in the same query: node10 and node100-105 on one page, and kept by the state links.
+    let found = page("/ui?q=NODE10".into()).await;
+    assert_eq!(names(&found).len(), 7, "{:?}", names(&found));
+    assert!(next_of(&found).is_none());
+    assert!(found.contains("href=\"/ui?state=enrolled&amp;q=NODE10\""), "{found}");
+    assert!(page("/ui?state=enrolled&q=NODE10".into()).await.contains("value=\"NODE10\""), "the form shows the search");
+
+    // The instances likewise: 101 failed ones (`error`) planted (no node needed), a page of 100 and a next.
+    daemon.exec_sql(
+        "INSERT INTO images (id, name, url, sha256, compression, created_at) VALUES (1, 'os', 'http://127.0.0.1:9/os.img', '00', 'none', 0);
+         WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 101)
+         INSERT INTO instances (name, image_id, state, created_at, updated_at) SELECT 'inst' || i, 1, 'error', 0, 0 FROM n;",
+    );
+    let rows = |html: &str| html.matches("action=\"/ui/instances/").count();
+    let first = page("/ui/instances".into()).await;
+    assert_eq!(rows(&first), 100);
+    let next = next_of(&first).expect("a next link on a full page");
+    assert!(next.starts_with("/ui/instances?after="), "{next}");
+    let second = page(next).await;
+    assert_eq!(rows(&second), 1);
+    assert!(second.contains(">inst101<") && next_of(&second).is_none(), "{second}");
+}
+
 /// Every URL the browser was on and every page source it saw, checked for the token at the end.
 #[derive(Default)]
 struct Seen {

@@ -224,7 +224,7 @@ struct InstanceFilter {
         headers(("link" = String, description = "`<...>; rel=\"next\"` while more pages follow.")))))]
 async fn list(State(core): State<WorkflowCore>, access: Access, Query(filter): Query<InstanceFilter>) -> ApiResult<axum::response::Response> {
     use axum::response::IntoResponse;
-    let limit = paging::check(filter.limit, filter.after)?;
+    let limit = paging::check(filter.limit, filter.after, paging::Order::Ascending)?;
     if filter.project.as_deref() == Some("") {
         return Err(ApiError::BadRequest("project must not be empty".into()));
     }
@@ -254,11 +254,7 @@ async fn list(State(core): State<WorkflowCore>, access: Access, Query(filter): Q
         .await?;
     let next = paging::cut(&mut all, limit, |(instance, _)| instance.id.0);
     let mut response = Json(all.into_iter().map(|(instance, extra)| view_of(instance, extra)).collect::<Vec<_>>()).into_response();
-    if let (Some(after), Some(limit)) = (next, limit)
-        && let Some(link) = paging::next_link("/v1/instances", limit, after, &[("state", filter.state), ("project", filter.project)])
-    {
-        response.headers_mut().insert(axum::http::header::LINK, link);
-    }
+    paging::link_next(&mut response, "/v1/instances", limit, paging::Order::Ascending, next, &[("state", filter.state), ("project", filter.project)]);
     Ok(response)
 }
 

@@ -17,7 +17,7 @@ pub mod metrics;
 mod node_actions;
 mod nodes;
 mod openapi;
-mod paging;
+pub mod paging;
 mod plugins;
 pub mod policy;
 mod projects;

@@ -18,7 +18,7 @@ use crate::domain::{BootMode, Hostname, MacAddr, PowerState, ProvisionState, Sec
 use crate::provision::WorkflowCore;
 use crate::store::StoreError;
 use crate::store::console::{self, ConsoleLine};
-use crate::store::events::{self, Event};
+use crate::store::events::{self, Event, EventKind, EventQuery};
 use crate::store::last_error::LastError;
 use crate::store::nodes::{self, NewNode, Node, NodeUpdate};
 use crate::store::projects;
@@ -308,7 +308,7 @@ pub struct NodeFilter {
         headers(("link" = String, description = "`<...>; rel=\"next\"` while more pages follow.")))))]
 async fn list(State(core): State<WorkflowCore>, access: Access, Query(filter): Query<NodeFilter>) -> ApiResult<axum::response::Response> {
     use axum::response::IntoResponse;
-    let limit = paging::check(filter.limit, filter.after)?;
+    let limit = paging::check(filter.limit, filter.after, paging::Order::Ascending)?;
     if filter.project.as_deref() == Some("") {
         return Err(ApiError::BadRequest("project must not be empty".into()));
     }
@@ -349,18 +349,14 @@ async fn list(State(core): State<WorkflowCore>, access: Access, Query(filter): Q
     let next = paging::cut(&mut page, limit, |n| n.id.0);
     let views: Vec<NodeView> = page.into_iter().map(|n| NodeView::for_caller(n, &access)).collect();
     let mut response = Json(views).into_response();
-    if let (Some(after), Some(limit)) = (next, limit) {
-        let filters = [
-            ("state", filter.state),
-            ("power", filter.power),
-            ("maintenance", filter.maintenance.map(|m| m.to_string())),
-            ("project", filter.project),
-            ("q", filter.q),
-        ];
-        if let Some(link) = paging::next_link("/v1/nodes", limit, after, &filters) {
-            response.headers_mut().insert(axum::http::header::LINK, link);
-        }
-    }
+    let filters = [
+        ("state", filter.state),
+        ("power", filter.power),
+        ("maintenance", filter.maintenance.map(|m| m.to_string())),
+        ("project", filter.project),
+        ("q", filter.q),
+    ];
+    paging::link_next(&mut response, "/v1/nodes", limit, paging::Order::Ascending, next, &filters);
     Ok(response)
 }
 
@@ -419,19 +415,51 @@ async fn remove(State(core): State<WorkflowCore>, Path(id): Path<String>) -> Api
     Ok(StatusCode::NO_CONTENT)
 }
 
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct EventFilter {
+    /// At most this many events (1-1000); the answer's `Link: <...>; rel="next"` header names the
+    /// next page while there is one. Without it, the whole log (a node's, not the pool's).
+    #[param(minimum = 1, maximum = 1000)]
+    limit: Option<i64>,
+    /// The cursor: events after this id (the `Link` header's next page sets it).
+    #[param(minimum = 0)]
+    after: Option<i64>,
+    #[param(value_type = Option<schema::EventKindName>)]
+    kind: Option<String>,
+}
+
 /// The node's event log, oldest first: state changes, steps with durations, retries, power drift.
-#[utoipa::path(get, path = "/v1/nodes/{id}/events", operation_id = "list_node_events", extensions(("x-metalhost-policy" = json!("read:tenancy"))), tag = "nodes", params(("id" = String, Path, description = "The node's id or name.")),
-    responses((status = 200, description = "The events.", body = Vec<Event>)))]
-async fn list_events(State(core): State<WorkflowCore>, access: Access, Path(id): Path<String>) -> ApiResult<Json<Vec<Event>>> {
+#[utoipa::path(get, path = "/v1/nodes/{id}/events", operation_id = "list_node_events", extensions(("x-metalhost-policy" = json!("read:tenancy"))), tag = "nodes",
+    params(("id" = String, Path, description = "The node's id or name."), EventFilter),
+    responses((status = 200, description = "The events the caller may read (a tenant: its own tenancy's), oldest first; with `limit`, one page and a `Link` header to the next.", body = Vec<Event>,
+        headers(("link" = String, description = "`<...>; rel=\"next\"` while more pages follow.")))))]
+async fn list_events(
+    State(core): State<WorkflowCore>,
+    access: Access,
+    Path(id): Path<String>,
+    Query(filter): Query<EventFilter>,
+) -> ApiResult<axum::response::Response> {
+    use axum::response::IntoResponse;
+    let limit = paging::check(filter.limit, filter.after, paging::Order::Ascending)?;
+    let kind = filter.kind.as_deref().map(|k| validate::one_of("kind", k, EventKind::ALL, EventKind::as_str)).transpose()?;
     let key = Key::parse(&id);
-    let list = core
+    let after = filter.after;
+    let (node, mut page) = core
         .store
         .call(move |c| {
             let node = nodes::get(c, &key)?;
-            events::list_of(c, node.id, tenancy(&access, &node))
+            // One more than the page: whether a next page exists.
+            let query = EventQuery { tenancy: tenancy(&access, &node), kind, after, limit: limit.map(|l| l + 1), ..EventQuery::of(node.id) };
+            Ok((node.id, events::query(c, &query)?))
         })
         .await?;
-    Ok(Json(list))
+    let next = paging::cut(&mut page, limit, |e| e.id.0);
+    let mut response = Json(page).into_response();
+    // The path by id: a node's name may change between pages, its id does not.
+    paging::link_next(&mut response, &format!("/v1/nodes/{}/events", node.0), limit, paging::Order::Ascending, next, &[("kind", filter.kind)]);
+    Ok(response)
 }
 
 #[derive(Deserialize, utoipa::IntoParams)]

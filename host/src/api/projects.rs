@@ -11,13 +11,13 @@ use utoipa_axum::routes;
 
 use super::error::{ApiError, ApiJson, ApiResult};
 use super::policy::Access;
-use super::{schema, validate};
+use super::{paging, schema, validate};
 use crate::api::state::AppState;
 use crate::domain::identity::Subnet;
 use crate::domain::tenancy::Role;
-use crate::domain::{Key, TokenId, deadline_in};
+use crate::domain::{Key, TokenId, UserId, deadline_in};
 use crate::provision::WorkflowCore;
-use crate::store::audit::{self, AuditEntry};
+use crate::store::audit::{self, Actor, AuditEntry, AuditQuery, OutcomeClass};
 use crate::store::projects::{self, Project};
 use crate::store::users::{self, TokenInfo, User};
 
@@ -344,18 +344,53 @@ async fn whoami(State(core): State<WorkflowCore>, access: Access) -> ApiResult<J
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 struct AuditParams {
-    /// How many of the newest entries (default 100, at most 10000).
-    #[param(minimum = 1, maximum = 10_000)]
+    /// How many entries, newest first (default 100, at most 1000); the answer's
+    /// `Link: <...>; rel="next"` header names the next (older) page while there is one.
+    #[param(minimum = 1, maximum = 1000)]
     limit: Option<i64>,
+    /// The cursor: entries older than this id (the `Link` header's next page sets it).
+    #[param(minimum = 0)]
+    before: Option<i64>,
+    /// Whose entries: a user's id, or the name recorded (`anonymous` for requests without a valid token).
+    #[param(min_length = 1, max_length = 64)]
+    user: Option<String>,
+    /// Operations whose id starts with this, case-insensitive: `delete` is every delete,
+    /// `create_node` one operation.
+    #[param(min_length = 1, max_length = 64)]
+    action: Option<String>,
+    #[param(value_type = Option<schema::OutcomeClassName>)]
+    outcome: Option<String>,
 }
 
 /// The audit trail, newest first: who changed what, and every console attach, with the outcome.
 #[utoipa::path(get, path = "/v1/audit", operation_id = "list_audit", extensions(("x-metalhost-policy" = json!("admin"))), tag = "users",
-    params(AuditParams), responses((status = 200, description = "Entries, newest first.", body = Vec<AuditEntry>)))]
-async fn list_audit(State(core): State<WorkflowCore>, Query(params): Query<AuditParams>) -> ApiResult<Json<Vec<AuditEntry>>> {
-    let limit = params.limit.unwrap_or(100);
-    if !(1..=10_000).contains(&limit) {
-        return Err(ApiError::BadRequest(format!("limit must be 1-10000, got {limit}")));
+    params(AuditParams), responses((status = 200, description = "Entries that pass the filters, newest first: one page and a `Link` header to the next.", body = Vec<AuditEntry>,
+        headers(("link" = String, description = "`<...>; rel=\"next\"` while more pages follow.")))))]
+async fn list_audit(State(core): State<WorkflowCore>, Query(params): Query<AuditParams>) -> ApiResult<axum::response::Response> {
+    use axum::response::IntoResponse;
+    // Unlike the other lists, a bounded default: the trail only grows.
+    let limit = paging::check(Some(params.limit.unwrap_or(100)), params.before, paging::Order::NewestFirst)?;
+    for (name, value) in [("user", &params.user), ("action", &params.action)] {
+        if value.as_ref().is_some_and(|v| v.is_empty() || v.chars().count() > 64) {
+            return Err(ApiError::BadRequest(format!("{name} must be 1-64 characters")));
+        }
     }
-    Ok(Json(core.store.call(move |c| audit::list(c, limit)).await?))
+    let outcome = params.outcome.as_deref().map(|o| validate::one_of("outcome", o, OutcomeClass::ALL, OutcomeClass::as_str)).transpose()?;
+    let query = AuditQuery {
+        before: params.before,
+        // One more than the page: whether a next page exists.
+        limit: limit.map(|l| l + 1),
+        actor: params.user.as_deref().map(|u| match Key::parse(u) {
+            Key::Id(id) => Actor::Id(UserId(id)),
+            Key::Name(name) => Actor::Name(name),
+        }),
+        action: params.action.clone(),
+        outcome,
+    };
+    let mut page = core.store.call(move |c| audit::query(c, &query)).await?;
+    let next = paging::cut(&mut page, limit, |e| e.id);
+    let mut response = Json(page).into_response();
+    let filters = [("user", params.user), ("action", params.action), ("outcome", params.outcome)];
+    paging::link_next(&mut response, "/v1/audit", limit, paging::Order::NewestFirst, next, &filters);
+    Ok(response)
 }

@@ -175,6 +175,23 @@ field_schema!(
     choice(crate::domain::InstanceState::ALL.iter().map(|s| s.as_str()), "An instance's state.")
 );
 
+field_schema!(
+    /// A node event's kind.
+    EventKindName,
+    "EventKind",
+    choice(crate::store::events::EventKind::ALL.iter().map(|k| k.as_str()), "A node event's kind.")
+);
+
+field_schema!(
+    /// An audit entry's outcome, as a class of statuses.
+    OutcomeClassName,
+    "OutcomeClass",
+    choice(
+        crate::store::audit::OutcomeClass::ALL.iter().map(|o| o.as_str()),
+        "ok: below 400; denied: 401, 403 or 404 (the access layer's refusals); failed: any other status from 400."
+    )
+);
+
 /// Every schema above, for the document's components: query parameters name them by reference
 /// too, and a parameter's type is not collected the way a body's field types are.
 pub fn components() -> Vec<(String, RefOr<Schema>)> {
@@ -200,6 +217,8 @@ pub fn components() -> Vec<(String, RefOr<Schema>)> {
         entry::<ProvisionStateName>(),
         entry::<PowerStateName>(),
         entry::<InstanceStateName>(),
+        entry::<EventKindName>(),
+        entry::<OutcomeClassName>(),
     ]
 }
 

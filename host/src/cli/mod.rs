@@ -71,12 +71,9 @@ pub enum Command {
     /// Your SSH key pairs, by name, for `instance create --keypair`.
     #[command(subcommand)]
     Keypair(tenancy::KeypairCommand),
-    /// Who changed what, and every console attach (admins).
-    Audit {
-        /// How many of the newest entries.
-        #[arg(long, default_value_t = 100)]
-        limit: i64,
-    },
+    /// Who changed what, and every console attach (admins), newest first: one page of `--limit`
+    /// (`--all` follows every page), filtered.
+    Audit(tenancy::AuditArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -135,7 +132,7 @@ pub async fn run_client(cli: Cli) -> Result<(), CliError> {
         Command::User(cmd) => tenancy::user(&client, &printer, cmd).await,
         Command::Token(cmd) => tenancy::token(&client, &printer, cmd).await,
         Command::Keypair(cmd) => tenancy::keypair(&client, &printer, cmd).await,
-        Command::Audit { limit } => tenancy::audit(&client, &printer, limit).await,
+        Command::Audit(args) => tenancy::audit(&client, &printer, args).await,
         Command::Daemon(DaemonCommand::List) => {
             let list = client.get("/v1/daemons").await?;
             printer.list(

@@ -40,8 +40,19 @@ pub enum NodeCommand {
     Update(UpdateNode),
     /// Delete a node that holds no instance.
     Delete { node: String },
-    /// Show a node's state changes and workflow steps.
-    Events { node: String },
+    /// Show a node's state changes and workflow steps, oldest first: all of them, or pages of
+    /// `--limit` (the first page; `--all` follows every page).
+    Events {
+        node: String,
+        #[arg(long)]
+        limit: Option<i64>,
+        /// Every page, not only the first.
+        #[arg(long)]
+        all: bool,
+        /// Only events of this kind (state, step, retry, power, maintenance, boot-device, inventory, lease).
+        #[arg(long)]
+        kind: Option<String>,
+    },
     /// Show what the node printed while deploying, cleaning or inspecting (the newest lines).
     ConsoleLog {
         node: String,
@@ -213,8 +224,10 @@ pub async fn run(client: &Client, out: &Printer, cmd: NodeCommand) -> Result<(),
             client.delete(&format!("/v1/nodes/{}", segment(&node))).await?;
             out.done(&format!("node {node} deleted"));
         }
-        NodeCommand::Events { node } => {
-            let list = client.get(&format!("/v1/nodes/{}/events", segment(&node))).await?;
+        NodeCommand::Events { node, limit, all, kind } => {
+            let params: Vec<(String, String)> =
+                [("limit", limit.map(|l| l.to_string())), ("kind", kind)].into_iter().filter_map(|(k, v)| Some((k.to_owned(), v?))).collect();
+            let list = client.list_pages(&format!("/v1/nodes/{}/events", segment(&node)), &params, all).await?;
             out.list(
                 &list,
                 &[("AT", "at"), ("KIND", "kind"), ("FROM", "from_state"), ("TO", "to_state"), ("MS", "duration_ms"), ("MESSAGE", "message")],

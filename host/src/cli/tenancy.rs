@@ -237,9 +237,33 @@ pub async fn token(client: &Client, out: &Printer, cmd: TokenCommand) -> Result<
     Ok(())
 }
 
-pub async fn audit(client: &Client, out: &Printer, limit: i64) -> Result<(), CliError> {
+#[derive(Debug, clap::Args)]
+pub struct AuditArgs {
+    /// Entries per page (1-1000).
+    #[arg(long, default_value_t = 100)]
+    limit: i64,
+    /// Every page, not only the first (the newest).
+    #[arg(long)]
+    all: bool,
+    /// Whose entries: a user's name or id (`anonymous`: requests without a valid token).
+    #[arg(long)]
+    user: Option<String>,
+    /// Operations whose id starts with this, e.g. `delete` or `create_node`.
+    #[arg(long)]
+    action: Option<String>,
+    /// ok (below 400), denied (401, 403, 404) or failed (any other from 400).
+    #[arg(long)]
+    outcome: Option<String>,
+}
+
+pub async fn audit(client: &Client, out: &Printer, args: AuditArgs) -> Result<(), CliError> {
+    let AuditArgs { limit, all, user, action, outcome } = args;
+    let params: Vec<(String, String)> = [("limit", Some(limit.to_string())), ("user", user), ("action", action), ("outcome", outcome)]
+        .into_iter()
+        .filter_map(|(k, v)| Some((k.to_owned(), v?)))
+        .collect();
     out.list(
-        &client.get(&format!("/v1/audit?limit={limit}")).await?,
+        &client.list_pages("/v1/audit", &params, all).await?,
         &[("AT", "at"), ("WHO", "actor"), ("ACTION", "action"), ("OBJECT", "object"), ("OUTCOME", "outcome"), ("FROM", "address")],
     );
     Ok(())

@@ -276,7 +276,7 @@ mod tests {
         // a's late release changes nothing; b's works.
         release(&db, &lease_a).expect("release");
         check(&db, &lease_b).expect("b holds it");
-        let events = events::list_of(&db, NodeId(1), None).expect("events");
+        let events = events::query(&db, &events::EventQuery::of(NodeId(1))).expect("events");
         assert!(events.iter().any(|e| e.kind == "lease" && e.message.contains("daemon b took over from daemon a")), "{events:?}");
         release(&db, &lease_b).expect("release");
         assert!(check(&db, &lease_b).is_err(), "released");

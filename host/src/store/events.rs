@@ -45,6 +45,17 @@ pub enum EventKind {
 }
 
 impl EventKind {
+    pub const ALL: &[EventKind] = &[
+        EventKind::State,
+        EventKind::Step,
+        EventKind::Retry,
+        EventKind::Power,
+        EventKind::Maintenance,
+        EventKind::BootDevice,
+        EventKind::Inventory,
+        EventKind::Lease,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             EventKind::State => "state",
@@ -92,22 +103,67 @@ pub fn append(conn: &Db, event: NewEvent<'_>) -> Result<()> {
     Ok(())
 }
 
-/// A node's events; with `tenancy`, only those recorded in that tenancy of the node.
-pub fn list_of(conn: &Db, node: NodeId, tenancy: Option<i64>) -> Result<Vec<Event>> {
-    // Two statements rather than `?2 IS NULL OR ...`: PostgreSQL must know each parameter's type.
-    let (sql, tenancy) = match tenancy {
-        Some(t) => (
-            "SELECT id, node_id, at, kind, from_state, to_state, message, duration_ms
-                     FROM node_events WHERE node_id = ?1 AND tenancy = ?2 ORDER BY id",
-            t,
-        ),
-        None => (
-            "SELECT id, node_id, at, kind, from_state, to_state, message, duration_ms
-                  FROM node_events WHERE node_id = ?1 AND ?2 = ?2 ORDER BY id",
-            0,
-        ),
+/// Which of a node's events to read, and how many.
+#[derive(Debug, Clone)]
+pub struct EventQuery {
+    pub node: NodeId,
+    /// Only those recorded in this tenancy of the node (a tenant's view).
+    pub tenancy: Option<i64>,
+    pub kind: Option<EventKind>,
+    /// Only events with a larger id (the last of the previous page, oldest first).
+    pub after: Option<i64>,
+    /// Only events with a smaller id (the last of the previous page, newest first).
+    pub before: Option<i64>,
+    /// Newest first rather than oldest first.
+    pub newest_first: bool,
+    /// At most this many.
+    pub limit: Option<i64>,
+}
+
+impl EventQuery {
+    /// Every event of `node`, oldest first.
+    pub fn of(node: NodeId) -> Self {
+        EventQuery { node, tenancy: None, kind: None, after: None, before: None, newest_first: false, limit: None }
+    }
+}
+
+/// A node's events as `query` asks: one statement, filters and the page bound in SQL.
+pub fn query(conn: &Db, query: &EventQuery) -> Result<Vec<Event>> {
+    use super::db::{ToValue, Value};
+    let mut values: Vec<Value> = vec![query.node.0.to_value()];
+    let mut clauses = vec!["node_id = ?1".to_owned()];
+    // A clause only for each filter given: PostgreSQL must know every parameter's type, so no
+    // `?N IS NULL OR ...`.
+    let mut bind = |clause: &str, value: Value| {
+        values.push(value);
+        clauses.push(format!("{clause} ?{}", values.len()));
     };
-    conn.query_map(sql, params![node.0, tenancy], |row| {
+    if let Some(t) = query.tenancy {
+        bind("tenancy =", t.to_value());
+    }
+    if let Some(kind) = query.kind {
+        bind("kind =", kind.as_str().to_value());
+    }
+    if let Some(after) = query.after {
+        bind("id >", after.to_value());
+    }
+    if let Some(before) = query.before {
+        bind("id <", before.to_value());
+    }
+    let order = if query.newest_first { "DESC" } else { "ASC" };
+    let limit = match query.limit {
+        Some(l) => {
+            values.push(l.to_value());
+            format!(" LIMIT ?{}", values.len())
+        }
+        None => String::new(),
+    };
+    let sql = format!(
+        "SELECT id, node_id, at, kind, from_state, to_state, message, duration_ms FROM node_events WHERE {} ORDER BY id {order}{limit}",
+        clauses.join(" AND ")
+    );
+    let params: Vec<&dyn ToValue> = values.iter().map(|v| v as &dyn ToValue).collect();
+    conn.query_map(&sql, &params, |row| {
         Ok(Event {
             id: row.get(0)?,
             node_id: row.get(1)?,

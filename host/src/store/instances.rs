@@ -296,10 +296,6 @@ pub fn get(conn: &Db, key: &Key) -> Result<Instance> {
     found.ok_or_else(|| StoreError::NotFound(format!("instance {key}")))
 }
 
-pub fn list(conn: &Db) -> Result<Vec<Instance>> {
-    conn.query_map(&format!("{SELECT} ORDER BY i.id"), params![], from_row)
-}
-
 /// One page of instances in id order: after an id, at most `limit`, in one state, within
 /// `projects` (a user's, or an admin's filter); one statement.
 pub fn query(

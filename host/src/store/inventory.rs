@@ -228,7 +228,7 @@ mod tests {
         inspecting(&conn, 1);
         let n1 = record(&mut conn, NodeId(1), &json, &facts).expect("record");
         assert_eq!((n1.cpus, n1.ram_mb, n1.disk_gb, n1.switch_port.as_str()), (8, 16384, 100, "ge-0/0/1"));
-        let events = super::super::events::list_of(&conn, NodeId(1), None).expect("events");
+        let events = super::super::events::query(&conn, &super::super::events::EventQuery::of(NodeId(1))).expect("events");
         assert!(events.iter().any(|e| e.message.contains("given to node \"n2\"")), "{events:?}");
 
         // A free port is taken.

@@ -286,16 +286,16 @@ pub struct NodeQuery {
     pub text: Option<String>,
 }
 
-/// One page of nodes in id order, as `query` asks; one statement, filters in SQL. Listed nodes
-/// carry no BMC password (nothing is unsealed for a list): for showing, never for a driver call.
-pub fn query(conn: &Db, query: &NodeQuery) -> Result<Vec<Node>> {
+/// The WHERE clause `query` asks for, apart from its page bound, and the values it binds; `None`
+/// when no node can pass (an empty project list). One builder for the page and its counts.
+fn where_clause(query: &NodeQuery) -> Option<(String, Vec<super::db::Value>)> {
+    use super::db::{ToValue, Value};
     let mut clauses: Vec<String> = Vec::new();
-    let mut values: Vec<super::db::Value> = Vec::new();
-    let bind = |values: &mut Vec<super::db::Value>, v: super::db::Value| {
+    let mut values: Vec<Value> = Vec::new();
+    let bind = |values: &mut Vec<Value>, v: Value| {
         values.push(v);
         format!("?{}", values.len())
     };
-    use super::db::{ToValue, Value};
     if let Some(after) = query.after {
         let mark = bind(&mut values, after.to_value());
         clauses.push(format!("id > {mark}"));
@@ -314,7 +314,7 @@ pub fn query(conn: &Db, query: &NodeQuery) -> Result<Vec<Node>> {
     }
     if let Some(projects) = &query.projects {
         if projects.is_empty() {
-            return Ok(Vec::new());
+            return None;
         }
         let marks: Vec<String> = projects.iter().map(|p| bind(&mut values, p.to_value())).collect();
         let marks = marks.join(", ");
@@ -327,12 +327,35 @@ pub fn query(conn: &Db, query: &NodeQuery) -> Result<Vec<Node>> {
         clauses.push(format!("(LOWER(name) LIKE {mark} ESCAPE '\\' OR LOWER(mac) LIKE {mark} ESCAPE '\\')"));
     }
     let filter = if clauses.is_empty() { String::new() } else { format!("WHERE {}", clauses.join(" AND ")) };
+    Some((filter, values))
+}
+
+/// One page of nodes in id order, as `query` asks; one statement, filters in SQL. Listed nodes
+/// carry no BMC password (nothing is unsealed for a list): for showing, never for a driver call.
+pub fn query(conn: &Db, query: &NodeQuery) -> Result<Vec<Node>> {
+    use super::db::ToValue;
+    let Some((filter, mut values)) = where_clause(query) else { return Ok(Vec::new()) };
     let limit = match query.limit {
-        Some(limit) => format!(" LIMIT {}", bind(&mut values, limit.to_value())),
+        Some(limit) => {
+            values.push(limit.to_value());
+            format!(" LIMIT ?{}", values.len())
+        }
         None => String::new(),
     };
     let params: Vec<&dyn ToValue> = values.iter().map(|v| v as &dyn ToValue).collect();
     conn.query_map(&format!("SELECT {} FROM nodes {filter} ORDER BY id{limit}", listed_columns()), &params, listed_from_row)
+}
+
+/// How many nodes pass `query`'s filters in each state (its page bound and cursor ignored): the
+/// web view's counts beside one page. One statement.
+pub fn count_states(conn: &Db, query: &NodeQuery) -> Result<Vec<(ProvisionState, u64)>> {
+    use super::db::ToValue;
+    let whole = NodeQuery { after: None, limit: None, ..query.clone() };
+    let Some((filter, values)) = where_clause(&whole) else { return Ok(Vec::new()) };
+    let params: Vec<&dyn ToValue> = values.iter().map(|v| v as &dyn ToValue).collect();
+    conn.query_map(&format!("SELECT state, COUNT(*) FROM nodes {filter} GROUP BY state"), &params, |row| {
+        Ok((row.parse::<ProvisionState>(0)?, row.get::<u64>(1)?))
+    })
 }
 
 /// Dedicates a node to a project, or to none.

@@ -1,14 +1,16 @@
-//! `/ui/instances`: every instance with its node's progress, a create form and delete buttons
-//! (both go through a confirmation page, `actions.rs`).
+//! `/ui/instances`: the instances, a page of 100 at a time with a link to the next (the API's
+//! `instances::query`), each with its node's progress; a create form and delete buttons (both go
+//! through a confirmation page, `actions.rs`).
 
 use std::collections::HashMap;
 
-use axum::extract::State;
+use axum::extract::{Query, State};
 use axum::response::Html;
 use maud::html;
 
 use super::error::UiResult;
 use super::page::{self, Nav, badge};
+use crate::api::paging;
 use crate::api::policy::Access;
 use crate::domain::{ImageId, ProvisionState};
 use crate::provision::WorkflowCore;
@@ -23,16 +25,24 @@ struct Row {
     task: Option<Task>,
 }
 
-pub async fn page(State(core): State<WorkflowCore>, access: Access) -> UiResult<Html<String>> {
+/// Instances on one page; the next page goes on after the last one's id.
+const PAGE: i64 = 100;
+
+#[derive(serde::Deserialize)]
+pub struct Cursor {
+    /// Instances after this id.
+    after: Option<i64>,
+}
+
+pub async fn page(State(core): State<WorkflowCore>, access: Access, Query(cursor): Query<Cursor>) -> UiResult<Html<String>> {
     let visible = access.visible_projects();
-    let (rows, images, available, projects) = core
+    let after = cursor.after.filter(|a| *a >= 0);
+    let (mut rows, images, available, projects) = core
         .store
         .call(move |c| {
             let mut rows = Vec::new();
-            let shown = match &visible {
-                None => instances::list(c)?,
-                Some(mine) => instances::query(c, None, None, None, Some(mine))?,
-            };
+            // Within the user's projects (an admin's: all); one more than the page: whether a next exists.
+            let shown = instances::query(c, after, Some(PAGE + 1), None, visible.as_deref())?;
             for instance in shown {
                 let (node, task) = match instance.node_id {
                     Some(id) => {
@@ -57,6 +67,7 @@ pub async fn page(State(core): State<WorkflowCore>, access: Access) -> UiResult<
             Ok((rows, images, available, projects))
         })
         .await?;
+    let next = paging::cut(&mut rows, Some(PAGE), |r| r.instance.id.0);
     let image_names: HashMap<ImageId, &str> = images.iter().map(|i| (i.id, i.name.as_str())).collect();
     let body = html! {
         h1 { "Instances" }
@@ -76,6 +87,12 @@ pub async fn page(State(core): State<WorkflowCore>, access: Access) -> UiResult<
                     }
                 } }
             } }
+        }
+        @if after.is_some() || next.is_some() {
+            nav.pages aria-label="Pages" {
+                @if after.is_some() { a href="/ui/instances" { "First page" } }
+                @if let Some(last) = next { a rel="next" href={ "/ui/instances?after=" (last) } { "Next " (PAGE) " →" } }
+            }
         }
         h2 { "Create an instance" }
         @if images.is_empty() { p.hint { "Upload an image first (" code { "metalhost image add" } ")." } } @else {

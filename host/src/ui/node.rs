@@ -19,7 +19,7 @@ use crate::store::switches;
 use crate::store::tasks::{self, Task};
 
 /// The newest events shown; the CLI and API have them all.
-const EVENTS_SHOWN: usize = 200;
+const EVENTS_SHOWN: i64 = 200;
 /// The newest console lines shown (`metalhost node console-log` has the whole ring).
 const CONSOLE_SHOWN: i64 = 300;
 
@@ -27,8 +27,10 @@ const CONSOLE_SHOWN: i64 = 300;
 struct NodeData {
     node: Node,
     switch: String,
+    /// The newest events, newest first.
     events: Vec<Event>,
-    events_total: usize,
+    /// Whether older ones were left out.
+    events_more: bool,
     task: Option<Task>,
     console: Vec<ConsoleLine>,
     /// Who looks: a user sees no BMC or switch port, and only its own tenancy's lines and events.
@@ -46,13 +48,15 @@ async fn load(core: &WorkflowCore, access: &Access, id: String) -> UiResult<Node
             let node = nodes::get(c, &key)?;
             let switch = switches::get_by_id(c, node.switch_id).map(|s| s.name).unwrap_or_else(|_| format!("#{}", node.switch_id.0));
             let tenancy = if admin { None } else { Some(node.tenancy) };
-            let mut events = events::list_of(c, node.id, tenancy)?;
-            let events_total = events.len();
-            events.reverse();
-            events.truncate(EVENTS_SHOWN);
+            // The newest page only, read as the API's pages are: the page is refreshed while it is open.
+            let shown = EVENTS_SHOWN + 1;
+            let query = events::EventQuery { tenancy, newest_first: true, limit: Some(shown), ..events::EventQuery::of(node.id) };
+            let mut events = events::query(c, &query)?;
+            let events_more = events.len() > EVENTS_SHOWN as usize;
+            events.truncate(EVENTS_SHOWN as usize);
             let task = tasks::latest_for_node(c, node.id)?;
             let console = console::tail_of(c, node.id, CONSOLE_SHOWN, tenancy)?;
-            Ok(NodeData { node, switch, events, events_total, task, console, admin })
+            Ok(NodeData { node, switch, events, events_more, task, console, admin })
         })
         .await?;
     Ok(data)
@@ -151,7 +155,7 @@ fn live_part(data: &NodeData) -> Markup {
             pre.console #console-log { @for l in &data.console { (page::utc(l.at)) " " (l.text) "\n" } }
         }
         h2 { "Events" }
-        @if data.events_total > data.events.len() { p.hint { "The newest " (data.events.len()) " of " (data.events_total) "." } }
+        @if data.events_more { p.hint { "The newest " (data.events.len()) "; " code { "metalhost node events" } " has them all." } }
         div.scroll {
             table.events {
                 thead { tr { th { "Time (UTC)" } th { "Kind" } th { "Change" } th { "Message" } th.num { "Took" } } }
