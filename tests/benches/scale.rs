@@ -4,7 +4,13 @@
 //!   SQLite (goal: rate ratio ≥ 0.80);
 //! - `sweep`: the daemon's power-sync sweep of 10,000 ipmi-lan nodes against the compiled lab BMC
 //!   (one `lab-bmc` process, one port per BMC) vs the same sweep straight through the PluginHost
-//!   (goal: ≤ 5 s, and ≤ 2× the PluginHost sweep).
+//!   (goal: ≤ 5 s, and ≤ 2× the PluginHost sweep);
+//! - `lists`: one page of 100 of 10,000 nodes (p95 over 200 pages at random cursors; goal ≤ 20 ms)
+//!   against the same page on a pool of 100, and the whole list of 10,000 in one answer (goal
+//!   ≤ 60 ms) against the same 10,000 read as ten pages of 1,000; the daemon's RSS at 10,000 idle;
+//! - `deploys`: 250 process-agent deploys at once (small image; one emulated switch per 23 nodes):
+//!   all active, the host's share of the deploy time (time not in a BMC, switch or agent step; goal
+//!   ≤ 3 %) against the same share for 25 deploys at once, and the daemon's peak RSS.
 //!
 //! Run with `bench/scale.sh` (release daemon). BENCH_NODES, BENCH_BMCS scale it down.
 
@@ -28,7 +34,7 @@ fn env_usize(name: &str, default: usize) -> usize {
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
-    let parts = std::env::var("BENCH_PARTS").unwrap_or_else(|_| "enrol,sweep".to_owned());
+    let parts = std::env::var("BENCH_PARTS").unwrap_or_else(|_| "enrol,sweep,lists,deploys".to_owned());
     let parts: Vec<&str> = parts.split(',').map(str::trim).collect();
     if parts.contains(&"enrol") {
         enrolment(env_usize("BENCH_NODES", 10_000)).await;
@@ -36,6 +42,146 @@ async fn main() {
     if parts.contains(&"sweep") {
         sweep(env_usize("BENCH_BMCS", 10_000)).await;
     }
+    if parts.contains(&"lists") {
+        lists(env_usize("BENCH_NODES", 10_000)).await;
+    }
+    if parts.contains(&"deploys") {
+        deploys(env_usize("BENCH_DEPLOYS", 250)).await;
+    }
+}
+
+// ---- lists at 10,000 nodes ------------------------------------------------------------------
+
+fn percentile(samples: &mut [f64], p: f64) -> f64 {
+    samples.sort_by(f64::total_cmp);
+    let at = ((samples.len() as f64 - 1.0) * p).round() as usize;
+    samples.get(at).copied().unwrap_or(f64::NAN)
+}
+
+/// Milliseconds to read `path` whole on a kept-alive client.
+async fn timed_get(client: &reqwest::Client, daemon: &Daemon, path: &str, gzip: bool) -> (f64, usize) {
+    let started = Instant::now();
+    let mut request = client.get(format!("{}{path}", daemon.url)).bearer_auth(TOKEN);
+    if gzip {
+        request = request.header("accept-encoding", "gzip");
+    }
+    let response = request.send().await.expect("GET");
+    assert!(response.status().is_success(), "{path}: {}", response.status());
+    let body = response.bytes().await.expect("body");
+    (started.elapsed().as_secs_f64() * 1e3, body.len())
+}
+
+/// p95 of a page of 100 at random cursors in a pool of `nodes`.
+async fn page_p95(daemon: &Daemon, nodes: usize) -> f64 {
+    let client = reqwest::Client::new();
+    let mut samples = Vec::new();
+    for i in 0..220usize {
+        // Spread over the pool without a random source: a stride coprime with most pool sizes.
+        let after = (i * 7919) % nodes.saturating_sub(100).max(1);
+        let (ms, _) = timed_get(&client, daemon, &format!("/v1/nodes?limit=100&after={after}"), false).await;
+        if i >= 20 {
+            samples.push(ms); // the first 20 warm the connection and the caches
+        }
+    }
+    percentile(&mut samples, 0.95)
+}
+
+async fn lists(count: usize) {
+    println!("== lists at {count} nodes vs at 100 nodes, one daemon each on SQLite");
+    let mut big = Daemon::start_with("");
+    big.skip_document_checks();
+    enrol(&big, count).await;
+    let mut small = Daemon::start_with("");
+    small.skip_document_checks();
+    enrol(&small, 100).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let idle = big.pid().and_then(rss_mib).unwrap_or(f64::NAN);
+    let (p95_big, p95_small) = (page_p95(&big, count).await, page_p95(&small, 100).await);
+    println!("  one page of 100, p95: {p95_big:.1} ms of {count} nodes, {p95_small:.1} ms of 100 nodes");
+    println!("ratio page p95 at {count} nodes to at 100: {:.2}; p95 {p95_big:.1} ms (goal <= 20 ms)", p95_big / p95_small);
+    let client = reqwest::Client::new();
+    let mut whole = Vec::new();
+    let mut whole_gzip = Vec::new();
+    let mut paged = Vec::new();
+    let mut bytes = (0, 0);
+    for _ in 0..7 {
+        let (ms, len) = timed_get(&client, &big, "/v1/nodes", false).await;
+        whole.push(ms);
+        let (ms_gz, len_gz) = timed_get(&client, &big, "/v1/nodes", true).await;
+        whole_gzip.push(ms_gz);
+        bytes = (len, len_gz);
+        let mut pages_ms = 0.0;
+        for page in 0..count.div_ceil(1000) {
+            let after = if page == 0 { 0 } else { page * 1000 };
+            pages_ms += timed_get(&client, &big, &format!("/v1/nodes?limit=1000&after={after}"), false).await.0;
+        }
+        paged.push(pages_ms);
+    }
+    let (whole, whole_gzip, paged) = (percentile(&mut whole, 0.5), percentile(&mut whole_gzip, 0.5), percentile(&mut paged, 0.5));
+    println!(
+        "  all {count} nodes in one answer: {whole:.1} ms ({} bytes), gzip {whole_gzip:.1} ms ({} bytes); as ten pages of 1000: {paged:.1} ms",
+        bytes.0, bytes.1
+    );
+    println!("ratio all in one answer to ten pages: {:.2}; whole list {whole:.1} ms (goal <= 60 ms)", whole / paged);
+    let after = big.pid().and_then(rss_mib).unwrap_or(f64::NAN);
+    println!("daemon RSS at {count} nodes: {idle:.0} MiB idle, {after:.0} MiB after the lists");
+}
+
+// ---- 250 deploys at once ------------------------------------------------------------------------
+
+/// Deploys on every node of a fresh lab at once; (host share of the deploy time, seconds for all,
+/// peak daemon RSS in MiB).
+async fn deploy_all(nodes: usize) -> (f64, f64, f64) {
+    use metalhost_tests::deploy_lab::{DeployLab, Options, image};
+    let lab = DeployLab::start(Options { nodes, disk_bytes: 2 << 20, agent_timeout_s: 900, step_timeout_s: 900, ..Options::default() }).await;
+    lab.upload("os", &image(1 << 20, 5));
+    let pid = lab.daemon.pid();
+    let peak = Arc::new(std::sync::Mutex::new(0.0f64));
+    let sampler = {
+        let peak = peak.clone();
+        tokio::spawn(async move {
+            loop {
+                if let Some(rss) = pid.and_then(rss_mib)
+                    && let Ok(mut p) = peak.lock()
+                {
+                    *p = p.max(rss);
+                }
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+        })
+    };
+    let started = Instant::now();
+    let body = serde_json::json!({"image": "os"});
+    let answers = futures::future::join_all((0..nodes).map(|_| lab.daemon.post("/v1/instances", &body))).await;
+    assert!(answers.iter().all(|(s, _)| *s == StatusCode::CREATED), "{:?}", answers.iter().find(|(s, _)| *s != StatusCode::CREATED));
+    for node in &lab.nodes {
+        let n = lab.wait_node(&node.name, &["active"], Duration::from_secs(1800)).await;
+        assert_eq!(n["state"], "active", "{n}");
+    }
+    let all = started.elapsed().as_secs_f64();
+    sampler.abort();
+    let (mut deploy_ms, mut step_ms) = (0.0, 0.0);
+    for node in &lab.nodes {
+        let (_, events) = lab.daemon.get(&format!("/v1/nodes/{}/events", node.name)).await;
+        let events = events.as_array().expect("events").clone();
+        let at = |state: &str| events.iter().find(|e| e["to_state"] == state).and_then(|e| metalhost_tests::daemon::time_ms(&e["at"]));
+        let (Some(start), Some(end)) = (at("deploying"), at("active")) else { panic!("{}: no deploying/active events", node.name) };
+        deploy_ms += (end - start) as f64;
+        step_ms += events.iter().filter(|e| e["kind"] == "step").filter_map(|e| e["duration_ms"].as_i64()).sum::<i64>() as f64;
+    }
+    let share = ((deploy_ms - step_ms) / deploy_ms).max(0.0);
+    let peak = peak.lock().map(|p| *p).unwrap_or(f64::NAN);
+    (share, all, peak)
+}
+
+async fn deploys(count: usize) {
+    let base = (count / 10).max(1);
+    println!("== {count} process-agent deploys at once (1 MiB image) vs {base} at once");
+    let (share_base, all_base, rss_base) = deploy_all(base).await;
+    let (share, all, rss) = deploy_all(count).await;
+    println!("  {base} at once: all active in {all_base:.1} s, host share {:.2} %, daemon peak RSS {rss_base:.0} MiB", share_base * 100.0);
+    println!("  {count} at once: all active in {all:.1} s, host share {:.2} %, daemon peak RSS {rss:.0} MiB", share * 100.0);
+    println!("ratio host share {count} to {base} at once: {:.2}; host share {:.2} % (goal <= 3 %)", share / share_base, share * 100.0);
 }
 
 // ---- enrolment on PostgreSQL vs SQLite ------------------------------------------------------

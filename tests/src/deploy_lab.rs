@@ -15,6 +15,8 @@ use crate::paths;
 pub const BMC_PASSWORD: &str = "lab-bmc-pw";
 pub const SWITCH_PASSWORD: &str = "lab-switch-pw";
 pub const DISK_BYTES: usize = 16 << 20;
+/// The emulated switch's ports a big lab uses (ae1..ae23).
+const PORTS_PER_SWITCH: usize = 23;
 
 pub struct LabNode {
     pub id: i64,
@@ -28,6 +30,8 @@ pub struct LabNode {
 pub struct DeployLab {
     pub daemon: Daemon,
     pub switch: FakeSwitch,
+    /// Labs of more nodes than one emulated switch has ports: the 24th node on is cabled to these.
+    pub more_switches: Vec<FakeSwitch>,
     pub nodes: Vec<LabNode>,
     pub dir: tempfile::TempDir,
 }
@@ -112,10 +116,26 @@ impl DeployLab {
             )
             .await;
         assert_eq!(status, 201, "{sw}");
+        // One emulated switch has ae1..ae23 for big labs: more nodes, more switches.
+        let mut more_switches = Vec::new();
+        let mut switch_ids = vec![sw["id"].clone()];
+        for n in 1..opts.nodes.div_ceil(PORTS_PER_SWITCH) {
+            let extra = FakeSwitch::start("juniper_generic", "admin", SWITCH_PASSWORD);
+            let (status, body) = daemon
+                .post(
+                    "/v1/switches",
+                    &json!({"name": format!("tor{}", n + 1), "address": "127.0.0.1", "port": extra.port, "username": "admin",
+                            "password": SWITCH_PASSWORD, "driver": "juniper"}),
+                )
+                .await;
+            assert_eq!(status, 201, "{body}");
+            switch_ids.push(body["id"].clone());
+            more_switches.push(extra);
+        }
         let mut nodes = Vec::new();
         for i in 1..=opts.nodes {
             let sim = IpmiSim::start("admin", BMC_PASSWORD);
-            let mac = format!("52:54:00:00:77:{i:02x}");
+            let mac = format!("52:54:00:{:02x}:77:{:02x}", i / 256, i % 256);
             let disk = dir.path().join(format!("disk{i}.raw"));
             std::fs::write(&disk, vec![0xAAu8; opts.disk_bytes]).expect("disk");
             let agent = paths::host_binary("metalhost-agent");
@@ -131,21 +151,22 @@ impl DeployLab {
             };
             sim.on_power_on(&script);
             // The emulator has ge-0/0/1..4; bigger labs use its ae1..ae23 ports.
-            let port = if opts.nodes <= 4 { format!("ge-0/0/{i}") } else { format!("ae{i}") };
+            let port = if opts.nodes <= 4 { format!("ge-0/0/{i}") } else { format!("ae{}", (i - 1) % PORTS_PER_SWITCH + 1) };
+            let switch_id = &switch_ids[(i - 1) / PORTS_PER_SWITCH];
             let name = format!("node{i}");
             let (status, node) = daemon
                 .post(
                     "/v1/nodes",
-                    &json!({"name": name, "mac": mac, "ip": format!("10.99.0.{}", 10 + i), "cpus": 8, "ram_mb": 16384,
+                    &json!({"name": name, "mac": mac, "ip": format!("10.99.{}.{}", i / 200, 10 + i % 200), "cpus": 8, "ram_mb": 16384,
                             "disk_gb": 100, "bmc_address": "127.0.0.1", "bmc_port": sim.port, "bmc_username": "admin",
-                            "bmc_password": BMC_PASSWORD, "power_driver": "ipmitool", "switch_id": sw["id"], "switch_port": port}),
+                            "bmc_password": BMC_PASSWORD, "power_driver": "ipmitool", "switch_id": switch_id, "switch_port": port}),
                 )
                 .await;
             assert_eq!(status, 201, "{node}");
             assert_eq!(node["state"], "available", "{node}");
             nodes.push(LabNode { id: node["id"].as_i64().expect("id"), name, mac, port, sim, disk });
         }
-        DeployLab { daemon, switch, nodes, dir }
+        DeployLab { daemon, switch, more_switches, nodes, dir }
     }
 
     /// Uploads an image through the CLI; returns its JSON.

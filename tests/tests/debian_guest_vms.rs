@@ -65,16 +65,18 @@ async fn first_login(key: &Key, address: &str, vm: &VmNode, lab: &VmLab) -> Inst
     }
 }
 
-/// From the deploy task's result among the node's events: the image write's seconds and the config
-/// drive's milliseconds, as the agent measured them.
+/// From the deploy task's result the agent printed (its console lines, as the host keeps them):
+/// the image write's seconds and the config drive's milliseconds, as the agent measured them.
 async fn agent_times(lab: &VmLab, node: &str) -> (f64, f64) {
-    let events = lab.events(node).await;
-    let message = events
+    let (_, lines) = lab.daemon.get(&format!("/v1/nodes/{node}/console-log")).await;
+    let message = lines
+        .as_array()
+        .expect("console lines")
         .iter()
         .rev()
-        .filter_map(|e| e["message"].as_str())
-        .find(|m| m.contains("config drive written"))
-        .unwrap_or_else(|| panic!("{node}: no deploy result with a config drive in the events: {events:?}"))
+        .filter_map(|l| l["text"].as_str())
+        .find(|m| m.contains("succeeded") && m.contains("config drive written"))
+        .unwrap_or_else(|| panic!("{node}: no deploy result with a config drive in the console log: {lines}"))
         .to_owned();
     let number_before = |unit: &str| -> f64 {
         let at = message.find(unit).unwrap_or_else(|| panic!("{unit:?} in {message}"));
@@ -110,7 +112,7 @@ fn join_vlan(vlan: u16) {
 /// Everything the guest should be after cloud-init: its host name, its address on the NIC cabled
 /// to the switch, the marker, cloud-init done, and no password login.
 fn check_guest(vm: &VmNode, key: &Key, deployed: &Deployed, hostname: &str, marker: &str) {
-    let out = ssh(key, &deployed.address, "hostname; ip -4 -o addr show; cloud-init status --wait; cat /var/tmp/marker");
+    let out = ssh(key, &deployed.address, "hostname -f; ip -4 -o addr show; cloud-init status --wait; cat /var/tmp/marker");
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(out.status.success(), "{}: {text}{}", vm.name, String::from_utf8_lossy(&out.stderr));
     let mut lines = text.lines();
@@ -141,8 +143,25 @@ fn cloud_init_in_a_real_debian_guest_on_bios_and_uefi() {
     let keys = tempfile::tempdir().expect("tmp");
     let (old_key, new_key) = (ssh_key(keys.path(), "old"), ssh_key(keys.path(), "new"));
     in_lab_netns(2, move || async move {
-        let opts = VmOptions { vms: 2, uefi: vec![1], mem_mb: 768, disk_bytes: 1 << 30, agent_timeout_s: 600, ..VmOptions::default() };
+        // OVMF's own PXE gets the EFI iPXE over TFTP; the 0.2.0 power plugin sets the EFI boot flag.
+        let opts = VmOptions {
+            vms: 2,
+            uefi: vec![1],
+            mem_mb: 768,
+            disk_bytes: 1 << 30,
+            agent_timeout_s: 600,
+            netboot_extra: "tftp_root = \"/usr/lib/ipxe\"\n".into(),
+            extra_config: "[inspection]\nlldp_wait_s = 1\n".into(),
+            power_driver: "ipmi-lan",
+            ..VmOptions::default()
+        };
         let lab = VmLab::start(opts).await;
+        // Inspection: the UEFI node learns its firmware, and its NICs come from its own report (the
+        // network config is generated from them).
+        let out = lab.daemon.cli(&["node", "inspect", &lab.nodes[1].name]);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let n = lab.daemon.wait_node(&lab.nodes[1].name, &["available"], ACTIVE).await;
+        assert_eq!((n["state"].as_str(), n["boot_mode"].as_str()), (Some("available"), Some("uefi")), "{n}\n{}", lab.post_mortem());
         lab.upload("debian", &image);
         let subnet = json!({"cidr": SUBNET, "gateway": GATEWAY, "dns": [GATEWAY]});
         let (status, red) = lab.daemon.post("/v1/projects", &json!({"name": "red", "quota": 4, "subnet": subnet})).await;
