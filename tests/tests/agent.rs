@@ -344,18 +344,20 @@ async fn a_silent_agent_fails_its_task() {
 }
 
 #[tokio::test]
-async fn the_clean_task_wipes_the_first_and_last_mib() {
+async fn the_clean_task_wipes_the_first_mib_and_the_disks_end() {
     let lab = lab_with("").await;
     let task = plant_task(&lab.d, lab.node, "clean", None, "{}", 120);
-    let size = 8 << 20;
+    let size = 64 << 20;
     let disk = disk(&lab, size);
     let out = run_agent(&lab.d.url, &lab.mac, &disk, 60);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let bytes = std::fs::read(&disk).expect("disk");
     let mib = 1 << 20;
+    // The end: the last MiB (the GPT's backup) and, before it, where the config drive goes (32 MiB).
+    let end = 34 * mib;
     assert!(bytes[..mib].iter().all(|b| *b == 0), "first MiB not zeroed");
-    assert!(bytes[size - mib..].iter().all(|b| *b == 0), "last MiB not zeroed");
-    assert!(bytes[mib..size - mib].iter().all(|b| *b == 0xAA), "the middle should be untouched");
+    assert!(bytes[size - end..].iter().all(|b| *b == 0), "the disk's last 34 MiB not zeroed");
+    assert!(bytes[mib..size - end].iter().all(|b| *b == 0xAA), "the middle should be untouched");
     assert_eq!(task_state(&lab.d, task).0, "succeeded");
     let _ = Path::new("");
 }
