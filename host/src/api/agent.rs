@@ -127,10 +127,8 @@ async fn task(State(core): State<WorkflowCore>, AgentNode(node): AgentNode) -> A
                 crate::domain::TaskKind::Deploy => {
                     let node = nodes::get_listed(c, node)?;
                     match node.instance_id {
-                        Some(instance) if instances::get(c, &Key::Id(instance.0))?.config_drive => {
-                            Some(crate::config_drive::render(&instances::drive_identity(c, instance, &node)?))
-                        }
-                        _ => None,
+                        Some(instance) => instances::drive_identity(c, instance, &node)?.as_ref().map(crate::config_drive::render),
+                        None => None,
                     }
                 }
                 _ => None,

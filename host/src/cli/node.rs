@@ -13,7 +13,6 @@ pub enum NodeCommand {
     /// Enrol a node (reference design: `nodemanager add <ip> <mac> <cpus> <ram> <hdd> <ipmihost> <ipmiuser>
     /// <ipmipass> <switchid> <switchport>`).
     Add(AddNode),
-    /// List nodes.
     /// List nodes: one page of `--limit` (the default 100; `--all` follows every page), filtered.
     List {
         #[arg(long, default_value_t = 100)]

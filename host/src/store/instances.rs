@@ -244,24 +244,27 @@ fn free_address(tx: &Db, project: ProjectId) -> Result<Option<std::net::Ipv4Addr
 }
 
 /// Everything an instance's config drive says (config_drive.rs), its user data unsealed: for the
-/// deploy task the agent fetches, and nothing else.
-pub fn drive_identity(conn: &Db, id: InstanceId, node: &Node) -> Result<crate::config_drive::Identity> {
+/// deploy task the agent fetches, and nothing else. `None` for an instance that gets no drive.
+pub fn drive_identity(conn: &Db, id: InstanceId, node: &Node) -> Result<Option<crate::config_drive::Identity>> {
     use crate::config_drive::{Identity, Network};
     let instance = get(conn, &Key::Id(id.0))?;
+    if !instance.config_drive {
+        return Ok(None);
+    }
     let (uuid, user_data): (Option<String>, Option<String>) =
         conn.query_row("SELECT uuid, user_data FROM instances WHERE id = ?1", params![id.0], |r| Ok((r.get(0)?, r.get(1)?)))?;
     let user_data = user_data.map(|sealed| conn.unseal(USER_DATA_LABEL, &sealed)).transpose()?;
     let (project, address) = match instance.project_id {
         Some(project) => {
             let p = super::projects::get(conn, &Key::Id(project.0))?;
-            let subnet = super::projects::subnet_of(conn, project)?.map(|(_, s)| s);
+            let subnet = p.parsed_subnet()?;
             let address = instance.address.as_deref().and_then(|a| a.parse().ok()).zip(subnet);
             (p.vlan.map(|vlan| (p.name, vlan)), address)
         }
         None => (None, None),
     };
     let (nics, cabled) = node_nics(conn, node)?;
-    Ok(Identity {
+    Ok(Some(Identity {
         uuid: uuid.unwrap_or_else(|| format!("metalhost-instance-{}", id.0)),
         hostname: instance.hostname.clone().unwrap_or_else(|| crate::domain::identity::host_name_from(&instance.name)),
         name: instance.name,
@@ -270,7 +273,7 @@ pub fn drive_identity(conn: &Db, id: InstanceId, node: &Node) -> Result<crate::c
         user_data,
         project,
         network: Network { nics, cabled, address },
-    })
+    }))
 }
 
 /// The node's NICs as its last inspection saw them, and the one cabled to its switch port: the

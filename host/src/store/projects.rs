@@ -76,11 +76,18 @@ fn write_subnet(tx: &Db, id: ProjectId, subnet: Option<&Subnet>) -> Result<()> {
 /// A project's name and subnet, when it has one.
 pub fn subnet_of(conn: &Db, id: ProjectId) -> Result<Option<(String, Subnet)>> {
     let project = get(conn, &Key::Id(id.0))?;
-    let Some(cidr) = &project.subnet else { return Ok(None) };
-    // Checked when it was set; a value that no longer parses is a damaged row.
-    let subnet = Subnet::parse(cidr, project.gateway.as_deref(), &project.dns)
-        .map_err(|e| StoreError::Db(super::DbError::Column { index: 6, message: e.0 }))?;
-    Ok(Some((project.name, subnet)))
+    Ok(project.parsed_subnet()?.map(|subnet| (project.name, subnet)))
+}
+
+impl Project {
+    /// Its subnet as the domain type, when it has one. Checked when it was set; a value that no
+    /// longer parses is a damaged row.
+    pub fn parsed_subnet(&self) -> Result<Option<Subnet>> {
+        let Some(cidr) = &self.subnet else { return Ok(None) };
+        Subnet::parse(cidr, self.gateway.as_deref(), &self.dns)
+            .map(Some)
+            .map_err(|e| StoreError::Db(super::DbError::Column { index: 6, message: e.0 }))
+    }
 }
 
 /// Creates a project on the lowest free VLAN of `range`; a full range is a conflict, and nothing
