@@ -19,6 +19,10 @@ use crate::store::Store;
 
 pub struct App {
     listener: TcpListener,
+    /// Plain HTTP, netboot files only (`api::boot_router`).
+    boot_listener: TcpListener,
+    /// None: the API is plain HTTP (`[tls] enabled = false`).
+    tls: Option<crate::tls::ServerTls>,
     state: AppState,
 }
 
@@ -55,7 +59,23 @@ impl App {
 
         let listener = TcpListener::bind(config.listen).await.with_context(|| format!("cannot listen on {}", config.listen))?;
         let bound = listener.local_addr().context("bound address")?;
-        let public_url: Arc<str> = config.public_url.clone().unwrap_or_else(|| format!("http://{bound}")).into();
+        let boot_listener =
+            TcpListener::bind(config.boot_listen).await.with_context(|| format!("cannot listen on {} for netboot (boot_listen)", config.boot_listen))?;
+        let boot_bound = boot_listener.local_addr().context("bound address")?;
+        let tls = if config.tls.enabled {
+            let names = crate::tls::certificate_names(&config, bound);
+            Some(crate::tls::server(&config, &names).context("cannot set up TLS for the API")?)
+        } else {
+            tracing::warn!("[tls] enabled = false: the API, agent tokens and images travel in clear");
+            None
+        };
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        let public_url: Arc<str> = config.public_url.clone().unwrap_or_else(|| format!("{scheme}://{bound}")).into();
+        let boot_url: Arc<str> = config.boot_url.clone().unwrap_or_else(|| format!("http://{boot_bound}")).into();
+        let peer_ca = match &tls {
+            Some(tls) => Some(std::fs::read(&tls.ca_file).with_context(|| format!("cannot read {}", tls.ca_file.display()))?),
+            None => None,
+        };
         let reload = Arc::new(tokio::sync::Notify::new());
         let hook = reload.clone();
         plugins.set_netboot_reload(Arc::new(move || {
@@ -68,9 +88,11 @@ impl App {
             started_at: crate::domain::now_ms(),
         });
         let operator_token = Arc::new(operator_token);
-        let images = Images::new(&config.data_dir, store.clone(), member.clone(), lease_ttl_ms(&config), operator_token.clone());
+        let images = Images::new(&config.data_dir, store.clone(), member.clone(), lease_ttl_ms(&config), operator_token.clone(), peer_ca);
         let core = WorkflowCore {
             public_url,
+            boot_url,
+            ca_fingerprint: tls.as_ref().map(|t| t.ca_fingerprint.as_str().into()),
             task_events: Arc::new(tokio::sync::Notify::new()),
             runners: Arc::default(),
             netboot_reload: reload,
@@ -83,12 +105,12 @@ impl App {
             config: Arc::new(config),
         };
         let state = AppState { core, operator_token, ui_sessions: Arc::default() };
-        Ok(App { listener, state })
+        Ok(App { listener, boot_listener, tls, state })
     }
 
     /// Serves until `shutdown` completes, then finishes in-flight requests and returns.
     pub async fn run(self, shutdown: impl std::future::Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
-        let App { listener, state } = self;
+        let App { listener, boot_listener, tls, state } = self;
         // Built first: an operation without a declared policy stops the daemon before it serves.
         let router = crate::api::router(state.clone()).context("the API's access policies")?;
         let core = &state.core;
@@ -96,7 +118,7 @@ impl App {
         // The first heartbeat (which resumes this daemon's nodes) comes at once from the loop.
         let background = crate::pool::spawn_background(core.clone());
         let dnsmasq = if core.config.netboot.dnsmasq {
-            Some(crate::netboot::supervise(&core.config, &core.public_url, core.netboot_reload.clone()).context("cannot start dnsmasq")?)
+            Some(crate::netboot::supervise(&core.config, &core.boot_url, core.netboot_reload.clone()).context("cannot start dnsmasq")?)
         } else {
             None
         };
@@ -109,10 +131,44 @@ impl App {
             }
             None => None,
         };
+        // One shutdown signal for both listeners.
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        let until_stopped = move || {
+            let mut stopped = stopped.clone();
+            async move {
+                let _ = stopped.wait_for(|s| *s).await;
+            }
+        };
+        tokio::spawn(async move {
+            shutdown.await;
+            let _ = stop.send(true);
+        });
+        let boot_app = crate::api::boot_router(state.clone());
+        let boot = tokio::spawn(axum::serve(boot_listener, boot_app).with_graceful_shutdown(until_stopped()).into_future());
         let addr = listener.local_addr()?;
-        tracing::info!(%addr, "metalhost is serving");
-        let result =
-            axum::serve(listener, router.into_make_service_with_connect_info::<std::net::SocketAddr>()).with_graceful_shutdown(shutdown).await;
+        if let Some(tls) = &tls {
+            tracing::info!(ca = %tls.ca_file.display(), fingerprint = %tls.ca_fingerprint, "TLS: clients trust this CA");
+        }
+        tracing::info!(%addr, url = %core.public_url, boot = %core.boot_url, "metalhost is serving");
+        let result = match tls {
+            Some(tls) => {
+                use axum::serve::ListenerExt;
+                // HSTS: a browser that once reached the web view over TLS never falls back to plain HTTP.
+                let router = router.layer(tower_http::set_header::SetResponseHeaderLayer::if_not_present(
+                    axum::http::header::STRICT_TRANSPORT_SECURITY,
+                    axum::http::HeaderValue::from_static("max-age=31536000"),
+                ));
+                // tap_io: axum knows a connection's peer address through it for any listener.
+                let listener = crate::tls::TlsListener::new(listener, tls.config)?.tap_io(|_| {});
+                axum::serve(listener, router.into_make_service_with_connect_info::<std::net::SocketAddr>())
+                    .with_graceful_shutdown(until_stopped())
+                    .await
+            }
+            None => {
+                axum::serve(listener, router.into_make_service_with_connect_info::<std::net::SocketAddr>()).with_graceful_shutdown(until_stopped()).await
+            }
+        };
+        boot.abort();
         background.abort();
         if let Some(metrics) = metrics {
             metrics.abort();

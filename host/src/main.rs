@@ -15,6 +15,7 @@ mod netboot;
 mod pool;
 mod provision;
 mod store;
+mod tls;
 mod ui;
 mod work;
 

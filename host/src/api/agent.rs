@@ -29,7 +29,12 @@ use crate::store::tasks;
 
 /// What the bootstrap calls before it has a token: the agent binary and the lookup.
 pub fn public_router() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new().routes(routes!(binary)).routes(routes!(lookup)).routes(routes!(discover))
+    binary_router().routes(routes!(lookup)).routes(routes!(discover))
+}
+
+/// The agent binary alone, which the bootstrap's busybox fetches over plain HTTP (it has no TLS).
+pub fn binary_router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(binary))
 }
 
 /// The agent's calls with its node token.

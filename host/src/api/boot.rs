@@ -42,7 +42,7 @@ async fn bootstrap_file(State(core): State<WorkflowCore>, Path(file): Path<Strin
 #[utoipa::path(get, path = "/v1/boot/boot.ipxe", operation_id = "boot_script", extensions(("x-metalhost-policy" = json!("public"))), tag = "netboot",
     responses((status = 200, description = "An iPXE script.", body = String, content_type = "text/plain")))]
 async fn generic_script(State(core): State<WorkflowCore>) -> Response {
-    let base = &core.public_url;
+    let base = &core.boot_url;
     let fallback = if core.config.discovery.enabled {
         let kernel = core.config.deploy.kernel_url.clone().unwrap_or_else(|| format!("{base}/v1/bootstrap/vmlinuz"));
         let (initrd, args) = (crate::provision::initrd_url(&core), crate::provision::kernel_args(&core));
@@ -89,7 +89,7 @@ async fn describe(State(core): State<WorkflowCore>) -> Json<BootstrapView> {
     let mut files = Vec::new();
     for name in BOOTSTRAP_FILES {
         let size = tokio::fs::metadata(dir.join(name)).await.ok().map(|m| m.len());
-        files.push(BootstrapFile { name: (*name).to_owned(), url: format!("{}/v1/bootstrap/{name}", core.public_url), size });
+        files.push(BootstrapFile { name: (*name).to_owned(), url: format!("{}/v1/bootstrap/{name}", core.boot_url), size });
     }
     Json(BootstrapView { dir: dir.display().to_string(), files })
 }

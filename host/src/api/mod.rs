@@ -58,6 +58,22 @@ pub fn router(state: AppState) -> Result<Router, policy::UndeclaredPolicy> {
         .with_state(state))
 }
 
+/// The plain-HTTP boot listener (issue 31): only what firmware and the bootstrap fetch before
+/// anything can verify a certificate (the iPXE scripts, the bootstrap kernel and initrd, the agent
+/// binary); every other path answers 404 naming the API's URL. No token travels here.
+pub fn boot_router(state: AppState) -> Router {
+    let (router, _) = boot::public_router().merge(agent::binary_router()).split_for_parts();
+    router
+        .fallback(not_on_the_boot_port)
+        .layer(axum::middleware::from_fn(error::json_errors))
+        .layer(tower_http::trace::TraceLayer::new_for_http())
+        .with_state(state)
+}
+
+async fn not_on_the_boot_port(axum::extract::State(core): axum::extract::State<crate::provision::WorkflowCore>, uri: axum::http::Uri) -> error::ApiError {
+    error::ApiError::NotFound(format!("{}: this port serves only netboot files in plain HTTP; the API is at {}", uri.path(), core.public_url))
+}
+
 /// The OpenAPI document alone, as `/v1/openapi.json` serves it.
 pub fn document(state: &AppState) -> utoipa::openapi::OpenApi {
     finished_document(metrics_here(state))

@@ -8,8 +8,16 @@ pub enum CliError {
     /// The server answered with an error; its message is what the operator needs.
     #[error("{message} (HTTP {status})")]
     Server { status: u16, message: String },
-    #[error("cannot reach metalhost at {url}: {source}")]
+    #[error("cannot reach metalhost at {url}: {}", chain(source))]
     Connect { url: String, source: reqwest::Error },
+    /// The daemon's certificate chains to no CA the CLI trusts: say how to trust metalhost's.
+    #[error(
+        "the daemon at {url} sent a certificate no CA you trust has signed ({why}).\n\
+         metalhost serves its API under its own CA: copy the daemon's ca.pem (`metalhost serve` logs \
+         where it is and its sha256; by default <data_dir>/tls/ca.pem) and pass --ca FILE, set \
+         METALHOST_CA=FILE, or put ca = \"FILE\" in the client config"
+    )]
+    Untrusted { url: String, why: String },
     #[error("{0}")]
     Usage(String),
     #[error("{0}")]
@@ -18,13 +26,40 @@ pub enum CliError {
 
 pub struct Client {
     http: reqwest::Client,
+    tls: std::sync::Arc<rustls::ClientConfig>,
+    ca: Option<std::path::PathBuf>,
     base: String,
     token: Option<String>,
 }
 
 impl Client {
-    pub fn new(base: &str, token: Option<String>) -> Client {
-        Client { http: reqwest::Client::new(), base: base.trim_end_matches('/').to_owned(), token }
+    /// `ca`: a PEM file of CAs trusted beside the public roots (the daemon's own CA, issue 31).
+    pub fn new(base: &str, token: Option<String>, ca: Option<&std::path::Path>) -> Result<Client, CliError> {
+        let tls = std::sync::Arc::new(tls_config(ca)?);
+        let http = reqwest::Client::builder()
+            .use_preconfigured_tls((*tls).clone())
+            .build()
+            .map_err(|e| CliError::Usage(format!("cannot make the HTTP client: {e}")))?;
+        Ok(Client { http, tls, ca: ca.map(std::path::Path::to_path_buf), base: base.trim_end_matches('/').to_owned(), token })
+    }
+
+    /// The CA file given, which `token create --save` keeps in the client config.
+    pub fn ca_file(&self) -> Option<std::path::PathBuf> {
+        self.ca.clone()
+    }
+
+    /// The TLS settings, for the console's WebSocket.
+    pub fn tls(&self) -> std::sync::Arc<rustls::ClientConfig> {
+        self.tls.clone()
+    }
+
+    /// A failed request as the operator should read it: an untrusted certificate says how to trust it.
+    fn failed(&self, source: reqwest::Error) -> CliError {
+        let text = chain(&source);
+        match untrusted_certificate(&text) {
+            Some(why) => CliError::Untrusted { url: self.base.clone(), why },
+            None => CliError::Connect { url: self.base.clone(), source },
+        }
     }
 
     /// The daemon's URL, as given.
@@ -49,7 +84,7 @@ impl Client {
     }
 
     pub async fn send(&self, builder: reqwest::RequestBuilder) -> Result<Value, CliError> {
-        let response = builder.send().await.map_err(|source| CliError::Connect { url: self.base.clone(), source })?;
+        let response = builder.send().await.map_err(|e| self.failed(e))?;
         let status = response.status();
         let text = response.text().await.map_err(|source| CliError::Connect { url: self.base.clone(), source })?;
         let body: Value = if text.is_empty() { Value::Null } else { serde_json::from_str(&text).unwrap_or(Value::String(text)) };
@@ -66,7 +101,7 @@ impl Client {
         let mut items = Vec::new();
         let mut request = self.request(Method::GET, path).query(query);
         loop {
-            let response = request.send().await.map_err(|source| CliError::Connect { url: self.base.clone(), source })?;
+            let response = request.send().await.map_err(|e| self.failed(e))?;
             let next = response
                 .headers()
                 .get(reqwest::header::LINK)
@@ -112,6 +147,48 @@ impl Client {
     pub async fn put(&self, path: &str, body: &Value) -> Result<Value, CliError> {
         self.send(self.request(Method::PUT, path).json(body)).await
     }
+}
+
+/// The public roots and, when given, the CAs in `ca` (PEM); TLS 1.2 and 1.3 only.
+pub fn tls_config(ca: Option<&std::path::Path>) -> Result<rustls::ClientConfig, CliError> {
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore { roots: webpki_roots::TLS_SERVER_ROOTS.to_vec() };
+    if let Some(path) = ca {
+        let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(path)
+            .and_then(Iterator::collect)
+            .map_err(|e| CliError::Usage(format!("--ca {}: not a PEM certificate file: {e}", path.display())))?;
+        if certs.is_empty() {
+            return Err(CliError::Usage(format!("--ca {}: no certificate in it", path.display())));
+        }
+        for cert in certs {
+            roots.add(cert).map_err(|e| CliError::Usage(format!("--ca {}: {e}", path.display())))?;
+        }
+    }
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    Ok(rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| CliError::Usage(format!("TLS: {e}")))?
+        .with_root_certificates(roots)
+        .with_no_client_auth())
+}
+
+/// An error and its causes on one line (reqwest's own text stops at "error sending request").
+pub fn chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+/// rustls's words for a certificate the trust store does not vouch for, if that is what failed.
+pub fn untrusted_certificate(error_text: &str) -> Option<String> {
+    let at = error_text.find("invalid peer certificate")?;
+    Some(error_text[at..].split(": ").take(2).collect::<Vec<_>>().join(": "))
 }
 
 /// A secret given on the command line, in an env var (clap fills it) or in a file.

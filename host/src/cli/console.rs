@@ -21,7 +21,8 @@ pub async fn attach(client: &Client, node_segment: &str, watch: bool) -> Result<
     let url = client.url(&format!("/v1/nodes/{node_segment}/console?mode={mode}"));
     let ws_url = match url.split_once("://") {
         Some(("http", rest)) => format!("ws://{rest}"),
-        Some((scheme, _)) => return Err(CliError::Usage(format!("the console needs an http:// daemon URL, not {scheme}://"))),
+        Some(("https", rest)) => format!("wss://{rest}"),
+        Some((scheme, _)) => return Err(CliError::Usage(format!("the console needs an https:// or http:// daemon URL, not {scheme}://"))),
         None => return Err(CliError::Usage(format!("invalid daemon URL {url}"))),
     };
     let mut request = ws_url.as_str().into_client_request().map_err(|e| CliError::Usage(format!("invalid console URL {ws_url}: {e}")))?;
@@ -30,7 +31,8 @@ pub async fn attach(client: &Client, node_segment: &str, watch: bool) -> Result<
             http::HeaderValue::from_str(&format!("Bearer {token}")).map_err(|_| CliError::Usage("the token is not a valid header value".into()))?;
         request.headers_mut().insert(http::header::AUTHORIZATION, value);
     }
-    let (socket, _) = tokio_tungstenite::connect_async(request).await.map_err(refused)?;
+    let connector = tokio_tungstenite::Connector::Rustls(client.tls());
+    let (socket, _) = tokio_tungstenite::connect_async_tls_with_config(request, None, true, Some(connector)).await.map_err(|e| refused(client, e))?;
     let (mut to_daemon, mut from_daemon) = socket.split();
     let _raw = RawTerminal::enter();
     eprint!("[metalhost: attached to {node_segment}'s console{}; Ctrl-] detaches]\r\n", if watch { " (watching)" } else { "" });
@@ -74,7 +76,7 @@ pub async fn attach(client: &Client, node_segment: &str, watch: bool) -> Result<
 }
 
 /// The daemon's refusal (409 busy, 501 no console, 404 ...) in its own words.
-fn refused(e: WsError) -> CliError {
+fn refused(client: &Client, e: WsError) -> CliError {
     match e {
         WsError::Http(response) => {
             let status = response.status().as_u16();
@@ -85,7 +87,13 @@ fn refused(e: WsError) -> CliError {
                 .unwrap_or_else(|| format!("the daemon refused the console: {body}"));
             CliError::Server { status, message }
         }
-        other => CliError::Usage(format!("cannot open the console: {other}")),
+        other => {
+            let text = super::client::chain(&other);
+            match super::client::untrusted_certificate(&text) {
+                Some(why) => CliError::Untrusted { url: client.base().to_owned(), why },
+                None => CliError::Usage(format!("cannot open the console: {text}")),
+            }
+        }
     }
 }
 

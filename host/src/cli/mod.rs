@@ -21,13 +21,17 @@ use client::{CliError, Client};
 #[command(name = "metalhost", version, about = "Bare-metal instances with sandboxed WebAssembly drivers")]
 pub struct Cli {
     /// The daemon's API URL (before the subcommand; `image add --url` is the image's URL). Else
-    /// the client config file's `url`, else http://127.0.0.1:8080.
+    /// the client config file's `url`, else https://127.0.0.1:8080.
     #[arg(long, env = "METALHOST_URL")]
     pub url: Option<String>,
     /// Your API token (prefer the env var: flags show up in `ps`). Else the client config file's
     /// (`~/.config/metalhost/client.toml`, `token create --save` writes it).
     #[arg(long, global = true, env = "METALHOST_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
+    /// A CA certificate (PEM) to trust for the daemon's TLS, such as the daemon's own
+    /// `<data_dir>/tls/ca.pem`. Else the client config file's `ca`.
+    #[arg(long, global = true, env = "METALHOST_CA")]
+    pub ca: Option<std::path::PathBuf>,
     /// Print JSON instead of tables.
     #[arg(long, global = true)]
     pub json: bool,
@@ -107,9 +111,9 @@ impl Printer {
 
 pub async fn run_client(cli: Cli) -> Result<(), CliError> {
     // Flags and env first, then the client config file (which is only read when one is missing).
-    let saved = if cli.url.is_none() || cli.token.is_none() { tenancy::client_config::load()? } else { Default::default() };
-    let url = cli.url.clone().or(saved.url).unwrap_or_else(|| "http://127.0.0.1:8080".to_owned());
-    let client = Client::new(&url, cli.token.clone().or(saved.token));
+    let saved = if cli.url.is_none() || cli.token.is_none() || cli.ca.is_none() { tenancy::client_config::load()? } else { Default::default() };
+    let url = cli.url.clone().or(saved.url).unwrap_or_else(|| "https://127.0.0.1:8080".to_owned());
+    let client = Client::new(&url, cli.token.clone().or(saved.token), cli.ca.as_deref().or(saved.ca.as_deref()))?;
     let printer = Printer { json: cli.json };
     match cli.command {
         Command::Serve(_) => Err(CliError::Usage("serve is not a client command".into())),

@@ -220,7 +220,7 @@ pub async fn token(client: &Client, out: &Printer, cmd: TokenCommand) -> Result<
             let made = client.post("/v1/tokens", &body).await?;
             if save {
                 let token = made["token"].as_str().ok_or_else(|| CliError::Usage("the daemon returned no token".into()))?;
-                let path = client_config::save(client.base(), token)?;
+                let path = client_config::save(client.base(), token, client.ca_file())?;
                 eprintln!("saved to {} (mode 0600)", path.display());
             }
             out.one(&made);
@@ -269,7 +269,7 @@ pub async fn audit(client: &Client, out: &Printer, args: AuditArgs) -> Result<()
     Ok(())
 }
 
-/// The client config file: `url` and `token` so people need not pass them each time.
+/// The client config file: `url`, `token` and `ca` so people need not pass them each time.
 /// `METALHOST_CLIENT_CONFIG`, else `$XDG_CONFIG_HOME/metalhost/client.toml`, else
 /// `~/.config/metalhost/client.toml`. `--token`/`METALHOST_TOKEN` and `--url`/`METALHOST_URL`
 /// win over it. It holds a secret, so one that others may read is refused, as ssh does.
@@ -283,6 +283,8 @@ pub mod client_config {
     pub struct ClientConfig {
         pub url: Option<String>,
         pub token: Option<String>,
+        /// The daemon's CA (PEM file), as `--ca`.
+        pub ca: Option<PathBuf>,
     }
 
     pub fn path() -> Option<PathBuf> {
@@ -314,12 +316,12 @@ pub mod client_config {
     }
 
     /// Writes `url` and `token` to the file, readable by its owner only.
-    pub fn save(url: &str, token: &str) -> Result<PathBuf, CliError> {
+    pub fn save(url: &str, token: &str, ca: Option<PathBuf>) -> Result<PathBuf, CliError> {
         let path = path().ok_or_else(|| CliError::Usage("no HOME, XDG_CONFIG_HOME or METALHOST_CLIENT_CONFIG to save the token under".into()))?;
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir)?;
         }
-        let text = toml::to_string(&ClientConfig { url: Some(url.to_owned()), token: Some(token.to_owned()) })
+        let text = toml::to_string(&ClientConfig { url: Some(url.to_owned()), token: Some(token.to_owned()), ca })
             .map_err(|e| CliError::Usage(format!("cannot write the client config: {e}")))?;
         let mut file = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&path)?;
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;

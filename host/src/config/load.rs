@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use super::{
     AgentConfig, ClusterConfig, ConfigError, ConsoleConfig, DeployConfig, DiscoveryConfig, FileConfig, InspectionConfig, NetbootConfig,
-    NetworkConfig, PowerSyncConfig, SecretsConfig, ServeArgs,
+    NetworkConfig, PowerSyncConfig, SecretsConfig, ServeArgs, TlsConfig,
 };
 use crate::domain::Secret;
 
@@ -20,6 +20,10 @@ pub struct Config {
     /// None: a token is generated and written to `<data_dir>/operator-token`.
     pub token: Option<Secret>,
     pub public_url: Option<String>,
+    /// The plain-HTTP listener for what firmware fetches (see `FileConfig::boot_listen`).
+    pub boot_listen: SocketAddr,
+    pub boot_url: Option<String>,
+    pub tls: TlsConfig,
     pub log_json: bool,
     pub power_sync: PowerSyncConfig,
     pub agent: AgentConfig,
@@ -118,8 +122,20 @@ impl Config {
         }
         let listen = args.listen.or(file.listen).unwrap_or_else(default_listen);
         let public_url = args.public_url.clone().or(file.public_url).map(|u| u.trim_end_matches('/').to_owned());
+        check_tls(&file.tls, public_url.as_deref())?;
+        // The next port on the same address; port 0 (any free port, as tests ask) stays 0.
+        let boot_listen = file.boot_listen.unwrap_or_else(|| SocketAddr::new(listen.ip(), if listen.port() == 0 { 0 } else { listen.port().wrapping_add(1) }));
+        let boot_url = file.boot_url.map(|u| u.trim_end_matches('/').to_owned());
+        if let Some(url) = &boot_url
+            && !url.starts_with("http://")
+        {
+            return Err(ConfigError::Invalid(format!("boot_url {url:?}: firmware fetches it before it can check a certificate, so it is http://")));
+        }
         Ok(Config {
             listen,
+            boot_listen,
+            boot_url,
+            tls: file.tls,
             data_dir,
             database,
             token,
@@ -159,6 +175,25 @@ impl Config {
 
     pub fn power_sync_interval(&self) -> Option<Duration> {
         (!self.power_sync.interval.is_zero()).then_some(self.power_sync.interval)
+    }
+}
+
+/// TLS settings that contradict each other or the public URL stop the daemon before it serves.
+fn check_tls(tls: &TlsConfig, public_url: Option<&str>) -> Result<(), ConfigError> {
+    if tls.cert_file.is_some() != tls.key_file.is_some() {
+        return Err(ConfigError::Invalid("tls.cert_file and tls.key_file go together: the certificate chain and its private key".into()));
+    }
+    if !tls.enabled && tls.cert_file.is_some() {
+        return Err(ConfigError::Invalid("tls.cert_file is set but tls.enabled = false".into()));
+    }
+    match public_url {
+        Some(url) if tls.enabled && !url.starts_with("https://") => {
+            Err(ConfigError::Invalid(format!("public_url {url:?} must be https:// while [tls] is enabled (the default)")))
+        }
+        Some(url) if !tls.enabled && !url.starts_with("http://") => {
+            Err(ConfigError::Invalid(format!("public_url {url:?} must be http:// with [tls] enabled = false")))
+        }
+        _ => Ok(()),
     }
 }
 

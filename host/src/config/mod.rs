@@ -13,7 +13,7 @@ pub use args::ServeArgs;
 pub use load::Config;
 pub use sections::{
     AgentConfig, ClusterConfig, ConsoleConfig, DeployConfig, DiscoveryConfig, FileConfig, InspectionConfig, NetbootConfig, NetworkConfig,
-    PowerSyncConfig, SecretsConfig,
+    PowerSyncConfig, SecretsConfig, TlsConfig,
 };
 
 /// Why the configuration could not be loaded.

@@ -21,6 +21,12 @@ pub struct FileConfig {
     /// A file holding the operator token (first line).
     pub token_file: Option<PathBuf>,
     pub public_url: Option<String>,
+    /// Where the plain-HTTP boot listener binds: the iPXE scripts, the bootstrap kernel and initrd
+    /// and the agent binary, which firmware fetches before anything can verify a certificate
+    /// (default: `listen`'s address, the next port).
+    pub boot_listen: Option<SocketAddr>,
+    /// The boot listener's URL as nodes reach it (default `http://<boot_listen>`).
+    pub boot_url: Option<String>,
     pub log_json: Option<bool>,
     /// `sqlite:///path/metalhost.db` (default: `<data_dir>/metalhost.db`) or
     /// `postgres://user@host:5432/dbname` for several daemons sharing one pool. Never a password
@@ -28,6 +34,11 @@ pub struct FileConfig {
     pub database: Option<String>,
     /// A file holding the PostgreSQL password (first line).
     pub database_password_file: Option<PathBuf>,
+    /// The CA (PEM) that signed the PostgreSQL server's certificate: the connection then uses TLS
+    /// and verifies the server's certificate and name (libpq's `verify-full`), or fails.
+    pub database_ca_file: Option<PathBuf>,
+    #[serde(default)]
+    pub tls: TlsConfig,
     #[serde(default)]
     pub power_sync: PowerSyncConfig,
     #[serde(default)]
@@ -54,6 +65,28 @@ pub struct FileConfig {
     pub cluster: ClusterConfig,
     #[serde(default, rename = "plugin")]
     pub plugins: Vec<crate::drivers::PluginSpec>,
+}
+
+/// TLS on the API listener (issue 31; README "TLS"). On by default: the daemon makes a private CA
+/// beside the secrets key on first start and a server certificate from it at each start.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TlsConfig {
+    /// Off only behind a TLS-terminating proxy the operator runs: everything then travels in clear.
+    pub enabled: bool,
+    /// The operator's own certificate chain (PEM: the server's certificate, then its issuers, the
+    /// last being the CA agents are told to trust) instead of the generated one; with `key_file`.
+    pub cert_file: Option<PathBuf>,
+    pub key_file: Option<PathBuf>,
+    /// More names or addresses for the generated certificate, beside `public_url`'s host, the
+    /// listen address, this machine's name and loopback.
+    pub names: Vec<String>,
+}
+
+impl Default for TlsConfig {
+    fn default() -> Self {
+        TlsConfig { enabled: true, cert_file: None, key_file: None, names: Vec::new() }
+    }
 }
 
 /// Where the key that seals BMC and switch passwords in the database lives.

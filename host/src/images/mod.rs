@@ -73,13 +73,16 @@ pub struct Images {
     /// The credential this daemon presents to its peers when it copies on its own (the heartbeat):
     /// the operator token, which every daemon of the pool accepts.
     peer_token: Arc<Secret>,
+    /// The CA the pool's daemons serve their API under (PEM), trusted when copying from a peer.
+    peer_ca: Option<Vec<u8>>,
     /// One copy of an image from a peer at a time.
     copies: Mutex<HashMap<i64, Arc<tokio::sync::Mutex<()>>>>,
 }
 
 impl Images {
-    pub fn new(data_dir: &Path, store: Store, member: Arc<Member>, lease_ttl_ms: i64, peer_token: Arc<Secret>) -> Images {
-        Images { dir: data_dir.join("images"), store, member, lease_ttl_ms, peer_token, copies: Mutex::default() }
+    /// `peer_ca`: the CA (PEM) the pool's daemons' certificates chain to, trusted when copying.
+    pub fn new(data_dir: &Path, store: Store, member: Arc<Member>, lease_ttl_ms: i64, peer_token: Arc<Secret>, peer_ca: Option<Vec<u8>>) -> Images {
+        Images { dir: data_dir.join("images"), store, member, lease_ttl_ms, peer_token, peer_ca, copies: Mutex::default() }
     }
 
     /// Where an uploaded image's file is kept.

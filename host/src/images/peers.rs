@@ -101,7 +101,11 @@ impl Images {
         if peers.is_empty() {
             return Err(ImageError::NoPeer { id, path: path.to_owned() });
         }
-        let client = reqwest::Client::builder().connect_timeout(Duration::from_secs(5)).build().map_err(|e| ImageError::Client(e.to_string()))?;
+        let mut client = reqwest::Client::builder().connect_timeout(Duration::from_secs(5));
+        if let Some(pem) = &self.peer_ca {
+            client = client.add_root_certificate(reqwest::Certificate::from_pem(pem).map_err(|e| ImageError::Client(e.to_string()))?);
+        }
+        let client = client.build().map_err(|e| ImageError::Client(e.to_string()))?;
         let partial = path.with_extension(format!("peer-{}", std::process::id()));
         let mut failures = Vec::new();
         tracing::info!(image = id.0, peers = peers.len(), "copying the image from a peer daemon");

@@ -25,6 +25,12 @@ pub struct WorkflowCore {
     pub config: Arc<Config>,
     /// Base URL agents reach this daemon at (config `public_url`, else the bound address).
     pub public_url: Arc<str>,
+    /// Base URL of the plain-HTTP boot listener (config `boot_url`, else its bound address): what
+    /// firmware and the bootstrap fetch before anything can check a certificate.
+    pub boot_url: Arc<str>,
+    /// The sha256 (hex) of the CA the API's certificate chains to, which the bootstrap tells the
+    /// agent to trust (`metalhost.ca=`); None when the API is plain HTTP.
+    pub ca_fingerprint: Option<Arc<str>>,
     /// Woken whenever a task finishes, so workflows need not wait for their next poll.
     pub task_events: Arc<Notify>,
     pub runners: Arc<Runners>,

@@ -304,7 +304,7 @@ async fn record_power(core: &WorkflowCore, id: NodeId, power: PowerState, why: &
 
 /// The kernel command line tells the bootstrap where this daemon is.
 pub fn boot_entry(core: &WorkflowCore, node: &Node) -> BootEntry {
-    let base = &core.public_url;
+    let base = &core.boot_url;
     let deploy = &core.config.deploy;
     BootEntry {
         mac: node.mac.to_string(),
@@ -317,17 +317,20 @@ pub fn boot_entry(core: &WorkflowCore, node: &Node) -> BootEntry {
 }
 
 pub fn initrd_url(core: &WorkflowCore) -> String {
-    let base = &core.public_url;
+    let base = &core.boot_url;
     core.config.deploy.initrd_url.clone().unwrap_or_else(|| format!("{base}/v1/bootstrap/initrd.gz"))
 }
 
-/// The configured arguments, where the agent finds the API, and `initrd=` naming the initramfs as
-/// iPXE keeps it: a kernel started through its EFI stub (UEFI iPXE) loads its initramfs by that
-/// name; under BIOS the kernel ignores the argument.
+/// The configured arguments; where the agent finds the API (`metalhost.api`), where the bootstrap
+/// fetches the agent in plain HTTP (`metalhost.boot`), and the sha256 of the CA the agent trusts
+/// for the API (`metalhost.ca`, issue 31); and `initrd=` naming the initramfs as iPXE keeps it: a
+/// kernel started through its EFI stub (UEFI iPXE) loads its initramfs by that name; under BIOS
+/// the kernel ignores the argument.
 pub fn kernel_args(core: &WorkflowCore) -> String {
     let initrd = initrd_url(core);
     let name = initrd.rsplit('/').next().unwrap_or("initrd.gz");
-    format!("{} metalhost.api={} initrd={name}", core.config.deploy.kernel_args, core.public_url).trim().to_owned()
+    let ca = core.ca_fingerprint.as_deref().map(|f| format!(" metalhost.ca=sha256:{f}")).unwrap_or_default();
+    format!("{} metalhost.api={} metalhost.boot={}{ca} initrd={name}", core.config.deploy.kernel_args, core.public_url, core.boot_url).trim().to_owned()
 }
 
 async fn netboot_put(run: &Run<'_>) -> Result<(), StepFailure> {

@@ -109,7 +109,9 @@ pub async fn login(State(state): State<AppState>, ConnectInfo(peer): ConnectInfo
     };
     tracing::info!(user = %caller.name, "web sign-in");
     let id = state.ui_sessions.open(caller);
-    let cookie = format!("{COOKIE_NAME}={id}; Path=/ui; HttpOnly; SameSite=Strict; Max-Age={}", LIFETIME.as_secs());
+    // Secure: the browser sends it back over TLS only (the default, issue 31).
+    let secure = if state.core.config.tls.enabled { "; Secure" } else { "" };
+    let cookie = format!("{COOKIE_NAME}={id}; Path=/ui; HttpOnly; SameSite=Strict{secure}; Max-Age={}", LIFETIME.as_secs());
     let mut response = redirect("/ui");
     if let Ok(value) = HeaderValue::from_str(&cookie) {
         response.headers_mut().insert(SET_COOKIE, value);
