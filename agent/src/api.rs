@@ -36,11 +36,17 @@ enum Lookup {
 }
 
 impl Client {
-    pub fn new(api: &str) -> Client {
-        let http = ureq::AgentBuilder::new().timeout_connect(Duration::from_secs(5)).timeout_read(Duration::from_secs(30)).build();
+    /// `ca`: the sha256 of the CA the API's certificate must chain to (src/tls.rs).
+    pub fn new(api: &str, ca: Option<[u8; 32]>) -> Result<Client, rustls::Error> {
         let bases: Vec<String> = api.split(',').map(|b| b.trim().trim_end_matches('/').to_owned()).filter(|b| !b.is_empty()).collect();
         let bases = if bases.is_empty() { vec![String::new()] } else { bases };
-        Client { bases: Arc::new(bases), current: Arc::new(AtomicUsize::new(0)), http }
+        let tls = crate::tls::client_config(ca, crate::tls::hosts_of(&bases))?;
+        let http = ureq::AgentBuilder::new()
+            .timeout_connect(Duration::from_secs(5))
+            .timeout_read(Duration::from_secs(30))
+            .tls_config(Arc::new(tls))
+            .build();
+        Ok(Client { bases: Arc::new(bases), current: Arc::new(AtomicUsize::new(0)), http })
     }
 
     /// After a transport failure (not an HTTP answer): the next daemon, if there is another.
@@ -396,7 +402,7 @@ mod pool_tests {
 
     #[test]
     fn several_daemons_give_mirrors_and_fail_over_in_turn() {
-        let c = Client::new("http://a:1, http://b:2/,http://c:3");
+        let c = Client::new("http://a:1, http://b:2/,http://c:3", None).unwrap();
         assert_eq!(c.url("/v1/x"), "http://a:1/v1/x");
         assert_eq!(c.mirrors("http://b:2/v1/images/4/data"), ["http://a:1/v1/images/4/data", "http://c:3/v1/images/4/data"]);
         assert!(c.mirrors("http://elsewhere/img").is_empty(), "an external image has no mirrors");
@@ -405,6 +411,6 @@ mod pool_tests {
         c.fail_over("refused");
         c.fail_over("refused");
         assert_eq!(c.url("/v1/x"), "http://a:1/v1/x", "round and round");
-        assert!(Client::new("http://one").mirrors("http://one/v1/images/1/data").is_empty());
+        assert!(Client::new("http://one", None).unwrap().mirrors("http://one/v1/images/1/data").is_empty());
     }
 }

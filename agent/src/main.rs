@@ -17,6 +17,7 @@ mod lldp;
 mod qcow2;
 mod ranges;
 mod sys;
+mod tls;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -46,6 +47,11 @@ struct Args {
     /// when one cannot be reached); default: `metalhost.api=URL` from /proc/cmdline.
     #[arg(long)]
     api: Option<String>,
+    /// The sha256 of the CA the API's certificate must chain to (`sha256:HEX`); default:
+    /// `metalhost.ca=` from /proc/cmdline. Without one, an https API is checked against the
+    /// public roots.
+    #[arg(long)]
+    ca_sha256: Option<String>,
     /// MAC address to look up with (repeatable); default: every NIC in /sys/class/net but lo.
     #[arg(long)]
     mac: Vec<String>,
@@ -79,6 +85,9 @@ enum Command {
         disk: PathBuf,
         #[arg(long)]
         verify_readback: bool,
+        /// The sha256 of the CA an https URL's certificate must chain to (as `--ca-sha256`).
+        #[arg(long)]
+        ca_sha256: Option<String>,
     },
     /// Adds the config-2 partition (the config drive) to a disk or file an image was written to
     /// (debugging; the deploy task will call config_drive::write itself).
@@ -129,8 +138,14 @@ pub fn log(message: impl AsRef<str>) {
 fn main() -> ExitCode {
     let args = Args::parse();
     match args.command {
-        Some(Command::WriteImage { url, sha256, compression, format, disk, verify_readback }) => {
-            write_image(url, sha256, compression, format, &disk, verify_readback)
+        Some(Command::WriteImage { url, sha256, compression, format, disk, verify_readback, ca_sha256 }) => {
+            match ca_sha256.as_deref().map(tls::parse_fingerprint).transpose() {
+                Ok(pin) => write_image(url, sha256, compression, format, &disk, verify_readback, pin),
+                Err(why) => {
+                    log(why);
+                    ExitCode::from(EXIT_USAGE)
+                }
+            }
         }
         Some(Command::ConfigDrive { disk, files }) => config_drive_cli(&disk, &files),
         Some(Command::CleanDisk { disk }) => {
@@ -184,8 +199,26 @@ fn run_agent(args: &Args) -> ExitCode {
         log("no MAC address found: pass --mac");
         return ExitCode::from(EXIT_USAGE);
     }
+    let pin = match args.ca_sha256.clone().or_else(|| cmdline_value("metalhost.ca=")).map(|text| tls::parse_fingerprint(&text)).transpose() {
+        Ok(pin) => pin,
+        Err(why) => {
+            log(why);
+            return ExitCode::from(EXIT_USAGE);
+        }
+    };
     log(format!("agent {} for {api}, MACs {}", env!("CARGO_PKG_VERSION"), macs.join(", ")));
-    let client = api::Client::new(&api);
+    match pin {
+        Some(pin) => log(format!("trusting the API's CA sha256:{}", hex::encode(pin))),
+        None if api.contains("https://") => log("no metalhost.ca= pin: the API's certificate is checked against the public roots"),
+        None => {}
+    }
+    let client = match api::Client::new(&api, pin) {
+        Ok(client) => client,
+        Err(why) => {
+            log(format!("cannot set up TLS: {why}"));
+            return ExitCode::from(EXIT_USAGE);
+        }
+    };
     let Some((session, task)) = find_task(&client, &macs, args) else { return ExitCode::SUCCESS };
     let result = run_task(&client, &session, &task, args);
     log(format!("task {} {}: {}", task.id, if result.success { "succeeded" } else { "failed" }, result.message));
@@ -290,9 +323,23 @@ fn inspect(session: &api::Session, work: &InspectTask) -> Result<String, error::
 
 /// The deploy pipeline on its own: no lookup, no reports. Ends with the peak memory, for the
 /// benchmark (bench/qcow2.sh).
-fn write_image(url: String, sha256: Option<String>, compression: Compression, format: ImageFormat, disk: &Path, verify_readback: bool) -> ExitCode {
+fn write_image(
+    url: String,
+    sha256: Option<String>,
+    compression: Compression,
+    format: ImageFormat,
+    disk: &Path,
+    verify_readback: bool,
+    pin: Option<[u8; 32]>,
+) -> ExitCode {
     let plan = deploy::Plan { compression, sha256, verify_readback };
-    let http = api::Client::new("").http();
+    let http = match api::Client::new(&url, pin) {
+        Ok(client) => client.http(),
+        Err(why) => {
+            log(format!("cannot set up TLS: {why}"));
+            return ExitCode::from(EXIT_USAGE);
+        }
+    };
     let source = download::Download::new(http.clone(), url.clone(), None);
     let outcome = match format {
         ImageFormat::Raw => deploy::write_image(source, &plan, disk, &|_| {}),
@@ -322,6 +369,12 @@ fn write_image(url: String, sha256: Option<String>, compression: Compression, fo
 
 fn api_from_cmdline() -> Option<String> {
     parse_cmdline(&std::fs::read_to_string("/proc/cmdline").ok()?)
+}
+
+/// A `key=value` of the kernel command line, by its `key=`.
+fn cmdline_value(key: &str) -> Option<String> {
+    let cmdline = std::fs::read_to_string("/proc/cmdline").ok()?;
+    cmdline.split_whitespace().find_map(|p| p.strip_prefix(key)).filter(|v| !v.is_empty()).map(str::to_owned)
 }
 
 fn parse_cmdline(cmdline: &str) -> Option<String> {

@@ -135,22 +135,28 @@ struct PrivateCa {
 }
 
 impl PrivateCa {
-    /// Reads the CA in `dir`, or makes one. Daemons starting together on one shared directory
-    /// each make one in a private directory and rename it into place: one wins, the others read
-    /// the winner's.
+    /// Reads the CA in `dir`, or makes one there (the directory may exist already: the Debian
+    /// package makes it, writable by the daemon, since /etc is read-only to the unit). Daemons
+    /// starting together on one shared directory may each make one: the first to link its key
+    /// into place wins, and the others read the winner's.
     fn open_or_make(dir: &Path) -> Result<PrivateCa, TlsError> {
-        if !dir.exists() {
+        let (cert_path, key_path) = (dir.join("ca.pem"), dir.join("ca.key"));
+        if !cert_path.exists() {
+            std::fs::create_dir_all(dir).map_err(|source| TlsError::Write { path: dir.to_owned(), source })?;
             let made = Self::make()?;
-            let parent = dir.parent().unwrap_or(Path::new("."));
-            std::fs::create_dir_all(parent).map_err(|source| TlsError::Write { path: parent.to_owned(), source })?;
-            let staging = parent.join(format!(".tls-{}-{}", std::process::id(), rand::random::<u32>()));
-            made.write(&staging)?;
-            match std::fs::rename(&staging, dir) {
-                Ok(()) => tracing::warn!(dir = %dir.display(), "made a private CA for the API's TLS: clients trust its ca.pem (README \"TLS\")"),
-                Err(_) => {
-                    // Another daemon's CA got there first.
-                    let _ = std::fs::remove_dir_all(&staging);
-                }
+            let tag = format!("{}-{}", std::process::id(), rand::random::<u32>());
+            let (key_new, cert_new) = (dir.join(format!(".ca.key.{tag}")), dir.join(format!(".ca.pem.{tag}")));
+            made.write(&key_new, &cert_new)?;
+            if std::fs::hard_link(&key_new, &key_path).is_ok() {
+                std::fs::rename(&cert_new, &cert_path).map_err(|source| TlsError::Write { path: cert_path.clone(), source })?;
+                tracing::warn!(dir = %dir.display(), "made a private CA for the API's TLS: clients trust its ca.pem (README \"TLS\")");
+            }
+            let _ = std::fs::remove_file(&key_new);
+            let _ = std::fs::remove_file(&cert_new);
+            // The winner renames its certificate into place right after linking its key.
+            let deadline = std::time::Instant::now() + Duration::from_secs(10);
+            while !cert_path.exists() && std::time::Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(20));
             }
         }
         Self::read(dir)
@@ -172,15 +178,16 @@ impl PrivateCa {
         Ok(PrivateCa { cert: cert.der().clone(), pem: cert.pem(), key })
     }
 
-    fn write(&self, dir: &Path) -> Result<(), TlsError> {
+    fn write(&self, key_path: &Path, cert_path: &Path) -> Result<(), TlsError> {
         use std::io::Write;
         use std::os::unix::fs::OpenOptionsExt;
-        let failed = |path: PathBuf| move |source| TlsError::Write { path, source };
-        std::fs::create_dir_all(dir).map_err(failed(dir.to_owned()))?;
-        let key_path = dir.join("ca.key");
-        let mut key_file = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&key_path).map_err(failed(key_path.clone()))?;
+        let failed = |path: &Path| {
+            let path = path.to_owned();
+            move |source| TlsError::Write { path, source }
+        };
+        let mut key_file = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(key_path).map_err(failed(key_path))?;
         key_file.write_all(self.key.serialize_pem().as_bytes()).map_err(failed(key_path))?;
-        std::fs::write(dir.join("ca.pem"), &self.pem).map_err(failed(dir.join("ca.pem")))
+        std::fs::write(cert_path, &self.pem).map_err(failed(cert_path))
     }
 
     fn read(dir: &Path) -> Result<PrivateCa, TlsError> {

@@ -52,7 +52,7 @@ async fn main() {
         std::fs::write(&disk, []).expect("disk");
         let task = plant_task(&d, node["id"].as_i64().expect("id"), "deploy", img["id"].as_i64(), "{}", 600);
         agent_runs.push(secs(|| {
-            let o = run_agent(&d.url, &mac, &disk, 600);
+            let o = run_agent(&d, &mac, &disk, 600);
             assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
         }));
         assert_eq!(task_state(&d, task).0, "succeeded");

@@ -34,7 +34,7 @@ async fn main() {
     // 100 projects: more VLANs than the default range holds.
     let mut daemon = Daemon::start_with("[network]\ntenant_vlans = \"1000-1999\"\n");
     daemon.skip_document_checks();
-    let http = reqwest::Client::new();
+    let http = daemon.http_client();
     let (status, sw) = daemon.post("/v1/switches", &switch_body("bench-sw", "pw-bench")).await;
     assert_eq!(status, StatusCode::CREATED);
     let sw = sw["id"].as_i64().expect("id");

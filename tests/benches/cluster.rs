@@ -86,7 +86,7 @@ async fn enrol(daemons: &[Daemon], count: usize) -> (f64, Duration) {
     let (status, sw) = daemons[0].post("/v1/switches", &switch_body("bench-sw", "pw")).await;
     assert_eq!(status, StatusCode::CREATED, "{sw}");
     let switch = sw["id"].as_i64().expect("id");
-    let client = reqwest::Client::new();
+    let client = daemons[0].http_client();
     let started = Instant::now();
     let results: Vec<StatusCode> = futures::stream::iter(0..count)
         .map(|i| {

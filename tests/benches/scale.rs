@@ -73,7 +73,7 @@ async fn timed_get(client: &reqwest::Client, daemon: &Daemon, path: &str, gzip: 
 
 /// p95 of a page of 100 at random cursors in a pool of `nodes`.
 async fn page_p95(daemon: &Daemon, nodes: usize) -> f64 {
-    let client = reqwest::Client::new();
+    let client = daemon.http_client();
     let mut samples = Vec::new();
     for i in 0..220usize {
         // Spread over the pool without a random source: a stride coprime with most pool sizes.
@@ -99,7 +99,7 @@ async fn lists(count: usize) {
     let (p95_big, p95_small) = (page_p95(&big, count).await, page_p95(&small, 100).await);
     println!("  one page of 100, p95: {p95_big:.1} ms of {count} nodes, {p95_small:.1} ms of 100 nodes");
     println!("ratio page p95 at {count} nodes to at 100: {:.2}; p95 {p95_big:.1} ms (goal <= 20 ms)", p95_big / p95_small);
-    let client = reqwest::Client::new();
+    let client = big.http_client();
     let mut whole = Vec::new();
     let mut whole_gzip = Vec::new();
     let mut paged = Vec::new();
@@ -210,7 +210,7 @@ async fn enrol(daemon: &Daemon, count: usize) -> f64 {
     let (status, sw) = daemon.post("/v1/switches", &switch_body("bench-sw", "pw")).await;
     assert_eq!(status, StatusCode::CREATED, "{sw}");
     let switch = sw["id"].as_i64().expect("id");
-    let client = reqwest::Client::new();
+    let client = daemon.http_client();
     let url = format!("{}/v1/nodes", daemon.url);
     let started = Instant::now();
     let results: Vec<StatusCode> =
@@ -287,7 +287,7 @@ async fn sweep(bmcs: usize) {
     let (status, sw) = daemon.post("/v1/switches", &switch_body("bench-sw", "pw-bench")).await;
     assert_eq!(status, StatusCode::CREATED);
     let sw = sw["id"].as_i64().expect("id");
-    let client = reqwest::Client::new();
+    let client = daemon.http_client();
     let url = format!("{}/v1/nodes", daemon.url);
     let enrolled: Vec<StatusCode> =
         futures::stream::iter(ports.iter().enumerate())

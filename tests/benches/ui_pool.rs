@@ -16,7 +16,7 @@ const RUNS: usize = 7;
 async fn main() {
     let nodes: u32 = std::env::var("BENCH_NODES").ok().and_then(|v| v.parse().ok()).unwrap_or(NODES);
     let daemon = Daemon::start();
-    let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().expect("client");
+    let http = daemon.http_client_builder().redirect(reqwest::redirect::Policy::none()).build().expect("client");
     let get = |path: &str| http.get(format!("{}{path}", daemon.url));
 
     // What a browser fetches first: the sign-in page and its two assets.

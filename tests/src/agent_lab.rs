@@ -41,11 +41,19 @@ pub fn now_ms() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
 }
 
-/// Runs the real agent for `mac` against `api`, with `disk` as its only disk, until it exits.
-pub fn run_agent(api: &str, mac: &str, disk: &Path, timeout_s: u64) -> Output {
+/// Runs the real agent for `mac` against the daemon, with `disk` as its only disk, until it exits.
+pub fn run_agent(d: &Daemon, mac: &str, disk: &Path, timeout_s: u64) -> Output {
+    run_agent_at(&d.url, d.ca_fingerprint.as_deref(), mac, disk, timeout_s)
+}
+
+/// As [`run_agent`], against `api` (a proxy in front of the daemon, say), trusting the CA with
+/// sha256 `ca` when given.
+pub fn run_agent_at(api: &str, ca: Option<&str>, mac: &str, disk: &Path, timeout_s: u64) -> Output {
+    let pin = ca.map(|c| vec!["--ca-sha256".to_owned(), format!("sha256:{c}")]).unwrap_or_default();
     Command::new("timeout")
         .arg(timeout_s.to_string())
         .arg(paths::host_binary("metalhost-agent"))
+        .args(pin)
         .args(["--api", api, "--mac", mac, "--disk"])
         .arg(disk)
         .arg("--once")

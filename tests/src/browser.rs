@@ -11,6 +11,17 @@ use std::time::{Duration, Instant};
 use base64::Engine;
 use serde_json::{Value, json};
 
+/// Chromium's pin of a certificate: the base64 sha256 of its SubjectPublicKeyInfo (by openssl).
+fn spki_sha256_base64(cert: &Path) -> String {
+    let script = format!(
+        "openssl x509 -in '{}' -pubkey -noout | openssl pkey -pubin -outform der | openssl dgst -sha256 -binary | base64",
+        cert.display()
+    );
+    let out = Command::new("sh").args(["-c", &script]).output().expect("run openssl");
+    assert!(out.status.success(), "openssl: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
 /// The W3C name of an element reference in WebDriver answers.
 const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
 
@@ -22,8 +33,11 @@ pub struct Browser {
 }
 
 impl Browser {
-    /// Starts chromedriver and one headless Chromium session with a fresh profile.
-    pub async fn start() -> Browser {
+    /// Starts chromedriver and one headless Chromium session with a fresh profile, trusting the
+    /// daemon's CA (when it serves TLS) by the CA's public key, as an operator's browser would once
+    /// told to trust that CA.
+    pub async fn start(daemon: &crate::daemon::Daemon) -> Browser {
+        let trust = daemon.ca_file.as_deref().map(|ca| format!("--ignore-certificate-errors-spki-list={}", spki_sha256_base64(ca)));
         let port = crate::fake_switch::free_tcp_port();
         let driver = {
             use std::os::unix::process::CommandExt;
@@ -55,6 +69,7 @@ impl Browser {
             "--window-size=1280,900",
             &format!("--user-data-dir={}", browser._profile.path().display()),
         ];
+        let args: Vec<&str> = args.iter().copied().chain(trust.as_deref()).collect();
         let caps = json!({"capabilities": {"alwaysMatch": {"browserName": "chrome",
             "goog:chromeOptions": {"binary": "/usr/bin/chromium", "args": args}}}});
         let started = browser.raw("POST", "/session", Some(caps)).await;

@@ -90,6 +90,8 @@ impl Cluster {
             daemons.push(Daemon::start_with(&config));
         }
         let urls: Vec<String> = daemons.iter().map(|d| d.url.clone()).collect();
+        // The daemons share the secrets key's directory, so one CA: the agent trusts it for all.
+        let pin = daemons[0].ca_fingerprint.as_ref().map(|f| format!(" --ca-sha256 sha256:{f}")).unwrap_or_default();
         let mut switch_ids = Vec::new();
         for (i, sw) in switches.iter().enumerate() {
             let (status, body) = daemons[i % daemons.len()]
@@ -121,7 +123,7 @@ impl Cluster {
                     String::new()
                 };
                 sim.on_power_on(&format!(
-                    "#!/bin/sh\n[ \"$1\" = pxe ] || exec sleep 100000\n{delay}exec {} --api {} --mac {mac} --disk {} >>{} 2>&1\n",
+                    "#!/bin/sh\n[ \"$1\" = pxe ] || exec sleep 100000\n{delay}exec {} --api {}{pin} --mac {mac} --disk {} >>{} 2>&1\n",
                     paths::host_binary("metalhost-agent").display(),
                     api.join(","),
                     disk.display(),

@@ -44,12 +44,12 @@ pub type Socket = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTls
 
 /// Opens a node's console WebSocket; a refusal is its HTTP status and the body's message.
 pub async fn open(daemon: &Daemon, node: &str, query: &str, token: Option<&str>) -> Result<Socket, (u16, String)> {
-    let url = format!("{}/v1/nodes/{node}/console{query}", daemon.url.replacen("http://", "ws://", 1));
+    let url = format!("{}/v1/nodes/{node}/console{query}", daemon.url.replacen("https://", "wss://", 1).replacen("http://", "ws://", 1));
     let mut request = url.into_client_request().expect("request");
     if let Some(token) = token {
         request.headers_mut().insert(http::header::AUTHORIZATION, http::HeaderValue::from_str(&format!("Bearer {token}")).expect("header"));
     }
-    match tokio_tungstenite::connect_async(request).await {
+    match tokio_tungstenite::connect_async_tls_with_config(request, None, true, Some(daemon.ws_connector())).await {
         Ok((socket, _)) => Ok(socket),
         Err(WsError::Http(response)) => {
             let body = response.body().as_deref().map(String::from_utf8_lossy).unwrap_or_default().into_owned();

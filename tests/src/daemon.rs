@@ -16,7 +16,13 @@ pub const TOKEN: &str = "test-operator-token-0123456789";
 /// A running daemon; stopped (SIGTERM, then SIGKILL) on drop.
 pub struct Daemon {
     child: Option<Child>,
+    /// The API: `https://...` (TLS is the default), or `http://` with `[tls] enabled = false`.
     pub url: String,
+    /// The plain-HTTP boot listener (netboot files and the agent binary only).
+    pub boot_url: String,
+    /// The CA the API's certificate chains to (PEM file) and its sha256, hex; None without TLS.
+    pub ca_file: Option<PathBuf>,
+    pub ca_fingerprint: Option<String>,
     pub data_dir: PathBuf,
     /// Keeps the temp dir alive as long as the daemon.
     _dir: Option<tempfile::TempDir>,
@@ -66,6 +72,9 @@ impl Daemon {
         Daemon {
             child: None,
             url: String::new(),
+            boot_url: String::new(),
+            ca_file: None,
+            ca_fingerprint: None,
             data_dir,
             _dir: Some(dir),
             config_path,
@@ -96,8 +105,6 @@ impl Daemon {
     }
 
     fn spawn(&mut self) {
-        // A fresh client: pooled connections to a previous daemon on the same address are dead.
-        self.http = reqwest::Client::new();
         self.document = Default::default();
         let log = std::fs::OpenOptions::new().create(true).append(true).open(&self.log_path).expect("open log");
         let offset = log.metadata().map(|m| m.len()).unwrap_or(0);
@@ -125,9 +132,15 @@ impl Daemon {
         loop {
             let text = std::fs::read_to_string(&self.log_path).unwrap_or_default();
             let fresh = text.get(offset as usize..).unwrap_or("");
-            if let Some(addr) = fresh.split("metalhost is serving addr=").nth(1) {
-                let addr: String = addr.chars().take_while(|c| !c.is_whitespace()).collect();
-                self.url = format!("http://{addr}");
+            if let Some(line) = fresh.lines().find(|l| l.contains("metalhost is serving addr=")) {
+                self.url = field(line, "url=");
+                self.boot_url = field(line, "boot=");
+                let tls = fresh.lines().find(|l| l.contains("TLS: clients trust this CA"));
+                self.ca_file = tls.map(|l| PathBuf::from(field(l, "ca=")));
+                self.ca_fingerprint = tls.map(|l| field(l, "fingerprint="));
+                // A fresh client: pooled connections to a previous daemon on the same address are
+                // dead, and a restarted daemon may serve under another CA.
+                self.http = self.http_client();
                 plugin_cache::publish(&self.data_dir);
                 return;
             }
@@ -169,14 +182,57 @@ impl Daemon {
         self.spawn_again();
     }
 
-    /// Starts a stopped (or killed) daemon again on the same address.
+    /// Starts a stopped (or killed) daemon again on the same addresses.
     pub fn spawn_again(&mut self) {
-        if let Some(addr) = self.url.strip_prefix("http://") {
+        let addr = self.url.split("://").nth(1).unwrap_or_default().to_owned();
+        let boot = self.boot_url.split("://").nth(1).unwrap_or_default().to_owned();
+        if !addr.is_empty() {
             let config = std::fs::read_to_string(&self.config_path).expect("read config");
-            let config = config.replacen("listen = \"127.0.0.1:0\"", &format!("listen = \"{addr}\""), 1);
+            let config = config.replacen("listen = \"127.0.0.1:0\"\n", &format!("listen = \"{addr}\"\nboot_listen = \"{boot}\"\n"), 1);
             std::fs::write(&self.config_path, config).expect("write config");
         }
         self.spawn();
+    }
+
+    /// An HTTP client that trusts this daemon's CA (as the CLI does with `--ca`).
+    pub fn http_client(&self) -> reqwest::Client {
+        self.http_client_builder().build().expect("HTTP client")
+    }
+
+    /// As [`Daemon::http_client`], to add settings to.
+    pub fn http_client_builder(&self) -> reqwest::ClientBuilder {
+        let mut builder = reqwest::Client::builder();
+        if let Some(file) = &self.ca_file {
+            let pem = std::fs::read(file).unwrap_or_else(|e| panic!("read the daemon's CA {}: {e}", file.display()));
+            builder = builder.add_root_certificate(reqwest::Certificate::from_pem(&pem).expect("the daemon's CA is PEM"));
+        }
+        builder
+    }
+
+    /// A WebSocket connector that trusts this daemon's CA.
+    pub fn ws_connector(&self) -> tokio_tungstenite::Connector {
+        let mut roots = rustls::RootCertStore::empty();
+        if let Some(file) = &self.ca_file {
+            use rustls::pki_types::pem::PemObject;
+            let ca = rustls::pki_types::CertificateDer::from_pem_file(file).expect("the daemon's CA");
+            roots.add(ca).expect("a usable CA");
+        }
+        let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+        let config = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .expect("TLS versions")
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        tokio_tungstenite::Connector::Rustls(std::sync::Arc::new(config))
+    }
+
+    /// The agent's arguments that reach this daemon: `--api URL`, and the CA's pin with TLS.
+    pub fn agent_api_args(&self) -> Vec<String> {
+        let mut args = vec!["--api".to_owned(), self.url.clone()];
+        if let Some(fingerprint) = &self.ca_fingerprint {
+            args.extend(["--ca-sha256".to_owned(), format!("sha256:{fingerprint}")]);
+        }
+        args
     }
 
     pub fn pid(&self) -> Option<u32> {
@@ -311,11 +367,20 @@ impl Daemon {
     pub fn cli_with_env(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
         let mut command = Command::new(paths::host_binary("metalhost"));
         command.args(args).env("METALHOST_URL", &self.url).env("METALHOST_TOKEN", TOKEN);
+        if let Some(ca) = &self.ca_file {
+            command.env("METALHOST_CA", ca);
+        }
         for (k, v) in env {
             command.env(k, v);
         }
         command.output().expect("run metalhost CLI")
     }
+}
+
+/// The value of `key` (say `url=`) in a log line's `key=value` fields.
+fn field(line: &str, key: &str) -> String {
+    let at = line.find(&format!(" {key}")).map(|i| i + 1 + key.len()).unwrap_or(line.len());
+    line[at..].chars().take_while(|c| !c.is_whitespace()).collect()
 }
 
 impl Drop for Daemon {

@@ -141,9 +141,9 @@ impl DeployLab {
             let agent = paths::host_binary("metalhost-agent");
             let script = if opts.agents {
                 format!(
-                    "#!/bin/sh\n[ \"$1\" = pxe ] || exec sleep 100000\nexec {} --api {} --mac {mac} --disk {}\n",
+                    "#!/bin/sh\n[ \"$1\" = pxe ] || exec sleep 100000\nexec {} {} --mac {mac} --disk {}\n",
                     agent.display(),
-                    daemon.url,
+                    daemon.agent_api_args().join(" "),
                     disk.display()
                 )
             } else {

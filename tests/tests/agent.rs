@@ -4,7 +4,7 @@
 use std::io::Write;
 use std::path::Path;
 
-use metalhost_tests::agent_lab::{plant_task, run_agent, task_failure_kind, task_state};
+use metalhost_tests::agent_lab::{plant_task, run_agent, run_agent_at, task_failure_kind, task_state};
 use metalhost_tests::daemon::{Daemon, node_body, switch_body};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
@@ -72,7 +72,7 @@ fn compress(tool: &str, bytes: &[u8]) -> Vec<u8> {
 async fn deploy_and_check(lab: &Lab, image: &Value, raw: &[u8]) {
     let task = plant_task(&lab.d, lab.node, "deploy", image["id"].as_i64(), "{}", 120);
     let disk = disk(lab, raw.len() + (1 << 20));
-    let out = run_agent(&lab.d.url, &lab.mac, &disk, 120);
+    let out = run_agent(&lab.d, &lab.mac, &disk, 120);
     assert!(out.status.success(), "agent failed:\n{}", String::from_utf8_lossy(&out.stderr));
     let written = std::fs::read(&disk).expect("read disk");
     assert!(written[..raw.len()] == raw[..], "the disk does not hold the image");
@@ -112,7 +112,7 @@ async fn a_corrupt_image_fails_the_task_with_the_agents_message() {
     bytes[1000] ^= 0xff;
     std::fs::write(&stored, bytes).expect("corrupt");
     let task = plant_task(&lab.d, lab.node, "deploy", image["id"].as_i64(), "{}", 120);
-    let out = run_agent(&lab.d.url, &lab.mac, &disk(&lab, 2 << 20), 120);
+    let out = run_agent(&lab.d, &lab.mac, &disk(&lab, 2 << 20), 120);
     assert!(!out.status.success(), "the agent should exit non-zero on a corrupt image");
     let (state, message) = task_state(&lab.d, task);
     assert_eq!(state, "failed");
@@ -135,7 +135,7 @@ async fn a_failed_download_is_a_transport_failure() {
     assert_eq!(status, StatusCode::CREATED, "{image}");
     std::fs::remove_file(served.path().join("gone.img")).expect("remove");
     let task = plant_task(&lab.d, lab.node, "deploy", image["id"].as_i64(), "{}", 120);
-    let out = run_agent(&lab.d.url, &lab.mac, &disk(&lab, 2 << 20), 120);
+    let out = run_agent(&lab.d, &lab.mac, &disk(&lab, 2 << 20), 120);
     assert!(!out.status.success(), "the agent should exit non-zero when the download fails");
     let (state, message) = task_state(&lab.d, task);
     assert_eq!(state, "failed");
@@ -143,7 +143,9 @@ async fn a_failed_download_is_a_transport_failure() {
     assert_eq!(task_failure_kind(&lab.d, task).as_deref(), Some("transport"));
 }
 
-/// A proxy in front of the daemon that cuts the first image download after `cut` bytes.
+/// A proxy in front of the daemon that cuts the first connection over which the daemon sent more
+/// than `cut` bytes: the image download (every other answer is a few KiB). It counts bytes, not
+/// requests, so it works on TLS, whose requests it cannot read.
 /// The upstream is set once the daemon, which must know the proxy's address, is up.
 async fn cutting_proxy(
     listener: tokio::net::TcpListener,
@@ -154,46 +156,32 @@ async fn cutting_proxy(
         let cuts = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
         loop {
             let Ok((client, _)) = listener.accept().await else { return };
-            let Some(upstream) = upstream.get().map(|u| u.trim_start_matches("http://").to_owned()) else { continue };
+            let Some(upstream) = upstream.get().map(|u| u.split("://").nth(1).unwrap_or(u).to_owned()) else { continue };
             let cuts = cuts.clone();
             tokio::spawn(async move {
                 let Ok(server) = tokio::net::TcpStream::connect(&upstream).await else { return };
-                // Connections are reused (keep-alive), so watch every request on this one: once an
-                // image download starts here, and it is the first, relay `cut` bytes and hang up.
-                let cutting = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
                 let (mut cr, mut cw) = client.into_split();
                 let (mut sr, mut sw) = server.into_split();
-                let flag = cutting.clone();
                 let upstream_leg = tokio::spawn(async move {
-                    let mut buf = vec![0u8; 65536];
-                    loop {
-                        let Ok(n) = cr.read(&mut buf).await else { return };
-                        if n == 0 {
-                            return;
-                        }
-                        if String::from_utf8_lossy(&buf[..n]).contains("/data ") && cuts.fetch_add(1, std::sync::atomic::Ordering::SeqCst) == 0 {
-                            flag.store(true, std::sync::atomic::Ordering::SeqCst);
-                        }
-                        if sw.write_all(&buf[..n]).await.is_err() {
-                            return;
-                        }
-                    }
+                    let _ = tokio::io::copy(&mut cr, &mut sw).await;
                 });
                 let mut buf = vec![0u8; 65536];
-                let mut relayed_while_cutting = 0;
+                let mut relayed = 0;
                 while let Ok(n) = sr.read(&mut buf).await {
                     if n == 0 {
                         break;
                     }
                     let mut n = n;
-                    if cutting.load(std::sync::atomic::Ordering::SeqCst) {
-                        n = n.min(cut - relayed_while_cutting);
-                        relayed_while_cutting += n;
+                    let cutting = relayed + n > cut && cuts.load(std::sync::atomic::Ordering::SeqCst) == 0;
+                    if cutting {
+                        n = cut - relayed;
                     }
+                    relayed += n;
                     if cw.write_all(&buf[..n]).await.is_err() {
                         break;
                     }
-                    if cutting.load(std::sync::atomic::Ordering::SeqCst) && relayed_while_cutting >= cut {
+                    if cutting {
+                        cuts.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                         break;
                     }
                 }
@@ -206,7 +194,7 @@ async fn cutting_proxy(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_interrupted_download_resumes_with_range() {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind proxy");
-    let proxy_url = format!("http://{}", listener.local_addr().expect("addr"));
+    let proxy_url = format!("https://{}", listener.local_addr().expect("addr"));
     let upstream = std::sync::Arc::new(std::sync::OnceLock::new());
     let proxy = cutting_proxy(listener, upstream.clone(), 3 << 20).await;
     // Agents reach the daemon through the proxy: its public_url points there.
@@ -216,7 +204,7 @@ async fn an_interrupted_download_resumes_with_range() {
     let image = upload(&lab, "big", &raw);
     let task = plant_task(&lab.d, lab.node, "deploy", image["id"].as_i64(), "{}", 120);
     let disk = disk(&lab, raw.len());
-    let out = run_agent(&proxy_url, &lab.mac, &disk, 120);
+    let out = run_agent_at(&proxy_url, lab.d.ca_fingerprint.as_deref(), &lab.mac, &disk, 120);
     proxy.abort();
     let log = String::from_utf8_lossy(&out.stderr).into_owned();
     assert!(out.status.success(), "agent failed:\n{log}");
@@ -231,7 +219,7 @@ async fn range_requests_and_image_api() {
     let raw = image_bytes(100_000);
     let image = upload(&lab, "img", &raw);
     let id = image["id"].as_i64().expect("id");
-    let client = reqwest::Client::new();
+    let client = lab.d.http_client();
     let url = format!("{}/v1/images/{id}/data", lab.d.url);
     // No token, wrong token: 401.
     assert_eq!(client.get(&url).send().await.expect("get").status(), StatusCode::UNAUTHORIZED);
@@ -280,7 +268,7 @@ async fn tokens_are_scoped_and_expire() {
     let lab = lab_with("").await;
     let image = upload(&lab, "img", &image_bytes(10_000));
     let task = plant_task(&lab.d, lab.node, "deploy", image["id"].as_i64(), "{}", 120);
-    let client = reqwest::Client::new();
+    let client = lab.d.http_client();
     let url = |p: &str| format!("{}{p}", lab.d.url);
     // A MAC that is not enrolled: 404.
     let r = client.post(url("/v1/agent/lookup")).json(&json!({"macs": ["02:00:00:00:00:99"]})).send().await.expect("lookup");
@@ -349,7 +337,7 @@ async fn the_clean_task_wipes_the_first_mib_and_the_disks_end() {
     let task = plant_task(&lab.d, lab.node, "clean", None, "{}", 120);
     let size = 64 << 20;
     let disk = disk(&lab, size);
-    let out = run_agent(&lab.d.url, &lab.mac, &disk, 60);
+    let out = run_agent(&lab.d, &lab.mac, &disk, 60);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let bytes = std::fs::read(&disk).expect("disk");
     let mib = 1 << 20;
@@ -365,7 +353,7 @@ async fn the_clean_task_wipes_the_first_mib_and_the_disks_end() {
 #[tokio::test]
 async fn the_agent_binary_is_served() {
     let lab = lab_with("").await;
-    let r = reqwest::get(format!("{}/v1/agent/binary", lab.d.url)).await.expect("get");
+    let r = reqwest::get(format!("{}/v1/agent/binary", lab.d.boot_url)).await.expect("get");
     assert_eq!(r.status(), StatusCode::OK);
     let served = r.bytes().await.expect("body");
     let local = std::fs::read(metalhost_tests::paths::host_binary("metalhost-agent")).expect("agent binary");

@@ -70,11 +70,13 @@ async fn an_independent_fuzzer_finds_nothing_with_or_without_a_token() {
     let dir = tempfile::tempdir().expect("tmp");
     let document = format!("{}/v1/openapi.json", daemon.url);
     let auth = format!("Authorization: Bearer {TOKEN}");
-    let mut args = vec!["-H", auth.as_str(), "--seed", "20261207", "--max-examples", "20"];
+    // Over TLS, trusting the daemon's CA as any client would (issue 31).
+    let ca = daemon.ca_file.as_ref().expect("the daemon serves TLS").display().to_string();
+    let mut args = vec!["-H", auth.as_str(), "--seed", "20261207", "--max-examples", "20", "--tls-verify", &ca];
     args.extend_from_slice(CHECKS);
     let with_token = fuzz(dir.path(), &document, &args);
     assert!(with_token.passed, "schemathesis with the operator token:\n{}", summary(&with_token.output));
-    let mut args = vec!["--seed", "7", "--max-examples", "10"];
+    let mut args = vec!["--seed", "7", "--max-examples", "10", "--tls-verify", &ca];
     args.extend_from_slice(CHECKS);
     let without = fuzz(dir.path(), &document, &args);
     assert!(without.passed, "schemathesis without a token:\n{}", summary(&without.output));
@@ -102,6 +104,8 @@ async fn a_document_that_lies_makes_the_fuzzer_fail() {
         dir.path(),
         lying.to_str().expect("utf8"),
         &[
+            "--tls-verify",
+            &daemon.ca_file.as_ref().expect("the daemon serves TLS").display().to_string(),
             "--url",
             &daemon.url,
             "-H",

@@ -19,7 +19,8 @@ fn the_bootstrap_boots_fetches_the_agent_and_runs_it() {
     let agent = dir.path().join("fake-agent");
     std::fs::write(&agent, "#!/bin/sh\necho \"METALHOST-AGENT-RAN args=$*\"\npoweroff -f\n").expect("agent");
     let d = Daemon::start_with(&format!("[agent]\nbinary = \"{}\"\n", agent.display()));
-    let port = d.url.rsplit(':').next().expect("port").to_owned();
+    // The bootstrap fetches the agent from the plain-HTTP boot port (busybox has no TLS).
+    let port = d.boot_url.rsplit(':').next().expect("port").to_owned();
 
     // User-mode networking with restrict=on: the guest reaches only the daemon, through guestfwd.
     let mut qemu = Command::new("qemu-system-x86_64")
@@ -27,7 +28,7 @@ fn the_bootstrap_boots_fetches_the_agent_and_runs_it() {
         .arg(out.join("vmlinuz"))
         .arg("-initrd")
         .arg(out.join("initrd.gz"))
-        .args(["-append", "console=ttyS0 quiet panic=-1 metalhost.api=http://10.0.2.100"])
+        .args(["-append", "console=ttyS0 quiet panic=-1 metalhost.api=https://10.0.2.100 metalhost.boot=http://10.0.2.100"])
         .arg("-netdev")
         .arg(format!("user,id=n0,restrict=on,guestfwd=tcp:10.0.2.100:80-cmd:busybox nc 127.0.0.1 {port}"))
         .args(["-device", "virtio-net-pci,netdev=n0,romfile="])
@@ -58,5 +59,5 @@ fn the_bootstrap_boots_fetches_the_agent_and_runs_it() {
     assert!(exited.is_some(), "the VM did not finish within the deadline; console:\n{console}");
     assert!(console.contains("[bootstrap] up at"), "console:\n{console}");
     assert!(console.contains("bound 10.0.2."), "no DHCP lease; console:\n{console}");
-    assert!(console.contains("METALHOST-AGENT-RAN args=--api http://10.0.2.100"), "the agent did not run; console:\n{console}");
+    assert!(console.contains("METALHOST-AGENT-RAN args=--api https://10.0.2.100"), "the agent did not run; console:\n{console}");
 }

@@ -204,7 +204,8 @@ async fn a_log_flood_is_cut_and_counted_while_the_daemon_serves_others() {
     let before = daemon.log().len();
     let flood = {
         let url = format!("{}/v1/nodes/flood/power", daemon.url);
-        tokio::spawn(async move { reqwest::Client::new().get(url).bearer_auth(metalhost_tests::daemon::TOKEN).send().await.map(|r| r.status()) })
+        let client = daemon.http_client();
+        tokio::spawn(async move { client.get(url).bearer_auth(metalhost_tests::daemon::TOKEN).send().await.map(|r| r.status()) })
     };
     let mut served = 0;
     while !flood.is_finished() {

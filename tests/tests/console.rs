@@ -155,6 +155,7 @@ async fn the_cli_attaches_a_terminal_and_detaches_on_ctrl_bracket() {
     let mut child = Command::new("script")
         .args(["-q", "-e", "-c", &command, "/dev/null"])
         .env("METALHOST_URL", &daemon.url)
+        .env("METALHOST_CA", daemon.ca_file.as_ref().expect("TLS"))
         .env("METALHOST_TOKEN", TOKEN)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())

@@ -411,7 +411,7 @@ async fn node_lists_come_in_pages_with_filters_and_compressed() {
         assert_eq!(status, StatusCode::CREATED, "{body}");
     }
     assert_eq!(d.patch("/v1/nodes/node7", &json!({"maintenance": true})).await.0, StatusCode::OK);
-    let http = reqwest::Client::new();
+    let http = d.http_client();
     // Follow the Link header from the first page of 10: every node once, in id order.
     let mut seen = Vec::new();
     let mut next = Some("/v1/nodes?limit=10".to_owned());

@@ -131,7 +131,8 @@ impl Agent {
     fn start(d: &Daemon, mac: &str) -> Agent {
         let log = tempfile::NamedTempFile::new().expect("log");
         let child = std::process::Command::new(paths::host_binary("metalhost-agent"))
-            .args(["--api", &d.url, "--mac", mac, "--once"])
+            .args(d.agent_api_args())
+            .args(["--mac", mac, "--once"])
             .stdin(std::process::Stdio::null())
             .stdout(std::process::Stdio::null())
             .stderr(log.reopen().expect("log"))
@@ -177,14 +178,14 @@ async fn with_discovery_off_an_unknown_machine_creates_nothing() {
     let (_, nodes) = d.get("/v1/nodes").await;
     assert_eq!(nodes, json!([]), "discovery is off: no node may appear");
     // The boot script sends an unknown MAC nowhere.
-    let script = reqwest::get(format!("{}/v1/boot/boot.ipxe", d.url)).await.expect("script").text().await.expect("text");
+    let script = reqwest::get(format!("{}/v1/boot/boot.ipxe", d.boot_url)).await.expect("script").text().await.expect("text");
     assert!(script.contains("no boot entry") && !script.contains("kernel "), "{script}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_discovery_on_an_unknown_machine_is_enlisted_and_completed_by_the_operator() {
     let (d, sw) = discovery_daemon(true).await;
-    let script = reqwest::get(format!("{}/v1/boot/boot.ipxe", d.url)).await.expect("script").text().await.expect("text");
+    let script = reqwest::get(format!("{}/v1/boot/boot.ipxe", d.boot_url)).await.expect("script").text().await.expect("text");
     assert!(script.contains(&format!("kernel {}/v1/bootstrap/vmlinuz", d.url)) && script.contains("metalhost.api="), "{script}");
 
     let started = Instant::now();
@@ -279,7 +280,7 @@ async fn bad_reports_are_refused_and_write_nothing() {
     assert_eq!(tor2["chassis_id"], "00:1c:73:aa:bb:02");
     let (status, body) = d.patch("/v1/switches/tor2", &json!({"chassis_id": "00:1c:73:aa:bb:01"})).await;
     assert_eq!(status, StatusCode::CONFLICT, "{body}");
-    let http = reqwest::Client::new();
+    let http = d.http_client();
     let post_raw = |body: Vec<u8>| {
         let request = http.post(format!("{}/v1/agent/discover", d.url)).header("content-type", "application/json").body(body);
         async move {

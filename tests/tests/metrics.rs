@@ -99,9 +99,9 @@ async fn prometheus_sees_a_deploy() {
 #[tokio::test]
 async fn metrics_on_the_api_listener_need_the_token() {
     let daemon = Daemon::start();
-    let anonymous = reqwest::get(format!("{}/metrics", daemon.url)).await.expect("request");
+    let anonymous = daemon.http_client().get(format!("{}/metrics", daemon.url)).send().await.expect("request");
     assert_eq!(anonymous.status(), 401);
-    let text = reqwest::Client::new().get(format!("{}/metrics", daemon.url)).bearer_auth(TOKEN).send().await.expect("request");
+    let text = daemon.http_client().get(format!("{}/metrics", daemon.url)).bearer_auth(TOKEN).send().await.expect("request");
     assert_eq!(text.status(), 200);
     let body = text.text().await.expect("body");
     assert!(body.contains("metalhost_nodes{state=\"available\"} 0"), "{body}");

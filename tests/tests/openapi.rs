@@ -11,7 +11,7 @@ use serde_json::Value;
 const METHODS: [&str; 5] = ["get", "put", "post", "patch", "delete"];
 
 async fn document(daemon: &Daemon) -> Value {
-    let response = reqwest::get(format!("{}/v1/openapi.json", daemon.url)).await.expect("fetch");
+    let response = daemon.http_client().get(format!("{}/v1/openapi.json", daemon.url)).send().await.expect("fetch");
     assert_eq!(response.status(), 200, "the document is served without a token");
     response.json().await.expect("json")
 }
@@ -28,7 +28,7 @@ async fn the_document_describes_every_route_and_only_those() {
     let schemes = doc["components"]["securitySchemes"].as_object().expect("security schemes");
     assert_eq!(schemes["operator"]["scheme"], "bearer");
 
-    let http = reqwest::Client::new();
+    let http = daemon.http_client();
     let mut ids = std::collections::HashSet::new();
     for (template, item) in paths {
         // A parameter no resource has: a routed operation answers with our error body, the
@@ -98,7 +98,8 @@ async fn a_client_driven_by_the_document_lists_nodes() {
     let scheme_name = operation["security"][0].as_object().and_then(|o| o.keys().next().cloned()).expect("a security requirement");
     let scheme = &doc["components"]["securitySchemes"][&scheme_name];
     assert_eq!((scheme["type"].as_str(), scheme["scheme"].as_str()), (Some("http"), Some("bearer")));
-    let response = reqwest::Client::new()
+    let response = daemon
+        .http_client()
         .request(Method::from_bytes(method.to_uppercase().as_bytes()).expect("method"), format!("{}{template}", daemon.url))
         .bearer_auth(TOKEN)
         .send()

@@ -100,8 +100,8 @@ fn serve_installed(data: &Path, log: &Path, cgroup: &DelegatedCgroup) -> Served 
     let until = Instant::now() + Duration::from_secs(60);
     while served.url.is_empty() {
         let text = std::fs::read_to_string(log).unwrap_or_default();
-        if let Some(addr) = text.lines().find(|l| l.contains("metalhost is serving")).and_then(|l| l.split("addr=").nth(1)) {
-            served.url = format!("http://{}", addr.split_whitespace().next().unwrap_or_default());
+        if let Some(url) = text.lines().find(|l| l.contains("metalhost is serving")).and_then(|l| l.split(" url=").nth(1)) {
+            served.url = url.split_whitespace().next().unwrap_or_default().to_owned();
         }
         assert!(served.child.try_wait().expect("wait").is_none(), "the installed daemon exited: {text}");
         assert!(Instant::now() < until, "the installed daemon did not start: {text}");
@@ -111,7 +111,13 @@ fn serve_installed(data: &Path, log: &Path, cgroup: &DelegatedCgroup) -> Served 
 }
 
 fn cli(url: &str, args: &[&str], env: &[(&str, &str)]) -> serde_json::Value {
-    let text = run(Command::new("/usr/bin/metalhost").args(["--url", url, "--token", TOKEN, "--json"]).args(args).envs(env.iter().copied()));
+    // The package's daemon serves TLS under the CA it made in /etc/metalhost/tls.
+    let text = run(
+        Command::new("/usr/bin/metalhost")
+            .args(["--url", url, "--token", TOKEN, "--ca", "/etc/metalhost/tls/ca.pem", "--json"])
+            .args(args)
+            .envs(env.iter().copied()),
+    );
     serde_json::from_str(&text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
 }
 
@@ -158,6 +164,9 @@ fn the_package_installs_runs_confined_and_purges_clean() {
     let log = data.path().join("daemon.log");
     let cgroup = DelegatedCgroup::new();
     let served = serve_installed(&data.path().join("data"), &log, &cgroup);
+    assert!(served.url.starts_with("https://"), "the package's daemon serves TLS by default: {}", served.url);
+    let key = std::fs::metadata("/etc/metalhost/tls/ca.key").expect("the daemon made its CA where the package said");
+    assert_eq!(std::os::unix::fs::PermissionsExt::mode(&key.permissions()) & 0o777, 0o600);
     let plugins = cli(&served.url, &["plugin", "list"], &[]);
     for plugin in plugins.as_array().expect("list") {
         assert_eq!(plugin["loaded"], true, "shipped plugin did not load with its pin: {plugin}");

@@ -315,7 +315,7 @@ async fn the_authorization_matrix_follows_the_declared_policies() {
     let document = d.get("/v1/openapi.json").await.1;
     let ops = operations(&document);
     assert!(ops.len() >= 60, "{} operations", ops.len());
-    let http = reqwest::Client::new();
+    let http = d.http_client();
     let mut answers: Answers = Vec::new();
     for op in ops.iter().filter(|o| o.policy != "agent") {
         for side in side_of(op) {
@@ -388,7 +388,7 @@ async fn the_authorization_matrix_follows_the_declared_policies() {
     assert_eq!(d.call_with_token(Method::GET, "/v1/audit", None, Some(ann)).await.0, StatusCode::FORBIDDEN);
 
     // The web view per user: a member signs in with its token and sees its project only.
-    let web = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().expect("client");
+    let web = d.http_client_builder().redirect(reqwest::redirect::Policy::none()).build().expect("client");
     let sign_in = |token: String| {
         let web = web.clone();
         let url = d.url.clone();

@@ -171,7 +171,7 @@ fn sha(path: &Path) -> String {
 /// Plants a deploy of `image` and runs the real agent onto `disk`; (state, message).
 fn deploy(lab: &Lab, image: i64, disk: &Path) -> (String, String) {
     let task = plant_task(&lab.d, lab.node, "deploy", Some(image), "{}", 120);
-    let out = run_agent(&lab.d.url, &lab.mac, disk, 120);
+    let out = run_agent(&lab.d, &lab.mac, disk, 120);
     let (state, message) = task_state(&lab.d, task);
     if state == "failed" {
         assert_eq!(task_failure_kind(&lab.d, task).as_deref(), Some("command-failed"), "a refused image fails the same way again");

@@ -90,15 +90,14 @@ async fn a_node_with_a_redfish_bmc_deploys_end_to_end() {
     let dir = tempfile::tempdir().expect("tmp");
     let disk = dir.path().join("disk.raw");
     std::fs::write(&disk, vec![0xAAu8; 16 << 20]).expect("disk");
-    let agent = vec![
-        paths::host_binary("metalhost-agent").display().to_string(),
-        "--api".into(),
-        daemon.url.clone(),
+    let mut agent = vec![paths::host_binary("metalhost-agent").display().to_string()];
+    agent.extend(daemon.agent_api_args());
+    agent.extend([
         "--mac".into(),
         mac.into(),
         "--disk".into(),
         disk.display().to_string(),
-    ];
+    ]);
     let stop = Arc::new(AtomicBool::new(false));
     let watcher = server(sushy.clone(), agent, stop.clone(), dir.path().join("agent.log"));
 

@@ -18,14 +18,14 @@ fn artifacts() -> PathBuf {
     paths::target_dir().join("test-artifacts/web_ui")
 }
 
-fn no_redirects() -> reqwest::Client {
-    reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().expect("client")
+fn no_redirects(daemon: &Daemon) -> reqwest::Client {
+    daemon.http_client_builder().redirect(reqwest::redirect::Policy::none()).build().expect("client")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pages_need_a_session_that_only_the_token_opens() {
     let daemon = Daemon::start();
-    let http = no_redirects();
+    let http = no_redirects(&daemon);
     let origin = daemon.url.clone();
 
     let r = http.get(format!("{}/ui", daemon.url)).send().await.expect("get");
@@ -82,7 +82,7 @@ async fn pages_need_a_session_that_only_the_token_opens() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_pool_comes_a_page_at_a_time() {
     let daemon = Daemon::start();
-    let http = no_redirects();
+    let http = no_redirects(&daemon);
     let (status, switch) = daemon.post("/v1/switches", &metalhost_tests::daemon::switch_body("tor1", "pw")).await;
     assert_eq!(status, StatusCode::CREATED, "{switch}");
     let sw = switch["id"].as_i64().expect("id");
@@ -162,7 +162,7 @@ async fn chromium_signs_in_and_watches_a_deploy() {
     lab.upload("os", &image(6 << 20, 7));
     let base = lab.daemon.url.clone();
     let shots = artifacts();
-    let browser = Browser::start().await;
+    let browser = Browser::start(&lab.daemon).await;
     let mut seen = Seen::default();
 
     browser.goto(&format!("{base}/ui")).await;
@@ -282,7 +282,7 @@ async fn chromium_types_at_a_node_console() {
     assert!(status.is_success(), "{node}");
     let base = daemon.url.clone();
     let shots = artifacts();
-    let browser = Browser::start().await;
+    let browser = Browser::start(&daemon).await;
     browser.goto(&format!("{base}/ui/login")).await;
     browser.type_into("#token", TOKEN).await;
     browser.click("button[type=submit]").await;
@@ -319,7 +319,7 @@ async fn chromium_types_at_a_node_console() {
     let cookies = browser.cookies().await;
     let session = cookies.as_array().and_then(|c| c.iter().find(|c| c["name"] == "metalhost_session")).expect("session cookie");
     let attempt = |origin: &'static str| {
-        no_redirects()
+        no_redirects(&daemon)
             .get(format!("{base}/ui/nodes/{}/console", node["id"]))
             .header("cookie", format!("metalhost_session={}", session["value"].as_str().unwrap_or("")))
             .header("origin", origin)
