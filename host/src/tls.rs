@@ -299,6 +299,7 @@ mod tests {
 
     #[test]
     fn a_ca_made_once_issues_certificates_a_verifier_accepts() {
+        use rustls::client::danger::ServerCertVerifier;
         let dir = tempfile::tempdir().unwrap();
         let tls = dir.path().join("tls");
         let first = PrivateCa::open_or_make(&tls).unwrap();
