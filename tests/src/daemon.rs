@@ -133,7 +133,9 @@ impl Daemon {
             let text = std::fs::read_to_string(&self.log_path).unwrap_or_default();
             let fresh = text.get(offset as usize..).unwrap_or("");
             if let Some(line) = fresh.lines().find(|l| l.contains("metalhost is serving addr=")) {
-                self.url = field(line, "url=");
+                // The bound address, in the scheme the daemon serves (its public URL may be a proxy).
+                let scheme = field(line, "url=").split("://").next().unwrap_or("http").to_owned();
+                self.url = format!("{scheme}://{}", field(line, "addr="));
                 self.boot_url = field(line, "boot=");
                 let tls = fresh.lines().find(|l| l.contains("TLS: clients trust this CA"));
                 self.ca_file = tls.map(|l| PathBuf::from(field(l, "ca=")));

@@ -5,6 +5,10 @@
 //! (unix socket) connections are trusted, so the harness creates databases with `psql`; the
 //! daemons connect over loopback TCP with a password (scram-sha-256), from a password file.
 //!
+//! The server speaks TLS (issue 31) with a certificate for 127.0.0.1 from a CA made here, and
+//! daemons connect with `database_ca_file` naming that CA: every PostgreSQL suite runs over
+//! verified TLS. [`PgServer::start_plain`] starts one without TLS, for the test of a refusal.
+//!
 //! The server is started under a small shell that stops it (fast shutdown) when the test process
 //! exits and its stdin closes, so a failing or aborted test run leaves no server behind.
 
@@ -30,6 +34,8 @@ pub struct PgServer {
     socket_dir: PathBuf,
     /// Where the password file for daemons is.
     password_file: PathBuf,
+    /// The CA that signed the server's certificate (None: the server has no TLS).
+    pub ca_file: Option<PathBuf>,
     /// The watcher shell; its stdin is held open for the life of the process.
     _watcher: Child,
     _dir: tempfile::TempDir,
@@ -41,10 +47,15 @@ static NEXT_DB: AtomicUsize = AtomicUsize::new(0);
 impl PgServer {
     /// The process's server, started on first use.
     pub fn shared() -> &'static PgServer {
-        SERVER.get_or_init(PgServer::start)
+        SERVER.get_or_init(|| PgServer::start(true))
     }
 
-    fn start() -> PgServer {
+    /// A server of the caller's own that offers no TLS; stopped when dropped.
+    pub fn start_plain() -> PgServer {
+        PgServer::start(false)
+    }
+
+    fn start(tls: bool) -> PgServer {
         let dir = tempfile::Builder::new().prefix("metalhost-pg").tempdir().expect("temp dir");
         let data = dir.path().join("data");
         let socket_dir = dir.path().join("socket");
@@ -53,6 +64,7 @@ impl PgServer {
         std::fs::write(&pwfile, format!("{PASSWORD}\n")).expect("pwfile");
         let password_file = dir.path().join("daemon-password");
         std::fs::write(&password_file, format!("{PASSWORD}\n")).expect("password file");
+        let ca_file = tls.then(|| make_certificates(dir.path()));
         // The postgres user must reach its dirs: the temp dir is 0700 root by default.
         chown_postgres(dir.path());
         let status = Command::new("runuser")
@@ -66,8 +78,13 @@ impl PgServer {
         assert!(status.success(), "initdb failed");
         let port = free_tcp_port();
         let log = dir.path().join("postgres.log");
+        let ssl = if tls {
+            format!("-c ssl=on -c ssl_cert_file='{0}/server.crt' -c ssl_key_file='{0}/server.key'", dir.path().display())
+        } else {
+            "-c ssl=off".to_owned()
+        };
         let server = format!(
-            "{BIN}/postgres -D '{}' -p {port} -c listen_addresses=127.0.0.1 -c unix_socket_directories='{}' -c max_connections=200 -c fsync=off",
+            "{BIN}/postgres -D '{}' -p {port} -c listen_addresses=127.0.0.1 -c unix_socket_directories='{}' -c max_connections=200 -c fsync=off {ssl}",
             data.display(),
             socket_dir.display()
         );
@@ -86,7 +103,7 @@ impl PgServer {
             .stderr(Stdio::null())
             .spawn()
             .expect("start postgres");
-        let server = PgServer { port, socket_dir, password_file, _watcher: watcher, _dir: dir };
+        let server = PgServer { port, socket_dir, password_file, ca_file, _watcher: watcher, _dir: dir };
         let deadline = Instant::now() + Duration::from_secs(30);
         while !server.psql("postgres", "SELECT 1").is_ok_and(|out| out.trim() == "1") {
             assert!(Instant::now() < deadline, "postgres did not start; log:\n{}", std::fs::read_to_string(&log).unwrap_or_default());
@@ -139,7 +156,8 @@ impl PgServer {
 
     /// The config lines that put a daemon on `database` of this server.
     pub fn database_config(&self, database: &str) -> String {
-        format!("database = \"{}\"\ndatabase_password_file = \"{}\"\n", self.url(database), self.password_file.display())
+        let ca = self.ca_file.as_ref().map(|ca| format!("database_ca_file = \"{}\"\n", ca.display())).unwrap_or_default();
+        format!("database = \"{}\"\ndatabase_password_file = \"{}\"\n{ca}", self.url(database), self.password_file.display())
     }
 
     /// Ends every connection to `database` but the caller's: a daemon cut off from its pool.
@@ -159,6 +177,19 @@ impl Drop for PgServer {
         }
         let _ = self._watcher.wait();
     }
+}
+
+/// A CA and a server certificate for 127.0.0.1 from it, as `ca.pem`, `server.crt` and
+/// `server.key` (0600, as PostgreSQL requires) in `dir`; returns the CA's path.
+fn make_certificates(dir: &Path) -> PathBuf {
+    let (ca, ca_key) = crate::certs::ca("metalhost test PostgreSQL CA");
+    let (cert, key) = crate::certs::server(&ca_key, "metalhost test PostgreSQL CA", &["127.0.0.1", "localhost"], false);
+    std::fs::write(dir.join("ca.pem"), ca.pem()).expect("write ca.pem");
+    std::fs::write(dir.join("server.crt"), cert.pem()).expect("write server.crt");
+    std::fs::write(dir.join("server.key"), key.serialize_pem()).expect("write server.key");
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(dir.join("server.key"), std::fs::Permissions::from_mode(0o600)).expect("chmod server.key");
+    dir.join("ca.pem")
 }
 
 fn chown_postgres(path: &Path) {

@@ -211,6 +211,7 @@ async fn an_interrupted_download_resumes_with_range() {
     assert!(std::fs::read(&disk).expect("disk") == raw, "the resumed download must give the exact image");
     assert_eq!(task_state(&lab.d, task).0, "succeeded");
     assert!(log.to_lowercase().contains("resum"), "the agent should say it resumed:\n{log}");
+    eprintln!("{log}");
 }
 
 #[tokio::test]

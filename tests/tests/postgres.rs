@@ -114,3 +114,72 @@ fn a_password_in_the_database_url_is_refused() {
     let text = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success() && text.contains("unknown scheme \"mysql\""), "{text}");
 }
+
+/// The daemon on PostgreSQL over TLS (issue 31): with `database_ca_file`, every session the store
+/// opens is TLS (the server's own view, `pg_stat_ssl`), verified against that CA and the host.
+#[tokio::test]
+async fn the_store_reaches_postgres_over_verified_tls() {
+    let server = PgServer::shared();
+    assert!(server.ca_file.is_some(), "the test server speaks TLS");
+    let database = server.create_database();
+    let daemon = pg_daemon(server, &database);
+    assert_eq!(daemon.get("/v1/nodes").await.0, StatusCode::OK);
+    let sessions = server
+        .psql(
+            "postgres",
+            &format!(
+                "SELECT count(*) FILTER (WHERE s.ssl AND s.version IN ('TLSv1.2', 'TLSv1.3')) || '/' || count(*) \
+                 FROM pg_stat_activity a JOIN pg_stat_ssl s USING (pid) WHERE a.datname = '{database}' AND a.backend_type = 'client backend'"
+            ),
+        )
+        .expect("psql");
+    let (tls, all) = sessions.trim().split_once('/').expect("tls/all");
+    assert!(all.parse::<u32>().expect("count") >= 1, "no session of the daemon: {sessions}");
+    assert_eq!(tls, all, "every session of the daemon is TLS: {sessions}");
+}
+
+/// Runs `metalhost serve` with `database_config` until it exits (it must, refusing); its output.
+fn refused_start(database_config: &str) -> String {
+    let dir = tempfile::tempdir().expect("tmp");
+    let config = dir.path().join("metalhost.toml");
+    std::fs::write(&config, format!("listen = \"127.0.0.1:0\"\ndata_dir = \"{}\"\n{database_config}", dir.path().join("data").display()))
+        .expect("config");
+    let out = Command::new("timeout")
+        .arg("60")
+        .arg(paths::host_binary("metalhost"))
+        .args(["serve", "--config"])
+        .arg(&config)
+        .env("METALHOST_TOKEN", metalhost_tests::daemon::TOKEN)
+        .output()
+        .expect("run");
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert_eq!(out.status.code(), Some(1), "the daemon must refuse to start: {text}");
+    text
+}
+
+/// `verify-full` in both directions: a server whose certificate another CA signed is refused
+/// (the daemon does not start, and says why), and so is a server that offers no TLS at all.
+#[test]
+fn a_server_with_another_ca_or_without_tls_is_refused() {
+    let server = PgServer::shared();
+    let database = server.create_database();
+    let dir = tempfile::tempdir().expect("tmp");
+    let (other_ca, _) = metalhost_tests::certs::ca("some other CA");
+    let other = dir.path().join("other-ca.pem");
+    std::fs::write(&other, other_ca.pem()).expect("write");
+    let right = server.database_config(&database);
+    let ca = server.ca_file.as_ref().expect("TLS").display().to_string();
+    let wrong = right.replace(&ca, &other.display().to_string());
+    assert_ne!(wrong, right);
+    let text = refused_start(&wrong);
+    assert!(text.contains("invalid peer certificate") && text.contains("UnknownIssuer"), "{text}");
+
+    let plain = PgServer::start_plain();
+    plain.psql("postgres", "CREATE DATABASE plain").expect("create");
+    let text = refused_start(&format!("{}database_ca_file = \"{ca}\"\n", plain.database_config("plain")));
+    assert!(text.contains("offers no TLS"), "{text}");
+    // The same server without database_ca_file is reached in clear (loopback): the refusal above
+    // came from the TLS requirement, not from an unreachable server.
+    let daemon = Daemon::start_with(&plain.database_config("plain"));
+    drop(daemon);
+}

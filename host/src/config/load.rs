@@ -42,7 +42,7 @@ pub struct Config {
 
 /// The `database` key, checked: a known scheme, and no password in a URL (it would show in
 /// logs, `ps` of tools and backups of the config).
-fn database(url: Option<&str>, password_file: Option<&Path>, data_dir: &Path) -> Result<crate::store::Database, ConfigError> {
+fn database(url: Option<&str>, password_file: Option<&Path>, ca_file: Option<&Path>, data_dir: &Path) -> Result<crate::store::Database, ConfigError> {
     use crate::store::Database;
     let invalid = |why: String| ConfigError::Invalid(format!("database: {why}"));
     let database = match url {
@@ -66,7 +66,10 @@ fn database(url: Option<&str>, password_file: Option<&Path>, data_dir: &Path) ->
                 }
                 None => None,
             };
-            Database::Postgres { url: url.to_owned(), password }
+            if config.get_ssl_mode() == postgres::config::SslMode::Require && ca_file.is_none() {
+                return Err(invalid("sslmode=require needs database_ca_file: the CA that signed the server's certificate, to verify it".into()));
+            }
+            Database::Postgres { url: url.to_owned(), password, ca_file: ca_file.map(Path::to_path_buf) }
         }
         Some(other) => {
             let scheme = other.split("://").next().unwrap_or(other);
@@ -75,6 +78,9 @@ fn database(url: Option<&str>, password_file: Option<&Path>, data_dir: &Path) ->
     };
     if password_file.is_some() && matches!(database, Database::Sqlite(_)) {
         return Err(invalid("database_password_file is only for postgres:// databases".into()));
+    }
+    if ca_file.is_some() && matches!(database, Database::Sqlite(_)) {
+        return Err(invalid("database_ca_file is only for postgres:// databases".into()));
     }
     Ok(database)
 }
@@ -111,7 +117,7 @@ impl Config {
             return Err(ConfigError::Invalid(format!("netboot.efi_boot_file {efi:?}: a file name in the TFTP root (letters, digits, . _ - /)")));
         }
         let data_dir = args.data_dir.clone().or(file.data_dir).unwrap_or_else(|| PathBuf::from("/var/lib/metalhost"));
-        let database = database(file.database.as_deref(), file.database_password_file.as_deref(), &data_dir)?;
+        let database = database(file.database.as_deref(), file.database_password_file.as_deref(), file.database_ca_file.as_deref(), &data_dir)?;
         if file.cluster.lease_ttl < Duration::from_secs(3) {
             return Err(ConfigError::Invalid("cluster.lease_ttl_s must be at least 3 (heartbeats come every third of it)".into()));
         }

@@ -28,6 +28,7 @@ use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 
 pub use db::{Db, DbError};
+use db::tls::PgTls;
 use tokio::sync::oneshot;
 
 use crate::domain::Secret;
@@ -78,6 +79,8 @@ pub enum Database {
     Postgres {
         url: String,
         password: Option<Secret>,
+        /// `database_ca_file`: TLS verified against this CA (db/tls.rs).
+        ca_file: Option<PathBuf>,
     },
 }
 
@@ -203,12 +206,13 @@ const POSTGRES_CONNECTIONS: usize = 4;
 
 /// One more connection to a PostgreSQL pool that [`connect`] opened (migrated, sealed): the key only.
 fn connect_more(database: &Database, key_path: &Path, session: &str) -> Result<Db> {
-    let Database::Postgres { url, password } = database else {
+    let Database::Postgres { url, password, ca_file } = database else {
         return Err(StoreError::Connect { url: database.to_string(), message: "SQLite takes one connection".into() });
     };
     let config = postgres_config(url, password.as_ref(), session)?;
-    let client = config.connect(postgres::NoTls).map_err(|e| StoreError::Connect { url: url.clone(), message: DbError::from(e).to_string() })?;
-    let mut db = Db::postgres(client, config, seal::SealKey::throwaway());
+    let tls = PgTls::new(ca_file.as_deref()).map_err(|message| StoreError::Connect { url: url.clone(), message })?;
+    let client = tls.connect(&config).map_err(|message| StoreError::Connect { url: url.clone(), message })?;
+    let mut db = Db::postgres(client, config, tls, seal::SealKey::throwaway());
     let key = seal::load_key(&db, key_path)?;
     db.set_key(key);
     Ok(db)
@@ -242,12 +246,11 @@ fn connect(database: &Database, key_path: &Path, session: &str) -> Result<Db> {
             configure(&conn)?;
             Db::sqlite(conn, seal::SealKey::throwaway())
         }
-        Database::Postgres { url, password } => {
+        Database::Postgres { url, password, ca_file } => {
             let config = postgres_config(url, password.as_ref(), session)?;
-            // Loopback or a unix socket in the tests; TLS to a remote server is future work (see note).
-            let client =
-                config.connect(postgres::NoTls).map_err(|e| StoreError::Connect { url: url.clone(), message: DbError::from(e).to_string() })?;
-            Db::postgres(client, config, seal::SealKey::throwaway())
+            let tls = PgTls::new(ca_file.as_deref()).map_err(|message| StoreError::Connect { url: url.clone(), message })?;
+            let client = tls.connect(&config).map_err(|message| StoreError::Connect { url: url.clone(), message })?;
+            Db::postgres(client, config, tls, seal::SealKey::throwaway())
         }
     };
     migrations::apply(&mut db)?;

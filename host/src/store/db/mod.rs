@@ -9,6 +9,7 @@
 //! This file is the connection (engine, statements, transactions); `value.rs` the values bound and
 //! read, `row.rs` a result row, `dialect.rs` the placeholders, `error.rs` the engines' errors.
 
+pub mod tls;
 mod dialect;
 mod error;
 mod row;
@@ -39,6 +40,8 @@ enum Engine {
         /// To connect again when the server ends the session (restart, failover, an operator's
         /// pg_terminate_backend).
         config: Box<postgres::Config>,
+        /// TLS or not, as the first connection was made.
+        tls: tls::PgTls,
         /// When the last call started on this session.
         last_call: std::time::Instant,
     },
@@ -70,12 +73,13 @@ impl Db {
         Db { engine: Engine::Sqlite(conn), key, depth: 0 }
     }
 
-    pub(super) fn postgres(client: postgres::Client, config: postgres::Config, key: SealKey) -> Db {
+    pub(super) fn postgres(client: postgres::Client, config: postgres::Config, tls: tls::PgTls, key: SealKey) -> Db {
         Db {
             engine: Engine::Postgres {
                 client: RefCell::new(client),
                 statements: RefCell::new(HashMap::new()),
                 config: Box::new(config),
+                tls,
                 last_call: std::time::Instant::now(),
             },
             key,
@@ -96,16 +100,16 @@ impl Db {
             }
             *last_call = std::time::Instant::now();
         }
-        if let Engine::Postgres { client, statements, config, .. } = &mut self.engine
+        if let Engine::Postgres { client, statements, config, tls, .. } = &mut self.engine
             && client.get_mut().is_closed()
         {
-            match config.connect(postgres::NoTls) {
+            match tls.connect(config) {
                 Ok(fresh) => {
                     tracing::warn!("the PostgreSQL session was closed; connected again");
                     *client.get_mut() = fresh;
                     statements.get_mut().clear();
                 }
-                Err(e) => tracing::error!("the PostgreSQL session was closed and connecting again failed: {}", DbError::from(e)),
+                Err(e) => tracing::error!("the PostgreSQL session was closed and connecting again failed: {e}"),
             }
         }
     }
