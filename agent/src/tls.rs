@@ -58,8 +58,14 @@ struct PinnedApi {
 }
 
 /// Why a daemon's certificate was refused, in the words the console shows.
-#[derive(Debug)]
 struct NotThePinnedCa(String);
+
+/// rustls shows a verifier's own error by its Debug: the same sentence as Display.
+impl std::fmt::Debug for NotThePinnedCa {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Display::fmt(self, f)
+    }
+}
 
 impl std::fmt::Display for NotThePinnedCa {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

@@ -52,6 +52,8 @@ pub struct Options {
     pub tenant_vlans: String,
     /// Each node's disk (a file), in bytes.
     pub disk_bytes: usize,
+    /// The CA fingerprint agents are told to trust instead of the daemon's (a TLS test).
+    pub agent_ca_sha256: Option<String>,
 }
 
 impl Default for Options {
@@ -66,6 +68,7 @@ impl Default for Options {
             switch_releases_locks: false,
             tenant_vlans: "201-299".into(),
             disk_bytes: DISK_BYTES,
+            agent_ca_sha256: None,
         }
     }
 }
@@ -141,10 +144,14 @@ impl DeployLab {
             let agent = paths::host_binary("metalhost-agent");
             let script = if opts.agents {
                 format!(
-                    "#!/bin/sh\n[ \"$1\" = pxe ] || exec sleep 100000\nexec {} {} --mac {mac} --disk {}\n",
+                    "#!/bin/sh\n[ \"$1\" = pxe ] || exec sleep 100000\nexec {} {} --mac {mac} --disk {} >>{} 2>&1\n",
                     agent.display(),
-                    daemon.agent_api_args().join(" "),
-                    disk.display()
+                    match &opts.agent_ca_sha256 {
+                        Some(pin) => format!("--api {} --ca-sha256 {pin}", daemon.url),
+                        None => daemon.agent_api_args().join(" "),
+                    },
+                    disk.display(),
+                    dir.path().join(format!("agent{i}.log")).display()
                 )
             } else {
                 "#!/bin/sh\nexec sleep 100000\n".to_owned()

@@ -5,6 +5,7 @@
 
 pub mod agent_lab;
 pub mod browser;
+pub mod capture;
 pub mod certs;
 pub mod cluster_lab;
 pub mod compiled_bmc;

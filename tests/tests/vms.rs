@@ -10,6 +10,7 @@ use serde_json::json;
 use sha2::{Digest, Sha256};
 
 use metalhost_conformance::sims::netns::Netns;
+use metalhost_tests::capture::{self, Capture};
 use metalhost_tests::console::TmuxPane;
 use metalhost_tests::daemon::TOKEN;
 use metalhost_tests::vm_lab::{self, LabNetns, PROVISIONING_VLAN, TENANT_VLAN, VmLab, VmOptions, in_lab_netns};
@@ -20,6 +21,9 @@ const DEPLOY: Duration = Duration::from_secs(360);
 fn two_vms_deploy_boot_from_disk_destroy_and_a_corrupt_image_fails_alone() {
     vm_lab::prepare();
     let netns = in_lab_netns(2, || async {
+        // Everything on the lab's wire, from enrolment to the end (issue 31): tcpdump on every
+        // interface of the lab's namespace (br0, the taps, loopback to the BMCs and the switch).
+        let mut capture = Capture::start();
         // The native IPMI plugin drives the BMCs, and their Serial over LAN carries each VM's
         // console to the daemon (recorded into the console log, and `node console`).
         let lab = VmLab::start(VmOptions { power_driver: "ipmi-lan", sol: true, ..VmOptions::default() }).await;
@@ -63,7 +67,11 @@ fn two_vms_deploy_boot_from_disk_destroy_and_a_corrupt_image_fails_alone() {
         let vm = &lab.nodes[1];
         let pane = TmuxPane::start(
             &format!("{} node console {}", metalhost_tests::paths::host_binary("metalhost").display(), vm.name),
-            &[("METALHOST_URL", lab.daemon.url.as_str()), ("METALHOST_TOKEN", TOKEN)],
+            &[
+                ("METALHOST_URL", lab.daemon.url.as_str()),
+                ("METALHOST_TOKEN", TOKEN),
+                ("METALHOST_CA", lab.daemon.ca_file.as_ref().and_then(|c| c.to_str()).expect("the daemon's CA")),
+            ],
         );
         let screen = pane.wait_for("attached to", Duration::from_secs(30)).await;
         assert!(screen.contains("attached to"), "{screen}");
@@ -119,6 +127,25 @@ fn two_vms_deploy_boot_from_disk_destroy_and_a_corrupt_image_fails_alone() {
         assert_eq!(lab.events(&b.name).await.len(), b_events, "{} saw events while the other VM was busy", b.name);
         assert_eq!(lab.switch.port_vlan(&b.port), Some(TENANT_VLAN));
         assert!(b.sim.powered());
+
+        // Nothing secret crossed the wire in clear: the bootstrap's files did (firmware cannot
+        // check a certificate), the rest went over TLS, RMCP+ or SSH.
+        let wire = capture.stop();
+        assert!(wire.contains(b"GET /v1/agent/binary", false), "the capture missed the bootstrap's plain-HTTP fetch: did it capture?");
+        for (secret, what) in [
+            (TOKEN.as_bytes(), "the operator token"),
+            (vm_lab::BMC_PASSWORD.as_bytes(), "the BMC password"),
+            (vm_lab::SWITCH_PASSWORD.as_bytes(), "the switch password"),
+            (b"authorization:".as_slice(), "an Authorization header (the agent's and the operator's tokens travel in one)"),
+        ] {
+            assert!(!wire.contains(secret, true), "{what} crossed the wire in clear");
+        }
+        let raw = metalhost_tests::paths::demo_os_image();
+        let windows = capture::distinctive_windows(&std::fs::read(raw).expect("image"), 48, 8);
+        assert!(windows.len() >= 4, "the image has too few distinctive pieces to look for");
+        let pieces: Vec<&[u8]> = windows.iter().map(Vec::as_slice).collect();
+        assert!(wire.found(&pieces, false).iter().all(|found| !found), "bytes of the (uncompressed) bad-os image crossed the wire in clear");
+        eprintln!("figure: {} bytes captured over deploy, console, destroy and a failed deploy; no secret in them", wire.bytes);
     });
     assert!(!LabNetns::exists(&netns), "the lab netns {netns} is left behind");
 }
