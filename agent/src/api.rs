@@ -41,11 +41,8 @@ impl Client {
         let bases: Vec<String> = api.split(',').map(|b| b.trim().trim_end_matches('/').to_owned()).filter(|b| !b.is_empty()).collect();
         let bases = if bases.is_empty() { vec![String::new()] } else { bases };
         let tls = crate::tls::client_config(ca, crate::tls::hosts_of(&bases))?;
-        let http = ureq::AgentBuilder::new()
-            .timeout_connect(Duration::from_secs(5))
-            .timeout_read(Duration::from_secs(30))
-            .tls_config(Arc::new(tls))
-            .build();
+        let http =
+            ureq::AgentBuilder::new().timeout_connect(Duration::from_secs(5)).timeout_read(Duration::from_secs(30)).tls_config(Arc::new(tls)).build();
         Ok(Client { bases: Arc::new(bases), current: Arc::new(AtomicUsize::new(0)), http })
     }
 

@@ -59,8 +59,9 @@ impl App {
 
         let listener = TcpListener::bind(config.listen).await.with_context(|| format!("cannot listen on {}", config.listen))?;
         let bound = listener.local_addr().context("bound address")?;
-        let boot_listener =
-            TcpListener::bind(config.boot_listen).await.with_context(|| format!("cannot listen on {} for netboot (boot_listen)", config.boot_listen))?;
+        let boot_listener = TcpListener::bind(config.boot_listen)
+            .await
+            .with_context(|| format!("cannot listen on {} for netboot (boot_listen)", config.boot_listen))?;
         let boot_bound = boot_listener.local_addr().context("bound address")?;
         let tls = if config.tls.enabled {
             let names = crate::tls::certificate_names(&config, bound);
@@ -165,7 +166,9 @@ impl App {
                     .await
             }
             None => {
-                axum::serve(listener, router.into_make_service_with_connect_info::<std::net::SocketAddr>()).with_graceful_shutdown(until_stopped()).await
+                axum::serve(listener, router.into_make_service_with_connect_info::<std::net::SocketAddr>())
+                    .with_graceful_shutdown(until_stopped())
+                    .await
             }
         };
         boot.abort();

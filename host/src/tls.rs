@@ -61,7 +61,8 @@ pub fn server(config: &Config, names: &[String]) -> Result<ServerTls, TlsError> 
     let (chain, key, ca_file) = match (&config.tls.cert_file, &config.tls.key_file) {
         (Some(cert_file), Some(key_file)) => {
             let chain = read_chain(cert_file)?;
-            let key = PrivateKeyDer::from_pem_file(key_file).map_err(|e| TlsError::Invalid { path: key_file.clone(), why: format!("no private key: {e}") })?;
+            let key = PrivateKeyDer::from_pem_file(key_file)
+                .map_err(|e| TlsError::Invalid { path: key_file.clone(), why: format!("no private key: {e}") })?;
             (chain, key, cert_file.clone())
         }
         _ => {
@@ -193,7 +194,8 @@ impl PrivateCa {
     fn read(dir: &Path) -> Result<PrivateCa, TlsError> {
         let (cert_path, key_path) = (dir.join("ca.pem"), dir.join("ca.key"));
         let pem = std::fs::read_to_string(&cert_path).map_err(|source| TlsError::Read { path: cert_path.clone(), source })?;
-        let cert = CertificateDer::from_pem_slice(pem.as_bytes()).map_err(|e| TlsError::Invalid { path: cert_path, why: format!("not the CA's certificate: {e}") })?;
+        let cert = CertificateDer::from_pem_slice(pem.as_bytes())
+            .map_err(|e| TlsError::Invalid { path: cert_path, why: format!("not the CA's certificate: {e}") })?;
         let key_pem = std::fs::read_to_string(&key_path).map_err(|source| TlsError::Read { path: key_path.clone(), source })?;
         let key = rcgen::KeyPair::from_pem(&key_pem).map_err(|e| TlsError::Invalid { path: key_path, why: format!("not the CA's key: {e}") })?;
         Ok(PrivateCa { cert, pem, key })

@@ -13,10 +13,8 @@ use serde_json::{Value, json};
 
 /// Chromium's pin of a certificate: the base64 sha256 of its SubjectPublicKeyInfo (by openssl).
 fn spki_sha256_base64(cert: &Path) -> String {
-    let script = format!(
-        "openssl x509 -in '{}' -pubkey -noout | openssl pkey -pubin -outform der | openssl dgst -sha256 -binary | base64",
-        cert.display()
-    );
+    let script =
+        format!("openssl x509 -in '{}' -pubkey -noout | openssl pkey -pubin -outform der | openssl dgst -sha256 -binary | base64", cert.display());
     let out = Command::new("sh").args(["-c", &script]).output().expect("run openssl");
     assert!(out.status.success(), "openssl: {}", String::from_utf8_lossy(&out.stderr));
     String::from_utf8_lossy(&out.stdout).trim().to_owned()

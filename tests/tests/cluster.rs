@@ -21,7 +21,8 @@ async fn twelve_nodes_deploy_through_three_daemons() {
     lab.upload(&bytes);
     // A peer's request to a daemon that lacks the image is answered at once, never passed on
     // (two daemons lacking it would otherwise wait for each other).
-    let peer_ask = lab.daemons[1].http_client()
+    let peer_ask = lab.daemons[1]
+        .http_client()
         .get(format!("{}/v1/images/1/data", lab.daemons[1].url))
         .bearer_auth(metalhost_tests::daemon::TOKEN)
         .header("x-metalhost-peer", "1")

@@ -186,7 +186,10 @@ async fn with_discovery_off_an_unknown_machine_creates_nothing() {
 async fn with_discovery_on_an_unknown_machine_is_enlisted_and_completed_by_the_operator() {
     let (d, sw) = discovery_daemon(true).await;
     let script = reqwest::get(format!("{}/v1/boot/boot.ipxe", d.boot_url)).await.expect("script").text().await.expect("text");
-    assert!(script.contains(&format!("kernel {}/v1/bootstrap/vmlinuz", d.boot_url)) && script.contains(&format!("metalhost.api={}", d.url)), "{script}");
+    assert!(
+        script.contains(&format!("kernel {}/v1/bootstrap/vmlinuz", d.boot_url)) && script.contains(&format!("metalhost.api={}", d.url)),
+        "{script}"
+    );
 
     let started = Instant::now();
     let mut agent = Agent::start(&d, "52:54:00:00:88:02");

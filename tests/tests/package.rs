@@ -112,12 +112,10 @@ fn serve_installed(data: &Path, log: &Path, cgroup: &DelegatedCgroup) -> Served 
 
 fn cli(url: &str, args: &[&str], env: &[(&str, &str)]) -> serde_json::Value {
     // The package's daemon serves TLS under the CA it made in /etc/metalhost/tls.
-    let text = run(
-        Command::new("/usr/bin/metalhost")
-            .args(["--url", url, "--token", TOKEN, "--ca", "/etc/metalhost/tls/ca.pem", "--json"])
-            .args(args)
-            .envs(env.iter().copied()),
-    );
+    let text = run(Command::new("/usr/bin/metalhost")
+        .args(["--url", url, "--token", TOKEN, "--ca", "/etc/metalhost/tls/ca.pem", "--json"])
+        .args(args)
+        .envs(env.iter().copied()));
     serde_json::from_str(&text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
 }
 

@@ -92,12 +92,7 @@ async fn a_node_with_a_redfish_bmc_deploys_end_to_end() {
     std::fs::write(&disk, vec![0xAAu8; 16 << 20]).expect("disk");
     let mut agent = vec![paths::host_binary("metalhost-agent").display().to_string()];
     agent.extend(daemon.agent_api_args());
-    agent.extend([
-        "--mac".into(),
-        mac.into(),
-        "--disk".into(),
-        disk.display().to_string(),
-    ]);
+    agent.extend(["--mac".into(), mac.into(), "--disk".into(), disk.display().to_string()]);
     let stop = Arc::new(AtomicBool::new(false));
     let watcher = server(sushy.clone(), agent, stop.clone(), dir.path().join("agent.log"));
 

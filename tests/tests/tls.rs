@@ -83,13 +83,8 @@ async fn hsts_a_secure_cookie_and_a_boot_port_that_serves_only_netboot_files() {
     let http = daemon.http_client_builder().redirect(reqwest::redirect::Policy::none()).build().expect("client");
     let health = http.get(format!("{}/healthz", daemon.url)).send().await.expect("get");
     assert_eq!(health.headers().get("strict-transport-security").and_then(|v| v.to_str().ok()), Some("max-age=31536000"));
-    let signed_in = http
-        .post(format!("{}/ui/login", daemon.url))
-        .header("origin", &daemon.url)
-        .form(&[("token", TOKEN)])
-        .send()
-        .await
-        .expect("sign in");
+    let signed_in =
+        http.post(format!("{}/ui/login", daemon.url)).header("origin", &daemon.url).form(&[("token", TOKEN)]).send().await.expect("sign in");
     let cookie = signed_in.headers().get("set-cookie").and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
     assert!(cookie.starts_with("metalhost_session=") && cookie.contains("; Secure") && cookie.contains("HttpOnly"), "{cookie}");
 

@@ -70,7 +70,10 @@ pub fn boot_router(state: AppState) -> Router {
         .with_state(state)
 }
 
-async fn not_on_the_boot_port(axum::extract::State(core): axum::extract::State<crate::provision::WorkflowCore>, uri: axum::http::Uri) -> error::ApiError {
+async fn not_on_the_boot_port(
+    axum::extract::State(core): axum::extract::State<crate::provision::WorkflowCore>,
+    uri: axum::http::Uri,
+) -> error::ApiError {
     error::ApiError::NotFound(format!("{}: this port serves only netboot files in plain HTTP; the API is at {}", uri.path(), core.public_url))
 }
 

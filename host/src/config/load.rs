@@ -130,7 +130,8 @@ impl Config {
         let public_url = args.public_url.clone().or(file.public_url).map(|u| u.trim_end_matches('/').to_owned());
         check_tls(&file.tls, public_url.as_deref())?;
         // The next port on the same address; port 0 (any free port, as tests ask) stays 0.
-        let boot_listen = file.boot_listen.unwrap_or_else(|| SocketAddr::new(listen.ip(), if listen.port() == 0 { 0 } else { listen.port().wrapping_add(1) }));
+        let boot_listen =
+            file.boot_listen.unwrap_or_else(|| SocketAddr::new(listen.ip(), if listen.port() == 0 { 0 } else { listen.port().wrapping_add(1) }));
         let boot_url = file.boot_url.map(|u| u.trim_end_matches('/').to_owned());
         if let Some(url) = &boot_url
             && !url.starts_with("http://")

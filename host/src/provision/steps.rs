@@ -330,7 +330,9 @@ pub fn kernel_args(core: &WorkflowCore) -> String {
     let initrd = initrd_url(core);
     let name = initrd.rsplit('/').next().unwrap_or("initrd.gz");
     let ca = core.ca_fingerprint.as_deref().map(|f| format!(" metalhost.ca=sha256:{f}")).unwrap_or_default();
-    format!("{} metalhost.api={} metalhost.boot={}{ca} initrd={name}", core.config.deploy.kernel_args, core.public_url, core.boot_url).trim().to_owned()
+    format!("{} metalhost.api={} metalhost.boot={}{ca} initrd={name}", core.config.deploy.kernel_args, core.public_url, core.boot_url)
+        .trim()
+        .to_owned()
 }
 
 async fn netboot_put(run: &Run<'_>) -> Result<(), StepFailure> {

@@ -27,8 +27,8 @@ pub mod users;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 
-pub use db::{Db, DbError};
 use db::tls::PgTls;
+pub use db::{Db, DbError};
 use tokio::sync::oneshot;
 
 use crate::domain::Secret;

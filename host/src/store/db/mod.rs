@@ -9,10 +9,10 @@
 //! This file is the connection (engine, statements, transactions); `value.rs` the values bound and
 //! read, `row.rs` a result row, `dialect.rs` the placeholders, `error.rs` the engines' errors.
 
-pub mod tls;
 mod dialect;
 mod error;
 mod row;
+pub mod tls;
 mod value;
 
 use std::cell::RefCell;

@@ -55,7 +55,10 @@ impl PgTls {
                         source = cause.source();
                     }
                     if text.contains("server does not support TLS") {
-                        format!("the PostgreSQL server offers no TLS, and database_ca_file ({}) requires it: turn ssl on at the server", ca_file.display())
+                        format!(
+                            "the PostgreSQL server offers no TLS, and database_ca_file ({}) requires it: turn ssl on at the server",
+                            ca_file.display()
+                        )
                     } else {
                         text
                     }
