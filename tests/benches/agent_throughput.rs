@@ -61,8 +61,9 @@ async fn main() {
             let status = Command::new("sh")
                 .arg("-c")
                 .arg(format!(
-                    "curl -s -H 'Authorization: Bearer {TOKEN}' '{url}' | dd of='{}' bs=4M iflag=fullblock conv=fsync status=none",
-                    disk.display()
+                    "curl -s {ca} -H 'Authorization: Bearer {TOKEN}' '{url}' | dd of='{}' bs=4M iflag=fullblock conv=fsync status=none",
+                    disk.display(),
+                    ca = d.ca_file.as_ref().map(|f| format!("--cacert '{}'", f.display())).unwrap_or_default()
                 ))
                 .status()
                 .expect("curl | dd");

@@ -12,6 +12,7 @@ mod daemons;
 pub mod error;
 mod images;
 mod instances;
+mod keep_alive;
 mod keypairs;
 pub mod metrics;
 mod node_actions;
@@ -44,6 +45,7 @@ pub fn router(state: AppState) -> Result<Router, policy::UndeclaredPolicy> {
         .merge(crate::ui::router(state.clone()))
         .route_layer(axum::middleware::from_fn(metrics::track_http))
         .layer(axum::middleware::from_fn(error::json_errors))
+        .layer(axum::middleware::from_fn(keep_alive::close_when_body_unread))
         // Large lists and pages travel compressed when the client asks (gzip, br); image bytes,
         // already compressed or not, go as they are. The fastest level: at the default one the
         // whole 10,000-node list took longer compressed than plain on a fast link (bench/scale.sh,
@@ -66,6 +68,7 @@ pub fn boot_router(state: AppState) -> Router {
     router
         .fallback(not_on_the_boot_port)
         .layer(axum::middleware::from_fn(error::json_errors))
+        .layer(axum::middleware::from_fn(keep_alive::close_when_body_unread))
         .layer(tower_http::trace::TraceLayer::new_for_http())
         .with_state(state)
 }

@@ -39,6 +39,9 @@ pub(crate) struct Run<'a> {
     pub core: &'a WorkflowCore,
     pub node: &'a Node,
     pub retry_until: Option<Instant>,
+    /// The last transient driver failure a step retried: when the state's deadline cuts an
+    /// attempt short, the node's failure names it rather than the deadline alone.
+    pub last_retried: std::sync::Mutex<Option<(&'static str, crate::drivers::DriverFailure)>>,
 }
 
 impl Run<'_> {
@@ -205,7 +208,7 @@ async fn drive(core: &WorkflowCore, id: NodeId) -> Result<(), StoreError> {
             return Ok(());
         }
         let budget = node.state_deadline.map_or(core.config.deploy.step_timeout, time_left);
-        let run = Run { core, node: &node, retry_until: Some(Instant::now() + budget) };
+        let run = Run { core, node: &node, retry_until: Some(Instant::now() + budget), last_retried: Default::default() };
         let phase = async {
             match node.state {
                 ProvisionState::Deploying => steps::deploy(&run).await,
@@ -218,7 +221,11 @@ async fn drive(core: &WorkflowCore, id: NodeId) -> Result<(), StoreError> {
         };
         let outcome = match tokio::time::timeout(budget, phase).await {
             Ok(outcome) => outcome,
-            Err(_) => Err(StepFailure::Deadline { step: state_step(node.state), state: node.state, budget }),
+            // Cut short while retrying a device that kept failing: that failure is the news.
+            Err(_) => match run.last_retried.lock().ok().and_then(|mut last| last.take()) {
+                Some((step, source)) => Err(StepFailure::Driver { step, source }),
+                None => Err(StepFailure::Deadline { step: state_step(node.state), state: node.state, budget }),
+            },
         };
         if let Err(failure) = outcome {
             if let Some(why) = failure.fenced() {
@@ -308,6 +315,9 @@ where
             break Err(fault);
         }
         let Some(pause) = backoff.next_if(fault.is_transient(), attempt, attempt_started.elapsed(), run.retry_until) else { break Err(fault) };
+        if let (Fault::Driver(failure), Ok(mut last)) = (&fault, run.last_retried.lock()) {
+            *last = Some((name, failure.clone()));
+        }
         let message = format!("{name}: attempt {attempt} failed ({fault}); trying again in {} ms", pause.as_millis());
         tracing::warn!(kind = %fault.kind(), attempt, "{message}");
         crate::metrics::step_retry(name, &fault.kind().to_string());
@@ -315,6 +325,12 @@ where
         tokio::time::sleep(pause).await;
         attempt += 1;
     };
+    if outcome.is_ok()
+        && let Ok(mut last) = run.last_retried.lock()
+    {
+        // Retried and then done: a later deadline is not this step's doing.
+        *last = None;
+    }
     if let Some(fault) = outcome.as_ref().err().filter(|f| f.is_fenced()) {
         // Stopped by the fence: nothing to record for a node this daemon no longer drives.
         tracing::debug!("{name}: {fault}");

@@ -61,7 +61,7 @@ pub async fn set_boot_device(core: &WorkflowCore, key: Key, device: BootDevice, 
 pub async fn move_port(core: &WorkflowCore, key: Key, network: NetworkKind, vlan: Vlan, vlan_name: &str) -> Result<Node, StepFailure> {
     const STEP: &str = "switch port move (operator)";
     let node = idle_node(core, key, STEP).await?;
-    let run = Run { core, node: &node, retry_until: None };
+    let run = Run { core, node: &node, retry_until: None, last_retried: Default::default() };
     steps::move_port_to(&run, network, vlan, vlan_name, STEP).await?;
     let id = node.id;
     core.store.call(move |c| nodes::get_by_id(c, id)).await.map_err(|source| StepFailure::Store { step: STEP, source })

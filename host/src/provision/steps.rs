@@ -39,6 +39,12 @@ pub async fn activate(run: &Run<'_>) -> Result<(), StepFailure> {
     move_port(run, NetworkKind::Tenant, "switch port -> tenant").await?;
     step(run, "boot device -> disk", || async { Ok(drivers::set_boot_device(&run.core.plugins, &run.node.bmc(), BootDevice::Disk, true).await?) })
         .await?;
+    if run.core.config.deploy.agent_poweroff {
+        // The agent powers the node off after its report, when it is done saying so: a reset
+        // sent before that is undone by it and the node stays off (seen once a TLS handshake
+        // made the agent's exit slower). Off first, whatever the agent has done by then.
+        power_off(run, "powered off for the boot from disk").await?;
+    }
     power_on_or_reboot(run, "reboot from disk").await?;
     let id = run.node.id;
     let instance = run.node.instance_id;
@@ -182,7 +188,7 @@ async fn create_task(
 /// step's. Never retried: a finished task reads the same again (another attempt is a new task).
 async fn wait_task(run: &Run<'_>, kind: TaskKind, name: &'static str) -> Result<(), StepFailure> {
     let id = run.node.id;
-    let once = Run { core: run.core, node: run.node, retry_until: None };
+    let once = Run { core: run.core, node: run.node, retry_until: None, last_retried: Default::default() };
     step(&once, name, || async {
         loop {
             let notified = run.core.task_events.notified();
