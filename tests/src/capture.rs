@@ -89,23 +89,3 @@ impl Drop for Capture {
         }
     }
 }
-
-/// Up to `count` windows of `len` bytes of `data`, spread over it, each with at least 16
-/// different byte values: pieces of an image that could not turn up in a capture by chance.
-pub fn distinctive_windows(data: &[u8], len: usize, count: usize) -> Vec<Vec<u8>> {
-    let mut windows = Vec::new();
-    let step = (data.len() / (count * 8).max(1)).max(len);
-    let mut at = 0;
-    while at + len <= data.len() && windows.len() < count {
-        let window = &data[at..at + len];
-        let mut seen = [false; 256];
-        window.iter().for_each(|b| seen[usize::from(*b)] = true);
-        if seen.iter().filter(|s| **s).count() >= 16 {
-            windows.push(window.to_vec());
-            at += step * 4;
-        } else {
-            at += step;
-        }
-    }
-    windows
-}

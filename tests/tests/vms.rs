@@ -10,12 +10,15 @@ use serde_json::json;
 use sha2::{Digest, Sha256};
 
 use metalhost_conformance::sims::netns::Netns;
-use metalhost_tests::capture::{self, Capture};
+use metalhost_tests::capture::Capture;
 use metalhost_tests::console::TmuxPane;
 use metalhost_tests::daemon::TOKEN;
 use metalhost_tests::vm_lab::{self, LabNetns, PROVISIONING_VLAN, TENANT_VLAN, VmLab, VmOptions, in_lab_netns};
 
 const DEPLOY: Duration = Duration::from_secs(360);
+
+/// Placed inside an image that is uploaded and deployed: the capture must not show it.
+const MARKER: &[u8] = b"metalhost-capture-marker-5b1f0e2a9c7d4e38-inside-the-image";
 
 #[test]
 fn two_vms_deploy_boot_from_disk_destroy_and_a_corrupt_image_fails_alone() {
@@ -105,7 +108,14 @@ fn two_vms_deploy_boot_from_disk_destroy_and_a_corrupt_image_fails_alone() {
         let images_dir = lab.daemon.data_path().join("images");
         let stored_before = stored_files(&images_dir);
         // Uncompressed, so the flipped byte is caught by the sha256 (in a gzip stream its CRC would).
-        let bad = lab.upload("bad-os", &metalhost_tests::paths::demo_os_image());
+        // The demo OS shares its kernel with the bootstrap (fetched in clear), so the capture check
+        // below looks for a marker placed in the image's last, unused KiB instead of its bytes.
+        let mut marked = std::fs::read(metalhost_tests::paths::demo_os_image()).expect("read the demo image");
+        let at = marked.len() - 1024;
+        marked[at..at + MARKER.len()].copy_from_slice(MARKER);
+        let marked_path = lab.dir.path().join("bad-os.img");
+        std::fs::write(&marked_path, &marked).expect("write the marked image");
+        let bad = lab.upload("bad-os", &marked_path);
         let stored = stored_files(&images_dir).into_iter().find(|f| !stored_before.contains(f)).expect("the new image's file");
         let mut bytes = std::fs::read(&stored).expect("read stored image");
         let middle = bytes.len() / 2;
@@ -141,11 +151,7 @@ fn two_vms_deploy_boot_from_disk_destroy_and_a_corrupt_image_fails_alone() {
         ] {
             assert!(!wire.contains(secret, true), "{what} crossed the wire in clear");
         }
-        let raw = metalhost_tests::paths::demo_os_image();
-        let windows = capture::distinctive_windows(&std::fs::read(raw).expect("image"), 48, 8);
-        assert!(windows.len() >= 4, "the image has too few distinctive pieces to look for");
-        let pieces: Vec<&[u8]> = windows.iter().map(Vec::as_slice).collect();
-        assert!(wire.found(&pieces, false).iter().all(|found| !found), "bytes of the (uncompressed) bad-os image crossed the wire in clear");
+        assert!(!wire.contains(MARKER, false), "the marker inside the (uncompressed) bad-os image crossed the wire in clear");
         eprintln!("figure: {} bytes captured over deploy, console, destroy and a failed deploy; no secret in them", wire.bytes);
     });
     assert!(!LabNetns::exists(&netns), "the lab netns {netns} is left behind");
