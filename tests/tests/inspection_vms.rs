@@ -74,7 +74,14 @@ fn a_vm_is_inspected_with_its_lldp_neighbour_and_an_unknown_vm_is_enlisted() {
             "{node}"
         );
         assert!(node["ip"].as_str().unwrap_or("").starts_with("10.99.0.1"), "a lease from the dynamic range: {node}");
-        let error = metalhost_tests::daemon::failure_line(&node["last_error"]);
+        // Why it waits is recorded by the validation that follows the enlistment: a moment later.
+        let mut error = metalhost_tests::daemon::failure_line(&node["last_error"]);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !error.contains("BMC credentials") && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            let (_, again) = lab.daemon.get(&format!("/v1/nodes/{}", node["id"])).await;
+            error = metalhost_tests::daemon::failure_line(&again["last_error"]);
+        }
         assert!(error.contains("BMC credentials") && error.contains("switch port"), "{error}");
         // Its agent powers it off once enlisted.
         let deadline = Instant::now() + Duration::from_secs(60);

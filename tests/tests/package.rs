@@ -97,7 +97,9 @@ fn serve_installed(data: &Path, log: &Path, cgroup: &DelegatedCgroup) -> Served 
         .spawn()
         .expect("start the installed daemon");
     let mut served = Served { child, url: String::new() };
-    let until = Instant::now() + Duration::from_secs(60);
+    // A fresh plugin cache: the release daemon compiles five plugins first, which took over a
+    // minute beside two VMs and clippy.
+    let until = Instant::now() + Duration::from_secs(240);
     while served.url.is_empty() {
         let text = std::fs::read_to_string(log).unwrap_or_default();
         if let Some(url) = text.lines().find(|l| l.contains("metalhost is serving")).and_then(|l| l.split(" url=").nth(1)) {
