@@ -28,16 +28,7 @@ async fn main() {
     let (_, node) = d.post("/v1/nodes", &node_body(1, sw["id"].as_i64().unwrap_or(1), "pw")).await;
     let dir = tempfile::tempdir().expect("tmp");
     let image = dir.path().join("image.raw");
-    let mut bytes = vec![0u8; size_mib * MIB];
-    let mut x: u64 = 0x9E3779B97F4A7C15;
-    for chunk in bytes.chunks_mut(8) {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        chunk.copy_from_slice(&x.to_le_bytes()[..chunk.len()]);
-    }
-    std::fs::write(&image, &bytes).expect("image");
-    drop(bytes);
+    std::fs::write(&image, metalhost_tests::deploy_lab::incompressible(size_mib * MIB)).expect("image");
     let out = d.cli(&["image", "add", image.to_str().expect("utf8"), "--name", "big", "--json"]);
     assert!(out.status.success());
     let img: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");

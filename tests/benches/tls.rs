@@ -59,16 +59,7 @@ async fn main() {
     let (size_mib, runs, gets) = (env_or("BENCH_IMAGE_MIB", 256), env_or("BENCH_RUNS", 3), env_or("BENCH_GETS", 2000));
     let dir = tempfile::tempdir().expect("tmp");
     let image = dir.path().join("image.raw");
-    let mut bytes = vec![0u8; size_mib * MIB];
-    let mut x: u64 = 0x9E3779B97F4A7C15;
-    for chunk in bytes.chunks_mut(8) {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        chunk.copy_from_slice(&x.to_le_bytes()[..chunk.len()]);
-    }
-    std::fs::write(&image, &bytes).expect("image");
-    drop(bytes);
+    std::fs::write(&image, metalhost_tests::deploy_lab::incompressible(size_mib * MIB)).expect("image");
     let sides = [side("tls", "", &image).await, side("plain", "[tls]\nenabled = false\n", &image).await];
     assert!(sides[0].daemon.url.starts_with("https://") && sides[1].daemon.url.starts_with("http://"));
 

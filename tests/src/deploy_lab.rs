@@ -192,6 +192,19 @@ impl DeployLab {
 }
 
 /// A deterministic image of `len` bytes.
+/// `len` bytes of xorshift output: an image no compression shrinks, for throughput benchmarks.
+pub fn incompressible(len: usize) -> Vec<u8> {
+    let mut bytes = vec![0u8; len];
+    let mut x: u64 = 0x9E3779B97F4A7C15;
+    for chunk in bytes.chunks_mut(8) {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        chunk.copy_from_slice(&x.to_le_bytes()[..chunk.len()]);
+    }
+    bytes
+}
+
 pub fn image(len: usize, seed: u8) -> Vec<u8> {
     (0..len).map(|i| ((i * 31 + usize::from(seed) * 7) % 253) as u8).collect()
 }
