@@ -64,7 +64,7 @@ impl App {
             .with_context(|| format!("cannot listen on {} for netboot (boot_listen)", config.boot_listen))?;
         let boot_bound = boot_listener.local_addr().context("bound address")?;
         let tls = if config.tls.enabled {
-            let names = crate::tls::certificate_names(&config, bound);
+            let names = crate::tls::certificate_names(&config, bound, &hostname());
             Some(crate::tls::server(&config, &names).context("cannot set up TLS for the API")?)
         } else {
             tracing::warn!("[tls] enabled = false: the API, agent tokens and images travel in clear");

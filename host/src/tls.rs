@@ -60,7 +60,7 @@ pub fn ca_dir(config: &Config) -> PathBuf {
 pub fn server(config: &Config, names: &[String]) -> Result<ServerTls, TlsError> {
     let (chain, key, ca_file) = match (&config.tls.cert_file, &config.tls.key_file) {
         (Some(cert_file), Some(key_file)) => {
-            let chain = read_chain(cert_file)?;
+            let chain = read_certificates(cert_file)?;
             let key = PrivateKeyDer::from_pem_file(key_file)
                 .map_err(|e| TlsError::Invalid { path: key_file.clone(), why: format!("no private key: {e}") })?;
             (chain, key, cert_file.clone())
@@ -87,7 +87,8 @@ pub fn fingerprint(cert: &CertificateDer<'_>) -> String {
     hex::encode(Sha256::digest(cert.as_ref()))
 }
 
-fn read_chain(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
+/// The certificates of a PEM file (a chain, or CAs to trust); at least one.
+pub fn read_certificates(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
     let chain: Vec<_> = CertificateDer::pem_file_iter(path)
         .and_then(Iterator::collect)
         .map_err(|e| TlsError::Invalid { path: path.to_owned(), why: format!("not a PEM certificate chain: {e}") })?;
@@ -97,9 +98,24 @@ fn read_chain(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
     Ok(chain)
 }
 
+/// A TLS client (ring, TLS 1.2 and 1.3) trusting `roots` beside, when `public_roots`, the public
+/// ones: the CLI's and the store's connection to PostgreSQL.
+pub fn client_config(extra_roots: Vec<CertificateDer<'static>>, public_roots: bool) -> Result<rustls::ClientConfig, rustls::Error> {
+    let mut roots =
+        if public_roots { rustls::RootCertStore { roots: webpki_roots::TLS_SERVER_ROOTS.to_vec() } } else { rustls::RootCertStore::empty() };
+    for cert in extra_roots {
+        roots.add(cert)?;
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    Ok(rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
+        .with_root_certificates(roots)
+        .with_no_client_auth())
+}
+
 /// The names a generated server certificate covers: the public URL's host, the listen address
 /// (unless it is every address), loopback, this machine's name and the configured extras.
-pub fn certificate_names(config: &Config, bound: SocketAddr) -> Vec<String> {
+pub fn certificate_names(config: &Config, bound: SocketAddr, host_name: &str) -> Vec<String> {
     let mut names: Vec<String> = Vec::new();
     if let Some(host) = config.public_url.as_deref().and_then(url_host) {
         names.push(host);
@@ -108,9 +124,7 @@ pub fn certificate_names(config: &Config, bound: SocketAddr) -> Vec<String> {
         names.push(bound.ip().to_string());
     }
     names.extend(["localhost", "127.0.0.1", "::1"].map(str::to_owned));
-    if let Ok(host) = std::fs::read_to_string("/proc/sys/kernel/hostname") {
-        names.push(host.trim().to_owned());
-    }
+    names.push(host_name.to_owned());
     names.extend(config.tls.names.iter().cloned());
     names.retain(|n| !n.is_empty());
     let mut seen = std::collections::HashSet::new();

@@ -151,26 +151,11 @@ impl Client {
 
 /// The public roots and, when given, the CAs in `ca` (PEM); TLS 1.2 and 1.3 only.
 pub fn tls_config(ca: Option<&std::path::Path>) -> Result<rustls::ClientConfig, CliError> {
-    use rustls::pki_types::CertificateDer;
-    use rustls::pki_types::pem::PemObject;
-    let mut roots = rustls::RootCertStore { roots: webpki_roots::TLS_SERVER_ROOTS.to_vec() };
-    if let Some(path) = ca {
-        let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(path)
-            .and_then(Iterator::collect)
-            .map_err(|e| CliError::Usage(format!("--ca {}: not a PEM certificate file: {e}", path.display())))?;
-        if certs.is_empty() {
-            return Err(CliError::Usage(format!("--ca {}: no certificate in it", path.display())));
-        }
-        for cert in certs {
-            roots.add(cert).map_err(|e| CliError::Usage(format!("--ca {}: {e}", path.display())))?;
-        }
-    }
-    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
-    Ok(rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| CliError::Usage(format!("TLS: {e}")))?
-        .with_root_certificates(roots)
-        .with_no_client_auth())
+    let extra = match ca {
+        Some(path) => crate::tls::read_certificates(path).map_err(|e| CliError::Usage(format!("--ca {e}")))?,
+        None => Vec::new(),
+    };
+    crate::tls::client_config(extra, true).map_err(|e| CliError::Usage(format!("--ca: {e}")))
 }
 
 /// An error and its causes on one line (reqwest's own text stops at "error sending request").

@@ -4,9 +4,6 @@
 
 use std::path::{Path, PathBuf};
 
-use rustls::pki_types::CertificateDer;
-use rustls::pki_types::pem::PemObject;
-
 /// How the store's connections reach PostgreSQL.
 #[derive(Clone)]
 pub enum PgTls {
@@ -20,22 +17,8 @@ impl PgTls {
     /// TLS verified against the CAs (PEM) in `ca_file`; `Off` without one.
     pub fn new(ca_file: Option<&Path>) -> Result<PgTls, String> {
         let Some(ca_file) = ca_file else { return Ok(PgTls::Off) };
-        let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(ca_file)
-            .and_then(Iterator::collect)
-            .map_err(|e| format!("database_ca_file {}: not a PEM certificate file: {e}", ca_file.display()))?;
-        let mut roots = rustls::RootCertStore::empty();
-        for cert in certs {
-            roots.add(cert).map_err(|e| format!("database_ca_file {}: {e}", ca_file.display()))?;
-        }
-        if roots.is_empty() {
-            return Err(format!("database_ca_file {}: no certificate in it", ca_file.display()));
-        }
-        let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
-        let config = rustls::ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .map_err(|e| format!("TLS: {e}"))?
-            .with_root_certificates(roots)
-            .with_no_client_auth();
+        let certs = crate::tls::read_certificates(ca_file).map_err(|e| format!("database_ca_file {e}"))?;
+        let config = crate::tls::client_config(certs, false).map_err(|e| format!("database_ca_file {}: {e}", ca_file.display()))?;
         Ok(PgTls::Verified { connector: tokio_postgres_rustls::MakeRustlsConnect::new(config), ca_file: ca_file.to_owned() })
     }
 
