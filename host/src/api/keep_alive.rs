@@ -13,11 +13,26 @@ use axum::body::{Body, Bytes, HttpBody};
 use axum::extract::Request;
 use axum::http::{HeaderValue, header};
 use axum::middleware::Next;
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
+
+/// Bodies up to this size are read whole before the handler runs, so none is left unread on the
+/// connection whatever the answer (a refused request's bytes would otherwise reset it).
+const READ_AHEAD: u64 = 64 * 1024;
 
 pub async fn close_when_body_unread(request: Request, next: Next) -> Response {
     if request.body().is_end_stream() {
         return next.run(request).await;
+    }
+    if request.body().size_hint().upper().is_some_and(|n| n <= READ_AHEAD) {
+        let (parts, body) = request.into_parts();
+        return match axum::body::to_bytes(body, READ_AHEAD as usize).await {
+            Ok(bytes) => next.run(Request::from_parts(parts, Body::from(bytes))).await,
+            Err(e) => {
+                let mut response = super::error::ApiError::BadRequest(format!("cannot read the request body: {e}")).into_response();
+                response.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
+                response
+            }
+        };
     }
     let read_to_end = Arc::new(AtomicBool::new(false));
     let (parts, body) = request.into_parts();
